@@ -1,0 +1,129 @@
+"""Synthetic media made with ffmpeg's lavfi sources: no network, deterministic content.
+
+Used by `dvmset demo`, the tests and the benchmarks. A "music" track is a three-note chord
+with a kick drum on every beat; the picture is a moving test pattern whose hue jumps at every
+cut (a hard scene change).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from dvmset.storage import atomic_path
+
+_CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+
+def music_expression(bpm: float = 120.0, chord_hz: tuple[float, ...] = (220.0, 277.18, 329.63)) -> str:
+    """An aevalsrc expression: a soft chord plus a decaying kick on every beat."""
+    beat_s = 60.0 / bpm
+    chord = "+".join(f"0.12*sin(2*PI*{hz}*t)" for hz in chord_hz)
+    kick = f"0.45*exp(-25*mod(t,{beat_s}))*sin(2*PI*55*t)"
+    return f"{chord}+{kick}"
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """What to generate. `cut_every_s=None` gives a continuous picture; `static=True` a still frame."""
+
+    duration_s: float
+    width: int = 320
+    height: int = 240
+    fps: int = 25
+    audio: str = "music"  # "music", "silence" or "none"
+    channels: int = 2
+    video: bool = True
+    cut_every_s: float | None = 4.0
+    static: bool = False
+    bpm: float = 120.0
+    faststart: bool = True
+
+
+def require_ffmpeg() -> str:
+    """Path of ffmpeg, or a clear error that says how to install it."""
+    path = shutil.which("ffmpeg")
+    if path is None:
+        raise RuntimeError("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
+    return path
+
+
+def _video_filter(spec: VideoSpec) -> str:
+    size = f"{spec.width}x{spec.height}"
+    if spec.static:
+        return f"testsrc2=size={size}:rate={spec.fps}:duration=0.04,loop=loop=-1:size=1,trim=duration={spec.duration_s}"
+    chain = f"testsrc2=size={size}:rate={spec.fps}:duration={spec.duration_s}"
+    if spec.cut_every_s:
+        chain += f",hue=h=97*floor(t/{spec.cut_every_s}):s=1.5"
+    return chain
+
+
+def _audio_filter(spec: VideoSpec) -> str:
+    layout = _CHANNEL_LAYOUTS[spec.channels]
+    expr = music_expression(spec.bpm) if spec.audio == "music" else "0"
+    expr = expr.replace(",", "\\,")  # a bare comma would end the filter in the filtergraph
+    return f"aevalsrc={'|'.join([expr] * spec.channels)}:s=44100:c={layout}:d={spec.duration_s}"
+
+
+def make_video(path: Path, spec: VideoSpec) -> Path:
+    """Write an H.264/AAC mp4 (or an audio-only m4a when `spec.video` is false) at `path`."""
+    if not spec.video and spec.audio == "none":
+        raise ValueError("a file needs at least one stream")
+    args = [require_ffmpeg(), "-nostdin", "-v", "error", "-y"]
+    if spec.video:
+        args += ["-f", "lavfi", "-i", _video_filter(spec)]
+    if spec.audio != "none":
+        args += ["-f", "lavfi", "-i", _audio_filter(spec)]
+    if spec.video:
+        args += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", str(spec.fps)]
+    if spec.audio != "none":
+        args += ["-c:a", "aac", "-b:a", "128k"]
+    if spec.faststart:
+        args += ["-movflags", "+faststart"]
+    args += ["-t", str(spec.duration_s), "-f", "mp4"]
+    with atomic_path(path) as temp:
+        subprocess.run([*args, str(temp)], check=True, capture_output=True, timeout=600)
+    return path
+
+
+def truncate_copy(source: Path, target: Path, keep_fraction: float = 0.5) -> Path:
+    """Copy the first `keep_fraction` of a file's bytes (a download cut off midway)."""
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * keep_fraction)])
+    return target
+
+
+# name -> (status, reason) that the probe stage is expected to give each file of the sample folder
+SAMPLE_EXPECTATIONS: dict[str, tuple[str, str | None]] = {
+    "good_music_cuts.mp4": ("probed", None),
+    "Café clip №1 — ünïcode.mp4": ("probed", None),
+    "surround/five_one.mp4": ("probed", None),
+    "empty.mp4": ("failed", "empty_file"),
+    "notes.mp4": ("failed", "not_media"),
+    "truncated.mp4": ("failed", "truncated"),
+    "truncated_no_index.mp4": ("failed", "truncated"),
+    "no_audio.mp4": ("skipped", "no_audio_stream"),
+    "audio_only.m4a": ("skipped", "no_video_stream"),
+    "short_5s.mp4": ("skipped", "too_short"),
+}
+
+
+def make_sample_folder(folder: Path, good_duration_s: float = 65.0) -> dict[str, tuple[str, str | None]]:
+    """Fill `folder` with good and bad files (see SAMPLE_EXPECTATIONS) and return the expectations."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "surround").mkdir(exist_ok=True)
+    good = make_video(folder / "good_music_cuts.mp4", VideoSpec(good_duration_s))
+    make_video(folder / "Café clip №1 — ünïcode.mp4", VideoSpec(good_duration_s + 5, bpm=100, cut_every_s=6.0))
+    make_video(folder / "surround/five_one.mp4", VideoSpec(good_duration_s, channels=6, bpm=90))
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("These are meeting notes, not a video.\n" * 20, encoding="utf-8")
+    truncate_copy(good, folder / "truncated.mp4", 0.5)
+    no_index = make_video(folder / ".no_index_src.mp4", VideoSpec(good_duration_s, bpm=140, faststart=False))
+    truncate_copy(no_index, folder / "truncated_no_index.mp4", 0.6)
+    no_index.unlink()
+    make_video(folder / "no_audio.mp4", VideoSpec(good_duration_s, audio="none"))
+    make_video(folder / "audio_only.m4a", VideoSpec(good_duration_s, video=False))
+    make_video(folder / "short_5s.mp4", VideoSpec(5.0))
+    return dict(SAMPLE_EXPECTATIONS)

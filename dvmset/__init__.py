@@ -1,0 +1,3 @@
+"""DVMSet builder: typed core (ids, records, config, catalog, storage, errors, CLI)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""`python -m dvmset` runs the CLI."""
+
+from dvmset.cli import main
+
+main()

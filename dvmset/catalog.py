@@ -1,0 +1,391 @@
+"""The SQL catalog: the one module that speaks SQL (SQLAlchemy Core).
+
+SQLite in WAL mode by default; any SQLAlchemy URL (e.g. `postgresql+psycopg://...`) by config.
+Tables: `videos`, `video_queries` (which queries found a video), `clips`, `labels`
+(append-only events) and `schema_info` (the schema version). `Catalog.open` creates a new
+catalog at the current schema, or migrates an older one step by step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dvmset.errors import CatalogError, ReasonCode, StageError
+from dvmset.ids import split_video_id
+from dvmset.records import (
+    Candidate,
+    ClipStatus,
+    Download,
+    ErrorInfo,
+    ProbeInfo,
+    SourceKind,
+    SourceMetadata,
+    VideoRecord,
+    VideoStatus,
+)
+
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+schema_info = sa.Table("schema_info", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+videos = sa.Table(
+    "videos",
+    metadata,
+    sa.Column("video_id", sa.String(255), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("platform", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("error_reason", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("stage_version", sa.String(64)),
+    sa.Column("title", sa.Text),
+    sa.Column("channel", sa.Text),
+    sa.Column("upload_date", sa.String(16)),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("license", sa.Text),
+    sa.Column("webpage_url", sa.Text),
+    sa.Column("extractor", sa.String(64)),
+    sa.Column("media_path", sa.Text),
+    sa.Column("probe", sa.JSON),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+video_queries = sa.Table(
+    "video_queries",
+    metadata,
+    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), primary_key=True),
+    sa.Column("query", sa.Text, primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("found_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+clips = sa.Table(
+    "clips",
+    metadata,
+    sa.Column("clip_id", sa.String(300), primary_key=True),
+    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), nullable=False, index=True),
+    sa.Column("start_s", sa.Float, nullable=False),
+    sa.Column("end_s", sa.Float, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("error_reason", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("stage_version", sa.String(64)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("clip_id", sa.String(300), sa.ForeignKey("clips.clip_id"), nullable=False, index=True),
+    sa.Column("annotator", sa.String(128), nullable=False),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Migrations from version N-1 to N, applied in order by `Catalog.open`. A new catalog is
+# created at SCHEMA_VERSION directly. Add an entry here with every change to the tables above.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """One row of `Catalog.status_counts`: how many videos share a status and reason (and query)."""
+
+    status: VideoStatus
+    reason: str | None
+    count: int
+    query: str | None = None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What `add_candidates` did: new videos, and new (video, query) links on known videos."""
+
+    new_videos: int
+    new_links: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL mode, a busy timeout and foreign keys."""
+    try:
+        engine = sa.create_engine(url, future=True, pool_pre_ping=not url.startswith("sqlite"))
+    except (sa.exc.ArgumentError, ImportError) as exc:
+        raise CatalogError(f"cannot use catalog URL {_redact(url)}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
+
+
+class Catalog:
+    """Reads and writes videos, clips and label events. Open with `Catalog.open(url)`."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str) -> Catalog:
+        """Connect, create the schema if the catalog is new, migrate it if it is older."""
+        if url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        catalog = cls(make_engine(url))
+        try:
+            catalog._prepare_schema()
+        except sa.exc.OperationalError as exc:
+            raise CatalogError(f"cannot open catalog {_redact(url)}: {exc.orig}") from exc
+        return catalog
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema --------------------------------------------------------------------------------
+
+    def schema_version(self) -> int | None:
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("schema_info"):
+                return None
+            return conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
+
+    def _prepare_schema(self) -> None:
+        with self.engine.begin() as conn:
+            if not sa.inspect(conn).has_table("schema_info"):
+                metadata.create_all(conn)
+                conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))
+                return
+            version = conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar() or 0
+            if version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"catalog schema version {version} is newer than this code's ({SCHEMA_VERSION}); upgrade dvmset"
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[target](conn)
+                conn.execute(schema_info.update().values(version=target))
+
+    # -- videos --------------------------------------------------------------------------------
+
+    def add_candidates(self, candidates: Iterable[Candidate]) -> AddResult:
+        """Insert new videos as `discovered`; link every (video, query) pair once."""
+        new_videos = new_links = 0
+        now = _now()
+        with self.engine.begin() as conn:
+            for cand in candidates:
+                known = conn.execute(sa.select(videos.c.video_id).where(videos.c.video_id == cand.video_id)).first()
+                if known is None:
+                    conn.execute(
+                        videos.insert().values(
+                            video_id=cand.video_id,
+                            url=cand.url,
+                            platform=split_video_id(cand.video_id)[0],
+                            source=cand.source.value,
+                            status=VideoStatus.DISCOVERED.value,
+                            title=cand.title,
+                            duration_s=cand.duration_s,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                    new_videos += 1
+                linked = conn.execute(
+                    sa.select(video_queries.c.video_id).where(
+                        video_queries.c.video_id == cand.video_id, video_queries.c.query == cand.query
+                    )
+                ).first()
+                if linked is None:
+                    conn.execute(
+                        video_queries.insert().values(
+                            video_id=cand.video_id, query=cand.query, source=cand.source.value, found_at=now
+                        )
+                    )
+                    new_links += 1
+        return AddResult(new_videos=new_videos, new_links=new_links)
+
+    def get_video(self, video_id: str) -> VideoRecord | None:
+        records = list(self.videos(video_ids=[video_id]))
+        return records[0] if records else None
+
+    def videos(
+        self,
+        statuses: Sequence[VideoStatus] | None = None,
+        video_ids: Sequence[str] | None = None,
+        query: str | None = None,
+    ) -> Iterator[VideoRecord]:
+        """Videos ordered by id, optionally filtered by status, id or query."""
+        stmt = sa.select(videos).order_by(videos.c.video_id)
+        if statuses is not None:
+            stmt = stmt.where(videos.c.status.in_([s.value for s in statuses]))
+        if video_ids is not None:
+            stmt = stmt.where(videos.c.video_id.in_(list(video_ids)))
+        if query is not None:
+            stmt = stmt.where(
+                videos.c.video_id.in_(sa.select(video_queries.c.video_id).where(video_queries.c.query == query))
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+            links: dict[str, list[str]] = {}
+            ids = [row["video_id"] for row in rows]
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                for video_id, linked_query in conn.execute(
+                    sa.select(video_queries.c.video_id, video_queries.c.query)
+                    .where(video_queries.c.video_id.in_(chunk))
+                    .order_by(video_queries.c.found_at, video_queries.c.query)
+                ):
+                    links.setdefault(video_id, []).append(linked_query)
+        for row in rows:
+            yield _video_from_row(row, tuple(links.get(row["video_id"], ())))
+
+    def mark_downloaded(self, download: Download, stage_version: str) -> None:
+        meta = download.metadata
+        self._update_video(
+            download.video_id,
+            status=VideoStatus.DOWNLOADED,
+            stage_version=stage_version,
+            media_path=download.media_path,
+            title=meta.title,
+            channel=meta.channel,
+            upload_date=meta.upload_date,
+            duration_s=meta.duration_s,
+            license=meta.license,
+            webpage_url=meta.webpage_url,
+            extractor=meta.extractor,
+        )
+
+    def mark_probed(self, video_id: str, probe: ProbeInfo, stage_version: str) -> None:
+        self._update_video(
+            video_id, status=VideoStatus.PROBED, stage_version=stage_version, probe=asdict(probe),
+            duration_s=probe.duration_s,
+        )
+
+    def mark_error(self, video_id: str, error: StageError, stage_version: str) -> VideoStatus:
+        """Record a stage error: `skipped` for reasons that mean "does not qualify", else `failed`."""
+        status = VideoStatus.SKIPPED if error.reason.is_skip else VideoStatus.FAILED
+        self._update_video(
+            video_id, status=status, stage_version=stage_version, error_reason=error.reason.value,
+            error_message=error.message,
+        )
+        return status
+
+    def reset_errors(self, reasons: Sequence[ReasonCode] | None = None) -> int:
+        """Send `failed` videos (optionally only some reasons) back to where they can be retried."""
+        stmt = videos.update().where(videos.c.status == VideoStatus.FAILED.value)
+        if reasons:
+            stmt = stmt.where(videos.c.error_reason.in_([r.value for r in reasons]))
+        restart = sa.case(
+            (videos.c.media_path.is_(None), VideoStatus.DISCOVERED.value), else_=VideoStatus.DOWNLOADED.value
+        )
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                stmt.values(status=restart, error_reason=None, error_message=None, updated_at=_now())
+            )
+        return result.rowcount
+
+    def _update_video(self, video_id: str, status: VideoStatus, stage_version: str, **values: Any) -> None:
+        values.setdefault("error_reason", None)
+        values.setdefault("error_message", None)
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                videos.update()
+                .where(videos.c.video_id == video_id)
+                .values(status=status.value, stage_version=stage_version, updated_at=_now(), **values)
+            )
+        if result.rowcount != 1:
+            raise CatalogError(f"no video {video_id!r} in the catalog")
+
+    # -- reports -------------------------------------------------------------------------------
+
+    def status_counts(self, by_query: bool = False) -> list[StatusCount]:
+        """Counts of videos by status and reason; per query (a video counts once per query) if asked."""
+        if by_query:
+            stmt = (
+                sa.select(video_queries.c.query, videos.c.status, videos.c.error_reason, sa.func.count())
+                .join(videos, videos.c.video_id == video_queries.c.video_id)
+                .group_by(video_queries.c.query, videos.c.status, videos.c.error_reason)
+                .order_by(video_queries.c.query, videos.c.status, videos.c.error_reason)
+            )
+        else:
+            stmt = (
+                sa.select(sa.null(), videos.c.status, videos.c.error_reason, sa.func.count())
+                .group_by(videos.c.status, videos.c.error_reason)
+                .order_by(videos.c.status, videos.c.error_reason)
+            )
+        with self.engine.connect() as conn:
+            return [
+                StatusCount(status=VideoStatus(status), reason=reason, count=count, query=query)
+                for query, status, reason, count in conn.execute(stmt)
+            ]
+
+    def clip_status_counts(self) -> dict[ClipStatus, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(clips.c.status, sa.func.count()).group_by(clips.c.status)).all()
+        return {ClipStatus(status): count for status, count in rows}
+
+
+def _video_from_row(row: Any, queries: tuple[str, ...]) -> VideoRecord:
+    probe = row["probe"]
+    if isinstance(probe, str):  # some drivers hand JSON back as text
+        probe = json.loads(probe)
+    return VideoRecord(
+        video_id=row["video_id"],
+        url=row["url"],
+        platform=row["platform"],
+        source=SourceKind(row["source"]),
+        status=VideoStatus(row["status"]),
+        queries=queries,
+        metadata=SourceMetadata(
+            title=row["title"],
+            channel=row["channel"],
+            upload_date=row["upload_date"],
+            duration_s=row["duration_s"],
+            license=row["license"],
+            webpage_url=row["webpage_url"],
+            extractor=row["extractor"],
+        ),
+        media_path=row["media_path"],
+        probe=ProbeInfo(**probe) if probe else None,
+        error=ErrorInfo(ReasonCode(row["error_reason"]), row["error_message"] or "") if row["error_reason"] else None,
+        stage_version=row["stage_version"],
+        updated_at=row["updated_at"],
+    )

@@ -1,0 +1,214 @@
+"""The `dvmset` command line: init, discover, download, probe, status, demo.
+
+Exit codes scripts can rely on (`ExitCode`): 0 the command did its work (videos that were
+skipped or failed are recorded in the catalog, not errors of the command), 1 some videos
+failed in this run, 2 usage error, 3 invalid configuration, 4 a source could not be read
+(e.g. the platform is unreachable), 5 the catalog could not be opened.
+The curation stages are imported inside the commands: this module is the application's top.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from tqdm import tqdm
+
+from dvmset.catalog import Catalog
+from dvmset.config import DEFAULT_FILE_NAME, STARTER_CONFIG, Config, load_config
+from dvmset.errors import CatalogError, ConfigError, DvmsetError, SearchError
+from dvmset.records import Candidate, VideoStatus
+from dvmset.reports import status_tables
+from dvmset.storage import DataRoot, atomic_write_text
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ITEMS_FAILED = 1
+    USAGE = 2
+    CONFIG = 3
+    SOURCE = 4
+    CATALOG = 5
+
+
+app = typer.Typer(
+    help="Build the DVMSet video-music dataset.", no_args_is_help=True, add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help=f"config file (default: $DVMSET_CONFIG or ./{DEFAULT_FILE_NAME})")
+]
+LimitOption = Annotated[int | None, typer.Option(help="process at most this many videos")]
+
+
+def _fail(code: ExitCode, message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(int(code))
+
+
+def _open(config_path: Path | None) -> tuple[Config, Catalog]:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    DataRoot(config.data_root).ensure()
+    try:
+        return config, Catalog.open(config.resolved_catalog_url)
+    except CatalogError as exc:
+        raise _fail(ExitCode.CATALOG, str(exc)) from exc
+
+
+def _progress(total: int, stage: str) -> tqdm:
+    return tqdm(total=total, desc=stage, unit="video", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the starter config")] = Path(DEFAULT_FILE_NAME),
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a starter config file with every setting and its default."""
+    if path.exists() and not force:
+        raise _fail(ExitCode.USAGE, f"{path} exists; use --force to overwrite it")
+    atomic_write_text(path, STARTER_CONFIG)
+    out.print(f"wrote {path}")
+
+
+@app.command()
+def discover(
+    config_path: ConfigOption = None,
+    query: Annotated[list[str] | None, typer.Option("--query", "-q", help="search these queries (repeatable)")] = None,
+    queries_file: Annotated[Path | None, typer.Option(help="queries file (default: the config's)")] = None,
+    urls: Annotated[Path | None, typer.Option(help="a URL list file instead of platform search")] = None,
+    folder: Annotated[Path | None, typer.Option(help="a local folder (searched recursively) instead")] = None,
+    label: Annotated[str | None, typer.Option(help="the query label recorded for --folder videos")] = None,
+) -> None:
+    """Find candidate videos and add them to the catalog as `discovered`."""
+    from curation import search
+
+    config, catalog = _open(config_path)
+    candidates: list[Candidate] = []
+    failures: list[SearchError] = []
+    try:
+        if folder is not None:
+            candidates += search.scan_folder(folder, label)
+        if urls is not None:
+            candidates += search.read_url_list(urls)
+        if folder is None and urls is None:
+            queries = query or search.load_queries(queries_file or config.search.queries_file)
+            with tqdm(total=len(queries), desc="search", unit="query", file=sys.stderr, leave=False) as bar:
+                found, failures = search.search_queries(queries, config.search, on_done=lambda _q: bar.update())
+            candidates += found
+    except ConfigError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    except SearchError as exc:
+        raise _fail(ExitCode.SOURCE, str(exc)) from exc
+    added = catalog.add_candidates(candidates)
+    out.print(f"discover: {len(candidates)} hits -> {added.new_videos} new videos, {added.new_links} new query links")
+    if failures:
+        for failure in failures:
+            err.print(f"[yellow]search failed[/] {failure}", highlight=False)
+        raise typer.Exit(int(ExitCode.SOURCE))
+
+
+def _run_stage(stage: str, catalog: Catalog, config: Config, status: VideoStatus, limit: int | None):
+    """Run one per-video step over the catalog's videos in `status`; print and return its summary."""
+    from curation import steps
+
+    step = {"download": steps.download_step, "probe": steps.probe_step}[stage]
+    videos = list(catalog.videos(statuses=[status]))[:limit]
+    with _progress(len(videos), stage) as bar:
+        summary = steps.run_step(step, stage, catalog, config, videos, on_outcome=lambda _o: bar.update())
+    out.print(summary.line(), highlight=False)
+    return summary
+
+
+@app.command()
+def download(
+    config_path: ConfigOption = None,
+    limit: LimitOption = None,
+    probe: Annotated[bool, typer.Option(help="probe each downloaded video too")] = True,
+    retry_failed: Annotated[bool, typer.Option(help="first send failed videos back to be tried again")] = False,
+) -> None:
+    """Download `discovered` videos (then probe them); failures are recorded with a reason."""
+    config, catalog = _open(config_path)
+    if retry_failed:
+        out.print(f"retry: {catalog.reset_errors()} failed videos sent back")
+    failed = _run_stage("download", catalog, config, VideoStatus.DISCOVERED, limit).failed
+    if probe:
+        failed += _run_stage("probe", catalog, config, VideoStatus.DOWNLOADED, limit).failed
+    if failed:
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))
+
+
+@app.command()
+def probe(config_path: ConfigOption = None, limit: LimitOption = None) -> None:
+    """Probe `downloaded` videos: streams, duration, a decode check."""
+    config, catalog = _open(config_path)
+    if _run_stage("probe", catalog, config, VideoStatus.DOWNLOADED, limit).failed:
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))
+
+
+@app.command()
+def status(
+    config_path: ConfigOption = None,
+    by_query: Annotated[bool, typer.Option("--by-query", help="one table row per query")] = False,
+) -> None:
+    """Counts of videos by status and reason (and per query)."""
+    _config, catalog = _open(config_path)
+    for table in status_tables(catalog, by_query=by_query):
+        out.print(table)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="folder for the sample videos, data and config")] = Path("demo"),
+) -> None:
+    """The main job on embedded defaults, offline: sample videos -> discover -> download -> probe."""
+    from curation.samples import make_sample_folder
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_file = workdir / DEFAULT_FILE_NAME
+    if not config_file.exists():
+        atomic_write_text(config_file, STARTER_CONFIG)
+    samples = workdir / "samples"
+    if not samples.exists():
+        out.print(f"making sample videos in {samples} (ffmpeg lavfi)")
+        make_sample_folder(samples)
+    config, catalog = _open(config_file)
+    from curation import search
+
+    added = catalog.add_candidates(search.scan_folder(samples, "demo samples"))
+    out.print(f"discover: {added.new_videos} new videos from {samples}")
+    _run_stage("download", catalog, config, VideoStatus.DISCOVERED, None)
+    _run_stage("probe", catalog, config, VideoStatus.DOWNLOADED, None)
+    for table in status_tables(catalog, by_query=False):
+        out.print(table)
+    out.print(f"catalog: {catalog.url}\ndata root: {config.data_root.resolve()}")
+
+
+def main() -> None:
+    """Entry point: run the app; a DvmsetError nobody caught still exits cleanly with its message."""
+    try:
+        app()
+    except DvmsetError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(int(exit_code_for(exc)))
+
+
+def exit_code_for(error: DvmsetError) -> ExitCode:
+    """The exit code of an error that ends a command."""
+    if isinstance(error, ConfigError):
+        return ExitCode.CONFIG
+    if isinstance(error, CatalogError):
+        return ExitCode.CATALOG
+    if isinstance(error, SearchError):
+        return ExitCode.SOURCE
+    return ExitCode.ITEMS_FAILED

@@ -1,0 +1,196 @@
+"""Typed configuration: one TOML file plus `DVMSET_*` environment overrides.
+
+Lookup order for the file: an explicit path, `$DVMSET_CONFIG`, `./dvmset.toml`, else the
+embedded defaults alone. Environment overrides win over the file:
+`DVMSET_DATA_ROOT=/data`, `DVMSET_CATALOG_URL=postgresql+psycopg://...`,
+`DVMSET_DOWNLOAD__RATE_LIMIT=2M` (a double underscore descends into a section).
+Relative paths in a file are taken relative to that file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dvmset.errors import ConfigError
+
+ENV_PREFIX = "DVMSET_"
+DEFAULT_FILE_NAME = "dvmset.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchConfig(_Section):
+    queries_file: Path | None = None  # None: the bundled curation/data/queries.toml
+    platforms: tuple[str, ...] = ("youtube",)
+    results_per_query: int = Field(20, ge=1, le=1000)
+    socket_timeout_s: float = Field(15.0, gt=0)
+    proxy: str | None = None
+
+    @field_validator("platforms", mode="before")
+    @classmethod
+    def _split_platforms(cls, value: Any) -> Any:
+        return _split_list(value)
+
+
+class DownloadConfig(_Section):
+    max_height: int = Field(1080, ge=144)
+    min_duration_s: float = Field(60.0, ge=0)
+    max_duration_s: float = Field(3 * 3600.0, gt=0)
+    retries: int = Field(3, ge=0, le=20)
+    backoff_base_s: float = Field(2.0, ge=0)
+    backoff_max_s: float = Field(60.0, ge=0)
+    socket_timeout_s: float = Field(30.0, gt=0)
+    cookies_file: Path | None = None
+    rate_limit: str | None = None  # bytes/s as yt-dlp writes it: "500K", "4.2M"
+    sleep_requests_s: float = Field(0.0, ge=0)  # pause between a video's HTTP requests
+    sleep_interval_s: float = Field(0.0, ge=0)  # pause before each download
+    max_sleep_interval_s: float = Field(0.0, ge=0)  # random pause up to this (>= sleep_interval_s)
+    proxy: str | None = None
+
+
+class ProbeConfig(_Section):
+    min_duration_s: float = Field(60.0, ge=0)  # shorter than one clip: skipped as too_short
+    decode_check_s: float = Field(3.0, gt=0)  # seconds decoded at the start and at the end
+    timeout_s: float = Field(120.0, gt=0)
+
+
+class Config(_Section):
+    data_root: Path = Path("data")
+    catalog_url: str | None = None  # None: SQLite at <data_root>/catalog.sqlite
+    model_dir: Path | None = None
+    search: SearchConfig = SearchConfig()
+    download: DownloadConfig = DownloadConfig()
+    probe: ProbeConfig = ProbeConfig()
+
+    @property
+    def resolved_catalog_url(self) -> str:
+        """The SQLAlchemy URL of the catalog (SQLite under the data root by default)."""
+        if self.catalog_url:
+            return self.catalog_url
+        return f"sqlite:///{(self.data_root / 'catalog.sqlite').resolve()}"
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`DVMSET_A__B=v` -> `{"a": {"b": v}}`; JSON values (lists, numbers) are decoded when they parse."""
+    overrides: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}CONFIG" or key.startswith(f"{ENV_PREFIX}TEST_"):
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value: Any = json.loads(raw) if raw[:1] in "[{" else raw
+        except json.JSONDecodeError:
+            value = raw
+        node = overrides
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return overrides
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+_PATH_KEYS = {(): ("data_root", "model_dir"), ("search",): ("queries_file",), ("download",): ("cookies_file",)}
+
+
+def _anchor_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
+    """Make the file's relative path settings relative to the file's folder."""
+    data = dict(data)
+    for section, keys in _PATH_KEYS.items():
+        node = data
+        for part in section:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        for key in keys:
+            if isinstance(node.get(key), str) and node[key] and not Path(node[key]).is_absolute():
+                node[key] = str(base_dir / node[key])
+    return data
+
+
+def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read, or None for embedded defaults. An explicit path must exist."""
+    candidate = explicit or (Path(environ[f"{ENV_PREFIX}CONFIG"]) if environ.get(f"{ENV_PREFIX}CONFIG") else None)
+    if candidate is not None:
+        if not candidate.is_file():
+            raise ConfigError(f"config file {candidate} does not exist")
+        return candidate
+    local = Path.cwd() / DEFAULT_FILE_NAME
+    return local if local.is_file() else None
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the config file (see module doc) and apply environment overrides."""
+    environ = os.environ if environ is None else environ
+    file_path = find_config_file(path, environ)
+    data: dict[str, Any] = {}
+    if file_path is not None:
+        try:
+            data = tomllib.loads(file_path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {file_path}: {exc}") from exc
+        data = _anchor_paths(data, file_path.parent.resolve())
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        source = file_path or "embedded defaults"
+        raise ConfigError(f"invalid configuration ({source} + {ENV_PREFIX}* environment):\n{exc}") from exc
+
+
+STARTER_CONFIG = """\
+# DVMSet builder configuration. Every key is optional; the values shown are the defaults.
+# Environment variables override it: DVMSET_DATA_ROOT, DVMSET_CATALOG_URL,
+# DVMSET_DOWNLOAD__RATE_LIMIT=2M (a double underscore descends into a section).
+
+data_root = "data"                 # raw/, stems/, clips/, features/ and the SQLite catalog
+# catalog_url = "postgresql+psycopg://user:pass@host/dvmset"   # for runs across machines
+# model_dir = "models"             # local folder of pretrained weights
+
+[search]
+# queries_file = "queries.toml"    # default: the bundled list (47 queries after the paper)
+platforms = ["youtube"]            # yt-dlp search prefixes: youtube, bilibili, soundcloud, ...
+results_per_query = 20
+socket_timeout_s = 15.0
+
+[download]
+max_height = 1080                  # format cap: best video up to this height + best audio
+min_duration_s = 60.0
+max_duration_s = 10800.0
+retries = 3                        # with exponential back-off
+backoff_base_s = 2.0
+backoff_max_s = 60.0
+socket_timeout_s = 30.0
+# cookies_file = "cookies.txt"     # Netscape format, for platforms that ask you to sign in
+# rate_limit = "2M"                # bytes per second
+sleep_requests_s = 0.0             # pause between requests of one download
+sleep_interval_s = 0.0             # pause before each download
+max_sleep_interval_s = 0.0         # random pause up to this many seconds
+
+[probe]
+min_duration_s = 60.0             # shorter than one 60 s clip: skipped as too_short
+decode_check_s = 3.0
+"""

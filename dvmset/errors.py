@@ -1,0 +1,75 @@
+"""Typed errors. Every failure a stage can meet carries a `ReasonCode` and a readable message.
+
+Stages raise `StageError` subclasses; callers record `(reason, message)` in the catalog and go on.
+Whether a reason leaves an item `skipped` (valid input that does not qualify) or `failed`
+(broken, unreachable) is decided here, once, by `ReasonCode.is_skip`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReasonCode(StrEnum):
+    """Why an item did not advance. Stored in the catalog as the string value."""
+
+    # probe: the file itself
+    EMPTY_FILE = "empty_file"
+    NOT_MEDIA = "not_media"
+    TRUNCATED = "truncated"
+    DECODE_ERROR = "decode_error"
+    NO_AUDIO_STREAM = "no_audio_stream"
+    NO_VIDEO_STREAM = "no_video_stream"
+    TOO_SHORT = "too_short"
+    TOO_LONG = "too_long"
+    # sources and downloads
+    NETWORK_UNREACHABLE = "network_unreachable"
+    UNAVAILABLE = "unavailable"
+    BLOCKED = "blocked"
+    DOWNLOAD_ERROR = "download_error"
+    SOURCE_NOT_FOUND = "source_not_found"
+    # anything a stage did not foresee; the message holds the detail
+    INTERNAL_ERROR = "internal_error"
+
+    @property
+    def is_skip(self) -> bool:
+        """True where the input is fine but does not qualify (the item is `skipped`, not `failed`)."""
+        return self in _SKIP_REASONS
+
+
+_SKIP_REASONS = frozenset(
+    {ReasonCode.NO_AUDIO_STREAM, ReasonCode.NO_VIDEO_STREAM, ReasonCode.TOO_SHORT, ReasonCode.TOO_LONG}
+)
+
+
+class DvmsetError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(DvmsetError):
+    """The configuration file or an environment override is invalid."""
+
+
+class CatalogError(DvmsetError):
+    """The catalog cannot be opened, or its schema is newer than this code."""
+
+
+class StageError(DvmsetError):
+    """A stage could not process one item. `reason` says why, `message` says it for people."""
+
+    def __init__(self, reason: ReasonCode, message: str):
+        super().__init__(f"{reason.value}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class SearchError(StageError):
+    """A source (platform search, URL list, folder) could not be read."""
+
+
+class DownloadError(StageError):
+    """A video could not be downloaded."""
+
+
+class ProbeError(StageError):
+    """A downloaded file is not a usable video with music."""

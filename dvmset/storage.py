@@ -1,0 +1,112 @@
+"""The data-root layout and atomic file writes.
+
+Layout under one data root: `raw/<video_id>/`, `stems/<video_id>/`, `clips/<clip_id>/`,
+`features/<clip_id>/`, `state/` (tool state such as the yt-dlp download archive).
+Every write goes to a temporary name in the final folder and is renamed into place, so a
+killed run never leaves a half file under a final name.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from dvmset.ids import id_to_dirname
+
+TEMP_MARKER = ".tmp-"
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """Paths of the data root; pure path arithmetic, no I/O except `ensure`."""
+
+    root: Path
+
+    def ensure(self) -> DataRoot:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def raw_dir(self, video_id: str) -> Path:
+        return self.root / "raw" / id_to_dirname(video_id)
+
+    def stems_dir(self, video_id: str) -> Path:
+        return self.root / "stems" / id_to_dirname(video_id)
+
+    def clip_dir(self, clip_id: str) -> Path:
+        return self.root / "clips" / id_to_dirname(clip_id)
+
+    def features_dir(self, clip_id: str) -> Path:
+        return self.root / "features" / id_to_dirname(clip_id)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def relative(self, path: Path) -> str:
+        """A path under the root, as the POSIX string stored in the catalog."""
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(self.root)).as_posix()
+
+    def resolve(self, relative_path: str) -> Path:
+        """Inverse of `relative`; refuses anything that would leave the root."""
+        root = Path(os.path.abspath(self.root))
+        candidate = Path(os.path.abspath(root / relative_path))
+        if candidate != root and root not in candidate.parents:
+            raise ValueError(f"path {relative_path!r} leaves the data root")
+        return candidate
+
+
+def temp_name_for(final: Path) -> Path:
+    """A unique temporary sibling of `final` that `is_temp_name` recognizes."""
+    return final.with_name(f".{final.name}{TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def is_temp_name(path: Path) -> bool:
+    return path.name.startswith(".") and TEMP_MARKER in path.name
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `final`; rename it to `final` on success, delete it on error.
+
+    The caller writes the whole file (or folder) at the yielded path.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_name_for(final)
+    try:
+        yield temp
+        os.replace(temp, final)
+    except BaseException:
+        _remove(temp)
+        raise
+
+
+def atomic_write_bytes(final: Path, data: bytes) -> None:
+    with atomic_path(final) as temp:
+        temp.write_bytes(data)
+
+
+def atomic_write_text(final: Path, text: str) -> None:
+    atomic_write_bytes(final, text.encode("utf-8"))
+
+
+def remove_stale_temps(folder: Path) -> int:
+    """Delete temporary files a killed run left in `folder` (recursively); return how many."""
+    if not folder.exists():
+        return 0
+    stale = [path for path in folder.rglob(f"*{TEMP_MARKER}*") if is_temp_name(path)]
+    for path in stale:
+        _remove(path)
+    return len(stale)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        for child in sorted(path.rglob("*"), reverse=True):
+            child.rmdir() if child.is_dir() and not child.is_symlink() else child.unlink()
+        path.rmdir()
+    elif path.exists() or path.is_symlink():
+        path.unlink()

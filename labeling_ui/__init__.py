@@ -1,0 +1,1 @@
+"""The Gradio annotation app (the only package that imports gradio)."""

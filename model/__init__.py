@@ -1,0 +1,1 @@
+"""VidMusician: features, conditioning, backbone adapter, training, generation, metrics."""

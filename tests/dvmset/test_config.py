@@ -1,0 +1,65 @@
+from pathlib import Path
+
+import pytest
+
+from dvmset.config import STARTER_CONFIG, Config, load_config
+from dvmset.errors import ConfigError
+
+
+def test_embedded_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load_config(environ={})
+    assert config == Config()
+    assert config.resolved_catalog_url == f"sqlite:///{(tmp_path / 'data' / 'catalog.sqlite')}"
+
+
+def test_starter_config_parses_to_the_defaults(tmp_path):
+    path = tmp_path / "dvmset.toml"
+    path.write_text(STARTER_CONFIG)
+    config = load_config(path, environ={})
+    assert config.data_root == tmp_path / "data"  # relative to the file's folder
+    assert config.model_copy(update={"data_root": Path("data")}) == Config()
+
+
+def test_environment_overrides_win_over_the_file(tmp_path):
+    path = tmp_path / "dvmset.toml"
+    path.write_text('data_root = "d"\n[download]\nretries = 5\nrate_limit = "1M"\n')
+    environ = {
+        "DVMSET_DATA_ROOT": "/srv/dvmset",
+        "DVMSET_DOWNLOAD__RETRIES": "7",
+        "DVMSET_SEARCH__PLATFORMS": "youtube,bilibili",
+        "DVMSET_CATALOG_URL": "postgresql+psycopg://u@h/db",
+        "DVMSET_TEST_PG_URL": "ignored",
+    }
+    config = load_config(path, environ=environ)
+    assert config.data_root == Path("/srv/dvmset")
+    assert config.download.retries == 7
+    assert config.download.rate_limit == "1M"
+    assert config.search.platforms == ("youtube", "bilibili")
+    assert config.resolved_catalog_url == "postgresql+psycopg://u@h/db"
+
+
+def test_config_file_from_environment(tmp_path):
+    path = tmp_path / "elsewhere.toml"
+    path.write_text("[probe]\nmin_duration_s = 30\n")
+    assert load_config(environ={"DVMSET_CONFIG": str(path)}).probe.min_duration_s == 30
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ("[download]\nretries = -1\n", "retries"),
+        ("[download]\nretires = 3\n", "retires"),
+        ("data_root = [\n", "cannot read"),
+    ],
+)
+def test_invalid_config_names_the_problem(tmp_path, text, needle):
+    path = tmp_path / "dvmset.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load_config(path, environ={})
+
+
+def test_missing_explicit_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml", environ={})
