@@ -1,0 +1,160 @@
+"""Clip stage: cut a video into 60 s clips, each a re-encoded video with its music and a FLAC.
+
+In: the source video, the music to put under it (the separated accompaniment, or the video
+itself while no stem exists), a `Span` from `plan_clip_spans`, the source frame rate and the
+clip's folder (`DataRoot.clip_dir(clip_id)`). Out: a `ClipFiles` naming two files there,
+each written under a temporary name and renamed into place:
+
+- `video.mp4`: exactly `round(duration_s * fps)` frames at a constant `fps`, starting at the
+  frame nearest `start_s`, H.264 (CRF 23, yuv420p) scaled down to at most `max_height` rows,
+  with the music of the same span as AAC 192 kb/s, 44.1 kHz stereo, `+faststart`;
+- `music.flac`: the same span of the music, exactly `round(duration_s * 44100)` samples,
+  16-bit 44.1 kHz stereo.
+
+Channels: libswresample's default matrix down-mixes surround to stereo (ITU-R BS.775:
+L = FL + 0.707 FC + 0.707 BL/SL, LFE dropped), scaled down as a whole when a row sums past 1
+(`rematrix_maxval=1`) so a loud 5.1 mix never clips; mono becomes the same signal on both
+channels at 0.707 (-3 dB). Music that ends before the span does is padded with silence.
+A failed cut raises `StageError(DECODE_ERROR)` with the tail of ffmpeg's stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from dvmset.errors import ReasonCode, StageError
+from dvmset.storage import atomic_path
+
+STAGE_VERSION = "clip/1"
+CLIP_S = 60.0
+MUSIC_SAMPLE_RATE_HZ = 44100
+VIDEO_FILE = "video.mp4"
+MUSIC_FILE = "music.flac"
+
+_STDERR_TAIL_CHARS = 1500
+_READ_SLACK_S = 1.0
+_FRAME_TOLERANCE = 1e-6  # a duration this close under a whole frame (or clip) still counts as one
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of the source, in seconds from its start."""
+
+    start_s: float
+    end_s: float
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class ClipFiles:
+    """The files `cut_clip` wrote."""
+
+    video_path: Path
+    music_path: Path
+    duration_s: float
+
+
+def plan_clip_spans(duration_s: float, clip_s: float = CLIP_S, fps: float | None = None) -> list[Span]:
+    """Consecutive clips of `clip_s` from 0; the remainder shorter than a clip is dropped.
+
+    With `fps`, every clip is `round(clip_s * fps)` whole frames and starts on a frame, so
+    `start_s * fps` and `duration_s * fps` are integers. A duration that is not a positive
+    finite number gives no clips.
+    """
+    if not clip_s > 0 or (fps is not None and not fps > 0):
+        raise ValueError(f"clip length ({clip_s} s) and frame rate ({fps}) must be positive")
+    if not math.isfinite(duration_s) or duration_s <= 0:
+        return []
+    if fps is None:
+        count = math.floor(duration_s / clip_s + _FRAME_TOLERANCE)
+        return [Span(i * clip_s, (i + 1) * clip_s) for i in range(count)]
+    frames_per_clip = max(1, round(clip_s * fps))
+    count = math.floor(duration_s * fps + _FRAME_TOLERANCE) // frames_per_clip
+    return [Span(i * frames_per_clip / fps, (i + 1) * frames_per_clip / fps) for i in range(count)]
+
+
+def cut_clip(
+    video_path: Path,
+    music_path: Path,
+    span: Span,
+    out_dir: Path,
+    *,
+    max_height: int = 720,
+    fps: float,
+    timeout_s: float = 600.0,
+) -> ClipFiles:
+    """Write `video.mp4` and `music.flac` for `span` into `out_dir` (see the module docstring).
+
+    `music_path` may be `video_path` itself or an audio file (WAV, FLAC). Both files come from
+    one ffmpeg run, so either both appear or neither does.
+    """
+    frame_count = round(span.duration_s * fps)
+    sample_count = round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)
+    if frame_count < 1 or max_height < 2:
+        raise ValueError(f"span {span} at {fps} fps has no frame, or max_height {max_height} < 2")
+    # Seek half a frame early: ffmpeg keeps frames from the seek point on, so the first frame
+    # kept is the one nearest start_s even where timestamps are rounded a hair below it.
+    video_seek_s = max(0.0, span.start_s - 0.5 / fps)
+    read_s = f"{span.duration_s + _READ_SLACK_S:.6f}"  # the filters trim exactly; this bounds decoding
+    # trim, not -frames:v: reaching -frames:v closes the whole mp4, audio track included, early
+    video_filter = (
+        f"setpts=PTS-STARTPTS,fps={_fps_fraction(fps)},trim=end_frame={frame_count},"
+        f"scale=-2:'trunc(min(ih,{max_height})/2)*2',format=yuv420p"
+    )
+    audio_filter = _music_filter(sample_count)
+    final_video = out_dir / VIDEO_FILE
+    final_music = out_dir / MUSIC_FILE
+    with atomic_path(final_video) as temp_video, atomic_path(final_music) as temp_music:
+        args = [
+            _ffmpeg(), "-nostdin", "-v", "error", "-y",
+            "-ss", f"{video_seek_s:.6f}", "-t", read_s, "-i", f"file:{video_path}",
+            "-ss", f"{span.start_s:.6f}", "-t", read_s, "-i", f"file:{music_path}",
+            # video.mp4: picture of input 0, music of input 1
+            "-map", "0:v:0", "-map", "1:a:0", "-vf", video_filter, "-af", audio_filter,
+            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
+            "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", "-f", "mp4", f"file:{temp_video}",
+            # music.flac: music of input 1
+            "-map", "1:a:0", "-af", audio_filter, "-c:a", "flac", "-sample_fmt", "s16",
+            "-f", "flac", f"file:{temp_music}",
+        ]  # fmt: skip
+        _run(args, timeout_s)
+    return ClipFiles(video_path=final_video, music_path=final_music, duration_s=span.duration_s)
+
+
+def _music_filter(sample_count: int) -> str:
+    """44.1 kHz stereo (see the module docstring for the matrix), exactly `sample_count` samples."""
+    return (
+        f"aresample={MUSIC_SAMPLE_RATE_HZ}:ochl=stereo:rematrix_maxval=1,"
+        f"apad=whole_len={sample_count},atrim=end_sample={sample_count}"
+    )
+
+
+def _fps_fraction(fps: float) -> str:
+    """29.97002997 -> "30000/1001": the exact rate a probed float stands for."""
+    fraction = Fraction(fps).limit_denominator(1001)
+    return f"{fraction.numerator}/{fraction.denominator}"
+
+
+def _ffmpeg() -> str:
+    path = shutil.which("ffmpeg")
+    if path is None:
+        raise RuntimeError("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
+    return path
+
+
+def _run(args: list[str], timeout_s: float) -> None:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise StageError(ReasonCode.DECODE_ERROR, f"ffmpeg did not finish in {timeout_s:g} s") from exc
+    if done.returncode != 0:
+        tail = done.stderr.strip()[-_STDERR_TAIL_CHARS:]
+        raise StageError(ReasonCode.DECODE_ERROR, f"ffmpeg exited with {done.returncode}: {tail}")
