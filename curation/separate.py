@@ -1,0 +1,305 @@
+"""Separate stage: remove vocals with Demucs, once per whole track.
+
+In: a media file (any audio ffmpeg decodes) and a Demucs model (htdemucs by default), loaded by
+Demucs' own loader from a local model folder or from Demucs' remote repositories.
+Out, in the video's stems folder: `accompaniment.flac` (the sum of the non-vocal stems, stereo,
+24-bit, at the model's sample rate) and `vocals_energy.npz` (per-frame RMS levels in dBFS of the
+vocals stem and of the accompaniment, for the prescreen's speech/vocals score).
+
+Hour-long tracks are cut into overlapping windows that are separated one at a time and
+cross-faded (linearly) where they overlap; only the accompaniment and two small energy curves
+are kept for the whole track, never all stems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import yaml
+from demucs import pretrained
+from demucs.apply import apply_model
+from demucs.hf import hf_repo_name
+from demucs.htdemucs import HTDemucs
+from demucs.repo import ModelLoadingError
+from demucs.states import get_state, save_with_checksum
+from huggingface_hub.constants import HF_HUB_CACHE
+
+from curation.samples import require_ffmpeg
+from dvmset.errors import DvmsetError, ReasonCode, StageError
+from dvmset.storage import atomic_path
+
+STAGE_VERSION = "separate/1"
+ACCOMPANIMENT_FILE = "accompaniment.flac"
+ENERGY_FILE = "vocals_energy.npz"
+VOCALS = "vocals"
+_SILENCE_FLOOR_DB = -120.0  # level given to all-zero frames
+_WRITE_BLOCK_S = 30.0  # the FLAC is written in blocks of this length, to bound extra memory
+
+
+class ModelNotFoundError(DvmsetError):
+    """A Demucs model could not be loaded; the message says where Demucs looked and how to provide it."""
+
+
+@dataclass(frozen=True, eq=False)
+class Separator:
+    """A loaded Demucs model (a single model or a bag of models) and what callers record about it."""
+
+    model: torch.nn.Module
+    model_id: str
+    sample_rate_hz: int
+    sources: tuple[str, ...]
+    device: str
+
+
+@dataclass(frozen=True, eq=False)
+class Separation:
+    """One track, separated. `accompaniment` is [2, T] float32; the energy curves are [F] float32, in
+    dBFS, one value per `frame_s` hop: F = ceil(T / round(frame_s * sample_rate_hz))."""
+
+    accompaniment: np.ndarray
+    vocals_energy_db: np.ndarray
+    accompaniment_energy_db: np.ndarray
+    frame_s: float
+    sample_rate_hz: int
+    model_id: str
+
+
+@dataclass(frozen=True)
+class SeparationFiles:
+    """The files `separate_file` wrote, and the model that made them."""
+
+    accompaniment_path: Path
+    energy_path: Path
+    model_id: str
+
+
+def load_separator(
+    model_name: str = "htdemucs", model_dir: Path | None = None, device: str | None = None
+) -> Separator:
+    """Load `model_name` with `demucs.pretrained.get_model`: from `model_dir` (a folder holding
+    `{name}.yaml` bags and `{sig}-{checksum}.th` files) or, when None, from Demucs' remote repositories."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if model_dir is not None and not model_dir.is_dir():  # demucs itself would sys.exit here
+        raise ModelNotFoundError(_missing_model_message(model_name, model_dir, "the folder does not exist"))
+    try:
+        model = pretrained.get_model(model_name, repo=model_dir)
+    except (ModelLoadingError, OSError) as error:  # OSError covers URLError when offline
+        raise ModelNotFoundError(_missing_model_message(model_name, model_dir, str(error))) from error
+    if VOCALS not in model.sources:
+        raise DvmsetError(f"Demucs model {model_name!r} has no {VOCALS!r} source (it has {model.sources})")
+    return Separator(model.to(device), model_name, int(model.samplerate), tuple(model.sources), device)
+
+
+def plan_windows(num_samples: int, chunk_samples: int, overlap_samples: int) -> list[tuple[int, int]]:
+    """`[start, stop)` sample ranges: starts every `chunk_samples`, each window runs `overlap_samples`
+    into the next one (clipped to the track), so no window is longer than chunk + overlap."""
+    if num_samples <= 0 or chunk_samples <= 0 or not 0 <= overlap_samples < chunk_samples:
+        raise ValueError(f"need 0 < samples, 0 <= overlap < chunk: {num_samples}, {chunk_samples}, {overlap_samples}")
+    windows = []
+    start = 0
+    while True:
+        stop = min(start + chunk_samples + overlap_samples, num_samples)
+        windows.append((start, stop))
+        if stop == num_samples:
+            return windows
+        start += chunk_samples
+
+
+def to_stereo(audio: np.ndarray) -> np.ndarray:
+    """[C, T] -> [2, T] float32: mono is duplicated; 5.1 (ffmpeg order FL FR FC LFE BL BR) is down-mixed
+    with ITU-R BS.775 gains (LFE dropped), scaled so that the mix cannot exceed the input's peak."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim != 2:
+        raise ValueError(f"expected audio shaped [channels, samples], got {audio.shape}")
+    channels = audio.shape[0]
+    if channels == 2:
+        return audio
+    if channels == 1:
+        return np.repeat(audio, 2, axis=0)
+    if channels == 6:
+        side = 1.0 / math.sqrt(2.0)
+        left = audio[0] + side * (audio[2] + audio[4])
+        right = audio[1] + side * (audio[2] + audio[5])
+        return np.stack([left, right]) / np.float32(1.0 + 2.0 * side)
+    raise ValueError(f"cannot down-mix {channels} channels to stereo; decode with `ffmpeg -ac 2` first")
+
+
+def separate_track(
+    separator: Separator, audio: np.ndarray, *, chunk_s: float = 60.0, overlap_s: float = 5.0, frame_s: float = 0.1
+) -> Separation:
+    """Separate `audio` ([C, T] float32 at `separator.sample_rate_hz`; C = 1, 2 or 6) in windows of
+    `chunk_s + overlap_s` seconds at most, cross-fading the `overlap_s` seconds the windows share."""
+    sample_rate_hz = separator.sample_rate_hz
+    mix = to_stereo(audio)
+    num_samples = mix.shape[1]
+    windows = plan_windows(num_samples, round(chunk_s * sample_rate_hz), round(overlap_s * sample_rate_hz))
+    frame_samples = max(1, round(frame_s * sample_rate_hz))
+    num_frames = math.ceil(num_samples / frame_samples)
+    vocals_index = separator.sources.index(VOCALS)
+    accompaniment = np.zeros((2, num_samples), dtype=np.float32)
+    vocals_power = np.zeros(num_frames)  # sums of squares per frame
+    accompaniment_power = np.zeros(num_frames)
+    vocals_tail = np.zeros((2, 0), dtype=np.float32)  # the overlap the next window cross-fades into
+    with torch.inference_mode():
+        for index, (start, stop) in enumerate(windows):
+            stems = _separate_window(separator, mix[:, start:stop])  # [S, 2, L]
+            vocals = stems[vocals_index]
+            accomp = np.delete(stems, vocals_index, axis=0).sum(axis=0)
+            faded = vocals_tail.shape[1]
+            if faded:
+                fade_in = ((np.arange(faded, dtype=np.float32) + 0.5) / faded)[None]
+                previous = accompaniment[:, start : start + faded]
+                accomp[:, :faded] = previous * (1 - fade_in) + accomp[:, :faded] * fade_in
+                vocals[:, :faded] = vocals_tail * (1 - fade_in) + vocals[:, :faded] * fade_in
+            accompaniment[:, start:stop] = accomp
+            final = (windows[index + 1][0] if index + 1 < len(windows) else stop) - start
+            _add_frame_power(vocals_power, start, vocals[:, :final], frame_samples)
+            _add_frame_power(accompaniment_power, start, accomp[:, :final], frame_samples)
+            vocals_tail = vocals[:, final:].copy()
+    frame_counts = np.full(num_frames, 2 * frame_samples)  # channels x samples in each frame
+    frame_counts[-1] = 2 * (num_samples - (num_frames - 1) * frame_samples)
+    return Separation(
+        accompaniment=accompaniment,
+        vocals_energy_db=_power_db(vocals_power / frame_counts),
+        accompaniment_energy_db=_power_db(accompaniment_power / frame_counts),
+        frame_s=frame_samples / sample_rate_hz,
+        sample_rate_hz=sample_rate_hz,
+        model_id=separator.model_id,
+    )
+
+
+def separate_file(
+    separator: Separator,
+    in_path: Path,
+    out_dir: Path,
+    *,
+    chunk_s: float = 60.0,
+    overlap_s: float = 5.0,
+    frame_s: float = 0.1,
+    decode_timeout_s: float = 900.0,
+) -> SeparationFiles:
+    """Decode `in_path`'s first audio stream, separate it, write `accompaniment.flac` and
+    `vocals_energy.npz` into `out_dir` (each atomically). Decoding failures raise DECODE_ERROR."""
+    audio = decode_audio(in_path, separator.sample_rate_hz, decode_timeout_s)
+    separation = separate_track(separator, audio, chunk_s=chunk_s, overlap_s=overlap_s, frame_s=frame_s)
+    accompaniment_path = out_dir / ACCOMPANIMENT_FILE
+    energy_path = out_dir / ENERGY_FILE
+    block = round(_WRITE_BLOCK_S * separation.sample_rate_hz)
+    with atomic_path(accompaniment_path) as temp:
+        with sf.SoundFile(temp, "w", separation.sample_rate_hz, 2, subtype="PCM_24", format="FLAC") as out:
+            for start in range(0, separation.accompaniment.shape[1], block):
+                # Clipped explicitly: integer PCM cannot hold the rare overshoot past full scale.
+                out.write(np.clip(separation.accompaniment[:, start : start + block].T, -1.0, 1.0))
+    with atomic_path(energy_path) as temp, open(temp, "wb") as file:  # a file object: np.savez adds no suffix
+        np.savez(
+            file,
+            vocals_energy_db=separation.vocals_energy_db,
+            accompaniment_energy_db=separation.accompaniment_energy_db,
+            frame_s=np.float64(separation.frame_s),
+            sample_rate_hz=np.int64(separation.sample_rate_hz),
+            model_id=np.str_(separation.model_id),
+            stage_version=np.str_(STAGE_VERSION),
+        )
+    return SeparationFiles(accompaniment_path, energy_path, separation.model_id)
+
+
+def decode_audio(path: Path, sample_rate_hz: int, timeout_s: float) -> np.ndarray:
+    """The first audio stream of `path` as [2, T] float32 at `sample_rate_hz` (ffmpeg down-mixes surround)."""
+    args = [require_ffmpeg(), "-nostdin", "-v", "error", "-i", f"file:{path}", "-map", "0:a:0", "-vn"]
+    args += ["-f", "f32le", "-ac", "2", "-ar", str(sample_rate_hz), "pipe:1"]
+    try:
+        result = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as error:
+        raise StageError(ReasonCode.DECODE_ERROR, f"decoding {path.name} took over {timeout_s:.0f} s") from error
+    if result.returncode != 0:
+        detail = (result.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise StageError(ReasonCode.DECODE_ERROR, f"ffmpeg could not decode the audio of {path.name}: {detail}")
+    samples = np.frombuffer(result.stdout, dtype="<f4")
+    if samples.size < 2:
+        raise StageError(ReasonCode.DECODE_ERROR, f"no audio samples decoded from {path.name}")
+    return samples[: samples.size // 2 * 2].reshape(-1, 2).T
+
+
+def save_tiny_model(
+    repo_dir: Path, name: str = "tiny-random", *, sample_rate_hz: int = 44100, seed: int = 0
+) -> str:
+    """Save a tiny HTDemucs with RANDOM weights in Demucs' own repo format, for tests and the demo only:
+    it separates nothing (its "stems" are filtered noise). Writes `{sig}-{checksum}.th` with
+    `demucs.states.save_with_checksum` and a one-model bag `{name}.yaml`, as htdemucs is laid out;
+    returns the name `load_separator(name, repo_dir)` loads it by."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = HTDemucs(
+            sources=["drums", "bass", "other", VOCALS],
+            channels=4,
+            depth=4,
+            t_layers=1,
+            t_heads=2,
+            dconv_comp=2,
+            samplerate=sample_rate_hz,
+            segment=4,
+        )
+    args, kwargs = model._init_args_kwargs  # recorded by demucs' @capture_init
+    # The keys `demucs.states.serialize_model` writes (it needs omegaconf only for training_args).
+    state = get_state(model, None, half=True)
+    package = {"klass": HTDemucs, "args": args, "kwargs": kwargs, "state": state, "training_args": {}}
+    sig = hashlib.sha256(name.encode()).hexdigest()[:8]
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    save_with_checksum(package, repo_dir / f"{sig}.th")
+    (repo_dir / f"{name}.yaml").write_text(yaml.safe_dump({"models": [sig]}), encoding="utf-8")
+    return name
+
+
+def _separate_window(separator: Separator, window: np.ndarray) -> np.ndarray:
+    """[2, L] -> [S, 2, L] stems. shifts=0: no random time shift, so runs are reproducible."""
+    mix = torch.from_numpy(np.array(window, dtype=np.float32))[None]  # a copy: the caller's array may be read-only
+    stems = apply_model(
+        separator.model, mix, shifts=0, split=True, overlap=0.25, progress=False, device=separator.device
+    )
+    return stems[0].numpy()
+
+
+def _add_frame_power(power: np.ndarray, start: int, samples: np.ndarray, frame_samples: int) -> None:
+    """Add the squares of `samples` ([2, L], beginning at sample `start`) to their frames' sums in `power`."""
+    if samples.shape[1] == 0:
+        return
+    frames = np.arange(start, start + samples.shape[1]) // frame_samples
+    sums = np.bincount(frames - frames[0], weights=np.square(samples, dtype=np.float64).sum(axis=0))
+    power[frames[0] : frames[0] + sums.size] += sums
+
+
+def _power_db(mean_square: np.ndarray) -> np.ndarray:
+    return (10.0 * np.log10(np.maximum(mean_square, 10.0 ** (_SILENCE_FLOOR_DB / 10.0)))).astype(np.float32)
+
+
+def _missing_model_message(name: str, model_dir: Path | None, cause: str) -> str:
+    cause = cause.rstrip(".")
+    bag_file = pretrained.REMOTE_ROOT / f"{name}.yaml"
+    if bag_file.exists():  # a published model: name its exact files
+        urls = pretrained._parse_remote_files(pretrained.REMOTE_ROOT / "files.txt")
+        sigs = yaml.safe_load(bag_file.read_text(encoding="utf-8"))["models"]
+        files = f"{bag_file} and " + ", ".join(urls.get(sig, f"{sig}-<checksum>.th") for sig in sigs)
+    else:
+        files = f"{name}.yaml with the <sig>-<checksum>.th files it lists, or a single {name}-<checksum>.th,"
+    if model_dir is not None:
+        return (
+            f"Demucs model {name!r} was not found in the local model folder {model_dir} ({cause}). "
+            f"Demucs looks there for {name}.yaml (a bag of models) or {name}-<checksum>.th (one model). "
+            f"To provide it, download on a machine that is online and copy {files} into {model_dir}, "
+            "or point DVMSET_MODEL_DIR (or model_dir in the config) at a folder that holds them."
+        )
+    return (
+        f"Demucs model {name!r} could not be loaded ({cause}). Demucs looked on the Hugging Face hub "
+        f"(adefossez/{hf_repo_name(name)}, cache {HF_HUB_CACHE}) and in its remote repo "
+        f"({pretrained.ROOT_URL}, cache {Path(torch.hub.get_dir()) / 'checkpoints'}). To provide it, run "
+        f"`python -c \"from demucs.pretrained import get_model; get_model('{name}')\"` on a machine that is "
+        "online (it fills the Hugging Face cache; copy that folder here if this machine is offline), or copy "
+        f"{files} into a folder and set DVMSET_MODEL_DIR (or model_dir in the config) to it."
+    )
