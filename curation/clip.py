@@ -21,12 +21,12 @@ A failed cut raises `StageError(DECODE_ERROR)` with the tail of ffmpeg's stderr.
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from curation.media_tools import require_tool
 from dvmset.errors import ReasonCode, StageError
 from dvmset.storage import atomic_path
 
@@ -114,7 +114,7 @@ def cut_clip(
     final_music = out_dir / MUSIC_FILE
     with atomic_path(final_video) as temp_video, atomic_path(final_music) as temp_music:
         args = [
-            _ffmpeg(), "-nostdin", "-v", "error", "-y",
+            require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
             "-ss", f"{video_seek_s:.6f}", "-t", read_s, "-i", f"file:{video_path}",
             "-ss", f"{span.start_s:.6f}", "-t", read_s, "-i", f"file:{music_path}",
             # video.mp4: picture of input 0, music of input 1
@@ -141,13 +141,6 @@ def _fps_fraction(fps: float) -> str:
     """29.97002997 -> "30000/1001": the exact rate a probed float stands for."""
     fraction = Fraction(fps).limit_denominator(1001)
     return f"{fraction.numerator}/{fraction.denominator}"
-
-
-def _ffmpeg() -> str:
-    path = shutil.which("ffmpeg")
-    if path is None:
-        raise RuntimeError("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
-    return path
 
 
 def _run(args: list[str], timeout_s: float) -> None:

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from curation.media_tools import require_tool
 from dvmset.config import ProbeConfig
 from dvmset.errors import ProbeError, ReasonCode
 from dvmset.records import ProbeInfo
@@ -170,13 +170,6 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
-def _require_tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} is not installed (Debian: apt-get install ffmpeg)")
-    return path
-
-
 def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(args, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout_s)
@@ -185,7 +178,7 @@ def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
 
 
 def _run_ffprobe(path: Path, timeout_s: float) -> dict[str, Any]:
-    args = [_require_tool("ffprobe"), "-v", "error", "-of", "json", "-show_format", "-show_streams", f"file:{path}"]
+    args = [require_tool("ffprobe"), "-v", "error", "-of", "json", "-show_format", "-show_streams", f"file:{path}"]
     done = _run(args, timeout_s)
     if done.returncode != 0:
         with path.open("rb") as file:
@@ -209,7 +202,7 @@ def _decoded_s(path: Path, start_s: float, length_s: float | None, timeout_s: fl
     Returns the seconds decoded; a decoding error raises `ProbeError(reason)`. `0:V:0` is the
     first video stream that is not a cover picture, as in `parse_ffprobe`.
     """
-    args = [_require_tool("ffmpeg"), "-nostdin", "-v", "error", "-xerror", "-nostats", "-progress", "pipe:1"]
+    args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-xerror", "-nostats", "-progress", "pipe:1"]
     args += ["-ss", f"{start_s:.3f}"] + (["-t", f"{length_s:.3f}"] if length_s is not None else [])
     args += ["-i", f"file:{path}", "-map", "0:V:0", "-map", "0:a:0", "-f", "null", "-"]
     done = _run(args, timeout_s)

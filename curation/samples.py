@@ -7,11 +7,11 @@ cut (a hard scene change).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from curation.media_tools import require_tool
 from dvmset.storage import atomic_path
 
 _CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
@@ -42,14 +42,6 @@ class VideoSpec:
     faststart: bool = True
 
 
-def require_ffmpeg() -> str:
-    """Path of ffmpeg, or a clear error that says how to install it."""
-    path = shutil.which("ffmpeg")
-    if path is None:
-        raise RuntimeError("ffmpeg is not installed (Debian: apt-get install ffmpeg)")
-    return path
-
-
 def _video_filter(spec: VideoSpec) -> str:
     size = f"{spec.width}x{spec.height}"
     if spec.static:
@@ -71,7 +63,7 @@ def make_video(path: Path, spec: VideoSpec) -> Path:
     """Write an H.264/AAC mp4 (or an audio-only m4a when `spec.video` is false) at `path`."""
     if not spec.video and spec.audio == "none":
         raise ValueError("a file needs at least one stream")
-    args = [require_ffmpeg(), "-nostdin", "-v", "error", "-y"]
+    args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y"]
     if spec.video:
         args += ["-f", "lavfi", "-i", _video_filter(spec)]
     if spec.audio != "none":

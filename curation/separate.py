@@ -31,7 +31,7 @@ from demucs.repo import ModelLoadingError
 from demucs.states import get_state, save_with_checksum
 from huggingface_hub.constants import HF_HUB_CACHE
 
-from curation.samples import require_ffmpeg
+from curation.media_tools import require_tool
 from dvmset.errors import DvmsetError, ReasonCode, StageError
 from dvmset.storage import atomic_path
 
@@ -212,7 +212,7 @@ def separate_file(
 
 def decode_audio(path: Path, sample_rate_hz: int, timeout_s: float) -> np.ndarray:
     """The first audio stream of `path` as [2, T] float32 at `sample_rate_hz` (ffmpeg down-mixes surround)."""
-    args = [require_ffmpeg(), "-nostdin", "-v", "error", "-i", f"file:{path}", "-map", "0:a:0", "-vn"]
+    args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", f"file:{path}", "-map", "0:a:0", "-vn"]
     args += ["-f", "f32le", "-ac", "2", "-ar", str(sample_rate_hz), "pipe:1"]
     try:
         result = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -160,8 +161,6 @@ class Catalog:
     def open(cls, url: str) -> Catalog:
         """Connect, create the schema if the catalog is new, migrate it if it is older."""
         if url.startswith("sqlite:///"):
-            from pathlib import Path
-
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         catalog = cls(make_engine(url))
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,9 +21,14 @@ from tqdm import tqdm
 from dvmset.catalog import Catalog
 from dvmset.config import DEFAULT_FILE_NAME, STARTER_CONFIG, Config, load_config
 from dvmset.errors import CatalogError, ConfigError, DvmsetError, SearchError
-from dvmset.records import Candidate, VideoStatus
+from dvmset.records import Candidate, VideoRecord, VideoStatus
 from dvmset.reports import status_tables
 from dvmset.storage import DataRoot, atomic_write_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from curation.steps import StageSummary, StepOutcome
 
 
 class ExitCode(IntEnum):
@@ -118,11 +123,11 @@ def discover(
         raise typer.Exit(int(ExitCode.SOURCE))
 
 
-def _run_stage(stage: str, catalog: Catalog, config: Config, status: VideoStatus, limit: int | None):
+def _run_stage(stage: str, catalog: Catalog, config: Config, status: VideoStatus, limit: int | None) -> StageSummary:
     """Run one per-video step over the catalog's videos in `status`; print and return its summary."""
     from curation import steps
 
-    step = {"download": steps.download_step, "probe": steps.probe_step}[stage]
+    step: Callable[[Catalog, Config, VideoRecord], StepOutcome] = {"download": steps.download_step, "probe": steps.probe_step}[stage]
     videos = list(catalog.videos(statuses=[status]))[:limit]
     with _progress(len(videos), stage) as bar:
         summary = steps.run_step(step, stage, catalog, config, videos, on_outcome=lambda _o: bar.update())

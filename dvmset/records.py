@@ -22,10 +22,6 @@ class VideoStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
 
-    @property
-    def is_final_error(self) -> bool:
-        return self in (VideoStatus.FAILED, VideoStatus.SKIPPED)
-
 
 class ClipStatus(StrEnum):
     PENDING_REVIEW = "pending_review"

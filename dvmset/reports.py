@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from dvmset.catalog import Catalog, StatusCount
-
-
-def _reason_cell(row: StatusCount) -> str:
-    return row.reason or ""
+from dvmset.catalog import Catalog
 
 
 def status_tables(catalog: Catalog, by_query: bool = False) -> list[Table]:
@@ -22,7 +18,7 @@ def status_tables(catalog: Catalog, by_query: bool = False) -> list[Table]:
     table.add_column("reason")
     table.add_column("videos", justify="right")
     for row in rows:
-        cells = [row.status.value, _reason_cell(row), str(row.count)]
+        cells = [row.status.value, row.reason or "", str(row.count)]
         table.add_row(*([row.query or ""] if by_query else []), *cells)
     if not by_query:
         table.add_section()

@@ -83,7 +83,7 @@ def test_url_list_with_a_dead_url(tmp_path, http_server, served_video):
 
 
 @pytest.fixture
-def served_video(http_server, tmp_path_factory):
+def served_video(http_server):
     from curation.samples import VideoSpec, make_video
 
     return make_video(http_server.root / "good.mp4", VideoSpec(65.0))
