@@ -1,20 +1,21 @@
 """Clip stage: cut a video into 60 s clips, each a re-encoded video with its music and a FLAC.
 
-In: the source video, the music to put under it (the separated accompaniment, or the video
-itself while no stem exists), a `Span` from `plan_clip_spans`, the source frame rate and the
-clip's folder (`DataRoot.clip_dir(clip_id)`). Out: a `ClipFiles` naming two files there,
-each written under a temporary name and renamed into place:
+A clip is made in two cuts, so that the loudness stage can work on the music in between:
 
-- `video.mp4`: exactly `round(duration_s * fps)` frames at a constant `fps`, starting at the
-  frame nearest `start_s`, H.264 (CRF 23, yuv420p) scaled down to at most `max_height` rows,
-  with the music of the same span as AAC 192 kb/s, 44.1 kHz stereo, `+faststart`;
-- `music.flac`: the same span of the music, exactly `round(duration_s * 44100)` samples,
-  16-bit 44.1 kHz stereo.
+1. `cut_music(music_path, span, out_path)`: the span of the music (the separated
+   accompaniment, or any file ffmpeg decodes) as `music.flac`, exactly
+   `round(duration_s * 44100)` samples, 16-bit 44.1 kHz stereo; music that ends before the
+   span does is padded with silence.
+2. `cut_video(video_path, span, music_path, out_path, fps=...)`: `video.mp4`, exactly
+   `round(duration_s * fps)` frames at a constant `fps`, starting at the frame nearest
+   `start_s`, H.264 (x264, CRF 23 and preset veryfast by default, yuv420p) scaled down to at most `max_height` rows, with the
+   clip's (normalized) music from its start as AAC 192 kb/s, 44.1 kHz stereo, `+faststart`.
 
-Channels: libswresample's default matrix down-mixes surround to stereo (ITU-R BS.775:
-L = FL + 0.707 FC + 0.707 BL/SL, LFE dropped), scaled down as a whole when a row sums past 1
-(`rematrix_maxval=1`) so a loud 5.1 mix never clips; mono becomes the same signal on both
-channels at 0.707 (-3 dB). Music that ends before the span does is padded with silence.
+`plan_clip_spans` says where the clips are; files go to `DataRoot.clip_dir(clip_id)`, each
+written under a temporary name and renamed into place. Channels: libswresample's default
+matrix down-mixes surround to stereo (ITU-R BS.775: L = FL + 0.707 FC + 0.707 BL/SL, LFE
+dropped), scaled down as a whole when a row sums past 1 (`rematrix_maxval=1`) so a loud 5.1
+mix never clips; mono becomes the same signal on both channels at 0.707 (-3 dB).
 A failed cut raises `StageError(DECODE_ERROR)` with the tail of ffmpeg's stderr.
 """
 
@@ -26,9 +27,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from curation.media_tools import require_tool
 from dvmset.errors import ReasonCode, StageError
 from dvmset.storage import atomic_path
+from dvmset.tools import require_tool
 
 STAGE_VERSION = "clip/1"
 CLIP_S = 60.0
@@ -53,15 +54,6 @@ class Span:
         return self.end_s - self.start_s
 
 
-@dataclass(frozen=True)
-class ClipFiles:
-    """The files `cut_clip` wrote."""
-
-    video_path: Path
-    music_path: Path
-    duration_s: float
-
-
 def plan_clip_spans(duration_s: float, clip_s: float = CLIP_S, fps: float | None = None) -> list[Span]:
     """Consecutive clips of `clip_s` from 0; the remainder shorter than a clip is dropped.
 
@@ -81,52 +73,60 @@ def plan_clip_spans(duration_s: float, clip_s: float = CLIP_S, fps: float | None
     return [Span(i * frames_per_clip / fps, (i + 1) * frames_per_clip / fps) for i in range(count)]
 
 
-def cut_clip(
-    video_path: Path,
-    music_path: Path,
-    span: Span,
-    out_dir: Path,
-    *,
-    max_height: int = 720,
-    fps: float,
-    timeout_s: float = 600.0,
-) -> ClipFiles:
-    """Write `video.mp4` and `music.flac` for `span` into `out_dir` (see the module docstring).
-
-    `music_path` may be `video_path` itself or an audio file (WAV, FLAC). Both files come from
-    one ffmpeg run, so either both appear or neither does.
-    """
-    frame_count = round(span.duration_s * fps)
+def cut_music(music_path: Path, span: Span, out_path: Path, *, timeout_s: float = 600.0) -> Path:
+    """Write the span of `music_path` (the video itself, or an audio file) as a 16-bit 44.1 kHz
+    stereo FLAC of exactly `round(duration_s * 44100)` samples at `out_path`."""
     sample_count = round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)
+    if sample_count < 1:
+        raise ValueError(f"span {span} holds no sample")
+    with atomic_path(out_path) as temp:
+        args = [
+            require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
+            "-ss", f"{span.start_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{music_path}",
+            "-map", "0:a:0", "-af", _music_filter(sample_count), "-c:a", "flac", "-sample_fmt", "s16",
+            "-f", "flac", f"file:{temp}",
+        ]  # fmt: skip
+        _run(args, timeout_s)
+    return out_path
+
+
+def cut_video(
+    video_path: Path,
+    span: Span,
+    music_path: Path,
+    out_path: Path,
+    *,
+    fps: float,
+    max_height: int = 720,
+    preset: str = "veryfast",
+    crf: int = 23,
+    timeout_s: float = 600.0,
+) -> Path:
+    """Write the span of `video_path`'s picture, with `music_path` from its start as the sound,
+    as `out_path` (see the module docstring); `preset` and `crf` are x264's."""
+    frame_count = round(span.duration_s * fps)
     if frame_count < 1 or max_height < 2:
         raise ValueError(f"span {span} at {fps} fps has no frame, or max_height {max_height} < 2")
     # Seek half a frame early: ffmpeg keeps frames from the seek point on, so the first frame
     # kept is the one nearest start_s even where timestamps are rounded a hair below it.
     video_seek_s = max(0.0, span.start_s - 0.5 / fps)
-    read_s = f"{span.duration_s + _READ_SLACK_S:.6f}"  # the filters trim exactly; this bounds decoding
     # trim, not -frames:v: reaching -frames:v closes the whole mp4, audio track included, early
     video_filter = (
         f"setpts=PTS-STARTPTS,fps={_fps_fraction(fps)},trim=end_frame={frame_count},"
         f"scale=-2:'trunc(min(ih,{max_height})/2)*2',format=yuv420p"
     )
-    audio_filter = _music_filter(sample_count)
-    final_video = out_dir / VIDEO_FILE
-    final_music = out_dir / MUSIC_FILE
-    with atomic_path(final_video) as temp_video, atomic_path(final_music) as temp_music:
+    with atomic_path(out_path) as temp:
         args = [
             require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
-            "-ss", f"{video_seek_s:.6f}", "-t", read_s, "-i", f"file:{video_path}",
-            "-ss", f"{span.start_s:.6f}", "-t", read_s, "-i", f"file:{music_path}",
-            # video.mp4: picture of input 0, music of input 1
-            "-map", "0:v:0", "-map", "1:a:0", "-vf", video_filter, "-af", audio_filter,
-            "-c:v", "libx264", "-preset", "veryfast", "-crf", "23",
-            "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", "-f", "mp4", f"file:{temp_video}",
-            # music.flac: music of input 1
-            "-map", "1:a:0", "-af", audio_filter, "-c:a", "flac", "-sample_fmt", "s16",
-            "-f", "flac", f"file:{temp_music}",
+            "-ss", f"{video_seek_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{video_path}",
+            "-i", f"file:{music_path}",
+            "-map", "0:v:0", "-map", "1:a:0", "-vf", video_filter,
+            "-af", _music_filter(round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)),
+            "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
+            "-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart", "-f", "mp4", f"file:{temp}",
         ]  # fmt: skip
         _run(args, timeout_s)
-    return ClipFiles(video_path=final_video, music_path=final_music, duration_s=span.duration_s)
+    return out_path
 
 
 def _music_filter(sample_count: int) -> str:

@@ -25,10 +25,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from curation.media_tools import require_tool
 from dvmset.config import ProbeConfig
 from dvmset.errors import ProbeError, ReasonCode
 from dvmset.records import ProbeInfo
+from dvmset.tools import require_tool
 
 STAGE_VERSION = "probe/1"
 

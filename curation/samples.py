@@ -2,19 +2,22 @@
 
 Used by `dvmset demo`, the tests and the benchmarks. A "music" track is a three-note chord
 with a kick drum on every beat; the picture is a moving test pattern whose hue jumps at every
-cut (a hard scene change).
+cut (a hard scene change). `make_music` writes the music alone (with a silent gap or noise
+mixed in, if asked), `make_speech` a spoken sentence (espeak-ng), both as 44.1 kHz stereo FLAC.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.media_tools import require_tool
 from dvmset.storage import atomic_path
+from dvmset.tools import require_tool
 
 _CHANNEL_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+_MONO_TO_STEREO = "pan=stereo|c0=c0|c1=c0"  # the same signal at full level on both channels
 
 
 def music_expression(bpm: float = 120.0, chord_hz: tuple[float, ...] = (220.0, 277.18, 329.63)) -> str:
@@ -27,7 +30,9 @@ def music_expression(bpm: float = 120.0, chord_hz: tuple[float, ...] = (220.0, 2
 
 @dataclass(frozen=True)
 class VideoSpec:
-    """What to generate. `cut_every_s=None` gives a continuous picture; `static=True` a still frame."""
+    """What to generate. `cut_every_s=None` gives a continuous picture; `static=True` a still frame;
+    `motion_fps` a picture that changes only that many times a second, each frame repeated in
+    between (animation drawn on twos or threes)."""
 
     duration_s: float
     width: int = 320
@@ -38,6 +43,7 @@ class VideoSpec:
     video: bool = True
     cut_every_s: float | None = 4.0
     static: bool = False
+    motion_fps: int | None = None
     bpm: float = 120.0
     faststart: bool = True
 
@@ -46,9 +52,11 @@ def _video_filter(spec: VideoSpec) -> str:
     size = f"{spec.width}x{spec.height}"
     if spec.static:
         return f"testsrc2=size={size}:rate={spec.fps}:duration=0.04,loop=loop=-1:size=1,trim=duration={spec.duration_s}"
-    chain = f"testsrc2=size={size}:rate={spec.fps}:duration={spec.duration_s}"
+    chain = f"testsrc2=size={size}:rate={spec.motion_fps or spec.fps}:duration={spec.duration_s}"
     if spec.cut_every_s:
         chain += f",hue=h=97*floor(t/{spec.cut_every_s}):s=1.5"
+    if spec.motion_fps:
+        chain += f",fps={spec.fps}"
     return chain
 
 
@@ -77,6 +85,53 @@ def make_video(path: Path, spec: VideoSpec) -> Path:
     args += ["-t", str(spec.duration_s), "-f", "mp4"]
     with atomic_path(path) as temp:
         subprocess.run([*args, str(temp)], check=True, capture_output=True, timeout=600)
+    return path
+
+
+def make_music(
+    path: Path,
+    duration_s: float,
+    *,
+    bpm: float = 120.0,
+    gain_db: float = 0.0,
+    gap_s: tuple[float, float] | None = None,
+    noise_color: str | None = None,
+    noise_amplitude: float = 0.1,
+) -> Path:
+    """Write the sample music, `gain_db` louder, as a 16-bit 44.1 kHz stereo FLAC: silent over
+    `gap_s` (start, end) when given; with ffmpeg `anoisesrc` noise of `noise_color` ("white",
+    "pink", ...) and amplitude `noise_amplitude` mixed in over the whole length when given."""
+    expr = music_expression(bpm).replace(",", "\\,")
+    graph = f"aevalsrc={expr}:s=44100:d={duration_s},volume={gain_db}dB"
+    if gap_s is not None:
+        graph += f",volume=0:enable='between(t,{gap_s[0]},{gap_s[1]})'"
+    if noise_color is not None:
+        noise = f"anoisesrc=c={noise_color}:a={noise_amplitude}:r=44100:d={duration_s}:seed=1"
+        graph = f"{graph}[music];{noise}[noise];[music][noise]amix=normalize=0"
+    return _write_flac(path, ["-f", "lavfi", "-i", f"{graph},{_MONO_TO_STEREO}"])
+
+
+def make_speech(path: Path, text: str, duration_s: float) -> Path:
+    """Write `text` spoken by espeak-ng (from the start, then silence) as a 16-bit 44.1 kHz stereo
+    FLAC of exactly `duration_s`."""
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    spoken = path.with_name(f".{path.stem}.espeak.wav")
+    try:
+        subprocess.run([espeak, "-w", str(spoken), text], check=True, capture_output=True, timeout=60)
+        filters = f"aresample=44100,apad,atrim=end={duration_s},{_MONO_TO_STEREO}"
+        return _write_flac(path, ["-i", str(spoken), "-af", filters])
+    finally:
+        spoken.unlink(missing_ok=True)
+
+
+def _write_flac(path: Path, input_args: list[str]) -> Path:
+    """Encode what ffmpeg makes of `input_args` (44.1 kHz stereo) as a 16-bit FLAC at `path`."""
+    args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", *input_args, "-c:a", "flac"]
+    with atomic_path(path) as temp:
+        args += ["-sample_fmt", "s16", "-f", "flac", str(temp)]
+        subprocess.run(args, check=True, capture_output=True, timeout=600)
     return path
 
 

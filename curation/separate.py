@@ -4,7 +4,7 @@ In: a media file (any audio ffmpeg decodes) and a Demucs model (htdemucs by defa
 Demucs' own loader from a local model folder or from Demucs' remote repositories.
 Out, in the video's stems folder: `accompaniment.flac` (the sum of the non-vocal stems, stereo,
 24-bit, at the model's sample rate) and `vocals_energy.npz` (per-frame RMS levels in dBFS of the
-vocals stem and of the accompaniment, for the prescreen's speech/vocals score).
+vocals stem and of the accompaniment, for the prescreen's speech/vocals score; see `energy`).
 
 Hour-long tracks are cut into overlapping windows that are separated one at a time and
 cross-faded (linearly) where they overlap; only the accompaniment and two small energy curves
@@ -31,20 +31,21 @@ from demucs.repo import ModelLoadingError
 from demucs.states import get_state, save_with_checksum
 from huggingface_hub.constants import HF_HUB_CACHE
 
-from curation.media_tools import require_tool
-from dvmset.errors import DvmsetError, ReasonCode, StageError
+from curation import energy
+from dvmset.errors import ConfigError, DvmsetError, ReasonCode, StageError
 from dvmset.storage import atomic_path
+from dvmset.tools import require_tool
 
 STAGE_VERSION = "separate/1"
 ACCOMPANIMENT_FILE = "accompaniment.flac"
 ENERGY_FILE = "vocals_energy.npz"
 VOCALS = "vocals"
-_SILENCE_FLOOR_DB = -120.0  # level given to all-zero frames
 _WRITE_BLOCK_S = 30.0  # the FLAC is written in blocks of this length, to bound extra memory
 
 
-class ModelNotFoundError(DvmsetError):
-    """A Demucs model could not be loaded; the message says where Demucs looked and how to provide it."""
+class ModelNotFoundError(ConfigError):
+    """A Demucs model could not be loaded; the message says where Demucs looked and how to provide it.
+    A set-up error, not a video's: it stops a run (exit code 3) instead of failing every video."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,15 +161,13 @@ def separate_track(
                 vocals[:, :faded] = vocals_tail * (1 - fade_in) + vocals[:, :faded] * fade_in
             accompaniment[:, start:stop] = accomp
             final = (windows[index + 1][0] if index + 1 < len(windows) else stop) - start
-            _add_frame_power(vocals_power, start, vocals[:, :final], frame_samples)
-            _add_frame_power(accompaniment_power, start, accomp[:, :final], frame_samples)
+            energy.add_frame_power(vocals_power, start, vocals[:, :final], frame_samples)
+            energy.add_frame_power(accompaniment_power, start, accomp[:, :final], frame_samples)
             vocals_tail = vocals[:, final:].copy()
-    frame_counts = np.full(num_frames, 2 * frame_samples)  # channels x samples in each frame
-    frame_counts[-1] = 2 * (num_samples - (num_frames - 1) * frame_samples)
     return Separation(
         accompaniment=accompaniment,
-        vocals_energy_db=_power_db(vocals_power / frame_counts),
-        accompaniment_energy_db=_power_db(accompaniment_power / frame_counts),
+        vocals_energy_db=energy.frames_db(vocals_power, 2, num_samples, frame_samples),
+        accompaniment_energy_db=energy.frames_db(accompaniment_power, 2, num_samples, frame_samples),
         frame_s=frame_samples / sample_rate_hz,
         sample_rate_hz=sample_rate_hz,
         model_id=separator.model_id,
@@ -197,16 +196,11 @@ def separate_file(
             for start in range(0, separation.accompaniment.shape[1], block):
                 # Clipped explicitly: integer PCM cannot hold the rare overshoot past full scale.
                 out.write(np.clip(separation.accompaniment[:, start : start + block].T, -1.0, 1.0))
-    with atomic_path(energy_path) as temp, open(temp, "wb") as file:  # a file object: np.savez adds no suffix
-        np.savez(
-            file,
-            vocals_energy_db=separation.vocals_energy_db,
-            accompaniment_energy_db=separation.accompaniment_energy_db,
-            frame_s=np.float64(separation.frame_s),
-            sample_rate_hz=np.int64(separation.sample_rate_hz),
-            model_id=np.str_(separation.model_id),
-            stage_version=np.str_(STAGE_VERSION),
-        )
+    curves = energy.EnergyCurves(separation.vocals_energy_db, separation.accompaniment_energy_db, separation.frame_s)
+    energy.write_energy_curves(
+        energy_path, curves, sample_rate_hz=separation.sample_rate_hz, model_id=separation.model_id,
+        stage_version=STAGE_VERSION,
+    )
     return SeparationFiles(accompaniment_path, energy_path, separation.model_id)
 
 
@@ -264,19 +258,6 @@ def _separate_window(separator: Separator, window: np.ndarray) -> np.ndarray:
         separator.model, mix, shifts=0, split=True, overlap=0.25, progress=False, device=separator.device
     )
     return stems[0].numpy()
-
-
-def _add_frame_power(power: np.ndarray, start: int, samples: np.ndarray, frame_samples: int) -> None:
-    """Add the squares of `samples` ([2, L], beginning at sample `start`) to their frames' sums in `power`."""
-    if samples.shape[1] == 0:
-        return
-    frames = np.arange(start, start + samples.shape[1]) // frame_samples
-    sums = np.bincount(frames - frames[0], weights=np.square(samples, dtype=np.float64).sum(axis=0))
-    power[frames[0] : frames[0] + sums.size] += sums
-
-
-def _power_db(mean_square: np.ndarray) -> np.ndarray:
-    return (10.0 * np.log10(np.maximum(mean_square, 10.0 ** (_SILENCE_FLOOR_DB / 10.0)))).astype(np.float32)
 
 
 def _missing_model_message(name: str, model_dir: Path | None, cause: str) -> str:

@@ -7,16 +7,22 @@ never stops a run. The CLI loops over these; Prefect tasks wrap them one to one.
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from curation import download, probe
+from curation import clip, download, loudness, prescreen, probe, separate
+from curation.energy import EnergyCurves, read_energy_curves
 from dvmset.catalog import Catalog
-from dvmset.config import Config
-from dvmset.errors import ReasonCode, StageError
-from dvmset.records import VideoRecord, VideoStatus
+from dvmset.config import Config, stage_key
+from dvmset.errors import ConfigError, ReasonCode, StageError
+from dvmset.ids import make_clip_id
+from dvmset.records import ClipLoudness, ClipRecord, ClipStatus, ClipVersions, VideoRecord, VideoStatus
 from dvmset.storage import DataRoot
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,8 @@ def _record_failure(catalog: Catalog, video: VideoRecord, error: StageError, sta
 def _guarded(stage_version: str, work: Callable[[], StepOutcome], catalog: Catalog, video: VideoRecord) -> StepOutcome:
     try:
         return work()
+    except ConfigError:  # the set-up is wrong (e.g. no model), not the video: stop the run
+        raise
     except StageError as error:
         return _record_failure(catalog, video, error, stage_version)
     except Exception as exc:  # noqa: BLE001 - the run goes on; the catalog keeps the reason
@@ -60,13 +68,165 @@ def probe_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutc
     """downloaded -> probed (or failed/skipped)."""
 
     def work() -> StepOutcome:
-        if video.media_path is None:
-            raise StageError(ReasonCode.INTERNAL_ERROR, "video has no downloaded file to probe")
-        info = probe.probe_media(DataRoot(config.data_root).resolve(video.media_path), config.probe)
+        info = probe.probe_media(_media_path(DataRoot(config.data_root), video), config.probe)
         catalog.mark_probed(video.video_id, info, probe.STAGE_VERSION)
         return StepOutcome(video.video_id, VideoStatus.PROBED)
 
     return _guarded(probe.STAGE_VERSION, work, catalog, video)
+
+
+def stage_keys(config: Config) -> ClipVersions:
+    """The keys (code version + settings hash) the current config gives each audio/clip stage."""
+    return ClipVersions(
+        separate=stage_key(separate.STAGE_VERSION, config.separate, exclude={"device", "decode_timeout_s"}),
+        clip=stage_key(clip.STAGE_VERSION, config.clip, exclude={"timeout_s", "workers"}),
+        loudness=stage_key(loudness.STAGE_VERSION, config.loudness),
+        prescreen=stage_key(prescreen.STAGE_VERSION, config.prescreen),
+    )
+
+
+def separator_for(config: Config) -> separate.Separator:
+    """The configured Demucs model, loaded once per process (raises ModelNotFoundError)."""
+    return _load_separator(config.separate.model, config.model_dir, config.separate.device)
+
+
+@functools.cache
+def _load_separator(model: str, model_dir: Path | None, device: str | None) -> separate.Separator:
+    return separate.load_separator(model, model_dir, device)
+
+
+def separate_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+    """probed -> separated: the accompaniment and the vocals energy curve of the whole track."""
+    key = stage_keys(config).separate
+
+    def work() -> StepOutcome:
+        data = DataRoot(config.data_root)
+        settings = config.separate
+        files = separate.separate_file(
+            separator_for(config), _media_path(data, video), data.stems_dir(video.video_id),
+            chunk_s=settings.chunk_s, overlap_s=settings.overlap_s, frame_s=settings.frame_s,
+            decode_timeout_s=settings.decode_timeout_s,
+        )  # fmt: skip
+        catalog.mark_separated(video.video_id, files.model_id, key)
+        return StepOutcome(video.video_id, VideoStatus.SEPARATED)
+
+    return _guarded(key, work, catalog, video)
+
+
+def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+    """separated -> clipped: every clip of the plan cut, normalized and prescreened, each saved
+    as soon as it is done. Clips already made under the current keys are kept as they are; where
+    only the prescreen changed, only the prescreen runs again."""
+    keys = stage_keys(config)
+
+    def work() -> StepOutcome:
+        if video.probe is None or video.separate_version is None or video.separator_model_id is None:
+            raise StageError(ReasonCode.INTERNAL_ERROR, "video has no probe or separation to clip")
+        data = DataRoot(config.data_root)
+        current = ClipVersions(video.separate_version, keys.clip, keys.loudness, keys.prescreen)
+        existing = {known.clip_id: known for known in catalog.clips(video.video_id)}
+        spans = clip.plan_clip_spans(video.probe.duration_s, config.clip.clip_s, video.probe.fps)
+        clip_ids = [make_clip_id(video.video_id, span.start_s) for span in spans]
+        energy = read_energy_curves(data.stems_dir(video.video_id) / separate.ENERGY_FILE)
+
+        def make(clip_id: str, span: clip.Span) -> ClipRecord | None:
+            return _make_clip(data, config, video, clip_id, span, existing.get(clip_id), current, energy)
+
+        pool = ThreadPoolExecutor(config.clip.workers)
+        try:  # in order: a clip is saved once it and every clip before it are done
+            for clip_id, made in zip(clip_ids, pool.map(make, clip_ids, spans), strict=True):
+                if made is not None:
+                    _save_clip(catalog, config, made)
+        finally:
+            pool.shutdown(cancel_futures=True)  # after a failure, start no further clip
+        for retired in catalog.retire_clips(video.video_id, clip_ids):
+            shutil.rmtree(data.clip_dir(retired), ignore_errors=True)
+        catalog.mark_clipped(video.video_id, len(spans), keys.clip)
+        return StepOutcome(video.video_id, VideoStatus.CLIPPED)
+
+    return _guarded(keys.clip, work, catalog, video)
+
+
+def _save_clip(catalog: Catalog, config: Config, made: ClipRecord) -> None:
+    """Save `made`, and reject it automatically for the flags the config says so."""
+    catalog.save_clip(made)
+    auto = [flag for flag in made.prescreen.flags if flag in config.prescreen.auto_reject]
+    if auto:
+        catalog.auto_reject(made.clip_id, auto)
+
+
+def _make_clip(
+    data: DataRoot,
+    config: Config,
+    video: VideoRecord,
+    clip_id: str,
+    span: clip.Span,
+    known: ClipRecord | None,
+    versions: ClipVersions,
+    energy: EnergyCurves,
+) -> ClipRecord | None:
+    """The clip's record after doing what `known` lacks under `versions`; None when nothing is to do."""
+    folder = data.clip_dir(clip_id)
+    music_path, video_path = folder / clip.MUSIC_FILE, folder / clip.VIDEO_FILE
+    files_ok = known is not None and music_path.is_file() and video_path.is_file()
+    cut_ok = files_ok and (known.versions.separate, known.versions.clip, known.versions.loudness) == (
+        versions.separate, versions.clip, versions.loudness
+    )
+    if cut_ok and known.versions.prescreen == versions.prescreen and known.status is not ClipStatus.RETIRED:
+        return None
+    if cut_ok:
+        gained = known.loudness
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        accompaniment = data.stems_dir(video.video_id) / separate.ACCOMPANIMENT_FILE
+        clip.cut_music(accompaniment, span, music_path, timeout_s=config.clip.timeout_s)
+        settings = config.loudness
+        result = loudness.normalize_file(
+            music_path, music_path, target_lufs=settings.target_lufs,
+            true_peak_ceiling_dbtp=settings.true_peak_ceiling_dbtp, silence_lufs=settings.silence_lufs,
+        )  # fmt: skip
+        gained = ClipLoudness(
+            before_lufs=result.before.integrated_lufs, after_lufs=result.after.integrated_lufs,
+            true_peak_dbtp=result.after.true_peak_dbtp, gain_db=result.gain_db, limited=result.limited,
+            silent=result.silent,
+        )  # fmt: skip
+        clip.cut_video(
+            _media_path(data, video), span, music_path, video_path, fps=video.probe.fps,
+            max_height=config.clip.max_height, preset=config.clip.x264_preset, crf=config.clip.crf,
+            timeout_s=config.clip.timeout_s,
+        )  # fmt: skip
+    scores = prescreen.prescreen_clip(
+        video_path, music_path, energy.span(span.start_s, span.end_s), config.prescreen
+    )
+    return ClipRecord(
+        clip_id=clip_id, video_id=video.video_id, start_s=span.start_s, end_s=span.end_s,
+        status=ClipStatus.PENDING_REVIEW, fps=video.probe.fps, video_path=data.relative(video_path),
+        music_path=data.relative(music_path), separator_model_id=video.separator_model_id, loudness=gained,
+        prescreen=scores, versions=versions,
+    )  # fmt: skip
+
+
+def _media_path(data: DataRoot, video: VideoRecord) -> Path:
+    if video.media_path is None:
+        raise StageError(ReasonCode.INTERNAL_ERROR, "video has no downloaded file")
+    return data.resolve(video.media_path)
+
+
+Step = Callable[[Catalog, Config, VideoRecord], StepOutcome]
+STAGES = ("download", "probe", "separate", "clip")
+
+
+def pending(stage: str, catalog: Catalog, config: Config) -> tuple[Step, list[VideoRecord]]:
+    """A stage's step and the videos the catalog says it has to do (by status and stage key)."""
+    if stage == "download":
+        return download_step, list(catalog.videos(statuses=[VideoStatus.DISCOVERED]))
+    if stage == "probe":
+        return probe_step, list(catalog.videos(statuses=[VideoStatus.DOWNLOADED]))
+    if stage == "separate":
+        return separate_step, catalog.videos_to_separate(stage_keys(config).separate)
+    if stage == "clip":
+        return clip_step, catalog.videos_to_clip(stage_keys(config))
+    raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 
 @dataclass
@@ -98,7 +258,7 @@ class StageSummary:
 
 
 def run_step(
-    step: Callable[[Catalog, Config, VideoRecord], StepOutcome],
+    step: Step,
     stage: str,
     catalog: Catalog,
     config: Config,

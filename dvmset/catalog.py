@@ -8,99 +8,29 @@ catalog at the current schema, or migrates an older one step by step.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from dvmset.errors import CatalogError, ReasonCode, StageError
 from dvmset.ids import split_video_id
 from dvmset.records import (
     Candidate,
+    ClipRecord,
     ClipStatus,
+    ClipVersions,
     Download,
-    ErrorInfo,
+    PrescreenFlag,
     ProbeInfo,
-    SourceKind,
-    SourceMetadata,
     VideoRecord,
     VideoStatus,
 )
-
-SCHEMA_VERSION = 1
-
-metadata = sa.MetaData()
-
-schema_info = sa.Table("schema_info", metadata, sa.Column("version", sa.Integer, nullable=False))
-
-videos = sa.Table(
-    "videos",
-    metadata,
-    sa.Column("video_id", sa.String(255), primary_key=True),
-    sa.Column("url", sa.Text, nullable=False),
-    sa.Column("platform", sa.String(64), nullable=False),
-    sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(32), nullable=False, index=True),
-    sa.Column("error_reason", sa.String(64)),
-    sa.Column("error_message", sa.Text),
-    sa.Column("stage_version", sa.String(64)),
-    sa.Column("title", sa.Text),
-    sa.Column("channel", sa.Text),
-    sa.Column("upload_date", sa.String(16)),
-    sa.Column("duration_s", sa.Float),
-    sa.Column("license", sa.Text),
-    sa.Column("webpage_url", sa.Text),
-    sa.Column("extractor", sa.String(64)),
-    sa.Column("media_path", sa.Text),
-    sa.Column("probe", sa.JSON),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-video_queries = sa.Table(
-    "video_queries",
-    metadata,
-    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), primary_key=True),
-    sa.Column("query", sa.Text, primary_key=True),
-    sa.Column("source", sa.String(32), nullable=False),
-    sa.Column("found_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-clips = sa.Table(
-    "clips",
-    metadata,
-    sa.Column("clip_id", sa.String(300), primary_key=True),
-    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), nullable=False, index=True),
-    sa.Column("start_s", sa.Float, nullable=False),
-    sa.Column("end_s", sa.Float, nullable=False),
-    sa.Column("status", sa.String(32), nullable=False, index=True),
-    sa.Column("error_reason", sa.String(64)),
-    sa.Column("error_message", sa.Text),
-    sa.Column("stage_version", sa.String(64)),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-)
-
-labels = sa.Table(
-    "labels",
-    metadata,
-    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("clip_id", sa.String(300), sa.ForeignKey("clips.clip_id"), nullable=False, index=True),
-    sa.Column("annotator", sa.String(128), nullable=False),
-    sa.Column("decision", sa.String(32), nullable=False),
-    sa.Column("reasons", sa.JSON, nullable=False),
-    sa.Column("note", sa.Text),
-    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
-)
-
-# Migrations from version N-1 to N, applied in order by `Catalog.open`. A new catalog is
-# created at SCHEMA_VERSION directly. Add an entry here with every change to the tables above.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {}
-
+from dvmset.catalog_rows import clip_from_row, clip_values, now, video_from_row
+from dvmset.schema import SCHEMA_VERSION, MIGRATIONS, clips, labels, metadata, schema_info, video_queries, videos
 
 @dataclass(frozen=True)
 class StatusCount:
@@ -118,10 +48,6 @@ class AddResult:
 
     new_videos: int
     new_links: int
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -149,6 +75,9 @@ def _redact(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparseable URL>"
+
+
+AUTO_ANNOTATOR = "prescreen"  # the annotator name of automatic rejections
 
 
 class Catalog:
@@ -208,7 +137,7 @@ class Catalog:
     def add_candidates(self, candidates: Iterable[Candidate]) -> AddResult:
         """Insert new videos as `discovered`; link every (video, query) pair once."""
         new_videos = new_links = 0
-        now = _now()
+        found_at = now()
         with self.engine.begin() as conn:
             for cand in candidates:
                 known = conn.execute(sa.select(videos.c.video_id).where(videos.c.video_id == cand.video_id)).first()
@@ -222,8 +151,8 @@ class Catalog:
                             status=VideoStatus.DISCOVERED.value,
                             title=cand.title,
                             duration_s=cand.duration_s,
-                            created_at=now,
-                            updated_at=now,
+                            created_at=found_at,
+                            updated_at=found_at,
                         )
                     )
                     new_videos += 1
@@ -235,7 +164,7 @@ class Catalog:
                 if linked is None:
                     conn.execute(
                         video_queries.insert().values(
-                            video_id=cand.video_id, query=cand.query, source=cand.source.value, found_at=now
+                            video_id=cand.video_id, query=cand.query, source=cand.source.value, found_at=found_at
                         )
                     )
                     new_links += 1
@@ -274,7 +203,7 @@ class Catalog:
                 ):
                     links.setdefault(video_id, []).append(linked_query)
         for row in rows:
-            yield _video_from_row(row, tuple(links.get(row["video_id"], ())))
+            yield video_from_row(row, tuple(links.get(row["video_id"], ())))
 
     def mark_downloaded(self, download: Download, stage_version: str) -> None:
         meta = download.metadata
@@ -307,6 +236,44 @@ class Catalog:
         )
         return status
 
+    def mark_separated(self, video_id: str, separator_model_id: str, separate_version: str) -> None:
+        self._update_video(
+            video_id, status=VideoStatus.SEPARATED, stage_version=separate_version,
+            separator_model_id=separator_model_id, separate_version=separate_version,
+        )
+
+    def mark_clipped(self, video_id: str, clip_count: int, clip_version: str) -> None:
+        self._update_video(video_id, status=VideoStatus.CLIPPED, stage_version=clip_version, clip_count=clip_count)
+
+    def videos_to_separate(self, separate_version: str) -> list[VideoRecord]:
+        """Probed videos, and separated or clipped ones whose separation key is not `separate_version`."""
+        stale = sa.and_(
+            videos.c.status.in_([VideoStatus.SEPARATED.value, VideoStatus.CLIPPED.value]),
+            sa.or_(videos.c.separate_version.is_(None), videos.c.separate_version != separate_version),
+        )
+        return self._videos_where(sa.or_(videos.c.status == VideoStatus.PROBED.value, stale))
+
+    def videos_to_clip(self, versions: ClipVersions) -> list[VideoRecord]:
+        """Separated videos, and clipped ones with a live clip made under other keys than `versions`
+        (its `separate` part is compared with the video's own separation key)."""
+        outdated_clip = sa.exists().where(
+            clips.c.video_id == videos.c.video_id,
+            clips.c.status != ClipStatus.RETIRED.value,
+            sa.or_(
+                clips.c.separate_version.is_distinct_from(videos.c.separate_version),
+                clips.c.clip_version.is_distinct_from(versions.clip),
+                clips.c.loudness_version.is_distinct_from(versions.loudness),
+                clips.c.prescreen_version.is_distinct_from(versions.prescreen),
+            ),
+        )
+        clipped_stale = sa.and_(videos.c.status == VideoStatus.CLIPPED.value, outdated_clip)
+        return self._videos_where(sa.or_(videos.c.status == VideoStatus.SEPARATED.value, clipped_stale))
+
+    def _videos_where(self, condition: sa.ColumnElement[bool]) -> list[VideoRecord]:
+        with self.engine.connect() as conn:
+            ids = list(conn.execute(sa.select(videos.c.video_id).where(condition)).scalars())
+        return list(self.videos(video_ids=ids)) if ids else []
+
     def reset_errors(self, reasons: Sequence[ReasonCode] | None = None) -> int:
         """Send `failed` videos (optionally only some reasons) back to where they can be retried."""
         stmt = videos.update().where(videos.c.status == VideoStatus.FAILED.value)
@@ -317,7 +284,7 @@ class Catalog:
         )
         with self.engine.begin() as conn:
             result = conn.execute(
-                stmt.values(status=restart, error_reason=None, error_message=None, updated_at=_now())
+                stmt.values(status=restart, error_reason=None, error_message=None, updated_at=now())
             )
         return result.rowcount
 
@@ -328,10 +295,66 @@ class Catalog:
             result = conn.execute(
                 videos.update()
                 .where(videos.c.video_id == video_id)
-                .values(status=status.value, stage_version=stage_version, updated_at=_now(), **values)
+                .values(status=status.value, stage_version=stage_version, updated_at=now(), **values)
             )
         if result.rowcount != 1:
             raise CatalogError(f"no video {video_id!r} in the catalog")
+
+    # -- clips ---------------------------------------------------------------------------------
+
+    def clips(
+        self, video_id: str | None = None, statuses: Sequence[ClipStatus] | None = None
+    ) -> list[ClipRecord]:
+        """Clips ordered by id, optionally of one video or in some statuses."""
+        stmt = sa.select(clips).order_by(clips.c.clip_id)
+        if video_id is not None:
+            stmt = stmt.where(clips.c.video_id == video_id)
+        if statuses is not None:
+            stmt = stmt.where(clips.c.status.in_([s.value for s in statuses]))
+        with self.engine.connect() as conn:
+            return [clip_from_row(row) for row in conn.execute(stmt).mappings()]
+
+    def save_clip(self, clip: ClipRecord) -> None:
+        """Insert or update a clip's files, scores and keys. An existing clip keeps its review
+        status (a retired one comes back as `pending_review`); a new one takes `clip.status`."""
+        values = clip_values(clip)
+        with self.engine.begin() as conn:
+            known = conn.execute(sa.select(clips.c.status).where(clips.c.clip_id == clip.clip_id)).scalar()
+            if known is None:
+                conn.execute(clips.insert().values(clip_id=clip.clip_id, status=clip.status.value, **values))
+            else:
+                status = ClipStatus.PENDING_REVIEW.value if known == ClipStatus.RETIRED.value else known
+                conn.execute(clips.update().where(clips.c.clip_id == clip.clip_id).values(status=status, **values))
+
+    def retire_clips(self, video_id: str, keep_clip_ids: Iterable[str]) -> list[str]:
+        """Mark the video's live clips that are not in `keep_clip_ids` as `retired`; return their ids.
+        Rows and their label events stay."""
+        keep = set(keep_clip_ids)
+        retired = [c.clip_id for c in self.clips(video_id) if c.clip_id not in keep and c.status is not ClipStatus.RETIRED]
+        if retired:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    clips.update().where(clips.c.clip_id.in_(retired))
+                    .values(status=ClipStatus.RETIRED.value, updated_at=now())
+                )
+        return retired
+
+    def auto_reject(self, clip_id: str, flags: Sequence[PrescreenFlag], annotator: str = AUTO_ANNOTATOR) -> bool:
+        """Reject a clip no person has labelled yet, for `flags`, as a label event by `annotator`.
+        Returns False (and changes nothing) where a person already decided or it was done before."""
+        with self.engine.begin() as conn:
+            decided = conn.execute(sa.select(sa.func.count()).where(labels.c.clip_id == clip_id)).scalar()
+            if decided:
+                return False
+            conn.execute(
+                labels.insert().values(
+                    clip_id=clip_id, annotator=annotator, decision=ClipStatus.REJECTED.value,
+                    reasons=[flag.value for flag in flags], note="rejected by the prescreen (config auto_reject)",
+                    ts=now(),
+                )
+            )
+            conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=ClipStatus.REJECTED.value))
+        return True
 
     # -- reports -------------------------------------------------------------------------------
 
@@ -360,31 +383,3 @@ class Catalog:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(clips.c.status, sa.func.count()).group_by(clips.c.status)).all()
         return {ClipStatus(status): count for status, count in rows}
-
-
-def _video_from_row(row: Any, queries: tuple[str, ...]) -> VideoRecord:
-    probe = row["probe"]
-    if isinstance(probe, str):  # some drivers hand JSON back as text
-        probe = json.loads(probe)
-    return VideoRecord(
-        video_id=row["video_id"],
-        url=row["url"],
-        platform=row["platform"],
-        source=SourceKind(row["source"]),
-        status=VideoStatus(row["status"]),
-        queries=queries,
-        metadata=SourceMetadata(
-            title=row["title"],
-            channel=row["channel"],
-            upload_date=row["upload_date"],
-            duration_s=row["duration_s"],
-            license=row["license"],
-            webpage_url=row["webpage_url"],
-            extractor=row["extractor"],
-        ),
-        media_path=row["media_path"],
-        probe=ProbeInfo(**probe) if probe else None,
-        error=ErrorInfo(ReasonCode(row["error_reason"]), row["error_message"] or "") if row["error_reason"] else None,
-        stage_version=row["stage_version"],
-        updated_at=row["updated_at"],
-    )

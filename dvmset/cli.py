@@ -1,4 +1,4 @@
-"""The `dvmset` command line: init, discover, download, probe, status, demo.
+"""The `dvmset` command line: init, discover, download, probe, separate, clip, build, status, demo.
 
 Exit codes scripts can rely on (`ExitCode`): 0 the command did its work (videos that were
 skipped or failed are recorded in the catalog, not errors of the command), 1 some videos
@@ -16,19 +16,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.panel import Panel
 from tqdm import tqdm
 
 from dvmset.catalog import Catalog
 from dvmset.config import DEFAULT_FILE_NAME, STARTER_CONFIG, Config, load_config
 from dvmset.errors import CatalogError, ConfigError, DvmsetError, SearchError
-from dvmset.records import Candidate, VideoRecord, VideoStatus
-from dvmset.reports import status_tables
+from dvmset.records import Candidate
+from dvmset.reports import review_queue_table, status_tables
 from dvmset.storage import DataRoot, atomic_write_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from curation.steps import StageSummary
 
-    from curation.steps import StageSummary, StepOutcome
+
+DEMO_SEPARATOR = "tiny-random-demo"  # the separator model id of demo clips made without real weights
 
 
 class ExitCode(IntEnum):
@@ -123,12 +125,14 @@ def discover(
         raise typer.Exit(int(ExitCode.SOURCE))
 
 
-def _run_stage(stage: str, catalog: Catalog, config: Config, status: VideoStatus, limit: int | None) -> StageSummary:
-    """Run one per-video step over the catalog's videos in `status`; print and return its summary."""
+def _run_stage(stage: str, catalog: Catalog, config: Config, limit: int | None) -> StageSummary:
+    """Run one per-video step over the videos the catalog says it has to do; print and return its summary."""
     from curation import steps
 
-    step: Callable[[Catalog, Config, VideoRecord], StepOutcome] = {"download": steps.download_step, "probe": steps.probe_step}[stage]
-    videos = list(catalog.videos(statuses=[status]))[:limit]
+    step, videos = steps.pending(stage, catalog, config)
+    videos = videos[:limit]
+    if stage == "separate" and videos:
+        steps.separator_for(config)  # a missing model stops here, before any video is touched
     with _progress(len(videos), stage) as bar:
         summary = steps.run_step(step, stage, catalog, config, videos, on_outcome=lambda _o: bar.update())
     out.print(summary.line(), highlight=False)
@@ -146,9 +150,9 @@ def download(
     config, catalog = _open(config_path)
     if retry_failed:
         out.print(f"retry: {catalog.reset_errors()} failed videos sent back")
-    failed = _run_stage("download", catalog, config, VideoStatus.DISCOVERED, limit).failed
+    failed = _run_stage("download", catalog, config, limit).failed
     if probe:
-        failed += _run_stage("probe", catalog, config, VideoStatus.DOWNLOADED, limit).failed
+        failed += _run_stage("probe", catalog, config, limit).failed
     if failed:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
 
@@ -157,7 +161,76 @@ def download(
 def probe(config_path: ConfigOption = None, limit: LimitOption = None) -> None:
     """Probe `downloaded` videos: streams, duration, a decode check."""
     config, catalog = _open(config_path)
-    if _run_stage("probe", catalog, config, VideoStatus.DOWNLOADED, limit).failed:
+    if _run_stage("probe", catalog, config, limit).failed:
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))
+
+
+@app.command()
+def separate(
+    config_path: ConfigOption = None,
+    limit: LimitOption = None,
+    clips: Annotated[bool, typer.Option(help="cut, normalize and prescreen the clips of each video too")] = True,
+) -> None:
+    """Remove vocals from `probed` videos with Demucs (then make their clips). Videos separated
+    under other settings or another model are separated again."""
+    config, catalog = _open(config_path)
+    failed = _run_stage("separate", catalog, config, limit).failed
+    if clips:
+        failed += _run_stage("clip", catalog, config, limit).failed
+    if failed:
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))
+
+
+@app.command(name="clip")
+def clip_command(config_path: ConfigOption = None, limit: LimitOption = None) -> None:
+    """Cut `separated` videos into 60 s clips, normalize their loudness and prescreen them.
+    Clips made under other settings are redone, and only as far as the change reaches."""
+    config, catalog = _open(config_path)
+    if _run_stage("clip", catalog, config, limit).failed:
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))
+
+
+@app.command()
+def build(
+    config_path: ConfigOption = None,
+    folder: Annotated[Path | None, typer.Option(help="discover the videos of a local folder (searched recursively)")] = None,
+    urls: Annotated[Path | None, typer.Option(help="discover the URLs of a URL list file")] = None,
+    query: Annotated[list[str] | None, typer.Option("--query", "-q", help="search these queries (repeatable)")] = None,
+    queries_file: Annotated[Path | None, typer.Option(help="queries file (default: the config's)")] = None,
+    label: Annotated[str | None, typer.Option(help="the query label recorded for --folder videos")] = None,
+    runner: Annotated[str, typer.Option(help="where the per-video tasks run: local (threads) or dask")] = "local",
+    dask_address: Annotated[str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")] = None,
+    workers: Annotated[int, typer.Option(help="threads (local), or worker processes of the Dask LocalCluster")] = 4,
+) -> None:
+    """Discover, then download, probe, separate and clip, through the Prefect build flow run in this
+    process (on Prefect's temporary local server unless PREFECT_API_URL is set); print its summary.
+    Without --folder, --urls or --query it searches the queries file. A rerun does only unfinished work."""
+    from rich.markdown import Markdown
+
+    from flows.runners import check_runner
+
+    _config, catalog = _open(config_path)
+    try:
+        check_runner(runner, dask_address, workers, catalog.dialect)
+    except ConfigError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    from flows.flows import build_flow  # after the checks: it loads Prefect's engine and the stages
+    from flows.server import prefect_api
+    from flows.summary import RunSummary
+
+    def absolute(path: Path | None) -> str | None:  # flow parameters are strings, valid in any folder
+        return str(path.resolve()) if path else None
+
+    with prefect_api():
+        result = build_flow(
+            config_path=absolute(config_path), folder=absolute(folder), urls=absolute(urls), queries=query,
+            queries_file=absolute(queries_file), label=label, runner=runner, dask_address=dask_address, workers=workers,
+        )  # fmt: skip
+    summary = RunSummary.from_dict(result)
+    out.print(Markdown(summary.markdown("DVMSet build")))
+    if summary.failed_sources:
+        raise typer.Exit(int(ExitCode.SOURCE))
+    if summary.failed_videos:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
 
 
@@ -176,8 +249,12 @@ def status(
 def demo(
     workdir: Annotated[Path, typer.Option(help="folder for the sample videos, data and config")] = Path("demo"),
 ) -> None:
-    """The main job on embedded defaults, offline: sample videos -> discover -> download -> probe."""
+    """The main job on embedded defaults, offline: sample videos -> discover -> download -> probe
+    -> separate -> clip (cut, loudness, prescreen). Without the htdemucs weights, and only here,
+    a tiny random stand-in separator is built and recorded as the clips' separator model."""
+    from curation import search, steps
     from curation.samples import make_sample_folder
+    from curation.separate import ModelNotFoundError, save_tiny_model
 
     workdir.mkdir(parents=True, exist_ok=True)
     config_file = workdir / DEFAULT_FILE_NAME
@@ -188,14 +265,29 @@ def demo(
         out.print(f"making sample videos in {samples} (ffmpeg lavfi)")
         make_sample_folder(samples)
     config, catalog = _open(config_file)
-    from curation import search
-
     added = catalog.add_candidates(search.scan_folder(samples, "demo samples"))
     out.print(f"discover: {added.new_videos} new videos from {samples}")
-    _run_stage("download", catalog, config, VideoStatus.DISCOVERED, None)
-    _run_stage("probe", catalog, config, VideoStatus.DOWNLOADED, None)
+    _run_stage("download", catalog, config, None)
+    _run_stage("probe", catalog, config, None)
+    try:
+        steps.separator_for(config)
+    except ModelNotFoundError as missing:
+        models = (workdir / "models").resolve()
+        save_tiny_model(models, DEMO_SEPARATOR, sample_rate_hz=44100)
+        config = config.model_copy(
+            update={"model_dir": models, "separate": config.separate.model_copy(update={"model": DEMO_SEPARATOR})}
+        )
+        out.print(Panel(
+            f"{missing}\n\nTHE DEMO GOES ON WITH A STAND-IN: {DEMO_SEPARATOR!r}, a tiny Demucs with RANDOM weights "
+            f"(saved in {models}). It removes no vocals; its 'accompaniment' is filtered noise. Every clip records "
+            f"{DEMO_SEPARATOR!r} as its separator model. A normal run never does this: it stops with the error above.",
+            title="no Demucs weights: demo stand-in separator", border_style="bold red",
+        ))  # fmt: skip
+    _run_stage("separate", catalog, config, None)
+    _run_stage("clip", catalog, config, None)
     for table in status_tables(catalog, by_query=False):
         out.print(table)
+    out.print(review_queue_table(catalog.clips()))
     out.print(f"catalog: {catalog.url}\ndata root: {config.data_root.resolve()}")
 
 

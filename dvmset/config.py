@@ -9,16 +9,18 @@ Relative paths in a file are taken relative to that file's folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from dvmset.errors import ConfigError
+from dvmset.records import PrescreenFlag
 
 ENV_PREFIX = "DVMSET_"
 DEFAULT_FILE_NAME = "dvmset.toml"
@@ -63,6 +65,51 @@ class ProbeConfig(_Section):
     timeout_s: float = Field(120.0, gt=0)
 
 
+class SeparateConfig(_Section):
+    model: str = "htdemucs"  # a Demucs model name, looked up in model_dir or Demucs' remote repos
+    device: str | None = None  # "cuda", "cuda:1", "cpu"; None: CUDA when available, else CPU
+    chunk_s: float = Field(60.0, gt=0)  # tracks are separated in windows of chunk_s + overlap_s
+    overlap_s: float = Field(5.0, ge=0)  # cross-faded between windows
+    frame_s: float = Field(0.1, gt=0)  # hop of the vocals/accompaniment energy curves
+    decode_timeout_s: float = Field(900.0, gt=0)
+
+
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"]
+
+
+class ClipConfig(_Section):
+    clip_s: float = Field(60.0, gt=0)  # the remainder shorter than a clip is dropped
+    max_height: int = Field(720, ge=144)  # clips are re-encoded to at most this many rows
+    x264_preset: X264Preset = "veryfast"  # faster presets: less CPU, larger files
+    crf: int = Field(23, ge=0, le=51)  # x264 constant rate factor: lower is better and larger
+    workers: int = Field(2, ge=1)  # clips of one video made at once (each about 0.5 GB at the peak)
+    timeout_s: float = Field(600.0, gt=0)  # per ffmpeg run
+
+
+class LoudnessConfig(_Section):
+    target_lufs: float = Field(-14.0, le=0)  # ITU-R BS.1770 integrated loudness of every clip
+    true_peak_ceiling_dbtp: float = Field(-1.0, le=0)
+    silence_lufs: float = Field(-70.0, le=0)  # quieter clips are flagged silent and left unchanged
+
+
+class PrescreenConfig(_Section):
+    silence_dbfs: float = Field(-45.0, le=0)  # a 0.1 s frame of the normalized music under this is silent
+    speech_margin_db: float = 0.0  # vocals louder than the accompaniment by this much count as voice
+    vocals_floor_dbfs: float = Field(-45.0, le=0)  # quieter vocals never count as voice
+    static_diff: float = Field(1.0, ge=0)  # mean absolute luma change (0-255) under which frames are static
+    scene_threshold: float = Field(27.0, gt=0)  # PySceneDetect ContentDetector threshold
+    min_scene_s: float = Field(0.5, gt=0)  # shortest scene PySceneDetect reports
+    max_non_music_s: float = Field(5.0, ge=0)  # flag non_music above this (the paper's criterion)
+    max_static_share: float = Field(0.5, ge=0, le=1)  # flag static above this share of the clip
+    max_noise_score: float = Field(0.35, ge=0, le=1)  # flag noise above this spectral flatness
+    auto_reject: tuple[PrescreenFlag, ...] = ()  # flags that reject a clip without review (off by default)
+
+    @field_validator("auto_reject", mode="before")
+    @classmethod
+    def _split_flags(cls, value: Any) -> Any:
+        return _split_list(value)
+
+
 class Config(_Section):
     data_root: Path = Path("data")
     catalog_url: str | None = None  # None: SQLite at <data_root>/catalog.sqlite
@@ -70,6 +117,10 @@ class Config(_Section):
     search: SearchConfig = SearchConfig()
     download: DownloadConfig = DownloadConfig()
     probe: ProbeConfig = ProbeConfig()
+    separate: SeparateConfig = SeparateConfig()
+    clip: ClipConfig = ClipConfig()
+    loudness: LoudnessConfig = LoudnessConfig()
+    prescreen: PrescreenConfig = PrescreenConfig()
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -77,6 +128,13 @@ class Config(_Section):
         if self.catalog_url:
             return self.catalog_url
         return f"sqlite:///{(self.data_root / 'catalog.sqlite').resolve()}"
+
+
+def stage_key(stage_version: str, settings: BaseModel, exclude: set[str] | None = None) -> str:
+    """`"loudness/1" + settings -> "loudness/1+3f9a0c2e"`: the code version of a stage plus a hash
+    of the settings that change its output, so a rerun redoes exactly the work a change affects."""
+    canonical = json.dumps(settings.model_dump(mode="json", exclude=exclude), sort_keys=True)
+    return f"{stage_version}+{hashlib.sha1(canonical.encode()).hexdigest()[:8]}"
 
 
 def _split_list(value: Any) -> Any:
@@ -193,4 +251,29 @@ max_sleep_interval_s = 0.0         # random pause up to this many seconds
 [probe]
 min_duration_s = 60.0             # shorter than one 60 s clip: skipped as too_short
 decode_check_s = 3.0
+
+[separate]
+model = "htdemucs"                # Demucs model, from model_dir or Demucs' remote repositories
+# device = "cuda"                  # default: CUDA when available, else CPU
+chunk_s = 60.0                     # long tracks are separated in overlapping windows
+overlap_s = 5.0
+frame_s = 0.1                      # hop of the vocals energy curve
+
+[clip]
+clip_s = 60.0                      # remainder under one clip is dropped
+max_height = 720                   # clips are re-encoded (H.264) to at most this height
+x264_preset = "veryfast"           # ultrafast .. slow: less CPU or smaller files
+crf = 23                           # x264 quality: lower is better and larger
+workers = 2                        # clips of one video made at once (about 0.5 GB each)
+
+[loudness]
+target_lufs = -14.0                # ITU-R BS.1770 integrated loudness
+true_peak_ceiling_dbtp = -1.0
+silence_lufs = -70.0               # quieter clips are flagged silent, left unchanged
+
+[prescreen]
+max_non_music_s = 5.0              # flag clips with more seconds of silence or voice
+max_static_share = 0.5             # flag clips whose picture stands still this share of the time
+max_noise_score = 0.35             # flag clips whose music is this noise-like (spectral flatness)
+auto_reject = []                   # e.g. ["non_music"]: reject flagged clips without review
 """

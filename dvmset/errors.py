@@ -73,3 +73,11 @@ class DownloadError(StageError):
 
 class ProbeError(StageError):
     """A downloaded file is not a usable video with music."""
+
+
+class DedupError(StageError):
+    """A video could not be fingerprinted, or a saved fingerprint could not be read."""
+
+
+class SplitError(DvmsetError):
+    """The split's inputs are inconsistent (a bad clip count, share or published assignment)."""

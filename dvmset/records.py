@@ -1,7 +1,9 @@
 """Frozen records that stages take and return, and the status enums of the catalog.
 
 Video statuses advance `discovered -> downloaded -> probed -> separated -> clipped`, or end in
-`failed` / `skipped` with an `ErrorInfo`. Clips go `pending_review -> accepted | rejected`.
+`failed` / `skipped` with an `ErrorInfo`. Clips go `pending_review -> accepted | rejected`; a
+clip that a changed plan no longer makes (e.g. another clip length) is `retired`, never deleted
+while label events point at it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,25 @@ class ClipStatus(StrEnum):
     PENDING_REVIEW = "pending_review"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    RETIRED = "retired"
+
+
+class PrescreenFlag(StrEnum):
+    """What the prescreen can flag in a clip; each is also a reason an annotator may reject it for."""
+
+    NON_MUSIC = "non_music"  # more than a few seconds of silence or voice
+    NOISE = "noise"  # persistent noise
+    STATIC = "static"  # a still or nearly still picture
+
+
+class RejectReason(StrEnum):
+    """Why a clip is rejected: the paper's four criteria, plus "other" (with a note)."""
+
+    NON_MUSIC = "non_music"  # more than 5 s of non-music (silence, speech, voice-over)
+    NOISE = "noise"  # persistent noise
+    STATIC = "static"  # static images
+    MISMATCH = "mismatch"  # background music that does not match the picture
+    OTHER = "other"
 
 
 class SourceKind(StrEnum):
@@ -119,3 +140,78 @@ class VideoRecord:
     error: ErrorInfo | None = None
     stage_version: str | None = None
     updated_at: datetime | None = None
+    separator_model_id: str | None = None
+    separate_version: str | None = None
+    clip_count: int | None = None
+
+
+@dataclass(frozen=True)
+class ClipLoudness:
+    """What the loudness stage measured and did: integrated loudness (LUFS; -inf for silence)
+    before and after, the true peak after (dBTP), the static gain, and whether the limiter acted."""
+
+    before_lufs: float
+    after_lufs: float
+    true_peak_dbtp: float
+    gain_db: float
+    limited: bool
+    silent: bool
+
+
+@dataclass(frozen=True)
+class PrescreenScores:
+    """The prescreen's scores of one clip; `priority` orders the review queue (higher first)."""
+
+    silence_s: float  # seconds of silent frames in the music
+    longest_silence_s: float  # longest run of silent frames
+    voice_s: float  # seconds where the vocals stem dominates (speech, voice-over, singing)
+    non_music_s: float  # seconds that are silent or voice (the union)
+    static_share: float  # 0..1: share of the clip where the picture stands still
+    noise_score: float  # 0..1: how noise-like the music is
+    scene_cuts_s: tuple[float, ...]  # scene-cut times from the clip's start
+    flags: tuple[PrescreenFlag, ...]
+    priority: float
+
+
+@dataclass(frozen=True)
+class ClipVersions:
+    """The stage keys (`<stage>/<code version>+<settings hash>`) a clip's files and scores came from."""
+
+    separate: str
+    clip: str
+    loudness: str
+    prescreen: str
+
+
+@dataclass(frozen=True)
+class ClipRecord:
+    """One row of the `clips` table. Paths are relative to the data root."""
+
+    clip_id: str
+    video_id: str
+    start_s: float
+    end_s: float
+    status: ClipStatus
+    fps: float
+    video_path: str
+    music_path: str
+    separator_model_id: str
+    loudness: ClipLoudness
+    prescreen: PrescreenScores
+    versions: ClipVersions
+    updated_at: datetime | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The settled decision on a clip, from its label events: accepted or rejected, the union of
+    the reasons given for it, and who decided (annotator names, sorted)."""
+
+    status: ClipStatus  # ACCEPTED or REJECTED
+    reasons: tuple[RejectReason, ...] = ()
+    annotators: tuple[str, ...] = ()
+    note: str | None = None

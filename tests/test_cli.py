@@ -12,7 +12,9 @@ import pytest
 
 from curation.samples import SAMPLE_EXPECTATIONS
 from dvmset.catalog import Catalog
+from dvmset.cli import DEMO_SEPARATOR
 from dvmset.config import load_config
+from dvmset.records import ClipStatus, VideoStatus
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -34,7 +36,12 @@ def test_demo_runs_offline_and_explains_every_bad_file(tmp_path):
     by_title = {v.metadata.title: v for v in catalog.videos()}
     for name, (status, reason) in SAMPLE_EXPECTATIONS.items():
         video = by_title[Path(name).stem]
+        status = VideoStatus.CLIPPED.value if status == VideoStatus.PROBED.value else status  # good ones go on
         assert (video.status.value, video.error.reason.value if video.error else None) == (status, reason), name
+    clips = catalog.clips()
+    assert clips and {c.status for c in clips} == {ClipStatus.PENDING_REVIEW}
+    assert all((tmp_path / "demo" / "data" / c.video_path).is_file() for c in clips)
+    assert "review queue" in result.stdout.lower() and DEMO_SEPARATOR in result.stdout
     # a second run finds nothing new and redoes nothing
     before = {v.video_id: v.updated_at for v in catalog.videos()}
     again = run(["demo", "--workdir", "demo"], tmp_path)

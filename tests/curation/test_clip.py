@@ -1,17 +1,18 @@
-"""Clip stage: the span planner (no media) and cut_clip on ffmpeg-generated videos."""
+"""Clip stage: the span planner (no media), and cut_music + cut_video on ffmpeg-generated videos."""
 
 from __future__ import annotations
 
 import json
 import math
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from curation.clip import MUSIC_SAMPLE_RATE_HZ, ClipFiles, Span, cut_clip, plan_clip_spans
+from curation.clip import MUSIC_SAMPLE_RATE_HZ, Span, cut_music, cut_video, plan_clip_spans
 from curation.samples import VideoSpec, make_video
 from dvmset.errors import ReasonCode, StageError
 from dvmset.ids import make_clip_id
@@ -97,10 +98,18 @@ def _audio_f32(path: Path) -> np.ndarray:
     return np.frombuffer(raw, np.float32).reshape(-1, channels)
 
 
+@dataclass(frozen=True)
+class ClipFiles:
+    video_path: Path
+    music_path: Path
+
+
 def _cut(video: Path, music: Path, span: Span, out_dir: Path, fps: float = FPS) -> ClipFiles:
-    files = cut_clip(video, music, span, out_dir, fps=fps)
-    assert files == ClipFiles(out_dir / "video.mp4", out_dir / "music.flac", span.duration_s)
-    return files
+    """Both cuts, as the clip step runs them: the music first, then the picture over it."""
+    music_path = cut_music(music, span, out_dir / "music.flac")
+    video_path = cut_video(video, span, music_path, out_dir / "video.mp4", fps=fps)
+    assert (music_path, video_path) == (out_dir / "music.flac", out_dir / "video.mp4")
+    return ClipFiles(video_path, music_path)
 
 
 # --- a 130 s source cut into two clips (made once) -----------------------------------------
@@ -238,12 +247,25 @@ def test_a_1080p_video_is_scaled_down_to_720p(tmp_path):
     assert int(video["nb_read_frames"]) == 120
 
 
-def test_a_failed_cut_raises_decode_error_and_leaves_no_files(source, tmp_path):
+def test_the_video_carries_the_music_file_it_is_given(source, tmp_path):
+    stem = _wav_with_click(tmp_path / "music.wav", 2.0, click_s=0.4, rate_hz=44100)
+    video_path = cut_video(source, Span(10.0, 12.0), stem, tmp_path / "video.mp4", fps=FPS)
+    muxed = _audio_f32(video_path)
+    # the click at 0.4 s of the music file, not the source's music at 10.4 s (AAC adds a little delay)
+    assert abs(int(np.argmax(np.abs(muxed[:, 0]))) - round(0.4 * 44100)) < 0.01 * 44100
+
+
+@pytest.mark.parametrize("which", ["music", "video"])
+def test_a_failed_cut_raises_decode_error_and_leaves_no_file(source, tmp_path, which):
     notes = tmp_path / "notes.wav"
     notes.write_text("These are meeting notes, not music.\n" * 20, encoding="utf-8")
     out_dir = tmp_path / "clip"
+    out_dir.mkdir()
     with pytest.raises(StageError) as caught:
-        cut_clip(source, notes, Span(0.0, 60.0), out_dir, fps=FPS)
+        if which == "music":
+            cut_music(notes, Span(0.0, 60.0), out_dir / "music.flac")
+        else:
+            cut_video(source, Span(0.0, 60.0), notes, out_dir / "video.mp4", fps=FPS)
     assert caught.value.reason is ReasonCode.DECODE_ERROR
     assert "notes.wav" in caught.value.message  # ffmpeg's own words about the file
     assert list(out_dir.iterdir()) == []

@@ -14,6 +14,7 @@ from curation.samples import SAMPLE_EXPECTATIONS, make_sample_folder
 from dvmset.config import ProbeConfig
 from dvmset.errors import ProbeError, ReasonCode
 from dvmset.records import ProbeInfo
+from dvmset.tools import MissingToolError
 
 CFG = ProbeConfig()  # min_duration_s 60, decode_check_s 3
 
@@ -205,5 +206,5 @@ def test_cut_off_file_without_bit_rates_ends_early(samples, tmp_path):
 def test_missing_tools_name_the_debian_package(samples, monkeypatch):
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == "ffprobe" else real_which(name))
-    with pytest.raises(RuntimeError, match=r"ffprobe is not installed \(Debian: apt-get install ffmpeg\)"):
+    with pytest.raises(MissingToolError, match=r"ffprobe is not installed or not on PATH \(Debian: apt-get install ffmpeg\)"):
         probe_media(samples / "good_music_cuts.mp4", CFG)

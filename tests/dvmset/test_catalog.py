@@ -1,14 +1,31 @@
 """Catalog tests: run on SQLite, and on PostgreSQL when DVMSET_TEST_PG_URL is set."""
 
+import math
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 
 from dvmset import catalog as catalog_module
+from dvmset import schema
 from dvmset.catalog import Catalog
 from dvmset.errors import CatalogError, ProbeError, ReasonCode
-from dvmset.records import Candidate, Download, ProbeInfo, SourceKind, SourceMetadata, VideoStatus
+from dvmset.ids import make_clip_id
+from dvmset.records import (
+    Candidate,
+    ClipLoudness,
+    ClipRecord,
+    ClipStatus,
+    ClipVersions,
+    Download,
+    PrescreenFlag,
+    PrescreenScores,
+    ProbeInfo,
+    SourceKind,
+    SourceMetadata,
+    VideoStatus,
+)
 
 PROBE = ProbeInfo(
     duration_s=65.0, size_bytes=1234, container="mov,mp4", video_codec="h264", width=320, height=240, fps=25.0,
@@ -134,3 +151,106 @@ def test_concurrent_writers_from_several_processes(catalog_url):
     catalog = Catalog.open(catalog_url)
     assert len(list(catalog.videos())) == 75
     catalog.close()
+
+
+# --- clips (schema version 2) ----------------------------------------------------------------
+
+KEYS = ClipVersions(separate="separate/1+aa", clip="clip/1+bb", loudness="loudness/1+cc", prescreen="prescreen/1+dd")
+
+
+def make_clip(video_id: str, start_s: float, versions: ClipVersions = KEYS, **scores) -> ClipRecord:
+    fields = dict(silence_s=0.0, longest_silence_s=0.0, voice_s=0.0, non_music_s=0.0, static_share=0.1,
+                  noise_score=0.05, scene_cuts_s=(4.0, 8.0), flags=(), priority=0.2)
+    fields.update(scores)
+    return ClipRecord(
+        clip_id=make_clip_id(video_id, start_s), video_id=video_id, start_s=start_s, end_s=start_s + 60.0,
+        status=ClipStatus.PENDING_REVIEW, fps=25.0, video_path=f"clips/{video_id}/video.mp4",
+        music_path=f"clips/{video_id}/music.flac", separator_model_id="htdemucs",
+        loudness=ClipLoudness(before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5,
+                              limited=True, silent=False),
+        prescreen=PrescreenScores(**fields), versions=versions,
+    )  # fmt: skip
+
+
+def separated(catalog, video_id: str, separate_version: str = KEYS.separate) -> None:
+    catalog.add_candidates([cand(video_id, "q")])
+    catalog.mark_downloaded(Download(video_id, f"raw/{video_id}/source.mp4", SourceMetadata()), "download/1")
+    catalog.mark_probed(video_id, PROBE, "probe/1")
+    catalog.mark_separated(video_id, "htdemucs", separate_version)
+
+
+def test_a_clip_round_trips_with_every_score(catalog):
+    separated(catalog, "youtube:a")
+    clip = make_clip("youtube:a", 0.0, flags=(PrescreenFlag.NON_MUSIC, PrescreenFlag.STATIC), priority=2.4)
+    silent = make_clip("youtube:a", 60.0)
+    silent = replace(silent, loudness=replace(silent.loudness, before_lufs=-math.inf, after_lufs=-math.inf, silent=True))
+    catalog.save_clip(clip)
+    catalog.save_clip(silent)
+    got = catalog.clips("youtube:a")
+    assert [replace(c, updated_at=None) for c in got] == [clip, silent]
+    assert catalog.clip_status_counts() == {ClipStatus.PENDING_REVIEW: 2}
+
+
+def test_saving_again_keeps_the_review_status_and_brings_back_a_retired_clip(catalog):
+    separated(catalog, "youtube:a")
+    catalog.save_clip(make_clip("youtube:a", 0.0))
+    catalog.save_clip(make_clip("youtube:a", 60.0))
+    assert catalog.auto_reject(make_clip_id("youtube:a", 0.0), [PrescreenFlag.NOISE]) is True
+    assert catalog.auto_reject(make_clip_id("youtube:a", 0.0), [PrescreenFlag.NOISE]) is False  # only once
+    assert catalog.retire_clips("youtube:a", [make_clip_id("youtube:a", 0.0)]) == [make_clip_id("youtube:a", 60.0)]
+    catalog.save_clip(make_clip("youtube:a", 0.0, priority=3.0))
+    catalog.save_clip(make_clip("youtube:a", 60.0))
+    statuses = {c.start_s: (c.status, c.prescreen.priority) for c in catalog.clips("youtube:a")}
+    assert statuses == {0.0: (ClipStatus.REJECTED, 3.0), 60.0: (ClipStatus.PENDING_REVIEW, 0.2)}
+    with catalog.engine.connect() as conn:
+        events = conn.execute(sa.select(schema.labels.c.annotator, schema.labels.c.reasons)).all()
+    assert [tuple(event) for event in events] == [("prescreen", ["noise"])]
+
+
+def test_work_lists_follow_status_and_stage_keys(catalog):
+    separated(catalog, "youtube:new")  # separated, no clips yet
+    separated(catalog, "youtube:done")
+    separated(catalog, "youtube:old", separate_version="separate/1+old")
+    catalog.add_candidates([cand("youtube:probed", "q")])
+    catalog.mark_downloaded(Download("youtube:probed", "raw/p/source.mp4", SourceMetadata()), "download/1")
+    catalog.mark_probed("youtube:probed", PROBE, "probe/1")
+    for video_id in ("youtube:done", "youtube:old"):
+        catalog.save_clip(make_clip(video_id, 0.0, versions=replace(KEYS, separate=catalog.get_video(video_id).separate_version)))
+        catalog.mark_clipped(video_id, 1, KEYS.clip)
+
+    def ids(videos):
+        return sorted(v.video_id for v in videos)
+
+    assert ids(catalog.videos_to_separate(KEYS.separate)) == ["youtube:old", "youtube:probed"]
+    assert ids(catalog.videos_to_clip(KEYS)) == ["youtube:new"]
+    assert ids(catalog.videos_to_clip(replace(KEYS, prescreen="prescreen/2"))) == ["youtube:done", "youtube:new", "youtube:old"]
+    # a clip made from another separation than the video's current one is outdated
+    catalog.mark_separated("youtube:done", "htdemucs_ft", "separate/1+ft")
+    assert "youtube:done" in ids(catalog.videos_to_clip(KEYS))
+    # retired clips never make work
+    catalog.retire_clips("youtube:old", [])
+    assert "youtube:old" not in ids(catalog.videos_to_clip(replace(KEYS, clip="clip/9")))
+
+
+def test_a_version_1_catalog_is_migrated_keeping_its_rows(catalog_url):
+    first = Catalog.open(catalog_url)
+    first.add_candidates([cand("youtube:a", "q")])
+    first.close()
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:  # back to version 1: drop what version 2 added
+        for index in [*schema.videos.indexes, *schema.clips.indexes]:
+            if {c.name for c in index.columns} <= set(schema._V2_VIDEO_COLUMNS + schema._V2_CLIP_COLUMNS):
+                index.drop(conn)
+        for column in schema._V2_VIDEO_COLUMNS:
+            conn.execute(sa.text(f"ALTER TABLE videos DROP COLUMN {column}"))
+        for column in schema._V2_CLIP_COLUMNS:
+            conn.execute(sa.text(f"ALTER TABLE clips DROP COLUMN {column}"))
+        conn.execute(schema.schema_info.update().values(version=1))
+    engine.dispose()
+    migrated = Catalog.open(catalog_url)
+    assert migrated.schema_version() == 2
+    separated(migrated, "youtube:b")
+    migrated.save_clip(make_clip("youtube:b", 0.0))
+    assert [v.video_id for v in migrated.videos()] == ["youtube:a", "youtube:b"]
+    assert len(migrated.clips()) == 1
+    migrated.close()

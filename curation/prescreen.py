@@ -1,0 +1,228 @@
+"""Prescreen stage: per-clip scores that mirror the human review criteria, to show likely rejects first.
+
+In: a clip's `video.mp4` (constant frame rate), its `music.flac` (the loudness-normalized
+accompaniment), the clip's stretch of the track's energy curves (`EnergyCurves.span`, from
+`energy`) and a `PrescreenConfig`. Out: `PrescreenScores`. Audio is judged in the curves'
+frames (0.1 s by default):
+
+- silence: frames of the music whose RMS level is under `silence_dbfs`;
+- voice: frames where the vocals stem is above `vocals_floor_dbfs` and louder than the
+  accompaniment by more than `speech_margin_db` (speech, voice-over, singing);
+- non-music: frames that are silent or voice, each counted once;
+- noise: per frame, the spectral flatness of the mono music (geometric over arithmetic mean of
+  the power spectrum in `NOISE_BAND_HZ`, averaged over 1024-sample Hann segments): about 0.9 for
+  white noise, near 0 for tones; the score is its median over the non-silent frames.
+
+The picture is decoded once, every frame, with its longer side scaled to `ANALYSIS_SIDE_PX`
+(PySceneDetect's own default). A frame moves where the mean absolute luma change (0-255) between
+consecutive frames reaches `static_diff` within `MOTION_WINDOW_S` of it, so animation drawn on
+twos or threes (repeated frames) still moves; `static_share` is the share of frames that do not.
+PySceneDetect's `ContentDetector` sees the same frames and gives the scene-cut times.
+
+Flags: each score over its threshold. Priority: the largest ratio of a score to its threshold,
+so a clip with priority over 1 is flagged and the clearest rejects come first. A video or music
+file that cannot be decoded raises `StageError(DECODE_ERROR)`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import soundfile as sf
+from scenedetect.common import FrameTimecode
+from scenedetect.detectors import ContentDetector
+from scipy.ndimage import maximum_filter1d
+
+from curation.energy import EnergyCurves, frame_energy_db
+from dvmset.config import PrescreenConfig
+from dvmset.errors import ReasonCode, StageError
+from dvmset.records import PrescreenFlag, PrescreenScores
+from dvmset.tools import require_tool
+
+STAGE_VERSION = "prescreen/1"
+ANALYSIS_SIDE_PX = 256  # the longer side of the decoded frames
+MOTION_WINDOW_S = 0.25  # a picture change makes the frames this close to it move
+NOISE_BAND_HZ = (100.0, 10_000.0)  # flatness band: lossy sources hold little above ~16 kHz
+_SEGMENT_SAMPLES = 1024  # Hann segments averaged within each audio frame (Welch)
+_POWER_FLOOR = 1e-20  # added to the power spectrum so that digital silence has a logarithm
+_MIN_THRESHOLD = 1e-6  # a threshold of 0 counts as this in the priority ratios
+_PROBE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True, eq=False)
+class PictureAnalysis:
+    """The decoded picture: `luma_diffs_255` [N - 1] mean absolute luma changes between
+    consecutive frames, the scene cuts (seconds from the first frame) and the frame rate."""
+
+    luma_diffs_255: np.ndarray
+    scene_cuts_s: tuple[float, ...]
+    fps: float
+
+
+def prescreen_clip(
+    video_path: Path, music_path: Path, energy: EnergyCurves, config: PrescreenConfig
+) -> PrescreenScores:
+    """Score one clip (see the module docstring)."""
+    picture = analyse_picture(video_path, config.scene_threshold, config.min_scene_s)
+    music, sample_rate_hz = _read_music(music_path)
+    frame_samples = max(1, round(energy.frame_s * sample_rate_hz))
+    silent = frame_energy_db(music, frame_samples) < config.silence_dbfs
+    voice = voice_mask(energy, silent.size, config)
+    non_music_s = float(np.count_nonzero(silent | voice) * energy.frame_s)
+    static_share = static_share_for(picture.luma_diffs_255, config.static_diff, round(MOTION_WINDOW_S * picture.fps))
+    flatness = spectral_flatness(music.mean(axis=0), sample_rate_hz, frame_samples)
+    noise_score = float(np.median(flatness[~silent])) if not silent.all() else 0.0
+    return PrescreenScores(
+        silence_s=float(np.count_nonzero(silent) * energy.frame_s),
+        longest_silence_s=longest_run_s(silent, energy.frame_s),
+        voice_s=float(np.count_nonzero(voice) * energy.frame_s),
+        non_music_s=non_music_s,
+        static_share=static_share,
+        noise_score=noise_score,
+        scene_cuts_s=picture.scene_cuts_s,
+        flags=flags_for(non_music_s, static_share, noise_score, config),
+        priority=priority_for(non_music_s, static_share, noise_score, config),
+    )
+
+
+def longest_run_s(mask: np.ndarray, frame_s: float) -> float:
+    """Seconds of the longest run of True in `mask` ([F] bool, one value per `frame_s`)."""
+    edges = np.diff(np.concatenate([[0], np.asarray(mask, dtype=np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return float((stops - starts).max() * frame_s) if starts.size else 0.0
+
+
+def voice_mask(energy: EnergyCurves, frame_count: int, config: PrescreenConfig) -> np.ndarray:
+    """[frame_count] bool: frames where the vocals are above `vocals_floor_dbfs` and louder than the
+    accompaniment by more than `speech_margin_db`; frames past the end of the curves are not voice."""
+    voice = (energy.vocals_db > energy.accompaniment_db + config.speech_margin_db) & (
+        energy.vocals_db > config.vocals_floor_dbfs
+    )
+    mask = np.zeros(frame_count, dtype=bool)
+    shared = min(frame_count, voice.size)
+    mask[:shared] = voice[:shared]
+    return mask
+
+
+def static_share_for(luma_diffs_255: np.ndarray, static_diff: float, window_frames: int) -> float:
+    """Share (0..1) of the frame changes ([N - 1] mean absolute luma differences) with none of at
+    least `static_diff` among the `window_frames` around it; 1.0 when there is no change to judge."""
+    diffs = np.asarray(luma_diffs_255, dtype=np.float64)
+    if diffs.size == 0:
+        return 1.0
+    moving = maximum_filter1d(diffs, size=max(1, window_frames), mode="nearest") >= static_diff
+    return float(1.0 - moving.mean())
+
+
+def spectral_flatness(mono: np.ndarray, sample_rate_hz: int, frame_samples: int) -> np.ndarray:
+    """[T] samples -> [ceil(T / frame_samples)] flatness (0..1) of each frame's power spectrum in
+    `NOISE_BAND_HZ`, the spectrum averaged over the frame's Hann segments (the last frame is zero-padded)."""
+    segment = min(_SEGMENT_SAMPLES, frame_samples)
+    per_frame = frame_samples // segment
+    frame_count = -(-mono.size // frame_samples)
+    padded = np.zeros(frame_count * frame_samples, dtype=np.float32)
+    padded[: mono.size] = mono
+    segments = padded.reshape(frame_count, frame_samples)[:, : per_frame * segment].reshape(frame_count, per_frame, -1)
+    power = np.square(np.abs(np.fft.rfft(segments * np.hanning(segment), axis=-1))).mean(axis=1)
+    freqs_hz = np.fft.rfftfreq(segment, 1.0 / sample_rate_hz)
+    band = power[:, (freqs_hz >= NOISE_BAND_HZ[0]) & (freqs_hz <= NOISE_BAND_HZ[1])] + _POWER_FLOOR
+    return np.exp(np.log(band).mean(axis=1)) / band.mean(axis=1)
+
+
+def flags_for(
+    non_music_s: float, static_share: float, noise_score: float, config: PrescreenConfig
+) -> tuple[PrescreenFlag, ...]:
+    """The flags whose score is over its threshold in `config`, in a fixed order."""
+    over = {
+        PrescreenFlag.NON_MUSIC: non_music_s > config.max_non_music_s,
+        PrescreenFlag.STATIC: static_share > config.max_static_share,
+        PrescreenFlag.NOISE: noise_score > config.max_noise_score,
+    }
+    return tuple(flag for flag, flagged in over.items() if flagged)
+
+
+def priority_for(non_music_s: float, static_share: float, noise_score: float, config: PrescreenConfig) -> float:
+    """The largest of score / threshold over the three flags: over 1 means flagged."""
+    ratios = (
+        non_music_s / max(config.max_non_music_s, _MIN_THRESHOLD),
+        static_share / max(config.max_static_share, _MIN_THRESHOLD),
+        noise_score / max(config.max_noise_score, _MIN_THRESHOLD),
+    )
+    return float(max(ratios))
+
+
+def analyse_picture(video_path: Path, scene_threshold: float, min_scene_s: float) -> PictureAnalysis:
+    """Decode every frame of `video_path`'s first video stream once (see the module docstring)."""
+    width, height, fps = _probe_picture(video_path)
+    scale = min(1.0, ANALYSIS_SIDE_PX / max(width, height))
+    width, height = max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+    args = [
+        require_tool("ffmpeg"), "-nostdin", "-v", "error", "-xerror",  # a corrupt packet fails, not skipped
+        "-threads", "1",  # the frames are analysed on a second core; frame threads cost ~20 % more CPU
+        "-skip_loop_filter", "all",  # deblocking: ~15 % of decoding, invisible at this size
+        "-i", f"file:{video_path}", "-map", "0:v:0", "-vf", f"scale={width}:{height}:flags=area",
+        "-fps_mode", "passthrough", "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1",
+    ]  # fmt: skip
+    detector = ContentDetector(threshold=scene_threshold, min_scene_len=float(min_scene_s))
+    frame_bytes = width * height * 3
+    cuts: list[FrameTimecode] = []
+    diffs: list[float] = []
+    previous_luma = None
+    frame_count = 0
+    with tempfile.TemporaryFile() as stderr:
+        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr) as process:
+            try:
+                while len(frame := process.stdout.read(frame_bytes)) == frame_bytes:
+                    image = np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3)
+                    cuts += detector.process_frame(FrameTimecode(frame_count, fps), image)
+                    luma = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+                    if previous_luma is not None:
+                        diffs.append(float(cv2.absdiff(luma, previous_luma).mean()))
+                    previous_luma = luma
+                    frame_count += 1
+            except BaseException:
+                process.kill()
+                raise
+        if process.returncode != 0 or frame_count == 0:
+            stderr.seek(0)
+            detail = (stderr.read().decode(errors="replace").strip().splitlines() or ["no frame decoded"])[-1]
+            message = f"ffmpeg could not decode the picture of {video_path.name}: {detail}"
+            raise StageError(ReasonCode.DECODE_ERROR, message)
+    cuts += detector.post_process(FrameTimecode(frame_count - 1, fps))
+    return PictureAnalysis(np.asarray(diffs), tuple(cut.seconds for cut in cuts), float(fps))
+
+
+def _probe_picture(video_path: Path) -> tuple[int, int, Fraction]:
+    """Width, height and frame rate of the first video stream, from ffprobe."""
+    args = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0"]
+    args += ["-show_entries", "stream=width,height,r_frame_rate", "-of", "json", f"file:{video_path}"]
+    try:
+        result = subprocess.run(args, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as error:
+        message = f"ffprobe took over {_PROBE_TIMEOUT_S:.0f} s on {video_path.name}"
+        raise StageError(ReasonCode.DECODE_ERROR, message) from error
+    streams = json.loads(result.stdout).get("streams") if result.returncode == 0 else None
+    stream = streams[0] if streams else {}
+    numerator, _, denominator = stream.get("r_frame_rate", "0/0").partition("/")
+    if not (stream.get("width") and stream.get("height") and int(numerator) and int(denominator)):
+        detail = (result.stderr.strip().splitlines() or ["no video stream with a size and a frame rate"])[-1]
+        raise StageError(ReasonCode.DECODE_ERROR, f"ffprobe could not read the picture of {video_path.name}: {detail}")
+    return int(stream["width"]), int(stream["height"]), Fraction(int(numerator), int(denominator))
+
+
+def _read_music(music_path: Path) -> tuple[np.ndarray, int]:
+    """The music as [C, T] float32 and its sample rate."""
+    try:
+        samples, sample_rate_hz = sf.read(music_path, dtype="float32", always_2d=True)
+    except sf.LibsndfileError as error:
+        raise StageError(ReasonCode.DECODE_ERROR, f"cannot decode the music {music_path.name}: {error}") from error
+    if samples.shape[0] == 0:
+        raise StageError(ReasonCode.DECODE_ERROR, f"the music {music_path.name} holds no sample")
+    return samples.T, int(sample_rate_hz)

@@ -1,0 +1,138 @@
+"""The catalog's tables and their migrations (SQLAlchemy Core); only `dvmset/catalog.py` uses them.
+
+Version 1: videos, video_queries, clips (ids, span, status), labels (append-only events).
+Version 2: the audio/clip stages: a video's separator and separation key; a clip's files,
+loudness, prescreen scores and the stage keys they came from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+SCHEMA_VERSION = 2
+
+metadata = sa.MetaData()
+
+schema_info = sa.Table("schema_info", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+videos = sa.Table(
+    "videos",
+    metadata,
+    sa.Column("video_id", sa.String(255), primary_key=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("platform", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("error_reason", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("stage_version", sa.String(64)),
+    sa.Column("title", sa.Text),
+    sa.Column("channel", sa.Text),
+    sa.Column("upload_date", sa.String(16)),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("license", sa.Text),
+    sa.Column("webpage_url", sa.Text),
+    sa.Column("extractor", sa.String(64)),
+    sa.Column("media_path", sa.Text),
+    sa.Column("probe", sa.JSON),
+    # version 2
+    sa.Column("separator_model_id", sa.String(255)),
+    sa.Column("separate_version", sa.String(128)),
+    sa.Column("clip_count", sa.Integer),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+video_queries = sa.Table(
+    "video_queries",
+    metadata,
+    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), primary_key=True),
+    sa.Column("query", sa.Text, primary_key=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("found_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+clips = sa.Table(
+    "clips",
+    metadata,
+    sa.Column("clip_id", sa.String(300), primary_key=True),
+    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), nullable=False, index=True),
+    sa.Column("start_s", sa.Float, nullable=False),
+    sa.Column("end_s", sa.Float, nullable=False),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("error_reason", sa.String(64)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("stage_version", sa.String(64)),  # the last stage that wrote the row
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # version 2
+    sa.Column("fps", sa.Float),
+    sa.Column("video_path", sa.Text),
+    sa.Column("music_path", sa.Text),
+    sa.Column("separator_model_id", sa.String(255)),
+    sa.Column("separate_version", sa.String(128)),
+    sa.Column("clip_version", sa.String(128)),
+    sa.Column("loudness_version", sa.String(128)),
+    sa.Column("prescreen_version", sa.String(128)),
+    sa.Column("loudness_before_lufs", sa.Float),
+    sa.Column("loudness_lufs", sa.Float),
+    sa.Column("true_peak_dbtp", sa.Float),
+    sa.Column("gain_db", sa.Float),
+    sa.Column("limited", sa.Boolean),
+    sa.Column("silent", sa.Boolean),
+    sa.Column("silence_s", sa.Float),
+    sa.Column("longest_silence_s", sa.Float),
+    sa.Column("voice_s", sa.Float),
+    sa.Column("non_music_s", sa.Float),
+    sa.Column("static_share", sa.Float),
+    sa.Column("noise_score", sa.Float),
+    sa.Column("scene_cuts_s", sa.JSON),
+    sa.Column("flags", sa.JSON),
+    sa.Column("priority", sa.Float, index=True),
+)
+
+labels = sa.Table(
+    "labels",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("clip_id", sa.String(300), sa.ForeignKey("clips.clip_id"), nullable=False, index=True),
+    sa.Column("annotator", sa.String(128), nullable=False),
+    sa.Column("decision", sa.String(32), nullable=False),
+    sa.Column("reasons", sa.JSON, nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Migrations from version N-1 to N, applied in order by `Catalog.open`. A new catalog is
+# created at SCHEMA_VERSION directly. Add an entry here with every change to the tables above.
+
+
+def _add_columns(table: sa.Table, names: list[str]) -> Callable[[Connection], None]:
+    """A migration that adds `names` (as declared above) to `table`, with their indexes."""
+
+    def migrate(conn: Connection) -> None:
+        for name in names:
+            column = table.c[name]
+            column_type = column.type.compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {column_type}"))
+        for index in table.indexes:
+            if {column.name for column in index.columns} <= set(names):
+                index.create(conn)
+
+    return migrate
+
+
+_V2_VIDEO_COLUMNS = ["separator_model_id", "separate_version", "clip_count"]
+_V2_CLIP_COLUMNS = [column.name for column in clips.columns][list(clips.c.keys()).index("fps") :]
+
+
+def _migrate_to_2(conn: Connection) -> None:
+    _add_columns(videos, _V2_VIDEO_COLUMNS)(conn)
+    _add_columns(clips, _V2_CLIP_COLUMNS)(conn)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _migrate_to_2}
+
+

@@ -1,0 +1,238 @@
+"""The prescreen stage, on generated media: 16 s clips (lavfi pictures and music, espeak-ng speech).
+
+The energy curves come from known stems through `frame_energy_db`, the function the separate
+stage measures its stems with: a perfect separator, simulated honestly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from curation.prescreen import (
+    analyse_picture,
+    flags_for,
+    longest_run_s,
+    prescreen_clip,
+    priority_for,
+    spectral_flatness,
+    static_share_for,
+    voice_mask,
+)
+from curation.samples import VideoSpec, make_music, make_speech, make_video, truncate_copy
+from curation.energy import EnergyCurves, frame_energy_db, read_energy_curves
+from dvmset.config import PrescreenConfig
+from dvmset.errors import ReasonCode, StageError
+from dvmset.records import PrescreenFlag
+
+CLIP_S = 16.0
+FPS = 25
+CUT_EVERY_S = 4.0
+FRAME_S = 0.1
+SPEECH = (
+    "Welcome to our city guide. Today we walk through the old harbour, "
+    "visit the market, and taste the best street food in town."
+)
+CONFIG = PrescreenConfig()
+
+
+def _curves(accompaniment: Path, vocals: Path | None = None) -> EnergyCurves:
+    """Energy curves of known stems, measured as the separate stage measures its own."""
+    frame_samples = round(FRAME_S * 44100)
+    music, _ = sf.read(accompaniment, dtype="float32", always_2d=True)
+    voice = sf.read(vocals, dtype="float32", always_2d=True)[0] if vocals else np.zeros_like(music)
+    return EnergyCurves(frame_energy_db(voice.T, frame_samples), frame_energy_db(music.T, frame_samples), FRAME_S)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("prescreen_media")
+    picture = {"width": 160, "height": 120, "fps": FPS, "audio": "none"}
+    return {
+        "moving": make_video(folder / "moving.mp4", VideoSpec(CLIP_S, cut_every_s=CUT_EVERY_S, **picture)),
+        "still": make_video(folder / "still.mp4", VideoSpec(CLIP_S, static=True, **picture)),
+        "on_fours": make_video(folder / "on_fours.mp4", VideoSpec(CLIP_S, cut_every_s=None, motion_fps=6, **picture)),
+        "music": make_music(folder / "music.flac", CLIP_S),
+        "gap": make_music(folder / "gap.flac", CLIP_S, gap_s=(2.0, 14.0)),
+        "background": make_music(folder / "background.flac", CLIP_S, gain_db=-20.0),
+        "background_gap": make_music(folder / "background_gap.flac", CLIP_S, gain_db=-20.0, gap_s=(4.0, CLIP_S)),
+        "speech": make_speech(folder / "speech.flac", SPEECH, CLIP_S),
+        "noisy": make_music(folder / "noisy.flac", CLIP_S, gain_db=-6.0, noise_color="white", noise_amplitude=0.2),
+    }
+
+
+@pytest.fixture(scope="module")
+def scores(media):
+    """One prescreen per case: (video, music, vocals stem or None)."""
+    cases = {
+        "clean": ("moving", "music", None),
+        "gap": ("moving", "gap", None),
+        "gap_speech": ("moving", "background_gap", "speech"),
+        "speech": ("moving", "background", "speech"),
+        "noisy": ("moving", "noisy", None),
+        "still": ("still", "music", None),
+        "on_fours": ("on_fours", "music", None),
+    }
+    return {
+        name: prescreen_clip(media[video], media[music], _curves(media[music], vocals and media[vocals]), CONFIG)
+        for name, (video, music, vocals) in cases.items()
+    }
+
+
+# --- pure helpers ---------------------------------------------------------------------------
+
+
+def test_longest_run_s():
+    assert longest_run_s(np.array([0, 1, 1, 0, 1, 1, 1, 0], bool), 0.1) == pytest.approx(0.3)
+    assert longest_run_s(np.array([1, 1, 0, 1], bool), 0.5) == pytest.approx(1.0)
+    assert longest_run_s(np.ones(4, bool), 0.1) == pytest.approx(0.4)
+    assert longest_run_s(np.zeros(4, bool), 0.1) == 0.0
+    assert longest_run_s(np.zeros(0, bool), 0.1) == 0.0
+
+
+def test_voice_mask_needs_dominant_vocals_above_the_floor_and_fits_the_frame_count():
+    vocals_db = np.array([-20, -20, -50, -20], np.float32)
+    accompaniment_db = np.array([-30, -17, -60, -20.5], np.float32)
+    energy = EnergyCurves(vocals_db, accompaniment_db, FRAME_S)
+    assert voice_mask(energy, 4, CONFIG).tolist() == [True, False, False, True]
+    assert voice_mask(energy, 6, CONFIG).tolist() == [True, False, False, True, False, False]
+    assert voice_mask(energy, 2, CONFIG).tolist() == [True, False]
+    stricter = CONFIG.model_copy(update={"speech_margin_db": 6.0, "vocals_floor_dbfs": -55.0})
+    assert voice_mask(energy, 4, stricter).tolist() == [True, False, True, False]
+
+
+def test_static_share_bridges_repeated_frames_within_the_window():
+    on_fours = np.tile([5.0, 0.0, 0.0, 0.0], 25)  # the picture changes every 4th frame
+    assert static_share_for(on_fours, 1.0, 6) == 0.0
+    assert static_share_for(on_fours, 1.0, 1) == pytest.approx(0.75)
+    assert static_share_for(np.zeros(50), 1.0, 6) == 1.0
+    assert static_share_for(np.full(50, 0.9), 1.0, 6) == 1.0  # small changes (compression noise) stand still
+    half = np.concatenate([np.zeros(50), np.full(50, 3.0)])
+    assert static_share_for(half, 1.0, 6) == pytest.approx(0.48)  # 0.24 s of the change stands before it
+    assert static_share_for(np.zeros(0), 1.0, 6) == 1.0
+
+
+def test_spectral_flatness_is_high_for_white_noise_and_near_zero_for_tones():
+    rate_hz, frame_samples = 44100, 4410
+    t_s = np.arange(2 * rate_hz) / rate_hz
+    noise = np.random.default_rng(0).standard_normal(t_s.size).astype(np.float32)
+    chord = sum(np.sin(2 * np.pi * hz * t_s) for hz in (220.0, 277.18, 329.63)).astype(np.float32)
+    white = spectral_flatness(noise, rate_hz, frame_samples)
+    tonal = spectral_flatness(chord, rate_hz, frame_samples)
+    assert white.shape == tonal.shape == (20,)
+    assert 0.8 < white.min() and white.max() <= 1.0
+    assert tonal.max() < 0.01
+    assert spectral_flatness(np.zeros(4500, np.float32), rate_hz, frame_samples).shape == (2,)
+
+
+def test_flags_compare_each_score_with_its_threshold():
+    assert flags_for(5.0, 0.5, 0.35, CONFIG) == ()
+    assert flags_for(5.1, 0.5, 0.35, CONFIG) == (PrescreenFlag.NON_MUSIC,)
+    assert flags_for(0.0, 0.51, 0.0, CONFIG) == (PrescreenFlag.STATIC,)
+    assert flags_for(0.0, 0.0, 0.36, CONFIG) == (PrescreenFlag.NOISE,)
+    assert flags_for(60.0, 1.0, 0.9, CONFIG) == (PrescreenFlag.NON_MUSIC, PrescreenFlag.STATIC, PrescreenFlag.NOISE)
+
+
+def test_priority_is_the_largest_score_to_threshold_ratio():
+    assert priority_for(0.0, 0.0, 0.0, CONFIG) == 0.0
+    assert priority_for(2.5, 0.1, 0.07, CONFIG) == pytest.approx(0.5)
+    assert priority_for(2.5, 0.4, 0.07, CONFIG) == pytest.approx(0.8)
+    assert priority_for(2.5, 0.1, 0.70, CONFIG) == pytest.approx(2.0)
+    assert priority_for(30.0, 1.0, 0.70, CONFIG) == pytest.approx(6.0)
+    assert priority_for(0.1, 0.0, 0.0, CONFIG.model_copy(update={"max_non_music_s": 0.0})) > 1.0
+
+
+def test_energy_curves_round_trip_and_span(tmp_path):
+    samples = np.zeros((2, 1000), np.float32)
+    samples[:, 100:200] = 0.5
+    samples[:, 300:350] = 0.1
+    expected_db = [-120, 20 * np.log10(0.5), -120, 10 * np.log10(0.1**2 / 2)] + [-120] * 6
+    assert frame_energy_db(samples, 100).tolist() == pytest.approx(expected_db, abs=1e-4)
+    assert frame_energy_db(samples[:, :950], 100).shape == (10,)
+    path = tmp_path / "vocals_energy.npz"
+    with open(path, "wb") as file:  # the keys separate_file writes
+        np.savez(file, vocals_energy_db=np.arange(10.0), accompaniment_energy_db=-np.arange(10.0), frame_s=0.5)
+    curves = read_energy_curves(path)
+    assert curves.frame_s == 0.5 and curves.vocals_db.dtype == np.float32
+    part = curves.span(1.0, 2.6)
+    assert part.vocals_db.tolist() == [2.0, 3.0, 4.0] and part.accompaniment_db.tolist() == [-2.0, -3.0, -4.0]
+    assert curves.span(4.0, 9.0).vocals_db.tolist() == [8.0, 9.0]
+    assert curves.span(20.0, 30.0).vocals_db.size == 0
+    with pytest.raises(ValueError):
+        curves.span(3.0, 2.0)
+
+
+# --- whole clips ----------------------------------------------------------------------------
+
+
+def test_a_silent_gap_is_non_music(scores):
+    gap = scores["gap"]
+    assert gap.longest_silence_s == pytest.approx(12.0, abs=0.2)
+    assert gap.silence_s == pytest.approx(12.0, abs=0.2)
+    assert gap.non_music_s == pytest.approx(gap.silence_s) and gap.voice_s == 0.0
+    assert gap.flags == (PrescreenFlag.NON_MUSIC,)
+    assert gap.priority == pytest.approx(gap.non_music_s / CONFIG.max_non_music_s)
+
+
+def test_speech_over_music_is_voice(scores):
+    speech = scores["speech"]
+    assert speech.voice_s > 5.0 and speech.silence_s == 0.0
+    assert speech.non_music_s == pytest.approx(speech.voice_s)
+    assert PrescreenFlag.NON_MUSIC in speech.flags
+    assert scores["clean"].voice_s == 0.0
+
+
+def test_silence_and_voice_at_once_count_once(scores):
+    both = scores["gap_speech"]  # speech from 0 s to about 7.5 s, the music silent from 4 s on
+    assert both.silence_s == pytest.approx(12.0, abs=0.2) and both.voice_s > 5.0
+    assert max(both.silence_s, both.voice_s) + 2.0 < both.non_music_s < both.silence_s + both.voice_s - 2.0
+
+
+def test_a_still_picture_is_static_and_moving_ones_are_not(scores):
+    assert scores["still"].static_share > 0.95
+    assert scores["still"].flags == (PrescreenFlag.STATIC,)
+    assert scores["clean"].static_share < 0.05
+    assert scores["on_fours"].static_share < 0.05  # 6 pictures a second, each shown for 4 or 5 frames
+    assert scores["on_fours"].flags == ()
+
+
+def test_persistent_noise_raises_the_noise_score(scores):
+    assert scores["noisy"].noise_score > CONFIG.max_noise_score
+    assert scores["noisy"].flags == (PrescreenFlag.NOISE,)
+    assert scores["clean"].noise_score < 0.1 and scores["speech"].noise_score < 0.1
+
+
+def test_scene_cuts_match_the_generated_cuts_within_a_frame(scores, media):
+    expected_s = [CUT_EVERY_S * k for k in range(1, int(CLIP_S / CUT_EVERY_S))]
+    assert scores["clean"].scene_cuts_s == pytest.approx(expected_s, abs=0.5 / FPS)  # the very frame
+    assert scores["still"].scene_cuts_s == () and scores["on_fours"].scene_cuts_s == ()
+    picture = analyse_picture(media["moving"], CONFIG.scene_threshold, CONFIG.min_scene_s)
+    assert picture.fps == FPS and picture.luma_diffs_255.shape == (CLIP_S * FPS - 1,)
+    assert analyse_picture(media["moving"], CONFIG.scene_threshold, CLIP_S).scene_cuts_s == ()
+
+
+def test_a_clean_clip_has_no_flag_and_comes_after_every_flagged_clip(scores):
+    clean = scores["clean"]
+    assert clean.flags == () and clean.non_music_s == 0.0 and clean.priority < 1.0
+    for name in ("gap", "speech", "noisy", "still"):
+        assert scores[name].flags and scores[name].priority > 1.0 > clean.priority, name
+
+
+def test_undecodable_media_are_decode_errors(media, tmp_path):
+    notes = tmp_path / "notes.mp4"
+    notes.write_text("not a video\n" * 50, encoding="utf-8")
+    truncated = truncate_copy(media["moving"], tmp_path / "truncated.mp4", 0.5)  # its index is intact
+    energy = _curves(media["music"])
+    cases = [
+        (notes, media["music"], "notes.mp4"),
+        (truncated, media["music"], "truncated.mp4"),
+        (media["music"], media["music"], "music.flac"),  # sound, no picture
+        (media["moving"], notes, "notes.mp4"),
+    ]
+    for video, music, name in cases:
+        with pytest.raises(StageError) as caught:
+            prescreen_clip(video, music, energy, CONFIG)
+        assert caught.value.reason is ReasonCode.DECODE_ERROR and name in caught.value.message
