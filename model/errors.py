@@ -1,0 +1,18 @@
+"""Errors of the model package: missing weights, clips whose media cannot be read.
+
+`WeightsNotFoundError` is about the machine (fix it, then re-run);
+`FeatureError` is about one clip and carries a `ReasonCode`, like every stage error.
+"""
+
+from __future__ import annotations
+
+from dvmset.errors import DvmsetError, StageError
+
+
+class WeightsNotFoundError(DvmsetError):
+    """Pretrained weights could not be loaded; the message names the model id, where it was looked
+    for (local folders, the Hugging Face cache) and how to provide it."""
+
+
+class FeatureError(StageError):
+    """A clip's video or music could not be turned into features or tokens."""

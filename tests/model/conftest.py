@@ -1,0 +1,130 @@
+"""Fixtures for the model tests: tiny random-weight models of the real architectures, saved with
+`save_pretrained` and loaded through the same loaders as hub models; generated media; no hub access."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import huggingface_hub.constants
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import (
+    CLIPVisionConfig,
+    CLIPVisionModelWithProjection,
+    EncodecConfig,
+    MusicgenConfig,
+    MusicgenDecoderConfig,
+    MusicgenForConditionalGeneration,
+    T5Config,
+)
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+from dvmset.ids import make_clip_id
+from dvmset.storage import DataRoot
+
+TINY_CLIP_IMAGE_PX = 32
+TINY_CLIP_PATCH_PX = 8  # 16 patches
+TINY_CLIP_EMBED_DIM = 16
+TINY_CODEC_RATE_HZ = 8000  # not MusicGen's 32 kHz: the code must read the rate from the config
+TINY_CODEC_HOP = 320  # prod of upsampling_ratios: 25 codes per second, not 50
+TINY_NUM_CODEBOOKS = 4
+TINY_CODEBOOK_SIZE = 64
+CLIP_ID = make_clip_id("local:" + "a" * 40, 0.0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from threads; on a shared CPU, waiting OpenMP threads cost a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def offline_hub(monkeypatch, tmp_path_factory) -> Path:
+    """No test reaches the hub: offline mode on and an empty Hugging Face cache; returns the cache."""
+    cache = tmp_path_factory.mktemp("hf_cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
+    """A random CLIP vision tower (32 px images, 8 px patches) and its image processor, saved in `folder`."""
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        image_size=TINY_CLIP_IMAGE_PX, patch_size=TINY_CLIP_PATCH_PX, projection_dim=TINY_CLIP_EMBED_DIM,
+    )  # fmt: skip
+    CLIPVisionModelWithProjection(config).save_pretrained(folder)
+    crop_size = {"height": TINY_CLIP_IMAGE_PX, "width": TINY_CLIP_IMAGE_PX}
+    CLIPImageProcessorPil(size={"shortest_edge": TINY_CLIP_IMAGE_PX}, crop_size=crop_size).save_pretrained(folder)
+    return folder
+
+
+def save_tiny_musicgen(folder: Path, audio_channels: int = 1) -> Path:
+    """A random MusicGen (tiny T5, EnCodec at 8 kHz with 4 codebooks of 64 entries, decoder), saved in `folder`."""
+    torch.manual_seed(0)
+    text_encoder = T5Config(vocab_size=99, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
+    audio_encoder = EncodecConfig(
+        sampling_rate=TINY_CODEC_RATE_HZ, upsampling_ratios=[8, 5, 4, 2], codebook_size=TINY_CODEBOOK_SIZE,
+        target_bandwidths=[TINY_NUM_CODEBOOKS * 25 * 6 / 1000],  # K x frame rate x log2(codebook size), kb/s
+        hidden_size=16, num_filters=4, num_lstm_layers=1,
+    )  # fmt: skip
+    decoder = MusicgenDecoderConfig(
+        vocab_size=TINY_CODEBOOK_SIZE, max_position_embeddings=512, num_hidden_layers=2, ffn_dim=32,
+        num_attention_heads=2, hidden_size=16, num_codebooks=TINY_NUM_CODEBOOKS,
+        pad_token_id=TINY_CODEBOOK_SIZE, bos_token_id=TINY_CODEBOOK_SIZE, audio_channels=audio_channels,
+    )  # fmt: skip
+    config = MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
+    MusicgenForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_musicgen_dir(tmp_path_factory) -> Path:
+    return save_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen"))
+
+
+@pytest.fixture
+def data_root(tmp_path) -> DataRoot:
+    return DataRoot(tmp_path / "data").ensure()
+
+
+def make_cut_video(path: Path, duration_s: float, fps: int = 30, cut_every_s: float = 2.0) -> Path:
+    """A 320x240 H.264 test pattern at `fps` whose hue jumps (a hard cut) every `cut_every_s`."""
+    source = f"testsrc2=size=320x240:rate={fps}:duration={duration_s},hue=h=97*floor(t/{cut_every_s})"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", source,
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+def make_tone(path: Path, duration_s: float, rate_hz: int = 44100, frequency_hz: float = 440.0) -> Path:
+    """A stereo 16-bit FLAC tone (the clip stage's music format), a little louder on the left."""
+    t = np.arange(round(duration_s * rate_hz)) / rate_hz
+    tone = 0.5 * np.sin(2 * np.pi * frequency_hz * t)
+    sf.write(path, np.stack([tone, 0.8 * tone], axis=1), rate_hz, subtype="PCM_16")
+    return path
+
+
+def place(source: Path, data_root: DataRoot, clip_id: str, name: str) -> Path:
+    """Copy a generated file into the clip's folder under the clip stage's file name."""
+    target = data_root.clip_dir(clip_id) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(source, target)
+    return target
