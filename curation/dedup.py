@@ -1,0 +1,452 @@
+"""Near-duplicate detection: one fingerprint per video, a match rule, and stable groups.
+
+In: a video file, and the sound to fingerprint (by default the video's own; the pipeline passes
+the separated accompaniment). Out: a `Fingerprint`, saved once per video as a small `.npz`
+(`save_fingerprint` / `load_fingerprint`); then `assign_groups(fingerprints, existing)`:
+video id -> group id, plus the merges of existing groups it had to make.
+
+The fingerprint (`FINGERPRINT_VERSION`):
+
+- picture: 4 samples a second. Frames are decoded at 8 fps, area-scaled to 32x32 (YUV), and
+  averaged over 1 s windows every 0.25 s (so that copies whose frames fall between each other's
+  still give near-equal samples). A sample is a 64-bit DCT perceptual hash of the luma (bit k:
+  the k-th of the 8x8 lowest DCT coefficients exceeds their median) and the mean chroma (U, V)
+  of a 4x4 grid, so that the same shapes in other colours are another picture. A picture with
+  no detail (black, one flat colour) hashes to 0 and counts as no evidence.
+- sound: the log energy of 16 mel bands (40 Hz - 4 kHz) of the mono sound at 8 kHz, every
+  0.05 s over 0.512 s windows, in 0.5 dB steps below the loudest band, floored at -60 dB.
+
+The match rule (`compare`), over every time offset up to `max_offset_s` at which the two videos
+overlap over at least half of the shorter one:
+
+- visual score: the best share of overlapping samples whose hashes differ in at most
+  `MAX_FRAME_BITS` of 64 bits and whose grid colours differ by at most `MAX_CHROMA_DIFF` on
+  average, plus what sampling half a step off can explain where the colour changes fast (pairs
+  of flat pictures left out; None when nothing else is left);
+- audio score: the best cosine similarity of the overlapping band-energy curves, as cube roots
+  of power (about loudness), each band centred over its whole track, so a change of loudness or
+  a fixed EQ drops out (None when either track is silent or missing).
+
+`similarity` is the lower of the scores that exist (0 when neither does), and two videos match
+when it reaches `MATCH_THRESHOLD`: the same picture AND the same sound. A shared stock track
+under another picture, or the same picture under other music, is no duplicate. Not caught:
+crops, letterboxing, mirrored or recoloured copies, and excerpts starting more than
+`max_offset_s` into the other.
+
+Grouping (`assign_groups`): union-find over matches, found through an index (`candidate_pairs`)
+rather than by comparing every pair, and stable as the catalog grows (see there).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.fft
+
+from dvmset.errors import DedupError, ReasonCode
+from dvmset.storage import atomic_path
+from dvmset.tools import require_tool
+
+FINGERPRINT_VERSION = 1
+DECODE_RATE_HZ = 8
+FRAME_BOX = 8  # decoded frames averaged into one hash (1 s)
+FRAME_HOP = 2  # decoded frames between hashes (0.25 s)
+FRAME_RATE_HZ = DECODE_RATE_HZ / FRAME_HOP
+AUDIO_SAMPLE_RATE_HZ = 8000
+AUDIO_HOP = 400  # samples: one band-energy row every 0.05 s
+AUDIO_WINDOW = 4096  # samples: 0.512 s
+AUDIO_RATE_HZ = AUDIO_SAMPLE_RATE_HZ / AUDIO_HOP
+AUDIO_BANDS = 16
+AUDIO_MIN_HZ = 40.0
+AUDIO_MAX_HZ = 4000.0
+FLOOR_DB = -60.0
+DB_STEP = 0.5  # band energies are stored as int8 multiples of this
+
+MAX_FRAME_BITS = 10  # hashes this close show the same picture...
+MAX_CHROMA_DIFF = 8.0  # ...if their grid colours differ this little on average (0-255 levels)
+MATCH_THRESHOLD = 0.5
+MAX_OFFSET_S = 10.0
+MIN_OVERLAP_SHARE = 0.5  # of the shorter video, at every offset considered
+
+# the index: LSH by bit sampling; a key is 24 fixed bits of a hash, in 8 tables
+LSH_TABLES = 8
+LSH_BITS = 24
+MAX_BUCKET_VIDEOS = 200  # a key in more videos (a fade, a title card) says nothing
+MIN_SHARED_KEYS = 3
+
+_HASH_SIDE = 32
+_CHROMA_GRID = 4  # cells a side
+_FLAT_FRAME_STD = 2.0  # grey levels (0-255)
+_SILENT_TRACK_STD = 1e-3  # of the cube-root curves: a track this steady carries no evidence
+_STDERR_TAIL_CHARS = 800
+_LSH_POSITIONS = np.stack(
+    [np.random.default_rng(table).choice(64, LSH_BITS, replace=False) for table in range(LSH_TABLES)]
+).astype(np.uint64)
+
+
+@dataclass(frozen=True, eq=False)
+class Fingerprint:
+    """What `compare` needs of one video. Picture samples, one every 1 / `FRAME_RATE_HZ` s:
+    `frame_hashes` `[F]` uint64 and `frame_chroma` `[F, 32]` uint8 (U then V, 4x4 cells each);
+    `band_db` `[T, 16]` int8 in `DB_STEP` dB, a row every 1 / `AUDIO_RATE_HZ` s (`[0, 16]`
+    when the video has no sound)."""
+
+    frame_hashes: np.ndarray
+    frame_chroma: np.ndarray
+    band_db: np.ndarray
+
+
+@dataclass(frozen=True)
+class Match:
+    """The scores of one pair (module docstring); an offset is how many seconds later the same
+    content comes in the second video (negative: earlier)."""
+
+    visual: float | None
+    audio: float | None
+    visual_offset_s: float
+    audio_offset_s: float
+
+    @property
+    def similarity(self) -> float:
+        scores = [score for score in (self.visual, self.audio) if score is not None]
+        return min(scores) if scores else 0.0
+
+    @property
+    def is_match(self) -> bool:
+        return self.similarity >= MATCH_THRESHOLD
+
+
+@dataclass(frozen=True)
+class GroupMerge:
+    """Existing groups that new videos joined together: all their videos now carry `kept`."""
+
+    kept: str
+    absorbed: tuple[str, ...]
+    moved_video_ids: tuple[str, ...]  # videos whose group id changed from an absorbed one
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """`assign_groups`' answer: every video's group id, and the merges made. Callers warn about a
+    merge: it may join videos that were already published on different sides of the split."""
+
+    group_of: dict[str, str]
+    merges: tuple[GroupMerge, ...]
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+
+def fingerprint_video(video_path: Path, audio_path: Path | None = None, *, timeout_s: float = 600.0) -> Fingerprint:
+    """Fingerprint the picture of `video_path` and the sound of `audio_path` (default: the video's).
+
+    Raises `DedupError`: NO_VIDEO_STREAM when the file has no picture, DECODE_ERROR when
+    ffmpeg cannot read it or a given `audio_path`. A video without sound whose own sound is
+    asked for gets an empty `band_db`.
+    """
+    streams = _stream_types(video_path, timeout_s)
+    if "video" not in streams:
+        raise DedupError(ReasonCode.NO_VIDEO_STREAM, f"{video_path.name} has no video stream")
+    video_filter = f"fps={DECODE_RATE_HZ},scale={_HASH_SIDE}:{_HASH_SIDE}:flags=area,format=yuv444p"
+    planar = _ffmpeg_output(video_path, ["-map", "0:v:0", "-vf", video_filter, "-f", "rawvideo"], timeout_s)
+    frames = np.frombuffer(planar, np.uint8).reshape(-1, 3, _HASH_SIDE, _HASH_SIDE)
+    if len(frames) == 0:
+        raise DedupError(ReasonCode.DECODE_ERROR, f"no frame decoded from {video_path.name}")
+    if audio_path is None and "audio" not in streams:
+        band_db = np.zeros((0, AUDIO_BANDS), np.int8)
+    else:
+        pcm_args = ["-map", "0:a:0", "-vn", "-ac", "1", "-ar", str(AUDIO_SAMPLE_RATE_HZ), "-f", "f32le"]
+        pcm = _ffmpeg_output(audio_path or video_path, pcm_args, timeout_s)
+        band_db = band_energies_db(np.frombuffer(pcm, "<f4"))
+    pictures = box_average(frames)
+    return Fingerprint(phash_frames(pictures[:, 0]), grid_chroma(pictures[:, 1:]), band_db)
+
+
+def box_average(frames: np.ndarray, box: int = FRAME_BOX, hop: int = FRAME_HOP) -> np.ndarray:
+    """`[N, ...]` frames -> `[M, ...]` float64 means of `box` frames every `hop` (one at least)."""
+    box = min(box, len(frames))
+    sums = np.cumsum(np.concatenate([np.zeros((1, *frames.shape[1:])), frames]), axis=0)
+    starts = np.arange(0, len(frames) - box + 1, hop)
+    return (sums[starts + box] - sums[starts]) / box
+
+
+def phash_frames(frames: np.ndarray) -> np.ndarray:
+    """`[F, 32, 32]` grey pictures -> `[F]` uint64 pHashes; flat pictures -> 0 (another picture
+    hashes to 0 only if over half of its 64 coefficients tie at their maximum)."""
+    pixels = np.asarray(frames, np.float64)
+    coefficients = scipy.fft.dctn(pixels, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(pixels), 64)
+    # exact ties (a synthetic picture's many zero coefficients) go below, not to rounding noise
+    tie_margin = 1e-9 * np.abs(coefficients).max(axis=1, keepdims=True)
+    bits = coefficients > np.median(coefficients, axis=1, keepdims=True) + tie_margin
+    hashes = np.bitwise_or.reduce(bits.astype(np.uint64) << np.arange(64, dtype=np.uint64), axis=1)
+    flat = pixels.reshape(len(pixels), -1).std(axis=1) < _FLAT_FRAME_STD
+    return np.where(flat, np.uint64(0), hashes)
+
+
+def grid_chroma(chroma: np.ndarray) -> np.ndarray:
+    """`[F, 2, 32, 32]` U and V planes -> `[F, 32]` uint8 means of a 4x4 grid of cells."""
+    cell = _HASH_SIDE // _CHROMA_GRID
+    cells = chroma.reshape(len(chroma), 2, _CHROMA_GRID, cell, _CHROMA_GRID, cell).mean(axis=(3, 5))
+    return np.round(cells.reshape(len(chroma), -1)).astype(np.uint8)
+
+
+def band_energies_db(samples: np.ndarray) -> np.ndarray:
+    """Mono samples at 8 kHz `[N]` -> `[T, 16]` int8 band energies (module docstring)."""
+    samples = np.pad(np.asarray(samples, np.float64), (0, max(0, AUDIO_WINDOW - len(samples))))
+    starts = np.arange(1 + (len(samples) - AUDIO_WINDOW) // AUDIO_HOP)[:, None] * AUDIO_HOP
+    spectrum = np.fft.rfft(samples[starts + np.arange(AUDIO_WINDOW)] * np.hanning(AUDIO_WINDOW), axis=1)
+    energy = (np.abs(spectrum) ** 2) @ _mel_filters().T
+    peak = energy.max()
+    relative_db = 10.0 * np.log10(np.maximum(energy / peak, 1e-30)) if peak > 0 else np.full(energy.shape, FLOOR_DB)
+    return np.round(np.maximum(relative_db, FLOOR_DB) / DB_STEP).astype(np.int8)
+
+
+def _mel_filters() -> np.ndarray:
+    """`[16, AUDIO_WINDOW // 2 + 1]` triangular filters evenly spaced on the mel scale."""
+    mel_edges = np.linspace(_mel(AUDIO_MIN_HZ), _mel(AUDIO_MAX_HZ), AUDIO_BANDS + 2)
+    edges_hz = 700.0 * (10.0 ** (mel_edges / 2595.0) - 1.0)
+    bins_hz = np.fft.rfftfreq(AUDIO_WINDOW, 1.0 / AUDIO_SAMPLE_RATE_HZ)
+    low, centre, high = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
+    return np.maximum(0.0, np.minimum((bins_hz - low) / (centre - low), (high - bins_hz) / (high - centre)))
+
+
+def _mel(hz: float) -> float:
+    return 2595.0 * np.log10(1.0 + hz / 700.0)
+
+
+def _ffmpeg_output(path: Path, output_args: list[str], timeout_s: float) -> bytes:
+    args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", f"file:{path}", *output_args, "pipe:1"]
+    try:
+        result = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as error:
+        raise DedupError(ReasonCode.DECODE_ERROR, f"decoding {path.name} took over {timeout_s:.0f} s") from error
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip()[-_STDERR_TAIL_CHARS:] or "no message"
+        raise DedupError(ReasonCode.DECODE_ERROR, f"ffmpeg could not decode {path.name}: {detail}")
+    return result.stdout
+
+
+def _stream_types(path: Path, timeout_s: float) -> set[str]:
+    """The kinds of stream in `path` ("video", "audio", ...), by ffprobe."""
+    args = [require_tool("ffprobe"), "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
+            f"file:{path}"]  # fmt: skip
+    try:
+        result = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False, text=True)
+    except subprocess.TimeoutExpired as error:
+        raise DedupError(ReasonCode.DECODE_ERROR, f"probing {path.name} took over {timeout_s:.0f} s") from error
+    if result.returncode != 0:
+        detail = result.stderr.strip()[-_STDERR_TAIL_CHARS:] or "no message"
+        raise DedupError(ReasonCode.DECODE_ERROR, f"ffprobe could not read {path.name}: {detail}")
+    return {line.strip().strip(",") for line in result.stdout.splitlines() if line.strip()}
+
+
+def save_fingerprint(fingerprint: Fingerprint, path: Path) -> Path:
+    """Write `fingerprint` as an `.npz` at `path`, atomically (about 20 kB a minute of video)."""
+    meta = json.dumps({"version": FINGERPRINT_VERSION})
+    with atomic_path(path) as temp, open(temp, "wb") as handle:
+        np.savez_compressed(
+            handle, frame_hashes=fingerprint.frame_hashes, frame_chroma=fingerprint.frame_chroma,
+            band_db=fingerprint.band_db, meta=meta,
+        )  # fmt: skip
+    return path
+
+
+def load_fingerprint(path: Path) -> Fingerprint:
+    """Read what `save_fingerprint` wrote. `DedupError` (INTERNAL_ERROR) when the file is
+    unreadable or of another `FINGERPRINT_VERSION`: fingerprint the video again."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            version = json.loads(str(data["meta"])).get("version")
+            fingerprint = Fingerprint(
+                data["frame_hashes"].astype(np.uint64), data["frame_chroma"].astype(np.uint8),
+                data["band_db"].astype(np.int8),
+            )  # fmt: skip
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise DedupError(ReasonCode.INTERNAL_ERROR, f"cannot read fingerprint {path}: {error}") from error
+    if version != FINGERPRINT_VERSION:
+        message = f"fingerprint {path} is version {version}, not {FINGERPRINT_VERSION}"
+        raise DedupError(ReasonCode.INTERNAL_ERROR, message)
+    return fingerprint
+
+
+# --- comparing two videos -------------------------------------------------------------------
+
+
+def compare(a: Fingerprint, b: Fingerprint, *, max_offset_s: float = MAX_OFFSET_S) -> Match:
+    """Score the pair under the match rule of the module docstring."""
+    visual, visual_lag = _visual_score(a, b, round(max_offset_s * FRAME_RATE_HZ))
+    curves_a, curves_b = _loudness_curves(a.band_db), _loudness_curves(b.band_db)
+    audio, audio_lag = None, 0
+    if curves_a is not None and curves_b is not None:
+        audio, audio_lag = _best_cosine(curves_a, curves_b, round(max_offset_s * AUDIO_RATE_HZ))
+    return Match(visual, audio, visual_lag / FRAME_RATE_HZ, audio_lag / AUDIO_RATE_HZ)
+
+
+def similarity(a: Fingerprint, b: Fingerprint) -> float:
+    """`compare(a, b).similarity`: about 1 for copies of one video, about 0 for unrelated ones."""
+    return compare(a, b).similarity
+
+
+def _lags(length_a: int, length_b: int, max_lag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Lags (b's index minus a's) within `max_lag` whose overlap covers `MIN_OVERLAP_SHARE` of the
+    shorter sequence, with the overlap's start in a, start in b, and length."""
+    lags = np.arange(-max_lag, max_lag + 1)
+    start_a, start_b = np.maximum(0, -lags), np.maximum(0, lags)
+    overlap = np.minimum(length_a - start_a, length_b - start_b)
+    keep = overlap >= max(1, MIN_OVERLAP_SHARE * min(length_a, length_b))
+    return lags[keep], start_a[keep], start_b[keep], overlap[keep]
+
+
+def _visual_score(a: Fingerprint, b: Fingerprint, max_lag: int) -> tuple[float | None, int]:
+    best, best_lag = None, 0
+    slack_a, slack_b = _colour_slack(a.frame_chroma), _colour_slack(b.frame_chroma)
+    for lag, start_a, start_b, overlap in zip(*_lags(len(a.frame_hashes), len(b.frame_hashes), max_lag), strict=True):
+        x, y = a.frame_hashes[start_a : start_a + overlap], b.frame_hashes[start_b : start_b + overlap]
+        informative = (x != 0) | (y != 0)
+        if not informative.any():
+            continue
+        colour_x = a.frame_chroma[start_a : start_a + overlap].astype(np.int16)
+        colour_y = b.frame_chroma[start_b : start_b + overlap].astype(np.int16)
+        slack = np.maximum(slack_a[start_a : start_a + overlap], slack_b[start_b : start_b + overlap])
+        same_colour = np.abs(colour_x - colour_y).mean(axis=1) <= MAX_CHROMA_DIFF + slack
+        close = (np.bitwise_count(x ^ y) <= MAX_FRAME_BITS) & same_colour & (x != 0) & (y != 0)
+        share = float(close.sum() / informative.sum())
+        if best is None or share > best:
+            best, best_lag = share, int(lag)
+    return best, best_lag
+
+
+def _colour_slack(chroma: np.ndarray) -> np.ndarray:
+    """`[F]`: how much a sample's mean colour difference may grow when a copy samples it up to half
+    a step off (at a cut, say): half its larger mean change to a neighbouring sample."""
+    step = np.abs(np.diff(chroma.astype(np.int16), axis=0)).mean(axis=1)
+    return 0.5 * np.maximum(np.r_[0.0, step], np.r_[step, 0.0])
+
+
+def _loudness_curves(band_db: np.ndarray) -> np.ndarray | None:
+    """`[T, B]` cube roots of band power, each band centred over the track; None when silent."""
+    if len(band_db) == 0:
+        return None
+    curves = 10.0 ** (band_db.astype(np.float64) * (DB_STEP / 30.0))
+    centred = curves - curves.mean(axis=0)
+    return centred if centred.std() > _SILENT_TRACK_STD else None
+
+
+def _best_cosine(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[float, int]:
+    """Best cosine similarity of `x[t]` and `y[t + lag]` (`[T, B]` each) over the allowed lags."""
+    lags, start_a, start_b, overlap = _lags(len(x), len(y), max_lag)
+    if len(lags) == 0:
+        return 0.0, 0
+    size = scipy.fft.next_fast_len(len(x) + len(y))
+    spectrum = np.conj(scipy.fft.rfft(x, size, axis=0)) * scipy.fft.rfft(y, size, axis=0)
+    products = scipy.fft.irfft(spectrum.sum(axis=1), size)[lags % size]  # sum over t of x[t] . y[t + lag]
+    energy_x = np.concatenate([[0.0], np.cumsum((x * x).sum(axis=1))])
+    energy_y = np.concatenate([[0.0], np.cumsum((y * y).sum(axis=1))])
+    norms = np.sqrt(
+        (energy_x[start_a + overlap] - energy_x[start_a]) * (energy_y[start_b + overlap] - energy_y[start_b])
+    )
+    cosines = np.divide(products, norms, out=np.zeros_like(products), where=norms > 1e-12)
+    best = int(np.argmax(cosines))
+    return float(cosines[best]), int(lags[best])
+
+
+# --- grouping -------------------------------------------------------------------------------
+
+
+def lsh_keys(frame_hashes: np.ndarray) -> np.ndarray:
+    """The distinct index keys of one video `[K]` uint32: for every table t and non-flat hash h,
+    `t << 24 | (LSH_BITS bits of h at the table's fixed positions)`."""
+    hashes = frame_hashes[frame_hashes != 0]
+    bits = (hashes[:, None, None] >> _LSH_POSITIONS[None]) & np.uint64(1)  # [F, tables, bits]
+    packed = (bits << np.arange(LSH_BITS, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
+    keys = packed | (np.arange(LSH_TABLES, dtype=np.uint64) << np.uint64(LSH_BITS))
+    return np.unique(keys.astype(np.uint32))
+
+
+def candidate_pairs(fingerprints: Mapping[str, Fingerprint]) -> set[tuple[str, str]]:
+    """Pairs `(a, b)`, `a < b`, worth a full `compare`: those sharing at least `MIN_SHARED_KEYS`
+    index keys that no more than `MAX_BUCKET_VIDEOS` videos hold, plus every pair of videos
+    without a single non-flat picture (only their sound can match them).
+
+    A copy's hashes are mostly within a few bits of the original's, so each table's key agrees
+    for a good share of its frames (a hash 8 bits away keeps 24 given bits with p = 0.04; unrelated
+    hashes, 32 bits away, with p = 6e-8). Cost: sorting all keys (about 8 per hash, deduplicated)
+    plus the pairs within buckets, so roughly linear in the catalog instead of quadratic.
+    """
+    ids = sorted(fingerprints)
+    keys_of = [lsh_keys(fingerprints[video_id].frame_hashes) for video_id in ids]
+    keys = np.concatenate([np.zeros(0, np.uint32), *keys_of])
+    owners = np.repeat(np.arange(len(ids)), [len(k) for k in keys_of])
+    order = np.argsort(keys, kind="stable")
+    keys, owners = keys[order], owners[order]
+    run_starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    run_lengths = np.diff(np.r_[run_starts, len(keys)])
+    codes = [np.zeros(0, np.int64)]
+    for length in np.unique(run_lengths[(run_lengths >= 2) & (run_lengths <= MAX_BUCKET_VIDEOS)]):
+        members = owners[run_starts[run_lengths == length][:, None] + np.arange(length)]  # [runs, length]
+        first, second = np.triu_indices(length, 1)
+        codes.append((members[:, first] * len(ids) + members[:, second]).ravel().astype(np.int64))
+    pair_codes, counts = np.unique(np.concatenate(codes), return_counts=True)
+    pairs = {(ids[code // len(ids)], ids[code % len(ids)]) for code in pair_codes[counts >= MIN_SHARED_KEYS]}
+    keyless = [video_id for video_id, k in zip(ids, keys_of, strict=True) if len(k) == 0]
+    pairs.update((a, b) for i, a in enumerate(keyless) for b in keyless[i + 1 :])
+    return pairs
+
+
+def assign_groups(fingerprints: Mapping[str, Fingerprint], existing: Mapping[str, str]) -> Grouping:
+    """Group ids for every video of `fingerprints` and `existing` (video id -> its group id).
+
+    Only pairs with at least one video new to `existing` are compared (`candidate_pairs`, then
+    `compare`); videos that share an existing group stay together. Each connected set of videos
+    (union-find) then gets one id:
+
+    - no existing group in it: the smallest of its video ids not yet naming a group (so a new
+      singleton's group is its own video id), or `<smallest id>~2`, `~3`... if all of them do;
+    - one existing group: that group's id (old videos keep theirs, new ones join);
+    - several (new videos bridged them): the smallest of their ids, and a `GroupMerge` in the
+      answer lists the absorbed ids and the videos that moved.
+    """
+    parent = {video_id: video_id for video_id in (*fingerprints, *existing)}
+
+    def root(node: str) -> str:
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    def union(a: str, b: str) -> None:
+        parent[max(root(a), root(b))] = min(root(a), root(b))
+
+    first_member: dict[str, str] = {}
+    for video_id, group_id in existing.items():
+        union(first_member.setdefault(group_id, video_id), video_id)
+    for a, b in sorted(candidate_pairs(fingerprints)):
+        if (a not in existing or b not in existing) and compare(fingerprints[a], fingerprints[b]).is_match:
+            union(a, b)
+
+    components: dict[str, list[str]] = {}
+    for video_id in sorted(parent):
+        components.setdefault(root(video_id), []).append(video_id)
+    used_ids = set(existing.values())
+    group_of: dict[str, str] = {}
+    merges: list[GroupMerge] = []
+    for members in components.values():
+        old_groups = sorted({existing[v] for v in members if v in existing})
+        if old_groups:
+            group_id = old_groups[0]
+        else:
+            fallbacks = (f"{members[0]}~{n}" for n in itertools.count(2))
+            group_id = next(name for name in itertools.chain(members, fallbacks) if name not in used_ids)
+            used_ids.add(group_id)
+        if len(old_groups) > 1:
+            moved = tuple(v for v in members if v in existing and existing[v] != group_id)
+            merges.append(GroupMerge(group_id, tuple(old_groups[1:]), moved))
+        group_of.update(dict.fromkeys(members, group_id))
+    return Grouping(group_of, tuple(merges))
