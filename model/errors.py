@@ -1,7 +1,8 @@
-"""Errors of the model package: missing weights, clips whose media cannot be read.
+"""Errors of the model package: missing weights, clips whose media cannot be read, conditioning misfits.
 
 `WeightsNotFoundError` is about the machine (fix it, then re-run);
-`FeatureError` is about one clip and carries a `ReasonCode`, like every stage error.
+`FeatureError` is about one clip and carries a `ReasonCode`, like every stage error;
+`ConditioningError` is a programming or configuration error (a condition that does not fit the model).
 """
 
 from __future__ import annotations
@@ -16,3 +17,8 @@ class WeightsNotFoundError(DvmsetError):
 
 class FeatureError(StageError):
     """A clip's video or music could not be turned into features or tokens."""
+
+
+class ConditioningError(DvmsetError):
+    """The conditioning does not fit the backbone or the batch (rhythm condition too short, a batch of
+    the wrong size, no layer to adapt)."""

@@ -34,6 +34,7 @@ TINY_CODEC_RATE_HZ = 8000  # not MusicGen's 32 kHz: the code must read the rate 
 TINY_CODEC_HOP = 320  # prod of upsampling_ratios: 25 codes per second, not 50
 TINY_NUM_CODEBOOKS = 4
 TINY_CODEBOOK_SIZE = 64
+TINY_DECODER_WIDTH = 24
 CLIP_ID = make_clip_id("local:" + "a" * 40, 0.0)
 
 
@@ -69,8 +70,9 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def save_tiny_musicgen(folder: Path, audio_channels: int = 1) -> Path:
-    """A random MusicGen (tiny T5, EnCodec at 8 kHz with 4 codebooks of 64 entries, decoder), saved in `folder`."""
+def save_tiny_musicgen(folder: Path, audio_channels: int = 1, num_layers: int = 2, hidden_size: int = 16) -> Path:
+    """A random MusicGen (tiny T5 16 wide, EnCodec at 8 kHz with 4 codebooks of 64 entries, a decoder of
+    `num_layers` layers `hidden_size` wide: wider than T5 gives MusicGen a projector), saved in `folder`."""
     torch.manual_seed(0)
     text_encoder = T5Config(vocab_size=99, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
     audio_encoder = EncodecConfig(
@@ -79,8 +81,8 @@ def save_tiny_musicgen(folder: Path, audio_channels: int = 1) -> Path:
         hidden_size=16, num_filters=4, num_lstm_layers=1,
     )  # fmt: skip
     decoder = MusicgenDecoderConfig(
-        vocab_size=TINY_CODEBOOK_SIZE, max_position_embeddings=512, num_hidden_layers=2, ffn_dim=32,
-        num_attention_heads=2, hidden_size=16, num_codebooks=TINY_NUM_CODEBOOKS,
+        vocab_size=TINY_CODEBOOK_SIZE, max_position_embeddings=512, num_hidden_layers=num_layers, ffn_dim=32,
+        num_attention_heads=2, hidden_size=hidden_size, num_codebooks=TINY_NUM_CODEBOOKS,
         pad_token_id=TINY_CODEBOOK_SIZE, bos_token_id=TINY_CODEBOOK_SIZE, audio_channels=audio_channels,
     )  # fmt: skip
     config = MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
@@ -96,6 +98,13 @@ def tiny_clip_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_musicgen_dir(tmp_path_factory) -> Path:
     return save_tiny_musicgen(tmp_path_factory.mktemp("tiny-musicgen"))
+
+
+@pytest.fixture(scope="session")
+def tiny_conditioned_musicgen_dir(tmp_path_factory) -> Path:
+    """A MusicGen with 3 blocks of 4 decoder layers (2 take the rhythm condition) and a T5 -> decoder projector."""
+    folder = tmp_path_factory.mktemp("tiny-musicgen-12")
+    return save_tiny_musicgen(folder, num_layers=12, hidden_size=TINY_DECODER_WIDTH)
 
 
 @pytest.fixture
