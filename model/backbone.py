@@ -98,6 +98,11 @@ class MusicgenBackbone(nn.Module):
         return int(self.model.config.decoder.num_codebooks)
 
     @property
+    def frame_rate_hz(self) -> float:
+        """Music frames (decoder steps) per second: EnCodec's frame rate (50 Hz for MusicGen)."""
+        return float(self.model.config.audio_encoder.frame_rate)
+
+    @property
     def pad_token_id(self) -> int:
         """The id the delay pattern pads with; labels equal to it carry no loss."""
         return int(self.model.config.decoder.pad_token_id)

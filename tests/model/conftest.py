@@ -137,3 +137,34 @@ def place(source: Path, data_root: DataRoot, clip_id: str, name: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(source, target)
     return target
+
+
+TRAINING_CLIP_S = 3.0  # the clip length of `tests.dvmset.test_manifest.make_row`
+
+
+def write_training_manifest(folder: Path, num_accepted: int = 3) -> tuple[DataRoot, Path]:
+    """A data root with `num_accepted` accepted clips (a 3 s cut video and tone each) plus one rejected clip
+    (no media), and their `manifests/v1/train.parquet` written by `dvmset.manifest`; returns both."""
+    from dvmset.manifest import manifest_path, write_manifest
+    from dvmset.split import Split
+    from tests.dvmset.test_manifest import REJECT, make_row, make_video
+
+    data_root = DataRoot(folder / "data").ensure()
+    video = make_cut_video(folder / "video.mp4", TRAINING_CLIP_S, fps=10, cut_every_s=1.0)
+    video_record = make_video("youtube:train1", ("food commercial",))
+    rows = []
+    for index in range(num_accepted):
+        row = make_row(video_record, TRAINING_CLIP_S * index, "g-train1", Split.TRAIN)
+        music = make_tone(folder / f"music-{index}.flac", TRAINING_CLIP_S, frequency_hz=220.0 * (index + 1))
+        place(video, data_root, row.clip_id, "video.mp4")
+        place(music, data_root, row.clip_id, "music.flac")
+        rows.append(row)
+    rows.append(make_row(video_record, TRAINING_CLIP_S * num_accepted, "g-train1", Split.TRAIN, decision=REJECT))
+    manifest = write_manifest(rows, manifest_path(folder / "manifests" / "v1", Split.TRAIN), {"manifest_version": "v1"})
+    return data_root, manifest
+
+
+@pytest.fixture(scope="session")
+def training_manifest(tmp_path_factory) -> tuple[DataRoot, Path]:
+    """`write_training_manifest` once per session (tests that compute caches share them)."""
+    return write_training_manifest(tmp_path_factory.mktemp("training"))

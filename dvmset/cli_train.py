@@ -1,0 +1,97 @@
+"""The training command of `dvmset`: `train` (VidMusician, paper section 3.3 and 5.1).
+
+Registered on `dvmset.cli.app` when that module loads; the model code (torch, transformers) is imported
+inside the command only. Exit codes as in `dvmset.cli`; here: 2 (usage) for a refused run (a checkpoint
+already in the output folder without --resume, stage 2 without --init, a checkpoint that does not fit),
+3 when the configuration is invalid or a model's weights cannot be found, 1 when a clip's media cannot
+be read or the manifest is unusable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dvmset.cli import ConfigOption, ExitCode, _fail, app, out
+from dvmset.config import load_config
+from dvmset.errors import ConfigError, StageError
+from dvmset.manifest import ManifestError
+
+
+@app.command()
+def train(
+    manifest: Annotated[Path, typer.Option(help="a published manifests/<version>/train.parquet")],
+    stage: Annotated[int, typer.Option(min=1, max=2, help="1: the semantic path; 2: adds the rhythm path")],
+    config_path: ConfigOption = None,
+    init: Annotated[Path | None, typer.Option(help="the stage-1 checkpoint stage 2 starts from")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="output folder (default: runs/<manifest version>/stage<N>)")
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="optimizer steps in all, a resumed run goes on up to it (default: from --epochs)"),
+    ] = None,
+    epochs: Annotated[float, typer.Option(min=0.01, help="passes over the clips when --steps is not given")] = 120.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="clips per optimizer step (the paper: 16)")] = 16,
+    accumulate: Annotated[
+        int, typer.Option(min=1, help="micro-batches a step is split into (gradient accumulation, less memory)")
+    ] = 1,
+    resume: Annotated[bool, typer.Option(help="continue the run in the output folder from its checkpoint")] = False,
+    musicgen: Annotated[
+        str | None, typer.Option(help="MusicGen hub id or folder (default: facebook/musicgen-small)")
+    ] = None,
+    clip: Annotated[
+        str | None, typer.Option(help="CLIP hub id or folder (default: openai/clip-vit-base-patch32)")
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="where the manifest's paths start (default: the config's)")
+    ] = None,
+    crop_s: Annotated[float, typer.Option(min=0.1, help="seconds of each random training crop")] = 30.0,
+    seed: Annotated[int, typer.Option(help="seed of the data order, crops and initial weights")] = 0,
+    save_every: Annotated[int, typer.Option(min=1, help="write a checkpoint every this many steps")] = 500,
+    learning_rate: Annotated[float | None, typer.Option(help="peak learning rate (default: the stage's)")] = None,
+    warmup_steps: Annotated[int, typer.Option(min=1, help="linear warm-up steps")] = 6000,
+    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when there is one)")] = None,
+) -> None:
+    """Train VidMusician on a manifest's accepted clips: stage 1, then stage 2 from its checkpoint.
+    Caches CLIP features and MusicGen codes on first use; writes checkpoint.pt, train_log.csv and loss.png."""
+    from model.errors import CheckpointError, WeightsNotFoundError
+    from model.train import OptimizerSettings
+    from model.train_loop import TrainSettings
+    from model.train_run import TrainRequest, run_training
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    try:
+        settings = TrainSettings(
+            total_steps=steps, epochs=epochs, batch_size=batch_size, accumulate=accumulate, crop_s=crop_s, seed=seed,
+            save_every_steps=save_every,
+            optimizer=OptimizerSettings(learning_rate=learning_rate, warmup_steps=warmup_steps),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from exc
+    request = TrainRequest(
+        manifest_path=manifest, data_root=data_root or config.data_root,
+        out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,
+        settings=settings, musicgen_model_id=musicgen, clip_model_id=clip, model_dir=config.model_dir,
+        init_checkpoint=init, resume=resume, device=device,
+    )  # fmt: skip
+    try:
+        result = run_training(request)
+    except CheckpointError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from exc
+    except WeightsNotFoundError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    except (ManifestError, StageError) as exc:
+        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+    last = f", last loss {result.records[-1].loss:.4f}" if result.records else ""
+    out.print(
+        f"stage {stage}: {result.clips} clips ({result.features_computed} features and {result.codes_computed} codes "
+        f"computed), {len(result.records)} steps this run, at step {result.step}{last}\n"
+        f"checkpoint {result.checkpoint_path}\nlog {result.log_path}\nloss curve {result.plot_path}",
+        highlight=False,
+    )

@@ -1,0 +1,135 @@
+"""Training checkpoints of VidMusician: only what training changed, written atomically.
+
+In: a `TrainingCheckpoint`: the `ModelSpec` that rebuilds the model (MusicGen and CLIP ids, CLIP width,
+stage, conditioning sizes), the step, the trainable weights by name (never the frozen backbone), and,
+for an exact resume, the optimizer, scheduler and data-order states, the torch RNG states (dropout)
+and the settings a resume must share (data, learning rates). Out: one `torch.save` file, written
+under a temporary name and renamed into place (a killed run leaves the previous checkpoint whole),
+read back with `weights_only=True` (plain tensors and containers, no pickled code).
+
+`model_from_checkpoint` rebuilds a trained model from a checkpoint and the backbone's weights.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dvmset.storage import atomic_path
+from model.backbone import load_backbone
+from model.errors import CheckpointError
+from model.vidmusician import ConditioningConfig, VidMusician
+
+CHECKPOINT_FORMAT = "vidmusician-checkpoint/1"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What rebuilds the model around a checkpoint's weights."""
+
+    musicgen_model_id: str
+    clip_model_id: str
+    clip_dim: int
+    stage: int
+    conditioning: ConditioningConfig = ConditioningConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "conditioning": {**asdict(self.conditioning)}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        conditioning = dict(data["conditioning"])
+        conditioning["lora_targets"] = tuple(conditioning["lora_targets"])
+        return cls(**{**data, "conditioning": ConditioningConfig(**conditioning)})
+
+
+@dataclass(frozen=True)
+class TrainingCheckpoint:
+    """A checkpoint's content (see the module docstring); the resume states are None in a weights-only one."""
+
+    spec: ModelSpec
+    step: int
+    trainable: dict[str, torch.Tensor]
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    data_order: dict[str, int] | None = None
+    rng: dict[str, Any] | None = None
+    run_settings: dict[str, Any] | None = None
+
+
+def save_checkpoint(path: Path, checkpoint: TrainingCheckpoint) -> Path:
+    """Write `checkpoint` to `path` atomically; returns `path`."""
+    content = {
+        "format": CHECKPOINT_FORMAT,
+        "spec": checkpoint.spec.to_dict(),
+        "step": checkpoint.step,
+        "trainable": {name: tensor.detach().cpu() for name, tensor in checkpoint.trainable.items()},
+        "optimizer": checkpoint.optimizer,
+        "scheduler": checkpoint.scheduler,
+        "data_order": checkpoint.data_order,
+        "rng": checkpoint.rng,
+        "run_settings": checkpoint.run_settings,
+    }
+    with atomic_path(Path(path)) as temp:
+        torch.save(content, temp)
+    return Path(path)
+
+
+def load_checkpoint(path: Path) -> TrainingCheckpoint:
+    """The checkpoint at `path`, on the CPU; CheckpointError when it is missing, unreadable or of another format."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {error}") from error
+    if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
+        found = content.get("format") if isinstance(content, dict) else type(content).__name__
+        raise CheckpointError(f"{path} is not a {CHECKPOINT_FORMAT} file (format {found!r})")
+    return TrainingCheckpoint(
+        spec=ModelSpec.from_dict(content["spec"]),
+        step=int(content["step"]),
+        trainable=content["trainable"],
+        optimizer=content["optimizer"],
+        scheduler=content["scheduler"],
+        data_order=content["data_order"],
+        rng=content["rng"],
+        run_settings=content["run_settings"],
+    )
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The torch RNG states (CPU, and every CUDA device when there are any)."""
+    state: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what `capture_rng_state` returned (the CUDA states only where CUDA is there)."""
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_model(spec: ModelSpec, model_dir: Path | None = None, device: str | None = None) -> VidMusician:
+    """The untrained model of `spec`: the frozen backbone loaded by id, the conditioning freshly initialised
+    (seed torch first for a reproducible one), the rhythm module added for stage 2."""
+    model = VidMusician(load_backbone(spec.musicgen_model_id, model_dir, device), spec.clip_dim, spec.conditioning)
+    if spec.stage == 2:
+        model.add_rhythm()
+    return model
+
+
+def model_from_checkpoint(path: Path, model_dir: Path | None = None, device: str | None = None) -> VidMusician:
+    """The trained model of a checkpoint, in eval mode."""
+    checkpoint = load_checkpoint(path)
+    model = build_model(checkpoint.spec, model_dir, device)
+    model.load_trainable_state_dict(checkpoint.trainable)
+    return model.eval()

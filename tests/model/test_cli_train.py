@@ -1,0 +1,89 @@
+"""`dvmset train` end to end on tiny random MusicGen and CLIP saved in a local model folder, over a small
+generated manifest: stage 1, stage 2 from its checkpoint, an exact resume, the clear missing-model error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dvmset.cli import ExitCode, app
+from model.train_log import read_log
+from tests.model.conftest import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen, write_training_manifest
+
+SMALL_RUN = ["--batch-size", "4", "--accumulate", "2", "--crop-s", "2", "--warmup-steps", "1", "--seed", "3"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A folder with models/tiny/{musicgen,clip}, a data root with a train manifest and a config naming both."""
+    save_tiny_musicgen(tmp_path / "models" / "tiny" / "musicgen", num_layers=8, hidden_size=TINY_DECODER_WIDTH)
+    save_tiny_clip(tmp_path / "models" / "tiny" / "clip")
+    write_training_manifest(tmp_path, num_accepted=3)
+    (tmp_path / "dvmset.toml").write_text('data_root = "data"\nmodel_dir = "models"\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def train_args(*args: str) -> list[str]:
+    return ["train", "--manifest", "manifests/v1/train.parquet", *SMALL_RUN, "--musicgen", "tiny/musicgen",
+            "--clip", "tiny/clip", *args]  # fmt: skip
+
+
+def train(*args: str) -> tuple[int, str]:
+    """`dvmset train` in this process: (exit code, output with its line breaks undone)."""
+    result = CliRunner().invoke(app, train_args(*args), env={"COLUMNS": "300"})
+    return result.exit_code, " ".join(result.output.split())
+
+
+def steps_losses_rates(out_dir: Path) -> list[tuple[int, float, float]]:
+    return [(record.step, record.loss, record.lr) for record in read_log(out_dir / "train_log.csv")]
+
+
+def test_train_stage1_then_stage2_with_an_exact_resume(workdir):
+    code, output = train("--stage", "1", "--steps", "8", "--learning-rate", "0.1")
+    assert code == 0, output
+    stage1 = workdir / "runs" / "v1" / "stage1"  # the default output folder
+    assert "3 clips (3 features and 3 codes computed), 8 steps this run, at step 8" in output
+    records = read_log(stage1 / "train_log.csv")
+    assert [r.step for r in records] == list(range(1, 9))
+    assert records[-1].loss < records[0].loss - 0.02
+    assert (stage1 / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    init = ["--stage", "2", "--init", str(stage1 / "checkpoint.pt")]
+    code, output = train(*init, "--steps", "4", "--out", "straight")
+    assert code == 0, output
+    assert "(0 features and 0 codes computed)" in output  # the caches of stage 1 are reused
+    code, output = train(*init, "--steps", "2", "--out", "split")
+    assert code == 0 and "at step 2" in output, output
+    resumed = subprocess.run(  # a fresh process; one thread, as in this one (sums in other orders round apart)
+        [sys.executable, "-m", "dvmset", *train_args("--stage", "2", "--steps", "4", "--out", "split", "--resume")],
+        cwd=workdir, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "300"},
+    )  # fmt: skip
+    assert resumed.returncode == 0 and "2 steps this run, at step 4" in " ".join(resumed.stdout.split()), resumed
+    assert steps_losses_rates(workdir / "split") == steps_losses_rates(workdir / "straight")  # as if never stopped
+
+    code, output = train("--stage", "2", "--steps", "4", "--out", "split")
+    assert code == ExitCode.USAGE and "exists: pass --resume" in output
+
+
+def test_a_missing_model_is_a_clear_configuration_error(workdir):
+    code, output = train("--stage", "1", "--steps", "1", "--musicgen", "tiny/absent")
+    assert code == ExitCode.CONFIG, output
+    assert "'tiny/absent' could not be loaded" in output
+    assert f"the local folder {workdir / 'models' / 'tiny' / 'absent'} (absent)" in output
+    assert "DVMSET_MODEL_DIR" in output
+    assert not (workdir / "data" / "features").exists()  # it stopped before working on any clip
+
+    code, output = train("--stage", "1", "--steps", "1", "--clip", "tiny/no-clip")
+    assert code == ExitCode.CONFIG and "'tiny/no-clip' could not be loaded" in output, output
+
+
+def test_stage2_without_a_stage1_checkpoint_is_a_usage_error(workdir):
+    code, output = train("--stage", "2", "--steps", "1")
+    assert code == ExitCode.USAGE and "pass it with --init" in output
