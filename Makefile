@@ -11,13 +11,14 @@ export PREFECT_CLI_PROMPT := false
 
 .PHONY: setup system-deps demo test bench clean
 
-# The Debian packages the pipeline and the tests call (ffmpeg/ffprobe, espeak-ng for speech).
+# The Debian packages the pipeline and the tests call (ffmpeg/ffprobe, espeak-ng for speech,
+# chromium for the labeling app's browser tests, driven by Playwright: never `playwright install`).
 system-deps:
-	@missing=""; for c in ffmpeg ffprobe espeak-ng; do command -v $$c >/dev/null || missing=1; done; \
+	@missing=""; for c in ffmpeg ffprobe espeak-ng chromium; do command -v $$c >/dev/null || missing=1; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: ffmpeg espeak-ng"; \
+	  echo "installing Debian packages: ffmpeg espeak-ng chromium"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg espeak-ng >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq ffmpeg espeak-ng chromium >/dev/null; \
 	fi
 
 # Idempotent: re-installs only when pyproject.toml changed since the last run.

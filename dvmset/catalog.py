@@ -2,13 +2,15 @@
 
 SQLite in WAL mode by default; any SQLAlchemy URL (e.g. `postgresql+psycopg://...`) by config.
 Tables: `videos`, `video_queries` (which queries found a video), `clips`, `labels`
-(append-only events) and `schema_info` (the schema version). `Catalog.open` creates a new
+(append-only events), `claims` (review leases; their SQL is in `dvmset/catalog_review.py`)
+and `schema_info` (the schema version). `Catalog.open` creates a new
 catalog at the current schema, or migrates an older one step by step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,13 +25,16 @@ from dvmset.records import (
     ClipRecord,
     ClipStatus,
     ClipVersions,
+    Decision,
     Download,
     PrescreenFlag,
     ProbeInfo,
     VideoRecord,
     VideoStatus,
 )
-from dvmset.catalog_rows import clip_from_row, clip_values, now, video_from_row
+from dvmset.catalog_review import ReviewClaims
+from dvmset.catalog_rows import clip_from_row, clip_values, json_value, now, video_from_row
+from dvmset.decisions import LabelEvent, settle
 from dvmset.schema import SCHEMA_VERSION, MIGRATIONS, clips, labels, metadata, schema_info, video_queries, videos
 
 @dataclass(frozen=True)
@@ -80,8 +85,11 @@ def _redact(url: str) -> str:
 AUTO_ANNOTATOR = "prescreen"  # the annotator name of automatic rejections
 
 
-class Catalog:
-    """Reads and writes videos, clips and label events. Open with `Catalog.open(url)`."""
+DEFAULT_LEASE_S = 900.0  # how long a claim on a clip lasts (see `dvmset/catalog_review.py`)
+
+
+class Catalog(ReviewClaims):
+    """Reads and writes videos, clips, label events and review claims. Open with `Catalog.open(url)`."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -240,6 +248,7 @@ class Catalog:
         self._update_video(
             video_id, status=VideoStatus.SEPARATED, stage_version=separate_version,
             separator_model_id=separator_model_id, separate_version=separate_version,
+            fingerprint_version=None,  # its sound is the accompaniment: fingerprint it again
         )
 
     def mark_clipped(self, video_id: str, clip_count: int, clip_version: str) -> None:
@@ -268,6 +277,52 @@ class Catalog:
         )
         clipped_stale = sa.and_(videos.c.status == VideoStatus.CLIPPED.value, outdated_clip)
         return self._videos_where(sa.or_(videos.c.status == VideoStatus.SEPARATED.value, clipped_stale))
+
+    def mark_fingerprinted(self, video_id: str, fingerprint_version: int) -> None:
+        """Record that the video's fingerprint file is of `fingerprint_version` (status unchanged)."""
+        self._set_video_columns({video_id: {"fingerprint_version": fingerprint_version}})
+
+    def videos_to_fingerprint(self, fingerprint_version: int) -> list[VideoRecord]:
+        """Clipped videos without a fingerprint of `fingerprint_version`."""
+        return self._videos_where(sa.and_(
+            videos.c.status == VideoStatus.CLIPPED.value,
+            videos.c.fingerprint_version.is_distinct_from(fingerprint_version),
+        ))  # fmt: skip
+
+    def set_groups(self, group_of: Mapping[str, str]) -> None:
+        """Store each video's near-duplicate group id (video id -> group id)."""
+        self._set_video_columns({video_id: {"group_id": group_id} for video_id, group_id in group_of.items()})
+
+    def publish_splits(self, split_of: Mapping[str, str], published_in: str) -> int:
+        """Put videos on their published side (video id -> "train" / "test"), recording the
+        manifest version; return how many were new. A video already on a side keeps it:
+        CatalogError (and nothing written) if `split_of` would move one."""
+        with self.engine.begin() as conn:
+            known = dict(conn.execute(
+                sa.select(videos.c.video_id, videos.c.split).where(videos.c.video_id.in_(list(split_of)))
+            ).all())  # fmt: skip
+            moved = sorted(v for v, side in split_of.items() if known.get(v) not in (None, side))
+            if moved:
+                raise CatalogError(f"{len(moved)} videos are already published on the other side: {moved[:5]}")
+            if missing := sorted(set(split_of) - set(known)):
+                raise CatalogError(f"no videos {missing[:5]} in the catalog")
+            new = {v: side for v, side in split_of.items() if known[v] is None}
+            for video_id, side in new.items():
+                conn.execute(
+                    videos.update().where(videos.c.video_id == video_id)
+                    .values(split=side, published_in=published_in, updated_at=now())
+                )
+        return len(new)
+
+    def _set_video_columns(self, values_of: Mapping[str, Mapping[str, Any]]) -> None:
+        """Update some columns of many videos in one transaction; CatalogError for an unknown id."""
+        with self.engine.begin() as conn:
+            for video_id, values in values_of.items():
+                result = conn.execute(
+                    videos.update().where(videos.c.video_id == video_id).values(updated_at=now(), **values)
+                )
+                if result.rowcount != 1:
+                    raise CatalogError(f"no video {video_id!r} in the catalog")
 
     def _videos_where(self, condition: sa.ColumnElement[bool]) -> list[VideoRecord]:
         with self.engine.connect() as conn:
@@ -356,6 +411,48 @@ class Catalog:
             conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=ClipStatus.REJECTED.value))
         return True
 
+    def add_label(
+        self, clip_id: str, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (), note: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+    ) -> int:
+        """Append one label event (ACCEPTED, REJECTED, or PENDING_REVIEW to withdraw the annotator's
+        vote: an undo) and update the clip's status to the settled decision; returns the event id.
+        In the same transaction the annotator's review claim on the clip, if any, is closed by a
+        vote or reopened for `lease_s` by an undo."""
+        ts = now()
+        with self.engine.begin() as conn:
+            event_id = conn.execute(
+                labels.insert().values(
+                    clip_id=clip_id, annotator=annotator, decision=decision.value, reasons=list(reasons), note=note, ts=ts
+                )
+            ).inserted_primary_key[0]
+            self._sync_claim(conn, clip_id, annotator, decision.value, ts, lease_s)
+            rows = conn.execute(sa.select(labels).where(labels.c.clip_id == clip_id)).mappings().all()
+            settled = settle([_label_event(row) for row in rows], AUTO_ANNOTATOR).get(clip_id)
+            status = settled.status if settled else ClipStatus.PENDING_REVIEW
+            conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=status.value))
+        return event_id
+
+    def label_events(self) -> list[LabelEvent]:
+        """Every label event of a live (not retired) clip, in insertion order."""
+        stmt = (
+            sa.select(labels).join(clips, clips.c.clip_id == labels.c.clip_id)
+            .where(clips.c.status != ClipStatus.RETIRED.value).order_by(labels.c.event_id)
+        )
+        with self.engine.connect() as conn:
+            return [_label_event(row) for row in conn.execute(stmt).mappings()]
+
+    def decisions(self) -> dict[str, Decision]:
+        """Clip id -> settled decision, for the decided live clips (the rule: `dvmset/decisions.py`)."""
+        return settle(self.label_events(), AUTO_ANNOTATOR)
+
+    def rejection_counts(self) -> Counter[str]:
+        """Rejected live clips per reason (a clip rejected for two reasons counts under both)."""
+        return Counter(
+            reason.value for decision in self.decisions().values() if decision.status is ClipStatus.REJECTED
+            for reason in decision.reasons
+        )
+
     # -- reports -------------------------------------------------------------------------------
 
     def status_counts(self, by_query: bool = False) -> list[StatusCount]:
@@ -383,3 +480,10 @@ class Catalog:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(clips.c.status, sa.func.count()).group_by(clips.c.status)).all()
         return {ClipStatus(status): count for status, count in rows}
+
+
+def _label_event(row: Mapping[str, Any]) -> LabelEvent:
+    return LabelEvent(
+        row["event_id"], row["clip_id"], row["annotator"], row["decision"],
+        tuple(json_value(row["reasons"])), row["note"], row["ts"],
+    )  # fmt: skip

@@ -29,7 +29,7 @@ def now() -> datetime:
 
 
 def video_from_row(row: Any, queries: tuple[str, ...]) -> VideoRecord:
-    probe = _json(row["probe"])
+    probe = json_value(row["probe"])
     return VideoRecord(
         video_id=row["video_id"],
         url=row["url"],
@@ -54,6 +54,9 @@ def video_from_row(row: Any, queries: tuple[str, ...]) -> VideoRecord:
         separator_model_id=row["separator_model_id"],
         separate_version=row["separate_version"],
         clip_count=row["clip_count"],
+        fingerprint_version=row["fingerprint_version"],
+        group_id=row["group_id"],
+        split=row["split"],
     )
 
 
@@ -82,7 +85,7 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value  # some drivers hand JSON back as text
 
 
@@ -102,7 +105,7 @@ def clip_from_row(row: Any) -> ClipRecord:
         prescreen=PrescreenScores(
             silence_s=row["silence_s"], longest_silence_s=row["longest_silence_s"], voice_s=row["voice_s"],
             non_music_s=row["non_music_s"], static_share=row["static_share"], noise_score=row["noise_score"],
-            scene_cuts_s=tuple(_json(row["scene_cuts_s"])), flags=tuple(PrescreenFlag(f) for f in _json(row["flags"])),
+            scene_cuts_s=tuple(json_value(row["scene_cuts_s"])), flags=tuple(PrescreenFlag(f) for f in json_value(row["flags"])),
             priority=row["priority"],
         ),
         versions=ClipVersions(

@@ -143,6 +143,9 @@ class VideoRecord:
     separator_model_id: str | None = None
     separate_version: str | None = None
     clip_count: int | None = None
+    fingerprint_version: int | None = None
+    group_id: str | None = None  # near-duplicate group, set by publish
+    split: str | None = None  # the published side ("train" / "test"); never changes once set
 
 
 @dataclass(frozen=True)

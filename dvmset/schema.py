@@ -3,6 +3,10 @@
 Version 1: videos, video_queries, clips (ids, span, status), labels (append-only events).
 Version 2: the audio/clip stages: a video's separator and separation key; a clip's files,
 loudness, prescreen scores and the stage keys they came from.
+Version 3: publishing: a video's fingerprint version, near-duplicate group, and published side
+of the split (set once, never changed) with the manifest version that first published it.
+Version 4: review claims: which annotator holds which review slot of a clip, until when (a
+lease), and whether that annotator's vote is in (`done`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -42,6 +46,11 @@ videos = sa.Table(
     sa.Column("separator_model_id", sa.String(255)),
     sa.Column("separate_version", sa.String(128)),
     sa.Column("clip_count", sa.Integer),
+    # version 3
+    sa.Column("fingerprint_version", sa.Integer),
+    sa.Column("group_id", sa.String(300), index=True),
+    sa.Column("split", sa.String(16)),
+    sa.Column("published_in", sa.String(128)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -105,6 +114,21 @@ labels = sa.Table(
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
 )
 
+# version 4: a clip has one review slot, or two when it is picked for overlap; a row holds one
+# slot for one annotator: a lease until `expires_at`, kept for good once the vote is in (`done`).
+claims = sa.Table(
+    "claims",
+    metadata,
+    sa.Column("clip_id", sa.String(300), sa.ForeignKey("clips.clip_id"), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("annotator", sa.String(128), nullable=False, index=True),
+    sa.Column("slots", sa.Integer, nullable=False),  # the clip's number of slots: 1, or 2 for overlap
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("done", sa.Boolean, nullable=False),
+    sa.UniqueConstraint("clip_id", "annotator", name="uq_claims_clip_annotator"),
+)
+
 # Migrations from version N-1 to N, applied in order by `Catalog.open`. A new catalog is
 # created at SCHEMA_VERSION directly. Add an entry here with every change to the tables above.
 
@@ -133,6 +157,15 @@ def _migrate_to_2(conn: Connection) -> None:
     _add_columns(clips, _V2_CLIP_COLUMNS)(conn)
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _migrate_to_2}
+_V3_VIDEO_COLUMNS = ["fingerprint_version", "group_id", "split", "published_in"]
+
+
+def _migrate_to_4(conn: Connection) -> None:
+    claims.create(conn, checkfirst=True)
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    2: _migrate_to_2, 3: _add_columns(videos, _V3_VIDEO_COLUMNS), 4: _migrate_to_4,
+}
 
 

@@ -2,6 +2,7 @@
 
 import math
 from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
 from dataclasses import replace
 
 import pytest
@@ -232,25 +233,132 @@ def test_work_lists_follow_status_and_stage_keys(catalog):
     assert "youtube:old" not in ids(catalog.videos_to_clip(replace(KEYS, clip="clip/9")))
 
 
+def downgrade(catalog_url: str, version: int, video_columns: list[str], clip_columns: list[str] = ()) -> None:
+    """Turn a current catalog back into `version`: drop the columns (and their indexes) added since."""
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:
+        for table, columns in ((schema.videos, video_columns), (schema.clips, clip_columns)):
+            for index in table.indexes:
+                if {c.name for c in index.columns} <= set(columns):
+                    index.drop(conn)
+            for column in columns:
+                conn.execute(sa.text(f"ALTER TABLE {table.name} DROP COLUMN {column}"))
+        conn.execute(schema.schema_info.update().values(version=version))
+    engine.dispose()
+
+
 def test_a_version_1_catalog_is_migrated_keeping_its_rows(catalog_url):
     first = Catalog.open(catalog_url)
     first.add_candidates([cand("youtube:a", "q")])
     first.close()
-    engine = sa.create_engine(catalog_url)
-    with engine.begin() as conn:  # back to version 1: drop what version 2 added
-        for index in [*schema.videos.indexes, *schema.clips.indexes]:
-            if {c.name for c in index.columns} <= set(schema._V2_VIDEO_COLUMNS + schema._V2_CLIP_COLUMNS):
-                index.drop(conn)
-        for column in schema._V2_VIDEO_COLUMNS:
-            conn.execute(sa.text(f"ALTER TABLE videos DROP COLUMN {column}"))
-        for column in schema._V2_CLIP_COLUMNS:
-            conn.execute(sa.text(f"ALTER TABLE clips DROP COLUMN {column}"))
-        conn.execute(schema.schema_info.update().values(version=1))
-    engine.dispose()
+    downgrade(catalog_url, 1, schema._V2_VIDEO_COLUMNS + schema._V3_VIDEO_COLUMNS, schema._V2_CLIP_COLUMNS)
     migrated = Catalog.open(catalog_url)
-    assert migrated.schema_version() == 2
+    assert migrated.schema_version() == catalog_module.SCHEMA_VERSION
     separated(migrated, "youtube:b")
     migrated.save_clip(make_clip("youtube:b", 0.0))
     assert [v.video_id for v in migrated.videos()] == ["youtube:a", "youtube:b"]
     assert len(migrated.clips()) == 1
     migrated.close()
+
+
+def test_a_version_2_catalog_is_migrated_to_3_keeping_its_rows(catalog_url):
+    first = Catalog.open(catalog_url)
+    separated(first, "youtube:a")
+    first.close()
+    downgrade(catalog_url, 2, schema._V3_VIDEO_COLUMNS)
+    migrated = Catalog.open(catalog_url)
+    assert migrated.schema_version() == catalog_module.SCHEMA_VERSION
+    video = migrated.get_video("youtube:a")
+    assert (video.status, video.group_id, video.split, video.fingerprint_version) == (VideoStatus.SEPARATED, None, None, None)
+    migrated.set_groups({"youtube:a": "g1"})
+    assert migrated.get_video("youtube:a").group_id == "g1"
+    migrated.close()
+
+
+def test_fingerprint_work_list_and_a_new_separation_asks_for_a_new_fingerprint(catalog):
+    separated(catalog, "youtube:a")
+    separated(catalog, "youtube:b")
+    assert catalog.videos_to_fingerprint(1) == []  # only clipped videos are fingerprinted
+    for video_id in ("youtube:a", "youtube:b"):
+        catalog.mark_clipped(video_id, 1, KEYS.clip)
+    catalog.mark_fingerprinted("youtube:a", 1)
+    assert [v.video_id for v in catalog.videos_to_fingerprint(1)] == ["youtube:b"]
+    assert sorted(v.video_id for v in catalog.videos_to_fingerprint(2)) == ["youtube:a", "youtube:b"]
+    catalog.mark_separated("youtube:a", "htdemucs_ft", "separate/1+ft")
+    assert catalog.get_video("youtube:a").fingerprint_version is None
+
+
+def test_a_published_side_never_changes(catalog):
+    for video_id in ("youtube:a", "youtube:b"):
+        separated(catalog, video_id)
+    assert catalog.publish_splits({"youtube:a": "train"}, "v0001") == 1
+    assert catalog.publish_splits({"youtube:a": "train", "youtube:b": "test"}, "v0002") == 1
+    with pytest.raises(CatalogError, match="already published"):
+        catalog.publish_splits({"youtube:a": "test", "youtube:b": "test"}, "v0003")
+    assert [(v.video_id, v.split) for v in catalog.videos()] == [("youtube:a", "train"), ("youtube:b", "test")]
+    with pytest.raises(CatalogError, match="no videos"):
+        catalog.publish_splits({"youtube:zz": "test"}, "v0003")
+
+
+def add_label(catalog, clip_id: str, annotator: str, decision: str, reasons=(), minute: int = 0) -> None:
+    """A label event, written as the labeling UI will: `minute` orders the events."""
+    with catalog.engine.begin() as conn:
+        conn.execute(schema.labels.insert().values(
+            clip_id=clip_id, annotator=annotator, decision=decision, reasons=list(reasons), note=None,
+            ts=datetime(2026, 1, 1, 12, minute, tzinfo=UTC),
+        ))  # fmt: skip
+
+
+def test_decisions_follow_each_annotators_latest_event_and_agreement(catalog):
+    separated(catalog, "youtube:a")
+    ids = [make_clip_id("youtube:a", 60.0 * n) for n in range(6)]
+    for n in range(6):
+        catalog.save_clip(make_clip("youtube:a", 60.0 * n))
+    add_label(catalog, ids[0], "ann", "accepted")  # one vote
+    add_label(catalog, ids[1], "ann", "rejected", ["noise"], minute=1)  # changed mind: rejected, then accepted
+    add_label(catalog, ids[1], "ann", "accepted", minute=2)
+    add_label(catalog, ids[2], "ann", "accepted", minute=1)  # two people disagree: undecided
+    add_label(catalog, ids[2], "bob", "rejected", ["static"], minute=2)
+    add_label(catalog, ids[3], "ann", "rejected", ["noise"], minute=1)  # they agree: reasons are joined
+    add_label(catalog, ids[3], "bob", "rejected", ["mismatch", "made-up"], minute=2)
+    catalog.auto_reject(ids[4], [PrescreenFlag.NON_MUSIC])  # the prescreen, then a person overrides it
+    add_label(catalog, ids[4], "ann", "accepted", minute=3)
+    add_label(catalog, ids[5], "ann", "rejected", ["noise"], minute=1)  # an undo withdraws the vote
+    add_label(catalog, ids[5], "ann", "pending_review", minute=2)
+    got = {clip_id: (d.status.value, tuple(r.value for r in d.reasons), d.annotators) for clip_id, d in catalog.decisions().items()}
+    assert got == {
+        ids[0]: ("accepted", (), ("ann",)),
+        ids[1]: ("accepted", (), ("ann",)),
+        ids[3]: ("rejected", ("mismatch", "noise", "other"), ("ann", "bob")),
+        ids[4]: ("accepted", (), ("ann",)),
+    }
+    assert catalog.rejection_counts() == {"mismatch": 1, "noise": 1, "other": 1}
+    # a later event settles the dispute; a retired clip's events no longer count
+    add_label(catalog, ids[2], "bob", "accepted", minute=4)
+    assert catalog.decisions()[ids[2]].annotators == ("ann", "bob")
+    catalog.retire_clips("youtube:a", ids[:1])
+    assert {clip_id: d.annotators for clip_id, d in catalog.decisions().items()} == {ids[0]: ("ann",)}
+
+
+def test_add_label_appends_events_and_keeps_the_clip_status_settled(catalog):
+    separated(catalog, "youtube:a")
+    catalog.save_clip(make_clip("youtube:a", 0.0))
+    clip_id = make_clip_id("youtube:a", 0.0)
+
+    def status() -> str:
+        return catalog.clips("youtube:a")[0].status.value
+
+    first = catalog.add_label(clip_id, "ann", ClipStatus.REJECTED, ["noise"], "hum all along")
+    assert status() == "rejected"
+    catalog.add_label(clip_id, "bob", ClipStatus.ACCEPTED)  # a disagreement: back in review
+    assert status() == "pending_review"
+    catalog.add_label(clip_id, "ann", ClipStatus.PENDING_REVIEW)  # ann's undo: bob's vote stands
+    last = catalog.add_label(clip_id, "ann", ClipStatus.ACCEPTED)
+    assert status() == "accepted" and last > first
+    events = catalog.label_events()
+    assert [(e.annotator, e.decision, e.reasons, e.note) for e in events] == [
+        ("ann", "rejected", ("noise",), "hum all along"),
+        ("bob", "accepted", (), None),
+        ("ann", "pending_review", (), None),
+        ("ann", "accepted", (), None),
+    ]

@@ -1,0 +1,186 @@
+"""The review queue's SQL: claims (leases) on clips, for the labeling UI; mixed into `Catalog`.
+
+A clip has one review slot, or two when the overlap share picks it (by a hash of its id, so
+every process agrees). An annotator claims a free slot for `lease_s` seconds; an expired lease
+that holds no vote can be taken by anyone else; a vote closes the claim for good, an undo
+reopens it. A claim is one INSERT into a primary key (clip, slot), or one UPDATE of an expired
+row, so two annotators never hold one slot on SQLite or PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dvmset.catalog_rows import clip_from_row, now as utc_now
+from dvmset.decisions import VOTES
+from dvmset.records import ClipRecord, ClipStatus
+from dvmset.schema import claims, clips, labels
+
+MAX_SLOTS = 2
+_PAGE_ROWS = 200
+
+
+def overlap_slots(clip_id: str, overlap_share: float) -> int:
+    """How many annotators review `clip_id`: 2 for a stable `overlap_share` of clips, else 1."""
+    digest = hashlib.sha256(clip_id.encode("utf-8")).digest()
+    return MAX_SLOTS if int.from_bytes(digest[:8], "big") / 2**64 < overlap_share else 1
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of the `claims` table."""
+
+    clip_id: str
+    slot: int
+    annotator: str
+    slots: int
+    expires_at: datetime
+    done: bool
+
+
+class ReviewClaims:
+    """Claims and the per-annotator queue; `Catalog` inherits these (it provides `engine`)."""
+
+    engine: Engine
+
+    def get_clip(self, clip_id: str) -> ClipRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(clips).where(clips.c.clip_id == clip_id)).mappings().first()
+        return clip_from_row(row) if row else None
+
+    def claim_next(
+        self, annotator: str, lease_s: float, overlap_share: float, skip: Collection[str] = (),
+        now: datetime | None = None,
+    ) -> str | None:
+        """The clip `annotator` reviews next, leased to them for `lease_s` seconds, or None when the
+        queue is empty: first a clip they hold and have not voted on, else a free slot of the
+        highest-priority clip (then lowest id) they have not claimed or labelled. `skip`: ids to pass over."""
+        now = now or utc_now()
+        expires_at = now + timedelta(seconds=lease_s)
+        held = self._open_claim(annotator, skip, expires_at)
+        if held is not None:
+            return held
+        for clip_id, slots in self._candidates(annotator, now, overlap_share):
+            if clip_id not in skip and self._try_claim(clip_id, annotator, slots, now, expires_at):
+                return clip_id
+        return None
+
+    def renew_claims(
+        self, annotator: str, clip_ids: Collection[str], lease_s: float, now: datetime | None = None
+    ) -> set[str]:
+        """Extend `annotator`'s open claims on `clip_ids` to `lease_s` from now; return the ids they still hold."""
+        if not clip_ids:
+            return set()
+        mine = (claims.c.annotator == annotator, claims.c.clip_id.in_(list(clip_ids)), claims.c.done.is_(False))
+        with self.engine.begin() as conn:
+            conn.execute(claims.update().where(*mine).values(expires_at=(now or utc_now()) + timedelta(seconds=lease_s)))
+            return set(conn.execute(sa.select(claims.c.clip_id).where(*mine)).scalars())
+
+    def release_claim(self, clip_id: str, annotator: str) -> bool:
+        """Give back `annotator`'s open (not voted) claim on `clip_id`; False when there was none."""
+        with self.engine.begin() as conn:
+            result = conn.execute(claims.delete().where(
+                claims.c.clip_id == clip_id, claims.c.annotator == annotator, claims.c.done.is_(False)
+            ))  # fmt: skip
+        return result.rowcount == 1
+
+    def claims_on(self, clip_id: str) -> list[Claim]:
+        """The claims on one clip, by slot."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(claims).where(claims.c.clip_id == clip_id).order_by(claims.c.slot)).mappings()
+            return [
+                Claim(row["clip_id"], row["slot"], row["annotator"], row["slots"], row["expires_at"], row["done"])
+                for row in rows
+            ]
+
+    def _sync_claim(
+        self, conn: Connection, clip_id: str, annotator: str, decision: str, ts: datetime, lease_s: float
+    ) -> None:
+        """Inside `add_label`'s transaction: a vote closes the annotator's claim on the clip, any
+        other event (an undo) reopens it, leased again for `lease_s`. No claim: nothing to do."""
+        mine = claims.update().where(claims.c.clip_id == clip_id, claims.c.annotator == annotator)
+        if decision in VOTES:
+            conn.execute(mine.values(done=True))
+        else:
+            conn.execute(mine.values(done=False, claimed_at=ts, expires_at=ts + timedelta(seconds=lease_s)))
+
+    def _open_claim(self, annotator: str, skip: Collection[str], expires_at: datetime) -> str | None:
+        """Renew and return the annotator's best open claim outside `skip` (a resumed session)."""
+        stmt = (
+            sa.select(claims.c.clip_id).join(clips, clips.c.clip_id == claims.c.clip_id)
+            .where(claims.c.annotator == annotator, claims.c.done.is_(False),
+                   clips.c.status != ClipStatus.RETIRED.value)
+            .order_by(clips.c.priority.desc().nulls_last(), clips.c.clip_id)
+        )  # fmt: skip
+        with self.engine.begin() as conn:
+            for clip_id in conn.execute(stmt).scalars().all():
+                if clip_id in skip:
+                    continue
+                renewed = conn.execute(claims.update().where(
+                    claims.c.clip_id == clip_id, claims.c.annotator == annotator, claims.c.done.is_(False)
+                ).values(expires_at=expires_at))  # fmt: skip
+                if renewed.rowcount == 1:
+                    return clip_id
+        return None
+
+    def _candidates(self, annotator: str, now: datetime, overlap_share: float) -> Iterator[tuple[str, int]]:
+        """(clip id, its slot count) of live clips with a free or expired slot that `annotator` has
+        neither claimed nor labelled, best first, page by page. A clip counts when it is pending
+        review or already has claims (an overlap clip keeps its second slot after the first vote)."""
+        taken = (
+            sa.select(claims.c.clip_id, sa.func.count().label("taken"), sa.func.max(claims.c.slots).label("slots"))
+            .where(sa.or_(claims.c.done.is_(True), claims.c.expires_at > now))
+            .group_by(claims.c.clip_id).subquery()
+        )  # fmt: skip
+        stmt = (
+            sa.select(clips.c.clip_id, taken.c.slots)
+            .select_from(clips.outerjoin(taken, taken.c.clip_id == clips.c.clip_id))
+            .where(
+                clips.c.status != ClipStatus.RETIRED.value,
+                sa.or_(clips.c.status == ClipStatus.PENDING_REVIEW.value,
+                       clips.c.clip_id.in_(sa.select(claims.c.clip_id))),
+                clips.c.clip_id.not_in(sa.select(claims.c.clip_id).where(claims.c.annotator == annotator)),
+                clips.c.clip_id.not_in(sa.select(labels.c.clip_id).where(labels.c.annotator == annotator)),
+                sa.func.coalesce(taken.c.taken, 0) < sa.func.coalesce(taken.c.slots, MAX_SLOTS),
+            )
+            .order_by(clips.c.priority.desc().nulls_last(), clips.c.clip_id)
+        )  # fmt: skip
+        offset = 0
+        while True:
+            with self.engine.connect() as conn:
+                page = conn.execute(stmt.limit(_PAGE_ROWS).offset(offset)).all()
+            for clip_id, slots in page:
+                yield clip_id, slots or overlap_slots(clip_id, overlap_share)
+            if len(page) < _PAGE_ROWS:
+                return
+            offset += _PAGE_ROWS
+
+    def _try_claim(self, clip_id: str, annotator: str, slots: int, now: datetime, expires_at: datetime) -> bool:
+        """Take a free slot of the clip (INSERT) or an expired, unvoted one (UPDATE); False when all are held."""
+        for slot in range(slots):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(claims.insert().values(
+                        clip_id=clip_id, slot=slot, annotator=annotator, slots=slots, claimed_at=now,
+                        expires_at=expires_at, done=False,
+                    ))  # fmt: skip
+                return True
+            except sa.exc.IntegrityError:
+                pass  # the slot is held (or this annotator holds another slot of the clip)
+            try:
+                with self.engine.begin() as conn:
+                    stolen = conn.execute(claims.update().where(
+                        claims.c.clip_id == clip_id, claims.c.slot == slot, claims.c.done.is_(False),
+                        claims.c.expires_at <= now,
+                    ).values(annotator=annotator, claimed_at=now, expires_at=expires_at))  # fmt: skip
+                if stolen.rowcount == 1:
+                    return True
+            except sa.exc.IntegrityError:
+                return False  # this annotator already holds the other slot
+        return False

@@ -1,0 +1,104 @@
+"""One annotator's review session over the catalog: the clip on screen, the next one, undo.
+
+In: the catalog, `ReviewSettings`, the annotator's name and what they pressed. Out: a new
+`SessionState` (the clip on screen and the prefetched next one, both leased in the catalog).
+Every decision is written to the catalog (a label event) before the new state is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from dvmset.catalog import Catalog
+from dvmset.errors import DvmsetError
+from dvmset.records import ClipStatus, RejectReason
+
+
+class DecisionError(DvmsetError):
+    """A decision the screen cannot take (no clip, a reject without a reason, "other" without a note)."""
+
+
+@dataclass(frozen=True)
+class ReviewSettings:
+    lease_s: float = 900.0  # how long a clip on screen (or prefetched) stays reserved
+    overlap_share: float = 0.1  # share of clips reviewed by two annotators (agreement)
+
+
+@dataclass(frozen=True)
+class SessionState:
+    current: str | None = None  # the clip on screen
+    next: str | None = None  # claimed too, prefetched by the browser
+    history: tuple[str, ...] = ()  # clips decided in this session, the latest last (what undo takes back)
+    skipped: tuple[str, ...] = ()
+    decided: int = 0
+
+
+@dataclass
+class ReviewSession:
+    catalog: Catalog
+    settings: ReviewSettings = field(default_factory=ReviewSettings)
+
+    def fill(self, state: SessionState, annotator: str) -> SessionState:
+        """Renew the leases of the clips on screen and prefetched (a clip whose lease ran out and
+        went to someone else is dropped), then claim clips where they are missing."""
+        shown = _ids(state.current) + _ids(state.next)
+        held = self.catalog.renew_claims(annotator, shown, self.settings.lease_s)
+        current, nxt = ([clip_id for clip_id in shown if clip_id in held] + [None, None])[:2]
+        current = current or self._claim(annotator, state.skipped)
+        nxt = nxt or (self._claim(annotator, state.skipped + _ids(current)) if current else None)
+        return replace(state, current=current, next=nxt)
+
+    def decide(
+        self, state: SessionState, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (),
+        note: str | None = None,
+    ) -> SessionState:
+        """Record accept or reject of the clip on screen, then move the prefetched clip onto the screen."""
+        if state.current is None:
+            raise DecisionError("there is no clip on screen")
+        reasons = _checked_reasons(decision, reasons, note)
+        self.catalog.add_label(
+            state.current, annotator, decision, reasons, (note or "").strip() or None, lease_s=self.settings.lease_s
+        )
+        moved = replace(state, current=state.next, next=None, history=state.history + (state.current,),
+                        decided=state.decided + 1)  # fmt: skip
+        return self.fill(moved, annotator)
+
+    def skip(self, state: SessionState, annotator: str) -> SessionState:
+        """Give the clip on screen back to the queue (for others) and show the next one."""
+        if state.current is None:
+            return self.fill(state, annotator)
+        self.catalog.release_claim(state.current, annotator)
+        return self.fill(replace(state, current=state.next, next=None, skipped=state.skipped + (state.current,)), annotator)
+
+    def undo(self, state: SessionState, annotator: str) -> SessionState:
+        """Withdraw the latest decision of this session (a new `pending_review` event) and show that clip again."""
+        if not state.history:
+            raise DecisionError("nothing to undo in this session")
+        last = state.history[-1]
+        self.catalog.add_label(last, annotator, ClipStatus.PENDING_REVIEW, lease_s=self.settings.lease_s)
+        if state.next:
+            self.catalog.release_claim(state.next, annotator)  # the screen's clip becomes the next one
+        return replace(state, current=last, next=state.current, history=state.history[:-1], decided=state.decided - 1)
+
+    def _claim(self, annotator: str, skip: Sequence[str]) -> str | None:
+        return self.catalog.claim_next(annotator, self.settings.lease_s, self.settings.overlap_share, skip=set(skip))
+
+
+def _ids(clip_id: str | None) -> tuple[str, ...]:
+    return (clip_id,) if clip_id else ()
+
+
+def _checked_reasons(decision: ClipStatus, reasons: Sequence[str], note: str | None) -> list[str]:
+    if decision is ClipStatus.ACCEPTED:
+        return []
+    if decision is not ClipStatus.REJECTED:
+        raise DecisionError(f"a decision is accepted or rejected, not {decision.value}")
+    if not reasons:
+        raise DecisionError("pick at least one reason to reject (keys 1-5)")
+    known = [reason.value for reason in RejectReason]
+    if unknown := sorted(set(reasons) - set(known)):
+        raise DecisionError(f"unknown reject reasons {unknown}")
+    if RejectReason.OTHER.value in reasons and not (note or "").strip():
+        raise DecisionError('"other" needs a note that says what is wrong')
+    return [reason for reason in known if reason in reasons]

@@ -1,0 +1,153 @@
+"""The labeling app in Debian's headless Chromium (Playwright): one app for the module."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pytest
+
+from dvmset.catalog import Catalog
+from dvmset.ids import id_to_dirname
+from labeling_ui.app import AppSettings, serve
+from labeling_ui.session import ReviewSettings
+from labeling_ui.users import Role, add_user, load_users
+from tests.labeling_ui.conftest import EVIL_TITLE, free_port, make_review_data
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")
+PASSWORDS = {"ann": "pw-ann", "bob": "pw-bob"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, clip_media):
+    root = tmp_path_factory.mktemp("review")
+    made = make_review_data(root, clip_media)
+    add_user(root / "users.toml", "ann", Role.ANNOTATOR, PASSWORDS["ann"])
+    add_user(root / "users.toml", "bob", Role.REVIEWER, PASSWORDS["bob"])
+    return made, AppSettings(made.data_root, made.catalog_url, ReviewSettings(overlap_share=0.0),
+                             users=load_users(root / "users.toml"))  # fmt: skip
+
+
+def start(settings: AppSettings) -> tuple[object, str]:
+    port = free_port()
+    return serve(settings, "127.0.0.1", port, block=False), f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def app(data):
+    blocks, url = start(data[1])
+    yield url
+    blocks.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--autoplay-policy=no-user-gesture-required"]
+        )
+        yield launched
+        launched.close()
+
+
+def log_in(browser, url: str, name: str, password: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.get_by_label("username").fill(name)
+    page.get_by_label("password").fill(password)
+    page.get_by_role("button", name="Login").click()
+    return page
+
+
+def on_screen(page) -> str:
+    page.wait_for_selector("#dv-video", timeout=30_000)
+    return page.get_attribute("#dv-video", "data-clip")
+
+
+def press_and_wait(page, key: str, verb: str) -> None:
+    page.keyboard.press(key)
+    page.wait_for_function("v => document.querySelector('#dv-status-line')?.textContent.startsWith(v)", arg=verb)
+
+
+def test_a_wrong_password_is_refused(browser, app):
+    page = log_in(browser, app, "ann", "not-her-password")
+    page.get_by_text("Incorrect Credentials").wait_for(timeout=10_000)
+    assert page.locator("#dv-video").count() == 0
+    page.close()
+
+
+def test_keyboard_review_undo_and_a_restart_keep_every_event(browser, app, data):
+    made, settings = data
+    ids = made.clip_ids
+    page = log_in(browser, app, "ann", PASSWORDS["ann"])
+    assert on_screen(page) == ids[0]
+    prefetched = unquote(page.locator("#dv-prefetch-pool video").get_attribute("src"))
+    assert prefetched.endswith(f"/{id_to_dirname(ids[1])}/video.mp4")  # the next clip is loading already
+    page.evaluate("document.getElementById('dv-video').play()")
+    page.keyboard.press(" ")
+    assert page.evaluate("document.getElementById('dv-video').paused")  # space: play / pause
+    press_and_wait(page, "r", "not done: pick at least one reason")  # no reason ticked: nothing written
+    assert on_screen(page) == ids[0]
+    press_and_wait(page, "a", "accepted")
+    assert on_screen(page) == ids[1]
+    page.keyboard.press("1")
+    page.keyboard.press("3")
+    assert page.locator("#dv-reasons input:checked").count() == 2
+    press_and_wait(page, "r", "rejected")
+    assert on_screen(page) == ids[2] and page.locator("#dv-reasons input:checked").count() == 0
+    press_and_wait(page, "u", "undone")
+    assert on_screen(page) == ids[1]
+    page.get_by_role("tab", name="Progress").click()
+    page.get_by_text("The progress page is for reviewers.").wait_for()  # ann is an annotator
+    page.close()
+    expected = [(ids[0], "ann", "accepted", ()), (ids[1], "ann", "rejected", ("non_music", "static")),
+                (ids[1], "ann", "pending_review", ())]  # fmt: skip
+    restarted, url = start(settings)  # a second app on the same catalog, as after a restart
+    try:
+        catalog = Catalog.open(made.catalog_url)
+        assert [(e.clip_id, e.annotator, e.decision, e.reasons) for e in catalog.label_events()] == expected
+        catalog.close()
+        again = log_in(browser, url, "ann", PASSWORDS["ann"])
+        assert on_screen(again) == ids[1]  # the undone clip is hers again
+        again.close()
+    finally:
+        restarted.close()
+
+
+def test_an_html_title_is_shown_as_text_and_runs_nothing(browser, app, data):
+    page = log_in(browser, app, "bob", PASSWORDS["bob"])
+    clip_id = on_screen(page)
+    assert clip_id.startswith("youtube:vid0:")  # bob's first clip is from the video with the evil title
+    catalog = Catalog.open(data[0].catalog_url)
+    assert [c.annotator for c in catalog.claims_on(clip_id)] == ["bob"]  # not one ann holds
+    catalog.close()
+    assert page.locator("#dv-info .dv-title").text_content() == EVIL_TITLE
+    assert page.locator("#dv-info img, #dv-info script, #dv-info b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    page.get_by_role("tab", name="Progress").click()
+    page.locator("#dv-kappa").wait_for()  # bob is a reviewer
+    page.close()
+
+
+def test_files_outside_the_clips_folder_are_refused(browser, app, data):
+    made, _ = data
+    clip_file = made.data_root / "clips"
+    clip_file = next(clip_file.rglob("video.mp4"))
+    shutil.copyfile(clip_file, made.data_root / "outside.mp4")
+    page = log_in(browser, app, "ann", PASSWORDS["ann"])
+    on_screen(page)
+
+    def status(path: Path | str, request=page.request) -> int:
+        return request.get(f"{app}/gradio_api/file={quote(str(path))}").status
+
+    assert status(clip_file) == 200
+    for refused in ("/etc/passwd", made.data_root / "catalog.sqlite", made.data_root / "outside.mp4",
+                    f"{made.data_root}/clips/../catalog.sqlite", made.data_root.parent / "users.toml"):  # fmt: skip
+        assert status(refused) == 403, refused
+    assert status(clip_file, browser.new_context().request) == 401  # not logged in
+    page.close()
+
