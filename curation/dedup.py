@@ -55,6 +55,7 @@ from dvmset.storage import atomic_path
 from dvmset.tools import require_tool
 
 FINGERPRINT_VERSION = 1
+FINGERPRINT_FILE = "fingerprint.npz"  # the pipeline keeps it in the video's stems folder
 DECODE_RATE_HZ = 8
 FRAME_BOX = 8  # decoded frames averaged into one hash (1 s)
 FRAME_HOP = 2  # decoded frames between hashes (0.25 s)

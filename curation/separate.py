@@ -32,7 +32,7 @@ from demucs.states import get_state, save_with_checksum
 from huggingface_hub.constants import HF_HUB_CACHE
 
 from curation import energy
-from dvmset.errors import ConfigError, DvmsetError, ReasonCode, StageError
+from dvmset.errors import ConfigError, ReasonCode, StageError
 from dvmset.storage import atomic_path
 from dvmset.tools import require_tool
 
@@ -94,7 +94,7 @@ def load_separator(
     except (ModelLoadingError, OSError) as error:  # OSError covers URLError when offline
         raise ModelNotFoundError(_missing_model_message(model_name, model_dir, str(error))) from error
     if VOCALS not in model.sources:
-        raise DvmsetError(f"Demucs model {model_name!r} has no {VOCALS!r} source (it has {model.sources})")
+        raise ConfigError(f"Demucs model {model_name!r} has no {VOCALS!r} source (it has {model.sources})")
     return Separator(model.to(device), model_name, int(model.samplerate), tuple(model.sources), device)
 
 

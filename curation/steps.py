@@ -1,5 +1,8 @@
 """Per-video steps: run one stage on one catalog video and record the outcome.
 
+Stages in order (`STAGES`): download, probe, separate, clip, fingerprint (for near-duplicate
+groups at publish time).
+
 A step never raises for a bad video: a `StageError` is recorded with its reason code, and any
 unforeseen exception is recorded as `internal_error` with its message, so one failing video
 never stops a run. The CLI loops over these; Prefect tasks wrap them one to one.
@@ -10,13 +13,14 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation import clip, download, loudness, prescreen, probe, separate
+from curation import clip, dedup, download, loudness, prescreen, probe, separate
 from curation.energy import EnergyCurves, read_energy_curves
 from dvmset.catalog import Catalog
 from dvmset.config import Config, stage_key
@@ -87,7 +91,11 @@ def stage_keys(config: Config) -> ClipVersions:
 
 def separator_for(config: Config) -> separate.Separator:
     """The configured Demucs model, loaded once per process (raises ModelNotFoundError)."""
-    return _load_separator(config.separate.model, config.model_dir, config.separate.device)
+    with _SEPARATOR_LOCK:  # threads that start at once load it once
+        return _load_separator(config.separate.model, config.model_dir, config.separate.device)
+
+
+_SEPARATOR_LOCK = threading.Lock()
 
 
 @functools.cache
@@ -145,6 +153,22 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutco
         return StepOutcome(video.video_id, VideoStatus.CLIPPED)
 
     return _guarded(keys.clip, work, catalog, video)
+
+
+def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+    """clipped -> clipped with a fingerprint: the near-duplicate fingerprint of the downloaded
+    picture and the separated accompaniment, saved as `stems/<video>/fingerprint.npz`."""
+    stage_version = f"fingerprint/{dedup.FINGERPRINT_VERSION}"
+
+    def work() -> StepOutcome:
+        data = DataRoot(config.data_root)
+        stems = data.stems_dir(video.video_id)
+        fingerprint = dedup.fingerprint_video(_media_path(data, video), stems / separate.ACCOMPANIMENT_FILE)
+        dedup.save_fingerprint(fingerprint, stems / dedup.FINGERPRINT_FILE)
+        catalog.mark_fingerprinted(video.video_id, dedup.FINGERPRINT_VERSION)
+        return StepOutcome(video.video_id, VideoStatus.CLIPPED)
+
+    return _guarded(stage_version, work, catalog, video)
 
 
 def _save_clip(catalog: Catalog, config: Config, made: ClipRecord) -> None:
@@ -213,7 +237,7 @@ def _media_path(data: DataRoot, video: VideoRecord) -> Path:
 
 
 Step = Callable[[Catalog, Config, VideoRecord], StepOutcome]
-STAGES = ("download", "probe", "separate", "clip")
+STAGES = ("download", "probe", "separate", "clip", "fingerprint")
 
 
 def pending(stage: str, catalog: Catalog, config: Config) -> tuple[Step, list[VideoRecord]]:
@@ -226,6 +250,8 @@ def pending(stage: str, catalog: Catalog, config: Config) -> tuple[Step, list[Vi
         return separate_step, catalog.videos_to_separate(stage_keys(config).separate)
     if stage == "clip":
         return clip_step, catalog.videos_to_clip(stage_keys(config))
+    if stage == "fingerprint":
+        return fingerprint_step, catalog.videos_to_fingerprint(dedup.FINGERPRINT_VERSION)
     raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
 
 

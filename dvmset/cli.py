@@ -9,6 +9,7 @@ The curation stages are imported inside the commands: this module is the applica
 
 from __future__ import annotations
 
+import importlib
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -20,14 +21,15 @@ from rich.panel import Panel
 from tqdm import tqdm
 
 from dvmset.catalog import Catalog
-from dvmset.config import DEFAULT_FILE_NAME, STARTER_CONFIG, Config, load_config
-from dvmset.errors import CatalogError, ConfigError, DvmsetError, SearchError
+from dvmset.config import DEFAULT_FILE_NAME, STARTER_CONFIG, Config, config_toml, load_config
+from dvmset.errors import CatalogError, ConfigError, DvmsetError, PublishError, SearchError
 from dvmset.records import Candidate
 from dvmset.reports import review_queue_table, status_tables
 from dvmset.storage import DataRoot, atomic_write_text
 
 if TYPE_CHECKING:
     from curation.steps import StageSummary
+    from flows.summary import RunSummary
 
 
 DEMO_SEPARATOR = "tiny-random-demo"  # the separator model id of demo clips made without real weights
@@ -177,16 +179,18 @@ def separate(
     failed = _run_stage("separate", catalog, config, limit).failed
     if clips:
         failed += _run_stage("clip", catalog, config, limit).failed
+        failed += _run_stage("fingerprint", catalog, config, limit).failed
     if failed:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
 
 
 @app.command(name="clip")
 def clip_command(config_path: ConfigOption = None, limit: LimitOption = None) -> None:
-    """Cut `separated` videos into 60 s clips, normalize their loudness and prescreen them.
-    Clips made under other settings are redone, and only as far as the change reaches."""
+    """Cut `separated` videos into 60 s clips, normalize their loudness and prescreen them, then
+    fingerprint the videos. Clips made under other settings are redone, only as far as the change reaches."""
     config, catalog = _open(config_path)
-    if _run_stage("clip", catalog, config, limit).failed:
+    failed = _run_stage("clip", catalog, config, limit).failed
+    if failed + _run_stage("fingerprint", catalog, config, limit).failed:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
 
 
@@ -201,37 +205,57 @@ def build(
     runner: Annotated[str, typer.Option(help="where the per-video tasks run: local (threads) or dask")] = "local",
     dask_address: Annotated[str | None, typer.Option(help="Dask scheduler address (default: a LocalCluster)")] = None,
     workers: Annotated[int, typer.Option(help="threads (local), or worker processes of the Dask LocalCluster")] = 4,
+    retry_failed: Annotated[bool, typer.Option(help="first send failed videos back to be tried again")] = False,
+    publish: Annotated[bool, typer.Option(help="then publish the reviewed clips as manifests")] = False,
+    version: Annotated[str | None, typer.Option(help="the manifest version to publish (default: the next vNNNN)")] = None,
 ) -> None:
-    """Discover, then download, probe, separate and clip, through the Prefect build flow run in this
-    process (on Prefect's temporary local server unless PREFECT_API_URL is set); print its summary.
-    Without --folder, --urls or --query it searches the queries file. A rerun does only unfinished work."""
-    from rich.markdown import Markdown
-
+    """Discover, then run every curation stage (download, probe, separate, clip, ...) through the Prefect
+    build flow, in this process (on Prefect's temporary local server unless PREFECT_API_URL is set), and
+    print its summary; with --publish, publish the reviewed clips at the end. Without --folder, --urls or
+    --query it searches the queries file. A rerun does only unfinished work."""
+    if version and not publish:
+        raise _fail(ExitCode.USAGE, "--version needs --publish")
+    _config, catalog = _open(config_path)
     from flows.runners import check_runner
 
-    _config, catalog = _open(config_path)
     try:
         check_runner(runner, dask_address, workers, catalog.dialect)
     except ConfigError as exc:
         raise _fail(ExitCode.CONFIG, str(exc)) from exc
-    from flows.flows import build_flow  # after the checks: it loads Prefect's engine and the stages
-    from flows.server import prefect_api
-    from flows.summary import RunSummary
 
     def absolute(path: Path | None) -> str | None:  # flow parameters are strings, valid in any folder
         return str(path.resolve()) if path else None
 
-    with prefect_api():
-        result = build_flow(
-            config_path=absolute(config_path), folder=absolute(folder), urls=absolute(urls), queries=query,
-            queries_file=absolute(queries_file), label=label, runner=runner, dask_address=dask_address, workers=workers,
-        )  # fmt: skip
-    summary = RunSummary.from_dict(result)
-    out.print(Markdown(summary.markdown("DVMSet build")))
+    summary = _run_build_flow(
+        config_path=absolute(config_path), folder=absolute(folder), urls=absolute(urls), queries=query,
+        queries_file=absolute(queries_file), label=label, runner=runner, dask_address=dask_address, workers=workers,
+        retry_failed=retry_failed, publish=publish, version=version,
+    )  # fmt: skip
     if summary.failed_sources:
         raise typer.Exit(int(ExitCode.SOURCE))
     if summary.failed_videos:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
+
+
+def _run_build_flow(**parameters: object) -> RunSummary:
+    """Run the build flow in this process with `parameters` and print its summary. Exits 1 with the
+    message when publishing failed (the summary artifact of the run still says what was built)."""
+    from rich.markdown import Markdown
+
+    from flows.flows import build_flow  # here: it loads Prefect's engine and the stages
+    from flows.server import prefect_api
+    from flows.summary import RunSummary
+
+    with prefect_api():
+        state = build_flow(**parameters, return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, PublishError):
+        raise _fail(ExitCode.ITEMS_FAILED, f"the build ran, but publishing failed: {result}")
+    if isinstance(result, BaseException):
+        raise result
+    summary = RunSummary.from_dict(result)
+    out.print(Markdown(summary.markdown("DVMSet build")))
+    return summary
 
 
 @app.command()
@@ -249,10 +273,11 @@ def status(
 def demo(
     workdir: Annotated[Path, typer.Option(help="folder for the sample videos, data and config")] = Path("demo"),
 ) -> None:
-    """The main job on embedded defaults, offline: sample videos -> discover -> download -> probe
-    -> separate -> clip (cut, loudness, prescreen). Without the htdemucs weights, and only here,
-    a tiny random stand-in separator is built and recorded as the clips' separator model."""
-    from curation import search, steps
+    """The main job on embedded defaults, offline, through the Prefect build flow (as `dvmset build`):
+    sample videos -> discover -> download -> probe -> separate -> clip (cut, loudness, prescreen) ->
+    fingerprint; then the run's summary and the review queue. Without the htdemucs weights, and only
+    here, a tiny random stand-in separator is built and recorded as the clips' separator model."""
+    from curation import steps
     from curation.samples import make_sample_folder
     from curation.separate import ModelNotFoundError, save_tiny_model
 
@@ -265,10 +290,6 @@ def demo(
         out.print(f"making sample videos in {samples} (ffmpeg lavfi)")
         make_sample_folder(samples)
     config, catalog = _open(config_file)
-    added = catalog.add_candidates(search.scan_folder(samples, "demo samples"))
-    out.print(f"discover: {added.new_videos} new videos from {samples}")
-    _run_stage("download", catalog, config, None)
-    _run_stage("probe", catalog, config, None)
     try:
         steps.separator_for(config)
     except ModelNotFoundError as missing:
@@ -277,16 +298,19 @@ def demo(
         config = config.model_copy(
             update={"model_dir": models, "separate": config.separate.model_copy(update={"model": DEMO_SEPARATOR})}
         )
+        config_file = workdir / "stand-in.toml"  # the flow reads its config from a file: this one
+        atomic_write_text(config_file, config_toml(config))
         out.print(Panel(
             f"{missing}\n\nTHE DEMO GOES ON WITH A STAND-IN: {DEMO_SEPARATOR!r}, a tiny Demucs with RANDOM weights "
-            f"(saved in {models}). It removes no vocals; its 'accompaniment' is filtered noise. Every clip records "
-            f"{DEMO_SEPARATOR!r} as its separator model. A normal run never does this: it stops with the error above.",
+            f"(saved in {models}; config {config_file}). It removes no vocals; its 'accompaniment' is filtered noise. "
+            f"Every clip records {DEMO_SEPARATOR!r} as its separator model. A normal run never does this: it stops "
+            "with the error above.",
             title="no Demucs weights: demo stand-in separator", border_style="bold red",
         ))  # fmt: skip
-    _run_stage("separate", catalog, config, None)
-    _run_stage("clip", catalog, config, None)
-    for table in status_tables(catalog, by_query=False):
-        out.print(table)
+    summary = _run_build_flow(
+        config_path=str(config_file.resolve()), folder=str(samples.resolve()), label="demo samples"
+    )  # the failed and skipped sample videos are the demo's point: they do not fail the command
+    out.print(f"discover: {sum(row.new_videos for row in summary.sources)} new videos from {samples}")
     out.print(review_queue_table(catalog.clips()))
     out.print(f"catalog: {catalog.url}\ndata root: {config.data_root.resolve()}")
 
@@ -309,3 +333,9 @@ def exit_code_for(error: DvmsetError) -> ExitCode:
     if isinstance(error, SearchError):
         return ExitCode.SOURCE
     return ExitCode.ITEMS_FAILED
+
+
+importlib.import_module("dvmset.cli_publish")  # registers `publish` and `manifests` on `app`
+importlib.import_module("dvmset.cli_label")  # registers `label` on `app`
+importlib.import_module("dvmset.cli_train")  # registers `train` on `app`
+importlib.import_module("dvmset.cli_generate")  # registers `generate` on `app`

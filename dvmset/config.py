@@ -110,6 +110,12 @@ class PrescreenConfig(_Section):
         return _split_list(value)
 
 
+class PublishConfig(_Section):
+    test_share: float = Field(0.07, gt=0, le=0.5)  # target share of clips in test (the paper: 268 / 3,839)
+    min_groups_per_query: int = Field(2, ge=2)  # queries with this many groups get both splits
+    seed: int = 0  # salts the order new groups are assigned in
+
+
 class Config(_Section):
     data_root: Path = Path("data")
     catalog_url: str | None = None  # None: SQLite at <data_root>/catalog.sqlite
@@ -121,6 +127,7 @@ class Config(_Section):
     clip: ClipConfig = ClipConfig()
     loudness: LoudnessConfig = LoudnessConfig()
     prescreen: PrescreenConfig = PrescreenConfig()
+    publish: PublishConfig = PublishConfig()
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -276,4 +283,23 @@ max_non_music_s = 5.0              # flag clips with more seconds of silence or 
 max_static_share = 0.5             # flag clips whose picture stands still this share of the time
 max_noise_score = 0.35             # flag clips whose music is this noise-like (spectral flatness)
 auto_reject = []                   # e.g. ["non_music"]: reject flagged clips without review
+
+[publish]
+test_share = 0.07                  # target share of clips in the test split (by source video group)
+min_groups_per_query = 2           # queries with at least this many groups appear in both splits
+seed = 0                           # salts the split; published videos never change side
 """
+
+
+def config_toml(config: Config) -> str:
+    """The whole config as TOML text that `load_config` reads back to an equal config (unset
+    optional settings are left out; paths are written as given)."""
+    lines: list[str] = []
+    sections: list[str] = []
+    for name, value in config.model_dump(mode="json").items():
+        if isinstance(value, dict):
+            body = [f"{key} = {json.dumps(item)}" for key, item in value.items() if item is not None]
+            sections.append("\n".join([f"[{name}]", *body]))
+        elif value is not None:
+            lines.append(f"{name} = {json.dumps(value)}")
+    return "\n\n".join(["\n".join(lines), *sections]) + "\n"

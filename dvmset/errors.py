@@ -62,6 +62,9 @@ class StageError(DvmsetError):
         self.reason = reason
         self.message = message
 
+    def __reduce__(self) -> tuple[type[StageError], tuple[ReasonCode, str]]:
+        return type(self), (self.reason, self.message)  # pickles (e.g. across Dask workers) as made
+
 
 class SearchError(StageError):
     """A source (platform search, URL list, folder) could not be read."""
@@ -81,3 +84,7 @@ class DedupError(StageError):
 
 class SplitError(DvmsetError):
     """The split's inputs are inconsistent (a bad clip count, share or published assignment)."""
+
+
+class PublishError(DvmsetError):
+    """A manifest version cannot be published (it exists, a fingerprint is missing, a group would leak)."""

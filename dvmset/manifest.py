@@ -195,13 +195,16 @@ def manifest_path(manifest_dir: Path, split: Split) -> Path:
     return Path(manifest_dir) / f"{Split(split).value}.parquet"
 
 
-def manifest_table(rows: Iterable[ManifestRow], metadata: Mapping[str, Any] | None = None) -> pa.Table:
-    """Rows -> a Table of `MANIFEST_SCHEMA`, sorted by clip_id, with `metadata` as JSON in the
+def manifest_table(
+    rows: Iterable[Any], metadata: Mapping[str, Any] | None = None, *, schema: pa.Schema = MANIFEST_SCHEMA
+) -> pa.Table:
+    """Rows -> a Table of `schema` (default `MANIFEST_SCHEMA`; rows are dataclasses with its
+    columns as fields, e.g. `ManifestRow`), sorted by clip_id, with `metadata` as JSON in the
     schema metadata. Columns are built straight from the rows (no pandas). ManifestError if a
     required column holds a null."""
     ordered = sorted(rows, key=operator.attrgetter("clip_id"))
-    schema = MANIFEST_SCHEMA.with_metadata(
-        {**MANIFEST_SCHEMA.metadata, METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True).encode()}
+    schema = schema.with_metadata(
+        {**schema.metadata, METADATA_KEY: json.dumps(dict(metadata or {}), sort_keys=True).encode()}
     )
     if not ordered:
         return schema.empty_table()
@@ -213,45 +216,46 @@ def manifest_table(rows: Iterable[ManifestRow], metadata: Mapping[str, Any] | No
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def write_manifest(rows: Iterable[ManifestRow], path: Path, metadata: Mapping[str, Any] | None = None) -> Path:
+def write_manifest(
+    rows: Iterable[Any], path: Path, metadata: Mapping[str, Any] | None = None, *, schema: pa.Schema = MANIFEST_SCHEMA
+) -> Path:
     """Write `rows` (in clip_id order, so the same rows give the same file) to the Parquet file
     `path`, atomically, with `metadata` (JSON-serialisable) stored beside the schema version."""
-    table = manifest_table(rows, metadata)
+    table = manifest_table(rows, metadata, schema=schema)
     with atomic_path(Path(path)) as temp:
         pq.write_table(table, temp, row_group_size=ROW_GROUP_ROWS)
     return Path(path)
 
 
-def read_manifest(path: Path) -> pa.Table:
-    """The manifest at `path` as a Table; ManifestError if its schema version is missing, newer
-    or older than this code's, or its columns differ from `MANIFEST_SCHEMA`."""
+def read_manifest(path: Path, *, schema: pa.Schema = MANIFEST_SCHEMA) -> pa.Table:
+    """The manifest (or other table of `schema`) at `path` as a Table; ManifestError if its
+    schema version is missing, newer or older than this code's, or its columns differ from `schema`."""
     try:
-        schema = pq.read_schema(path)
+        found = pq.read_schema(path)
     except (OSError, pa.ArrowException) as error:
         raise ManifestError(f"{path}: not a readable Parquet file ({error})") from error
-    check_schema(schema, str(path))
+    check_schema(found, str(path), expected=schema)
     return pq.read_table(path)
 
 
-def check_schema(schema: pa.Schema, where: str) -> None:
-    """ManifestError unless `schema` carries this code's schema version and `MANIFEST_SCHEMA`'s columns."""
+def check_schema(schema: pa.Schema, where: str, *, expected: pa.Schema = MANIFEST_SCHEMA) -> None:
+    """ManifestError unless `schema` carries `expected`'s schema version and columns."""
+    current = int(expected.metadata[SCHEMA_VERSION_KEY])
     raw = (schema.metadata or {}).get(SCHEMA_VERSION_KEY)
     if raw is None:
-        raise ManifestError(f"{where}: no {SCHEMA_VERSION_KEY.decode()} in the file metadata; not a dvmset manifest")
+        raise ManifestError(f"{where}: no {SCHEMA_VERSION_KEY.decode()} in the file metadata; not a dvmset file")
     try:
         version = int(raw)
     except ValueError:
         raise ManifestError(f"{where}: schema version {raw!r} is not a number") from None
-    if version > MANIFEST_SCHEMA_VERSION:
-        raise ManifestError(
-            f"{where}: schema version {version} is newer than this code's ({MANIFEST_SCHEMA_VERSION}); upgrade dvmset"
-        )
-    if version < MANIFEST_SCHEMA_VERSION:
-        raise ManifestError(f"{where}: schema version {version} is older than {MANIFEST_SCHEMA_VERSION}; republish it")
-    if not schema.equals(MANIFEST_SCHEMA, check_metadata=False):
-        expected = {f.name: str(f) for f in MANIFEST_SCHEMA}
+    if version > current:
+        raise ManifestError(f"{where}: schema version {version} is newer than this code's ({current}); upgrade dvmset")
+    if version < current:
+        raise ManifestError(f"{where}: schema version {version} is older than {current}; publish it again")
+    if not schema.equals(expected, check_metadata=False):
+        wanted = {f.name: str(f) for f in expected}
         found = {f.name: str(f) for f in schema}
-        differ = sorted(name for name in expected.keys() | found.keys() if expected.get(name) != found.get(name))
+        differ = sorted(name for name in wanted.keys() | found.keys() if wanted.get(name) != found.get(name))
         raise ManifestError(f"{where}: columns differ from the schema ({', '.join(differ) or 'column order'})")
 
 

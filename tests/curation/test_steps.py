@@ -1,4 +1,4 @@
-"""The per-video steps end to end on a local folder: download -> probe -> separate -> clip.
+"""The per-video steps end to end on a local folder: download -> probe -> separate -> clip -> fingerprint.
 
 A tiny random-weight Demucs (8 kHz) stands in for htdemucs; clips are 10 s so that a 21 s
 video gives two of them. Reruns are checked by file modification times: work that a changed
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from curation import separate, steps
+from curation import dedup, separate, steps
 from curation.samples import VideoSpec, make_video
 from curation.search import scan_folder
 from dvmset.catalog import Catalog
@@ -131,6 +131,8 @@ def test_a_video_becomes_two_scored_clips_and_a_bad_file_does_not_stop_the_run(f
     video = the_video(catalog)
     keys = steps.stage_keys(config)
     assert (video.status, video.clip_count, video.separator_model_id) == (VideoStatus.CLIPPED, 2, MODEL)
+    assert video.fingerprint_version == dedup.FINGERPRINT_VERSION
+    assert (DataRoot(config.data_root).stems_dir(video.video_id) / dedup.FINGERPRINT_FILE).is_file()
     assert video.separate_version == keys.separate
     clips = catalog.clips(video.video_id)
     assert [(c.start_s, c.end_s) for c in clips] == [(0.0, 10.0), (10.0, 20.0)]

@@ -63,3 +63,12 @@ def test_invalid_config_names_the_problem(tmp_path, text, needle):
 def test_missing_explicit_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+def test_config_toml_reads_back_to_the_same_config(tmp_path):
+    from dvmset.config import PublishConfig, config_toml
+
+    config = Config(data_root=tmp_path / "data", publish=PublishConfig(test_share=0.1, seed=7))
+    (tmp_path / "dvmset.toml").write_text(config_toml(config), encoding="utf-8")
+    assert load_config(tmp_path / "dvmset.toml", environ={}) == config
+    assert "[publish]\ntest_share = 0.1" in config_toml(config)

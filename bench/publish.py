@@ -1,0 +1,371 @@
+"""Publish benchmark (issue 6): a synthetic catalog of 100,000 decided clips through
+`curation.publish.publish`, with the time and peak memory of each of its phases.
+
+In: nothing; it builds, under `--workdir` (a temporary folder by default), a SQLite catalog of
+`--videos` clipped videos with `--clips-per-video` clips each (default 20,000 x 5), spread over
+`--queries` queries, every clip decided (a share rejected with reasons), plus what publish reads
+from the data root: one fingerprint file per video and one music file per video's first clip.
+Out: a table on stdout (and `--json PATH`): per phase, wall seconds and peak RSS.
+
+What is real and what is faked:
+- real: the catalog (its own schema and tables; rows inserted in bulk with SQLAlchemy Core,
+  since the stages' one-row-at-a-time writes would take far longer than the publish), the label
+  events and their settling, the fingerprint files (`dedup.save_fingerprint`, the real format),
+  grouping (`dedup.assign_groups`: index, candidate pairs, `compare`), the split, the manifest
+  rows and Parquet files, the dataset card with its histograms, and the catalog updates;
+- faked: the content. Fingerprints are made, not measured from media: each video a sequence of
+  4 s "scenes" (one random picture hash, with two bits of jitter per sample, and one colour grid
+  each; sound band energies steady within a scene), as long as its clips plus a 30 s tail;
+  `--duplicate-share` of the videos are copies of another video
+  (a few hash bits flipped), so grouping has matches to find. All clips' music files are hard
+  links to a few short FLACs (publish reads one per video, for its sample rate and channels).
+
+By default the fake fingerprints cover only the first `--fingerprint-s` (20) seconds of each
+video: near-duplicate grouping (`dedup.candidate_pairs`' index of 24-bit keys) grows with the
+square of the fingerprint samples in the catalog, so at whole length 100,000 clips would take
+hours. `--grouping-scale` times grouping alone on whole-length fingerprints of a few hundred
+videos, to show that growth; `--fingerprint-s 0` runs the publish at whole length.
+
+Phases are what `publish` does in order (timed by wrapping its own functions, so the bench runs
+the code as it is): read videos, settle decisions, select the accepted clips, load fingerprints,
+group (near-duplicates, with bridges withheld), split, build the rows (one music-file read per
+video), write the manifests and the card, store the groups, store the sides. Peak RSS per phase
+comes from Linux's VmHWM, reset at each phase's start (`/proc/self/clear_refs`).
+
+    .venv/bin/python bench/publish.py [--videos 20000] [--clips-per-video 5] [--queries 47]
+        [--duplicate-share 0.01] [--reject-share 0.1] [--fingerprint-s 20] [--grouping-scale 125 250 500]
+        [--workdir DIR] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import multiprocessing
+import os
+import resource
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+import curation.publish as publish_module
+from curation import dedup
+from dvmset import schema
+from dvmset.catalog import Catalog
+from dvmset.config import Config, PublishConfig
+from dvmset.ids import make_clip_id
+from dvmset.records import ClipStatus, VideoStatus
+from dvmset.storage import DataRoot
+
+CLIP_S = 60.0
+TAIL_S = 30.0  # each video runs this much past its last clip (the dropped remainder)
+SCENE_S = 4.0
+MUSIC_RATE_HZ = 48000
+REASONS = ("non_music", "noise", "static", "mismatch")
+# The fake fingerprints cover this much of each video by default: grouping's index grows with the
+# square of the fingerprint samples in the catalog (see `grouping_scale`), and at whole length
+# (20,000 five-minute videos) it would run for hours. --fingerprint-s 0 uses the whole length.
+DEFAULT_FINGERPRINT_S = 20.0
+GROUPING_SCALE_VIDEOS = (125, 250, 500)
+BATCH_ROWS = 5000
+LINKS_PER_FILE = 10_000
+MB = 1024 * 1024
+PHASES = (  # (name, what publish calls first in it); publish enters them in this order
+    ("read videos", "catalog.videos"),
+    ("settle decisions", "catalog.decisions"),
+    ("accepted clips", "_accepted_clips"),
+    ("load fingerprints", "_fingerprints"),
+    ("group near-duplicates", "_group_without_bridges"),
+    ("split", "split_groups"),
+    ("build rows", "_video_rows"),
+    ("write manifests + card", "_write"),
+    ("store groups", "catalog.set_groups"),
+    ("store sides", "catalog.publish_splits"),
+)
+
+
+# ------------------------------------------------------------------------------- measuring
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux >= 4.0); False where not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process (peak RSS since the last reset), in MB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / MB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB
+
+
+class PhaseClock:
+    """Wall time and peak RSS per phase. Phases are entered in `PHASES` order by wrapped calls;
+    a call of an earlier phase from inside a later one (e.g. decisions again for the card's
+    rejection counts) stays in the later phase."""
+
+    def __init__(self) -> None:
+        self.order = [name for name, _target in PHASES]
+        self.current: int = -1
+        self.running = False
+        self.started = 0.0
+        self.rows: list[dict[str, Any]] = []
+
+    def enter(self, name: str) -> None:
+        index = self.order.index(name)
+        if index <= self.current:
+            return
+        self.close()
+        reset_peak_rss()
+        self.current, self.started, self.running = index, time.perf_counter(), True
+
+    def close(self) -> None:
+        """End the running phase (if any) and record it."""
+        if self.running:
+            seconds = time.perf_counter() - self.started
+            self.rows.append({"phase": self.order[self.current], "seconds": seconds, "peak_rss_mb": peak_rss_mb()})
+            self.running = False
+
+    def wrap(self, name: str, function: Any) -> Any:
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            self.enter(name)
+            return function(*args, **kwargs)
+
+        return timed
+
+
+def instrument(clock: PhaseClock, catalog: Catalog) -> None:
+    """Wrap the functions `publish` calls first in each phase (module functions and the
+    catalog's methods, on this catalog object only)."""
+    for name, target in PHASES:
+        if target.startswith("catalog."):
+            method = target.removeprefix("catalog.")
+            setattr(catalog, method, clock.wrap(name, getattr(catalog, method)))
+        else:
+            setattr(publish_module, target, clock.wrap(name, getattr(publish_module, target)))
+
+
+# ------------------------------------------------------------------------------- the catalog
+
+
+def fake_fingerprint(rng: np.random.Generator, duration_s: float) -> dedup.Fingerprint:
+    """A fingerprint shaped like a real one of `duration_s`: steady 4 s scenes."""
+    frames = int(duration_s * dedup.FRAME_RATE_HZ)
+    rows = int(duration_s * dedup.AUDIO_RATE_HZ)
+    scenes = int(np.ceil(duration_s / SCENE_S))
+    scene_of_frame = (np.arange(frames) / dedup.FRAME_RATE_HZ // SCENE_S).astype(int)
+    scene_of_row = (np.arange(rows) / dedup.AUDIO_RATE_HZ // SCENE_S).astype(int)
+    hashes = rng.integers(1, 2**63, scenes, dtype=np.int64).astype(np.uint64)
+    chroma = rng.integers(0, 256, (scenes, 32), dtype=np.uint8)
+    bands = rng.integers(-100, 0, (scenes, dedup.AUDIO_BANDS), dtype=np.int8)
+    return dedup.Fingerprint(flip_bits(hashes[scene_of_frame], rng), chroma[scene_of_frame], bands[scene_of_row])
+
+
+def flip_bits(hashes: np.ndarray, rng: np.random.Generator, bits: int = 2) -> np.ndarray:
+    """`hashes` with `bits` random bits of each flipped (the same bit twice undoes itself):
+    the sample-to-sample jitter of a real picture hash, or a copy's re-encoding."""
+    flipped = hashes.copy()
+    for _ in range(bits):
+        flipped ^= np.left_shift(np.uint64(1), rng.integers(0, 64, len(hashes)).astype(np.uint64))
+    return flipped
+
+
+def copy_of(original: dedup.Fingerprint, rng: np.random.Generator) -> dedup.Fingerprint:
+    """A near-duplicate: the same content with two random bits of every hash flipped."""
+    return dedup.Fingerprint(flip_bits(original.frame_hashes, rng), original.frame_chroma, original.band_db)
+
+
+def build_catalog(config: Config, args: argparse.Namespace) -> None:
+    """The synthetic catalog and the files publish reads (see the module docstring). Run in a
+    child process, so that the publishing process does not start with the setup's memory."""
+    rng = np.random.default_rng(args.seed)
+    data = DataRoot(config.data_root).ensure()
+    catalog = Catalog.open(config.resolved_catalog_url)
+    now = datetime.now(UTC)
+    duration_s = args.clips_per_video * CLIP_S + TAIL_S
+    fingerprint_s = min(duration_s, args.fingerprint_s or duration_s)
+    probe = {"duration_s": duration_s, "size_bytes": 1, "container": "mp4", "video_codec": "h264", "width": 1280,
+             "height": 720, "fps": 25.0, "audio_codec": "aac", "sample_rate_hz": 48000, "channels": 2}  # fmt: skip
+    originals: list[dedup.Fingerprint] = []
+    videos, links, clips, labels = [], [], [], []
+    event_id = 0
+    for n in range(args.videos):
+        video_id = f"youtube:v{n:08d}"
+        videos.append({
+            "video_id": video_id, "url": f"https://www.youtube.com/watch?v=v{n:08d}", "platform": "youtube",
+            "source": "platform_search", "status": VideoStatus.CLIPPED.value, "title": f"video {n}",
+            "channel": f"channel {n % 997}", "duration_s": duration_s, "license": "Standard YouTube License",
+            "webpage_url": f"https://www.youtube.com/watch?v=v{n:08d}", "extractor": "youtube",
+            "media_path": f"raw/{video_id}/source.mp4", "probe": probe, "separator_model_id": "htdemucs",
+            "separate_version": "separate/1+x", "clip_count": args.clips_per_video,
+            "fingerprint_version": dedup.FINGERPRINT_VERSION, "created_at": now, "updated_at": now,
+        })  # fmt: skip
+        links.append({"video_id": video_id, "query": f"query {n % args.queries:02d}", "source": "platform_search",
+                      "found_at": now})  # fmt: skip
+        if originals and rng.random() < args.duplicate_share:
+            fingerprint = copy_of(originals[int(rng.integers(len(originals)))], rng)
+        else:
+            fingerprint = fake_fingerprint(rng, fingerprint_s)
+            originals.append(fingerprint)
+        stems = data.stems_dir(video_id)
+        stems.mkdir(parents=True, exist_ok=True)
+        dedup.save_fingerprint(fingerprint, stems / dedup.FINGERPRINT_FILE)
+        for k in range(args.clips_per_video):
+            start_s = k * CLIP_S
+            clip_id = make_clip_id(video_id, start_s)
+            folder = data.clip_dir(clip_id)
+            folder.mkdir(parents=True, exist_ok=True)
+            os.link(music_file(data, len(clips)), folder / "music.flac")
+            clips.append(clip_row(clip_id, video_id, start_s, data, rng, now))
+            rejected = rng.random() < args.reject_share
+            event_id += 1
+            labels.append({
+                "event_id": event_id, "clip_id": clip_id, "annotator": f"annotator{n % 7}",
+                "decision": (ClipStatus.REJECTED if rejected else ClipStatus.ACCEPTED).value,
+                "reasons": [REASONS[int(rng.integers(len(REASONS)))]] if rejected else [], "note": None, "ts": now,
+            })  # fmt: skip
+    with catalog.engine.begin() as conn:
+        for table, rows in ((schema.videos, videos), (schema.video_queries, links), (schema.clips, clips),
+                            (schema.labels, labels)):  # fmt: skip
+            for start in range(0, len(rows), BATCH_ROWS):
+                conn.execute(table.insert(), rows[start : start + BATCH_ROWS])
+    catalog.close()
+
+
+def music_file(data: DataRoot, clip_number: int) -> Path:
+    """The FLAC the `clip_number`-th clip's music file links to: a new one every `LINKS_PER_FILE`
+    clips (a file system allows only so many hard links to one file)."""
+    path = data.root / f"music-{clip_number // LINKS_PER_FILE}.flac"
+    if not path.exists():
+        sf.write(path, np.zeros((MUSIC_RATE_HZ // 10, 2), np.float32), MUSIC_RATE_HZ)
+    return path
+
+
+def clip_row(clip_id: str, video_id: str, start_s: float, data: DataRoot, rng: np.random.Generator, now) -> dict:
+    folder = data.clip_dir(clip_id)
+    return {
+        "clip_id": clip_id, "video_id": video_id, "start_s": start_s, "end_s": start_s + CLIP_S,
+        "status": ClipStatus.PENDING_REVIEW.value, "stage_version": "prescreen/1+x", "updated_at": now, "fps": 25.0,
+        "video_path": data.relative(folder / "video.mp4"), "music_path": data.relative(folder / "music.flac"),
+        "separator_model_id": "htdemucs", "separate_version": "separate/1+x", "clip_version": "clip/1+x",
+        "loudness_version": "loudness/1+x", "prescreen_version": "prescreen/1+x",
+        "loudness_before_lufs": float(rng.normal(-20, 4)), "loudness_lufs": float(rng.normal(-14, 0.2)),
+        "true_peak_dbtp": -1.5, "gain_db": 6.0, "limited": False, "silent": False, "silence_s": 0.0,
+        "longest_silence_s": 0.0, "voice_s": float(rng.uniform(0, 8)), "non_music_s": float(rng.uniform(0, 8)),
+        "static_share": float(rng.uniform(0, 1)), "noise_score": float(rng.uniform(0, 0.5)),
+        "scene_cuts_s": sorted(float(t) for t in rng.uniform(0, CLIP_S, 12)), "flags": [],
+        "priority": float(rng.uniform(0, 1)),
+    }  # fmt: skip
+
+
+def grouping_scale(counts: list[int], duration_s: float, seed: int) -> list[dict[str, Any]]:
+    """Time `dedup.candidate_pairs` and `dedup.assign_groups` alone on `count` whole-length fake
+    fingerprints (in memory), for each count: how grouping grows with the catalog."""
+    rows = []
+    for count in counts:
+        rng = np.random.default_rng(seed)
+        prints = {f"v{n:06d}": fake_fingerprint(rng, duration_s) for n in range(count)}
+        started = time.perf_counter()
+        pairs = dedup.candidate_pairs(prints)
+        index_s = time.perf_counter() - started
+        started = time.perf_counter()
+        dedup.assign_groups(prints, {})
+        grouping_s = time.perf_counter() - started
+        samples = sum(len(p.frame_hashes) for p in prints.values())
+        rows.append({"videos": count, "samples": samples, "candidate_pairs": len(pairs), "index_s": index_s,
+                     "assign_groups_s": grouping_s})  # fmt: skip
+        print(f"{count:>8,}{samples:>12,}{len(pairs):>12,}{index_s:>10.2f}{grouping_s:>12.2f}", flush=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=20_000)
+    parser.add_argument("--clips-per-video", type=int, default=5)
+    parser.add_argument("--queries", type=int, default=47)
+    parser.add_argument("--duplicate-share", type=float, default=0.01)
+    parser.add_argument("--reject-share", type=float, default=0.1)
+    parser.add_argument("--fingerprint-s", type=float, default=DEFAULT_FINGERPRINT_S,
+                        help="seconds of each video its fake fingerprint covers (0: the whole video)")
+    parser.add_argument("--grouping-scale", type=int, nargs="*", default=list(GROUPING_SCALE_VIDEOS),
+                        help="also time dedup.assign_groups alone on this many whole-length fingerprints")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    print(f"load average at start: {os.getloadavg()}")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-publish-"))
+    try:
+        config = Config(data_root=workdir / "data", publish=PublishConfig(seed=args.seed))
+        started = time.perf_counter()
+        setup = multiprocessing.get_context("fork").Process(target=build_catalog, args=(config, args))
+        setup.start()
+        setup.join()
+        if setup.exitcode != 0:
+            raise SystemExit(f"the setup failed (exit code {setup.exitcode})")
+        setup_s = time.perf_counter() - started
+        catalog = Catalog.open(config.resolved_catalog_url)
+        clips = args.videos * args.clips_per_video
+        print(f"setup: {args.videos:,} videos, {clips:,} clips, fingerprints and music files in {setup_s:.1f} s")
+        clock = PhaseClock()
+        instrument(clock, catalog)
+        rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        started = time.perf_counter()
+        result = publish_module.publish(catalog, config, "v0001")
+        total_s = time.perf_counter() - started
+        clock.close()
+        catalog.close()
+        report(clock, result, total_s, rss_before_mb, args)
+        if args.grouping_scale:
+            duration_s = args.clips_per_video * CLIP_S + TAIL_S
+            print(f"\ngrouping alone, whole-length ({duration_s:.0f} s) fingerprints:")
+            print(f"{'videos':>8}{'samples':>12}{'pairs':>12}{'index s':>10}{'grouping s':>12}")
+            scale = grouping_scale(args.grouping_scale, duration_s, args.seed)
+            if args.json:
+                saved = json.loads(args.json.read_text())
+                args.json.write_text(json.dumps({**saved, "grouping_scale": scale}, indent=2))
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    print(f"load average at end: {os.getloadavg()}")
+
+
+def report(clock: PhaseClock, result: Any, total_s: float, rss_before_mb: float, args: argparse.Namespace) -> None:
+    print(f"\n{'phase':<26}{'seconds':>10}{'peak RSS MB':>14}")
+    for row in clock.rows:
+        print(f"{row['phase']:<26}{row['seconds']:>10.2f}{row['peak_rss_mb']:>14.0f}")
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = f"(process peak; {rss_before_mb:.0f} MB before publish)"
+    print(f"{'publish, total':<26}{total_s:>10.2f}{peak_mb:>14.0f}  {before}")
+    clips = {side.value: count for side, count in result.clips.items()}
+    print(f"\npublished {clips} clips, {result.groups:,} groups, {len(result.merges)} merges, "
+          f"{result.rejected_clips:,} rejected; {result.manifest_dir}")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps({
+            "videos": args.videos, "clips_per_video": args.clips_per_video, "total_s": total_s,
+            "fingerprint_s": args.fingerprint_s, "process_peak_rss_mb": peak_mb, "phases": clock.rows,
+            "published_clips": clips, "groups": result.groups,
+        }, indent=2))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Publish: the catalog's decided clips -> `<data_root>/manifests/<version>/` (stage 9).
+
+In: an open catalog, the config, a version name. Out: `train.parquet`, `test.parquet` and the
+dataset card in a new folder (built beside it and renamed into place, so a failed publish leaves
+nothing under the version's name), the videos' groups and new sides stored in the catalog, and a
+`PublishResult` with the counts.
+
+Steps: load the fingerprint of every clipped video (`stems/<video>/fingerprint.npz`, made by the
+fingerprint stage); `assign_groups` with the groups already stored; split the groups of the
+videos with accepted clips (`split_groups`, stratified by each video's first query, published
+sides fixed); store groups and new sides; write one manifest row per decided accepted clip. The
+card counts the rejected clips by reason. A version that exists is never overwritten.
+
+A new video that would merge groups already published on different sides (it matches a train
+video and a test video) cannot go on either side without a leak, and published videos never
+move: it is withheld (not grouped, not published; `PublishResult.withheld_video_ids`) and the
+rest publishes. It stays withheld in later publishes for as long as it bridges them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version as package_version
+from pathlib import Path
+
+import soundfile as sf
+
+from curation import dedup
+from dvmset.catalog import Catalog
+from dvmset.config import Config, config_toml
+from dvmset.dataset_card import NO_QUERY, write_dataset_card
+from dvmset.errors import DedupError, PublishError
+from dvmset.manifest import ManifestRow, manifest_path, manifest_row, read_manifest, write_manifest
+from dvmset.records import ClipRecord, ClipStatus, Decision, VideoRecord, VideoStatus
+from dvmset.split import Split, SplitConfig, SplitItem, split_groups
+from dvmset.storage import DataRoot, temp_name_for
+
+log = logging.getLogger(__name__)
+
+MANIFESTS_DIR = "manifests"
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class VersionExistsError(PublishError):
+    """The manifest (or release) version asked for exists already; nothing was written."""
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish wrote: its folder, clips and videos per side, rejected clips, groups,
+    videos put on a side for the first time, the group merges new videos caused, and the new
+    videos withheld because they would join groups published on both sides."""
+
+    version: str
+    manifest_dir: Path
+    clips: dict[Split, int]
+    videos: dict[Split, int]
+    rejected_clips: int
+    groups: int
+    newly_published_videos: int
+    merges: tuple[dedup.GroupMerge, ...]
+    withheld_video_ids: tuple[str, ...] = ()
+
+
+def manifests_root(config: Config) -> Path:
+    return Path(config.data_root) / MANIFESTS_DIR
+
+
+def next_version(config: Config) -> str:
+    """`v0001`, or one more than the highest `vNNNN` folder under the manifests root."""
+    root = manifests_root(config)
+    numbers = [int(p.name[1:]) for p in root.glob("v[0-9][0-9][0-9][0-9]*") if p.name[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1:04d}"
+
+
+def publish(catalog: Catalog, config: Config, version: str) -> PublishResult:
+    """Publish the catalog's decided clips as manifest `version` (see the module docstring).
+    VersionExistsError if the version exists; PublishError if it is not a plain name, a video
+    to publish has no fingerprint, or the stored groups already join both sides."""
+    if not VERSION_PATTERN.fullmatch(version):
+        raise PublishError(f"version {version!r} must be letters, digits, '.', '_' or '-' (at most 64)")
+    final = manifests_root(config) / version
+    if final.exists():
+        raise VersionExistsError(
+            f"manifest version {version!r} exists at {final} and is never overwritten; "
+            f"publish under another --version (the next free one is {next_version(config)})"
+        )
+    data = DataRoot(config.data_root)
+    every_video = list(catalog.videos())
+    videos = {video.video_id: video for video in every_video if video.status is VideoStatus.CLIPPED}
+    decisions = catalog.decisions()
+    accepted = _accepted_clips(catalog, decisions, videos)
+    stored_groups = {video.video_id: video.group_id for video in every_video if video.group_id is not None}
+    side_of = {video.video_id: video.split for video in every_video if video.split is not None}
+    prints = _fingerprints(data, videos.values(), set(accepted))
+    grouping, withheld = _group_without_bridges(prints, stored_groups, side_of)
+    group_of = grouping.group_of
+    accepted = {video_id: clips for video_id, clips in accepted.items() if video_id not in withheld}
+    published = _published_sides(side_of, group_of)
+    items = [SplitItem(group_of[v], _query(videos[v]), len(clips)) for v, clips in accepted.items()]
+    split = split_groups(items, SplitConfig(**config.publish.model_dump()), published)
+    split_of = {video_id: split.assignments[group_of[video_id]].value for video_id in accepted}
+    rows: dict[Split, list[ManifestRow]] = {side: [] for side in Split}
+    for video_id, clips in accepted.items():
+        side = Split(split_of[video_id])
+        rows[side] += _video_rows(data, videos[video_id], clips, decisions, group_of[video_id], side)
+    staging = temp_name_for(final)
+    try:
+        _write(staging / version, rows, catalog, config, version)
+        catalog.set_groups({video: group for video, group in group_of.items() if stored_groups.get(video) != group})
+        newly = catalog.publish_splits(split_of, version)
+        os.rename(staging / version, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    for merge in grouping.merges:
+        log.warning("publish %s: group %s absorbed %s (videos %s)", version, merge.kept, merge.absorbed, merge.moved_video_ids)
+    if withheld:
+        log.warning("publish %s: withheld %s: each joins groups published on both sides", version, sorted(withheld))
+    return PublishResult(
+        version=version, manifest_dir=final, clips={side: len(rows[side]) for side in Split},
+        videos={side: sum(1 for s in split_of.values() if s == side.value) for side in Split},
+        rejected_clips=sum(1 for d in decisions.values() if d.status is ClipStatus.REJECTED),
+        groups=len({group_of[v] for v in accepted}), newly_published_videos=newly, merges=grouping.merges,
+        withheld_video_ids=tuple(sorted(withheld)),
+    )  # fmt: skip
+
+
+def _accepted_clips(
+    catalog: Catalog, decisions: dict[str, Decision], videos: dict[str, VideoRecord]
+) -> dict[str, list[ClipRecord]]:
+    """Video id -> its live clips decided `accepted` (in clip order), for clipped videos."""
+    accepted: dict[str, list[ClipRecord]] = defaultdict(list)
+    for clip in catalog.clips():
+        decision = decisions.get(clip.clip_id)  # retired clips have none
+        if clip.video_id in videos and decision is not None and decision.status is ClipStatus.ACCEPTED:
+            accepted[clip.video_id].append(clip)
+    return dict(sorted(accepted.items()))
+
+
+def _video_rows(
+    data: DataRoot, video: VideoRecord, clips: list[ClipRecord], decisions: dict[str, Decision], group_id: str,
+    side: Split,
+) -> list[ManifestRow]:
+    """The manifest rows of one video's accepted `clips`."""
+    rate_hz, channels = _music_format(data, clips[0])
+    return [manifest_row(video, clip, decisions[clip.clip_id], group_id, side, rate_hz, channels=channels) for clip in clips]
+
+
+def _fingerprints(data: DataRoot, videos, required: set[str]) -> dict[str, dedup.Fingerprint]:
+    """The current fingerprints of `videos`; PublishError if one of `required` has none."""
+    prints, missing = {}, []
+    for video in videos:
+        try:
+            if video.fingerprint_version == dedup.FINGERPRINT_VERSION:
+                prints[video.video_id] = dedup.load_fingerprint(data.stems_dir(video.video_id) / dedup.FINGERPRINT_FILE)
+        except DedupError as error:
+            log.warning("%s: %s", video.video_id, error)
+        if video.video_id in required and video.video_id not in prints:
+            missing.append(video.video_id)
+    if missing:
+        raise PublishError(
+            f"{len(missing)} videos with accepted clips have no current fingerprint ({', '.join(missing[:5])}); "
+            "run `dvmset clip` (it fingerprints clipped videos) and publish again"
+        )
+    return prints
+
+
+def _group_without_bridges(
+    prints: dict[str, dedup.Fingerprint], stored: dict[str, str], side_of: dict[str, str]
+) -> tuple[dedup.Grouping, set[str]]:
+    """`assign_groups` over `prints` without the new videos that would put videos published on
+    both sides (`side_of`) into one group: (the grouping, those withheld video ids). A new video
+    that bridges the sides on its own is withheld; where only several together do, all the new
+    videos of that group are."""
+    withheld: set[str] = set()
+    while True:
+        grouping = dedup.assign_groups({v: p for v, p in prints.items() if v not in withheld}, stored)
+        torn = _torn_groups(grouping.group_of, side_of)
+        if not torn:
+            return grouping, withheld
+        members = defaultdict(list)
+        for video_id, group_id in grouping.group_of.items():
+            if group_id in torn:
+                members[group_id].append(video_id)
+        for group_id, ids in members.items():
+            new = [v for v in ids if v not in stored]
+            if not new:  # the stored groups themselves are torn: nothing here can mend them
+                raise PublishError(
+                    f"near-duplicate group {group_id!r} holds videos already published on both sides "
+                    f"({', '.join(sorted(ids)[:5])}); the catalog's stored groups are inconsistent"
+                )
+            old = {v: prints[v] for v in ids if v in stored and v in prints}
+            alone = [
+                v for v in new if _torn_groups(dedup.assign_groups({**old, v: prints[v]}, stored).group_of, side_of)
+            ]
+            withheld.update(alone or new)
+
+
+def _torn_groups(group_of: dict[str, str], side_of: dict[str, str]) -> set[str]:
+    """The groups of `group_of` that hold videos published on both sides."""
+    sides: dict[str, set[str]] = defaultdict(set)
+    for video_id, side in side_of.items():
+        if video_id in group_of:
+            sides[group_of[video_id]].add(side)
+    return {group for group, found in sides.items() if len(found) > 1}
+
+
+def _published_sides(side_of: dict[str, str], group_of: dict[str, str]) -> dict[str, str]:
+    """Group id -> the side its published videos are on (no group has both: see
+    `_group_without_bridges`; a published video always has a stored group, so `group_of` knows it)."""
+    return {group_of[video_id]: side for video_id, side in side_of.items()}
+
+
+def _query(video: VideoRecord) -> str:
+    return video.queries[0] if video.queries else NO_QUERY
+
+
+def _music_format(data: DataRoot, clip: ClipRecord) -> tuple[int, int]:
+    """(sample rate in Hz, channels) of a clip's music file (all clips of a video share them)."""
+    try:
+        info = sf.info(str(data.resolve(clip.music_path)))
+    except (RuntimeError, OSError, ValueError) as error:
+        raise PublishError(f"clip {clip.clip_id}: cannot read its music file {clip.music_path}: {error}") from error
+    return int(info.samplerate), int(info.channels)
+
+
+def _write(folder: Path, rows: dict[Split, list[ManifestRow]], catalog: Catalog, config: Config, version: str) -> None:
+    """The two manifests and the card into `folder`."""
+    toml_text = config_toml(_shareable(config, catalog))
+    code = code_version()
+    metadata = {"manifest_version": version, "code_version": code, "config": toml_text}
+    tables = {side: read_manifest(write_manifest(rows[side], manifest_path(folder, side), metadata)) for side in Split}
+    write_dataset_card(
+        folder, tables[Split.TRAIN], tables[Split.TEST], rejections=catalog.rejection_counts(),
+        config_toml=toml_text, code_version=code,
+    )  # fmt: skip
+
+
+def _shareable(config: Config, catalog: Catalog) -> Config:
+    """The config without secrets: the catalog URL's password hidden, proxies left out."""
+    return config.model_copy(update={
+        "catalog_url": catalog.url if config.catalog_url else None,
+        "search": config.search.model_copy(update={"proxy": None}),
+        "download": config.download.model_copy(update={"proxy": None, "cookies_file": None}),
+    })  # fmt: skip
+
+
+def code_version() -> str:
+    """`git describe --always --dirty` of the source tree when it is a git checkout, else the
+    installed package version."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True, text=True,
+            timeout=10, check=True,
+        )  # fmt: skip
+        return done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        try:
+            return f"dvmset {package_version('dvmset')}"
+        except PackageNotFoundError:
+            return "unknown"

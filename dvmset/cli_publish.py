@@ -1,0 +1,186 @@
+"""The publishing commands of `dvmset`: `publish`, `manifests check`, `manifests export-jsonl`,
+`release` and `rebuild`.
+
+Registered on `dvmset.cli.app` when that module loads. Exit codes as in `dvmset.cli`; here:
+2 (usage) when the manifest or release version asked for exists already (nothing is written),
+1 when publishing fails otherwise (a fingerprint is missing, the stored groups leak), a
+manifest or release file is unreadable or has problems, or a rebuild made none of its clips.
+A rebuild with sources gone but some clips made exits 0 and reports them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from dvmset.cli import ConfigOption, ExitCode, _fail, _open, app, err, out
+from dvmset.config import load_config
+from dvmset.errors import ConfigError, PublishError
+from dvmset.manifest import ManifestError
+
+manifests_app = typer.Typer(help="Check and export published manifests.", no_args_is_help=True)
+app.add_typer(manifests_app, name="manifests")
+
+DataRootOption = Annotated[
+    Path | None, typer.Option("--data-root", help="where the manifests' media paths start (default: the config's)")
+]
+
+
+@app.command()
+def publish(
+    config_path: ConfigOption = None,
+    version: Annotated[str | None, typer.Option(help="the manifest version (default: the next vNNNN)")] = None,
+) -> None:
+    """Split the decided clips by near-duplicate group and write `manifests/<version>/`: train and
+    test Parquet files and a dataset card. Videos already published keep their side."""
+    from curation.publish import VersionExistsError, next_version, publish as publish_manifests
+
+    config, catalog = _open(config_path)
+    try:
+        result = publish_manifests(catalog, config, version or next_version(config))
+    except VersionExistsError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from exc
+    except PublishError as exc:
+        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+    table = Table(title=f"published {result.version}")
+    for column in ("split", "clips", "videos"):
+        table.add_column(column)
+    for side, clips in result.clips.items():
+        table.add_row(side.value, str(clips), str(result.videos[side]))
+    out.print(table)
+    out.print(
+        f"{result.groups} groups, {result.newly_published_videos} videos published for the first time, "
+        f"{result.rejected_clips} rejected clips (counted in the card)\n{result.manifest_dir}"
+    )
+    for merge in result.merges:
+        err.print(f"[yellow]groups merged[/] {', '.join(merge.absorbed)} into {merge.kept}", highlight=False)
+    if result.withheld_video_ids:
+        err.print(
+            f"[yellow]withheld[/] {', '.join(result.withheld_video_ids)}: each matches videos published on both "
+            "sides, so it cannot join either without a leak", highlight=False,
+        )  # fmt: skip
+
+
+def _data_root(config_path: Path | None, data_root: Path | None) -> Path:
+    if data_root is not None:
+        return data_root
+    try:
+        return load_config(config_path).data_root
+    except ConfigError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+
+
+@manifests_app.command()
+def check(
+    manifest_dir: Annotated[Path, typer.Argument(help="a manifests/<version> folder")],
+    config_path: ConfigOption = None,
+    data_root: DataRootOption = None,
+    probe_videos: Annotated[bool, typer.Option(help="measure every video's duration (ffprobe; slower)")] = True,
+) -> None:
+    """Check a manifest folder: schema, no clip twice, no video or group on both sides, every
+    file there with the right duration. Exit 1 with a report when anything is wrong."""
+    from dvmset.manifest_check import check_manifests
+
+    report = check_manifests(manifest_dir, _data_root(config_path, data_root), probe_videos=probe_videos)
+    (out if report.ok else err).print(report.table())
+    if not report.ok:
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))
+
+
+@manifests_app.command(name="export-jsonl")
+def export_jsonl(
+    manifest_dir: Annotated[Path, typer.Argument(help="a manifests/<version> folder")],
+    out_dir: Annotated[Path, typer.Argument(help="where to write train.jsonl and test.jsonl")],
+    config_path: ConfigOption = None,
+    data_root: DataRootOption = None,
+) -> None:
+    """Write the accepted clips as audiocraft-style jsonl (absolute paths), one file per split."""
+    from dvmset.export_jsonl import export_jsonl as export
+
+    try:
+        written = export(manifest_dir, _data_root(config_path, data_root), out_dir)
+    except ManifestError as exc:
+        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+    for side, path in written.items():
+        out.print(f"{side.value}: {path}")
+
+
+@app.command()
+def release(
+    version: Annotated[str, typer.Argument(help="a published manifest version (a folder under manifests/)")],
+    config_path: ConfigOption = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", "-o", help="the release folder (default: <data_root>/releases/<version>)")
+    ] = None,
+) -> None:
+    """Write a media-free release of a published manifest: `clips.parquet` (source URLs, clip
+    times, groups, splits, decisions and reasons; no media, no local paths) and its card."""
+    from curation.publish import VersionExistsError, manifests_root
+    from curation.release import make_release, releases_root
+
+    config, catalog = _open(config_path)
+    manifest_dir = manifests_root(config) / version
+    if not manifest_dir.is_dir():
+        raise _fail(ExitCode.USAGE, f"no manifest version {version!r} at {manifest_dir}; publish it first")
+    try:
+        result = make_release(manifest_dir, out_dir or releases_root(config) / version, catalog)
+    except VersionExistsError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from exc
+    except ManifestError as exc:
+        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+    table = Table(title=f"release {result.version}")
+    for column in ("split", "decision", "clips"):
+        table.add_column(column)
+    for (side, decision), clips in sorted(result.clips.items()):
+        table.add_row(side, decision, str(clips))
+    out.print(table)
+    if result.withheld_local_videos:
+        err.print(f"[yellow]left out[/] {result.withheld_local_videos} videos from local files (no URL to share)")
+    out.print(f"{result.videos} videos\n{result.release_dir}")
+
+
+@app.command()
+def rebuild(
+    release_dir: Annotated[Path, typer.Argument(help="a release folder (with clips.parquet)")],
+    config_path: ConfigOption = None,
+) -> None:
+    """Rebuild a release's clips through the normal stages into the config's data root; carry its
+    decisions over as label events; report the clips rebuilt, missing (with the reason) and those
+    whose times no longer match. Exit 1 only when no clip could be rebuilt."""
+    from curation.rebuild import Outcome, rebuild as rebuild_release
+
+    config, catalog = _open(config_path)
+    try:
+        report = rebuild_release(release_dir, catalog, config, on_stage=lambda s: out.print(s.line(), highlight=False))
+    except ManifestError as exc:
+        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+    except ConfigError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    for warning in report.warnings:
+        err.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
+    summary = Table(title=f"rebuild of release {report.version}")
+    for column in ("outcome", "reason", "clips"):
+        summary.add_column(column)
+    for (outcome, reason), count in sorted(report.counts().items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        summary.add_row(outcome.value, reason or "", str(count))
+    out.print(summary)
+    problems = Counter(
+        (clip.video_id, clip.outcome.value, clip.reason or "", clip.detail or "")
+        for clip in report.clips if clip.outcome is not Outcome.REBUILT
+    )  # fmt: skip
+    if problems:
+        details = Table(title="videos with clips not rebuilt")
+        for column in ("video", "outcome", "reason", "clips", "detail"):
+            details.add_column(column, overflow="fold")
+        for (video_id, outcome, reason, detail), count in sorted(problems.items()):
+            details.add_row(video_id, outcome, reason, str(count), Text(detail))
+        err.print(details)
+    out.print(f"{report.rebuilt} of {len(report.clips)} clips rebuilt; {report.labels_added} decisions carried over")
+    if report.clips and not report.rebuilt:
+        raise typer.Exit(int(ExitCode.ITEMS_FAILED))

@@ -1,0 +1,259 @@
+"""Publish end to end, through the `dvmset` commands: a small catalog of generated videos (one a
+re-encoded, resized copy of another) with clip files and label events written directly ->
+`dvmset publish` -> manifests that pandas and DuckDB read, leak-free, and that `manifests check`
+passes; a planted leak fails it; a second publish keeps the old sides; a version never
+overwrites another.
+
+The catalog rows stand for what the stages would record; the fingerprints are made by the real
+fingerprint step from the generated media (the source's sound stands in for the accompaniment).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from curation import separate, steps
+from curation.publish import publish
+from curation.samples import VideoSpec, make_video
+from dvmset import schema
+from dvmset.catalog import Catalog
+from dvmset.cli import app
+from dvmset.config import Config, load_config
+from dvmset.errors import PublishError
+from dvmset.ids import make_clip_id
+from dvmset.records import (
+    Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, PrescreenScores, ProbeInfo,
+    SourceKind, SourceMetadata, VideoStatus,
+)  # fmt: skip
+from dvmset.storage import DataRoot
+from dvmset.tools import require_tool
+
+CLIP_S = 2.0
+CLIPS_PER_VIDEO = 3
+SOURCE_S = 8.0
+MUSIC_RATE_HZ = 8000
+VERSIONS = ClipVersions("separate/1+t", "clip/1+t", "loudness/1+t", "prescreen/1+t")
+# (name, query, bpm, hue cut every s): every video differs from every other in picture and sound
+FIRST = [("a", "food", 80, 1.5), ("b", "food", 100, 2.5), ("c", "food", 125, 3.5), ("d", "city", 150, 2.0),
+         ("e", "city", 175, 3.0), ("f", "city", 95, None)]  # fmt: skip
+LATER = [("g", "food", 140, 1.0), ("h", "city", 115, 4.5)]
+COPY = "a_copy"  # a re-encoded, resized copy of "a", found by the other query
+REJECTED = {"b": ["noise"], "e": ["non_music", "static"]}  # the first clip of these is rejected
+UNDECIDED = {"c", "d"}  # the last clip of these has no label
+
+
+def run_cli(*args: str | Path):
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    """Source videos, the copy, and one clip's files (every clip's files are copies of them)."""
+    folder = tmp_path_factory.mktemp("publish_media")
+    for name, _query, bpm, cut_s in FIRST + LATER:
+        make_video(folder / f"{name}.mp4", VideoSpec(SOURCE_S, width=160, height=120, bpm=bpm, cut_every_s=cut_s))
+    subprocess.run([
+        require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", folder / "a.mp4", "-vf", "scale=112:84",
+        "-af", "volume=-3dB", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "35", "-c:a", "aac", "-b:a", "64k",
+        folder / f"{COPY}.mp4",
+    ], check=True)  # fmt: skip
+    make_video(folder / "clip.mp4", VideoSpec(CLIP_S, width=64, height=48, audio="none"))
+    tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(int(CLIP_S * MUSIC_RATE_HZ)) / MUSIC_RATE_HZ)
+    sf.write(folder / "music.flac", np.stack([tone, tone], axis=1), MUSIC_RATE_HZ)
+    return folder
+
+
+def add_video(catalog: Catalog, config: Config, media: Path, name: str, query: str, rejected=(), undecided=False) -> None:
+    """A clipped video with CLIPS_PER_VIDEO clips on disk, fingerprinted by the real step, and
+    label events: every clip accepted, but the first rejected for `rejected` and the last unlabelled
+    when `undecided`."""
+    data, video_id = DataRoot(config.data_root), f"local:{name}"
+    raw = data.raw_dir(video_id)
+    raw.mkdir(parents=True)
+    shutil.copy(media / f"{name}.mp4", raw / "source.mp4")
+    stems = data.stems_dir(video_id)
+    stems.mkdir(parents=True)
+    subprocess.run([require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", raw / "source.mp4", "-vn",
+                    stems / separate.ACCOMPANIMENT_FILE], check=True)  # fmt: skip
+    catalog.add_candidates([Candidate(video_id, str(raw / "source.mp4"), SourceKind.LOCAL_FOLDER, query, title=name)])
+    catalog.mark_downloaded(Download(video_id, data.relative(raw / "source.mp4"), SourceMetadata(title=name)), "download/1")
+    catalog.mark_probed(video_id, ProbeInfo(SOURCE_S, 1, "mp4", "h264", 160, 120, 25.0, "aac", 44100, 2), "probe/1")
+    catalog.mark_separated(video_id, "tiny", VERSIONS.separate)
+    for n in range(CLIPS_PER_VIDEO):
+        clip_id = make_clip_id(video_id, n * CLIP_S)
+        folder = data.clip_dir(clip_id)
+        folder.mkdir(parents=True)
+        shutil.copy(media / "clip.mp4", folder / "video.mp4")
+        shutil.copy(media / "music.flac", folder / "music.flac")
+        catalog.save_clip(ClipRecord(
+            clip_id=clip_id, video_id=video_id, start_s=n * CLIP_S, end_s=(n + 1) * CLIP_S,
+            status=ClipStatus.PENDING_REVIEW, fps=25.0, video_path=data.relative(folder / "video.mp4"),
+            music_path=data.relative(folder / "music.flac"), separator_model_id="tiny",
+            loudness=ClipLoudness(-20.0 - n, -14.0, -1.5, 6.0, False, False),
+            prescreen=PrescreenScores(0.0, 0.0, 0.0, 0.0, 0.1, 0.1, (1.0,), (), 0.5), versions=VERSIONS,
+        ))  # fmt: skip
+        if n == CLIPS_PER_VIDEO - 1 and undecided:
+            continue
+        decision, reasons = ("rejected", list(rejected)) if n == 0 and rejected else ("accepted", [])
+        with catalog.engine.begin() as conn:
+            conn.execute(schema.labels.insert().values(
+                clip_id=clip_id, annotator="ann", decision=decision, reasons=reasons, note=None, ts=datetime.now(UTC),
+            ))  # fmt: skip
+    catalog.mark_clipped(video_id, CLIPS_PER_VIDEO, VERSIONS.clip)
+    outcome = steps.fingerprint_step(catalog, config, catalog.get_video(video_id))
+    assert outcome.status is VideoStatus.CLIPPED and outcome.reason is None
+
+
+def expected_accepted(names) -> set[str]:
+    ids = set()
+    for name in names:
+        first = 1 if name in REJECTED else 0
+        last = CLIPS_PER_VIDEO - 1 if name in UNDECIDED else CLIPS_PER_VIDEO
+        ids |= {make_clip_id(f"local:{name}", n * CLIP_S) for n in range(first, last)}
+    return ids
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, media) -> Path:
+    """A workdir (dvmset.toml + data/) after `dvmset publish --version v0001` of FIRST and COPY."""
+    workdir = tmp_path_factory.mktemp("published")
+    (workdir / "dvmset.toml").write_text('data_root = "data"\n[publish]\nseed = 3\n', encoding="utf-8")
+    config = load_config(workdir / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    for name, query, _bpm, _cut in FIRST:
+        add_video(catalog, config, media, name, query, REJECTED.get(name, ()), name in UNDECIDED)
+    add_video(catalog, config, media, COPY, "city")
+    catalog.close()
+    code, output = run_cli("publish", "--config", workdir / "dvmset.toml", "--version", "v0001")
+    assert code == 0, output
+    assert "v0001" in output
+    return workdir
+
+
+def test_the_manifests_hold_the_decided_accepted_clips_without_leaks(published):
+    folder = published / "data" / "manifests" / "v0001"
+    frames = [pd.read_parquet(folder / f"{side}.parquet") for side in ("train", "test")]
+    both = pd.concat(frames)
+    assert set(both.clip_id) == expected_accepted([name for name, *_ in FIRST] + [COPY])
+    assert set(both.decision) == {"accepted"} and len(frames[1]) > 0 and len(frames[0]) > len(frames[1])
+    assert set(both.sample_rate_hz) == {MUSIC_RATE_HZ}
+    groups = both.groupby("video_id").group_id.first()
+    assert groups["local:a_copy"] == groups["local:a"]  # the copy joins its original...
+    assert groups.drop("local:a_copy").nunique() == len(FIRST)  # ...and no other two videos group
+    leaks = duckdb.sql(f"""
+        SELECT count(*) FROM read_parquet('{folder}/train.parquet') AS tr
+        JOIN read_parquet('{folder}/test.parquet') AS te ON tr.video_id = te.video_id OR tr.group_id = te.group_id
+    """).fetchall()[0][0]  # fmt: skip
+    assert leaks == 0
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "non_music" in card and "noise" in card and "test_share = 0.07" in card and "seed = 3" in card
+    meta = json.loads(pq.read_schema(folder / "train.parquet").metadata[b"dvmset.metadata"])
+    assert meta["manifest_version"] == "v0001" and meta["code_version"]
+    code, output = run_cli("manifests", "check", folder, "--config", published / "dvmset.toml")
+    assert code == 0, output
+    code, output = run_cli("manifests", "export-jsonl", folder, published / "jsonl", "--data-root", published / "data")
+    assert code == 0, output
+    lines = (published / "jsonl" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(frames[0]) and Path(json.loads(lines[0])["path"]).is_file()
+
+
+def test_a_planted_leak_fails_the_check(published, tmp_path):
+    folder = shutil.copytree(published / "data" / "manifests" / "v0001", tmp_path / "leaky")
+    train = pq.read_table(folder / "train.parquet")
+    test = pq.read_table(folder / "test.parquet")
+    moved = train.slice(0, 1)
+    index = moved.schema.get_field_index("split")
+    moved = moved.set_column(index, moved.schema.field(index), pa.array(["test"]))
+    pq.write_table(pa.concat_tables([test, moved]), folder / "test.parquet")
+    code, output = run_cli("manifests", "check", folder, "--data-root", published / "data")
+    assert code == 1
+    assert "video_leak" in output and "group_leak" in output and "duplicate_clip" in output
+
+
+def test_a_version_is_never_overwritten(published):
+    config = load_config(published / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    with pytest.raises(PublishError, match="v0001.*exists"):
+        publish(catalog, config, "v0001")
+    catalog.close()
+    code, output = run_cli("publish", "--config", published / "dvmset.toml", "--version", "v0001")
+    assert code == 2 and "exists" in output and "v0002" in output  # a usage error: the next free version
+
+
+def test_a_second_publish_keeps_every_old_side(published, media, tmp_path):
+    shutil.copytree(published, tmp_path / "work")
+    config = load_config(tmp_path / "work" / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    before = {v.video_id: v.split for v in catalog.videos()}
+    for name, query, _bpm, _cut in LATER:
+        add_video(catalog, config, media, name, query)
+    code, output = run_cli("publish", "--config", tmp_path / "work" / "dvmset.toml")  # the next version: v0002
+    assert code == 0, output
+    after = {v.video_id: v.split for v in catalog.videos()}
+    assert {video_id: after[video_id] for video_id in before} == before
+    assert all(after[f"local:{name}"] in ("train", "test") for name, *_ in LATER)
+    folder = tmp_path / "work" / "data" / "manifests"
+    sides = duckdb.sql(f"SELECT DISTINCT video_id, split FROM read_parquet('{folder}/v0002/*.parquet')").fetchall()
+    assert dict(sides) == {video_id: side for video_id, side in after.items() if side is not None}
+    assert len(dict(sides)) == len(FIRST) + len(LATER) + 1
+    catalog.close()
+
+
+def test_a_video_without_a_current_fingerprint_stops_the_publish(published, tmp_path):
+    shutil.copytree(published, tmp_path / "work")
+    config = load_config(tmp_path / "work" / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    catalog.mark_fingerprinted("local:b", 0)  # an older fingerprint version
+    with pytest.raises(PublishError, match=r"local:b.*dvmset clip"):
+        publish(catalog, config, "v0002")
+    assert not (tmp_path / "work" / "data" / "manifests" / "v0002").exists()
+    catalog.close()
+
+
+def test_a_new_video_that_bridges_groups_published_on_both_sides_is_withheld(published, media, tmp_path):
+    """A new upload that holds one train video and one test video back to back matches both:
+    it cannot join either side without a leak, so it is left out (and not grouped), while
+    everything else publishes and every old video keeps its group and side."""
+    shutil.copytree(published, tmp_path / "work")
+    config = load_config(tmp_path / "work" / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    before = {v.video_id: (v.group_id, v.split) for v in catalog.videos()}
+    train = next(name for name, *_ in FIRST if before[f"local:{name}"][1] == "train")
+    test = next(name for name, *_ in FIRST if before[f"local:{name}"][1] == "test")
+    subprocess.run([
+        require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", media / f"{train}.mp4",
+        "-i", media / f"{test}.mp4",
+        "-filter_complex", "[0:v][0:a][1:v][1:a]concat=n=2:v=1:a=1[v][a]", "-map", "[v]", "-map", "[a]",
+        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", tmp_path / "bridge.mp4",
+    ], check=True)  # fmt: skip
+    shutil.copy(tmp_path / "bridge.mp4", media / "bridge.mp4")  # add_video reads the media folder
+    try:
+        add_video(catalog, config, media, "bridge", "food")
+        add_video(catalog, config, media, LATER[0][0], LATER[0][1])
+    finally:
+        (media / "bridge.mp4").unlink()
+    result = publish(catalog, config, "v0002")
+    assert result.withheld_video_ids == ("local:bridge",)
+    after = {v.video_id: (v.group_id, v.split) for v in catalog.videos()}
+    assert {video_id: after[video_id] for video_id in before} == before
+    assert after["local:bridge"] == (None, None)
+    assert after[f"local:{LATER[0][0]}"][1] in ("train", "test")
+    both = pd.concat(pd.read_parquet(result.manifest_dir / f"{side}.parquet") for side in ("train", "test"))
+    assert "local:bridge" not in set(both.video_id) and f"local:{LATER[0][0]}" in set(both.video_id)
+    code, output = run_cli("manifests", "check", result.manifest_dir, "--data-root", config.data_root)
+    assert code == 0, output
+    catalog.close()
