@@ -13,8 +13,9 @@ parameter frozen, and what the conditioning needs from it:
   the length of that layer's own self-attention KV cache, read before the layer runs (a pre-hook sees
   no position ids). 0 in a teacher-forced pass, the number of tokens already decoded in cached
   incremental generation;
-- `logits`: one teacher-forced pass; `generate`: MusicGen's own `generate`, returning the audio, the
-  decoder inputs it fed (for an exact teacher-forced replay) and the raw logits of every step.
+- `logits`: one teacher-forced pass; `generate`: MusicGen's own `generate`, optionally continuing an
+  audio prompt (codes as the decoder prefix), returning the audio, the codes, the decoder inputs it fed
+  (for an exact teacher-forced replay) and the raw logits of every step; `decode`: codes -> waveform.
 
 MusicGen facts handled here: decoder position 0 holds the start token; the codebook delay pattern
 means position p predicts codebook k of frame p - k. Classifier-free guidance (`guidance_scale > 1`)
@@ -32,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 from transformers import MusicgenForConditionalGeneration
-from transformers.generation import LogitsProcessor, LogitsProcessorList
+from transformers.generation import StoppingCriteria, StoppingCriteriaList
 
 from model.weights import load_model
 
@@ -45,13 +46,15 @@ class GeneratedMusic:
     """What `MusicgenBackbone.generate` returns.
 
     audio: `[B, channels, samples]` at the codec's rate.
+    codes: `[B, K, T]`, the frames `audio` was decoded from (a prompt's frames first), undelayed.
     decoder_input_ids: `[B * K, L]`, the delayed ids fed to the decoder, position 0 the start token
-        (for the conditional rows only; `L` = number of steps).
+        (for the conditional rows only; `L` = prompt frames + number of steps).
     step_logits: `[B' * K, L, V]` raw logits of every step, before guidance (B' = 2B with guidance:
         conditional rows first, then the unconditional rows).
     """
 
     audio: torch.Tensor
+    codes: torch.Tensor
     decoder_input_ids: torch.Tensor
     step_logits: torch.Tensor
 
@@ -101,6 +104,11 @@ class MusicgenBackbone(nn.Module):
     def frame_rate_hz(self) -> float:
         """Music frames (decoder steps) per second: EnCodec's frame rate (50 Hz for MusicGen)."""
         return float(self.model.config.audio_encoder.frame_rate)
+
+    @property
+    def sampling_rate_hz(self) -> int:
+        """Samples per second of the waveforms EnCodec decodes (32 kHz for MusicGen)."""
+        return int(self.model.config.audio_encoder.sampling_rate)
 
     @property
     def pad_token_id(self) -> int:
@@ -171,45 +179,69 @@ class MusicgenBackbone(nn.Module):
         num_steps: int,
         guidance_scale: float | None = None,
         do_sample: bool = True,
+        prompt_codes: torch.Tensor | None = None,
         **generation_kwargs,
     ) -> GeneratedMusic:
         """MusicGen's cached incremental generation of `num_steps` decoder steps, conditioned on
-        text_embeds `[B, N, text_hidden_size]` / text_mask `[B, N]` through T5 and P. `guidance_scale`
-        None or 1 means no guidance (not the checkpoint's default); above 1, MusicGen itself adds the null
-        condition. Other keywords (`top_k`, `temperature`, ...) go to transformers' `generate`."""
-        recorder = _InputRecorder()
+        text_embeds `[B, N, text_hidden_size]` / text_mask `[B, N]` through T5 and P, continuing
+        prompt_codes `[B, K, P]` (undelayed frames; MusicGen feeds them as the decoder prefix, positions
+        1..P, in one pass) when given. The decoder then covers positions [0, P + num_steps) and the music
+        has P + num_steps + 1 - K frames, the prompt's first. `guidance_scale` None or 1 means no guidance
+        (not the checkpoint's default); above 1, MusicGen itself adds the null condition. Other keywords
+        (`top_k`, `temperature`, ...) go to transformers' `generate`."""
+        batch = text_embeds.shape[0]
+        prompt = text_embeds.new_zeros((batch, self.num_codebooks, 0), dtype=torch.long)
+        if prompt_codes is not None:
+            prompt = prompt_codes.to(device=text_embeds.device, dtype=torch.long)
+        start = torch.full((batch, self.num_codebooks, 1), self.start_token_id, device=text_embeds.device)
+        prefix = torch.cat([start, prompt], dim=2).reshape(batch * self.num_codebooks, -1)  # [B * K, P + 1]
+        recorder = _SequenceRecorder()
         output = self.model.generate(
             inputs_embeds=text_embeds,
             attention_mask=text_mask,
+            decoder_input_ids=prefix,
             max_new_tokens=num_steps,
             guidance_scale=guidance_scale,
             do_sample=do_sample,
-            logits_processor=LogitsProcessorList([recorder]),
+            stopping_criteria=StoppingCriteriaList([recorder]),
             return_dict_in_generate=True,
             output_logits=True,
             **generation_kwargs,
         )
-        fed = recorder.input_ids  # [B * K, num_steps]: start token, then the generated ids, undelayed
         _, delay_mask = self.model.decoder.build_delay_pattern_mask(
-            fed[:, :1], pad_token_id=self.start_token_id, max_length=num_steps + 1
+            prefix, pad_token_id=self.start_token_id, max_length=recorder.input_ids.shape[1]
         )
+        delayed = self.model.decoder.apply_delay_pattern_mask(recorder.input_ids, delay_mask)  # [B * K, L + 1]
         return GeneratedMusic(
             audio=output.sequences,
-            decoder_input_ids=self.model.decoder.apply_delay_pattern_mask(fed, delay_mask),
+            codes=self._undelay(delayed.reshape(batch, self.num_codebooks, -1)),
+            decoder_input_ids=delayed[:, :-1],
             step_logits=torch.stack(output.logits, dim=1),
         )
 
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes `[B, K, T]` -> waveforms `[B, samples]` at `sampling_rate_hz` (EnCodec, T x hop samples)."""
+        audio = self.model.audio_encoder.decode(codes[None].long(), audio_scales=[None]).audio_values
+        return audio[:, 0]
 
-class _InputRecorder(LogitsProcessor):
-    """Keeps the ids `generate()` has fed so far (it runs before guidance and changes no score).
-    transformers 5.23's MusicGen `generate` does not pass a streamer on to its sampling loop."""
+    def _undelay(self, delayed: torch.Tensor) -> torch.Tensor:
+        """`[B, K, L + 1]` delayed ids, the start token first -> frames `[B, K, L + 1 - K]`."""
+        num_frames = delayed.shape[2] - self.num_codebooks
+        return torch.stack([delayed[:, k, k + 1 : k + 1 + num_frames] for k in range(self.num_codebooks)], dim=1)
+
+
+class _SequenceRecorder(StoppingCriteria):
+    """Keeps the ids `generate()` has produced so far, after each step (it never stops generation):
+    the start token and the prompt, then the sampled ids, not yet delay-masked; the conditional rows
+    only. transformers 5.23's MusicGen `generate` does not pass a streamer on to its sampling loop."""
 
     def __init__(self) -> None:
         self.input_ids = torch.empty(0, 0, dtype=torch.long)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
         self.input_ids = input_ids
-        return scores
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def load_backbone(model_id: str, model_dir: Path | None = None, device: str | None = None) -> MusicgenBackbone:

@@ -7,7 +7,7 @@ and the settings a resume must share (data, learning rates). Out: one `torch.sav
 under a temporary name and renamed into place (a killed run leaves the previous checkpoint whole),
 read back with `weights_only=True` (plain tensors and containers, no pickled code).
 
-`model_from_checkpoint` rebuilds a trained model from a checkpoint and the backbone's weights.
+`trained_model` rebuilds a trained model from a checkpoint and the backbone's weights.
 """
 
 from __future__ import annotations
@@ -127,9 +127,8 @@ def build_model(spec: ModelSpec, model_dir: Path | None = None, device: str | No
     return model
 
 
-def model_from_checkpoint(path: Path, model_dir: Path | None = None, device: str | None = None) -> VidMusician:
-    """The trained model of a checkpoint, in eval mode."""
-    checkpoint = load_checkpoint(path)
+def trained_model(checkpoint: TrainingCheckpoint, model_dir: Path | None = None, device: str | None = None) -> VidMusician:
+    """The trained model of a loaded checkpoint (its backbone's weights from `model_dir` or the hub), in eval mode."""
     model = build_model(checkpoint.spec, model_dir, device)
     model.load_trainable_state_dict(checkpoint.trainable)
     return model.eval()

@@ -107,14 +107,18 @@ class VidMusician(nn.Module):
         num_steps: int,
         rhythm_curve: torch.Tensor | None = None,
         guidance_scale: float | None = None,
+        prompt_codes: torch.Tensor | None = None,
         **generation_kwargs,
     ) -> GeneratedMusic:
         """Cached incremental generation of `num_steps` decoder steps (with guidance above 1, the
-        unconditional half has neither the semantic nor the rhythm condition)."""
-        with self._rhythm(rhythm_curve, num_steps):
+        unconditional half has neither the semantic nor the rhythm condition), continuing prompt_codes
+        `[B, K, P]` when given: decoder position p, prompt or not, sees rhythm_curve[:, p]."""
+        num_positions = num_steps + (0 if prompt_codes is None else prompt_codes.shape[2])
+        with self._rhythm(rhythm_curve, num_positions):
             return self.backbone.generate(
-                self.embedding_manager(global_embeds), global_mask, num_steps, guidance_scale, **generation_kwargs
-            )
+                self.embedding_manager(global_embeds), global_mask, num_steps, guidance_scale,
+                prompt_codes=prompt_codes, **generation_kwargs,
+            )  # fmt: skip
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The trained weights only (what a checkpoint keeps), by parameter name."""

@@ -1,0 +1,80 @@
+"""The generation command of `dvmset`: `generate` (music for a video with a trained VidMusician).
+
+Registered on `dvmset.cli.app` when that module loads; the model code (torch, transformers) is imported
+inside the command only. Exit codes as in `dvmset.cli`; here: 2 (usage) for invalid settings or an
+output format that cannot be written, 3 when the configuration is invalid, or the checkpoint or a model
+it names cannot be found or loaded (the message says where it looked), 1 when the video cannot be read
+or has no frames, or muxing fails.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dvmset.cli import ConfigOption, ExitCode, _fail, app, out
+from dvmset.config import load_config
+from dvmset.errors import ConfigError, StageError
+
+
+@app.command()
+def generate(
+    video: Annotated[Path, typer.Argument(help="the video to write music for")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="the video with the music (.mp4, .m4v, .mov, .mkv)")],
+    checkpoint: Annotated[Path, typer.Option(help="a checkpoint.pt written by `dvmset train` (stage 1 or 2)")],
+    config_path: ConfigOption = None,
+    music_out: Annotated[Path | None, typer.Option(help="also write the music alone (.wav or .flac)")] = None,
+    guidance: Annotated[float, typer.Option(min=1.0, help="classifier-free guidance scale (1: none)")] = 3.0,
+    seed: Annotated[int, typer.Option(help="sampling seed: the same seed gives the same music")] = 0,
+    window_s: Annotated[float, typer.Option(help="seconds generated per window (MusicGen: at most 30)")] = 30.0,
+    prompt_s: Annotated[
+        float, typer.Option(help="seconds of the previous window a window continues from (a longer video)")
+    ] = 12.0,
+    top_k: Annotated[int, typer.Option(min=1, help="sample among the k likeliest codes")] = 250,
+    temperature: Annotated[float, typer.Option(min=0.01, help="sampling temperature")] = 1.0,
+    device: Annotated[str | None, typer.Option(help="torch device (default: cuda when there is one)")] = None,
+) -> None:
+    """Generate music for VIDEO with a trained VidMusician and write it under the video's picture (copied
+    as is) to --out. Loads the MusicGen and CLIP models the checkpoint names (from the config's model_dir,
+    the Hugging Face cache, or the hub)."""
+    from model.errors import CheckpointError, ConditioningError, WeightsNotFoundError
+    from model.generate import GenerationSettings, generate_music, load_generator
+    from model.soundtrack import check_output_suffixes, mux_music, probe_video_duration_s, write_music
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    try:
+        settings = GenerationSettings(window_s=window_s, prompt_s=prompt_s, guidance_scale=guidance, top_k=top_k,
+                                      temperature=temperature, seed=seed)  # fmt: skip
+        check_output_suffixes(out_path, music_out)
+    except ValueError as exc:
+        raise _fail(ExitCode.USAGE, str(exc)) from exc
+    if not checkpoint.is_file():
+        raise _fail(
+            ExitCode.CONFIG,
+            f"no checkpoint at {checkpoint.absolute()}: pass the checkpoint.pt that `dvmset train` wrote in its "
+            "output folder (runs/<manifest version>/stage<N>/ by default)",
+        )
+    try:
+        probe_video_duration_s(video)  # a video that cannot be read fails before the models load
+        model, encoder = load_generator(checkpoint, config.model_dir, device)
+        soundtrack = generate_music(model, video, encoder, settings)
+        waveform = soundtrack.waveform.numpy()
+        mux_music(video, waveform, soundtrack.sampling_rate_hz, out_path)
+    except (CheckpointError, ConditioningError, WeightsNotFoundError) as exc:
+        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+    except StageError as exc:
+        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+    written = [str(out_path)]
+    if music_out is not None:
+        written.append(str(write_music(music_out, waveform, soundtrack.sampling_rate_hz)))
+    out.print(
+        f"{soundtrack.duration_s:.2f} s of music in {len(soundtrack.windows)} window(s), seed {seed}: "
+        + ", ".join(written),
+        highlight=False,
+    )
+

@@ -1,0 +1,221 @@
+"""Evaluate runs of generated music against a manifest's reference clips: every metric, per clip and per run.
+
+In: `EvalClip`s (from a manifest: `manifest_eval_clips`), runs as {run name: {clip_id: music file}}
+(`generated_files` finds a folder's files; `reference_runs` builds the ground-truth and shuffled-music
+references), the loaded `MetricModels` and `EvalSettings`. Out: `RunResult` per run: `ClipResult` per
+clip (paired metrics, rhythm, beat scores) and the clips whose generated file was missing.
+
+Per clip and run: the generated music is read as mono and resampled (soxr) to each metric's rate:
+32 kHz for PANNs (KL, FD), the CLAP extractor's rate (48 kHz), 22,050 Hz for beats and onsets. The
+rhythm score pairs the reference clip's video (its scene changes) with the generated music's beats;
+scene changes after the end of the generated music are not counted (it has no beats there). The
+reference music is analysed once per clip and shared by all runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from dvmset.ids import id_to_dirname
+from dvmset.manifest import ManifestError, read_manifest
+from dvmset.records import ClipStatus
+from dvmset.storage import DataRoot
+from model.metrics.beats import BIN_S, ONSET_SAMPLE_RATE_HZ, BeatScores, beat_bins, beat_scores, onset_times_s
+from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, clap_embeddings, load_clap_encoder, paired_cosines
+from model.metrics.distribution import paired_kl_divergences
+from model.metrics.panns import DEFAULT_CHECKPOINT, PANNS_SAMPLE_RATE_HZ, Cnn14, load_cnn14, panns_outputs
+from model.metrics.rhythm import BEAT_SAMPLE_RATE_HZ, TOLERANCE_S, RhythmClip, music_beats_s, rhythm_clip
+from model.metrics.scenes import SceneSettings, scene_changes_s
+from model.tokens import read_music
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
+GROUND_TRUTH_RUN = "ground truth"
+SHUFFLED_RUN = "shuffled music"
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Protocol choices of an evaluation (all written into the report)."""
+
+    scenes: SceneSettings = field(default_factory=SceneSettings)
+    tolerance_s: float = TOLERANCE_S
+    beat_bin_s: float = BIN_S
+    panns_checkpoint: str = DEFAULT_CHECKPOINT
+    clap_model_id: str = DEFAULT_CLAP_MODEL
+    model_dir: Path | None = None
+    device: str = "cpu"
+    shuffle_seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalClip:
+    """A reference clip: its id, query, video and music files and duration."""
+
+    clip_id: str
+    query: str | None
+    video_path: Path
+    music_path: Path
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class MetricModels:
+    """The networks the metrics read."""
+
+    panns: Cnn14
+    clap: ClapEncoder
+
+
+@dataclass(frozen=True, eq=False)
+class MusicAnalysis:
+    """What every metric needs from one music file."""
+
+    panns_embedding: np.ndarray  # [2048]
+    panns_logits: np.ndarray  # [527]
+    clap_embedding: np.ndarray  # [P], unit length
+    beat_bins: np.ndarray  # [ceil(duration / bin)] bool, onsets per bin
+    beats_s: np.ndarray  # beat times
+    duration_s: float
+
+
+@dataclass(frozen=True, eq=False)
+class ClipResult:
+    """One clip of one run: paired metrics against its reference, rhythm and beat scores."""
+
+    clip_id: str
+    query: str | None
+    kl: float
+    clap: float
+    rhythm: RhythmClip
+    beats: BeatScores
+    generated_embedding: np.ndarray
+    reference_embedding: np.ndarray
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run: its clips' results and the clip ids whose generated music was missing."""
+
+    name: str
+    clips: tuple[ClipResult, ...]
+    missing: tuple[str, ...]
+
+
+def imagebind_unavailable_reason() -> str:
+    """Why the ImageBind video-music score is not computed on this installation."""
+    if importlib.util.find_spec("imagebind") is None:
+        return (
+            "the imagebind package is not installed: it needs torchvision, torchaudio and pytorchvideo, whose "
+            "compiled parts do not load beside this project's CPU torch build"
+        )
+    return "the imagebind package is installed, but this version of dvmset has no ImageBind scorer"
+
+
+def manifest_eval_clips(manifest_path: Path, data_root: DataRoot) -> list[EvalClip]:
+    """The accepted clips of a manifest, in its order; ManifestError when it has none."""
+    table = read_manifest(manifest_path)
+    accepted = table.filter(pc.equal(table["decision"], ClipStatus.ACCEPTED.value))
+    if accepted.num_rows == 0:
+        raise ManifestError(f"{manifest_path}: no accepted clips to evaluate ({table.num_rows} rows)")
+    columns = ["clip_id", "query", "video_path", "music_path", "duration_s"]
+    return [
+        EvalClip(row["clip_id"], row["query"], data_root.resolve(row["video_path"]),
+                 data_root.resolve(row["music_path"]), float(row["duration_s"]))
+        for row in accepted.select(columns).to_pylist()
+    ]  # fmt: skip
+
+
+def generated_file(folder: Path, clip_id: str) -> Path | None:
+    """`<folder>/<clip id as a file name>.<wav|flac|mp3|ogg>` (`dvmset.ids.id_to_dirname`), if present."""
+    for suffix in AUDIO_SUFFIXES:
+        candidate = Path(folder) / f"{id_to_dirname(clip_id)}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def generated_files(folder: Path, clips: Sequence[EvalClip]) -> dict[str, Path | None]:
+    """{clip_id: its generated music in `folder`, or None when missing}."""
+    return {clip.clip_id: generated_file(folder, clip.clip_id) for clip in clips}
+
+
+def reference_runs(clips: Sequence[EvalClip], seed: int) -> dict[str, dict[str, Path | None]]:
+    """The upper and lower references: each clip's own music, and another clip's music (a seeded
+    derangement: clips shuffled, then each takes the next one's music). No shuffle under 2 clips."""
+    runs: dict[str, dict[str, Path | None]] = {GROUND_TRUTH_RUN: {clip.clip_id: clip.music_path for clip in clips}}
+    if len(clips) >= 2:
+        order = np.random.default_rng(seed).permutation(len(clips))
+        runs[SHUFFLED_RUN] = {
+            clips[order[index]].clip_id: clips[order[(index + 1) % len(order)]].music_path for index in range(len(order))
+        }
+    return runs
+
+
+def load_metric_models(settings: EvalSettings) -> MetricModels:
+    """PANNs Cnn14 and CLAP, from local folders or hubs (WeightsNotFoundError when missing)."""
+    return MetricModels(
+        panns=load_cnn14(settings.panns_checkpoint, settings.model_dir, settings.device),
+        clap=load_clap_encoder(settings.clap_model_id, settings.model_dir, settings.device),
+    )
+
+
+def analyse_music(path: Path, models: MetricModels, settings: EvalSettings) -> MusicAnalysis:
+    """Every metric's view of one music file."""
+    panns_audio = read_music(path, PANNS_SAMPLE_RATE_HZ)
+    beat_audio = read_music(path, BEAT_SAMPLE_RATE_HZ)
+    panns = panns_outputs(models.panns, [panns_audio])
+    duration_s = beat_audio.size / BEAT_SAMPLE_RATE_HZ
+    return MusicAnalysis(
+        panns_embedding=panns.embeddings[0],
+        panns_logits=panns.logits[0],
+        clap_embedding=clap_embeddings(models.clap, [read_music(path, models.clap.sample_rate_hz)])[0],
+        beat_bins=beat_bins(onset_times_s(beat_audio, ONSET_SAMPLE_RATE_HZ), duration_s, settings.beat_bin_s),
+        beats_s=music_beats_s(beat_audio, BEAT_SAMPLE_RATE_HZ),
+        duration_s=duration_s,
+    )
+
+
+def evaluate_runs(
+    clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, Path | None]], models: MetricModels,
+    settings: EvalSettings,
+) -> list[RunResult]:  # fmt: skip
+    """Every run's `RunResult`, in the order of `runs`; references and scene changes analysed once per clip."""
+    references = {clip.clip_id: analyse_music(clip.music_path, models, settings) for clip in clips}
+    changes = {clip.clip_id: scene_changes_s(clip.video_path, settings.scenes) for clip in clips}
+    analysed = {clip.music_path: references[clip.clip_id] for clip in clips}
+    results = []
+    for name, files in runs.items():
+        clip_results, missing = [], []
+        for clip in clips:
+            path = files.get(clip.clip_id)
+            if path is None:
+                missing.append(clip.clip_id)
+                continue
+            if path not in analysed:
+                analysed[path] = analyse_music(path, models, settings)
+            clip_results.append(_clip_result(clip, references[clip.clip_id], analysed[path], changes[clip.clip_id], settings))
+        results.append(RunResult(name, tuple(clip_results), tuple(missing)))
+    return results
+
+
+def _clip_result(
+    clip: EvalClip, reference: MusicAnalysis, generated: MusicAnalysis, changes_s: Sequence[float],
+    settings: EvalSettings,
+) -> ClipResult:  # fmt: skip
+    audible_changes_s = [change for change in changes_s if change <= generated.duration_s]
+    return ClipResult(
+        clip_id=clip.clip_id,
+        query=clip.query,
+        kl=float(paired_kl_divergences(reference.panns_logits[None], generated.panns_logits[None])[0]),
+        clap=float(paired_cosines(reference.clap_embedding[None], generated.clap_embedding[None])[0]),
+        rhythm=rhythm_clip(clip.clip_id, audible_changes_s, generated.beats_s, generated.duration_s, settings.tolerance_s),
+        beats=beat_scores(reference.beat_bins, generated.beat_bins),
+        generated_embedding=generated.panns_embedding,
+        reference_embedding=reference.panns_embedding,
+    )

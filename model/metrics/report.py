@@ -1,0 +1,191 @@
+"""The evaluation report: summaries of runs (whole test set and per query), as JSON and as Markdown
+tables in the layout of the paper's Table 1, with the protocol written down.
+
+In: `RunResult`s (from `evaluate`), the `EvalSettings` and a few facts about the inputs (manifest,
+data root, CLAP sample rate). Out: `summarize` -> `RunSummary`; `report_json` -> a JSON-ready dict;
+`report_markdown` -> text; `write_report` -> `<out>/<name>.json` and `<out>/<name>.md`, atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dvmset.storage import atomic_write_text
+from model.metrics.beats import ONSET_DETECTOR, ONSET_SAMPLE_RATE_HZ
+from model.metrics.clap import MIN_WINDOW_S
+from model.metrics.distribution import frechet_distance
+from model.metrics.evaluate import GROUND_TRUTH_RUN, SHUFFLED_RUN, ClipResult, EvalSettings, RunResult
+from model.metrics.panns import PANNS_SAMPLE_RATE_HZ
+from model.metrics.rhythm import BEAT_SAMPLE_RATE_HZ, BEAT_TRACKER, RhythmSummary, summarize_rhythm
+
+PACKAGES = ("dvmset", "torch", "transformers", "librosa", "scenedetect", "opencv-python-headless", "numpy", "scipy")
+NOT_AVAILABLE = "n/a"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run's metrics over a set of clips (None where a metric has nothing to average)."""
+
+    clips: int
+    fd: float | None
+    kl: float | None
+    clap: float | None
+    rhythm: RhythmSummary
+    bcs: float | None
+    bhs: float | None
+    beat_scored_clips: int
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    kept = [value for value in values if value is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def summarize(clips: Sequence[ClipResult]) -> RunSummary:
+    """FD over the clips' PANNs embeddings (None under 2 clips), means of the paired metrics, rhythm."""
+    fd = None
+    if len(clips) >= 2:
+        fd = frechet_distance(np.stack([c.generated_embedding for c in clips]), np.stack([c.reference_embedding for c in clips]))
+    return RunSummary(
+        clips=len(clips),
+        fd=fd,
+        kl=_mean([clip.kl for clip in clips]),
+        clap=_mean([clip.clap for clip in clips]),
+        rhythm=summarize_rhythm([clip.rhythm for clip in clips]),
+        bcs=_mean([clip.beats.coverage for clip in clips]),
+        bhs=_mean([clip.beats.hit for clip in clips]),
+        beat_scored_clips=sum(1 for clip in clips if clip.beats.reference_beats),
+    )
+
+
+def by_query(clips: Sequence[ClipResult]) -> dict[str, RunSummary]:
+    """`summarize` per query (clips without a query under "(none)"), queries sorted."""
+    groups: dict[str, list[ClipResult]] = {}
+    for clip in clips:
+        groups.setdefault(clip.query or "(none)", []).append(clip)
+    return {query: summarize(groups[query]) for query in sorted(groups)}
+
+
+def protocol(settings: EvalSettings, clap_sample_rate_hz: int, clap_window_s: float, imagebind_reason: str) -> dict[str, Any]:
+    """Every protocol choice and package version, as written into the report."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return {
+        "versions": {"python": platform.python_version(), **versions},
+        **settings.scenes.protocol(),
+        "rhythm_tolerance_s": settings.tolerance_s,
+        "beat_tracker": BEAT_TRACKER,
+        "beat_sample_rate_hz": BEAT_SAMPLE_RATE_HZ,
+        "rhythm_scene_changes": "of the reference video; those after the end of the generated music are not counted",
+        "onset_detector": ONSET_DETECTOR,
+        "onset_sample_rate_hz": ONSET_SAMPLE_RATE_HZ,
+        "beat_bin_s": settings.beat_bin_s,
+        "bcs_bhs": "D2M-GAN (Zhu et al. 2022): BCS = B_g / B_t, BHS = B_a / B_t over onset bins",
+        "panns_checkpoint": settings.panns_checkpoint,
+        "panns_sample_rate_hz": PANNS_SAMPLE_RATE_HZ,
+        "fd": "Frechet distance of Gaussian fits to PANNs Cnn14 fc1 embeddings (2048), generated vs reference set",
+        "kl": "mean over pairs of KL(softmax(reference logits) || softmax(generated logits)), Cnn14 527 AudioSet "
+        "logits before the sigmoid (audioldm_eval 'KL' / AudioGen)",
+        "clap_model": settings.clap_model_id,
+        "clap_sample_rate_hz": clap_sample_rate_hz,
+        "clap_windows": f"consecutive {clap_window_s:g} s windows (last under {MIN_WINDOW_S:g} s dropped), "
+        "embeddings averaged and renormalized; score = mean cosine of generated and reference music",
+        "imagebind": f"not available: {imagebind_reason}",
+        "audio_resampling": "mono (channel mean), soxr HQ to each metric's rate",
+        "shuffle_seed": settings.shuffle_seed,
+    }
+
+
+def report_json(results: Sequence[RunResult], protocol_block: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """The report as a JSON-ready dict: inputs, protocol, per run its summary, per-query summaries and clips."""
+    runs = []
+    for result in results:
+        runs.append({
+            "name": result.name,
+            "summary": asdict(summarize(result.clips)),
+            "by_query": {query: asdict(summary) for query, summary in by_query(result.clips).items()},
+            "missing_clips": list(result.missing),
+            "clips": [
+                {"clip_id": c.clip_id, "query": c.query, "kl": c.kl, "clap": c.clap, "rhythm_recall": c.rhythm.recall,
+                 "scene_changes": c.rhythm.scene_changes, "rhythm_hits": c.rhythm.hits,
+                 "rhythm_chance_recall": c.rhythm.chance_recall, "beats": c.rhythm.beats,
+                 "bcs": c.beats.coverage, "bhs": c.beats.hit, "onset_bins_reference": c.beats.reference_beats,
+                 "onset_bins_generated": c.beats.generated_beats, "onset_bins_hit": c.beats.hit_beats}
+                for c in result.clips
+            ],
+        })  # fmt: skip
+    return {"inputs": inputs, "protocol": protocol_block, "runs": runs}
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return NOT_AVAILABLE if value is None else f"{value:.{digits}f}"
+
+
+def _table(rows: dict[str, RunSummary], first: str) -> list[str]:
+    lines = [
+        f"| {first} | clips | FD ↓ | KL ↓ | ImageBind ↑ | CLAP ↑ | Rhythm ↑ |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in rows.items():
+        lines.append(f"| {name} | {s.clips} | {_cell(s.fd, 2)} | {_cell(s.kl, 3)} | {NOT_AVAILABLE} | "
+                     f"{_cell(s.clap, 4)} | {_cell(s.rhythm.mean_recall, 4)} |")  # fmt: skip
+    return lines
+
+
+def _rhythm_table(rows: dict[str, RunSummary]) -> list[str]:
+    lines = [
+        "| run | Rhythm (mean) | Rhythm (pooled) | chance | scored clips | excluded (no scene change) | BCS | BHS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in rows.items():
+        r = s.rhythm
+        lines.append(f"| {name} | {_cell(r.mean_recall, 4)} | {_cell(r.pooled_recall, 4)} | "
+                     f"{_cell(r.mean_chance_recall, 4)} | {r.scored_clips} | {r.excluded_clips} | "
+                     f"{_cell(s.bcs, 3)} | {_cell(s.bhs, 3)} |")  # fmt: skip
+    return lines
+
+
+def report_markdown(results: Sequence[RunResult], protocol_block: dict[str, Any], inputs: dict[str, Any], title: str) -> str:
+    """Table 1 layout (one row per run), rhythm and beat details, per-query tables, and the protocol."""
+    summaries = {result.name: summarize(result.clips) for result in results}
+    lines = [f"# {title}", "", f"Manifest `{inputs['manifest']}`, {inputs['clips']} clips.", ""]
+    lines += _table(summaries, "Method")
+    lines += ["", f"ImageBind: {protocol_block['imagebind']}."]
+    names = {result.name for result in results}
+    if {GROUND_TRUTH_RUN, SHUFFLED_RUN} <= names:
+        lines.append(f"FD compares the set of generated music with the set of references, whatever the pairing: "
+                     f"'{GROUND_TRUTH_RUN}' and '{SHUFFLED_RUN}' hold the same music, so their FD is the same (0).")  # fmt: skip
+    for result in results:
+        if result.missing:
+            lines.append(f"{result.name}: {len(result.missing)} clips without generated music were left out.")
+    lines += ["", "## Rhythm and beats", ""] + _rhythm_table(summaries)
+    for result in results:
+        lines += ["", f"## Per query: {result.name}", ""] + _table(by_query(result.clips), "Query")
+    lines += ["", "## Protocol", "", "| setting | value |", "|---|---|"]
+    for key, value in protocol_block.items():
+        shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
+        lines.append(f"| {key} | {str(shown).replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    results: Sequence[RunResult], protocol_block: dict[str, Any], inputs: dict[str, Any], out_dir: Path, name: str
+) -> tuple[Path, Path]:
+    """`<out_dir>/<name>.json` and `<out_dir>/<name>.md`, each written atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, markdown_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
+    atomic_write_text(json_path, json.dumps(report_json(results, protocol_block, inputs), indent=2, sort_keys=False) + "\n")
+    atomic_write_text(markdown_path, report_markdown(results, protocol_block, inputs, f"Evaluation: {name}"))
+    return json_path, markdown_path

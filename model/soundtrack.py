@@ -1,0 +1,101 @@
+"""Media in and out of generation: a video's length, the music as a file, the music muxed under the video.
+
+In: a video file (any container ffmpeg reads), a mono waveform `[S]` float at its sampling rate.
+Out:
+- `probe_video_duration_s`: seconds of the first video stream (the container's when the stream has none);
+- `write_music`: the waveform as WAV (16-bit PCM) or FLAC (16-bit), chosen by the file's suffix;
+- `mux_music`: a copy of the video whose first video stream is copied packet for packet (the picture is
+  bit-exact) and whose only audio stream is the music as AAC; the video's other streams are dropped.
+Every file is written under a temporary name and renamed into place (`dvmset.storage.atomic_path`), so a
+failed or killed run never leaves a half file under the final name. Failures of ffmpeg raise a
+`StageError` with the tail of its stderr; an unsupported output suffix raises a `ValueError` (check it
+early with `check_output_suffixes`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from dvmset.errors import ReasonCode, StageError
+from dvmset.storage import atomic_path
+from dvmset.tools import require_tool
+from model.errors import FeatureError
+
+AAC_BITRATE = "192k"
+VIDEO_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # suffix -> ffmpeg muxer
+MUSIC_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}  # suffix -> soundfile format, subtype
+_FASTSTART_MUXERS = {"mp4", "mov"}
+_STDERR_TAIL_CHARS = 1500
+_TIMEOUT_S = 3600.0
+
+
+def check_output_suffixes(video_out: Path, music_out: Path | None = None) -> None:
+    """ValueError unless `video_out` ends in a container `mux_music` writes and `music_out` (if any) in
+    a format `write_music` writes."""
+    if video_out.suffix.lower() not in VIDEO_MUXERS:
+        raise ValueError(f"cannot write video to {video_out}: use one of {', '.join(VIDEO_MUXERS)}")
+    if music_out is not None and music_out.suffix.lower() not in MUSIC_FORMATS:
+        raise ValueError(f"cannot write music to {music_out}: use one of {', '.join(MUSIC_FORMATS)}")
+
+
+def probe_video_duration_s(video_path: Path) -> float:
+    """Seconds of `video_path`'s first video stream (the container's when the stream carries none, as in
+    Matroska); FeatureError when the file is missing or unreadable, or has no video stream."""
+    if not Path(video_path).is_file():
+        raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, f"no video at {video_path}")
+    command = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-show_entries",
+               "stream=duration:format=duration", "-of", "json", str(video_path)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
+    if result.returncode != 0:
+        message = result.stderr[-_STDERR_TAIL_CHARS:].strip()
+        raise FeatureError(ReasonCode.NOT_MEDIA, f"ffprobe cannot read {video_path}: {message}")
+    info = json.loads(result.stdout or "{}")
+    if not info.get("streams"):
+        raise FeatureError(ReasonCode.NO_VIDEO_STREAM, f"{video_path} has no video stream")
+    for value in (info["streams"][0].get("duration"), info.get("format", {}).get("duration")):
+        if value is not None and float(value) > 0:
+            return float(value)
+    raise FeatureError(ReasonCode.EMPTY_FILE, f"{video_path} has a video stream of no known length")
+
+
+def write_music(path: Path, waveform: np.ndarray, sampling_rate_hz: int) -> Path:
+    """Write a mono waveform `[S]` (float, within [-1, 1]) to `path` (.wav or .flac), atomically."""
+    path = Path(path)
+    check_output_suffixes(Path("x.mp4"), path)
+    file_format, subtype = MUSIC_FORMATS[path.suffix.lower()]
+    with atomic_path(path) as temp:
+        sf.write(temp, np.clip(waveform, -1.0, 1.0), sampling_rate_hz, format=file_format, subtype=subtype)
+    return path
+
+
+def mux_music(video_path: Path, waveform: np.ndarray, sampling_rate_hz: int, out_path: Path) -> Path:
+    """Write `out_path`: `video_path`'s first video stream copied, the waveform `[S]` as its AAC audio."""
+    out_path = Path(out_path)
+    check_output_suffixes(out_path)
+    muxer = VIDEO_MUXERS[out_path.suffix.lower()]
+    with tempfile.TemporaryDirectory(prefix="dvmset-mux-") as folder:
+        music = write_music(Path(folder) / "music.wav", waveform, sampling_rate_hz)
+        with atomic_path(out_path) as temp:
+            command = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video_path),
+                       "-i", str(music), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
+                       "-b:a", AAC_BITRATE, "-f", muxer]  # fmt: skip
+            if muxer in _FASTSTART_MUXERS:
+                command += ["-movflags", "+faststart"]
+            _run([*command, str(temp)])
+    return out_path
+
+
+def _run(command: list[str]) -> None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=_TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        raise StageError(ReasonCode.INTERNAL_ERROR, f"ffmpeg did not finish in {_TIMEOUT_S:g} s") from error
+    if done.returncode != 0:
+        tail = done.stderr.strip()[-_STDERR_TAIL_CHARS:]
+        raise StageError(ReasonCode.INTERNAL_ERROR, f"ffmpeg could not mux the music: exit {done.returncode}: {tail}")

@@ -1,0 +1,85 @@
+"""Fixtures of the metric tests: tiny random-weight Cnn14 and CLAP in their real on-disk formats, and
+generated media (videos with hard cuts, drum tracks with hits on a grid)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
+
+from model.metrics.panns import Cnn14, save_cnn14
+
+TINY_CNN14_WIDTHS = (4, 8, 8, 16, 16, 32)
+TINY_CNN14_CLASSES = 10
+TINY_CLAP_MEL_BANDS = 16
+TINY_CLAP_WINDOW_S = 2  # the feature extractor's max_length_s: 201 frames fit the tiny HTSAT's 256
+DRUM_RATE_HZ = 22_050
+BEAT_PERIOD_S = 0.5  # 120 BPM
+CUT_PERIOD_S = 2.0
+
+
+@pytest.fixture(scope="session")
+def tiny_cnn14_path(tmp_path_factory) -> Path:
+    """A random Cnn14 with narrow blocks and 10 classes, saved as the published checkpoint is."""
+    torch.manual_seed(0)
+    model = Cnn14(TINY_CNN14_WIDTHS, TINY_CNN14_CLASSES)
+    return save_cnn14(model, tmp_path_factory.mktemp("panns") / "Cnn14_tiny.pth")
+
+
+@pytest.fixture(scope="session")
+def tiny_clap_dir(tmp_path_factory) -> Path:
+    """A random CLAP (HTSAT audio tower 2 layers, 8-wide projection) and its feature extractor, saved with
+    `save_pretrained`."""
+    torch.manual_seed(0)
+    audio = ClapAudioConfig(
+        num_mel_bins=TINY_CLAP_MEL_BANDS, window_size=4, spec_size=64, patch_size=2, patch_stride=2,
+        patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], projection_dim=8,
+        enable_fusion=False,
+    )  # fmt: skip
+    text = ClapTextConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=32, projection_dim=8)  # fmt: skip
+    folder = tmp_path_factory.mktemp("clap")
+    ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=8)).save_pretrained(folder)
+    extractor = ClapFeatureExtractor(feature_size=TINY_CLAP_MEL_BANDS, max_length_s=TINY_CLAP_WINDOW_S, truncation="rand_trunc")
+    extractor.save_pretrained(folder)
+    return folder
+
+
+def drums(duration_s: float, first_hit_s: float, period_s: float = BEAT_PERIOD_S, seed: int = 0) -> np.ndarray:
+    """Mono float32 at `DRUM_RATE_HZ`: a 50 ms noise burst every `period_s` from `first_hit_s`, every fourth
+    one louder."""
+    rng = np.random.default_rng(seed)
+    burst_samples = round(0.05 * DRUM_RATE_HZ)
+    burst = rng.standard_normal(burst_samples) * np.exp(-np.arange(burst_samples) / (0.01 * DRUM_RATE_HZ))
+    audio = np.zeros(round(duration_s * DRUM_RATE_HZ))
+    for index, hit_s in enumerate(np.arange(first_hit_s, duration_s, period_s)):
+        start = round(hit_s * DRUM_RATE_HZ)
+        stop = min(audio.size, start + burst_samples)
+        audio[start:stop] += burst[: stop - start] * (0.8 if index % 4 == 0 else 0.4)
+    return audio.astype(np.float32)
+
+
+def write_drums(path: Path, duration_s: float, first_hit_s: float, seed: int = 0) -> Path:
+    """`drums` written as a stereo FLAC (the clip stage's music format)."""
+    mono = drums(duration_s, first_hit_s, seed=seed)
+    sf.write(path, np.stack([mono, mono], axis=1), DRUM_RATE_HZ, subtype="PCM_16")
+    return path
+
+
+def write_cut_video(path: Path, duration_s: float, first_cut_s: float = CUT_PERIOD_S, cuts: bool = True) -> Path:
+    """A 64x48 H.264 test pattern at 25 fps whose hue jumps (a hard cut) every `CUT_PERIOD_S` from
+    `first_cut_s`; without `cuts`, one unchanging pattern."""
+    shift_s = CUT_PERIOD_S - first_cut_s
+    hue = f",hue=h=97*floor((t+{shift_s})/{CUT_PERIOD_S})" if cuts else ""
+    source = f"testsrc2=size=64x48:rate=25:duration={duration_s}{hue}"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", source,
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )  # fmt: skip
+    return path

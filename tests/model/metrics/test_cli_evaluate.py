@@ -1,0 +1,107 @@
+"""`dvmset evaluate` end to end: a two-clip manifest with generated media, tiny Cnn14 and CLAP in a local
+model folder, two generated runs plus the ground-truth and shuffled references; JSON and Markdown."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dvmset.cli import ExitCode, app
+from dvmset.ids import id_to_dirname
+from dvmset.manifest import manifest_path, write_manifest
+from dvmset.split import Split
+from dvmset.storage import DataRoot
+from model.metrics.evaluate import GROUND_TRUTH_RUN, SHUFFLED_RUN
+from tests.dvmset.test_manifest import make_row, make_video
+from tests.model.metrics.conftest import BEAT_PERIOD_S, write_cut_video, write_drums
+
+VIDEO_S = 7.0
+MUSIC_S = 8.0  # librosa trims weak beats at the very end; the last cut stays clear of it
+# (video id, query, first cut and first drum hit in s): the two clips' beats are half a beat apart
+CLIPS = (("youtube:food1", "food commercial", 2.0), ("youtube:city1", "city video guide", 2.0 - BEAT_PERIOD_S / 2))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, tiny_cnn14_path, tiny_clap_dir) -> Path:
+    """A data root with two clips (cut video and drums whose hits fall on the cuts) and their test manifest;
+    `models/panns/` and `models/tiny/clap`; `generated/aligned` (the same beats, other drum sounds) and
+    `generated/late` (half a beat late); a config naming the data root and model folder."""
+    data_root = DataRoot(tmp_path / "data").ensure()
+    rows = []
+    for video_id, query, first_cut_s in CLIPS:
+        row = make_row(make_video(video_id, (query,)), 0.0, f"g-{video_id}", Split.TEST)
+        for path in (data_root.resolve(row.video_path), tmp_path / "generated" / "aligned", tmp_path / "generated" / "late"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_cut_video(data_root.resolve(row.video_path), VIDEO_S, first_cut_s)
+        first_hit_s = first_cut_s % BEAT_PERIOD_S
+        write_drums(data_root.resolve(row.music_path), MUSIC_S, first_hit_s)
+        name = id_to_dirname(row.clip_id)
+        (tmp_path / "generated" / "aligned").mkdir(exist_ok=True)
+        (tmp_path / "generated" / "late").mkdir(exist_ok=True)
+        write_drums(tmp_path / "generated" / "aligned" / f"{name}.flac", MUSIC_S, first_hit_s, seed=7)
+        write_drums(tmp_path / "generated" / "late" / f"{name}.flac", MUSIC_S, first_hit_s + BEAT_PERIOD_S / 2, seed=7)
+        rows.append(row)
+    write_manifest(rows, manifest_path(tmp_path / "manifests" / "v1", Split.TEST), {"manifest_version": "v1"})
+    (tmp_path / "models" / "panns").mkdir(parents=True)
+    shutil.copy(tiny_cnn14_path, tmp_path / "models" / "panns" / tiny_cnn14_path.name)
+    shutil.copytree(tiny_clap_dir, tmp_path / "models" / "tiny" / "clap")
+    (tmp_path / "dvmset.toml").write_text('data_root = "data"\nmodel_dir = "models"\n')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def evaluate(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(
+        app, ["evaluate", "--manifest", "manifests/v1/test.parquet", "--panns", "Cnn14_tiny.pth", "--clap",
+              "tiny/clap", *args], env={"COLUMNS": "300"},
+    )  # fmt: skip
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_evaluate_ranks_runs_and_references_and_writes_both_reports(workdir):
+    code, output = evaluate("--generated", "generated/aligned", "--generated", "generated/late")
+    assert code == 0, output
+    report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    summaries = {run["name"]: run["summary"] for run in report["runs"]}
+    assert list(summaries) == ["aligned", "late", GROUND_TRUTH_RUN, SHUFFLED_RUN]
+    truth, shuffled = summaries[GROUND_TRUTH_RUN], summaries[SHUFFLED_RUN]
+    assert truth["kl"] == 0.0 and truth["clap"] == pytest.approx(1.0)
+    assert shuffled["kl"] > truth["kl"] and shuffled["clap"] < truth["clap"]
+    assert truth["rhythm"]["mean_recall"] == 1.0 and shuffled["rhythm"]["mean_recall"] == 0.0
+    assert truth["fd"] == pytest.approx(shuffled["fd"], abs=1e-6)  # the same set of music
+    assert summaries["aligned"]["rhythm"]["pooled_recall"] == 1.0
+    assert summaries["late"]["rhythm"]["pooled_recall"] == 0.0
+    assert summaries["aligned"]["bhs"] == 1.0 and summaries["aligned"]["bcs"] == 1.0
+    assert truth["rhythm"]["scene_changes"] == 6 and truth["rhythm"]["excluded_clips"] == 0  # 3 cuts each
+    aligned = report["runs"][0]
+    assert set(aligned["by_query"]) == {"food commercial", "city video guide"}
+    assert aligned["by_query"]["food commercial"]["clips"] == 1 and aligned["by_query"]["food commercial"]["fd"] is None
+    protocol = report["protocol"]
+    assert protocol["scene_detector"] == "PySceneDetect ContentDetector" and protocol["scene_threshold"] == 27.0
+    assert protocol["panns_sample_rate_hz"] == 32_000 and protocol["rhythm_tolerance_s"] == 0.1
+    assert protocol["imagebind"].startswith("not available")
+    markdown = (workdir / "reports" / "v1" / "evaluation.md").read_text()
+    assert "| Method | clips | FD ↓ | KL ↓ | ImageBind ↑ | CLAP ↑ | Rhythm ↑ |" in markdown
+    assert f"| {GROUND_TRUTH_RUN} | 2 | " in markdown and "## Per query: aligned" in markdown
+    assert "| scene_detector | PySceneDetect ContentDetector |" in markdown
+    assert "their FD is the same" in markdown
+
+
+def test_missing_generated_files_are_counted_and_names_must_match_folders(workdir):
+    next((workdir / "generated" / "late").iterdir()).unlink()
+    code, output = evaluate("--generated", "generated/late", "--name", "late run", "--no-references", "--report", "r")
+    assert code == 0, output
+    assert "late run: 1 clips scored, 1 without music" in output
+    report = json.loads((workdir / "reports" / "v1" / "r.json").read_text())
+    assert len(report["runs"]) == 1 and len(report["runs"][0]["missing_clips"]) == 1
+    code, output = evaluate("--generated", "generated/late", "--name", "a", "--name", "b")
+    assert code == ExitCode.USAGE and "one distinct --name per --generated" in output
+
+
+def test_missing_weights_exit_with_the_config_code(workdir):
+    code, output = evaluate("--generated", "generated/late", "--panns", "Cnn14_mAP=0.431.pth")
+    assert code == ExitCode.CONFIG and "zenodo.org" in output
