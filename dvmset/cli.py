@@ -339,3 +339,4 @@ importlib.import_module("dvmset.cli_publish")  # registers `publish` and `manife
 importlib.import_module("dvmset.cli_label")  # registers `label` on `app`
 importlib.import_module("dvmset.cli_train")  # registers `train` on `app`
 importlib.import_module("dvmset.cli_generate")  # registers `generate` on `app`
+importlib.import_module("dvmset.cli_evaluate")  # registers `evaluate` on `app`

@@ -45,7 +45,9 @@ class ClapEncoder:
         return float(self.feature_extractor.max_length_s)
 
 
-def load_clap_encoder(model_id: str = DEFAULT_CLAP_MODEL, model_dir: Path | None = None, device: str = "cpu") -> ClapEncoder:
+def load_clap_encoder(
+    model_id: str = DEFAULT_CLAP_MODEL, model_dir: Path | None = None, device: str = "cpu"
+) -> ClapEncoder:
     """CLAP's audio side (the whole `ClapModel` checkpoint loads; the text side is unused)."""
     model = load_model(ClapModel, model_id, model_dir, required_prefix="audio_")
     extractor = load_processor(ClapFeatureExtractor, model_id, model_dir)
@@ -72,7 +74,8 @@ def clap_embeddings(encoder: ClapEncoder, clips: list[np.ndarray]) -> np.ndarray
         windows = clip_windows(np.asarray(clip, dtype=np.float32), window_samples, min_samples)
         inputs = encoder.feature_extractor(windows, sampling_rate=rate, return_tensors="pt")
         not_longer = torch.zeros((len(windows), 1), dtype=torch.bool, device=device)  # every window fits whole
-        outputs = encoder.model.get_audio_features(input_features=inputs["input_features"].to(device), is_longer=not_longer)
+        features = inputs["input_features"].to(device)
+        outputs = encoder.model.get_audio_features(input_features=features, is_longer=not_longer)
         mean = outputs.pooler_output.mean(dim=0)
         embeddings.append(torch.nn.functional.normalize(mean, dim=0).cpu().numpy())
     return np.stack(embeddings).astype(np.float64)

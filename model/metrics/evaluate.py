@@ -15,7 +15,7 @@ reference music is analysed once per clip and shared by all runs.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from dvmset.ids import id_to_dirname
 from dvmset.manifest import ManifestError, read_manifest
 from dvmset.records import ClipStatus
 from dvmset.storage import DataRoot
+from model.errors import FeatureError
 from model.metrics.beats import BIN_S, ONSET_SAMPLE_RATE_HZ, BeatScores, beat_bins, beat_scores, onset_times_s
 from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, clap_embeddings, load_clap_encoder, paired_cosines
 from model.metrics.distribution import paired_kl_divergences
@@ -100,11 +101,13 @@ class ClipResult:
 
 @dataclass(frozen=True)
 class RunResult:
-    """One run: its clips' results and the clip ids whose generated music was missing."""
+    """One run: its clips' results, the clip ids whose generated music was missing, and the clips whose
+    generated music could not be read, with the reason."""
 
     name: str
     clips: tuple[ClipResult, ...]
     missing: tuple[str, ...]
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 def imagebind_unavailable_reason() -> str:
@@ -152,7 +155,7 @@ def reference_runs(clips: Sequence[EvalClip], seed: int) -> dict[str, dict[str, 
     if len(clips) >= 2:
         order = np.random.default_rng(seed).permutation(len(clips))
         runs[SHUFFLED_RUN] = {
-            clips[order[index]].clip_id: clips[order[(index + 1) % len(order)]].music_path for index in range(len(order))
+            clips[taker].clip_id: clips[giver].music_path for taker, giver in zip(order, np.roll(order, -1))
         }
     return runs
 
@@ -181,26 +184,52 @@ def analyse_music(path: Path, models: MetricModels, settings: EvalSettings) -> M
     )
 
 
+def music_to_analyse(clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, Path | None]]) -> list[Path]:
+    """Every distinct music file an evaluation reads: the references, then the runs' files."""
+    paths = [clip.music_path for clip in clips] + [path for files in runs.values() for path in files.values() if path]
+    return list(dict.fromkeys(paths))
+
+
 def evaluate_runs(
     clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, Path | None]], models: MetricModels,
-    settings: EvalSettings,
+    settings: EvalSettings, on_music: Callable[[Path], None] | None = None,
 ) -> list[RunResult]:  # fmt: skip
-    """Every run's `RunResult`, in the order of `runs`; references and scene changes analysed once per clip."""
-    references = {clip.clip_id: analyse_music(clip.music_path, models, settings) for clip in clips}
+    """Every run's `RunResult`, in the order of `runs`; each music file is analysed once (then `on_music`
+    is called with its path), each reference video's scene changes once. A reference that cannot be read
+    raises FeatureError; a generated file that cannot be read is recorded in its run and skipped."""
+    analysed: dict[Path, MusicAnalysis | FeatureError] = {}
+
+    def analysis(path: Path) -> MusicAnalysis | FeatureError:
+        if path not in analysed:
+            try:
+                analysed[path] = analyse_music(path, models, settings)
+            except FeatureError as error:
+                analysed[path] = error
+            if on_music is not None:
+                on_music(path)
+        return analysed[path]
+
+    references = {}
+    for clip in clips:
+        reference = analysis(clip.music_path)
+        if isinstance(reference, FeatureError):
+            raise reference
+        references[clip.clip_id] = reference
     changes = {clip.clip_id: scene_changes_s(clip.video_path, settings.scenes) for clip in clips}
-    analysed = {clip.music_path: references[clip.clip_id] for clip in clips}
     results = []
     for name, files in runs.items():
-        clip_results, missing = [], []
+        clip_results, missing, unreadable = [], [], []
         for clip in clips:
             path = files.get(clip.clip_id)
-            if path is None:
+            generated = analysis(path) if path is not None else None
+            if generated is None:
                 missing.append(clip.clip_id)
-                continue
-            if path not in analysed:
-                analysed[path] = analyse_music(path, models, settings)
-            clip_results.append(_clip_result(clip, references[clip.clip_id], analysed[path], changes[clip.clip_id], settings))
-        results.append(RunResult(name, tuple(clip_results), tuple(missing)))
+            elif isinstance(generated, FeatureError):
+                unreadable.append((clip.clip_id, generated.message))
+            else:
+                scene_changes = changes[clip.clip_id]
+                clip_results.append(_clip_result(clip, references[clip.clip_id], generated, scene_changes, settings))
+        results.append(RunResult(name, tuple(clip_results), tuple(missing), tuple(unreadable)))
     return results
 
 
@@ -214,7 +243,9 @@ def _clip_result(
         query=clip.query,
         kl=float(paired_kl_divergences(reference.panns_logits[None], generated.panns_logits[None])[0]),
         clap=float(paired_cosines(reference.clap_embedding[None], generated.clap_embedding[None])[0]),
-        rhythm=rhythm_clip(clip.clip_id, audible_changes_s, generated.beats_s, generated.duration_s, settings.tolerance_s),
+        rhythm=rhythm_clip(
+            clip.clip_id, audible_changes_s, generated.beats_s, generated.duration_s, settings.tolerance_s
+        ),
         beats=beat_scores(reference.beat_bins, generated.beat_bins),
         generated_embedding=generated.panns_embedding,
         reference_embedding=reference.panns_embedding,

@@ -164,7 +164,8 @@ def load_cnn14(checkpoint: str = DEFAULT_CHECKPOINT, model_dir: Path | None = No
         model = Cnn14(widths, int(state["fc_audioset.weight"].shape[0]))
         model.load_state_dict(state, strict=True)
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, pickle.UnpicklingError) as error:
-        raise WeightsNotFoundError(f"{path} is not a PANNs Cnn14 checkpoint ({type(error).__name__}: {error})") from error
+        message = f"{path} is not a PANNs Cnn14 checkpoint ({type(error).__name__}: {error})"
+        raise WeightsNotFoundError(message) from error
     return model.eval().to(device)
 
 

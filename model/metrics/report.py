@@ -28,6 +28,7 @@ from model.metrics.rhythm import BEAT_SAMPLE_RATE_HZ, BEAT_TRACKER, RhythmSummar
 
 PACKAGES = ("dvmset", "torch", "transformers", "librosa", "scenedetect", "opencv-python-headless", "numpy", "scipy")
 NOT_AVAILABLE = "n/a"
+ESCAPED_PIPE = "\\|"  # a literal | inside a Markdown table cell
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ def summarize(clips: Sequence[ClipResult]) -> RunSummary:
     """FD over the clips' PANNs embeddings (None under 2 clips), means of the paired metrics, rhythm."""
     fd = None
     if len(clips) >= 2:
-        fd = frechet_distance(np.stack([c.generated_embedding for c in clips]), np.stack([c.reference_embedding for c in clips]))
+        generated = np.stack([clip.generated_embedding for clip in clips])
+        fd = frechet_distance(generated, np.stack([clip.reference_embedding for clip in clips]))
     return RunSummary(
         clips=len(clips),
         fd=fd,
@@ -74,7 +76,9 @@ def by_query(clips: Sequence[ClipResult]) -> dict[str, RunSummary]:
     return {query: summarize(groups[query]) for query in sorted(groups)}
 
 
-def protocol(settings: EvalSettings, clap_sample_rate_hz: int, clap_window_s: float, imagebind_reason: str) -> dict[str, Any]:
+def protocol(
+    settings: EvalSettings, clap_sample_rate_hz: int, clap_window_s: float, imagebind_reason: str
+) -> dict[str, Any]:
     """Every protocol choice and package version, as written into the report."""
     versions = {}
     for package in PACKAGES:
@@ -117,6 +121,7 @@ def report_json(results: Sequence[RunResult], protocol_block: dict[str, Any], in
             "summary": asdict(summarize(result.clips)),
             "by_query": {query: asdict(summary) for query, summary in by_query(result.clips).items()},
             "missing_clips": list(result.missing),
+            "unreadable_clips": [{"clip_id": clip_id, "reason": reason} for clip_id, reason in result.unreadable],
             "clips": [
                 {"clip_id": c.clip_id, "query": c.query, "kl": c.kl, "clap": c.clap, "rhythm_recall": c.rhythm.recall,
                  "scene_changes": c.rhythm.scene_changes, "rhythm_hits": c.rhythm.hits,
@@ -157,26 +162,37 @@ def _rhythm_table(rows: dict[str, RunSummary]) -> list[str]:
     return lines
 
 
-def report_markdown(results: Sequence[RunResult], protocol_block: dict[str, Any], inputs: dict[str, Any], title: str) -> str:
+def report_markdown(
+    results: Sequence[RunResult], protocol_block: dict[str, Any], inputs: dict[str, Any], title: str
+) -> str:
     """Table 1 layout (one row per run), rhythm and beat details, per-query tables, and the protocol."""
     summaries = {result.name: summarize(result.clips) for result in results}
     lines = [f"# {title}", "", f"Manifest `{inputs['manifest']}`, {inputs['clips']} clips.", ""]
     lines += _table(summaries, "Method")
-    lines += ["", f"ImageBind: {protocol_block['imagebind']}."]
+    lines += [
+        "",
+        "Rhythm: mean over clips of the recall of scene changes with a beat within "
+        f"{protocol_block['rhythm_tolerance_s']} s (pooled recall and chance level below). "
+        "KL and CLAP pair each clip with its reference; FD compares the two sets.",
+        f"ImageBind: {protocol_block['imagebind']}.",
+    ]
     names = {result.name for result in results}
     if {GROUND_TRUTH_RUN, SHUFFLED_RUN} <= names:
-        lines.append(f"FD compares the set of generated music with the set of references, whatever the pairing: "
-                     f"'{GROUND_TRUTH_RUN}' and '{SHUFFLED_RUN}' hold the same music, so their FD is the same (0).")  # fmt: skip
+        lines.append(
+            "FD compares the set of generated music with the set of references, whatever the pairing: "
+            f"'{GROUND_TRUTH_RUN}' and '{SHUFFLED_RUN}' hold the same music, so their FD is the same (0)."
+        )
     for result in results:
-        if result.missing:
-            lines.append(f"{result.name}: {len(result.missing)} clips without generated music were left out.")
+        if result.missing or result.unreadable:
+            lines.append(f"{result.name}: {len(result.missing)} clips without generated music and "
+                         f"{len(result.unreadable)} with unreadable music were left out.")  # fmt: skip
     lines += ["", "## Rhythm and beats", ""] + _rhythm_table(summaries)
     for result in results:
         lines += ["", f"## Per query: {result.name}", ""] + _table(by_query(result.clips), "Query")
     lines += ["", "## Protocol", "", "| setting | value |", "|---|---|"]
     for key, value in protocol_block.items():
         shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
-        lines.append(f"| {key} | {str(shown).replace('|', '/')} |")
+        lines.append(f"| {key} | {str(shown).replace('|', ESCAPED_PIPE)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -186,6 +202,7 @@ def write_report(
     """`<out_dir>/<name>.json` and `<out_dir>/<name>.md`, each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
-    atomic_write_text(json_path, json.dumps(report_json(results, protocol_block, inputs), indent=2, sort_keys=False) + "\n")
-    atomic_write_text(markdown_path, report_markdown(results, protocol_block, inputs, f"Evaluation: {name}"))
+    atomic_write_text(json_path, json.dumps(report_json(results, protocol_block, inputs), indent=2) + "\n")
+    title = "Evaluation of " + ", ".join(result.name for result in results)
+    atomic_write_text(markdown_path, report_markdown(results, protocol_block, inputs, title))
     return json_path, markdown_path

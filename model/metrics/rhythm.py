@@ -2,7 +2,8 @@
 
 In: per clip, the scene-change times of the video (`scenes`) and the music's beat times (`music_beats_s`:
 librosa's dynamic-programming beat tracker, `librosa.beat.beat_track`, on mono audio at
-`BEAT_SAMPLE_RATE_HZ`, default hop of 512 samples). Out: `RhythmClip` per clip (hits / scene changes)
+`BEAT_SAMPLE_RATE_HZ`, default hop of 512 samples and `trim=True`, which drops weak beats at both
+ends). Out: `RhythmClip` per clip (hits / scene changes)
 and `RhythmSummary` over clips.
 
 A scene change is hit when some beat lies within `tolerance_s` (0.1 s, the paper's) of it, either side,
@@ -63,7 +64,9 @@ def music_beats_s(mono: np.ndarray, sample_rate_hz: int = BEAT_SAMPLE_RATE_HZ) -
     return np.asarray(beats_s, dtype=np.float64)
 
 
-def scene_change_hits(scene_changes_s: Sequence[float], beats_s: Sequence[float], tolerance_s: float = TOLERANCE_S) -> int:
+def scene_change_hits(
+    scene_changes_s: Sequence[float], beats_s: Sequence[float], tolerance_s: float = TOLERANCE_S
+) -> int:
     """How many scene changes have a beat within `tolerance_s` (inclusive) of them."""
     changes, beats = np.asarray(scene_changes_s, dtype=np.float64), np.sort(np.asarray(beats_s, dtype=np.float64))
     if changes.size == 0 or beats.size == 0:

@@ -44,9 +44,11 @@ def tiny_clap_dir(tmp_path_factory) -> Path:
     text = ClapTextConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=32, projection_dim=8)  # fmt: skip
     folder = tmp_path_factory.mktemp("clap")
-    ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=8)).save_pretrained(folder)
-    extractor = ClapFeatureExtractor(feature_size=TINY_CLAP_MEL_BANDS, max_length_s=TINY_CLAP_WINDOW_S, truncation="rand_trunc")
-    extractor.save_pretrained(folder)
+    config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=8)
+    ClapModel(config).save_pretrained(folder)
+    ClapFeatureExtractor(
+        feature_size=TINY_CLAP_MEL_BANDS, max_length_s=TINY_CLAP_WINDOW_S, truncation="rand_trunc"
+    ).save_pretrained(folder)
     return folder
 
 

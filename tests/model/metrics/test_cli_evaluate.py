@@ -34,13 +34,12 @@ def workdir(tmp_path, monkeypatch, tiny_cnn14_path, tiny_clap_dir) -> Path:
     rows = []
     for video_id, query, first_cut_s in CLIPS:
         row = make_row(make_video(video_id, (query,)), 0.0, f"g-{video_id}", Split.TEST)
-        for path in (data_root.resolve(row.video_path), tmp_path / "generated" / "aligned", tmp_path / "generated" / "late"):
-            path.parent.mkdir(parents=True, exist_ok=True)
+        data_root.resolve(row.video_path).parent.mkdir(parents=True, exist_ok=True)
         write_cut_video(data_root.resolve(row.video_path), VIDEO_S, first_cut_s)
         first_hit_s = first_cut_s % BEAT_PERIOD_S
         write_drums(data_root.resolve(row.music_path), MUSIC_S, first_hit_s)
         name = id_to_dirname(row.clip_id)
-        (tmp_path / "generated" / "aligned").mkdir(exist_ok=True)
+        (tmp_path / "generated" / "aligned").mkdir(parents=True, exist_ok=True)
         (tmp_path / "generated" / "late").mkdir(exist_ok=True)
         write_drums(tmp_path / "generated" / "aligned" / f"{name}.flac", MUSIC_S, first_hit_s, seed=7)
         write_drums(tmp_path / "generated" / "late" / f"{name}.flac", MUSIC_S, first_hit_s + BEAT_PERIOD_S / 2, seed=7)
@@ -91,13 +90,19 @@ def test_evaluate_ranks_runs_and_references_and_writes_both_reports(workdir):
     assert "their FD is the same" in markdown
 
 
-def test_missing_generated_files_are_counted_and_names_must_match_folders(workdir):
-    next((workdir / "generated" / "late").iterdir()).unlink()
+def test_missing_and_unreadable_generated_files_are_counted_and_names_must_match_folders(workdir):
+    first, second = sorted((workdir / "generated" / "late").iterdir())
+    first.unlink()
+    second.write_bytes(b"not audio")
     code, output = evaluate("--generated", "generated/late", "--name", "late run", "--no-references", "--report", "r")
     assert code == 0, output
-    assert "late run: 1 clips scored, 1 without music" in output
+    assert "late run: 0 clips scored, 1 without music, 1 unreadable" in output
     report = json.loads((workdir / "reports" / "v1" / "r.json").read_text())
-    assert len(report["runs"]) == 1 and len(report["runs"][0]["missing_clips"]) == 1
+    (run,) = report["runs"]
+    assert len(run["missing_clips"]) == 1 and run["unreadable_clips"][0]["reason"].startswith("cannot read")
+    assert run["summary"]["clips"] == 0 and run["summary"]["kl"] is None
+    markdown = (workdir / "reports" / "v1" / "r.md").read_text()
+    assert "1 clips without generated music and 1 with unreadable music" in markdown
     code, output = evaluate("--generated", "generated/late", "--name", "a", "--name", "b")
     assert code == ExitCode.USAGE and "one distinct --name per --generated" in output
 
