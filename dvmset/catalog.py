@@ -2,14 +2,13 @@
 
 SQLite in WAL mode by default; any SQLAlchemy URL (e.g. `postgresql+psycopg://...`) by config.
 Tables: `videos`, `video_queries` (which queries found a video), `clips`, `labels`
-(append-only events), `claims` (review leases; their SQL is in `dvmset/catalog_review.py`)
-and `schema_info` (the schema version). `Catalog.open` creates a new
-catalog at the current schema, or migrates an older one step by step.
+(append-only label events) and `claims` (review leases), whose SQL is in `dvmset/catalog_review.py`,
+and `schema_info` (the schema version). `Catalog.open` creates a new catalog at the current
+schema, or migrates an older one step by step.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,17 +24,14 @@ from dvmset.records import (
     ClipRecord,
     ClipStatus,
     ClipVersions,
-    Decision,
     Download,
-    PrescreenFlag,
     ProbeInfo,
     VideoRecord,
     VideoStatus,
 )
 from dvmset.catalog_review import ReviewClaims
-from dvmset.catalog_rows import clip_from_row, clip_values, json_value, now, video_from_row
-from dvmset.decisions import LabelEvent, settle
-from dvmset.schema import SCHEMA_VERSION, MIGRATIONS, clips, labels, metadata, schema_info, video_queries, videos
+from dvmset.catalog_rows import clip_from_row, clip_values, now, video_from_row
+from dvmset.schema import SCHEMA_VERSION, MIGRATIONS, clips, metadata, schema_info, video_queries, videos
 
 @dataclass(frozen=True)
 class StatusCount:
@@ -80,12 +76,6 @@ def _redact(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparseable URL>"
-
-
-AUTO_ANNOTATOR = "prescreen"  # the annotator name of automatic rejections
-
-
-DEFAULT_LEASE_S = 900.0  # how long a claim on a clip lasts (see `dvmset/catalog_review.py`)
 
 
 class Catalog(ReviewClaims):
@@ -394,65 +384,6 @@ class Catalog(ReviewClaims):
                 )
         return retired
 
-    def auto_reject(self, clip_id: str, flags: Sequence[PrescreenFlag], annotator: str = AUTO_ANNOTATOR) -> bool:
-        """Reject a clip no person has labelled yet, for `flags`, as a label event by `annotator`.
-        Returns False (and changes nothing) where a person already decided or it was done before."""
-        with self.engine.begin() as conn:
-            decided = conn.execute(sa.select(sa.func.count()).where(labels.c.clip_id == clip_id)).scalar()
-            if decided:
-                return False
-            conn.execute(
-                labels.insert().values(
-                    clip_id=clip_id, annotator=annotator, decision=ClipStatus.REJECTED.value,
-                    reasons=[flag.value for flag in flags], note="rejected by the prescreen (config auto_reject)",
-                    ts=now(),
-                )
-            )
-            conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=ClipStatus.REJECTED.value))
-        return True
-
-    def add_label(
-        self, clip_id: str, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (), note: str | None = None,
-        lease_s: float = DEFAULT_LEASE_S,
-    ) -> int:
-        """Append one label event (ACCEPTED, REJECTED, or PENDING_REVIEW to withdraw the annotator's
-        vote: an undo) and update the clip's status to the settled decision; returns the event id.
-        In the same transaction the annotator's review claim on the clip, if any, is closed by a
-        vote or reopened for `lease_s` by an undo."""
-        ts = now()
-        with self.engine.begin() as conn:
-            event_id = conn.execute(
-                labels.insert().values(
-                    clip_id=clip_id, annotator=annotator, decision=decision.value, reasons=list(reasons), note=note, ts=ts
-                )
-            ).inserted_primary_key[0]
-            self._sync_claim(conn, clip_id, annotator, decision.value, ts, lease_s)
-            rows = conn.execute(sa.select(labels).where(labels.c.clip_id == clip_id)).mappings().all()
-            settled = settle([_label_event(row) for row in rows], AUTO_ANNOTATOR).get(clip_id)
-            status = settled.status if settled else ClipStatus.PENDING_REVIEW
-            conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=status.value))
-        return event_id
-
-    def label_events(self) -> list[LabelEvent]:
-        """Every label event of a live (not retired) clip, in insertion order."""
-        stmt = (
-            sa.select(labels).join(clips, clips.c.clip_id == labels.c.clip_id)
-            .where(clips.c.status != ClipStatus.RETIRED.value).order_by(labels.c.event_id)
-        )
-        with self.engine.connect() as conn:
-            return [_label_event(row) for row in conn.execute(stmt).mappings()]
-
-    def decisions(self) -> dict[str, Decision]:
-        """Clip id -> settled decision, for the decided live clips (the rule: `dvmset/decisions.py`)."""
-        return settle(self.label_events(), AUTO_ANNOTATOR)
-
-    def rejection_counts(self) -> Counter[str]:
-        """Rejected live clips per reason (a clip rejected for two reasons counts under both)."""
-        return Counter(
-            reason.value for decision in self.decisions().values() if decision.status is ClipStatus.REJECTED
-            for reason in decision.reasons
-        )
-
     # -- reports -------------------------------------------------------------------------------
 
     def status_counts(self, by_query: bool = False) -> list[StatusCount]:
@@ -481,9 +412,3 @@ class Catalog(ReviewClaims):
             rows = conn.execute(sa.select(clips.c.status, sa.func.count()).group_by(clips.c.status)).all()
         return {ClipStatus(status): count for status, count in rows}
 
-
-def _label_event(row: Mapping[str, Any]) -> LabelEvent:
-    return LabelEvent(
-        row["event_id"], row["clip_id"], row["annotator"], row["decision"],
-        tuple(json_value(row["reasons"])), row["note"], row["ts"],
-    )  # fmt: skip

@@ -1,28 +1,39 @@
-"""The review queue's SQL: claims (leases) on clips, for the labeling UI; mixed into `Catalog`.
+"""Review in the catalog, mixed into `Catalog`: label events, the decisions they settle, and the
+review queue's claims (leases) for the labeling UI.
+
+Label events are appended, never changed; each one carries the role it was cast in, and after
+each one the clip's status is set to its settled decision (the rule: `dvmset/decisions.py`).
 
 A clip has one review slot, or two when the overlap share picks it (by a hash of its id, so
 every process agrees). An annotator claims a free slot for `lease_s` seconds; an expired lease
 that holds no vote can be taken by anyone else; a vote closes the claim for good, an undo
 reopens it. A claim is one INSERT into a primary key (clip, slot), or one UPDATE of an expired
-row, so two annotators never hold one slot on SQLite or PostgreSQL alike.
+row, so two annotators never hold one slot on SQLite or PostgreSQL alike. A reviewer's queue
+starts with the open disputes (people disagree, no reviewer has voted): a reviewer claims a
+disputed clip's extra slot, `REVIEW_SLOT`, which the annotators' queue never counts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterator
+from collections import Counter
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dvmset.catalog_rows import clip_from_row, now as utc_now
-from dvmset.decisions import VOTES
-from dvmset.records import ClipRecord, ClipStatus
+from dvmset.catalog_rows import clip_from_row, json_value, now as utc_now
+from dvmset.decisions import VOTES, LabelEvent, disputes, live_votes, settle
+from dvmset.records import ClipRecord, ClipStatus, Decision, PrescreenFlag, Role
 from dvmset.schema import claims, clips, labels
 
+AUTO_ANNOTATOR = "prescreen"  # the annotator name of automatic rejections
+DEFAULT_LEASE_S = 900.0  # how long a claim on a clip lasts
 MAX_SLOTS = 2
+REVIEW_SLOT = MAX_SLOTS  # the slot a reviewer claims to settle a disputed clip
 _PAGE_ROWS = 200
 
 
@@ -45,9 +56,97 @@ class Claim:
 
 
 class ReviewClaims:
-    """Claims and the per-annotator queue; `Catalog` inherits these (it provides `engine`)."""
+    """Label events, decisions, claims and the per-annotator queue; `Catalog` inherits these (it
+    provides `engine`)."""
 
     engine: Engine
+
+    # -- label events and decisions ------------------------------------------------------------
+
+    def auto_reject(self, clip_id: str, flags: Sequence[PrescreenFlag], annotator: str = AUTO_ANNOTATOR) -> bool:
+        """Reject a clip no person has labelled yet, for `flags`, as a label event by `annotator`.
+        Returns False (and changes nothing) where a person already decided or it was done before."""
+        with self.engine.begin() as conn:
+            decided = conn.execute(sa.select(sa.func.count()).where(labels.c.clip_id == clip_id)).scalar()
+            if decided:
+                return False
+            conn.execute(
+                labels.insert().values(
+                    clip_id=clip_id, annotator=annotator, decision=ClipStatus.REJECTED.value,
+                    reasons=[flag.value for flag in flags], note="rejected by the prescreen (config auto_reject)",
+                    ts=utc_now(), role=Role.ANNOTATOR.value,
+                )
+            )
+            conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=ClipStatus.REJECTED.value))
+        return True
+
+    def add_label(
+        self, clip_id: str, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (), note: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S, role: Role = Role.ANNOTATOR,
+    ) -> int:
+        """Append one label event (ACCEPTED, REJECTED, or PENDING_REVIEW to withdraw the annotator's
+        vote: an undo), cast in `role`, and update the clip's status to the settled decision;
+        returns the event id. In the same transaction the annotator's review claim on the clip,
+        if any, is closed by a vote or reopened for `lease_s` by an undo."""
+        ts = utc_now()
+        with self.engine.begin() as conn:
+            event_id = conn.execute(labels.insert().values(
+                clip_id=clip_id, annotator=annotator, decision=decision.value, reasons=list(reasons), note=note,
+                ts=ts, role=Role(role).value,
+            )).inserted_primary_key[0]  # fmt: skip
+            self._sync_claim(conn, clip_id, annotator, decision.value, ts, lease_s)
+            rows = conn.execute(sa.select(labels).where(labels.c.clip_id == clip_id)).mappings().all()
+            settled = settle([label_event(row) for row in rows], AUTO_ANNOTATOR).get(clip_id)
+            status = settled.status if settled else ClipStatus.PENDING_REVIEW
+            conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=status.value))
+        return event_id
+
+    def label_events(self) -> list[LabelEvent]:
+        """Every label event of a live (not retired) clip, in insertion order."""
+        stmt = (
+            sa.select(labels).join(clips, clips.c.clip_id == labels.c.clip_id)
+            .where(clips.c.status != ClipStatus.RETIRED.value).order_by(labels.c.event_id)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            return [label_event(row) for row in conn.execute(stmt).mappings()]
+
+    def decisions(self) -> dict[str, Decision]:
+        """Clip id -> settled decision, for the decided live clips (the rule: `dvmset/decisions.py`)."""
+        return settle(self.label_events(), AUTO_ANNOTATOR)
+
+    def rejection_counts(self) -> Counter[str]:
+        """Rejected live clips per reason (a clip rejected for two reasons counts under both)."""
+        return Counter(
+            reason.value for decision in self.decisions().values() if decision.status is ClipStatus.REJECTED
+            for reason in decision.reasons
+        )  # fmt: skip
+
+    def clip_votes(self, clip_id: str) -> list[LabelEvent]:
+        """The live votes on one clip (each annotator's latest event, where it is a vote), oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(labels).where(labels.c.clip_id == clip_id)).mappings().all()
+        return live_votes(label_event(row) for row in rows).get(clip_id, [])
+
+    def open_disputes(self) -> list[str]:
+        """Ids of the live clips whose people disagree and that no reviewer has voted on, best
+        first (priority, then id): a reviewer's queue starts with them."""
+        return [clip_id for clip_id, votes in self._disputes() if not _ruled(votes)]
+
+    def _disputes(self) -> list[tuple[str, list[LabelEvent]]]:
+        """(clip id, its deciding votes) of the disputed live clips, best first (priority, then id).
+        Only undecided (`pending_review`) clips can be disputed: only their events are read."""
+        stmt = (
+            sa.select(labels, clips.c.priority).join(clips, clips.c.clip_id == labels.c.clip_id)
+            .where(clips.c.status == ClipStatus.PENDING_REVIEW.value)
+        )  # fmt: skip
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        priority = {row["clip_id"]: row["priority"] for row in rows}
+        disputed = disputes(map(label_event, rows), AUTO_ANNOTATOR)
+        best_first = sorted(disputed, key=lambda c: (priority[c] is None, -(priority[c] or 0.0), c))
+        return [(clip_id, disputed[clip_id]) for clip_id in best_first]
+
+    # -- claims and the queue ------------------------------------------------------------------
 
     def get_clip(self, clip_id: str) -> ClipRecord | None:
         with self.engine.connect() as conn:
@@ -56,18 +155,28 @@ class ReviewClaims:
 
     def claim_next(
         self, annotator: str, lease_s: float, overlap_share: float, skip: Collection[str] = (),
-        now: datetime | None = None,
+        now: datetime | None = None, reviewer: bool = False,
     ) -> str | None:
         """The clip `annotator` reviews next, leased to them for `lease_s` seconds, or None when the
-        queue is empty: first a clip they hold and have not voted on, else a free slot of the
-        highest-priority clip (then lowest id) they have not claimed or labelled. `skip`: ids to pass over."""
+        queue is empty: first a clip they hold and have not voted on; then, for a `reviewer`, the
+        review slot of the best open dispute (`open_disputes`); else a free slot of the
+        highest-priority undisputed clip (then lowest id) they have not claimed or labelled (one
+        more annotator's vote cannot settle a dispute). `skip`: ids to pass over."""
         now = now or utc_now()
         expires_at = now + timedelta(seconds=lease_s)
         held = self._open_claim(annotator, skip, expires_at)
         if held is not None:
             return held
+        disputed = self._disputes()
+        for clip_id, votes in disputed if reviewer else ():
+            if clip_id in skip or _ruled(votes):
+                continue
+            slots = max((claim.slots for claim in self.claims_on(clip_id)), default=1)
+            if self._try_claim(clip_id, annotator, slots, now, expires_at, [REVIEW_SLOT]):
+                return clip_id
+        passed = set(skip) | {clip_id for clip_id, _ in disputed}
         for clip_id, slots in self._candidates(annotator, now, overlap_share):
-            if clip_id not in skip and self._try_claim(clip_id, annotator, slots, now, expires_at):
+            if clip_id not in passed and self._try_claim(clip_id, annotator, slots, now, expires_at):
                 return clip_id
         return None
 
@@ -135,7 +244,7 @@ class ReviewClaims:
         review or already has claims (an overlap clip keeps its second slot after the first vote)."""
         taken = (
             sa.select(claims.c.clip_id, sa.func.count().label("taken"), sa.func.max(claims.c.slots).label("slots"))
-            .where(sa.or_(claims.c.done.is_(True), claims.c.expires_at > now))
+            .where(claims.c.slot < REVIEW_SLOT, sa.or_(claims.c.done.is_(True), claims.c.expires_at > now))
             .group_by(claims.c.clip_id).subquery()
         )  # fmt: skip
         stmt = (
@@ -161,9 +270,13 @@ class ReviewClaims:
                 return
             offset += _PAGE_ROWS
 
-    def _try_claim(self, clip_id: str, annotator: str, slots: int, now: datetime, expires_at: datetime) -> bool:
-        """Take a free slot of the clip (INSERT) or an expired, unvoted one (UPDATE); False when all are held."""
-        for slot in range(slots):
+    def _try_claim(
+        self, clip_id: str, annotator: str, slots: int, now: datetime, expires_at: datetime,
+        slot_numbers: Iterable[int] | None = None,
+    ) -> bool:
+        """Take a free slot of the clip (INSERT) or an expired, unvoted one (UPDATE), trying
+        `slot_numbers` (default: the clip's `slots` review slots); False when all are held."""
+        for slot in range(slots) if slot_numbers is None else slot_numbers:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(claims.insert().values(
@@ -184,3 +297,16 @@ class ReviewClaims:
             except sa.exc.IntegrityError:
                 return False  # this annotator already holds the other slot
         return False
+
+
+def _ruled(votes: Iterable[LabelEvent]) -> bool:
+    """Whether a reviewer cast one of `votes` (a dispute among reviewers is not for the queue)."""
+    return any(vote.role is Role.REVIEWER for vote in votes)
+
+
+def label_event(row: Mapping[str, Any]) -> LabelEvent:
+    """A `labels` row as a `LabelEvent`."""
+    return LabelEvent(
+        row["event_id"], row["clip_id"], row["annotator"], row["decision"],
+        tuple(json_value(row["reasons"])), row["note"], row["ts"], Role(row["role"]),
+    )  # fmt: skip

@@ -50,6 +50,13 @@ class RejectReason(StrEnum):
     OTHER = "other"
 
 
+class Role(StrEnum):
+    """Who casts a label event: a reviewer's vote outranks annotators' (see `dvmset/decisions.py`)."""
+
+    ANNOTATOR = "annotator"  # reviews the clips of their queue (also the prescreen and release imports)
+    REVIEWER = "reviewer"  # settles disagreements; also sees the agreement page
+
+
 class SourceKind(StrEnum):
     """Where a candidate came from."""
 

@@ -7,6 +7,8 @@ Version 3: publishing: a video's fingerprint version, near-duplicate group, and 
 of the split (set once, never changed) with the manifest version that first published it.
 Version 4: review claims: which annotator holds which review slot of a clip, until when (a
 lease), and whether that annotator's vote is in (`done`).
+Version 5: the role a label event was cast in (`annotator` or `reviewer`; older events are
+`annotator`): a reviewer's vote outranks annotators' (`dvmset/decisions.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -112,6 +114,8 @@ labels = sa.Table(
     sa.Column("reasons", sa.JSON, nullable=False),
     sa.Column("note", sa.Text),
     sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
+    # version 5: `annotator` or `reviewer` (`dvmset.records.Role`)
+    sa.Column("role", sa.String(16), nullable=False, server_default="annotator"),
 )
 
 # version 4: a clip has one review slot, or two when it is picked for overlap; a row holds one
@@ -134,13 +138,13 @@ claims = sa.Table(
 
 
 def _add_columns(table: sa.Table, names: list[str]) -> Callable[[Connection], None]:
-    """A migration that adds `names` (as declared above) to `table`, with their indexes."""
+    """A migration that adds `names` (as declared above: type, server default, NOT NULL) to
+    `table`, with their indexes; existing rows take the server default."""
 
     def migrate(conn: Connection) -> None:
         for name in names:
-            column = table.c[name]
-            column_type = column.type.compile(dialect=conn.dialect)
-            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {column_type}"))
+            column = sa.schema.CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+            conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {column}"))
         for index in table.indexes:
             if {column.name for column in index.columns} <= set(names):
                 index.create(conn)
@@ -166,6 +170,7 @@ def _migrate_to_4(conn: Connection) -> None:
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _migrate_to_2, 3: _add_columns(videos, _V3_VIDEO_COLUMNS), 4: _migrate_to_4,
+    5: _add_columns(labels, ["role"]),
 }
 
 

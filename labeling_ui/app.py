@@ -25,7 +25,7 @@ from labeling_ui.session import DecisionError, ReviewSession, ReviewSettings, Se
 from labeling_ui.stats import stats_html
 from labeling_ui.timeline import render
 from labeling_ui.users import Authenticator, Role, User
-from labeling_ui.views import REASON_LABELS, empty_html, info_html, player_html, status_html
+from labeling_ui.views import REASON_LABELS, empty_html, info_html, player_html, status_html, votes_html
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +53,21 @@ class LabelingApp:
     def __init__(self, settings: AppSettings, catalog: Catalog):
         self.settings = settings
         self.catalog = catalog
-        self.session = ReviewSession(catalog, settings.review)
-        self.media = MediaRoot(settings.data_root)
         self.auth = Authenticator(settings.users) if settings.users is not None else None
+        self.session = ReviewSession(catalog, settings.review, role_of=self.role)
+        self.media = MediaRoot(settings.data_root)
         self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dv-prefetch")
 
     def annotator(self, request: gr.Request) -> str:
         return getattr(request, "username", None) or self.settings.default_annotator
 
-    def screen(self, state: SessionState, message: str) -> tuple[Any, ...]:
-        """The outputs of every handler: state, player, timeline, facts, status line, reasons, note."""
+    def role(self, name: str) -> Role:
+        """The user's role from the users file; without logins everyone is an annotator."""
+        return (self.auth.role(name) if self.auth is not None else None) or Role.ANNOTATOR
+
+    def screen(self, state: SessionState, message: str, annotator: str) -> tuple[Any, ...]:
+        """The outputs of every handler: state, player, timeline, facts, status line, reasons, note.
+        A reviewer's facts also list the votes others cast on the clip (what a dispute is about)."""
         status = status_html(message, state.decided)
         if state.current is None:
             return state, empty_html("No clips left in your queue. Thank you!"), "", "", status, [], ""
@@ -76,7 +81,10 @@ class LabelingApp:
             player, timeline = empty_html(f"cannot show {clip.clip_id}: {exc}; press s to skip it"), ""
         if next_clip is not None:
             self._prefetch.submit(self._render_ahead, next_clip)  # its timeline is ready when it shows
-        return state, player, timeline, info_html(clip, self.catalog.get_video(clip.video_id)), status, [], ""
+        facts = info_html(clip, self.catalog.get_video(clip.video_id))
+        if self.role(annotator) is Role.REVIEWER:
+            facts += votes_html([vote for vote in self.catalog.clip_votes(clip.clip_id) if vote.annotator != annotator])
+        return state, player, timeline, facts, status, [], ""
 
     def _timeline(self, clip: ClipRecord) -> str:
         flags = [flag.value for flag in clip.prescreen.flags]
@@ -89,7 +97,8 @@ class LabelingApp:
             pass  # the screen says what is wrong when the clip is shown
 
     def start(self, state: SessionState, request: gr.Request) -> tuple[Any, ...]:
-        return self.screen(self.session.fill(state, self.annotator(request)), "ready")
+        annotator = self.annotator(request)
+        return self.screen(self.session.fill(state, annotator), "ready", annotator)
 
     def accept(self, state: SessionState, request: gr.Request) -> tuple[Any, ...]:
         return self._act(state, request, "accepted", lambda s, who: self.session.decide(s, who, ClipStatus.ACCEPTED))
@@ -109,14 +118,15 @@ class LabelingApp:
     ) -> tuple[Any, ...]:
         """Run `action` for the logged-in annotator; show the new screen once it is saved, else say why not."""
         clip_id = state.history[-1] if verb == "undone" and state.history else state.current
+        annotator = self.annotator(request)
         try:
-            new_state = action(state, self.annotator(request))
+            new_state = action(state, annotator)
         except DecisionError as exc:  # said on the status line: toasts need Gradio's queue, which these skip
             return self._unchanged(state, f"not done: {exc}")
         except Exception as exc:  # the catalog failed: say so, never show the next clip as if it was saved
             log.exception("%s of %s failed", verb, clip_id)
             return self._unchanged(state, f"NOT SAVED ({type(exc).__name__}): try again")
-        return self.screen(new_state, f"{verb}: {clip_id}")
+        return self.screen(new_state, f"{verb}: {clip_id}", annotator)
 
     def _unchanged(self, state: SessionState, warning: str) -> tuple[Any, ...]:
         """Outputs that leave the screen as it is and put `warning` on the status line."""
@@ -125,7 +135,7 @@ class LabelingApp:
         return tuple(outputs)
 
     def stats(self, request: gr.Request) -> str:
-        if self.auth is not None and self.auth.role(self.annotator(request)) is not Role.REVIEWER:
+        if self.auth is not None and self.role(self.annotator(request)) is not Role.REVIEWER:
             return empty_html("The progress page is for reviewers.")
         return stats_html(self.catalog.label_events(), self.catalog.clip_status_counts())
 

@@ -2,17 +2,18 @@
 
 In: the catalog, `ReviewSettings`, the annotator's name and what they pressed. Out: a new
 `SessionState` (the clip on screen and the prefetched next one, both leased in the catalog).
-Every decision is written to the catalog (a label event) before the new state is returned.
+Every decision is written to the catalog (a label event, in the annotator's role) before the
+new state is returned. A reviewer's queue starts with the disputed clips (`Catalog.claim_next`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from dvmset.catalog import Catalog
 from dvmset.errors import DvmsetError
-from dvmset.records import ClipStatus, RejectReason
+from dvmset.records import ClipStatus, RejectReason, Role
 
 
 class DecisionError(DvmsetError):
@@ -34,10 +35,18 @@ class SessionState:
     decided: int = 0
 
 
+def everyone_annotates(_name: str) -> Role:
+    return Role.ANNOTATOR
+
+
 @dataclass
 class ReviewSession:
     catalog: Catalog
     settings: ReviewSettings = field(default_factory=ReviewSettings)
+    role_of: Callable[[str], Role | None] = everyone_annotates  # a name's role; None (unknown): annotator
+
+    def role(self, annotator: str) -> Role:
+        return self.role_of(annotator) or Role.ANNOTATOR
 
     def fill(self, state: SessionState, annotator: str) -> SessionState:
         """Renew the leases of the clips on screen and prefetched (a clip whose lease ran out and
@@ -58,7 +67,8 @@ class ReviewSession:
             raise DecisionError("there is no clip on screen")
         reasons = _checked_reasons(decision, reasons, note)
         self.catalog.add_label(
-            state.current, annotator, decision, reasons, (note or "").strip() or None, lease_s=self.settings.lease_s
+            state.current, annotator, decision, reasons, (note or "").strip() or None, lease_s=self.settings.lease_s,
+            role=self.role(annotator),
         )
         moved = replace(state, current=state.next, next=None, history=state.history + (state.current,),
                         decided=state.decided + 1)  # fmt: skip
@@ -76,13 +86,16 @@ class ReviewSession:
         if not state.history:
             raise DecisionError("nothing to undo in this session")
         last = state.history[-1]
-        self.catalog.add_label(last, annotator, ClipStatus.PENDING_REVIEW, lease_s=self.settings.lease_s)
+        self.catalog.add_label(
+            last, annotator, ClipStatus.PENDING_REVIEW, lease_s=self.settings.lease_s, role=self.role(annotator)
+        )
         if state.next:
             self.catalog.release_claim(state.next, annotator)  # the screen's clip becomes the next one
         return replace(state, current=last, next=state.current, history=state.history[:-1], decided=state.decided - 1)
 
     def _claim(self, annotator: str, skip: Sequence[str]) -> str | None:
-        return self.catalog.claim_next(annotator, self.settings.lease_s, self.settings.overlap_share, skip=set(skip))
+        return self.catalog.claim_next(annotator, self.settings.lease_s, self.settings.overlap_share, skip=set(skip),
+                                       reviewer=self.role(annotator) is Role.REVIEWER)  # fmt: skip
 
 
 def _ids(clip_id: str | None) -> tuple[str, ...]:

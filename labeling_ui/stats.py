@@ -1,8 +1,10 @@
 """The progress page: per-annotator counts and speed, overall progress, and agreement.
 
 In: every label event and the clip counts by status. Out: `Progress` (pure arithmetic) and its
-HTML. Agreement is Cohen's kappa of accept/reject between the first two people who voted on
-each clip that two people voted on (the overlap clips).
+HTML. Agreement is Cohen's kappa of accept/reject between the first two annotators who voted
+on each clip that two annotators voted on (the overlap clips); a reviewer's vote is a ruling,
+not a rating, and is left out of it. The disagreements are the disputed clips under the rule of
+`dvmset/decisions.py`: a reviewer's vote settles one, so the list shrinks as reviewers work.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from dvmset.catalog import AUTO_ANNOTATOR
-from dvmset.decisions import VOTES, LabelEvent
-from dvmset.records import ClipStatus
+from dvmset.catalog_review import AUTO_ANNOTATOR
+from dvmset.decisions import VOTES, LabelEvent, disputes
+from dvmset.records import ClipStatus, Role
 
 _BREAK_S = 600.0  # a longer pause between two decisions is a break, not review time
 
@@ -32,9 +34,9 @@ class AnnotatorStats:
 @dataclass(frozen=True)
 class Progress:
     annotators: tuple[AnnotatorStats, ...]
-    overlap_clips: int  # clips with votes from two people
+    overlap_clips: int  # clips with votes from two annotators
     kappa: float | None  # None: no overlap clip yet, or no variation to measure agreement on
-    disagreements: tuple[str, ...]  # clip ids whose people's latest votes differ
+    disagreements: tuple[str, ...]  # disputed clip ids: their deciding votes differ (no reviewer ruled)
 
 
 def cohens_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:
@@ -57,7 +59,8 @@ def progress(events: Sequence[LabelEvent]) -> Progress:
     for event in people:
         latest[event.clip_id][event.annotator] = event
         if event.decision in VOTES:
-            first_vote[event.clip_id].setdefault(event.annotator, event)
+            if event.role is Role.ANNOTATOR:
+                first_vote[event.clip_id].setdefault(event.annotator, event)
             times[event.annotator].append(event.ts)
     annotators = []
     for name in sorted({event.annotator for event in people}):
@@ -70,15 +73,12 @@ def progress(events: Sequence[LabelEvent]) -> Progress:
             statistics.median(gaps) if gaps else None,
         ))  # fmt: skip
     pairs = []
-    disagreements = []
     for clip_id in sorted(latest):
         live = {who: e.decision for who, e in latest[clip_id].items() if e.decision in VOTES}
-        if len(set(live.values())) > 1:
-            disagreements.append(clip_id)
         raters = sorted((e for who, e in first_vote[clip_id].items() if who in live), key=lambda e: (e.ts, e.event_id))
         if len(raters) >= 2:
             pairs.append((live[raters[0].annotator], live[raters[1].annotator]))
-    return Progress(tuple(annotators), len(pairs), cohens_kappa(pairs), tuple(disagreements))
+    return Progress(tuple(annotators), len(pairs), cohens_kappa(pairs), tuple(disputes(events, AUTO_ANNOTATOR)))
 
 
 def stats_html(events: Sequence[LabelEvent], clip_counts: dict[ClipStatus, int]) -> str:

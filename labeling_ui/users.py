@@ -1,8 +1,10 @@
 """The users file of the labeling app: who may log in, with which role and password hash.
 
 A TOML file (`[[users]]` tables) or a JSON file (`{"users": [...]}`), chosen by its suffix;
-each user has `name`, `role` (`annotator` or `reviewer`) and `password_hash`, a salted scrypt
-hash written as `scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>`. Plain passwords are never stored.
+each user has `name`, `role` (`annotator` or `reviewer`: `dvmset.records.Role`; a reviewer's
+votes outrank annotators' and their queue starts with the disputed clips) and `password_hash`,
+a salted scrypt hash written as `scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>`. Plain passwords
+are never stored.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import os
 import re
 import tomllib
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from dvmset.errors import ConfigError
+from dvmset.records import Role
 from dvmset.storage import atomic_write_text
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -26,11 +28,6 @@ _SCRYPT_N, _SCRYPT_R, _SCRYPT_P, _SALT_BYTES, _KEY_BYTES = 2**14, 8, 1, 16, 32
 
 class UsersFileError(ConfigError):
     """The users file cannot be read, or an entry in it is invalid."""
-
-
-class Role(StrEnum):
-    ANNOTATOR = "annotator"  # reviews the clips of their queue
-    REVIEWER = "reviewer"  # also sees the agreement page and the disagreements
 
 
 @dataclass(frozen=True)

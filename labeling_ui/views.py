@@ -1,14 +1,17 @@
 """HTML of the review screen: the player's slot (with the next clip to prefetch), and the clip's facts.
 
-In: clip and video records and checked media URLs. Out: HTML strings for `gr.HTML`. Every text
-that comes from a platform or a person (title, channel, query, ids) is escaped here: titles
-are untrusted and are shown as text, never as markup.
+In: clip and video records, checked media URLs, and (for a reviewer) the votes others cast on
+the clip. Out: HTML strings for `gr.HTML`. Every text that comes from a platform or a person
+(title, channel, query, ids, names, notes) is escaped here: titles are untrusted and are shown
+as text, never as markup.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
+from dvmset.decisions import LabelEvent
 from dvmset.records import ClipRecord, VideoRecord
 
 REASON_LABELS = {  # RejectReason value -> the label on the screen (the order of keys 1-5)
@@ -62,6 +65,22 @@ def info_html(clip: ClipRecord, video: VideoRecord | None) -> str:
         for name, value in facts + numbers
     )
     return f'<div id="dv-facts"><div style="margin-bottom:.5em">{flags}</div><table>{rows}</table></div>'
+
+
+def votes_html(votes: Sequence[LabelEvent]) -> str:
+    """The votes cast on the clip so far, one row each: who (and in which role), accept or reject,
+    the reasons and the note, as escaped text; headed "disputed" when they disagree. Empty: ""."""
+    if not votes:
+        return ""
+    heading = "disputed: settle it with a or r" if len({vote.decision for vote in votes}) > 1 else "votes so far"
+    rows = "".join(
+        f'<tr class="dv-vote"><td class="dv-voter">{escape(vote.annotator)} ({escape(vote.role)})</td>'
+        f'<td class="dv-vote-decision">{escape(vote.decision)}</td>'
+        f'<td class="dv-vote-reasons">{escape(", ".join(vote.reasons))}</td>'
+        f'<td class="dv-vote-note">{escape(vote.note or "")}</td></tr>'
+        for vote in votes
+    )
+    return f'<div id="dv-votes"><div style="margin-top:.5em;font-weight:bold">{escape(heading)}</div><table>{rows}</table></div>'
 
 
 def status_html(message: str, decided: int, warning: bool = False) -> str:

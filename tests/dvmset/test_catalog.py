@@ -234,10 +234,11 @@ def test_work_lists_follow_status_and_stage_keys(catalog):
 
 
 def downgrade(catalog_url: str, version: int, video_columns: list[str], clip_columns: list[str] = ()) -> None:
-    """Turn a current catalog back into `version`: drop the columns (and their indexes) added since."""
+    """Turn a current catalog back into `version`: drop the columns (and their indexes) added since
+    (the labels' `role` of version 5 always)."""
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
-        for table, columns in ((schema.videos, video_columns), (schema.clips, clip_columns)):
+        for table, columns in ((schema.videos, video_columns), (schema.clips, clip_columns), (schema.labels, ["role"])):
             for index in table.indexes:
                 if {c.name for c in index.columns} <= set(columns):
                     index.drop(conn)

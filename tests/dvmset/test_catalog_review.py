@@ -1,4 +1,5 @@
-"""Review claims (schema version 4): the per-annotator queue, leases, overlap, undo."""
+"""Review claims (schema version 4): the per-annotator queue, leases, overlap, undo; reviewers
+(schema version 5): disputed clips first in a reviewer's queue, and their ruling."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import sqlalchemy as sa
 from dvmset import catalog as catalog_module
 from dvmset import schema
 from dvmset.catalog import Catalog
-from dvmset.catalog_review import overlap_slots
-from dvmset.records import ClipStatus
-from tests.dvmset.test_catalog import make_clip, separated
+from dvmset.catalog_review import REVIEW_SLOT, overlap_slots
+from dvmset.records import ClipStatus, Role
+from tests.dvmset.test_catalog import downgrade, make_clip, separated
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)  # every claim below passes its own clock
 LEASE_S = 600.0
@@ -26,8 +27,10 @@ def add_clips(catalog: Catalog, priorities: list[float], video_id: str = "youtub
     return [clip.clip_id for clip in made]
 
 
-def claim(catalog: Catalog, annotator: str, at: datetime = T0, overlap_share: float = 0.0, skip=()) -> str | None:
-    return catalog.claim_next(annotator, LEASE_S, overlap_share, skip=skip, now=at)
+def claim(
+    catalog: Catalog, annotator: str, at: datetime = T0, overlap_share: float = 0.0, skip=(), reviewer=False
+) -> str | None:
+    return catalog.claim_next(annotator, LEASE_S, overlap_share, skip=skip, now=at, reviewer=reviewer)
 
 
 def test_the_queue_is_by_priority_then_id_and_two_annotators_never_share_a_clip(catalog):
@@ -145,9 +148,67 @@ def test_a_version_3_catalog_gets_the_claims_table(catalog_url):
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
         schema.claims.drop(conn)
-        conn.execute(schema.schema_info.update().values(version=3))
+    engine.dispose()
+    downgrade(catalog_url, 3, [])
+    migrated = Catalog.open(catalog_url)
+    assert migrated.schema_version() == catalog_module.SCHEMA_VERSION == 5
+    assert claim(migrated, "ann") == ids[0]
+    migrated.close()
+
+
+def test_a_reviewer_gets_the_disputed_clips_first_and_their_vote_settles_them(catalog):
+    ids = add_clips(catalog, [4.0, 3.0, 2.0, 1.0])
+    for annotator in ("ann", "bob"):  # both review ids[2] (two slots) and disagree on it
+        assert claim(catalog, annotator, overlap_share=1.0, skip=ids[:2]) == ids[2]
+    catalog.add_label(ids[2], "ann", ClipStatus.ACCEPTED)
+    catalog.add_label(ids[2], "bob", ClipStatus.REJECTED, ["noise"], "hiss")
+    catalog.add_label(ids[3], "ann", ClipStatus.ACCEPTED)  # outside the queue: a dispute without claims
+    catalog.add_label(ids[3], "cat", ClipStatus.REJECTED, ["static"])
+    assert catalog.get_clip(ids[2]).status is ClipStatus.PENDING_REVIEW
+    assert catalog.open_disputes() == [ids[2], ids[3]]
+    assert claim(catalog, "dan") == ids[0]  # an annotator's queue skips the disputes ...
+    assert claim(catalog, "dan", skip=ids[:2]) is None  # ... even those with free slots
+    assert claim(catalog, "rev", reviewer=True) == ids[2]  # a reviewer's starts with them
+    assert claim(catalog, "rae", reviewer=True) == ids[3]  # one reviewer a dispute
+    assert claim(catalog, "rae", reviewer=True, skip={ids[3]}) == ids[1]  # then the usual queue
+    assert [(c.slot, c.annotator) for c in catalog.claims_on(ids[2])] == [(0, "ann"), (1, "bob"), (REVIEW_SLOT, "rev")]
+
+    catalog.add_label(ids[2], "rev", ClipStatus.REJECTED, ["static"], role=Role.REVIEWER)
+    assert catalog.get_clip(ids[2]).status is ClipStatus.REJECTED
+    decision = catalog.decisions()[ids[2]]
+    assert (decision.annotators, [r.value for r in decision.reasons]) == (("rev",), ["static"])
+    assert catalog.label_events()[-1].role is Role.REVIEWER
+    assert [(v.annotator, v.role) for v in catalog.clip_votes(ids[2])] == [
+        ("ann", Role.ANNOTATOR), ("bob", Role.ANNOTATOR), ("rev", Role.REVIEWER),
+    ]  # fmt: skip
+    assert catalog.open_disputes() == [ids[3]]
+
+    catalog.add_label(ids[2], "rev", ClipStatus.PENDING_REVIEW, lease_s=LEASE_S, role=Role.REVIEWER)  # an undo
+    assert catalog.get_clip(ids[2]).status is ClipStatus.PENDING_REVIEW
+    assert catalog.open_disputes() == [ids[2], ids[3]]
+    assert claim(catalog, "rev", reviewer=True) == ids[2]  # the reopened claim is rev's again
+
+    catalog.add_label(ids[3], "rae", ClipStatus.ACCEPTED, role=Role.REVIEWER)
+    catalog.add_label(ids[3], "rev", ClipStatus.REJECTED, ["static"], role=Role.REVIEWER)
+    assert catalog.get_clip(ids[3]).status is ClipStatus.PENDING_REVIEW  # reviewers disagree: undecided,
+    assert catalog.open_disputes() == [ids[2]]  # and not for the reviewers' queue
+
+
+def test_a_version_4_catalog_keeps_its_label_events_as_annotator_votes(catalog_url):
+    first = Catalog.open(catalog_url)
+    ids = add_clips(first, [1.0])
+    first.add_label(ids[0], "ann", ClipStatus.ACCEPTED)
+    first.add_label(ids[0], "bob", ClipStatus.REJECTED, ["noise"])
+    first.close()
+    downgrade(catalog_url, 4, [])
+    engine = sa.create_engine(catalog_url)
+    with engine.connect() as conn:
+        assert "role" not in {column["name"] for column in sa.inspect(conn).get_columns("labels")}
     engine.dispose()
     migrated = Catalog.open(catalog_url)
-    assert migrated.schema_version() == catalog_module.SCHEMA_VERSION == 4
-    assert claim(migrated, "ann") == ids[0]
+    assert migrated.schema_version() == catalog_module.SCHEMA_VERSION == 5
+    assert [(e.annotator, e.role) for e in migrated.label_events()] == [("ann", Role.ANNOTATOR), ("bob", Role.ANNOTATOR)]
+    assert migrated.open_disputes() == ids
+    migrated.add_label(ids[0], "rev", ClipStatus.ACCEPTED, role=Role.REVIEWER)
+    assert migrated.get_clip(ids[0]).status is ClipStatus.ACCEPTED
     migrated.close()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import gradio as gr
 
 from dvmset.catalog import Catalog
-from dvmset.records import ClipStatus
+from dvmset.records import ClipStatus, Role
 from labeling_ui.app import AppSettings, LabelingApp
-from labeling_ui.session import SessionState
+from labeling_ui.session import ReviewSettings, SessionState
+from labeling_ui.users import User
+from tests.labeling_ui.conftest import EVIL_TITLE
 
 
 def test_a_decision_the_catalog_could_not_save_is_not_acknowledged(review_data, monkeypatch):
@@ -38,4 +40,34 @@ def test_without_logins_everyone_is_the_default_annotator_and_sees_progress(revi
     app.reject(state, ["noise"], "", anonymous)
     assert [(e.annotator, e.reasons) for e in catalog.label_events()] == [("solo", ("noise",))]
     assert "1 of 12 clips decided" in app.stats(anonymous)
+    catalog.close()
+
+
+def as_user(name: str):
+    return type("Request", (), {"username": name})()
+
+
+def test_a_reviewer_sees_the_disputed_votes_first_and_settles_the_dispute(review_data):
+    users = {name: User(name, role, "scrypt$unused") for name, role in
+             (("ann", Role.ANNOTATOR), ("bob", Role.ANNOTATOR), ("rev", Role.REVIEWER))}  # fmt: skip
+    settings = AppSettings(review_data.data_root, review_data.catalog_url, ReviewSettings(overlap_share=0.0), users=users)
+    catalog = Catalog.open(review_data.catalog_url)
+    app = LabelingApp(settings, catalog)
+    disputed = review_data.clip_ids[-1]
+    catalog.add_label(disputed, "ann", ClipStatus.ACCEPTED)
+    catalog.add_label(disputed, "bob", ClipStatus.REJECTED, ["other"], note=EVIL_TITLE)
+    assert "disagreements: 1" in app.stats(as_user("rev"))
+
+    annotator_screen = app.start(SessionState(), as_user("ann"))
+    assert annotator_screen[0].current != disputed and "dv-votes" not in annotator_screen[3]  # no votes for annotators
+    state, _, _, facts, *_ = app.start(SessionState(), as_user("rev"))
+    assert state.current == disputed and "disputed" in facts
+    assert "bob (annotator)" in facts and "ann (annotator)" in facts
+    assert "<script>" not in facts and "&lt;script&gt;" in facts  # a note is shown as text
+
+    settled = app.reject(state, ["mismatch"], "", as_user("rev"))
+    assert settled[0].current != disputed and f"rejected: {disputed}" in settled[4]
+    assert catalog.get_clip(disputed).status is ClipStatus.REJECTED
+    assert [(e.annotator, e.role) for e in catalog.label_events()][-1] == ("rev", Role.REVIEWER)
+    assert "disagreements: 0" in app.stats(as_user("rev"))
     catalog.close()

@@ -9,7 +9,7 @@ import pytest
 
 from dvmset.catalog import Catalog
 from dvmset.decisions import LabelEvent
-from dvmset.records import ClipStatus
+from dvmset.records import ClipStatus, Role
 from labeling_ui.media import FILE_ROUTE, MediaError, MediaRoot
 from labeling_ui.session import DecisionError, ReviewSession, ReviewSettings, SessionState
 from labeling_ui.stats import cohens_kappa, progress, stats_html
@@ -117,8 +117,32 @@ def test_the_timeline_marks_the_silent_gap_and_the_scene_cuts(clip_media):
     assert "&lt;b&gt;" in svg and "<b>" not in svg
 
 
-def _event(i: int, clip: str, who: str, decision: str, minute: float) -> LabelEvent:
-    return LabelEvent(i, clip, who, decision, (), None, datetime(2030, 1, 1, tzinfo=UTC) + timedelta(minutes=minute))
+def test_a_reviewer_is_offered_the_disputed_clip_first_and_their_decision_settles_it(review_data, catalog):
+    session = ReviewSession(catalog, ReviewSettings(overlap_share=0.0), role_of={"rev": Role.REVIEWER}.get)
+    ids = review_data.clip_ids
+    disputed = ids[-1]  # the last in the queue
+    catalog.add_label(disputed, "ann", ClipStatus.ACCEPTED)
+    catalog.add_label(disputed, "bob", ClipStatus.REJECTED, ["noise"], "hiss")
+    assert progress(catalog.label_events()).disagreements == (disputed,)
+    cat = session.fill(SessionState(), "cat")  # an annotator: the usual queue, never the dispute
+    assert (cat.current, cat.next) == (ids[0], ids[1])
+    rev = session.fill(SessionState(), "rev")
+    assert (rev.current, rev.next) == (disputed, ids[2])  # the dispute first, then the usual queue
+    rev = session.decide(rev, "rev", ClipStatus.REJECTED, ["static"])
+    assert rev.current == ids[2]
+    assert catalog.get_clip(disputed).status is ClipStatus.REJECTED
+    assert catalog.decisions()[disputed].annotators == ("rev",)
+    assert [(e.annotator, e.role) for e in catalog.label_events()][-1] == ("rev", Role.REVIEWER)
+    assert progress(catalog.label_events()).disagreements == ()
+    rev = session.undo(rev, "rev")  # the ruling withdrawn: the dispute is back, on rev's screen
+    assert rev.current == disputed and catalog.get_clip(disputed).status is ClipStatus.PENDING_REVIEW
+    assert progress(catalog.label_events()).disagreements == (disputed,)
+    assert catalog.label_events()[-1].role is Role.REVIEWER
+
+
+def _event(i: int, clip: str, who: str, decision: str, minute: float, role: Role = Role.ANNOTATOR) -> LabelEvent:
+    ts = datetime(2030, 1, 1, tzinfo=UTC) + timedelta(minutes=minute)
+    return LabelEvent(i, clip, who, decision, (), None, ts, role)
 
 
 def test_progress_counts_speed_and_agreement():
@@ -141,3 +165,22 @@ def test_progress_counts_speed_and_agreement():
     assert cohens_kappa([]) is None and cohens_kappa([("accepted", "accepted")]) is None
     page = stats_html(events, {ClipStatus.ACCEPTED: 2, ClipStatus.PENDING_REVIEW: 1, ClipStatus.REJECTED: 1})
     assert "3 of 4 clips decided" in page and "0.40" in page
+
+
+def test_a_reviewers_ruling_ends_a_disagreement_and_is_not_a_rating_for_the_kappa():
+    events = [
+        _event(1, "c1", "ann", "accepted", 0), _event(2, "c1", "bob", "rejected", 1),
+        _event(3, "c2", "ann", "accepted", 2), _event(4, "c2", "bob", "accepted", 3),
+    ]  # fmt: skip
+    before = progress(events)
+    assert before.disagreements == ("c1",) and before.overlap_clips == 2 and before.kappa == pytest.approx(0.0)
+    events += [
+        _event(5, "c1", "rev", "rejected", 4, Role.REVIEWER),  # rev settles c1
+        _event(6, "c3", "ann", "rejected", 5), _event(7, "c3", "rev", "accepted", 6, Role.REVIEWER),  # and overrules ann
+    ]  # fmt: skip
+    after = progress(events)
+    assert after.disagreements == () and after.overlap_clips == 2 and after.kappa == before.kappa
+    assert [(a.name, a.accepted, a.rejected) for a in after.annotators] == [("ann", 2, 1), ("bob", 1, 1), ("rev", 1, 1)]
+    events.append(_event(8, "c1", "rev", "pending_review", 7, Role.REVIEWER))  # rev's undo
+    page = stats_html(events, {ClipStatus.ACCEPTED: 2, ClipStatus.PENDING_REVIEW: 1})
+    assert "disagreements: 1" in page and "<li>c1</li>" in page
