@@ -11,29 +11,30 @@ What is real and what is faked:
 - real: the catalog (its own schema and tables; rows inserted in bulk with SQLAlchemy Core,
   since the stages' one-row-at-a-time writes would take far longer than the publish), the label
   events and their settling, the fingerprint files (`dedup.save_fingerprint`, the real format),
-  grouping (`dedup.assign_groups`: index, candidate pairs, `compare`), the split, the manifest
+  grouping (`dedup_groups.assign_groups`: index, candidate pairs, `compare` of the full
+  fingerprints read back for each pair), the split, the manifest
   rows and Parquet files, the dataset card with its histograms, and the catalog updates;
 - faked: the content. Fingerprints are made, not measured from media: each video a sequence of
   4 s "scenes" (one random picture hash, with two bits of jitter per sample, and one colour grid
   each; sound band energies steady within a scene), as long as its clips plus a 30 s tail;
-  `--duplicate-share` of the videos are copies of another video
-  (a few hash bits flipped), so grouping has matches to find. All clips' music files are hard
+  `--duplicate-share` of the videos are copies of another video (two more bits of each hash
+  flipped, up to 4 s trimmed off the start), so grouping has matches to find; the bench counts
+  how many of them end in their original's group. All clips' music files are hard
   links to a few short FLACs (publish reads one per video, for its sample rate and channels).
 
-By default the fake fingerprints cover only the first `--fingerprint-s` (20) seconds of each
-video: near-duplicate grouping (`dedup.candidate_pairs`' index of 24-bit keys) grows with the
-square of the fingerprint samples in the catalog, so at whole length 100,000 clips would take
-hours. `--grouping-scale` times grouping alone on whole-length fingerprints of a few hundred
-videos, to show that growth; `--fingerprint-s 0` runs the publish at whole length.
+The fake fingerprints cover the whole of each video by default (`--fingerprint-s` shortens
+them); the bench prints how many candidate pairs grouping compared. `--grouping-scale` also times
+`dedup_groups.candidate_pairs` and `assign_groups` alone on whole-length fingerprints of a few
+thousand videos held in memory, to show how grouping grows with the catalog.
 
 Phases are what `publish` does in order (timed by wrapping its own functions, so the bench runs
-the code as it is): read videos, settle decisions, select the accepted clips, load fingerprints,
+the code as it is): read videos, settle decisions, select the accepted clips, index fingerprints,
 group (near-duplicates, with bridges withheld), split, build the rows (one music-file read per
 video), write the manifests and the card, store the groups, store the sides. Peak RSS per phase
 comes from Linux's VmHWM, reset at each phase's start (`/proc/self/clear_refs`).
 
     .venv/bin/python bench/publish.py [--videos 20000] [--clips-per-video 5] [--queries 47]
-        [--duplicate-share 0.01] [--reject-share 0.1] [--fingerprint-s 20] [--grouping-scale 125 250 500]
+        [--duplicate-share 0.01] [--reject-share 0.1] [--fingerprint-s 0] [--grouping-scale 500 1000 2000]
         [--workdir DIR] [--json PATH]
 """
 
@@ -56,7 +57,7 @@ import numpy as np
 import soundfile as sf
 
 import curation.publish as publish_module
-from curation import dedup
+from curation import dedup, dedup_groups
 from dvmset import schema
 from dvmset.catalog import Catalog
 from dvmset.config import Config, PublishConfig
@@ -69,11 +70,9 @@ TAIL_S = 30.0  # each video runs this much past its last clip (the dropped remai
 SCENE_S = 4.0
 MUSIC_RATE_HZ = 48000
 REASONS = ("non_music", "noise", "static", "mismatch")
-# The fake fingerprints cover this much of each video by default: grouping's index grows with the
-# square of the fingerprint samples in the catalog (see `grouping_scale`), and at whole length
-# (20,000 five-minute videos) it would run for hours. --fingerprint-s 0 uses the whole length.
-DEFAULT_FINGERPRINT_S = 20.0
-GROUPING_SCALE_VIDEOS = (125, 250, 500)
+MAX_TRIM_S = 4.0  # a copy starts up to this much later than its original
+PLANTED_FILE = "planted.json"  # [copy, original] video ids, written by the setup
+GROUPING_SCALE_VIDEOS = (500, 1000, 2000)
 BATCH_ROWS = 5000
 LINKS_PER_FILE = 10_000
 MB = 1024 * 1024
@@ -81,7 +80,7 @@ PHASES = (  # (name, what publish calls first in it); publish enters them in thi
     ("read videos", "catalog.videos"),
     ("settle decisions", "catalog.decisions"),
     ("accepted clips", "_accepted_clips"),
-    ("load fingerprints", "_fingerprints"),
+    ("index fingerprints", "_fingerprints"),
     ("group near-duplicates", "_group_without_bridges"),
     ("split", "split_groups"),
     ("build rows", "_video_rows"),
@@ -160,6 +159,27 @@ def instrument(clock: PhaseClock, catalog: Catalog) -> None:
             setattr(publish_module, target, clock.wrap(name, getattr(publish_module, target)))
 
 
+def count_candidate_pairs(counts: list[int]) -> None:
+    """Append to `counts` the number of pairs each later `dedup_groups.candidate_pairs` call
+    finds (`assign_groups` calls it; `publish` again when it withholds a video)."""
+    find = dedup_groups.candidate_pairs
+
+    @functools.wraps(find)
+    def counted(*args: Any, **kwargs: Any) -> set[tuple[str, str]]:
+        pairs = find(*args, **kwargs)
+        counts.append(len(pairs))
+        return pairs
+
+    dedup_groups.candidate_pairs = counted
+
+
+def planted_found(catalog: Catalog, workdir: Path) -> tuple[int, int]:
+    """(copies the setup planted that publish put in their original's group, copies planted)."""
+    planted = json.loads((workdir / PLANTED_FILE).read_text())
+    group_of = {video.video_id: video.group_id for video in catalog.videos()}
+    return sum(1 for copy, original in planted if group_of[copy] == group_of[original] is not None), len(planted)
+
+
 # ------------------------------------------------------------------------------- the catalog
 
 
@@ -186,8 +206,22 @@ def flip_bits(hashes: np.ndarray, rng: np.random.Generator, bits: int = 2) -> np
 
 
 def copy_of(original: dedup.Fingerprint, rng: np.random.Generator) -> dedup.Fingerprint:
-    """A near-duplicate: the same content with two random bits of every hash flipped."""
-    return dedup.Fingerprint(flip_bits(original.frame_hashes, rng), original.frame_chroma, original.band_db)
+    """A near-duplicate: the same content starting up to `MAX_TRIM_S` later (its start cut off),
+    with two more random bits of every hash flipped."""
+    trim = int(rng.integers(0, round(MAX_TRIM_S * dedup.FRAME_RATE_HZ) + 1))
+    rows = round(trim * dedup.AUDIO_RATE_HZ / dedup.FRAME_RATE_HZ)
+    return dedup.Fingerprint(
+        flip_bits(original.frame_hashes[trim:], rng), original.frame_chroma[trim:], original.band_db[rows:]
+    )
+
+
+def own_fingerprint(seed: int, n: int, duration_s: float) -> dedup.Fingerprint:
+    """Video number `n`'s own fake fingerprint, the same each time (so a copy can remake it)."""
+    return fake_fingerprint(np.random.default_rng([seed, n]), duration_s)
+
+
+def video_id_of(n: int) -> str:
+    return f"youtube:v{n:08d}"
 
 
 def build_catalog(config: Config, args: argparse.Namespace) -> None:
@@ -201,11 +235,12 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
     fingerprint_s = min(duration_s, args.fingerprint_s or duration_s)
     probe = {"duration_s": duration_s, "size_bytes": 1, "container": "mp4", "video_codec": "h264", "width": 1280,
              "height": 720, "fps": 25.0, "audio_codec": "aac", "sample_rate_hz": 48000, "channels": 2}  # fmt: skip
-    originals: list[dedup.Fingerprint] = []
+    originals: list[int] = []  # the numbers of the videos that are no copy
+    planted: list[tuple[str, str]] = []  # (copy, original)
     videos, links, clips, labels = [], [], [], []
     event_id = 0
     for n in range(args.videos):
-        video_id = f"youtube:v{n:08d}"
+        video_id = video_id_of(n)
         videos.append({
             "video_id": video_id, "url": f"https://www.youtube.com/watch?v=v{n:08d}", "platform": "youtube",
             "source": "platform_search", "status": VideoStatus.CLIPPED.value, "title": f"video {n}",
@@ -218,10 +253,12 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
         links.append({"video_id": video_id, "query": f"query {n % args.queries:02d}", "source": "platform_search",
                       "found_at": now})  # fmt: skip
         if originals and rng.random() < args.duplicate_share:
-            fingerprint = copy_of(originals[int(rng.integers(len(originals)))], rng)
+            original = originals[int(rng.integers(len(originals)))]
+            fingerprint = copy_of(own_fingerprint(args.seed, original, fingerprint_s), rng)
+            planted.append((video_id, video_id_of(original)))
         else:
-            fingerprint = fake_fingerprint(rng, fingerprint_s)
-            originals.append(fingerprint)
+            fingerprint = own_fingerprint(args.seed, n, fingerprint_s)
+            originals.append(n)
         stems = data.stems_dir(video_id)
         stems.mkdir(parents=True, exist_ok=True)
         dedup.save_fingerprint(fingerprint, stems / dedup.FINGERPRINT_FILE)
@@ -245,6 +282,7 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
             for start in range(0, len(rows), BATCH_ROWS):
                 conn.execute(table.insert(), rows[start : start + BATCH_ROWS])
     catalog.close()
+    (data.root.parent / PLANTED_FILE).write_text(json.dumps(planted))
 
 
 def music_file(data: DataRoot, clip_number: int) -> Path:
@@ -274,17 +312,18 @@ def clip_row(clip_id: str, video_id: str, start_s: float, data: DataRoot, rng: n
 
 
 def grouping_scale(counts: list[int], duration_s: float, seed: int) -> list[dict[str, Any]]:
-    """Time `dedup.candidate_pairs` and `dedup.assign_groups` alone on `count` whole-length fake
-    fingerprints (in memory), for each count: how grouping grows with the catalog."""
+    """Time indexing and `dedup_groups.candidate_pairs`, then `assign_groups` (its own candidate
+    pairs again, and their `compare`), alone on `count` whole-length fake fingerprints held in
+    memory, for each count: how grouping grows with the catalog."""
     rows = []
     for count in counts:
-        rng = np.random.default_rng(seed)
-        prints = {f"v{n:06d}": fake_fingerprint(rng, duration_s) for n in range(count)}
+        prints = {f"v{n:06d}": own_fingerprint(seed, n, duration_s) for n in range(count)}
         started = time.perf_counter()
-        pairs = dedup.candidate_pairs(prints)
+        index = dedup_groups.FingerprintIndex.of(prints)
+        pairs = dedup_groups.candidate_pairs(index)
         index_s = time.perf_counter() - started
         started = time.perf_counter()
-        dedup.assign_groups(prints, {})
+        dedup_groups.assign_groups(index, {})
         grouping_s = time.perf_counter() - started
         samples = sum(len(p.frame_hashes) for p in prints.values())
         rows.append({"videos": count, "samples": samples, "candidate_pairs": len(pairs), "index_s": index_s,
@@ -303,10 +342,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=47)
     parser.add_argument("--duplicate-share", type=float, default=0.01)
     parser.add_argument("--reject-share", type=float, default=0.1)
-    parser.add_argument("--fingerprint-s", type=float, default=DEFAULT_FINGERPRINT_S,
+    parser.add_argument("--fingerprint-s", type=float, default=0.0,
                         help="seconds of each video its fake fingerprint covers (0: the whole video)")
     parser.add_argument("--grouping-scale", type=int, nargs="*", default=list(GROUPING_SCALE_VIDEOS),
-                        help="also time dedup.assign_groups alone on this many whole-length fingerprints")
+                        help="also time grouping alone on this many whole-length fingerprints in memory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
     parser.add_argument("--json", type=Path, default=None)
@@ -328,13 +367,17 @@ def main() -> None:
         print(f"setup: {args.videos:,} videos, {clips:,} clips, fingerprints and music files in {setup_s:.1f} s")
         clock = PhaseClock()
         instrument(clock, catalog)
+        pair_counts: list[int] = []
+        count_candidate_pairs(pair_counts)
         rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         started = time.perf_counter()
         result = publish_module.publish(catalog, config, "v0001")
         total_s = time.perf_counter() - started
         clock.close()
+        found, planted = planted_found(catalog, workdir)
         catalog.close()
-        report(clock, result, total_s, rss_before_mb, args)
+        grouping = {"candidate_pairs": list(pair_counts), "planted_copies": planted, "copies_found": found}
+        report(clock, result, total_s, rss_before_mb, grouping, args)
         if args.grouping_scale:
             duration_s = args.clips_per_video * CLIP_S + TAIL_S
             print(f"\ngrouping alone, whole-length ({duration_s:.0f} s) fingerprints:")
@@ -349,7 +392,10 @@ def main() -> None:
     print(f"load average at end: {os.getloadavg()}")
 
 
-def report(clock: PhaseClock, result: Any, total_s: float, rss_before_mb: float, args: argparse.Namespace) -> None:
+def report(
+    clock: PhaseClock, result: Any, total_s: float, rss_before_mb: float, grouping: dict[str, Any],
+    args: argparse.Namespace,
+) -> None:
     print(f"\n{'phase':<26}{'seconds':>10}{'peak RSS MB':>14}")
     for row in clock.rows:
         print(f"{row['phase']:<26}{row['seconds']:>10.2f}{row['peak_rss_mb']:>14.0f}")
@@ -359,11 +405,14 @@ def report(clock: PhaseClock, result: Any, total_s: float, rss_before_mb: float,
     clips = {side.value: count for side, count in result.clips.items()}
     print(f"\npublished {clips} clips, {result.groups:,} groups, {len(result.merges)} merges, "
           f"{result.rejected_clips:,} rejected; {result.manifest_dir}")  # fmt: skip
+    pairs = " + ".join(f"{n:,}" for n in grouping["candidate_pairs"])
+    found, planted = grouping["copies_found"], grouping["planted_copies"]
+    print(f"grouping compared {pairs} candidate pairs; {found} of {planted} planted copies in their original's group")
     if args.json:
         args.json.write_text(json.dumps({
             "videos": args.videos, "clips_per_video": args.clips_per_video, "total_s": total_s,
             "fingerprint_s": args.fingerprint_s, "process_peak_rss_mb": peak_mb, "phases": clock.rows,
-            "published_clips": clips, "groups": result.groups,
+            "published_clips": clips, "groups": result.groups, **grouping,
         }, indent=2))  # fmt: skip
 
 

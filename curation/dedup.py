@@ -2,8 +2,8 @@
 
 In: a video file, and the sound to fingerprint (by default the video's own; the pipeline passes
 the separated accompaniment). Out: a `Fingerprint`, saved once per video as a small `.npz`
-(`save_fingerprint` / `load_fingerprint`); then `assign_groups(fingerprints, existing)`:
-video id -> group id, plus the merges of existing groups it had to make.
+(`save_fingerprint` / `load_fingerprint`, or `load_frame_hashes` for the picture hashes alone),
+and `compare(a, b)`: whether two videos are near-duplicates.
 
 The fingerprint (`FINGERPRINT_VERSION`):
 
@@ -33,17 +33,15 @@ under another picture, or the same picture under other music, is no duplicate. N
 crops, letterboxing, mirrored or recoloured copies, and excerpts starting more than
 `max_offset_s` into the other.
 
-Grouping (`assign_groups`): union-find over matches, found through an index (`candidate_pairs`)
-rather than by comparing every pair, and stable as the catalog grows (see there).
+Grouping videos by this rule, through an index rather than by comparing every pair, is
+`curation.dedup_groups`.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,20 +74,12 @@ MATCH_THRESHOLD = 0.5
 MAX_OFFSET_S = 10.0
 MIN_OVERLAP_SHARE = 0.5  # of the shorter video, at every offset considered
 
-# the index: LSH by bit sampling; a key is 24 fixed bits of a hash, in 8 tables
-LSH_TABLES = 8
-LSH_BITS = 24
-MAX_BUCKET_VIDEOS = 200  # a key in more videos (a fade, a title card) says nothing
-MIN_SHARED_KEYS = 3
-
 _HASH_SIDE = 32
 _CHROMA_GRID = 4  # cells a side
 _FLAT_FRAME_STD = 2.0  # grey levels (0-255)
 _SILENT_TRACK_STD = 1e-3  # of the cube-root curves: a track this steady carries no evidence
 _STDERR_TAIL_CHARS = 800
-_LSH_POSITIONS = np.stack(
-    [np.random.default_rng(table).choice(64, LSH_BITS, replace=False) for table in range(LSH_TABLES)]
-).astype(np.uint64)
+_DTYPES = {"frame_hashes": np.uint64, "frame_chroma": np.uint8, "band_db": np.int8}
 
 
 @dataclass(frozen=True, eq=False)
@@ -122,24 +112,6 @@ class Match:
     @property
     def is_match(self) -> bool:
         return self.similarity >= MATCH_THRESHOLD
-
-
-@dataclass(frozen=True)
-class GroupMerge:
-    """Existing groups that new videos joined together: all their videos now carry `kept`."""
-
-    kept: str
-    absorbed: tuple[str, ...]
-    moved_video_ids: tuple[str, ...]  # videos whose group id changed from an absorbed one
-
-
-@dataclass(frozen=True)
-class Grouping:
-    """`assign_groups`' answer: every video's group id, and the merges made. Callers warn about a
-    merge: it may join videos that were already published on different sides of the split."""
-
-    group_of: dict[str, str]
-    merges: tuple[GroupMerge, ...]
 
 
 # --- fingerprints ---------------------------------------------------------------------------
@@ -262,19 +234,26 @@ def save_fingerprint(fingerprint: Fingerprint, path: Path) -> Path:
 def load_fingerprint(path: Path) -> Fingerprint:
     """Read what `save_fingerprint` wrote. `DedupError` (INTERNAL_ERROR) when the file is
     unreadable or of another `FINGERPRINT_VERSION`: fingerprint the video again."""
+    return Fingerprint(**_load_arrays(path, ("frame_hashes", "frame_chroma", "band_db")))
+
+
+def load_frame_hashes(path: Path) -> np.ndarray:
+    """`load_fingerprint(path).frame_hashes`, reading and decompressing nothing else."""
+    return _load_arrays(path, ("frame_hashes",))["frame_hashes"]
+
+
+def _load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `names` of a fingerprint file, in their `Fingerprint` dtypes, after checking
+    its version (`load_fingerprint`'s errors)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             version = json.loads(str(data["meta"])).get("version")
-            fingerprint = Fingerprint(
-                data["frame_hashes"].astype(np.uint64), data["frame_chroma"].astype(np.uint8),
-                data["band_db"].astype(np.int8),
-            )  # fmt: skip
+            if version != FINGERPRINT_VERSION:  # (a DedupError: not caught below)
+                message = f"fingerprint {path} is version {version}, not {FINGERPRINT_VERSION}"
+                raise DedupError(ReasonCode.INTERNAL_ERROR, message)
+            return {name: data[name].astype(_DTYPES[name]) for name in names}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise DedupError(ReasonCode.INTERNAL_ERROR, f"cannot read fingerprint {path}: {error}") from error
-    if version != FINGERPRINT_VERSION:
-        message = f"fingerprint {path} is version {version}, not {FINGERPRINT_VERSION}"
-        raise DedupError(ReasonCode.INTERNAL_ERROR, message)
-    return fingerprint
 
 
 # --- comparing two videos -------------------------------------------------------------------
@@ -356,98 +335,3 @@ def _best_cosine(x: np.ndarray, y: np.ndarray, max_lag: int) -> tuple[float, int
     cosines = np.divide(products, norms, out=np.zeros_like(products), where=norms > 1e-12)
     best = int(np.argmax(cosines))
     return float(cosines[best]), int(lags[best])
-
-
-# --- grouping -------------------------------------------------------------------------------
-
-
-def lsh_keys(frame_hashes: np.ndarray) -> np.ndarray:
-    """The distinct index keys of one video `[K]` uint32: for every table t and non-flat hash h,
-    `t << 24 | (LSH_BITS bits of h at the table's fixed positions)`."""
-    hashes = frame_hashes[frame_hashes != 0]
-    bits = (hashes[:, None, None] >> _LSH_POSITIONS[None]) & np.uint64(1)  # [F, tables, bits]
-    packed = (bits << np.arange(LSH_BITS, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
-    keys = packed | (np.arange(LSH_TABLES, dtype=np.uint64) << np.uint64(LSH_BITS))
-    return np.unique(keys.astype(np.uint32))
-
-
-def candidate_pairs(fingerprints: Mapping[str, Fingerprint]) -> set[tuple[str, str]]:
-    """Pairs `(a, b)`, `a < b`, worth a full `compare`: those sharing at least `MIN_SHARED_KEYS`
-    index keys that no more than `MAX_BUCKET_VIDEOS` videos hold, plus every pair of videos
-    without a single non-flat picture (only their sound can match them).
-
-    A copy's hashes are mostly within a few bits of the original's, so each table's key agrees
-    for a good share of its frames (a hash 8 bits away keeps 24 given bits with p = 0.04; unrelated
-    hashes, 32 bits away, with p = 6e-8). Cost: sorting all keys (about 8 per hash, deduplicated)
-    plus the pairs within buckets, so roughly linear in the catalog instead of quadratic.
-    """
-    ids = sorted(fingerprints)
-    keys_of = [lsh_keys(fingerprints[video_id].frame_hashes) for video_id in ids]
-    keys = np.concatenate([np.zeros(0, np.uint32), *keys_of])
-    owners = np.repeat(np.arange(len(ids)), [len(k) for k in keys_of])
-    order = np.argsort(keys, kind="stable")
-    keys, owners = keys[order], owners[order]
-    run_starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    run_lengths = np.diff(np.r_[run_starts, len(keys)])
-    codes = [np.zeros(0, np.int64)]
-    for length in np.unique(run_lengths[(run_lengths >= 2) & (run_lengths <= MAX_BUCKET_VIDEOS)]):
-        members = owners[run_starts[run_lengths == length][:, None] + np.arange(length)]  # [runs, length]
-        first, second = np.triu_indices(length, 1)
-        codes.append((members[:, first] * len(ids) + members[:, second]).ravel().astype(np.int64))
-    pair_codes, counts = np.unique(np.concatenate(codes), return_counts=True)
-    pairs = {(ids[code // len(ids)], ids[code % len(ids)]) for code in pair_codes[counts >= MIN_SHARED_KEYS]}
-    keyless = [video_id for video_id, k in zip(ids, keys_of, strict=True) if len(k) == 0]
-    pairs.update((a, b) for i, a in enumerate(keyless) for b in keyless[i + 1 :])
-    return pairs
-
-
-def assign_groups(fingerprints: Mapping[str, Fingerprint], existing: Mapping[str, str]) -> Grouping:
-    """Group ids for every video of `fingerprints` and `existing` (video id -> its group id).
-
-    Only pairs with at least one video new to `existing` are compared (`candidate_pairs`, then
-    `compare`); videos that share an existing group stay together. Each connected set of videos
-    (union-find) then gets one id:
-
-    - no existing group in it: the smallest of its video ids not yet naming a group (so a new
-      singleton's group is its own video id), or `<smallest id>~2`, `~3`... if all of them do;
-    - one existing group: that group's id (old videos keep theirs, new ones join);
-    - several (new videos bridged them): the smallest of their ids, and a `GroupMerge` in the
-      answer lists the absorbed ids and the videos that moved.
-    """
-    parent = {video_id: video_id for video_id in (*fingerprints, *existing)}
-
-    def root(node: str) -> str:
-        while parent[node] != node:
-            parent[node] = parent[parent[node]]
-            node = parent[node]
-        return node
-
-    def union(a: str, b: str) -> None:
-        parent[max(root(a), root(b))] = min(root(a), root(b))
-
-    first_member: dict[str, str] = {}
-    for video_id, group_id in existing.items():
-        union(first_member.setdefault(group_id, video_id), video_id)
-    for a, b in sorted(candidate_pairs(fingerprints)):
-        if (a not in existing or b not in existing) and compare(fingerprints[a], fingerprints[b]).is_match:
-            union(a, b)
-
-    components: dict[str, list[str]] = {}
-    for video_id in sorted(parent):
-        components.setdefault(root(video_id), []).append(video_id)
-    used_ids = set(existing.values())
-    group_of: dict[str, str] = {}
-    merges: list[GroupMerge] = []
-    for members in components.values():
-        old_groups = sorted({existing[v] for v in members if v in existing})
-        if old_groups:
-            group_id = old_groups[0]
-        else:
-            fallbacks = (f"{members[0]}~{n}" for n in itertools.count(2))
-            group_id = next(name for name in itertools.chain(members, fallbacks) if name not in used_ids)
-            used_ids.add(group_id)
-        if len(old_groups) > 1:
-            moved = tuple(v for v in members if v in existing and existing[v] != group_id)
-            merges.append(GroupMerge(group_id, tuple(old_groups[1:]), moved))
-        group_of.update(dict.fromkeys(members, group_id))
-    return Grouping(group_of, tuple(merges))

@@ -5,8 +5,9 @@ dataset card in a new folder (built beside it and renamed into place, so a faile
 nothing under the version's name), the videos' groups and new sides stored in the catalog, and a
 `PublishResult` with the counts.
 
-Steps: load the fingerprint of every clipped video (`stems/<video>/fingerprint.npz`, made by the
-fingerprint stage); `assign_groups` with the groups already stored; split the groups of the
+Steps: index the fingerprint of every clipped video (`stems/<video>/fingerprint.npz`, made by the
+fingerprint stage; only its picture hashes are read up front, the rest only for the candidate
+pairs of `dedup_groups`); `assign_groups` with the groups already stored; split the groups of the
 videos with accepted clips (`split_groups`, stratified by each video's first query, published
 sides fixed); store groups and new sides; write one manifest row per decided accepted clip. The
 card counts the rejected clips by reason. A version that exists is never overwritten.
@@ -25,17 +26,18 @@ import re
 import shutil
 import subprocess
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 
 import soundfile as sf
 
-from curation import dedup
+from curation import dedup, dedup_groups
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
 from dvmset.dataset_card import NO_QUERY, write_dataset_card
-from dvmset.errors import DedupError, PublishError
+from dvmset.errors import PublishError
 from dvmset.manifest import ManifestRow, manifest_path, manifest_row, read_manifest, write_manifest
 from dvmset.records import ClipRecord, ClipStatus, Decision, VideoRecord, VideoStatus
 from dvmset.split import Split, SplitConfig, SplitItem, split_groups
@@ -64,7 +66,7 @@ class PublishResult:
     rejected_clips: int
     groups: int
     newly_published_videos: int
-    merges: tuple[dedup.GroupMerge, ...]
+    merges: tuple[dedup_groups.GroupMerge, ...]
     withheld_video_ids: tuple[str, ...] = ()
 
 
@@ -152,17 +154,17 @@ def _video_rows(
     return [manifest_row(video, clip, decisions[clip.clip_id], group_id, side, rate_hz, channels=channels) for clip in clips]
 
 
-def _fingerprints(data: DataRoot, videos, required: set[str]) -> dict[str, dedup.Fingerprint]:
-    """The current fingerprints of `videos`; PublishError if one of `required` has none."""
-    prints, missing = {}, []
-    for video in videos:
-        try:
-            if video.fingerprint_version == dedup.FINGERPRINT_VERSION:
-                prints[video.video_id] = dedup.load_fingerprint(data.stems_dir(video.video_id) / dedup.FINGERPRINT_FILE)
-        except DedupError as error:
-            log.warning("%s: %s", video.video_id, error)
-        if video.video_id in required and video.video_id not in prints:
-            missing.append(video.video_id)
+def _fingerprints(data: DataRoot, videos: Iterable[VideoRecord], required: set[str]) -> dedup_groups.FingerprintIndex:
+    """The index of the current fingerprints of `videos`; PublishError if one of `required` has none."""
+    videos = list(videos)
+    paths = {
+        video.video_id: data.stems_dir(video.video_id) / dedup.FINGERPRINT_FILE
+        for video in videos if video.fingerprint_version == dedup.FINGERPRINT_VERSION
+    }  # fmt: skip
+    prints, errors = dedup_groups.index_files(paths)
+    for video_id, error in errors.items():
+        log.warning("%s: %s", video_id, error)
+    missing = [video.video_id for video in videos if video.video_id in required and video.video_id not in prints]
     if missing:
         raise PublishError(
             f"{len(missing)} videos with accepted clips have no current fingerprint ({', '.join(missing[:5])}); "
@@ -172,15 +174,15 @@ def _fingerprints(data: DataRoot, videos, required: set[str]) -> dict[str, dedup
 
 
 def _group_without_bridges(
-    prints: dict[str, dedup.Fingerprint], stored: dict[str, str], side_of: dict[str, str]
-) -> tuple[dedup.Grouping, set[str]]:
+    prints: dedup_groups.FingerprintIndex, stored: dict[str, str], side_of: dict[str, str]
+) -> tuple[dedup_groups.Grouping, set[str]]:
     """`assign_groups` over `prints` without the new videos that would put videos published on
     both sides (`side_of`) into one group: (the grouping, those withheld video ids). A new video
     that bridges the sides on its own is withheld; where only several together do, all the new
     videos of that group are."""
     withheld: set[str] = set()
     while True:
-        grouping = dedup.assign_groups({v: p for v, p in prints.items() if v not in withheld}, stored)
+        grouping = dedup_groups.assign_groups(prints.only(v for v in prints.video_ids if v not in withheld), stored)
         torn = _torn_groups(grouping.group_of, side_of)
         if not torn:
             return grouping, withheld
@@ -195,9 +197,10 @@ def _group_without_bridges(
                     f"near-duplicate group {group_id!r} holds videos already published on both sides "
                     f"({', '.join(sorted(ids)[:5])}); the catalog's stored groups are inconsistent"
                 )
-            old = {v: prints[v] for v in ids if v in stored and v in prints}
+            old = [v for v in ids if v in stored]
             alone = [
-                v for v in new if _torn_groups(dedup.assign_groups({**old, v: prints[v]}, stored).group_of, side_of)
+                v for v in new
+                if _torn_groups(dedup_groups.assign_groups(prints.only([*old, v]), stored).group_of, side_of)
             ]
             withheld.update(alone or new)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from curation import dedup
-from curation.dedup import Fingerprint, GroupMerge, assign_groups, candidate_pairs, compare, fingerprint_video
+from curation import dedup, dedup_groups
+from curation.dedup import Fingerprint, compare, fingerprint_video
+from curation.dedup_groups import FingerprintIndex, GroupMerge, assign_groups, candidate_pairs, index_files
 from curation.samples import VideoSpec, make_video
 from dvmset.errors import DedupError, ReasonCode
 from dvmset.tools import require_tool
@@ -281,7 +282,8 @@ def test_the_index_finds_every_copy_among_many_videos_without_comparing_all_pair
 def test_a_key_that_many_videos_hold_finds_no_pairs():
     rng = np.random.default_rng(8)
     title_card = walk_hashes(rng, 20)  # the same opening in 210 videos, which differ after it
-    prints = {f"v{i:03d}": fp(np.r_[title_card, walk_hashes(rng, 100)]) for i in range(dedup.MAX_BUCKET_VIDEOS + 10)}
+    videos = dedup_groups.MAX_BUCKET_VIDEOS + 10
+    prints = {f"v{i:03d}": fp(np.r_[title_card, walk_hashes(rng, 100)]) for i in range(videos)}
     assert candidate_pairs(prints) == set()
 
 
@@ -311,3 +313,63 @@ def test_a_new_group_never_takes_an_id_already_in_use():
     assert grouping.group_of == {"old": "x", "x": "y", "y": "y"}
     grouping = assign_groups(prints, existing={"old": "x", "old2": "y"})
     assert grouping.group_of["x"] == grouping.group_of["y"] == "x~2"
+
+
+# --- the index at scale ----------------------------------------------------------------------
+
+
+def scene_hashes(rng: np.random.Generator, duration_s: float, scene_s: float = 4.0) -> np.ndarray:
+    """A long video's hashes, fast: a random picture every `scene_s`, each sample of it with two
+    random bits flipped (sample-to-sample noise)."""
+    samples, scene_len = int(duration_s * dedup.FRAME_RATE_HZ), int(scene_s * dedup.FRAME_RATE_HZ)
+    scenes = rng.integers(0, 2**64, -(-samples // scene_len), dtype=np.uint64)
+    return scene_noise(rng, np.repeat(scenes, scene_len)[:samples])
+
+
+def scene_noise(rng: np.random.Generator, hashes: np.ndarray) -> np.ndarray:
+    """`hashes` with two random bits of each flipped (the same one twice: none)."""
+    for _ in range(2):
+        hashes = hashes ^ (np.uint64(1) << rng.integers(0, 64, len(hashes)).astype(np.uint64))
+    return hashes
+
+
+def unreadable(video_id: str) -> Fingerprint:
+    raise AssertionError(f"the index read {video_id}'s whole fingerprint")
+
+
+def test_many_long_distinct_videos_give_few_candidate_pairs_and_every_copy_is_one():
+    rng = np.random.default_rng(10)
+    hashes = {f"v{i:04d}": scene_hashes(rng, 330.0) for i in range(1000)}  # 1,000 videos of 5.5 min
+    for i in range(0, 1000, 100):  # ten copies: 2 more bits off in every sample, up to 4 s trimmed
+        original = hashes[f"v{i:04d}"]
+        hashes[f"v{i:04d}c"] = scene_noise(rng, original[int(rng.integers(0, 17)) :])
+    index = FingerprintIndex({v: dedup_groups.index_keys(h) for v, h in hashes.items()}, load=unreadable)
+    pairs = candidate_pairs(index)  # reads no fingerprint
+    planted = {(f"v{i:04d}", f"v{i:04d}c") for i in range(0, 1000, 100)}
+    assert planted <= pairs
+    assert len(pairs) <= len(planted) + 5  # of 500,000 (the former index, 24-bit keys counted by key: 4,310)
+    # the index holds a small share of each video's keys: 8 tables x 1,320 samples
+    assert max(len(index.keys_of(v)) for v in hashes) < 0.1 * dedup_groups.LSH_TABLES * len(hashes["v0000"])
+
+
+def test_an_index_of_files_reads_a_whole_fingerprint_only_for_a_candidate_pair(tmp_path):
+    rng = np.random.default_rng(11)
+    walks = [walk_hashes(rng, 120) for _ in range(5)]
+    prints = {f"v{i}": fp(h) for i, h in enumerate(walks)} | {"v0copy": fp(flip_bits(rng, walks[0], 3))}
+    paths = {video_id: dedup.save_fingerprint(p, tmp_path / f"{video_id}.npz") for video_id, p in prints.items()}
+    paths["broken"] = tmp_path / "broken.npz"
+    paths["broken"].write_bytes(b"not a zip file")
+    index, errors = index_files(paths)
+    assert index.video_ids == sorted(prints) and list(errors) == ["broken"]
+    assert errors["broken"].reason is ReasonCode.INTERNAL_ERROR
+    read: list[str] = []
+
+    def load(video_id: str) -> Fingerprint:
+        read.append(video_id)
+        return dedup.load_fingerprint(paths[video_id])
+
+    counting = FingerprintIndex({v: index.keys_of(v) for v in index.video_ids}, load)
+    grouping = assign_groups(counting, existing={})
+    assert grouping.group_of == {v: "v0" if v == "v0copy" else v for v in prints}
+    assert sorted(read) == ["v0", "v0copy"]
+    assert assign_groups(index.only(["v0copy", "v1"]), existing={}).group_of == {"v0copy": "v0copy", "v1": "v1"}
