@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import (
-    EncodecConfig,
-    MusicgenConfig,
-    MusicgenDecoderConfig,
-    MusicgenForConditionalGeneration,
-    T5Config,
-)
+from transformers import MusicgenForConditionalGeneration
 
 from model.backbone import MusicgenBackbone, load_backbone
 from model.errors import ConditioningError
 from model.tokens import apply_delay_pattern
 from model.vidmusician import VidMusician, trainable_parameter_counts
-from tests.model.conftest import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
+from tests.model.conftest import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS, musicgen_medium_config
 
 CLIP_DIM = 12
 BATCH = 2
@@ -196,13 +190,7 @@ def test_trainable_parameter_counts_by_module(model):
 def test_musicgen_medium_lands_near_the_papers_trainable_parameter_count():
     """musicgen-medium (48 layers, width 1536, T5-base) on the meta device, with a 512-wide CLIP (ViT-B/32)
     and the default conditioning sizes: within 10% of the 24.79M the paper reports."""
-    text_encoder = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
-    audio_encoder = EncodecConfig(sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], codebook_size=2048)
-    decoder = MusicgenDecoderConfig(
-        vocab_size=2048, hidden_size=1536, num_hidden_layers=48, num_attention_heads=24, ffn_dim=6144,
-        num_codebooks=4, pad_token_id=2048, bos_token_id=2048,
-    )  # fmt: skip
-    config = MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
+    config = musicgen_medium_config()
     with torch.device("meta"):
         model = VidMusician(MusicgenBackbone(MusicgenForConditionalGeneration(config)), clip_dim=512)
         model.add_rhythm()
