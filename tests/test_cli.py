@@ -29,9 +29,13 @@ def open_catalog(workdir: Path) -> Catalog:
 
 
 def test_demo_runs_offline_and_explains_every_bad_file(tmp_path):
-    result = run(["demo", "--workdir", "demo"], tmp_path)
+    prefect = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    result = run(["demo", "--workdir", "demo"], tmp_path, **prefect)
     assert result.returncode == 0, result.stderr
-    assert "videos by status and reason" in result.stdout
+    assert "Beginning flow run" in result.stderr  # the build flow, on Prefect's temporary local server
+    assert "Failures" in result.stdout and "Catalog after the run" in result.stdout
+    for _name, (_status, reason) in SAMPLE_EXPECTATIONS.items():
+        assert reason is None or reason in result.stdout  # every bad file is listed with its reason
     catalog = open_catalog(tmp_path / "demo")
     by_title = {v.metadata.title: v for v in catalog.videos()}
     for name, (status, reason) in SAMPLE_EXPECTATIONS.items():
@@ -44,7 +48,7 @@ def test_demo_runs_offline_and_explains_every_bad_file(tmp_path):
     assert "review queue" in result.stdout.lower() and DEMO_SEPARATOR in result.stdout
     # a second run finds nothing new and redoes nothing
     before = {v.video_id: v.updated_at for v in catalog.videos()}
-    again = run(["demo", "--workdir", "demo"], tmp_path)
+    again = run(["demo", "--workdir", "demo"], tmp_path, **prefect)
     assert again.returncode == 0, again.stderr
     assert "0 new videos" in again.stdout
     assert {v.video_id: v.updated_at for v in catalog.videos()} == before

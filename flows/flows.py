@@ -1,0 +1,203 @@
+"""The DVMSet flows: `discover_flow`, `ingest_flow`, `publish_flow`, and `build_flow` (discover,
+ingest, and, when asked, publish).
+
+In: strings and numbers only (a config file path, a catalog URL, sources, stages, a runner), so
+deployments and `dvmset build` pass the same parameters. Out: the run's summary as plain data
+(`RunSummary.as_dict()`), also posted as a markdown table artifact. The catalog says what is
+pending, so a rerun does only unfinished work. One failing video or source never fails a flow;
+a set-up error (a bad config, a missing model, SQLite behind a Dask scheduler) does, before it
+touches a video. A publish that cannot be done (`PublishError`: the version exists, a fingerprint
+is missing) fails its flow with the error's message as the state message, and no traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import Task, flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.futures import as_completed
+from prefect.states import Failed, State
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from curation import search, steps
+from curation.publish import next_version, publish as publish_manifests
+from dvmset.catalog import Catalog
+from dvmset.config import Config
+from dvmset.errors import ConfigError, PublishError
+from dvmset.storage import DataRoot
+from flows.context import open_run
+from flows.runners import DEFAULT_WORKERS, check_runner, task_runner_for
+from flows.summary import PublishRow, RunSummary, StageTally
+from flows.tasks import discover_task, task_for
+
+PROGRESS_STEPS = 10  # a stage logs its progress about this many times
+
+
+def _open(config_path: str | None, catalog_url: str | None) -> tuple[Config, Catalog]:
+    config, catalog = open_run(config_path, catalog_url)
+    DataRoot(config.data_root).ensure()
+    return config, catalog
+
+
+def _report(summary: RunSummary, key: str, title: str) -> dict:
+    """Post the summary as a markdown artifact (key `dvmset-<key>-summary`) and return it as a dict."""
+    create_markdown_artifact(summary.markdown(title), key=f"dvmset-{key}-summary", description=f"{title}: counts and failures")
+    return summary.as_dict()
+
+
+def _sources(
+    config: Config, folder: str | None, urls: str | None, queries: list[str] | None, queries_file: str | None
+) -> list[tuple[str, str]]:
+    """(kind, value) of each source: the folder and URL list given, else each search query (the
+    given ones, or those of `queries_file`, or of the config's queries file)."""
+    given = [("folder", folder)] * bool(folder) + [("urls", urls)] * bool(urls)
+    if given:
+        return given
+    listed = queries or search.load_queries(Path(queries_file) if queries_file else config.search.queries_file)
+    return [("query", query) for query in listed]
+
+
+@flow(name="discover", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
+def discover_flow(
+    config_path: str | None = None,
+    catalog_url: str | None = None,
+    folder: str | None = None,
+    urls: str | None = None,
+    queries: list[str] | None = None,
+    queries_file: str | None = None,
+    label: str | None = None,
+) -> dict:
+    """Add candidate videos to the catalog as `discovered`, from a local folder (`label`: the query
+    recorded for them), a URL list, or platform searches; a source that fails is listed, not fatal."""
+    config, catalog = _open(config_path, catalog_url)
+    futures = [
+        discover_task.submit(config_path, catalog_url, kind, value, label)
+        for kind, value in _sources(config, folder, urls, queries, queries_file)
+    ]
+    rows = tuple(future.result() for future in futures)
+    logger = get_run_logger()
+    for row in rows:
+        logger.info("discover %s: %d hits, %d new videos%s", row.source, row.hits, row.new_videos, f" ({row.error})" * bool(row.error))
+    return _report(RunSummary(sources=rows).with_catalog(catalog), "discover", "DVMSet discovery")
+
+
+def _run_stage(
+    task_runner: TaskRunner, stage_task: Task, stage: str, video_ids: list[str], parameters: dict[str, Any]
+) -> StageTally:
+    """Submit one task per video and tally the outcomes as they finish. A task that raised counts as
+    an error of its video; a ConfigError (a set-up problem) is raised once every task has finished."""
+    logger = get_run_logger()
+    tally = StageTally(stage)
+    futures = {task_runner.submit(stage_task, {**parameters, "video_id": video_id}): video_id for video_id in video_ids}
+    log_every = max(1, len(futures) // PROGRESS_STEPS)
+    set_up_errors: list[ConfigError] = []
+    for done, future in enumerate(as_completed(list(futures)), start=1):
+        result = future.result(raise_on_failure=False)
+        if isinstance(result, ConfigError):
+            set_up_errors.append(result)
+        elif isinstance(result, BaseException):
+            tally.add_error(futures[future], result)
+        else:
+            tally.add(result)
+        if done % log_every == 0 and done < len(futures):
+            logger.info("%s: %d/%d videos done", stage, done, len(futures))
+    if set_up_errors:
+        raise set_up_errors[0]
+    logger.info(tally.line())
+    return tally
+
+
+@flow(name="ingest")
+def ingest_flow(
+    config_path: str | None = None,
+    catalog_url: str | None = None,
+    stages: list[str] | None = None,
+    runner: str = "local",
+    dask_address: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+    retry_failed: bool = False,
+) -> dict:
+    """Run `stages` (default: all of `curation.steps.STAGES`: download, probe, separate, clip, ...) one
+    after the other, each over every video the catalog says it has to do, a task per video on the runner.
+    With `retry_failed`, the `failed` videos are first sent back to be tried again (skipped ones stay)."""
+    config, catalog = _open(config_path, catalog_url)
+    stages = list(stages or steps.STAGES)
+    if unknown := [stage for stage in stages if stage not in steps.STAGES]:
+        raise ConfigError(f"unknown stages {unknown}; stages are {', '.join(steps.STAGES)}")
+    check_runner(runner, dask_address, workers, catalog.dialect)
+    if retry_failed:
+        get_run_logger().info("retry: %d failed videos sent back", catalog.reset_errors())
+    summary = RunSummary()
+    with task_runner_for(runner, dask_address, workers) as task_runner:
+        for stage in stages:
+            step, videos = steps.pending(stage, catalog, config)
+            if not videos:
+                get_run_logger().info("%s: nothing to do", stage)
+                continue
+            get_run_logger().info("%s: %d videos to do", stage, len(videos))
+            if stage == "separate" and runner == "local":
+                steps.separator_for(config)  # once for all task threads; a missing model stops here
+            parameters = {"stage": stage, "step": step, "config_path": config_path, "catalog_url": catalog_url}
+            tally = _run_stage(task_runner, task_for(stage, config), stage, [v.video_id for v in videos], parameters)
+            summary = summary.then(tally.summary(catalog))
+    return _report(summary.with_catalog(catalog), "ingest", "DVMSet ingest")
+
+
+@flow(name="publish")
+def publish_flow(
+    config_path: str | None = None, catalog_url: str | None = None, version: str | None = None
+) -> dict | State:
+    """Publish the catalog's decided clips as manifest `version` (default: the next `vNNNN`) under
+    `<data_root>/manifests/`: split by near-duplicate group, train and test Parquet files and a
+    dataset card (see `curation.publish`). A PublishError fails the run with its message."""
+    config, catalog = _open(config_path, catalog_url)
+    version = version or next_version(config)
+    logger = get_run_logger()
+    try:
+        result = publish_manifests(catalog, config, version)
+    except PublishError as error:
+        logger.error("publish %s: %s", version, error)
+        return Failed(message=str(error), data=error)
+    for side, clips in result.clips.items():
+        logger.info("publish %s: %s %d clips from %d videos", version, side.value, clips, result.videos[side])
+    return _report(RunSummary.of_publish(result).with_catalog(catalog), "publish", f"DVMSet publish {version}")
+
+
+@flow(name="build")
+def build_flow(
+    config_path: str | None = None,
+    catalog_url: str | None = None,
+    folder: str | None = None,
+    urls: str | None = None,
+    queries: list[str] | None = None,
+    queries_file: str | None = None,
+    label: str | None = None,
+    stages: list[str] | None = None,
+    runner: str = "local",
+    dask_address: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+    retry_failed: bool = False,
+    publish: bool = False,
+    version: str | None = None,
+) -> dict | State:
+    """Discover, then ingest (with `retry_failed`: failed videos first sent back), then (with
+    `publish`) publish manifest `version` (see those flows).
+    The runner is checked before anything is discovered. A failed publish fails the build with
+    its message; the summary artifact still lists what discovery and ingest did."""
+    if version and not publish:
+        raise ConfigError(f"version {version!r} is given without publish: set publish to publish it")
+    _config, catalog = _open(config_path, catalog_url)
+    check_runner(runner, dask_address, workers, catalog.dialect)
+    discovered = discover_flow(config_path, catalog_url, folder, urls, queries, queries_file, label)
+    ingested = ingest_flow(config_path, catalog_url, stages, runner, dask_address, workers, retry_failed)
+    summary = RunSummary.from_dict(discovered).then(RunSummary.from_dict(ingested))
+    if publish:
+        try:
+            summary = summary.then(RunSummary.from_dict(publish_flow(config_path, catalog_url, version)))
+        except PublishError as error:
+            summary = summary.then(RunSummary(published=(PublishRow(version or "", "", 0, 0, "", str(error)),)))
+            _report(summary, "build", "DVMSet build")
+            return Failed(message=f"publish failed: {error}", data=error)
+    return _report(summary, "build", "DVMSet build")

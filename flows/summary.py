@@ -1,0 +1,207 @@
+"""Run summaries: what a flow did, as plain data (a dict a deployment returns) and as markdown.
+
+In: the outcomes of discovery sources, of per-video steps and of a publish, and the catalog
+after the run. Out: `RunSummary` (`as_dict` / `from_dict`, `markdown`). No Prefect here: flows turn the
+markdown into an artifact.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from curation.publish import PublishResult
+from curation.steps import StepOutcome
+from dvmset.catalog import Catalog
+from dvmset.records import VideoStatus
+
+ERROR_STATUS = "error"  # a task that raised: the video's catalog row is unchanged and a rerun retries it
+WITHHELD_STATUS = "withheld"  # a video publish left out: it would join groups published on both sides
+NOT_FAILED = frozenset({VideoStatus.SKIPPED.value, WITHHELD_STATUS})  # listed, but not failures of the run
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One discovery source: a folder, a URL list or a search query."""
+
+    source: str
+    hits: int
+    new_videos: int
+    error: str = ""  # "<reason>: <message>" when the source could not be read
+
+
+@dataclass(frozen=True)
+class PublishRow:
+    """One side (train or test) of the manifest version a run published, or (split "", error set)
+    the version it could not publish."""
+
+    version: str
+    split: str
+    clips: int
+    videos: int
+    manifest_dir: str
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CountRow:
+    """How many videos of one stage share a status and reason; stage "catalog" (videos) or "clips"
+    (clips) for the catalog's totals after the run."""
+
+    stage: str
+    status: str
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One video that a stage of this run failed, skipped or could not run."""
+
+    stage: str
+    video_id: str
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one flow run did (sources, stages, failures) and the catalog's counts after it."""
+
+    sources: tuple[SourceRow, ...] = ()
+    stages: tuple[CountRow, ...] = ()
+    failures: tuple[Failure, ...] = ()
+    catalog: tuple[CountRow, ...] = ()
+    clips: tuple[CountRow, ...] = ()
+    published: tuple[PublishRow, ...] = ()
+
+    @property
+    def failed_sources(self) -> int:
+        return sum(1 for row in self.sources if row.error)
+
+    @property
+    def failed_videos(self) -> int:
+        """Videos this run failed or could not run (skipped and withheld ones do not count: they do
+        not qualify, or not yet)."""
+        return sum(1 for f in self.failures if f.status not in NOT_FAILED)
+
+    def then(self, later: RunSummary) -> RunSummary:
+        """This run followed by `later` (discovery then ingest): rows of both, the later catalog counts."""
+        return RunSummary(
+            self.sources + later.sources, self.stages + later.stages, self.failures + later.failures,
+            later.catalog or self.catalog, later.clips or self.clips, self.published + later.published,
+        )  # fmt: skip
+
+    def with_catalog(self, catalog: Catalog) -> RunSummary:
+        """This summary with the catalog's current counts of videos (by status and reason) and clips."""
+        videos = tuple(
+            CountRow("catalog", row.status.value, row.reason or "", row.count) for row in catalog.status_counts()
+        )
+        clips = tuple(
+            CountRow("clips", status.value, "", count) for status, count in sorted(catalog.clip_status_counts().items())
+        )
+        return replace(self, catalog=videos, clips=clips)
+
+    @classmethod
+    def of_publish(cls, result: PublishResult) -> RunSummary:
+        """A publish's rows: one per side, and each video it withheld as a `withheld` failure."""
+        rows = tuple(
+            PublishRow(result.version, side.value, clips, result.videos[side], str(result.manifest_dir))
+            for side, clips in result.clips.items()
+        )
+        withheld = tuple(
+            Failure("publish", video_id, WITHHELD_STATUS, "bridges_sides", "it would join groups published on both sides")
+            for video_id in result.withheld_video_ids
+        )
+        return cls(failures=withheld, published=rows)
+
+    def as_dict(self) -> dict[str, list[dict[str, Any]]]:
+        return {name: list(rows) for name, rows in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[dict[str, Any]]]) -> RunSummary:
+        row_types = {
+            "sources": SourceRow, "stages": CountRow, "failures": Failure, "catalog": CountRow, "clips": CountRow,
+            "published": PublishRow,
+        }  # fmt: skip
+        return cls(**{name: tuple(row_types[name](**row) for row in rows) for name, rows in data.items()})
+
+    def markdown(self, title: str) -> str:
+        """The summary as markdown tables (the flow's artifact; `dvmset build` prints it)."""
+        parts = [f"# {title}"]
+        if self.sources:
+            parts.append(_table("Discovery", ("source", "hits", "new videos", "error"), (
+                (r.source, r.hits, r.new_videos, r.error) for r in self.sources
+            )))  # fmt: skip
+        stage_rows = [(r.stage, r.status, r.reason, r.count) for r in self.stages]
+        if stage_rows:
+            parts.append(_table("This run, by stage, status and reason", ("stage", "status", "reason", "videos"), stage_rows))
+        else:
+            parts.append("## This run\n\nNothing to do: the catalog lists no pending work for these stages.")
+        if self.failures:
+            parts.append(_table("Failures", ("stage", "video", "status", "reason", "message"), (
+                (f.stage, f.video_id, f.status, f.reason, f.message) for f in self.failures
+            )))  # fmt: skip
+        catalog_rows = [(r.status, r.reason, r.count) for r in self.catalog]
+        catalog_rows += [(f"clips: {r.status}", "", r.count) for r in self.clips]
+        if catalog_rows:
+            parts.append(_table("Catalog after the run", ("status", "reason", "count"), catalog_rows))
+        if self.published:
+            parts.append(_table("Published", ("version", "split", "clips", "videos", "folder", "error"), (
+                (r.version, r.split, r.clips, r.videos, r.manifest_dir, r.error) for r in self.published
+            )))  # fmt: skip
+        return "\n\n".join(parts) + "\n"
+
+
+@dataclass
+class StageTally:
+    """The outcomes of one stage as its tasks finish; `failures` lack messages until `summary`."""
+
+    stage: str
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, outcome: StepOutcome) -> None:
+        reason = outcome.reason.value if outcome.reason is not None else ""
+        self.counts[(outcome.status.value, reason)] += 1
+        if outcome.status in (VideoStatus.FAILED, VideoStatus.SKIPPED):
+            self.failures.append(Failure(self.stage, outcome.video_id, outcome.status.value, reason, ""))
+
+    def add_error(self, video_id: str, error: BaseException) -> None:
+        """A task that raised (after its retries): nothing was recorded in the catalog for the video."""
+        reason = type(error).__name__
+        self.counts[(ERROR_STATUS, reason)] += 1
+        self.failures.append(Failure(self.stage, video_id, ERROR_STATUS, reason, str(error)))
+
+    def line(self) -> str:
+        """e.g. `probe: 4 videos -> probed 2, failed/not_media 1, skipped/too_short 1`."""
+        parts = ", ".join(f"{status}/{reason} {n}" if reason else f"{status} {n}" for (status, reason), n in sorted(self.counts.items()))
+        return f"{self.stage}: {self.total} videos -> {parts or 'nothing to do'}"
+
+    def summary(self, catalog: Catalog) -> RunSummary:
+        """Count rows, and each failure with the message the catalog recorded for it."""
+        recorded = [f.video_id for f in self.failures if f.status != ERROR_STATUS]
+        messages = {
+            video.video_id: video.error.message
+            for video in (catalog.videos(video_ids=recorded) if recorded else ())
+            if video.error is not None
+        }
+        failures = tuple(replace(f, message=messages.get(f.video_id, f.message)) for f in self.failures)
+        rows = tuple(CountRow(self.stage, status, reason, n) for (status, reason), n in sorted(self.counts.items()))
+        return RunSummary(stages=rows, failures=failures)
+
+
+def _cell(value: object) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(title: str, header: tuple[str, ...], rows: Any) -> str:
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)

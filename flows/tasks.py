@@ -1,0 +1,82 @@
+"""Prefect tasks: one per (stage, video) and one per discovery source, each a few lines over curation/.
+
+In: the config file path and catalog URL as strings, the stage's step and a video id (or a
+source). Out: the step's `StepOutcome` (or a `SourceRow`); the step itself has recorded the
+outcome in the catalog. Steps never raise for a bad video; what escapes a task is a set-up
+problem (`ConfigError`, never retried) or an infrastructure one (e.g. the catalog away), which
+downloads retry with back-off. Results are not cached: the catalog alone says what is left to
+do, so a rerun skips finished work and redoes nothing else.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+from prefect import Task, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.concurrency.sync import concurrency
+
+from curation import search, steps
+from curation.download import backoff_delay_s
+from dvmset.config import Config
+from dvmset.errors import CatalogError, ConfigError, SearchError
+from flows.context import open_run
+from flows.summary import SourceRow
+
+GPU_LIMIT = "gpu"  # the Prefect global concurrency limit that GPU stages hold a slot of, when it exists
+GPU_STAGES = frozenset({"separate"})
+SOURCE_KINDS = ("folder", "urls", "query")
+
+
+def _unless_config_error(_task: Task, _run: TaskRun, state: State) -> bool:
+    """Retry condition: a set-up error fails the same way every time, so it is not retried."""
+    return not isinstance(state.result(raise_on_failure=False), ConfigError)
+
+
+@task(name="stage", task_run_name="{stage} {video_id}", cache_policy=NO_CACHE, retry_condition_fn=_unless_config_error)
+def stage_task(
+    stage: str, step: steps.Step, config_path: str | None, catalog_url: str | None, video_id: str
+) -> steps.StepOutcome:
+    """Run `step` (the stage's, as `steps.pending` gives it) on one video. Separation holds a slot of
+    the `gpu` limit while it runs (no limit by that name: it runs at once, with a warning); its model
+    is loaded once per process (`steps.separator_for`)."""
+    config, catalog = open_run(config_path, catalog_url)
+    video = catalog.get_video(video_id)
+    if video is None:
+        raise CatalogError(f"no video {video_id!r} in the catalog {catalog.url}")
+    with concurrency(GPU_LIMIT, occupy=1, strict=False) if stage in GPU_STAGES else nullcontext():
+        return step(catalog, config, video)
+
+
+def task_for(stage: str, config: Config) -> Task:
+    """`stage_task` named after `stage`. Downloads are retried with the config's exponential back-off
+    (`backoff_base_s` * 2^n, capped); yt-dlp's transient errors are also retried inside the step."""
+    task_for_stage = stage_task.with_options(name=stage)
+    if stage != "download":
+        return task_for_stage
+    delays_s = [backoff_delay_s(attempt, config.download) for attempt in range(config.download.retries)]
+    return task_for_stage.with_options(retries=config.download.retries, retry_delay_seconds=delays_s or 0)
+
+
+@task(name="discover", task_run_name="discover {kind} {value}", cache_policy=NO_CACHE)
+def discover_task(
+    config_path: str | None, catalog_url: str | None, kind: str, value: str, label: str | None = None
+) -> SourceRow:
+    """Read one source (`folder` path, `urls` list file, or a search `query`) and add its hits to the
+    catalog as `discovered`. A source that cannot be read is reported in the row, not raised."""
+    config, catalog = open_run(config_path, catalog_url)
+    try:
+        if kind == "folder":
+            found, failures = search.scan_folder(Path(value), label), []
+        elif kind == "urls":
+            found, failures = search.read_url_list(Path(value)), []
+        elif kind == "query":
+            found, failures = search.search_queries([value], config.search)
+        else:
+            raise ConfigError(f"unknown source kind {kind!r}; kinds are {', '.join(SOURCE_KINDS)}")
+    except SearchError as error:
+        found, failures = [], [error]
+    added = catalog.add_candidates(found)
+    return SourceRow(f"{kind} {value}", len(found), added.new_videos, "; ".join(str(f) for f in failures))

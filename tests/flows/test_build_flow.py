@@ -1,0 +1,144 @@
+"""The build flow in-process on Prefect's local test server, over a corpus of good and bad inputs."""
+
+from __future__ import annotations
+
+from collections import Counter
+from uuid import UUID
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+from curation import steps
+from dvmset.errors import ConfigError
+from flows.flows import build_flow, ingest_flow
+from tests.flows.conftest import LABEL, catalog_content, copy_of, file_times, open_catalog, write_config
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+CURATION_STAGES = ("download", "probe", "separate", "clip")  # the stages these tests expect counts of
+
+
+def rows(summary: dict, part: str) -> set[tuple]:
+    return {tuple(row.values()) for row in summary[part] if row.get("stage", "") in CURATION_STAGES}
+
+
+def test_the_build_completes_with_the_expected_catalog(built):
+    videos, clips = catalog_content(built.config_path)
+    assert sorted((status, reason, count) for _id, status, reason, count, _model in videos) == [
+        ("clipped", None, 1), ("clipped", None, 2), ("failed", "not_media", None), ("failed", "unavailable", None),
+        ("skipped", "too_short", None),
+    ]  # fmt: skip
+    assert sorted((status, start_s, end_s) for _id, status, start_s, end_s, _v in clips) == [
+        ("pending_review", 0.0, 10.0), ("pending_review", 0.0, 10.0), ("pending_review", 10.0, 20.0)
+    ]  # fmt: skip
+    assert [row["error"] for row in built.summary["sources"]] == ["", ""]  # the folder and the URL list
+    assert sum(row["new_videos"] for row in built.summary["sources"]) == 5
+
+
+def test_the_summary_counts_each_stage_and_lists_each_failure_with_its_reason(built):
+    assert rows(built.summary, "stages") == {
+        ("download", "downloaded", "", 4), ("download", "failed", "unavailable", 1),
+        ("probe", "probed", "", 2), ("probe", "failed", "not_media", 1), ("probe", "skipped", "too_short", 1),
+        ("separate", "separated", "", 2), ("clip", "clipped", "", 2),
+    }  # fmt: skip
+    failures = {(f["stage"], f["status"], f["reason"]) for f in built.summary["failures"]}
+    assert failures == {("download", "failed", "unavailable"), ("probe", "failed", "not_media"), ("probe", "skipped", "too_short")}
+    assert all(f["message"] and f["video_id"] for f in built.summary["failures"])
+    missing = next(f for f in built.summary["failures"] if f["reason"] == "unavailable")
+    assert "404" in missing["message"]
+
+
+def test_separation_holds_the_gpu_limit_and_gives_it_back(built, gpu_limit):
+    assert [names for names, _kwargs in built.gpu_calls] == [gpu_limit, gpu_limit]
+    with get_client(sync_client=True) as client:
+        assert client.read_global_concurrency_limit_by_name(gpu_limit).active_slots == 0
+
+
+def test_the_summary_is_a_markdown_artifact_of_the_run(built):
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["dvmset-build-summary"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(built.flow_run_id)]),
+            )
+        )
+    assert artifact.type == "markdown"
+    assert "| probe | failed | not_media | 1 |" in artifact.data
+    for failure in built.summary["failures"]:
+        assert f"| {failure['stage']} | {failure['video_id']} | {failure['status']} | {failure['reason']} |" in artifact.data
+
+
+def test_a_rerun_does_no_work(built, tmp_path, media, url_list):
+    config_path = copy_of(built.config_path.parent, tmp_path / "again")
+    before = catalog_content(config_path), file_times(config_path)
+    summary = build_flow(config_path=str(config_path), folder=str(media), urls=str(url_list), label=LABEL)
+    assert summary["stages"] == [] and summary["failures"] == []
+    assert sum(row["new_videos"] for row in summary["sources"]) == 0
+    assert (catalog_content(config_path), file_times(config_path)) == before
+    assert file_times(config_path) == built.file_times  # the copy keeps the first run's files, untouched
+
+
+def test_retry_failed_sends_the_failed_videos_back_and_only_those(built, tmp_path):
+    config_path = copy_of(built.config_path.parent, tmp_path / "retry")
+    summary = ingest_flow(config_path=str(config_path), retry_failed=True)
+    assert rows(summary, "stages") == {("download", "failed", "unavailable", 1), ("probe", "failed", "not_media", 1)}
+    assert catalog_content(config_path) == catalog_content(built.config_path)  # they fail again, for the same reasons
+
+
+def test_a_task_that_raises_is_retried_with_the_configured_back_off(discovered, tmp_path, monkeypatch, model_dir):
+    config_path = copy_of(discovered, tmp_path / "run")
+    write_config(config_path.parent, model_dir, download_retries=1)
+    calls: list[str] = []
+    real_step = steps.download_step
+
+    def catalog_away_once(catalog, config, video):
+        calls.append(video.video_id)
+        if calls.count(video.video_id) == 1:
+            raise OSError("catalog unreachable")
+        return real_step(catalog, config, video)
+
+    monkeypatch.setattr(steps, "download_step", catalog_away_once)
+    summary = ingest_flow(config_path=str(config_path), stages=["download"])
+    assert sorted(Counter(calls).values()) == [2] * 5  # each video: the failed try and one retry
+    assert rows(summary, "stages") == {("download", "downloaded", "", 4), ("download", "failed", "unavailable", 1)}
+
+
+def test_a_task_that_keeps_raising_is_listed_and_the_flow_completes(discovered, tmp_path, monkeypatch):
+    config_path = copy_of(discovered, tmp_path / "run")
+
+    def broken(catalog, config, video):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(steps, "probe_step", broken)
+    summary = ingest_flow(config_path=str(config_path), stages=["download", "probe"])
+    assert ("probe", "error", "OSError", 4) in rows(summary, "stages")
+    assert {f["message"] for f in summary["failures"] if f["stage"] == "probe"} == {"disk on fire"}
+    catalog = open_catalog(config_path)
+    assert {v.status.value for v in catalog.videos()} == {"downloaded", "failed"}  # a rerun will probe them
+
+
+def test_a_missing_model_fails_the_flow_before_any_video_is_marked(discovered, tmp_path, model_dir):
+    config_path = copy_of(discovered, tmp_path / "run")
+    ingest_flow(config_path=str(config_path), stages=["download", "probe"])
+    write_config(config_path.parent, model_dir, model="nowhere")
+    with pytest.raises(ConfigError, match="nowhere"):
+        ingest_flow(config_path=str(config_path), stages=["separate"])
+    catalog = open_catalog(config_path)
+    assert sorted(v.status.value for v in catalog.videos()) == ["failed", "failed", "probed", "probed", "skipped"]
+
+
+def test_a_set_up_error_in_a_task_is_not_retried_and_fails_the_flow(discovered, tmp_path, monkeypatch, model_dir):
+    config_path = copy_of(discovered, tmp_path / "run")
+    write_config(config_path.parent, model_dir, download_retries=2)
+    calls: list[str] = []
+
+    def no_cookies(catalog, config, video):
+        calls.append(video.video_id)
+        raise ConfigError("cookies file missing")
+
+    monkeypatch.setattr(steps, "download_step", no_cookies)
+    with pytest.raises(ConfigError, match="cookies"):
+        ingest_flow(config_path=str(config_path), stages=["download"])
+    assert len(calls) == 5  # once per video, no retries

@@ -1,0 +1,100 @@
+"""Run summaries and runner checks: plain data and markdown, without a Prefect server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from curation.publish import PublishResult
+from curation.steps import StepOutcome
+from dvmset.config import Config, DownloadConfig
+from dvmset.errors import ConfigError, ReasonCode
+from dvmset.records import VideoStatus
+from dvmset.split import Split
+from flows.runners import check_runner
+from flows.summary import CountRow, Failure, RunSummary, SourceRow, StageTally
+from flows.tasks import task_for
+
+
+def probe_tally() -> StageTally:
+    tally = StageTally("probe")
+    tally.add(StepOutcome("local:a", VideoStatus.PROBED))
+    tally.add(StepOutcome("local:b", VideoStatus.FAILED, ReasonCode.NOT_MEDIA))
+    tally.add(StepOutcome("local:c", VideoStatus.SKIPPED, ReasonCode.TOO_SHORT))
+    tally.add_error("local:d", OSError("disk | full\nnow"))
+    return tally
+
+
+def test_a_tally_counts_by_status_and_reason_and_keeps_each_failure():
+    tally = probe_tally()
+    assert tally.total == 4
+    assert tally.line() == "probe: 4 videos -> error/OSError 1, failed/not_media 1, probed 1, skipped/too_short 1"
+    assert [(f.video_id, f.status, f.reason) for f in tally.failures] == [
+        ("local:b", "failed", "not_media"), ("local:c", "skipped", "too_short"), ("local:d", "error", "OSError"),
+    ]  # fmt: skip
+
+
+def test_a_summary_round_trips_through_plain_data_and_chains_runs():
+    first = RunSummary(sources=(SourceRow("folder /x", 3, 2),), catalog=(CountRow("catalog", "discovered", "", 2),))
+    second = RunSummary(
+        stages=(CountRow("probe", "failed", "not_media", 1),),
+        failures=(Failure("probe", "local:b", "failed", "not_media", "ffprobe cannot read it"),),
+        catalog=(CountRow("catalog", "failed", "not_media", 1),),
+    )
+    both = first.then(second)
+    assert both.sources == first.sources and both.stages == second.stages and both.catalog == second.catalog
+    assert RunSummary.from_dict(both.as_dict()) == both
+    assert both.failed_videos == 1 and both.failed_sources == 0
+
+
+def test_the_markdown_lists_stages_and_failures_with_escaped_cells():
+    summary = RunSummary(
+        stages=(CountRow("probe", "error", "OSError", 1),),
+        failures=(Failure("probe", "local:d", "error", "OSError", "disk | full\nnow"),),
+    )
+    text = summary.markdown("DVMSet ingest")
+    assert text.startswith("# DVMSet ingest\n")
+    assert "| stage | status | reason | videos |\n|---|---|---|---|\n| probe | error | OSError | 1 |" in text
+    assert "| probe | local:d | error | OSError | disk \\| full now |" in text
+    assert "Nothing to do" in RunSummary().markdown("again")
+
+
+def test_skipped_videos_are_not_failures_of_the_run():
+    summary = RunSummary(failures=(Failure("probe", "local:c", "skipped", "too_short", "3 s"),))
+    assert summary.failed_videos == 0
+
+
+def test_sqlite_is_refused_behind_a_dask_scheduler_but_not_on_a_local_cluster():
+    with pytest.raises(ConfigError, match="PostgreSQL"):
+        check_runner("dask", "tcp://10.0.0.5:8786", 4, "sqlite")
+    check_runner("dask", None, 2, "sqlite")
+    check_runner("dask", "tcp://10.0.0.5:8786", 4, "postgresql")
+    with pytest.raises(ConfigError, match="runner"):
+        check_runner("spark", None, 2, "sqlite")
+    with pytest.raises(ConfigError, match="workers"):
+        check_runner("local", None, 0, "sqlite")
+
+
+def test_downloads_retry_with_the_configured_exponential_back_off_and_other_stages_do_not():
+    config = Config(download=DownloadConfig(retries=3, backoff_base_s=2.0, backoff_max_s=5.0))
+    download = task_for("download", config)
+    assert (download.name, download.retries, download.retry_delay_seconds) == ("download", 3, [2.0, 4.0, 5.0])
+    assert task_for("download", Config(download=DownloadConfig(retries=0))).retries == 0
+    assert (task_for("separate", config).name, task_for("separate", config).retries) == ("separate", 0)
+
+
+def test_a_publish_gives_one_row_per_side_and_lists_withheld_videos_without_failing_the_run():
+    result = PublishResult(
+        version="v0002", manifest_dir=Path("/data/manifests/v0002"), clips={Split.TRAIN: 5, Split.TEST: 1},
+        videos={Split.TRAIN: 3, Split.TEST: 1}, rejected_clips=2, groups=4, newly_published_videos=4, merges=(),
+        withheld_video_ids=("local:w",),
+    )  # fmt: skip
+    summary = RunSummary.of_publish(result)
+    assert [(r.version, r.split, r.clips, r.videos, r.error) for r in summary.published] == [
+        ("v0002", "train", 5, 3, ""), ("v0002", "test", 1, 1, ""),
+    ]  # fmt: skip
+    assert [(f.stage, f.video_id, f.status) for f in summary.failures] == [("publish", "local:w", "withheld")]
+    assert summary.failed_videos == 0
+    assert "| v0002 | train | 5 | 3 | /data/manifests/v0002 |  |" in summary.markdown("DVMSet publish")
+    assert RunSummary.from_dict(summary.as_dict()) == summary
