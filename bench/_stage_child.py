@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -48,15 +49,15 @@ HTDEMUCS_KWARGS: dict[str, Any] = {
     "t_sparsity": 0.95, "t_auto_sparsity": False, "t_cross_first": False, "rescale": 0.1,
 }  # fmt: skip
 
-CUT_VIDEO_VARIANTS = (  # (label, x264 preset, max height): cut_video's own command, changed in one place
-    ("as the stage: veryfast, 720p", None, None),
-    ("superfast, 720p", "superfast", None),
-    ("ultrafast, 720p", "ultrafast", None),
-    ("veryfast, 480p", None, 480),
-    ("superfast, 480p", "superfast", 480),
-    ("ultrafast, 480p", "ultrafast", 480),
-    ("veryfast, 360p", None, 360),
-    ("ultrafast, 360p", "ultrafast", 360),
+CUT_VIDEO_VARIANTS = (  # (label, x264 preset, CRF, max height): cut_video's own command, changed here
+    ("as the stage: veryfast crf 23, 720p", None, None, None),
+    ("superfast crf 23, 720p", "superfast", None, None),
+    ("ultrafast crf 23, 720p", "ultrafast", None, None),
+    ("ultrafast crf 26, 720p", "ultrafast", 26, None),
+    ("ultrafast crf 28, 720p", "ultrafast", 28, None),
+    ("veryfast crf 23, 480p", None, None, 480),
+    ("superfast crf 23, 480p", "superfast", None, 480),
+    ("ultrafast crf 23, 480p", "ultrafast", None, 480),
 )
 
 
@@ -103,7 +104,8 @@ def _prepare_separate(p: dict[str, Any]):
 
 
 def _prepare_clip(p: dict[str, Any]):
-    from curation.clip import MUSIC_FILE, VIDEO_FILE, cut_music, cut_video
+    from curation.clip import ANALYSIS_FILE, MUSIC_FILE, VIDEO_FILE, cut_music, cut_video
+    from curation.prescreen import ANALYSIS_SIDE_PX
 
     def run() -> dict[str, Any]:
         music_s = video_s = 0.0
@@ -114,7 +116,8 @@ def _prepare_clip(p: dict[str, Any]):
             start = time.perf_counter()
             cut_music(Path(p["accompaniment"]), span, folder / MUSIC_FILE)
             middle = time.perf_counter()
-            cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, fps=FPS)
+            cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, fps=FPS,
+                      analysis_path=folder / ANALYSIS_FILE, analysis_side_px=ANALYSIS_SIDE_PX)  # as the clip step
             music_s, video_s = music_s + middle - start, video_s + time.perf_counter() - middle
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans),
                 "cut_music_s": music_s, "cut_video_s": video_s}  # fmt: skip
@@ -137,7 +140,7 @@ def _prepare_loudness(p: dict[str, Any]):
 
 
 def _prepare_prescreen(p: dict[str, Any]):
-    from curation.clip import MUSIC_FILE, VIDEO_FILE
+    from curation.clip import ANALYSIS_FILE, MUSIC_FILE
     from curation.energy import read_energy_curves
     from curation.prescreen import prescreen_clip
     from dvmset.config import PrescreenConfig
@@ -147,7 +150,7 @@ def _prepare_prescreen(p: dict[str, Any]):
         for index, span in enumerate(spans):
             folder = _clip_dir(p["work"], index)
             energy = read_energy_curves(Path(p["energy"])).span(span.start_s, span.end_s)
-            prescreen_clip(folder / VIDEO_FILE, folder / MUSIC_FILE, energy, PrescreenConfig())
+            prescreen_clip(folder / ANALYSIS_FILE, folder / MUSIC_FILE, energy, PrescreenConfig())  # as the clip step
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans)}
 
     return run
@@ -246,27 +249,43 @@ def _prepare_profile_clip(p: dict[str, Any]):
         clip._run = real_run
     command = [*captured[0][:-1], f"file:{out}"]
 
-    def variant(preset: str | None, height: int | None) -> list[str]:
+    graph = command.index("-filter_complex") + 1
+
+    def variant(preset: str | None, crf: int | None, height: int | None) -> list[str]:
         args = list(command)
         if preset:
             args[args.index("-preset") + 1] = preset
+        if crf:
+            args[args.index("-crf") + 1] = str(crf)
         if height:
-            args[args.index("-vf") + 1] = args[args.index("-vf") + 1].replace("min(ih,720)", f"min(ih,{height})")
+            args[graph] = args[graph].replace("min(ih,720)", f"min(ih,{height})")
         return args
 
-    def timed(label: str, args: list[str]) -> dict[str, Any]:
+    def quality(args: list[str]) -> dict[str, float]:
+        """SSIM and PSNR (dB) of the encoded clip against the same frames before encoding."""
+        source = args[: args.index("-i") + 2]  # ffmpeg ... -ss START -t LENGTH -i SOURCE
+        filters = args[graph].removeprefix("[0:v:0]").removesuffix("[clip]")
+        lavfi = f"[1:v:0]{filters},split[r1][r2];[0:v:0]split[e1][e2];[e1][r1]ssim;[e2][r2]psnr"
+        compare = [source[0], "-nostdin", "-v", "info", "-i", str(out), *source[5:], "-lavfi", lavfi, "-f", "null", "-"]
+        log = subprocess.run(compare, check=True, capture_output=True, text=True).stderr
+        ssim = re.search(r"SSIM .*All:([0-9.]+)", log)
+        psnr = re.search(r"PSNR .*average:([0-9.inf]+)", log)
+        return {"ssim": float(ssim.group(1)) if ssim else None, "psnr_db": float(psnr.group(1)) if psnr else None}
+
+    def timed(label: str, args: list[str], measure_quality: bool = True) -> dict[str, Any]:
         out.unlink(missing_ok=True)
         before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
         subprocess.run(args, check=True, capture_output=True)
         wall_s, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         size_mb = out.stat().st_size / MB if out.exists() else 0.0
-        return {"variant": label, "wall_s": wall_s, "cpu_s": cpu_s, "size_mb": size_mb}
+        scores = quality(args) if measure_quality else {}
+        return {"variant": label, "wall_s": wall_s, "cpu_s": cpu_s, "size_mb": size_mb, **scores}
 
     def run() -> dict[str, Any]:
         no_encoding = command[: command.index("-c:v")] + ["-f", "null", "-"]
-        rows = [timed("decode + filters, no encoding", no_encoding)]
-        rows += [timed(label, variant(preset, height)) for label, preset, height in CUT_VIDEO_VARIANTS]
+        rows = [timed("decode + filters, no encoding", no_encoding, measure_quality=False)]
+        rows += [timed(label, variant(preset, crf, height)) for label, preset, crf, height in CUT_VIDEO_VARIANTS]
         return {"media_s": span.duration_s, "variants": rows, "command": command}
 
     return run

@@ -12,13 +12,15 @@ stage's own share (peak - baseline), and the peak RSS of its subprocesses (ffmpe
 
 Stages: probe; separate (the tiny random HTDemucs on the whole track, and the published
 htdemucs architecture with random weights, same compute, on an excerpt: `--htdemucs-excerpt-s`);
-then the clip stage's parts one at a time, clip by clip: clip (`cut_music` then `cut_video`, the
-music from the tiny model's accompaniment), loudness (in place), prescreen; then the real clip
+then the clip stage's parts one at a time, clip by clip: clip (`cut_music` then `cut_video` with
+its small analysis frames, the music from the tiny model's accompaniment), loudness (in place),
+prescreen (of the analysis frames, as the clip step does); then the real clip
 step as the pipeline runs it (all parts, clips in parallel), with the config's defaults and with
 one setting changed at a time (`PIPELINE_VARIANTS`). Totals: probe + clip step, i.e. every stage
 but separation, against the 10x real-time target, and separation's peak memory for a 2- vs a
 20-minute track (tiny model: memory is what is measured) against the audio buffers it must hold.
-`--profile` adds where the time goes.
+`--profile` adds where the time goes, and `cut_video`'s command with other x264 presets, CRFs and
+heights: CPU, file size, and SSIM / PSNR against the frames before encoding.
 
     .venv/bin/python bench/stages.py [--device auto|cpu|cuda] [--duration-s 300]
         [--htdemucs-excerpt-s 60] [--skip-long] [--skip-htdemucs] [--profile] [--workdir DIR] [--json PATH]
@@ -50,7 +52,7 @@ TARGET_RTF = 10.0
 PIPELINE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     (DEFAULT_PIPELINE := "clip step (defaults)", {}),
     ("clip step, 1 worker", {"workers": 1}),
-    ("clip step, 480p", {"max_height": 480}),
+    ("clip step, ultrafast crf 26", {"x264_preset": "ultrafast", "crf": 26}),  # the 10x candidate at 720p
     ("clip step, 480p superfast", {"max_height": 480, "x264_preset": "superfast"}),
 )
 
@@ -260,13 +262,17 @@ def print_report(report: dict[str, Any]) -> None:
     if cut := profile.get("cut_video", {}).get("variants"):
         table = Table(title=f"cut_video of one {profile['cut_video']['media_s']:.0f} s clip (one run each)")
         for column in ("variant", "wall s", "x real time", "ffmpeg CPU s", f"x real time if {cores} idle cores",
-                       "output MB"):  # fmt: skip
+                       "output MB", "SSIM", "PSNR dB"):  # fmt: skip
             table.add_column(column, justify="left" if column == "variant" else "right")
         media_s = profile["cut_video"]["media_s"]
         for row in cut:
+            ssim, psnr_db = row.get("ssim"), row.get("psnr_db")
             table.add_row(row["variant"], f"{row['wall_s']:.1f}", f"{media_s / row['wall_s']:.1f}", f"{row['cpu_s']:.1f}",
-                          f"{media_s * cores / row['cpu_s']:.1f}", f"{row['size_mb']:.1f}" if row["size_mb"] else "-")  # fmt: skip
+                          f"{media_s * cores / row['cpu_s']:.1f}", f"{row['size_mb']:.1f}" if row["size_mb"] else "-",
+                          "-" if ssim is None else f"{ssim:.4f}", "-" if psnr_db is None else f"{psnr_db:.2f}")  # fmt: skip
         console.print(table)
+        console.print("SSIM, PSNR: the encoded clip against the same frames before encoding (ffmpeg's ssim and psnr "
+                      "filters), at the clip's size")
         console.print("the stage's command: " + " ".join(profile["cut_video"]["command"]), markup=False)
     for stage in ("loudness", "prescreen"):
         if stage in profile:

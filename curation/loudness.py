@@ -37,6 +37,11 @@ _OVERSAMPLING = 4  # BS.1770-4 Annex 2, for sample rates up to 48 kHz
 _LOOKAHEAD_S = 0.005  # the limiter's attack: gain ramps down over this much before a peak
 _RELEASE_S = 0.05  # time constant of the gain's recovery after a peak
 _LFE_INDEX_5_1 = 3  # WAV / SMPTE channel order
+_PEAK_BLOCK = 1 << 15  # samples oversampled at once by the true-peak meter
+_FILTER_CONTEXT = 32  # samples either side of a block: resample_poly's 81-tap filter reaches 10
+_ABSOLUTE_GATE_LUFS = -70.0  # BS.1770-4 gating
+_RELATIVE_GATE_LU = -10.0
+_BLOCK_OFFSET_DB = 0.691  # BS.1770's -0.691 dB: block loudness = 10 log10(mean square) - 0.691
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class NormalizedAudio:
 def measure(samples: np.ndarray, sample_rate_hz: int) -> LoudnessMeasurement:
     """Integrated loudness, true peak and sample peak of `samples` `[T, C]`."""
     audio = _checked(samples)
-    return _measurement(audio, sample_rate_hz, _true_peak_envelope(audio))
+    return _measurement(audio, _gated_lufs(_block_lufs(audio, sample_rate_hz)), _true_peak_envelope(audio))
 
 
 def normalize(
@@ -77,19 +82,22 @@ def normalize(
     """Gain `samples` `[T, C]` to `target_lufs`, limiting true peaks to the ceiling (module doc)."""
     audio = _checked(samples)
     envelope = _true_peak_envelope(audio)
-    before = _measurement(audio, sample_rate_hz, envelope)
+    block_lufs = _block_lufs(audio, sample_rate_hz)
+    before = _measurement(audio, _gated_lufs(block_lufs), envelope)
     if not before.integrated_lufs >= silence_lufs:  # -inf, or quieter than the threshold
-        unchanged = audio.astype(np.float32)
-        return NormalizedAudio(unchanged, 0.0, before, before, limited=False, silent=True)
+        return NormalizedAudio(audio.copy(), 0.0, before, before, limited=False, silent=True)
     gain_db = target_lufs - before.integrated_lufs
-    gain = 10.0 ** (gain_db / 20.0)
+    gain = np.float32(10.0 ** (gain_db / 20.0))
     gained, envelope = audio * gain, envelope * gain  # the true peak scales with the gain
     ceiling = 10.0 ** (true_peak_ceiling_dbtp / 20.0)
     limited = bool(envelope.max() > ceiling)
     if limited:
         gained, envelope = _limit(gained, envelope, ceiling, sample_rate_hz)
-    after = _measurement(gained, sample_rate_hz, envelope)
-    return NormalizedAudio(gained.astype(np.float32), gain_db, before, after, limited, silent=False)
+        after_lufs = _gated_lufs(_block_lufs(gained, sample_rate_hz))
+    else:  # every block's loudness moves by the gain: only the gates are applied again
+        after_lufs = _gated_lufs(block_lufs + gain_db)
+    after = _measurement(gained, after_lufs, envelope)
+    return NormalizedAudio(gained.astype(np.float32, copy=False), gain_db, before, after, limited, silent=False)
 
 
 def normalize_file(
@@ -101,7 +109,7 @@ def normalize_file(
     silence_lufs: float = DEFAULT_SILENCE_LUFS,
 ) -> NormalizedAudio:
     """Normalize the sound file `in_path` into a 24-bit FLAC at `out_path`, written atomically."""
-    samples, sample_rate_hz = soundfile.read(in_path, dtype="float64", always_2d=True)
+    samples, sample_rate_hz = soundfile.read(in_path, dtype="float32", always_2d=True)
     result = normalize(
         samples,
         sample_rate_hz,
@@ -115,8 +123,8 @@ def normalize_file(
 
 
 def _checked(samples: np.ndarray) -> np.ndarray:
-    """`samples` as float64 `[T, C]`; refuses other shapes, non-finite values, and over 6 channels."""
-    audio = np.asarray(samples, dtype=np.float64)
+    """`samples` as float32 `[T, C]`; refuses other shapes, non-finite values, and over 6 channels."""
+    audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim != 2 or not 1 <= audio.shape[1] <= 6:
         raise ValueError(f"expected samples [T, C] with 1 to 6 channels, got shape {audio.shape}")
     if not np.isfinite(audio).all():
@@ -124,31 +132,53 @@ def _checked(samples: np.ndarray) -> np.ndarray:
     return audio
 
 
-def _measurement(audio: np.ndarray, sample_rate_hz: int, envelope: np.ndarray) -> LoudnessMeasurement:
-    """The measurement of `audio` `[T, C]` whose true-peak envelope `[T]` is known."""
+def _measurement(audio: np.ndarray, integrated_lufs: float, envelope: np.ndarray) -> LoudnessMeasurement:
+    """The measurement of `audio` `[T, C]` whose loudness and true-peak envelope `[T]` are known."""
     return LoudnessMeasurement(
-        integrated_lufs=_integrated_lufs(audio, sample_rate_hz),
+        integrated_lufs=integrated_lufs,
         true_peak_dbtp=_db(float(envelope.max(initial=0.0))),
         sample_peak_dbfs=_db(float(np.abs(audio).max(initial=0.0))),
     )
 
 
-def _integrated_lufs(audio: np.ndarray, sample_rate_hz: int) -> float:
-    """BS.1770 integrated loudness of `audio` `[T, C]`; -inf when under one gating block."""
+def _block_lufs(audio: np.ndarray, sample_rate_hz: int) -> np.ndarray:
+    """`[B]` BS.1770 loudness of each 400 ms gating block (75 % overlap) of `audio` `[T, C]`, from
+    pyloudnorm; empty when under one block."""
     meter = pyloudnorm.Meter(sample_rate_hz)
     if audio.shape[0] < meter.block_size * sample_rate_hz:
-        return float("-inf")
+        return np.empty(0)
     if audio.shape[1] == 6:
         audio = np.delete(audio, _LFE_INDEX_5_1, axis=1)
-    return float(meter.integrated_loudness(audio))
+    meter.integrated_loudness(audio.astype(np.float64))
+    return np.asarray(meter.blockwise_loudness, dtype=np.float64)
+
+
+def _gated_lufs(block_lufs: np.ndarray) -> float:
+    """BS.1770 integrated loudness from the blocks' loudness `[B]`, gated as pyloudnorm gates them
+    (absolute -70 LUFS, then relative -10 LU); -inf when no block passes or there is none."""
+    with np.errstate(divide="ignore"):
+        power = 10.0 ** ((block_lufs + _BLOCK_OFFSET_DB) / 10.0)  # the channel-weighted mean square
+        absolute = block_lufs >= _ABSOLUTE_GATE_LUFS
+        if not absolute.any():
+            return float("-inf")
+        relative_gate_lufs = float(10.0 * np.log10(power[absolute].mean())) - _BLOCK_OFFSET_DB + _RELATIVE_GATE_LU
+        gated = (block_lufs > relative_gate_lufs) & (block_lufs > _ABSOLUTE_GATE_LUFS)
+        return float(10.0 * np.log10(power[gated].mean())) - _BLOCK_OFFSET_DB if gated.any() else float("-inf")
 
 
 def _true_peak_envelope(audio: np.ndarray) -> np.ndarray:
-    """`[T]`: the largest magnitude of the 4x oversampled signal in [t, t+1), over channels."""
-    envelope = np.zeros(audio.shape[0])
-    for channel in audio.T:
-        oversampled = np.abs(resample_poly(channel, _OVERSAMPLING, 1)).reshape(-1, _OVERSAMPLING)
-        np.maximum(envelope, oversampled.T.max(axis=0), out=envelope)
+    """`[T]` float32: the largest magnitude of the 4x oversampled signal in [t, t+1), over channels.
+
+    Oversampled block by block, each with `_FILTER_CONTEXT` samples of the signal around it (more
+    than the filter reaches), so the result is the whole signal's and memory stays small."""
+    frames = audio.shape[0]
+    envelope = np.empty(frames, dtype=np.float32)
+    for start in range(0, frames, _PEAK_BLOCK):
+        stop = min(frames, start + _PEAK_BLOCK)
+        low, high = max(0, start - _FILTER_CONTEXT), min(frames, stop + _FILTER_CONTEXT)
+        oversampled = resample_poly(audio[low:high], _OVERSAMPLING, 1, axis=0)
+        kept = np.abs(oversampled[_OVERSAMPLING * (start - low) : _OVERSAMPLING * (stop - low)])
+        envelope[start:stop] = kept.reshape(stop - start, -1).max(axis=1)
     return envelope
 
 

@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from curation.clip import MUSIC_SAMPLE_RATE_HZ, Span, cut_music, cut_video, plan_clip_spans
+from curation.prescreen import analyse_picture
 from curation.samples import VideoSpec, make_video
 from dvmset.errors import ReasonCode, StageError
 from dvmset.ids import make_clip_id
@@ -185,6 +186,21 @@ def test_a_small_video_keeps_its_size_and_leaves_no_temp_files(clips):
         video = _stream(clip.video_path, "v:0")
         assert (int(video["width"]), int(video["height"])) == SMALL
         assert sorted(path.name for path in clip.video_path.parent.iterdir()) == ["music.flac", "video.mp4"]
+
+
+def test_the_analysis_frames_come_from_the_same_cut_and_show_the_same_scene_cuts(source, clips, tmp_path):
+    video_path, analysis_path = tmp_path / "video.mp4", tmp_path / "analysis.mp4"
+    span = Span(60.0, 120.0)
+    cut_video(source, span, clips[1].music_path, video_path, fps=FPS, analysis_path=analysis_path, analysis_side_px=256)
+    analysis = _stream(analysis_path, "v:0", count_frames=True)
+    assert (int(analysis["width"]), int(analysis["height"])) == (256, 192)  # 320x240, longer side to 256
+    assert int(analysis["nb_read_frames"]) == 60 * FPS
+    kinds = ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", str(analysis_path)]
+    assert subprocess.run(kinds, capture_output=True, text=True, check=True).stdout.split() == ["video"]  # silent
+    from_clip, from_analysis = (analyse_picture(path, 27.0, 0.6) for path in (video_path, analysis_path))
+    assert len(from_analysis.scene_cuts_s) == len(from_clip.scene_cuts_s) == 14  # a cut every 4 s: 64 .. 116 s
+    np.testing.assert_allclose(from_analysis.scene_cuts_s, from_clip.scene_cuts_s, atol=1.01 / FPS)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["analysis.mp4", "video.mp4"]  # no temp left
 
 
 # --- channels, audio files, picture size, failures ------------------------------------------

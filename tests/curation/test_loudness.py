@@ -2,6 +2,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile
+from scipy.signal import resample_poly
 
 from curation import loudness
 
@@ -73,6 +74,26 @@ def test_true_peak_finds_the_peak_between_samples_and_the_limiter_uses_it():
     )
     assert result.limited
     assert loudness.measure(result.samples, SR).true_peak_dbtp <= ceiling_dbtp + TOLERANCE_DB
+
+
+def test_the_block_wise_true_peak_envelope_is_the_whole_signals():
+    samples = np.concatenate([music(duration_s=2.0), noise(duration_s=1.5)]).astype(np.float32)
+    whole = np.abs(resample_poly(samples.astype(np.float64), 4, 1, axis=0))
+    whole = whole.reshape(samples.shape[0], -1).max(axis=1)
+    envelope = loudness._true_peak_envelope(samples)
+    assert samples.shape[0] > 3 * loudness._PEAK_BLOCK  # several blocks, and their seams
+    np.testing.assert_allclose(envelope, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("gain_db", [0.0, 40.0, -3.0])
+def test_the_gain_shifted_gated_loudness_is_pyloudnorms(gain_db):
+    """A quiet part under the -70 LUFS absolute gate rises over it with +40 dB: the shortcut gates again."""
+    samples = np.concatenate([at_lufs(music(duration_s=3.0), -66.0), at_lufs(noise(duration_s=3.0), -72.0)])
+    blocks = loudness._block_lufs(samples, SR)
+    expected = pyloudnorm.Meter(SR).integrated_loudness(samples * 10.0 ** (gain_db / 20.0))
+    assert loudness._gated_lufs(blocks + gain_db) == pytest.approx(expected, abs=1e-6)
+    if gain_db == 40.0:  # the quiet part counts now: merely adding the gain would be wrong
+        assert abs(expected - (loudness._gated_lufs(blocks) + gain_db)) > 0.5
 
 
 @pytest.mark.filterwarnings("error")

@@ -141,6 +141,8 @@ def test_a_video_becomes_two_scored_clips_and_a_bad_file_does_not_stop_the_run(f
         assert clip.status is ClipStatus.PENDING_REVIEW
         assert clip.versions == keys and clip.separator_model_id == MODEL
         assert data.resolve(clip.video_path).is_file() and data.resolve(clip.music_path).is_file()
+        analysis = data.resolve(clip.video_path).with_name(steps.clip.ANALYSIS_FILE)  # what the prescreen read
+        assert max(steps.prescreen._probe_picture(analysis)[:2]) <= steps.prescreen.ANALYSIS_SIDE_PX
         # the tiny model's noise has sharp peaks: the limiter may leave it a little under target
         assert -14.0 - (2.0 if clip.loudness.limited else 0.5) < clip.loudness.after_lufs < -13.5
         assert clip.loudness.true_peak_dbtp <= -1.0 + 1e-6
