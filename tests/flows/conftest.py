@@ -186,10 +186,15 @@ def file_times(config_path: Path) -> dict[str, int]:
 def discovered(tmp_path_factory, model_dir, media, url_list) -> Path:
     """A folder with a config whose catalog lists the whole corpus as `discovered`."""
     config_path = write_config(tmp_path_factory.mktemp("discovered"), model_dir)
+    discover_corpus(config_path, media, url_list)
+    return config_path.parent
+
+
+def discover_corpus(config_path: Path, media: Path, url_list: Path) -> None:
+    """List the whole corpus as `discovered` in the config's catalog."""
     catalog = open_catalog(config_path)
     catalog.add_candidates(scan_folder(media, LABEL) + read_url_list(url_list))
     catalog.close()
-    return config_path.parent
 
 
 def copy_of(folder: Path, target: Path) -> Path:

@@ -1,4 +1,5 @@
-"""The ingest flow on a Dask LocalCluster of two worker processes gives the catalog a local run gives."""
+"""The ingest flow on a Dask LocalCluster of two worker processes gives the catalog a local run
+gives, on the SQLite catalog and on PostgreSQL (the catalog for runs across machines)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 
 from curation import steps
 from flows.flows import ingest_flow
-from tests.flows.conftest import catalog_content, copy_of
+from tests.dvmset.conftest import PG_URL, wipe
+from tests.flows.conftest import catalog_content, copy_of, discover_corpus, write_config
 
 
 @pytest.mark.slow
@@ -15,3 +17,18 @@ def test_a_local_cluster_of_two_processes_gives_the_same_catalog(built, discover
     summary = ingest_flow(config_path=str(config_path), runner="dask", workers=2)
     assert {row["stage"] for row in summary["stages"]} == set(steps.STAGES)
     assert catalog_content(config_path) == catalog_content(built.config_path)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.skipif(not PG_URL, reason="set DVMSET_TEST_PG_URL")
+def test_a_local_cluster_on_a_postgresql_catalog_gives_the_same_catalog(built, model_dir, media, url_list, tmp_path):
+    wipe(PG_URL)
+    config_path = write_config(tmp_path / "dask-pg", model_dir)
+    config_path.write_text(f'catalog_url = "{PG_URL}"\n' + config_path.read_text(encoding="utf-8"), encoding="utf-8")
+    discover_corpus(config_path, media, url_list)
+    try:
+        ingest_flow(config_path=str(config_path), runner="dask", workers=2)
+        assert catalog_content(config_path) == catalog_content(built.config_path)
+    finally:
+        wipe(PG_URL)
