@@ -28,7 +28,7 @@ from dvmset.config import Config, stage_key
 from dvmset.errors import ConfigError, ReasonCode, StageError
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipLoudness, ClipRecord, ClipStatus, ClipVersions, VideoRecord, VideoStatus
-from dvmset.storage import DataRoot
+from dvmset.storage import DataRoot, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ def separate_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepO
     def work() -> StepOutcome:
         data = DataRoot(config.data_root)
         settings = config.separate
+        remove_stale_temps(data.stems_dir(video.video_id))  # what a killed run left half written
         files = separate.separate_file(
             separator_for(config), _media_path(data, video), data.stems_dir(video.video_id),
             chunk_s=settings.chunk_s, overlap_s=settings.overlap_s, frame_s=settings.frame_s,
@@ -164,6 +165,7 @@ def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord) -> St
     def work() -> StepOutcome:
         data = DataRoot(config.data_root)
         stems = data.stems_dir(video.video_id)
+        remove_stale_temps(stems)
         fingerprint = dedup.fingerprint_video(_media_path(data, video), stems / separate.ACCOMPANIMENT_FILE)
         dedup.save_fingerprint(fingerprint, stems / dedup.FINGERPRINT_FILE)
         catalog.mark_fingerprinted(video.video_id, dedup.FINGERPRINT_VERSION)
@@ -204,6 +206,7 @@ def _make_clip(
         gained = known.loudness
     else:
         folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(folder)
         accompaniment = data.stems_dir(video.video_id) / separate.ACCOMPANIMENT_FILE
         clip.cut_music(accompaniment, span, music_path, timeout_s=config.clip.timeout_s)
         settings = config.loudness

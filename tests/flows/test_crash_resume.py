@@ -101,6 +101,7 @@ def test_a_build_killed_twice_resumes_to_what_an_uninterrupted_build_makes(
 
     assert catalog_content(config_path) == catalog_content(built.config_path)  # ids, spans, statuses, versions
     assert final_files(config_path) == final_files(built.config_path)  # no stray file under a final name
+    assert not [path for path in (config_path.parent / "data").rglob("*") if is_temp_name(path)]  # cleaned up
     done = done_work(config_path)
     for done_then in done_at_kills:
         assert {key: done[key] for key in done_then} == done_then  # nothing done before a kill was done again
