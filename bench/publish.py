@@ -5,7 +5,9 @@ In: nothing; it builds, under `--workdir` (a temporary folder by default), a SQL
 `--videos` clipped videos with `--clips-per-video` clips each (default 20,000 x 5), spread over
 `--queries` queries, every clip decided (a share rejected with reasons), plus what publish reads
 from the data root: one fingerprint file per video and one music file per video's first clip.
-Out: a table on stdout (and `--json PATH`): per phase, wall seconds and peak RSS.
+Out: a table on stdout (and `--json PATH`): per phase, wall seconds, CPU seconds of this process
+(the fairer figure on a shared machine) and peak RSS. A later run with the same `--workdir`
+reuses its setup (the catalog restored to its state before publish, the manifests removed).
 
 What is real and what is faked:
 - real: the catalog (its own schema and tables; rows inserted in bulk with SQLAlchemy Core,
@@ -72,6 +74,8 @@ MUSIC_RATE_HZ = 48000
 REASONS = ("non_music", "noise", "static", "mismatch")
 MAX_TRIM_S = 4.0  # a copy starts up to this much later than its original
 PLANTED_FILE = "planted.json"  # [copy, original] video ids, written by the setup
+CATALOG_FILE = "catalog.sqlite"  # the default catalog's file under the data root
+PRISTINE_FILE = "catalog.before-publish.sqlite"  # the setup's catalog, kept for a rerun with --workdir
 GROUPING_SCALE_VIDEOS = (500, 1000, 2000)
 BATCH_ROWS = 5000
 LINKS_PER_FILE = 10_000
@@ -83,7 +87,7 @@ PHASES = (  # (name, what publish calls first in it); publish enters them in thi
     ("index fingerprints", "_fingerprints"),
     ("group near-duplicates", "_group_without_bridges"),
     ("split", "split_groups"),
-    ("build rows", "_video_rows"),
+    ("build rows", "_manifest_rows"),
     ("write manifests + card", "_write"),
     ("store groups", "catalog.set_groups"),
     ("store sides", "catalog.publish_splits"),
@@ -122,6 +126,7 @@ class PhaseClock:
         self.current: int = -1
         self.running = False
         self.started = 0.0
+        self.started_cpu = 0.0
         self.rows: list[dict[str, Any]] = []
 
     def enter(self, name: str) -> None:
@@ -131,12 +136,15 @@ class PhaseClock:
         self.close()
         reset_peak_rss()
         self.current, self.started, self.running = index, time.perf_counter(), True
+        self.started_cpu = time.process_time()
 
     def close(self) -> None:
         """End the running phase (if any) and record it."""
         if self.running:
             seconds = time.perf_counter() - self.started
-            self.rows.append({"phase": self.order[self.current], "seconds": seconds, "peak_rss_mb": peak_rss_mb()})
+            cpu_s = time.process_time() - self.started_cpu
+            self.rows.append({"phase": self.order[self.current], "seconds": seconds, "cpu_s": cpu_s,
+                              "peak_rss_mb": peak_rss_mb()})  # fmt: skip
             self.running = False
 
     def wrap(self, name: str, function: Any) -> Any:
@@ -332,6 +340,20 @@ def grouping_scale(counts: list[int], duration_s: float, seed: int) -> list[dict
     return rows
 
 
+def reuse_setup(workdir: Path, config: Config) -> bool:
+    """Restore the setup a former run left in `workdir` (its catalog as before publish, no
+    manifests): True, or False where there is none. The sizes are those of that setup, not the
+    arguments'."""
+    pristine = workdir / PRISTINE_FILE
+    if not pristine.exists() or not (workdir / PLANTED_FILE).exists():
+        return False
+    for suffix in ("-wal", "-shm"):
+        (config.data_root / (CATALOG_FILE + suffix)).unlink(missing_ok=True)
+    shutil.copyfile(pristine, config.data_root / CATALOG_FILE)
+    shutil.rmtree(publish_module.manifests_root(config), ignore_errors=True)
+    return True
+
+
 # ------------------------------------------------------------------------------- main
 
 
@@ -347,7 +369,8 @@ def main() -> None:
     parser.add_argument("--grouping-scale", type=int, nargs="*", default=list(GROUPING_SCALE_VIDEOS),
                         help="also time grouping alone on this many whole-length fingerprints in memory")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, default=None, help="kept when given; a temporary folder otherwise")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="kept when given (a later run with it reuses its setup); a temporary folder otherwise")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -355,29 +378,33 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-publish-"))
     try:
         config = Config(data_root=workdir / "data", publish=PublishConfig(seed=args.seed))
-        started = time.perf_counter()
-        setup = multiprocessing.get_context("fork").Process(target=build_catalog, args=(config, args))
-        setup.start()
-        setup.join()
-        if setup.exitcode != 0:
-            raise SystemExit(f"the setup failed (exit code {setup.exitcode})")
-        setup_s = time.perf_counter() - started
-        catalog = Catalog.open(config.resolved_catalog_url)
         clips = args.videos * args.clips_per_video
-        print(f"setup: {args.videos:,} videos, {clips:,} clips, fingerprints and music files in {setup_s:.1f} s")
+        if reuse_setup(workdir, config):
+            print(f"setup: reused the one in {workdir} (its catalog as it was before any publish)")
+        else:
+            started = time.perf_counter()
+            setup = multiprocessing.get_context("fork").Process(target=build_catalog, args=(config, args))
+            setup.start()
+            setup.join()
+            if setup.exitcode != 0:
+                raise SystemExit(f"the setup failed (exit code {setup.exitcode})")
+            setup_s = time.perf_counter() - started
+            shutil.copyfile(config.data_root / CATALOG_FILE, workdir / PRISTINE_FILE)
+            print(f"setup: {args.videos:,} videos, {clips:,} clips, fingerprints and music files in {setup_s:.1f} s")
+        catalog = Catalog.open(config.resolved_catalog_url)
         clock = PhaseClock()
         instrument(clock, catalog)
         pair_counts: list[int] = []
         count_candidate_pairs(pair_counts)
         rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         result = publish_module.publish(catalog, config, "v0001")
-        total_s = time.perf_counter() - started
+        total_s, total_cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
         clock.close()
         found, planted = planted_found(catalog, workdir)
         catalog.close()
         grouping = {"candidate_pairs": list(pair_counts), "planted_copies": planted, "copies_found": found}
-        report(clock, result, total_s, rss_before_mb, grouping, args)
+        report(clock, result, total_s, total_cpu_s, rss_before_mb, grouping, args)
         if args.grouping_scale:
             duration_s = args.clips_per_video * CLIP_S + TAIL_S
             print(f"\ngrouping alone, whole-length ({duration_s:.0f} s) fingerprints:")
@@ -393,15 +420,15 @@ def main() -> None:
 
 
 def report(
-    clock: PhaseClock, result: Any, total_s: float, rss_before_mb: float, grouping: dict[str, Any],
+    clock: PhaseClock, result: Any, total_s: float, total_cpu_s: float, rss_before_mb: float, grouping: dict[str, Any],
     args: argparse.Namespace,
 ) -> None:
-    print(f"\n{'phase':<26}{'seconds':>10}{'peak RSS MB':>14}")
+    print(f"\n{'phase':<26}{'seconds':>10}{'CPU s':>10}{'peak RSS MB':>14}")
     for row in clock.rows:
-        print(f"{row['phase']:<26}{row['seconds']:>10.2f}{row['peak_rss_mb']:>14.0f}")
+        print(f"{row['phase']:<26}{row['seconds']:>10.2f}{row['cpu_s']:>10.2f}{row['peak_rss_mb']:>14.0f}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     before = f"(process peak; {rss_before_mb:.0f} MB before publish)"
-    print(f"{'publish, total':<26}{total_s:>10.2f}{peak_mb:>14.0f}  {before}")
+    print(f"{'publish, total':<26}{total_s:>10.2f}{total_cpu_s:>10.2f}{peak_mb:>14.0f}  {before}")
     clips = {side.value: count for side, count in result.clips.items()}
     print(f"\npublished {clips} clips, {result.groups:,} groups, {len(result.merges)} merges, "
           f"{result.rejected_clips:,} rejected; {result.manifest_dir}")  # fmt: skip
@@ -411,7 +438,8 @@ def report(
     if args.json:
         args.json.write_text(json.dumps({
             "videos": args.videos, "clips_per_video": args.clips_per_video, "total_s": total_s,
-            "fingerprint_s": args.fingerprint_s, "process_peak_rss_mb": peak_mb, "phases": clock.rows,
+            "fingerprint_s": args.fingerprint_s, "total_cpu_s": total_cpu_s, "process_peak_rss_mb": peak_mb,
+            "phases": clock.rows,
             "published_clips": clips, "groups": result.groups, **grouping,
         }, indent=2))  # fmt: skip
 

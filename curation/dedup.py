@@ -39,7 +39,10 @@ Grouping videos by this rule, through an index rather than by comparing every pa
 
 from __future__ import annotations
 
+import io
 import json
+import math
+import re
 import subprocess
 import zipfile
 from dataclasses import dataclass
@@ -80,6 +83,9 @@ _FLAT_FRAME_STD = 2.0  # grey levels (0-255)
 _SILENT_TRACK_STD = 1e-3  # of the cube-root curves: a track this steady carries no evidence
 _STDERR_TAIL_CHARS = 800
 _DTYPES = {"frame_hashes": np.uint64, "frame_chroma": np.uint8, "band_db": np.int8}
+_NPY_HEADER = re.compile(  # the header `np.save` writes for a C-ordered array: (dtype, shape)
+    rb"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': False, 'shape': \(((?:\d+, ?)*\d*)\), \} *\n"
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -238,8 +244,39 @@ def load_fingerprint(path: Path) -> Fingerprint:
 
 
 def load_frame_hashes(path: Path) -> np.ndarray:
-    """`load_fingerprint(path).frame_hashes`, reading and decompressing nothing else."""
-    return _load_arrays(path, ("frame_hashes",))["frame_hashes"]
+    """`load_fingerprint(path).frame_hashes`, reading and decompressing nothing else (publish
+    reads every video's: each member is read whole and a plain header parsed directly, which
+    takes about half the time of `np.load`)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta = _npy_array(archive.read("meta.npy"))
+            hashes = _npy_array(archive.read("frame_hashes.npy"))
+        _check_version(meta, path)
+        return hashes.astype(_DTYPES["frame_hashes"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise DedupError(ReasonCode.INTERNAL_ERROR, f"cannot read fingerprint {path}: {error}") from error
+
+
+def _npy_array(raw: bytes) -> np.ndarray:
+    """The array of an `.npy` file's bytes: a header as `np.save` writes it for a C-ordered
+    array parsed directly (no `ast`), any other through `np.lib.format.read_array`."""
+    if raw[:6] == b"\x93NUMPY":
+        start = 8 + (2 if raw[6] == 1 else 4)
+        length = int.from_bytes(raw[8:start], "little")
+        match = _NPY_HEADER.fullmatch(raw, start, start + length)
+        if match:
+            shape = tuple(int(n) for n in match[2].split(b",") if n.strip())
+            dtype = np.dtype(match[1].decode())
+            return np.frombuffer(raw, dtype, count=math.prod(shape), offset=start + length).reshape(shape)
+    return np.lib.format.read_array(io.BytesIO(raw), allow_pickle=False)
+
+
+def _check_version(meta: np.ndarray, path: Path) -> None:
+    """DedupError unless a fingerprint file's `meta` names `FINGERPRINT_VERSION`."""
+    version = json.loads(meta.item()).get("version")
+    if version != FINGERPRINT_VERSION:
+        message = f"fingerprint {path} is version {version}, not {FINGERPRINT_VERSION}"
+        raise DedupError(ReasonCode.INTERNAL_ERROR, message)
 
 
 def _load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -247,10 +284,7 @@ def _load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     its version (`load_fingerprint`'s errors)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            version = json.loads(str(data["meta"])).get("version")
-            if version != FINGERPRINT_VERSION:  # (a DedupError: not caught below)
-                message = f"fingerprint {path} is version {version}, not {FINGERPRINT_VERSION}"
-                raise DedupError(ReasonCode.INTERNAL_ERROR, message)
+            _check_version(data["meta"], path)  # (a DedupError: not caught below)
             return {name: data[name].astype(_DTYPES[name]) for name in names}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise DedupError(ReasonCode.INTERNAL_ERROR, f"cannot read fingerprint {path}: {error}") from error

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
@@ -108,13 +108,10 @@ def publish(catalog: Catalog, config: Config, version: str) -> PublishResult:
     items = [SplitItem(group_of[v], _query(videos[v]), len(clips)) for v, clips in accepted.items()]
     split = split_groups(items, SplitConfig(**config.publish.model_dump()), published)
     split_of = {video_id: split.assignments[group_of[video_id]].value for video_id in accepted}
-    rows: dict[Split, list[ManifestRow]] = {side: [] for side in Split}
-    for video_id, clips in accepted.items():
-        side = Split(split_of[video_id])
-        rows[side] += _video_rows(data, videos[video_id], clips, decisions, group_of[video_id], side)
+    rows = _manifest_rows(data, accepted, videos, decisions, group_of, split_of)
     staging = temp_name_for(final)
     try:
-        _write(staging / version, rows, catalog, config, version)
+        _write(staging / version, rows, catalog.rejection_counts(decisions), catalog, config, version)
         catalog.set_groups({video: group for video, group in group_of.items() if stored_groups.get(video) != group})
         newly = catalog.publish_splits(split_of, version)
         os.rename(staging / version, final)
@@ -145,13 +142,21 @@ def _accepted_clips(
     return dict(sorted(accepted.items()))
 
 
-def _video_rows(
-    data: DataRoot, video: VideoRecord, clips: list[ClipRecord], decisions: dict[str, Decision], group_id: str,
-    side: Split,
-) -> list[ManifestRow]:
-    """The manifest rows of one video's accepted `clips`."""
-    rate_hz, channels = _music_format(data, clips[0])
-    return [manifest_row(video, clip, decisions[clip.clip_id], group_id, side, rate_hz, channels=channels) for clip in clips]
+def _manifest_rows(
+    data: DataRoot, accepted: dict[str, list[ClipRecord]], videos: dict[str, VideoRecord],
+    decisions: dict[str, Decision], group_of: dict[str, str], split_of: dict[str, str],
+) -> dict[Split, list[ManifestRow]]:
+    """Side -> the manifest rows of the `accepted` clips of the videos on it (each video's music
+    format read once, from its first clip's file)."""
+    rows: dict[Split, list[ManifestRow]] = {side: [] for side in Split}
+    for video_id, clips in accepted.items():
+        video, group_id, side = videos[video_id], group_of[video_id], Split(split_of[video_id])
+        rate_hz, channels = _music_format(data, clips[0])
+        rows[side] += [
+            manifest_row(video, clip, decisions[clip.clip_id], group_id, side, rate_hz, channels=channels)
+            for clip in clips
+        ]
+    return rows
 
 
 def _fingerprints(data: DataRoot, videos: Iterable[VideoRecord], required: set[str]) -> dedup_groups.FingerprintIndex:
@@ -233,14 +238,17 @@ def _music_format(data: DataRoot, clip: ClipRecord) -> tuple[int, int]:
     return int(info.samplerate), int(info.channels)
 
 
-def _write(folder: Path, rows: dict[Split, list[ManifestRow]], catalog: Catalog, config: Config, version: str) -> None:
-    """The two manifests and the card into `folder`."""
+def _write(
+    folder: Path, rows: dict[Split, list[ManifestRow]], rejections: Counter[str], catalog: Catalog, config: Config,
+    version: str,
+) -> None:
+    """The two manifests and the card (with the rejected clips per reason) into `folder`."""
     toml_text = config_toml(_shareable(config, catalog))
     code = code_version()
     metadata = {"manifest_version": version, "code_version": code, "config": toml_text}
     tables = {side: read_manifest(write_manifest(rows[side], manifest_path(folder, side), metadata)) for side in Split}
     write_dataset_card(
-        folder, tables[Split.TRAIN], tables[Split.TEST], rejections=catalog.rejection_counts(),
+        folder, tables[Split.TRAIN], tables[Split.TEST], rejections=rejections,
         config_toml=toml_text, code_version=code,
     )  # fmt: skip
 

@@ -51,6 +51,9 @@ class AddResult:
     new_links: int
 
 
+ID_CHUNK = 500  # ids per `IN (...)` lookup: far below every database's limit on parameters
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -178,28 +181,33 @@ class Catalog(ReviewClaims):
         video_ids: Sequence[str] | None = None,
         query: str | None = None,
     ) -> Iterator[VideoRecord]:
-        """Videos ordered by id, optionally filtered by status, id or query."""
-        stmt = sa.select(videos).order_by(videos.c.video_id)
+        """Videos ordered by id, optionally filtered by status, id or query (a long id list is
+        looked up in chunks, so it never runs into the database's limit on parameters)."""
+        conditions = []
         if statuses is not None:
-            stmt = stmt.where(videos.c.status.in_([s.value for s in statuses]))
-        if video_ids is not None:
-            stmt = stmt.where(videos.c.video_id.in_(list(video_ids)))
+            conditions.append(videos.c.status.in_([s.value for s in statuses]))
         if query is not None:
-            stmt = stmt.where(
+            conditions.append(
                 videos.c.video_id.in_(sa.select(video_queries.c.video_id).where(video_queries.c.query == query))
             )
+        if video_ids is None:
+            yield from self._videos_matching(conditions)
+            return
+        for chunk in _chunks(sorted(set(video_ids))):
+            yield from self._videos_matching([*conditions, videos.c.video_id.in_(chunk)])
+
+    def _videos_matching(self, conditions: list[sa.ColumnElement[bool]]) -> Iterator[VideoRecord]:
+        """The videos meeting all `conditions`, ordered by id, with their queries (two queries)."""
+        matching = sa.select(videos.c.video_id).where(*conditions)
         with self.engine.connect() as conn:
-            rows = conn.execute(stmt).mappings().all()
+            rows = conn.execute(sa.select(videos).where(*conditions).order_by(videos.c.video_id)).mappings().all()
             links: dict[str, list[str]] = {}
-            ids = [row["video_id"] for row in rows]
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                for video_id, linked_query in conn.execute(
-                    sa.select(video_queries.c.video_id, video_queries.c.query)
-                    .where(video_queries.c.video_id.in_(chunk))
-                    .order_by(video_queries.c.found_at, video_queries.c.query)
-                ):
-                    links.setdefault(video_id, []).append(linked_query)
+            for video_id, linked_query in conn.execute(
+                sa.select(video_queries.c.video_id, video_queries.c.query)
+                .where(video_queries.c.video_id.in_(matching))
+                .order_by(video_queries.c.found_at, video_queries.c.query)
+            ):
+                links.setdefault(video_id, []).append(linked_query)
         for row in rows:
             yield video_from_row(row, tuple(links.get(row["video_id"], ())))
 
@@ -288,31 +296,23 @@ class Catalog(ReviewClaims):
         manifest version; return how many were new. A video already on a side keeps it:
         CatalogError (and nothing written) if `split_of` would move one."""
         with self.engine.begin() as conn:
-            known = dict(conn.execute(
-                sa.select(videos.c.video_id, videos.c.split).where(videos.c.video_id.in_(list(split_of)))
-            ).all())  # fmt: skip
+            known = _known_videos(conn, split_of)
             moved = sorted(v for v, side in split_of.items() if known.get(v) not in (None, side))
             if moved:
                 raise CatalogError(f"{len(moved)} videos are already published on the other side: {moved[:5]}")
-            if missing := sorted(set(split_of) - set(known)):
+            if missing := sorted(set(split_of).difference(known)):
                 raise CatalogError(f"no videos {missing[:5]} in the catalog")
             new = {v: side for v, side in split_of.items() if known[v] is None}
-            for video_id, side in new.items():
-                conn.execute(
-                    videos.update().where(videos.c.video_id == video_id)
-                    .values(split=side, published_in=published_in, updated_at=now())
-                )
+            _update_videos(conn, {v: {"split": side, "published_in": published_in} for v, side in new.items()})
         return len(new)
 
     def _set_video_columns(self, values_of: Mapping[str, Mapping[str, Any]]) -> None:
-        """Update some columns of many videos in one transaction; CatalogError for an unknown id."""
+        """Update some columns of many videos in one transaction; CatalogError (and nothing
+        written) for an unknown id."""
         with self.engine.begin() as conn:
-            for video_id, values in values_of.items():
-                result = conn.execute(
-                    videos.update().where(videos.c.video_id == video_id).values(updated_at=now(), **values)
-                )
-                if result.rowcount != 1:
-                    raise CatalogError(f"no video {video_id!r} in the catalog")
+            if missing := sorted(set(values_of).difference(_known_videos(conn, values_of))):
+                raise CatalogError(f"no videos {missing[:5]} in the catalog")
+            _update_videos(conn, values_of)
 
     def _videos_where(self, condition: sa.ColumnElement[bool]) -> list[VideoRecord]:
         with self.engine.connect() as conn:
@@ -412,3 +412,31 @@ class Catalog(ReviewClaims):
             rows = conn.execute(sa.select(clips.c.status, sa.func.count()).group_by(clips.c.status)).all()
         return {ClipStatus(status): count for status, count in rows}
 
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """`values` in slices of `ID_CHUNK`."""
+    for start in range(0, len(values), ID_CHUNK):
+        yield values[start : start + ID_CHUNK]
+
+
+def _known_videos(conn: sa.Connection, video_ids: Iterable[str]) -> dict[str, str | None]:
+    """Video id -> its side (None if unpublished), for those of `video_ids` in the catalog."""
+    known: dict[str, str | None] = {}
+    for chunk in _chunks(sorted(video_ids)):
+        stmt = sa.select(videos.c.video_id, videos.c.split).where(videos.c.video_id.in_(chunk))
+        known.update(conn.execute(stmt).all())
+    return known
+
+
+def _update_videos(conn: sa.Connection, values_of: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set columns of many known videos (and their `updated_at`): one executemany per set of columns."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for video_id, values in values_of.items():
+        by_columns.setdefault(tuple(sorted(values)), []).append({"key_video_id": video_id, **values})
+    changed_at = now()
+    for columns, rows in by_columns.items():
+        stmt = (
+            videos.update().where(videos.c.video_id == sa.bindparam("key_video_id"))
+            .values(updated_at=changed_at, **{column: sa.bindparam(column) for column in columns})
+        )  # fmt: skip
+        conn.execute(stmt, rows)

@@ -114,10 +114,12 @@ class ReviewClaims:
         """Clip id -> settled decision, for the decided live clips (the rule: `dvmset/decisions.py`)."""
         return settle(self.label_events(), AUTO_ANNOTATOR)
 
-    def rejection_counts(self) -> Counter[str]:
-        """Rejected live clips per reason (a clip rejected for two reasons counts under both)."""
+    def rejection_counts(self, decisions: Mapping[str, Decision] | None = None) -> Counter[str]:
+        """Rejected live clips per reason (a clip rejected for two reasons counts under both), of
+        `decisions` where the caller has settled them already (`decisions()`), else settled now."""
+        settled = self.decisions() if decisions is None else decisions
         return Counter(
-            reason.value for decision in self.decisions().values() if decision.status is ClipStatus.REJECTED
+            reason.value for decision in settled.values() if decision.status is ClipStatus.REJECTED
             for reason in decision.reasons
         )  # fmt: skip
 

@@ -301,6 +301,25 @@ def test_a_published_side_never_changes(catalog):
         catalog.publish_splits({"youtube:zz": "test"}, "v0003")
 
 
+def test_many_ids_are_looked_up_and_updated_in_chunks(catalog, monkeypatch):
+    monkeypatch.setattr(catalog_module, "ID_CHUNK", 2)
+    ids = [f"youtube:{name}" for name in "abcde"]
+    catalog.add_candidates(cand(video_id, f"q {video_id}") for video_id in ids)
+    catalog.add_candidates([cand("youtube:c", "q extra")])
+    asked = ["youtube:e", "youtube:a", "youtube:c", "youtube:a"]  # unordered, one twice
+    found = [(v.video_id, v.queries) for v in catalog.videos(video_ids=asked)]
+    assert found == [
+        ("youtube:a", ("q youtube:a",)), ("youtube:c", ("q youtube:c", "q extra")), ("youtube:e", ("q youtube:e",))
+    ]
+    catalog.set_groups({video_id: f"g{n % 2}" for n, video_id in enumerate(ids)})
+    with pytest.raises(CatalogError, match="no videos"):  # nothing written
+        catalog.set_groups({"youtube:a": "g9", "youtube:zz": "g9"})
+    assert [v.group_id for v in catalog.videos()] == ["g0", "g1", "g0", "g1", "g0"]
+    assert catalog.publish_splits({video_id: "train" for video_id in ids[:3]}, "v0001") == 3
+    assert catalog.publish_splits({video_id: "test" for video_id in ids[3:]}, "v0002") == 2
+    assert [v.split for v in catalog.videos()] == ["train"] * 3 + ["test"] * 2
+
+
 def add_label(catalog, clip_id: str, annotator: str, decision: str, reasons=(), minute: int = 0) -> None:
     """A label event, written as the labeling UI will: `minute` orders the events."""
     with catalog.engine.begin() as conn:
@@ -334,6 +353,7 @@ def test_decisions_follow_each_annotators_latest_event_and_agreement(catalog):
         ids[4]: ("accepted", (), ("ann",)),
     }
     assert catalog.rejection_counts() == {"mismatch": 1, "noise": 1, "other": 1}
+    assert catalog.rejection_counts(catalog.decisions()) == catalog.rejection_counts()  # settled by the caller
     # a later event settles the dispute; a retired clip's events no longer count
     add_label(catalog, ids[2], "bob", "accepted", minute=4)
     assert catalog.decisions()[ids[2]].annotators == ("ann", "bob")

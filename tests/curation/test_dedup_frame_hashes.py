@@ -1,0 +1,53 @@
+"""`dedup.load_frame_hashes`: the picture hashes alone, read without `np.load` (publish reads every video's)."""
+
+import io
+
+import numpy as np
+import pytest
+
+from curation import dedup
+from dvmset.errors import DedupError, ReasonCode
+
+
+def fingerprint(frames: int, seed: int = 0) -> dedup.Fingerprint:
+    rng = np.random.default_rng(seed)
+    return dedup.Fingerprint(
+        rng.integers(0, 2**64, frames, dtype=np.uint64), rng.integers(0, 256, (frames, 32), dtype=np.uint8),
+        rng.integers(-100, 0, (frames * 2, dedup.AUDIO_BANDS), dtype=np.int8),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("frames", [0, 1, 1000])
+def test_the_frame_hashes_are_those_of_the_whole_fingerprint(tmp_path, frames):
+    path = dedup.save_fingerprint(fingerprint(frames), tmp_path / "fingerprint.npz")
+    hashes = dedup.load_frame_hashes(path)
+    np.testing.assert_array_equal(hashes, dedup.load_fingerprint(path).frame_hashes)
+    assert hashes.dtype == np.uint64 and hashes.shape == (frames,)
+    hashes[:1] = 0  # a writable copy, not a view of the file's bytes
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.arange(5, dtype=">u8"),  # parsed directly, byte order kept
+        np.asfortranarray(np.arange(6, dtype=np.int64).reshape(2, 3)),  # left to numpy
+        np.array("text"),
+    ],
+)
+def test_an_npy_member_reads_back_as_numpy_wrote_it(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    read = dedup._npy_array(buffer.getvalue())
+    np.testing.assert_array_equal(read, array)
+    assert read.dtype == array.dtype and read.shape == array.shape
+
+
+def test_an_old_or_broken_file_is_refused(tmp_path, monkeypatch):
+    path = dedup.save_fingerprint(fingerprint(10), tmp_path / "fingerprint.npz")
+    monkeypatch.setattr(dedup, "FINGERPRINT_VERSION", dedup.FINGERPRINT_VERSION + 1)
+    with pytest.raises(DedupError, match="version"):
+        dedup.load_frame_hashes(path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(DedupError) as caught:
+        dedup.load_frame_hashes(path)
+    assert caught.value.reason is ReasonCode.INTERNAL_ERROR
