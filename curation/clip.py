@@ -27,14 +27,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from dvmset.errors import ReasonCode, StageError
+from dvmset.errors import ReasonCode
 from dvmset.storage import atomic_path
-from dvmset.tools import require_tool
+from dvmset.tools import require_tool, run_tool
 
 STAGE_VERSION = "clip/1"
 CLIP_S = 60.0
@@ -43,7 +42,6 @@ VIDEO_FILE = "video.mp4"
 MUSIC_FILE = "music.flac"
 ANALYSIS_FILE = "analysis.mp4"  # the small frames the prescreen reads (see cut_video)
 
-_STDERR_TAIL_CHARS = 1500
 _READ_SLACK_S = 1.0
 _ANALYSIS_CRF = 18  # the analysis frames: closer to the source than the clip's own coding (CRF 23)
 _FRAME_TOLERANCE = 1e-6  # a duration this close under a whole frame (or clip) still counts as one
@@ -93,7 +91,7 @@ def cut_music(music_path: Path, span: Span, out_path: Path, *, timeout_s: float 
             "-map", "0:a:0", "-af", _music_filter(sample_count), "-c:a", "flac", "-sample_fmt", "s16",
             "-f", "flac", f"file:{temp}",
         ]  # fmt: skip
-        _run(args, timeout_s)
+        run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip")
     return out_path
 
 
@@ -152,7 +150,7 @@ def cut_video(
             analysis_temp = temps.enter_context(atomic_path(analysis_path))
             args += ["-map", "[small]", "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(_ANALYSIS_CRF),
                      "-threads", str(threads), "-an", "-f", "mp4", f"file:{analysis_temp}"]  # fmt: skip
-        _run(args, timeout_s)
+        run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip")
     return out_path
 
 
@@ -168,13 +166,3 @@ def _fps_fraction(fps: float) -> str:
     """29.97002997 -> "30000/1001": the exact rate a probed float stands for."""
     fraction = Fraction(fps).limit_denominator(1001)
     return f"{fraction.numerator}/{fraction.denominator}"
-
-
-def _run(args: list[str], timeout_s: float) -> None:
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise StageError(ReasonCode.DECODE_ERROR, f"ffmpeg did not finish in {timeout_s:g} s") from exc
-    if done.returncode != 0:
-        tail = done.stderr.strip()[-_STDERR_TAIL_CHARS:]
-        raise StageError(ReasonCode.DECODE_ERROR, f"ffmpeg exited with {done.returncode}: {tail}")

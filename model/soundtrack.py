@@ -22,16 +22,15 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from dvmset.errors import ReasonCode, StageError
+from dvmset.errors import ReasonCode
 from dvmset.storage import atomic_path
-from dvmset.tools import require_tool
+from dvmset.tools import STDERR_TAIL_CHARS, require_tool, run_tool
 from model.errors import FeatureError
 
 AAC_BITRATE = "192k"
 VIDEO_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # suffix -> ffmpeg muxer
 MUSIC_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}  # suffix -> soundfile format, subtype
 _FASTSTART_MUXERS = {"mp4", "mov"}
-_STDERR_TAIL_CHARS = 1500
 _TIMEOUT_S = 3600.0
 
 
@@ -53,7 +52,7 @@ def probe_video_duration_s(video_path: Path) -> float:
                "stream=duration:format=duration", "-of", "json", str(video_path)]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
     if result.returncode != 0:
-        message = result.stderr[-_STDERR_TAIL_CHARS:].strip()
+        message = result.stderr[-STDERR_TAIL_CHARS:].strip()
         raise FeatureError(ReasonCode.NOT_MEDIA, f"ffprobe cannot read {video_path}: {message}")
     info = json.loads(result.stdout or "{}")
     if not info.get("streams"):
@@ -87,15 +86,5 @@ def mux_music(video_path: Path, waveform: np.ndarray, sampling_rate_hz: int, out
                        "-b:a", AAC_BITRATE, "-f", muxer]  # fmt: skip
             if muxer in _FASTSTART_MUXERS:
                 command += ["-movflags", "+faststart"]
-            _run([*command, str(temp)])
+            run_tool([*command, str(temp)], _TIMEOUT_S, ReasonCode.INTERNAL_ERROR, "muxing the music")
     return out_path
-
-
-def _run(command: list[str]) -> None:
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, errors="replace", timeout=_TIMEOUT_S)
-    except subprocess.TimeoutExpired as error:
-        raise StageError(ReasonCode.INTERNAL_ERROR, f"ffmpeg did not finish in {_TIMEOUT_S:g} s") from error
-    if done.returncode != 0:
-        tail = done.stderr.strip()[-_STDERR_TAIL_CHARS:]
-        raise StageError(ReasonCode.INTERNAL_ERROR, f"ffmpeg could not mux the music: exit {done.returncode}: {tail}")

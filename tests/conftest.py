@@ -9,6 +9,18 @@ import pytest
 from tests.http_server import LocalHttpServer, serve_folder as _serve_folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The tests' tiny models gain nothing from threads; on a shared CPU, waiting OpenMP threads
+    cost far more than they give."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def serve_folder():
     """`with serve_folder(folder) as server:` a real HTTP server on 127.0.0.1 (see tests/http_server.py)."""

@@ -18,7 +18,6 @@ import duckdb
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from curation import separate
@@ -42,13 +41,6 @@ def run_cli(*args: str | Path):
     result = CliRunner().invoke(app, [str(arg) for arg in args])
     return result.exit_code, result.output
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -35,15 +35,6 @@ from dvmset.storage import is_temp_name
 SAMPLE_RATE_HZ = 8000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model's operations are too small to gain from threads; on a shared CPU, waiting
-    OpenMP threads cost far more than they give (about 5 s instead of 30 s for this file)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from curation import dedup, separate, steps
 from curation.samples import VideoSpec, make_video
@@ -25,13 +24,6 @@ from dvmset.storage import DataRoot
 
 MODEL = "tiny-random"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 from prefect.client.orchestration import get_client  # noqa: E402
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
@@ -45,13 +44,6 @@ from tests.flows.processes import PREFECT, clean_environ, free_port, kill_marked
 MODEL = "tiny-random"
 LABEL = "test corpus"
 
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -37,14 +36,6 @@ TINY_CODEBOOK_SIZE = 64
 TINY_DECODER_WIDTH = 24
 CLIP_ID = make_clip_id("local:" + "a" * 40, 0.0)
 
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from threads; on a shared CPU, waiting OpenMP threads cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
