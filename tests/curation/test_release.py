@@ -129,6 +129,15 @@ def test_the_release_lists_every_decided_clip_without_media_or_local_paths(relea
     assert code == 2 and "exists" in output
 
 
+def test_hugging_face_datasets_loads_the_release(released, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    path = released / "release" / "clips.parquet"
+    loaded = datasets.load_dataset("parquet", data_files=str(path), cache_dir=str(tmp_path / "hf-cache"))["train"]
+    assert loaded.num_rows == len(release_frame(released))
+    assert loaded.column_names == RELEASE_SCHEMA.names
+    assert sorted(loaded["decision"]).count("rejected") == 1
+
+
 def test_a_rebuild_with_one_source_offline_makes_the_rest_and_reports_it(released, server, model_dir, tmp_path):
     frame = release_frame(released)
     offline = server.root / f"{OFFLINE}.mp4"
