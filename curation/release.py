@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
-from dvmset.dataset_card import _fenced, _markdown_table
+from dvmset.dataset_card import fenced, markdown_table
 from dvmset.manifest import manifest_metadata, manifest_path, read_manifest
 from dvmset.records import ClipStatus
 from dvmset.release import (
@@ -149,16 +149,16 @@ def card_text(version: str, rows: list[ReleaseRow], withheld_local_videos: int, 
         "The media stay with their owners: rebuild them from the URLs. Each clip keeps the licence of its "
         "source video (column `license`)." + withheld,
         "## Counts\n\n"
-        + _markdown_table(["split", "accepted clips", "rejected clips", "videos", "groups"], split_rows),
-        "## Accepted clips per query\n\n" + (_markdown_table(["query", *sides], query_rows) if query_rows else "None."),
-        "## Open it\n\n" + _fenced(
+        + markdown_table(["split", "accepted clips", "rejected clips", "videos", "groups"], split_rows),
+        "## Accepted clips per query\n\n" + (markdown_table(["query", *sides], query_rows) if query_rows else "None."),
+        "## Open it\n\n" + fenced(
             "import pandas as pd\nclips = pd.read_parquet('clips.parquet')\n"
             "train = clips[(clips.split == 'train') & (clips.decision == 'accepted')]\n\n"
             "# or: duckdb -c \"SELECT split, count(*) FROM 'clips.parquet' GROUP BY split\"", "python",
         ),
         "## Rebuild the clips\n\n"
         "With the `dvmset` package installed (Python 3.11, ffmpeg) and a config whose `[clip]`, `[separate]` "
-        "and `[loudness]` settings match the configuration below:\n\n" + _fenced(
+        "and `[loudness]` settings match the configuration below:\n\n" + fenced(
             "dvmset init dvmset.toml            # then copy the settings below into it\n"
             "dvmset rebuild path/to/this/folder --config dvmset.toml", "sh",
         ) + "\n\nThe rebuild downloads every source again, runs the normal stages (probe, vocal removal, "
@@ -167,7 +167,7 @@ def card_text(version: str, rows: list[ReleaseRow], withheld_local_videos: int, 
         f"{version}`, and reports the clips it could not make: sources gone (with the download's reason "
         "code) and clips whose times no longer match. It exits non-zero only when no clip could be rebuilt.",
         f"## Provenance\n\nRelease schema version {RELEASE_SCHEMA_VERSION}; manifest {version}.\n\n"
-        f"Code version of the manifest:\n\n{_fenced(str(metadata.get('manifest_code_version')), 'text')}\n\n"
-        f"Code version of the release:\n\n{_fenced(str(metadata.get('code_version')), 'text')}\n\n"
-        f"Configuration:\n\n{_fenced(metadata.get('config') or '# not recorded', 'toml')}",
+        f"Code version of the manifest:\n\n{fenced(str(metadata.get('manifest_code_version')), 'text')}\n\n"
+        f"Code version of the release:\n\n{fenced(str(metadata.get('code_version')), 'text')}\n\n"
+        f"Configuration:\n\n{fenced(metadata.get('config') or '# not recorded', 'toml')}",
     ]) + "\n"  # fmt: skip

@@ -57,25 +57,28 @@ ConfigOption = Annotated[
 LimitOption = Annotated[int | None, typer.Option(help="process at most this many videos")]
 
 
-def _fail(code: ExitCode, message: str) -> typer.Exit:
+def fail(code: ExitCode, message: str) -> typer.Exit:
+    """Print `message` as an error; return the `typer.Exit` for `code` (the caller raises it)."""
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(int(code))
 
 
-def _open(config_path: Path | None) -> tuple[Config, Catalog]:
+def open_catalog(config_path: Path | None) -> tuple[Config, Catalog]:
+    """The config and its catalog, or an exit with the config or catalog error's code."""
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     DataRoot(config.data_root).ensure()
     try:
         return config, Catalog.open(config.resolved_catalog_url)
     except CatalogError as exc:
-        raise _fail(ExitCode.CATALOG, str(exc)) from exc
+        raise fail(ExitCode.CATALOG, str(exc)) from exc
 
 
-def _progress(total: int, stage: str) -> tqdm:
-    return tqdm(total=total, desc=stage, unit="video", file=sys.stderr, dynamic_ncols=True, leave=False)
+def progress_bar(total: int, stage: str, unit: str = "video") -> tqdm:
+    """A progress bar on stderr for `total` items of `stage`."""
+    return tqdm(total=total, desc=stage, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
 @app.command()
@@ -85,7 +88,7 @@ def init(
 ) -> None:
     """Write a starter config file with every setting and its default."""
     if path.exists() and not force:
-        raise _fail(ExitCode.USAGE, f"{path} exists; use --force to overwrite it")
+        raise fail(ExitCode.USAGE, f"{path} exists; use --force to overwrite it")
     atomic_write_text(path, STARTER_CONFIG)
     out.print(f"wrote {path}")
 
@@ -102,7 +105,7 @@ def discover(
     """Find candidate videos and add them to the catalog as `discovered`."""
     from curation import search
 
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     candidates: list[Candidate] = []
     failures: list[SearchError] = []
     try:
@@ -116,9 +119,9 @@ def discover(
                 found, failures = search.search_queries(queries, config.search, on_done=lambda _q: bar.update())
             candidates += found
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     except SearchError as exc:
-        raise _fail(ExitCode.SOURCE, str(exc)) from exc
+        raise fail(ExitCode.SOURCE, str(exc)) from exc
     added = catalog.add_candidates(candidates)
     out.print(f"discover: {len(candidates)} hits -> {added.new_videos} new videos, {added.new_links} new query links")
     if failures:
@@ -135,7 +138,7 @@ def _run_stage(stage: str, catalog: Catalog, config: Config, limit: int | None) 
     videos = videos[:limit]
     if stage == "separate" and videos:
         steps.separator_for(config)  # a missing model stops here, before any video is touched
-    with _progress(len(videos), stage) as bar:
+    with progress_bar(len(videos), stage) as bar:
         summary = steps.run_step(step, stage, catalog, config, videos, on_outcome=lambda _o: bar.update())
     out.print(summary.line(), highlight=False)
     return summary
@@ -149,7 +152,7 @@ def download(
     retry_failed: Annotated[bool, typer.Option(help="first send failed videos back to be tried again")] = False,
 ) -> None:
     """Download `discovered` videos (then probe them); failures are recorded with a reason."""
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     if retry_failed:
         out.print(f"retry: {catalog.reset_errors()} failed videos sent back")
     failed = _run_stage("download", catalog, config, limit).failed
@@ -162,7 +165,7 @@ def download(
 @app.command()
 def probe(config_path: ConfigOption = None, limit: LimitOption = None) -> None:
     """Probe `downloaded` videos: streams, duration, a decode check."""
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     if _run_stage("probe", catalog, config, limit).failed:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
 
@@ -175,7 +178,7 @@ def separate(
 ) -> None:
     """Remove vocals from `probed` videos with Demucs (then make their clips). Videos separated
     under other settings or another model are separated again."""
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     failed = _run_stage("separate", catalog, config, limit).failed
     if clips:
         failed += _run_stage("clip", catalog, config, limit).failed
@@ -188,7 +191,7 @@ def separate(
 def clip_command(config_path: ConfigOption = None, limit: LimitOption = None) -> None:
     """Cut `separated` videos into 60 s clips, normalize their loudness and prescreen them, then
     fingerprint the videos. Clips made under other settings are redone, only as far as the change reaches."""
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     failed = _run_stage("clip", catalog, config, limit).failed
     if failed + _run_stage("fingerprint", catalog, config, limit).failed:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
@@ -214,14 +217,14 @@ def build(
     print its summary; with --publish, publish the reviewed clips at the end. Without --folder, --urls or
     --query it searches the queries file. A rerun does only unfinished work."""
     if version and not publish:
-        raise _fail(ExitCode.USAGE, "--version needs --publish")
-    _config, catalog = _open(config_path)
+        raise fail(ExitCode.USAGE, "--version needs --publish")
+    _config, catalog = open_catalog(config_path)
     from flows.runners import check_runner
 
     try:
         check_runner(runner, dask_address, workers, catalog.dialect)
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
 
     def absolute(path: Path | None) -> str | None:  # flow parameters are strings, valid in any folder
         return str(path.resolve()) if path else None
@@ -250,7 +253,7 @@ def _run_build_flow(**parameters: object) -> RunSummary:
         state = build_flow(**parameters, return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, PublishError):
-        raise _fail(ExitCode.ITEMS_FAILED, f"the build ran, but publishing failed: {result}")
+        raise fail(ExitCode.ITEMS_FAILED, f"the build ran, but publishing failed: {result}")
     if isinstance(result, BaseException):
         raise result
     summary = RunSummary.from_dict(result)
@@ -264,7 +267,7 @@ def status(
     by_query: Annotated[bool, typer.Option("--by-query", help="one table row per query")] = False,
 ) -> None:
     """Counts of videos by status and reason (and per query)."""
-    _config, catalog = _open(config_path)
+    _config, catalog = open_catalog(config_path)
     for table in status_tables(catalog, by_query=by_query):
         out.print(table)
 
@@ -289,7 +292,7 @@ def demo(
     if not samples.exists():
         out.print(f"making sample videos in {samples} (ffmpeg lavfi)")
         make_sample_folder(samples)
-    config, catalog = _open(config_file)
+    config, catalog = open_catalog(config_file)
     try:
         steps.separator_for(config)
     except ModelNotFoundError as missing:

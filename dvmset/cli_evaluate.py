@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from dvmset.cli import ConfigOption, ExitCode, _fail, _progress, app, out
+from dvmset.cli import ConfigOption, ExitCode, fail, progress_bar, app, out
 from dvmset.config import load_config
 from dvmset.errors import ConfigError, StageError
 from dvmset.ids import id_to_dirname
@@ -63,18 +63,18 @@ def evaluate(
     names = list(name or [folder.name for folder in generated])
     if len(names) != len(generated) or len(set(names)) != len(names):
         message = f"give one distinct --name per --generated ({len(names)} names, {len(generated)} folders)"
-        raise _fail(ExitCode.USAGE, message)
+        raise fail(ExitCode.USAGE, message)
     missing_folders = [str(folder) for folder in generated if not folder.is_dir()]
     if missing_folders:
-        raise _fail(ExitCode.USAGE, f"not a folder: {', '.join(missing_folders)}")
+        raise fail(ExitCode.USAGE, f"not a folder: {', '.join(missing_folders)}")
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     try:
         scenes = SceneSettings(scene_detector, scene_threshold, min_scene_frames)
     except ValueError as exc:
-        raise _fail(ExitCode.USAGE, str(exc)) from exc
+        raise fail(ExitCode.USAGE, str(exc)) from exc
     settings = EvalSettings(
         scenes=scenes, tolerance_s=tolerance_s, beat_bin_s=beat_bin_s, panns_checkpoint=panns, clap_model_id=clap,
         model_dir=config.model_dir, device=device, shuffle_seed=shuffle_seed,
@@ -86,12 +86,12 @@ def evaluate(
         runs = {run: generated_files(folder, clips) for run, folder in zip(names, generated)}
         if references:
             runs |= reference_runs(clips, shuffle_seed)
-        with _progress(len(music_to_analyse(clips, runs)), "music analysed") as bar:
+        with progress_bar(len(music_to_analyse(clips, runs)), "music analysed", unit="file") as bar:
             results = evaluate_runs(clips, runs, models, settings, on_music=lambda _: bar.update(1))
     except WeightsNotFoundError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     except (ManifestError, StageError) as exc:
-        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     clap_rate_hz, clap_window_s = models.clap.sample_rate_hz, models.clap.window_s
     protocol_block = protocol(settings, clap_rate_hz, clap_window_s, imagebind_unavailable_reason())
     inputs = {"manifest": str(manifest), "data_root": str(root), "clips": len(clips),

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dvmset.cli import ConfigOption, ExitCode, _fail, app, out
+from dvmset.cli import ConfigOption, ExitCode, fail, app, out
 from dvmset.config import load_config
 from dvmset.errors import ConfigError, StageError
 
@@ -46,15 +46,15 @@ def generate(
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     try:
         settings = GenerationSettings(window_s=window_s, prompt_s=prompt_s, guidance_scale=guidance, top_k=top_k,
                                       temperature=temperature, seed=seed)  # fmt: skip
         check_output_suffixes(out_path, music_out)
     except ValueError as exc:
-        raise _fail(ExitCode.USAGE, str(exc)) from exc
+        raise fail(ExitCode.USAGE, str(exc)) from exc
     if not checkpoint.is_file():
-        raise _fail(
+        raise fail(
             ExitCode.CONFIG,
             f"no checkpoint at {checkpoint.absolute()}: pass the checkpoint.pt that `dvmset train` wrote in its "
             "output folder (runs/<manifest version>/stage<N>/ by default)",
@@ -66,9 +66,9 @@ def generate(
         waveform = soundtrack.waveform.numpy()
         mux_music(video, waveform, soundtrack.sampling_rate_hz, out_path)
     except (CheckpointError, ConditioningError, WeightsNotFoundError) as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     except StageError as exc:
-        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     written = [str(out_path)]
     if music_out is not None:
         written.append(str(write_music(music_out, waveform, soundtrack.sampling_rate_hz)))

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dvmset.cli import ConfigOption, ExitCode, _fail, _open, app, out
+from dvmset.cli import ConfigOption, ExitCode, fail, open_catalog, app, out
 from dvmset.errors import ConfigError, DvmsetError
 
 
@@ -46,24 +46,24 @@ def label(
 
     if add_user is not None:
         if users is None or role not in {r.value for r in Role}:
-            raise _fail(ExitCode.USAGE, "--add-user needs --users FILE and --role annotator|reviewer")
+            raise fail(ExitCode.USAGE, "--add-user needs --users FILE and --role annotator|reviewer")
         password = sys.stdin.readline().rstrip("\n") if password_stdin else _prompt_password()
         try:
             add_user_entry(users, add_user, Role(role), password)
         except ConfigError as exc:
-            raise _fail(ExitCode.CONFIG, str(exc)) from exc
+            raise fail(ExitCode.CONFIG, str(exc)) from exc
         out.print(f"{users}: {add_user} ({role}) saved")
         return
     if users is None and not is_loopback(host):
-        raise _fail(ExitCode.USAGE, f"refusing to serve on {host} without logins: pass --users FILE "
+        raise fail(ExitCode.USAGE, f"refusing to serve on {host} without logins: pass --users FILE "
                                     "(make one with --add-user), or use --host 127.0.0.1")  # fmt: skip
     try:
         entries = load_users(users) if users is not None else None
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     if entries is not None and not entries:
-        raise _fail(ExitCode.CONFIG, f"{users} has no users: add one with --add-user")
-    config, catalog = _open(config_path)
+        raise fail(ExitCode.CONFIG, f"{users} has no users: add one with --add-user")
+    config, catalog = open_catalog(config_path)
     catalog.close()
     from labeling_ui.app import AppSettings, serve
     from labeling_ui.session import ReviewSettings
@@ -77,7 +77,7 @@ def label(
     try:
         serve(settings, host, port)
     except DvmsetError as exc:
-        raise _fail(ExitCode.USAGE, str(exc)) from exc
+        raise fail(ExitCode.USAGE, str(exc)) from exc
 
 
 def _login_name() -> str:

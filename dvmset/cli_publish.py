@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dvmset.cli import ConfigOption, ExitCode, _fail, _open, app, err, out
+from dvmset.cli import ConfigOption, ExitCode, fail, open_catalog, app, err, out
 from dvmset.config import load_config
 from dvmset.errors import ConfigError, PublishError
 from dvmset.manifest import ManifestError
@@ -41,13 +41,13 @@ def publish(
     test Parquet files and a dataset card. Videos already published keep their side."""
     from curation.publish import VersionExistsError, next_version, publish as publish_manifests
 
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     try:
         result = publish_manifests(catalog, config, version or next_version(config))
     except VersionExistsError as exc:
-        raise _fail(ExitCode.USAGE, str(exc)) from exc
+        raise fail(ExitCode.USAGE, str(exc)) from exc
     except PublishError as exc:
-        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     table = Table(title=f"published {result.version}")
     for column in ("split", "clips", "videos"):
         table.add_column(column)
@@ -73,7 +73,7 @@ def _data_root(config_path: Path | None, data_root: Path | None) -> Path:
     try:
         return load_config(config_path).data_root
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
 
 
 @manifests_app.command()
@@ -106,7 +106,7 @@ def export_jsonl(
     try:
         written = export(manifest_dir, _data_root(config_path, data_root), out_dir)
     except ManifestError as exc:
-        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     for side, path in written.items():
         out.print(f"{side.value}: {path}")
 
@@ -124,16 +124,16 @@ def release(
     from curation.publish import VersionExistsError, manifests_root
     from curation.release import make_release, releases_root
 
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     manifest_dir = manifests_root(config) / version
     if not manifest_dir.is_dir():
-        raise _fail(ExitCode.USAGE, f"no manifest version {version!r} at {manifest_dir}; publish it first")
+        raise fail(ExitCode.USAGE, f"no manifest version {version!r} at {manifest_dir}; publish it first")
     try:
         result = make_release(manifest_dir, out_dir or releases_root(config) / version, catalog)
     except VersionExistsError as exc:
-        raise _fail(ExitCode.USAGE, str(exc)) from exc
+        raise fail(ExitCode.USAGE, str(exc)) from exc
     except ManifestError as exc:
-        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     table = Table(title=f"release {result.version}")
     for column in ("split", "decision", "clips"):
         table.add_column(column)
@@ -155,13 +155,13 @@ def rebuild(
     whose times no longer match. Exit 1 only when no clip could be rebuilt."""
     from curation.rebuild import Outcome, rebuild as rebuild_release
 
-    config, catalog = _open(config_path)
+    config, catalog = open_catalog(config_path)
     try:
         report = rebuild_release(release_dir, catalog, config, on_stage=lambda s: out.print(s.line(), highlight=False))
     except ManifestError as exc:
-        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     for warning in report.warnings:
         err.print(f"[yellow]warning[/] {escape(warning)}", highlight=False)
     summary = Table(title=f"rebuild of release {report.version}")

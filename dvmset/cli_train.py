@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dvmset.cli import ConfigOption, ExitCode, _fail, app, out
+from dvmset.cli import ConfigOption, ExitCode, fail, app, out
 from dvmset.config import load_config
 from dvmset.errors import ConfigError, StageError
 from dvmset.manifest import ManifestError
@@ -65,7 +65,7 @@ def train(
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     try:
         settings = TrainSettings(
             total_steps=steps, epochs=epochs, batch_size=batch_size, accumulate=accumulate, crop_s=crop_s, seed=seed,
@@ -73,7 +73,7 @@ def train(
             optimizer=OptimizerSettings(learning_rate=learning_rate, warmup_steps=warmup_steps),
         )  # fmt: skip
     except ValueError as exc:
-        raise _fail(ExitCode.USAGE, str(exc)) from exc
+        raise fail(ExitCode.USAGE, str(exc)) from exc
     request = TrainRequest(
         manifest_path=manifest, data_root=data_root or config.data_root,
         out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,
@@ -83,11 +83,11 @@ def train(
     try:
         result = run_training(request)
     except CheckpointError as exc:
-        raise _fail(ExitCode.USAGE, str(exc)) from exc
+        raise fail(ExitCode.USAGE, str(exc)) from exc
     except WeightsNotFoundError as exc:
-        raise _fail(ExitCode.CONFIG, str(exc)) from exc
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
     except (ManifestError, StageError) as exc:
-        raise _fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     last = f", last loss {result.records[-1].loss:.4f}" if result.records else ""
     out.print(
         f"stage {stage}: {result.clips} clips ({result.features_computed} features and {result.codes_computed} codes "

@@ -80,8 +80,8 @@ def card_text(
         "## Loudness and duration\n\n"
         f"![Loudness histograms]({LOUDNESS_PICTURE})\n\n![Duration histogram]({DURATION_PICTURE})",
         "## Provenance\n\n"
-        f"Manifest schema version {MANIFEST_SCHEMA_VERSION}.\n\nCode version:\n\n{_fenced(code_version, 'text')}\n\n"
-        f"Configuration:\n\n{_fenced(config_toml, 'toml')}",
+        f"Manifest schema version {MANIFEST_SCHEMA_VERSION}.\n\nCode version:\n\n{fenced(code_version, 'text')}\n\n"
+        f"Configuration:\n\n{fenced(config_toml, 'toml')}",
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -140,7 +140,7 @@ def _split_table(tables: Mapping[Split, pa.Table]) -> str:
         rows.append([split.value, table.num_rows, *distinct, f"{seconds / 3600:.2f}"])
         total_s += seconds
     rows.append(["**total**", sum(table.num_rows for table in tables.values()), "", "", f"{total_s / 3600:.2f}"])
-    return _markdown_table(["split", "clips", "videos", "groups", "hours"], rows)
+    return markdown_table(["split", "clips", "videos", "groups", "hours"], rows)
 
 
 def _query_table(tables: Mapping[Split, pa.Table]) -> str:
@@ -150,22 +150,22 @@ def _query_table(tables: Mapping[Split, pa.Table]) -> str:
         [query or NO_QUERY, *(counts[split][query] for split in tables), sum(c[query] for c in counts.values())]
         for query in queries
     ]
-    return _markdown_table(["query", *(split.value for split in tables), "total"], rows)
+    return markdown_table(["query", *(split.value for split in tables), "total"], rows)
 
 
 def _rejection_table(rejections: Counter) -> str:
     if not rejections:
         return "No clip was rejected."
     rows = [[str(reason), count] for reason, count in sorted(rejections.items(), key=lambda kv: (-kv[1], str(kv[0])))]
-    return _markdown_table(["reason", "clips"], rows)
+    return markdown_table(["reason", "clips"], rows)
 
 
-def _markdown_table(header: list[str], rows: list[list[object]]) -> str:
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = [header, ["---"] * len(header), *rows]
     return "\n".join("| " + " | ".join(str(cell).replace("|", "\\|") for cell in line) + " |" for line in lines)
 
 
-def _fenced(text: str, language: str) -> str:
+def fenced(text: str, language: str) -> str:
     """`text` in a fenced block whose fence is longer than any run of backticks inside it."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)

@@ -39,52 +39,52 @@ class ManifestError(DvmsetError):
     """A manifest file is unreadable, has another schema, or a schema version this code does not know."""
 
 
-def _strings() -> pa.DataType:
+def string_list() -> pa.DataType:
     return pa.list_(pa.field("element", pa.string(), nullable=False))
 
 
-def _field(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
+def schema_field(name: str, type_: pa.DataType, nullable: bool = False) -> pa.Field:
     return pa.field(name, type_, nullable=nullable)
 
 
 MANIFEST_SCHEMA = pa.schema(
     [
-        _field("clip_id", pa.string()),
-        _field("video_id", pa.string()),
-        _field("group_id", pa.string()),
-        _field("split", pa.string()),
-        _field("query", pa.string(), nullable=True),  # the video's first query; null if none
-        _field("queries", _strings()),
-        _field("platform", pa.string()),
-        _field("source_url", pa.string()),
-        _field("title", pa.string(), nullable=True),
-        _field("channel", pa.string(), nullable=True),
-        _field("license", pa.string(), nullable=True),
-        _field("start_s", pa.float64()),
-        _field("end_s", pa.float64()),
-        _field("duration_s", pa.float64()),
-        _field("video_path", pa.string()),
-        _field("music_path", pa.string()),
-        _field("sample_rate_hz", pa.int32()),
-        _field("channels", pa.int32()),
-        _field("fps", pa.float64()),
-        _field("loudness_lufs", pa.float64()),
-        _field("loudness_before_lufs", pa.float64()),
-        _field("true_peak_dbtp", pa.float64()),
-        _field("gain_db", pa.float64()),
-        _field("silence_s", pa.float64()),
-        _field("longest_silence_s", pa.float64()),
-        _field("voice_s", pa.float64()),
-        _field("non_music_s", pa.float64()),
-        _field("static_share", pa.float64()),
-        _field("noise_score", pa.float64()),
-        _field("priority", pa.float64()),
-        _field("flags", _strings()),
-        _field("scene_cuts_s", pa.list_(pa.field("element", pa.float64(), nullable=False))),
-        _field("decision", pa.string()),
-        _field("reasons", _strings()),
-        _field("annotators", _strings()),
-        _field("separator_model_id", pa.string()),
+        schema_field("clip_id", pa.string()),
+        schema_field("video_id", pa.string()),
+        schema_field("group_id", pa.string()),
+        schema_field("split", pa.string()),
+        schema_field("query", pa.string(), nullable=True),  # the video's first query; null if none
+        schema_field("queries", string_list()),
+        schema_field("platform", pa.string()),
+        schema_field("source_url", pa.string()),
+        schema_field("title", pa.string(), nullable=True),
+        schema_field("channel", pa.string(), nullable=True),
+        schema_field("license", pa.string(), nullable=True),
+        schema_field("start_s", pa.float64()),
+        schema_field("end_s", pa.float64()),
+        schema_field("duration_s", pa.float64()),
+        schema_field("video_path", pa.string()),
+        schema_field("music_path", pa.string()),
+        schema_field("sample_rate_hz", pa.int32()),
+        schema_field("channels", pa.int32()),
+        schema_field("fps", pa.float64()),
+        schema_field("loudness_lufs", pa.float64()),
+        schema_field("loudness_before_lufs", pa.float64()),
+        schema_field("true_peak_dbtp", pa.float64()),
+        schema_field("gain_db", pa.float64()),
+        schema_field("silence_s", pa.float64()),
+        schema_field("longest_silence_s", pa.float64()),
+        schema_field("voice_s", pa.float64()),
+        schema_field("non_music_s", pa.float64()),
+        schema_field("static_share", pa.float64()),
+        schema_field("noise_score", pa.float64()),
+        schema_field("priority", pa.float64()),
+        schema_field("flags", string_list()),
+        schema_field("scene_cuts_s", pa.list_(pa.field("element", pa.float64(), nullable=False))),
+        schema_field("decision", pa.string()),
+        schema_field("reasons", string_list()),
+        schema_field("annotators", string_list()),
+        schema_field("separator_model_id", pa.string()),
     ],
     metadata={SCHEMA_VERSION_KEY: str(MANIFEST_SCHEMA_VERSION).encode()},
 )

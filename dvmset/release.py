@@ -24,8 +24,8 @@ import pyarrow as pa
 from dvmset.ids import split_video_id
 from dvmset.manifest import (
     SCHEMA_VERSION_KEY,
-    _field,
-    _strings,
+    schema_field,
+    string_list,
     manifest_metadata,
     read_manifest,
     write_manifest,
@@ -36,24 +36,24 @@ RELEASE_FILE = "clips.parquet"
 
 RELEASE_SCHEMA = pa.schema(
     [
-        _field("clip_id", pa.string()),
-        _field("video_id", pa.string()),
-        _field("platform", pa.string()),
-        _field("platform_id", pa.string()),
-        _field("source_url", pa.string()),
-        _field("query", pa.string(), nullable=True),  # the video's first query; null if none
-        _field("queries", _strings()),
-        _field("title", pa.string(), nullable=True),
-        _field("channel", pa.string(), nullable=True),
-        _field("license", pa.string(), nullable=True),
-        _field("start_s", pa.float64()),
-        _field("end_s", pa.float64()),
-        _field("duration_s", pa.float64()),
-        _field("fps", pa.float64()),  # of the source video: a rebuilt clip may differ by one frame
-        _field("group_id", pa.string()),
-        _field("split", pa.string()),
-        _field("decision", pa.string()),  # accepted / rejected
-        _field("reasons", _strings()),  # why it was rejected (empty when accepted)
+        schema_field("clip_id", pa.string()),
+        schema_field("video_id", pa.string()),
+        schema_field("platform", pa.string()),
+        schema_field("platform_id", pa.string()),
+        schema_field("source_url", pa.string()),
+        schema_field("query", pa.string(), nullable=True),  # the video's first query; null if none
+        schema_field("queries", string_list()),
+        schema_field("title", pa.string(), nullable=True),
+        schema_field("channel", pa.string(), nullable=True),
+        schema_field("license", pa.string(), nullable=True),
+        schema_field("start_s", pa.float64()),
+        schema_field("end_s", pa.float64()),
+        schema_field("duration_s", pa.float64()),
+        schema_field("fps", pa.float64()),  # of the source video: a rebuilt clip may differ by one frame
+        schema_field("group_id", pa.string()),
+        schema_field("split", pa.string()),
+        schema_field("decision", pa.string()),  # accepted / rejected
+        schema_field("reasons", string_list()),  # why it was rejected (empty when accepted)
     ],
     metadata={SCHEMA_VERSION_KEY: str(RELEASE_SCHEMA_VERSION).encode()},
 )
