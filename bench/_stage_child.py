@@ -50,12 +50,14 @@ HTDEMUCS_KWARGS: dict[str, Any] = {
 }  # fmt: skip
 
 CUT_VIDEO_VARIANTS = (  # (label, x264 preset, CRF, max height): cut_video's own command, changed here
-    ("as the stage: veryfast crf 23, 720p", None, None, None),
+    ("as the stage: superfast + mb-tree crf 23, 720p", None, None, None),
+    ("veryfast crf 23, 720p", "veryfast", None, None),
     ("superfast crf 23, 720p", "superfast", None, None),
     ("ultrafast crf 23, 720p", "ultrafast", None, None),
     ("ultrafast crf 26, 720p", "ultrafast", 26, None),
     ("ultrafast crf 28, 720p", "ultrafast", 28, None),
-    ("veryfast crf 23, 480p", None, None, 480),
+    ("as the stage, 480p", None, None, 480),
+    ("veryfast crf 23, 480p", "veryfast", None, 480),
     ("superfast crf 23, 480p", "superfast", None, 480),
     ("ultrafast crf 23, 480p", "ultrafast", None, 480),
 )
@@ -103,6 +105,14 @@ def _prepare_separate(p: dict[str, Any]):
     return run
 
 
+def _encoder_settings() -> dict[str, Any]:
+    """cut_video's encoder keywords as the clip step passes them, from the config's defaults."""
+    from dvmset.config import ClipConfig
+
+    clip = ClipConfig()
+    return {"max_height": clip.max_height, "preset": clip.x264_preset, "x264_params": clip.x264_params, "crf": clip.crf}
+
+
 def _prepare_clip(p: dict[str, Any]):
     from curation.clip import ANALYSIS_FILE, MUSIC_FILE, VIDEO_FILE, cut_music, cut_video
     from curation.prescreen import ANALYSIS_SIDE_PX
@@ -116,7 +126,7 @@ def _prepare_clip(p: dict[str, Any]):
             start = time.perf_counter()
             cut_music(Path(p["accompaniment"]), span, folder / MUSIC_FILE)
             middle = time.perf_counter()
-            cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, fps=FPS,
+            cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, fps=FPS, **_encoder_settings(),
                       analysis_path=folder / ANALYSIS_FILE, analysis_side_px=ANALYSIS_SIDE_PX)  # as the clip step
             music_s, video_s = music_s + middle - start, video_s + time.perf_counter() - middle
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans),
@@ -230,7 +240,7 @@ def _prepare_models(p: dict[str, Any]):
 
 def _prepare_profile_clip(p: dict[str, Any]):
     """Where cut_video's time goes, on the first clip: its exact ffmpeg command (captured from
-    `curation.clip._run`), without encoding (decode + filters), and with other presets or sizes."""
+    `curation.clip.run_tool`), without encoding (decode + filters), and with other presets or sizes."""
     from curation import clip
 
     span = _spans(p["duration_s"])[0]
@@ -238,23 +248,26 @@ def _prepare_profile_clip(p: dict[str, Any]):
     out.parent.mkdir(parents=True, exist_ok=True)
     captured: list[list[str]] = []
 
-    def record(args: list[str], timeout_s: float) -> None:  # record the command, write an empty file
+    def record(args: list[str], *_: object) -> None:  # record the command, write an empty file
         captured.append(list(args))
         Path(args[-1].removeprefix("file:")).touch()
 
-    real_run, clip._run = clip._run, record
+    real_run, clip.run_tool = clip.run_tool, record
     try:
-        clip.cut_video(Path(p["video"]), span, _clip_dir(p["work"], 0) / clip.MUSIC_FILE, out, fps=FPS)
+        clip.cut_video(Path(p["video"]), span, _clip_dir(p["work"], 0) / clip.MUSIC_FILE, out, fps=FPS,
+                       **_encoder_settings())
     finally:
-        clip._run = real_run
+        clip.run_tool = real_run
     command = [*captured[0][:-1], f"file:{out}"]
 
     graph = command.index("-filter_complex") + 1
 
     def variant(preset: str | None, crf: int | None, height: int | None) -> list[str]:
         args = list(command)
-        if preset:
+        if preset:  # the preset's own settings: without the stage's -x264-params
             args[args.index("-preset") + 1] = preset
+            if "-x264-params" in args:
+                del args[args.index("-x264-params") : args.index("-x264-params") + 2]
         if crf:
             args[args.index("-crf") + 1] = str(crf)
         if height:

@@ -43,7 +43,6 @@ import io
 import json
 import math
 import re
-import subprocess
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +52,7 @@ import scipy.fft
 
 from dvmset.errors import DedupError, ReasonCode
 from dvmset.storage import atomic_path
-from dvmset.tools import require_tool
+from dvmset.tools import require_tool, run_tool
 
 FINGERPRINT_VERSION = 1
 FINGERPRINT_FILE = "fingerprint.npz"  # the pipeline keeps it in the video's stems folder
@@ -81,7 +80,6 @@ _HASH_SIDE = 32
 _CHROMA_GRID = 4  # cells a side
 _FLAT_FRAME_STD = 2.0  # grey levels (0-255)
 _SILENT_TRACK_STD = 1e-3  # of the cube-root curves: a track this steady carries no evidence
-_STDERR_TAIL_CHARS = 800
 _DTYPES = {"frame_hashes": np.uint64, "frame_chroma": np.uint8, "band_db": np.int8}
 _NPY_HEADER = re.compile(  # the header `np.save` writes for a C-ordered array: (dtype, shape)
     rb"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': False, 'shape': \(((?:\d+, ?)*\d*)\), \} *\n"
@@ -202,28 +200,15 @@ def _mel(hz: float) -> float:
 
 def _ffmpeg_output(path: Path, output_args: list[str], timeout_s: float) -> bytes:
     args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", f"file:{path}", *output_args, "pipe:1"]
-    try:
-        result = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as error:
-        raise DedupError(ReasonCode.DECODE_ERROR, f"decoding {path.name} took over {timeout_s:.0f} s") from error
-    if result.returncode != 0:
-        detail = result.stderr.decode(errors="replace").strip()[-_STDERR_TAIL_CHARS:] or "no message"
-        raise DedupError(ReasonCode.DECODE_ERROR, f"ffmpeg could not decode {path.name}: {detail}")
-    return result.stdout
+    return run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, f"decoding {path.name}", error=DedupError, binary=True)
 
 
 def _stream_types(path: Path, timeout_s: float) -> set[str]:
     """The kinds of stream in `path` ("video", "audio", ...), by ffprobe."""
     args = [require_tool("ffprobe"), "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
             f"file:{path}"]  # fmt: skip
-    try:
-        result = subprocess.run(args, capture_output=True, timeout=timeout_s, check=False, text=True)
-    except subprocess.TimeoutExpired as error:
-        raise DedupError(ReasonCode.DECODE_ERROR, f"probing {path.name} took over {timeout_s:.0f} s") from error
-    if result.returncode != 0:
-        detail = result.stderr.strip()[-_STDERR_TAIL_CHARS:] or "no message"
-        raise DedupError(ReasonCode.DECODE_ERROR, f"ffprobe could not read {path.name}: {detail}")
-    return {line.strip().strip(",") for line in result.stdout.splitlines() if line.strip()}
+    listing = run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, f"probing {path.name}", error=DedupError)
+    return {line.strip().strip(",") for line in listing.splitlines() if line.strip()}
 
 
 def save_fingerprint(fingerprint: Fingerprint, path: Path) -> Path:

@@ -46,7 +46,7 @@ from curation.energy import EnergyCurves, frame_energy_db
 from dvmset.config import PrescreenConfig
 from dvmset.errors import ReasonCode, StageError
 from dvmset.records import PrescreenFlag, PrescreenScores
-from dvmset.tools import require_tool
+from dvmset.tools import require_tool, run_tool
 
 STAGE_VERSION = "prescreen/1"
 ANALYSIS_SIDE_PX = 256  # the longer side of the decoded frames
@@ -205,17 +205,12 @@ def _probe_picture(video_path: Path) -> tuple[int, int, Fraction]:
     """Width, height and frame rate of the first video stream, from ffprobe."""
     args = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0"]
     args += ["-show_entries", "stream=width,height,r_frame_rate", "-of", "json", f"file:{video_path}"]
-    try:
-        result = subprocess.run(args, capture_output=True, text=True, timeout=_PROBE_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired as error:
-        message = f"ffprobe took over {_PROBE_TIMEOUT_S:.0f} s on {video_path.name}"
-        raise StageError(ReasonCode.DECODE_ERROR, message) from error
-    streams = json.loads(result.stdout).get("streams") if result.returncode == 0 else None
+    what = f"reading the picture size and rate of {video_path.name}"
+    streams = json.loads(run_tool(args, _PROBE_TIMEOUT_S, ReasonCode.DECODE_ERROR, what)).get("streams")
     stream = streams[0] if streams else {}
     numerator, _, denominator = stream.get("r_frame_rate", "0/0").partition("/")
     if not (stream.get("width") and stream.get("height") and int(numerator) and int(denominator)):
-        detail = (result.stderr.strip().splitlines() or ["no video stream with a size and a frame rate"])[-1]
-        raise StageError(ReasonCode.DECODE_ERROR, f"ffprobe could not read the picture of {video_path.name}: {detail}")
+        raise StageError(ReasonCode.DECODE_ERROR, f"{what}: no video stream with a size and a frame rate")
     return int(stream["width"]), int(stream["height"]), Fraction(int(numerator), int(denominator))
 
 

@@ -139,12 +139,16 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutco
         clip_ids = [make_clip_id(video.video_id, span.start_s) for span in spans]
         energy = read_energy_curves(data.stems_dir(video.video_id) / separate.ENERGY_FILE)
 
-        def make(clip_id: str, span: clip.Span) -> ClipRecord | None:
-            return _make_clip(data, config, video, clip_id, span, existing.get(clip_id), current, energy)
+        workers = config.clip.workers
+        threads = [_ffmpeg_threads(workers, clips_left=len(spans) - index) for index in range(len(spans))]
 
-        pool = ThreadPoolExecutor(config.clip.workers)
+        def make(clip_id: str, span: clip.Span, ffmpeg_threads: int) -> ClipRecord | None:
+            known = existing.get(clip_id)
+            return _make_clip(data, config, video, clip_id, span, known, current, energy, ffmpeg_threads)
+
+        pool = ThreadPoolExecutor(workers)
         try:  # in order: a clip is saved once it and every clip before it are done
-            for clip_id, made in zip(clip_ids, pool.map(make, clip_ids, spans), strict=True):
+            for clip_id, made in zip(clip_ids, pool.map(make, clip_ids, spans, threads), strict=True):
                 if made is not None:
                     _save_clip(catalog, config, made)
         finally:
@@ -191,8 +195,10 @@ def _make_clip(
     known: ClipRecord | None,
     versions: ClipVersions,
     energy: EnergyCurves,
+    ffmpeg_threads: int,
 ) -> ClipRecord | None:
-    """The clip's record after doing what `known` lacks under `versions`; None when nothing is to do."""
+    """The clip's record after doing what `known` lacks under `versions` (its ffmpeg run with
+    `ffmpeg_threads`); None when nothing is to do."""
     folder = data.clip_dir(clip_id)
     music_path, video_path = folder / clip.MUSIC_FILE, folder / clip.VIDEO_FILE
     analysis_path = folder / clip.ANALYSIS_FILE
@@ -221,9 +227,10 @@ def _make_clip(
         )  # fmt: skip
         clip.cut_video(
             _media_path(data, video), span, music_path, video_path, fps=video.probe.fps,
-            max_height=config.clip.max_height, preset=config.clip.x264_preset, crf=config.clip.crf,
+            max_height=config.clip.max_height, preset=config.clip.x264_preset,
+            x264_params=config.clip.x264_params, crf=config.clip.crf,
             analysis_path=analysis_path, analysis_side_px=prescreen.ANALYSIS_SIDE_PX,
-            threads=_ffmpeg_threads(config.clip.workers), timeout_s=config.clip.timeout_s,
+            threads=ffmpeg_threads, timeout_s=config.clip.timeout_s,
         )  # fmt: skip
     picture_path = analysis_path if analysis_path.is_file() else video_path  # clips cut before there was one
     scores = prescreen.prescreen_clip(
@@ -237,10 +244,13 @@ def _make_clip(
     )  # fmt: skip
 
 
-def _ffmpeg_threads(workers: int) -> int:
-    """Threads for each clip's ffmpeg: the cores shared among the clips made at once, so that
-    `workers` clips do not oversubscribe the CPU (threads beyond the cores cost 3-7 % more CPU)."""
-    return max(1, (os.cpu_count() or 1) // workers)
+def _ffmpeg_threads(workers: int, clips_left: int) -> int:
+    """Threads for a clip's ffmpeg, started with `clips_left` clips (itself included) still to
+    start: the cores shared among the clips made at once, so that `workers` clips do not
+    oversubscribe the CPU (threads beyond the cores cost 3-7 % more CPU). Clips are equally long
+    and start in order, so the last `clips_left < workers` run alone together and share all cores
+    (5 clips on 2 workers: the fifth gets both cores instead of leaving one idle)."""
+    return max(1, (os.cpu_count() or 1) // max(1, min(workers, clips_left)))
 
 
 def _media_path(data: DataRoot, video: VideoRecord) -> Path:

@@ -5,7 +5,11 @@ imported inside the command only. Each `--generated DIR` is one run (named by `-
 order, else by the folder's name); the music for a clip is `DIR/<clip id>.<wav|flac|mp3|ogg>` (the clip
 id as `dvmset.ids.id_to_dirname` writes it). The ground-truth music (upper reference) and another
 clip's music (shuffled, lower reference) are evaluated beside them unless `--no-references`.
-Exit codes as in `dvmset.cli`: 2 (usage) for mismatched --name/--generated or bad settings, 3 when the
+`--scenes manifest` takes each clip's scene changes from the manifest (the curation prescreen's cuts)
+instead of running PySceneDetect again; `--beat-tracker module:function` plugs in another beat tracker
+(`model.metrics.trackers`), checked before any work.
+Exit codes as in `dvmset.cli`: 2 (usage) for mismatched --name/--generated or bad settings (a beat
+tracker that cannot be loaded or returns something other than beat times included), 3 when the
 configuration is invalid or a model's weights cannot be found, 1 when the manifest or a clip's media
 cannot be read.
 """
@@ -25,6 +29,19 @@ from dvmset.manifest import ManifestError
 from dvmset.storage import DataRoot
 
 
+SCENE_SOURCES = ("detect", "manifest")
+
+
+def prescreen_detector() -> str:
+    """What the curation prescreen runs to find the manifest's `scene_cuts_s`, read from `curation.prescreen`."""
+    from curation import prescreen
+
+    return (
+        f"PySceneDetect {prescreen.ContentDetector.__name__} in the curation prescreen ({prescreen.STAGE_VERSION}), "
+        f"on an ffmpeg decode of every frame scaled to {prescreen.ANALYSIS_SIDE_PX} px on the longer side"
+    )
+
+
 @app.command()
 def evaluate(
     manifest: Annotated[Path, typer.Option(help="a published manifests/<version>/test.parquet")],
@@ -40,10 +57,18 @@ def evaluate(
         Path | None, typer.Option(help="where the manifest's paths start (default: the config's)")
     ] = None,
     scene_detector: Annotated[
-        str, typer.Option(help="PySceneDetect detector: content, adaptive, histogram, hash")
-    ] = "content",
+        str | None, typer.Option(help="PySceneDetect detector: content (the default), adaptive, histogram, hash")
+    ] = None,
     scene_threshold: Annotated[float | None, typer.Option(help="detector threshold (default: the detector's)")] = None,
-    min_scene_frames: Annotated[int, typer.Option(min=1, help="shortest scene in frames")] = 15,
+    min_scene_frames: Annotated[int | None, typer.Option(min=1, help="shortest scene in frames (default: 15)")] = None,
+    scenes: Annotated[
+        str, typer.Option(help="scene changes: detect (PySceneDetect on each video) or manifest (its scene_cuts_s)")
+    ] = "detect",
+    beat_tracker: Annotated[
+        str | None,
+        typer.Option(help="beat tracker module:function, e.g. model.metrics.rhythm:plp_beats_s (default: "
+                     "librosa's beat_track)"),
+    ] = None,
     tolerance_s: Annotated[float, typer.Option(min=0.0, help="a beat this close hits a scene change (s)")] = 0.1,
     beat_bin_s: Annotated[float, typer.Option(min=0.01, help="onset bin of BCS/BHS (s)")] = 1.0,
     panns: Annotated[str, typer.Option(help="PANNs Cnn14 checkpoint file or name")] = "Cnn14_mAP=0.431.pth",
@@ -58,7 +83,8 @@ def evaluate(
         manifest_eval_clips, music_to_analyse, reference_runs,
     )  # fmt: skip
     from model.metrics.report import protocol, write_report
-    from model.metrics.scenes import SceneSettings
+    from model.metrics.scenes import SceneSettings, manifest_scenes
+    from model.metrics.trackers import DEFAULT_BEAT_TRACKER, BeatTrackerError, load_beat_tracker
 
     names = list(name or [folder.name for folder in generated])
     if len(names) != len(generated) or len(set(names)) != len(names):
@@ -71,16 +97,25 @@ def evaluate(
         config = load_config(config_path)
     except ConfigError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
+    if scenes not in SCENE_SOURCES:
+        raise fail(ExitCode.USAGE, f"--scenes must be one of {', '.join(SCENE_SOURCES)}, got {scenes!r}")
+    detection = {"detector": scene_detector, "threshold": scene_threshold, "min_scene_frames": min_scene_frames}
+    detection = {key: value for key, value in detection.items() if value is not None}
+    if scenes == "manifest" and detection:
+        raise fail(ExitCode.USAGE, "--scene-detector, --scene-threshold and --min-scene-frames set how scenes are "
+                   "detected: they do not apply with --scenes manifest")  # fmt: skip
     try:
-        scenes = SceneSettings(scene_detector, scene_threshold, min_scene_frames)
-    except ValueError as exc:
+        detector = SceneSettings(**detection)
+        tracker = load_beat_tracker(beat_tracker or DEFAULT_BEAT_TRACKER)
+    except (ValueError, BeatTrackerError) as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
-    settings = EvalSettings(
-        scenes=scenes, tolerance_s=tolerance_s, beat_bin_s=beat_bin_s, panns_checkpoint=panns, clap_model_id=clap,
-        model_dir=config.model_dir, device=device, shuffle_seed=shuffle_seed,
-    )  # fmt: skip
     root = data_root or config.data_root
     try:
+        settings = EvalSettings(
+            scenes=manifest_scenes(manifest, prescreen_detector()) if scenes == "manifest" else detector,
+            tolerance_s=tolerance_s, beat_bin_s=beat_bin_s, panns_checkpoint=panns, clap_model_id=clap,
+            model_dir=config.model_dir, device=device, shuffle_seed=shuffle_seed, beat_tracker=tracker,
+        )  # fmt: skip
         clips = manifest_eval_clips(manifest, DataRoot(root))
         models = load_metric_models(settings)
         runs = {run: generated_files(folder, clips) for run, folder in zip(names, generated)}
@@ -90,6 +125,8 @@ def evaluate(
             results = evaluate_runs(clips, runs, models, settings, on_music=lambda _: bar.update(1))
     except WeightsNotFoundError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
+    except BeatTrackerError as exc:
+        raise fail(ExitCode.USAGE, str(exc)) from exc
     except (ManifestError, StageError) as exc:
         raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     clap_rate_hz, clap_window_s = models.clap.sample_rate_hz, models.clap.window_s

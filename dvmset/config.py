@@ -80,9 +80,11 @@ X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "me
 class ClipConfig(_Section):
     clip_s: float = Field(60.0, gt=0)  # the remainder shorter than a clip is dropped
     max_height: int = Field(720, ge=144)  # clips are re-encoded to at most this many rows
-    # veryfast CRF 23 (bench/stages.py, 720p): the clip step costs ~45 CPU s per 120 s of media, ~5x real
-    # time on 2 cores; "ultrafast" with crf 26 costs ~25 (~9.5x) for equal SSIM but ~2x the file size.
-    x264_preset: X264Preset = "veryfast"  # faster presets: less CPU, larger files
+    # superfast + mb-tree over 10 frames of lookahead (bench/stages.py, 720p): the file size and SSIM of
+    # veryfast at about 62 % of its x264 CPU; "ultrafast" costs half again but makes ~2x larger files.
+    x264_preset: X264Preset = "superfast"  # faster presets: less CPU, larger files
+    # x264 options on top of the preset (x264's own `key=value:key=value`); "" keeps the preset's own
+    x264_params: str = Field("mbtree=1:rc-lookahead=10", pattern=r"^([a-z0-9-]+=[^:=\s]+(:[a-z0-9-]+=[^:=\s]+)*)?$")
     crf: int = Field(23, ge=0, le=51)  # x264 constant rate factor: lower is better and larger
     workers: int = Field(2, ge=1)  # clips of one video made at once (each about 0.4 GB at the peak)
     timeout_s: float = Field(600.0, gt=0)  # per ffmpeg run
@@ -271,8 +273,9 @@ frame_s = 0.1                      # hop of the vocals energy curve
 [clip]
 clip_s = 60.0                      # remainder under one clip is dropped
 max_height = 720                   # clips are re-encoded (H.264) to at most this height
-x264_preset = "veryfast"           # ultrafast .. slow: less CPU or smaller files; "ultrafast" with
-                                   # crf = 26: about half the clip step's CPU, about twice the file size
+x264_preset = "superfast"          # ultrafast .. slow: less CPU or smaller files
+x264_params = "mbtree=1:rc-lookahead=10"  # on top of the preset ("" for the preset's own): with
+                                   # superfast, veryfast's size and quality at ~62 % of its CPU
 crf = 23                           # x264 quality: lower is better and larger
 workers = 2                        # clips of one video made at once (about 0.4 GB each)
 

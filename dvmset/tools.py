@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from pathlib import Path
 
 from dvmset.errors import ConfigError, ReasonCode, StageError
 
@@ -24,13 +25,19 @@ def require_tool(name: str) -> str:
     return path
 
 
-def run_tool(args: list[str], timeout_s: float, reason: ReasonCode, what: str) -> None:
-    """Run `args` (a tool and its arguments); a timeout or a non-zero exit raises
-    `StageError(reason)` saying `what` failed, with the tail of the tool's stderr."""
+def run_tool(
+    args: list[str], timeout_s: float, reason: ReasonCode, what: str, *,
+    error: type[StageError] = StageError, binary: bool = False,
+) -> str | bytes:
+    """Run `args` (a tool and its arguments) and return its stdout (bytes when `binary`, else text); a
+    timeout or a non-zero exit raises `error(reason)` saying `what` failed, with the tail of the
+    tool's stderr."""
+    tool = Path(args[0]).name
     try:
-        done = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=timeout_s)
+        done = subprocess.run(args, capture_output=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
-        raise StageError(reason, f"{what}: {args[0]} did not finish in {timeout_s:g} s") from exc
+        raise error(reason, f"{what}: {tool} did not finish in {timeout_s:g} s") from exc
     if done.returncode != 0:
-        tail = done.stderr.strip()[-STDERR_TAIL_CHARS:]
-        raise StageError(reason, f"{what}: {args[0]} exited with {done.returncode}: {tail}")
+        tail = done.stderr.decode(errors="replace").strip()[-STDERR_TAIL_CHARS:] or "no message"
+        raise error(reason, f"{what}: {tool} exited with {done.returncode}: {tail}")
+    return done.stdout if binary else done.stdout.decode(errors="replace")

@@ -15,7 +15,6 @@ early with `check_output_suffixes`).
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import soundfile as sf
 
 from dvmset.errors import ReasonCode
 from dvmset.storage import atomic_path
-from dvmset.tools import STDERR_TAIL_CHARS, require_tool, run_tool
+from dvmset.tools import require_tool, run_tool
 from model.errors import FeatureError
 
 AAC_BITRATE = "192k"
@@ -32,6 +31,7 @@ VIDEO_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 MUSIC_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}  # suffix -> soundfile format, subtype
 _FASTSTART_MUXERS = {"mp4", "mov"}
 _TIMEOUT_S = 3600.0
+_PROBE_TIMEOUT_S = 120.0
 
 
 def check_output_suffixes(video_out: Path, music_out: Path | None = None) -> None:
@@ -50,11 +50,8 @@ def probe_video_duration_s(video_path: Path) -> float:
         raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, f"no video at {video_path}")
     command = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-show_entries",
                "stream=duration:format=duration", "-of", "json", str(video_path)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, errors="replace", check=False)
-    if result.returncode != 0:
-        message = result.stderr[-STDERR_TAIL_CHARS:].strip()
-        raise FeatureError(ReasonCode.NOT_MEDIA, f"ffprobe cannot read {video_path}: {message}")
-    info = json.loads(result.stdout or "{}")
+    listing = run_tool(command, _PROBE_TIMEOUT_S, ReasonCode.NOT_MEDIA, f"reading {video_path}", error=FeatureError)
+    info = json.loads(listing or "{}")
     if not info.get("streams"):
         raise FeatureError(ReasonCode.NO_VIDEO_STREAM, f"{video_path} has no video stream")
     for value in (info["streams"][0].get("duration"), info.get("format", {}).get("duration")):

@@ -6,10 +6,11 @@ references), the loaded `MetricModels` and `EvalSettings`. Out: `RunResult` per 
 clip (paired metrics, rhythm, beat scores) and the clips whose generated file was missing.
 
 Per clip and run: the generated music is read as mono and resampled (soxr) to each metric's rate:
-32 kHz for PANNs (KL, FD), the CLAP extractor's rate (48 kHz), 22,050 Hz for beats and onsets. The
-rhythm score pairs the reference clip's video (its scene changes) with the generated music's beats;
-scene changes after the end of the generated music are not counted (it has no beats there). The
-reference music is analysed once per clip and shared by all runs.
+32 kHz for PANNs (KL, FD), the CLAP extractor's rate (48 kHz), 22,050 Hz for onsets, the beat tracker's
+rate for beats (22,050 Hz for librosa's). The rhythm score pairs the reference clip's scene changes
+(detected in its video, once per clip for all runs, or the manifest's `scene_cuts_s`: `settings.scenes`)
+with the generated music's beats; scene changes after the end of the generated music are not counted
+(it has no beats there). The reference music is analysed once per clip and shared by all runs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
+import torch
 
 from dvmset.ids import id_to_dirname
 from dvmset.manifest import ManifestError, read_manifest
@@ -31,20 +33,24 @@ from model.metrics.beats import BIN_S, ONSET_SAMPLE_RATE_HZ, BeatScores, beat_bi
 from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, clap_embeddings, load_clap_encoder, paired_cosines
 from model.metrics.distribution import paired_kl_divergences
 from model.metrics.panns import DEFAULT_CHECKPOINT, PANNS_SAMPLE_RATE_HZ, Cnn14, load_cnn14, panns_outputs
-from model.metrics.rhythm import BEAT_SAMPLE_RATE_HZ, TOLERANCE_S, RhythmClip, music_beats_s, rhythm_clip
-from model.metrics.scenes import SceneSettings, scene_changes_s
+from model.metrics.rhythm import TOLERANCE_S, RhythmClip, default_beat_tracker, rhythm_clip
+from model.metrics.scenes import ManifestScenes, SceneSettings, scene_changes_s
+from model.metrics.trackers import BeatTracker
 from model.tokens import read_music
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 GROUND_TRUTH_RUN = "ground truth"
 SHUFFLED_RUN = "shuffled music"
+IMAGEBIND_REPOSITORY = "github.com/facebookresearch/ImageBind"
+IMAGEBIND_MODEL_MODULE = "imagebind.models.imagebind_model"  # the real package's model module
 
 
 @dataclass(frozen=True)
 class EvalSettings:
     """Protocol choices of an evaluation (all written into the report)."""
 
-    scenes: SceneSettings = field(default_factory=SceneSettings)
+    scenes: SceneSettings | ManifestScenes = field(default_factory=SceneSettings)
+    beat_tracker: BeatTracker = field(default_factory=default_beat_tracker)
     tolerance_s: float = TOLERANCE_S
     beat_bin_s: float = BIN_S
     panns_checkpoint: str = DEFAULT_CHECKPOINT
@@ -56,13 +62,14 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class EvalClip:
-    """A reference clip: its id, query, video and music files and duration."""
+    """A reference clip: its id, query, video and music files, duration and the manifest's scene cuts."""
 
     clip_id: str
     query: str | None
     video_path: Path
     music_path: Path
     duration_s: float
+    scene_cuts_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,13 +118,21 @@ class RunResult:
 
 
 def imagebind_unavailable_reason() -> str:
-    """Why the ImageBind video-music score is not computed on this installation."""
+    """Why the ImageBind video-music score is not computed on this installation: the package is missing,
+    or installed but its model module does not import (the failed import named), or it imports but dvmset
+    has no scorer for it."""
     if importlib.util.find_spec("imagebind") is None:
         return (
-            "the imagebind package is not installed: it needs torchvision, torchaudio and pytorchvideo, whose "
-            "compiled parts do not load beside this project's CPU torch build"
+            "the ImageBind package is not installed, and it cannot be beside this project's torch "
+            f"{torch.__version__}: the `imagebind` name on PyPI is an empty 0.0.1.dev0 placeholder; the real "
+            f"package is only on GitHub ({IMAGEBIND_REPOSITORY}), pins torch 1.13 and needs pytorchvideo 0.1.5, "
+            "whose transforms import torchvision.transforms.functional_tensor (removed in torchvision 0.17)"
         )
-    return "the imagebind package is installed, but this version of dvmset has no ImageBind scorer"
+    try:
+        importlib.import_module(IMAGEBIND_MODEL_MODULE)
+    except Exception as error:  # any failure of a third-party import is the reason to report
+        return f"an `imagebind` package is installed, but `import {IMAGEBIND_MODEL_MODULE}` fails: {error!r}"
+    return f"`{IMAGEBIND_MODEL_MODULE}` imports, but dvmset has no ImageBind scorer to run it"
 
 
 def manifest_eval_clips(manifest_path: Path, data_root: DataRoot) -> list[EvalClip]:
@@ -126,10 +141,10 @@ def manifest_eval_clips(manifest_path: Path, data_root: DataRoot) -> list[EvalCl
     accepted = table.filter(pc.equal(table["decision"], ClipStatus.ACCEPTED.value))
     if accepted.num_rows == 0:
         raise ManifestError(f"{manifest_path}: no accepted clips to evaluate ({table.num_rows} rows)")
-    columns = ["clip_id", "query", "video_path", "music_path", "duration_s"]
+    columns = ["clip_id", "query", "video_path", "music_path", "duration_s", "scene_cuts_s"]
     return [
         EvalClip(row["clip_id"], row["query"], data_root.resolve(row["video_path"]),
-                 data_root.resolve(row["music_path"]), float(row["duration_s"]))
+                 data_root.resolve(row["music_path"]), float(row["duration_s"]), tuple(row["scene_cuts_s"]))
         for row in accepted.select(columns).to_pylist()
     ]  # fmt: skip
 
@@ -170,16 +185,18 @@ def load_metric_models(settings: EvalSettings) -> MetricModels:
 
 def analyse_music(path: Path, models: MetricModels, settings: EvalSettings) -> MusicAnalysis:
     """Every metric's view of one music file."""
-    panns_audio = read_music(path, PANNS_SAMPLE_RATE_HZ)
-    beat_audio = read_music(path, BEAT_SAMPLE_RATE_HZ)
-    panns = panns_outputs(models.panns, [panns_audio])
-    duration_s = beat_audio.size / BEAT_SAMPLE_RATE_HZ
+    panns = panns_outputs(models.panns, [read_music(path, PANNS_SAMPLE_RATE_HZ)])
+    onset_audio = read_music(path, ONSET_SAMPLE_RATE_HZ)
+    tracker = settings.beat_tracker
+    same_rate = tracker.sample_rate_hz == ONSET_SAMPLE_RATE_HZ
+    beat_audio = onset_audio if same_rate else read_music(path, tracker.sample_rate_hz)
+    duration_s = onset_audio.size / ONSET_SAMPLE_RATE_HZ
     return MusicAnalysis(
         panns_embedding=panns.embeddings[0],
         panns_logits=panns.logits[0],
         clap_embedding=clap_embeddings(models.clap, [read_music(path, models.clap.sample_rate_hz)])[0],
-        beat_bins=beat_bins(onset_times_s(beat_audio, ONSET_SAMPLE_RATE_HZ), duration_s, settings.beat_bin_s),
-        beats_s=music_beats_s(beat_audio, BEAT_SAMPLE_RATE_HZ),
+        beat_bins=beat_bins(onset_times_s(onset_audio, ONSET_SAMPLE_RATE_HZ), duration_s, settings.beat_bin_s),
+        beats_s=tracker.beats_s(beat_audio),
         duration_s=duration_s,
     )
 
@@ -215,7 +232,7 @@ def evaluate_runs(
         if isinstance(reference, FeatureError):
             raise reference
         references[clip.clip_id] = reference
-    changes = {clip.clip_id: scene_changes_s(clip.video_path, settings.scenes) for clip in clips}
+    changes = {clip.clip_id: clip_scene_changes_s(clip, settings.scenes) for clip in clips}
     results = []
     for name, files in runs.items():
         clip_results, missing, unreadable = [], [], []
@@ -231,6 +248,11 @@ def evaluate_runs(
                 clip_results.append(_clip_result(clip, references[clip.clip_id], generated, scene_changes, settings))
         results.append(RunResult(name, tuple(clip_results), tuple(missing), tuple(unreadable)))
     return results
+
+
+def clip_scene_changes_s(clip: EvalClip, scenes: SceneSettings | ManifestScenes) -> tuple[float, ...]:
+    """The clip's scene changes: the manifest's `scene_cuts_s`, or PySceneDetect's on its video."""
+    return clip.scene_cuts_s if isinstance(scenes, ManifestScenes) else scene_changes_s(clip.video_path, scenes)
 
 
 def _clip_result(

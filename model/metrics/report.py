@@ -2,8 +2,10 @@
 tables in the layout of the paper's Table 1, with the protocol written down.
 
 In: `RunResult`s (from `evaluate`), the `EvalSettings` and a few facts about the inputs (manifest,
-data root, CLAP sample rate). Out: `summarize` -> `RunSummary`; `report_json` -> a JSON-ready dict;
-`report_markdown` -> text; `write_report` -> `<out>/<name>.json` and `<out>/<name>.md`, atomically.
+data root, CLAP sample rate). Out: `summarize` -> `RunSummary`; `summarize_runs` -> each run's
+`RunSummaries` (whole set and per query, computed once: FD costs a matrix factorisation); `report_json`
+-> a JSON-ready dict; `report_markdown` -> text; `write_report` -> `<out>/<name>.json` and
+`<out>/<name>.md`, atomically.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from model.metrics.clap import MIN_WINDOW_S
 from model.metrics.distribution import frechet_distance
 from model.metrics.evaluate import GROUND_TRUTH_RUN, SHUFFLED_RUN, ClipResult, EvalSettings, RunResult
 from model.metrics.panns import PANNS_SAMPLE_RATE_HZ
-from model.metrics.rhythm import BEAT_SAMPLE_RATE_HZ, BEAT_TRACKER, RhythmSummary, summarize_rhythm
+from model.metrics.rhythm import RhythmSummary, summarize_rhythm
 
 PACKAGES = ("dvmset", "torch", "transformers", "librosa", "scenedetect", "opencv-python-headless", "numpy", "scipy")
 NOT_AVAILABLE = "n/a"
@@ -68,6 +70,19 @@ def summarize(clips: Sequence[ClipResult]) -> RunSummary:
     )
 
 
+@dataclass(frozen=True)
+class RunSummaries:
+    """A run's summary over all its clips (`whole`) and per query (`per_query`, queries sorted)."""
+
+    whole: RunSummary
+    per_query: dict[str, RunSummary]
+
+
+def summarize_runs(results: Sequence[RunResult]) -> dict[str, RunSummaries]:
+    """{run name: its `RunSummaries`}, in the order of `results`."""
+    return {result.name: RunSummaries(summarize(result.clips), by_query(result.clips)) for result in results}
+
+
 def by_query(clips: Sequence[ClipResult]) -> dict[str, RunSummary]:
     """`summarize` per query (clips without a query under "(none)"), queries sorted."""
     groups: dict[str, list[ClipResult]] = {}
@@ -90,9 +105,9 @@ def protocol(
         "versions": {"python": platform.python_version(), **versions},
         **settings.scenes.protocol(),
         "rhythm_tolerance_s": settings.tolerance_s,
-        "beat_tracker": BEAT_TRACKER,
-        "beat_sample_rate_hz": BEAT_SAMPLE_RATE_HZ,
-        "rhythm_scene_changes": "of the reference video; those after the end of the generated music are not counted",
+        **settings.beat_tracker.protocol(),
+        "rhythm_scene_changes": "of the reference clip (scene_source); those after the end of the generated music "
+        "are not counted",
         "onset_detector": ONSET_DETECTOR,
         "onset_sample_rate_hz": ONSET_SAMPLE_RATE_HZ,
         "beat_bin_s": settings.beat_bin_s,
@@ -112,14 +127,18 @@ def protocol(
     }
 
 
-def report_json(results: Sequence[RunResult], protocol_block: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+def report_json(
+    results: Sequence[RunResult], summaries: dict[str, RunSummaries], protocol_block: dict[str, Any],
+    inputs: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
     """The report as a JSON-ready dict: inputs, protocol, per run its summary, per-query summaries and clips."""
     runs = []
     for result in results:
+        summary = summaries[result.name]
         runs.append({
             "name": result.name,
-            "summary": asdict(summarize(result.clips)),
-            "by_query": {query: asdict(summary) for query, summary in by_query(result.clips).items()},
+            "summary": asdict(summary.whole),
+            "by_query": {query: asdict(query_summary) for query, query_summary in summary.per_query.items()},
             "missing_clips": list(result.missing),
             "unreadable_clips": [{"clip_id": clip_id, "reason": reason} for clip_id, reason in result.unreadable],
             "clips": [
@@ -163,12 +182,13 @@ def _rhythm_table(rows: dict[str, RunSummary]) -> list[str]:
 
 
 def report_markdown(
-    results: Sequence[RunResult], protocol_block: dict[str, Any], inputs: dict[str, Any], title: str
-) -> str:
+    results: Sequence[RunResult], summaries: dict[str, RunSummaries], protocol_block: dict[str, Any],
+    inputs: dict[str, Any], title: str,
+) -> str:  # fmt: skip
     """Table 1 layout (one row per run), rhythm and beat details, per-query tables, and the protocol."""
-    summaries = {result.name: summarize(result.clips) for result in results}
+    wholes = {name: summary.whole for name, summary in summaries.items()}
     lines = [f"# {title}", "", f"Manifest `{inputs['manifest']}`, {inputs['clips']} clips.", ""]
-    lines += _table(summaries, "Method")
+    lines += _table(wholes, "Method")
     lines += [
         "",
         "Rhythm: mean over clips of the recall of scene changes with a beat within "
@@ -186,9 +206,9 @@ def report_markdown(
         if result.missing or result.unreadable:
             lines.append(f"{result.name}: {len(result.missing)} clips without generated music and "
                          f"{len(result.unreadable)} with unreadable music were left out.")  # fmt: skip
-    lines += ["", "## Rhythm and beats", ""] + _rhythm_table(summaries)
+    lines += ["", "## Rhythm and beats", ""] + _rhythm_table(wholes)
     for result in results:
-        lines += ["", f"## Per query: {result.name}", ""] + _table(by_query(result.clips), "Query")
+        lines += ["", f"## Per query: {result.name}", ""] + _table(summaries[result.name].per_query, "Query")
     lines += ["", "## Protocol", "", "| setting | value |", "|---|---|"]
     for key, value in protocol_block.items():
         shown = ", ".join(f"{k} {v}" for k, v in value.items()) if isinstance(value, dict) else value
@@ -202,7 +222,9 @@ def write_report(
     """`<out_dir>/<name>.json` and `<out_dir>/<name>.md`, each written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, markdown_path = out_dir / f"{name}.json", out_dir / f"{name}.md"
-    atomic_write_text(json_path, json.dumps(report_json(results, protocol_block, inputs), indent=2) + "\n")
+    summaries = summarize_runs(results)
+    report = report_json(results, summaries, protocol_block, inputs)
+    atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
     title = "Evaluation of " + ", ".join(result.name for result in results)
-    atomic_write_text(markdown_path, report_markdown(results, protocol_block, inputs, title))
+    atomic_write_text(markdown_path, report_markdown(results, summaries, protocol_block, inputs, title))
     return json_path, markdown_path

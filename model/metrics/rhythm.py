@@ -1,10 +1,10 @@
 """The rhythm score of the paper (section 5.2): the recall of scene changes that have a music beat near them.
 
-In: per clip, the scene-change times of the video (`scenes`) and the music's beat times (`music_beats_s`:
-librosa's dynamic-programming beat tracker, `librosa.beat.beat_track`, on mono audio at
-`BEAT_SAMPLE_RATE_HZ`, default hop of 512 samples and `trim=True`, which drops weak beats at both
-ends). Out: `RhythmClip` per clip (hits / scene changes)
-and `RhythmSummary` over clips.
+In: per clip, the scene-change times of the video (`scenes`) and the music's beat times from a beat
+tracker (`trackers`; the default, `music_beats_s`, is librosa's dynamic-programming beat tracker,
+`librosa.beat.beat_track`, on mono audio at `BEAT_SAMPLE_RATE_HZ`, default hop of 512 samples and
+`trim=True`, which drops weak beats at both ends; `plp_beats_s` is a second one). Out: `RhythmClip` per
+clip (hits / scene changes) and `RhythmSummary` over clips.
 
 A scene change is hit when some beat lies within `tolerance_s` (0.1 s, the paper's) of it, either side,
 the bound included. A clip without scene changes (stable visuals) says nothing about rhythm: it is
@@ -22,9 +22,12 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 
+from model.metrics.trackers import DEFAULT_BEAT_TRACKER, BeatTracker, tracker_from_callable
+
 BEAT_SAMPLE_RATE_HZ = 22_050  # librosa's default analysis rate
 TOLERANCE_S = 0.1  # the paper's tolerance
-BEAT_TRACKER = f"librosa {librosa.__version__} beat.beat_track (Ellis 2007 dynamic programming), hop 512"
+_PLP_HOP = 512
+_PLP_WINDOW_FRAMES = 384  # librosa.beat.plp's default window, shortened for shorter music
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,33 @@ def music_beats_s(mono: np.ndarray, sample_rate_hz: int = BEAT_SAMPLE_RATE_HZ) -
         return np.zeros(0)
     _, beats_s = librosa.beat.beat_track(y=np.asarray(mono, dtype=np.float32), sr=sample_rate_hz, units="time")
     return np.asarray(beats_s, dtype=np.float64)
+
+
+music_beats_s.SAMPLE_RATE_HZ = BEAT_SAMPLE_RATE_HZ
+music_beats_s.DESCRIPTION = f"librosa {librosa.__version__} beat.beat_track (Ellis 2007 dynamic programming), hop 512"
+
+
+def plp_beats_s(mono: np.ndarray, sample_rate_hz: int = BEAT_SAMPLE_RATE_HZ) -> np.ndarray:
+    """Beat times in seconds of mono audio `[S]`: the peaks (local maxima) of librosa's predominant local
+    pulse curve (`librosa.beat.plp`, Grosche & Mueller 2011, tempo 30-300 BPM, hop 512). The pulse follows
+    the locally strongest tempo, so it keeps up with music whose tempo drifts or changes, where
+    `beat_track`'s single global tempo does not; it is not trimmed at the ends."""
+    if mono.size == 0:
+        return np.zeros(0)
+    frames = 1 + mono.size // _PLP_HOP  # of the onset envelope; librosa's window is 384 of them (~8.9 s)
+    pulse = librosa.beat.plp(y=np.asarray(mono, dtype=np.float32), sr=sample_rate_hz, hop_length=_PLP_HOP,
+                             win_length=min(_PLP_WINDOW_FRAMES, frames))  # fmt: skip
+    peaks = np.flatnonzero(librosa.util.localmax(pulse))
+    return librosa.frames_to_time(peaks, sr=sample_rate_hz, hop_length=_PLP_HOP).astype(np.float64)
+
+
+plp_beats_s.SAMPLE_RATE_HZ = BEAT_SAMPLE_RATE_HZ
+plp_beats_s.DESCRIPTION = f"librosa {librosa.__version__} beat.plp peaks (predominant local pulse, 30-300 BPM), hop 512"
+
+
+def default_beat_tracker() -> BeatTracker:
+    """librosa's `beat_track` (`music_beats_s`), the default (the paper names no beat tracker)."""
+    return tracker_from_callable(music_beats_s, DEFAULT_BEAT_TRACKER)
 
 
 def scene_change_hits(

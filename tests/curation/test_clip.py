@@ -271,6 +271,16 @@ def test_the_video_carries_the_music_file_it_is_given(source, tmp_path):
     assert abs(int(np.argmax(np.abs(muxed[:, 0]))) - round(0.4 * 44100)) < 0.01 * 44100
 
 
+def test_x264_params_reach_the_encoder(source, tmp_path):
+    """x264 writes its settings into the stream (an SEI message): the preset's, changed by x264_params."""
+    stem = _wav_with_click(tmp_path / "music.wav", 2.0, click_s=0.4, rate_hz=44100)
+    plain = cut_video(source, Span(0.0, 2.0), stem, tmp_path / "plain.mp4", fps=FPS, preset="superfast")
+    tuned = cut_video(source, Span(0.0, 2.0), stem, tmp_path / "tuned.mp4", fps=FPS, preset="superfast",
+                      x264_params="mbtree=1:rc-lookahead=7")  # fmt: skip
+    assert b" mbtree=0 " in plain.read_bytes() and b" rc_lookahead=" not in plain.read_bytes()
+    assert b" mbtree=1 " in tuned.read_bytes() and b" rc_lookahead=7 " in tuned.read_bytes()
+
+
 @pytest.mark.parametrize("which", ["music", "video"])
 def test_a_failed_cut_raises_decode_error_and_leaves_no_file(source, tmp_path, which):
     notes = tmp_path / "notes.wav"

@@ -51,6 +51,7 @@ def test_config_file_from_environment(tmp_path):
         ("[download]\nretries = -1\n", "retries"),
         ("[download]\nretires = 3\n", "retires"),
         ("data_root = [\n", "cannot read"),
+        ('[clip]\nx264_params = "mbtree 1"\n', "x264_params"),
     ],
 )
 def test_invalid_config_names_the_problem(tmp_path, text, needle):

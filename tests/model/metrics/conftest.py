@@ -33,8 +33,13 @@ def tiny_cnn14_path(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_clap_dir(tmp_path_factory) -> Path:
-    """A random CLAP (HTSAT audio tower 2 layers, 8-wide projection) and its feature extractor, saved with
-    `save_pretrained`."""
+    """`save_tiny_clap` in a session folder."""
+    return save_tiny_clap(tmp_path_factory.mktemp("clap"))
+
+
+def save_tiny_clap(folder: Path) -> Path:
+    """A random CLAP (HTSAT audio tower 2 layers, 8-wide projection) and its feature extractor, saved into
+    `folder` with `save_pretrained`."""
     torch.manual_seed(0)
     audio = ClapAudioConfig(
         num_mel_bins=TINY_CLAP_MEL_BANDS, window_size=4, spec_size=64, patch_size=2, patch_stride=2,
@@ -43,7 +48,6 @@ def tiny_clap_dir(tmp_path_factory) -> Path:
     )  # fmt: skip
     text = ClapTextConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                           intermediate_size=32, projection_dim=8)  # fmt: skip
-    folder = tmp_path_factory.mktemp("clap")
     config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=8)
     ClapModel(config).save_pretrained(folder)
     ClapFeatureExtractor(

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from curation import prescreen
 from dvmset.cli import ExitCode, app
+from dvmset.config import PrescreenConfig
 from dvmset.ids import id_to_dirname
-from dvmset.manifest import manifest_path, write_manifest
+from dvmset.manifest import ManifestRow, manifest_path, read_manifest, write_manifest
 from dvmset.split import Split
 from dvmset.storage import DataRoot
+from model.metrics import evaluate as evaluate_module
 from model.metrics.evaluate import GROUND_TRUTH_RUN, SHUFFLED_RUN
 from tests.dvmset.test_manifest import make_row, make_video
 from tests.model.metrics.conftest import BEAT_PERIOD_S, write_cut_video, write_drums
@@ -53,10 +56,10 @@ def workdir(tmp_path, monkeypatch, tiny_cnn14_path, tiny_clap_dir) -> Path:
     return tmp_path
 
 
-def evaluate(*args: str) -> tuple[int, str]:
+def evaluate(*args: str, manifest: str = "manifests/v1/test.parquet") -> tuple[int, str]:
     result = CliRunner().invoke(
-        app, ["evaluate", "--manifest", "manifests/v1/test.parquet", "--panns", "Cnn14_tiny.pth", "--clap",
-              "tiny/clap", *args], env={"COLUMNS": "300"},
+        app, ["evaluate", "--manifest", manifest, "--panns", "Cnn14_tiny.pth", "--clap", "tiny/clap", *args],
+        env={"COLUMNS": "300"},
     )  # fmt: skip
     return result.exit_code, " ".join(result.output.split())
 
@@ -110,3 +113,94 @@ def test_missing_and_unreadable_generated_files_are_counted_and_names_must_match
 def test_missing_weights_exit_with_the_config_code(workdir):
     code, output = evaluate("--generated", "generated/late", "--panns", "Cnn14_mAP=0.431.pth")
     assert code == ExitCode.CONFIG and "zenodo.org" in output
+
+
+def test_a_plugged_in_beat_tracker_sets_the_rhythm_score_and_is_recorded(workdir):
+    spec = "tests.model.metrics.tracker_plugins:fixed_beats_s"  # beats at 2 and 4 s only, read at 16 kHz
+    code, output = evaluate("--generated", "generated/late", "--no-references", "--beat-tracker", spec)
+    assert code == 0, output
+    report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    (run,) = report["runs"]
+    clips = {clip["query"]: clip for clip in run["clips"]}
+    assert clips["food commercial"]["rhythm_hits"] == 2 and clips["food commercial"]["beats"] == 2  # cuts 2, 4, 6
+    assert clips["city video guide"]["rhythm_hits"] == 0  # cuts 1.75, 3.75, 5.75: 0.25 s from a beat
+    assert clips["city video guide"]["rhythm_chance_recall"] == pytest.approx(0.4 / MUSIC_S)
+    assert run["summary"]["rhythm"]["mean_recall"] == pytest.approx(1 / 3)
+    assert run["summary"]["rhythm"]["pooled_recall"] == pytest.approx(2 / 6)
+    protocol = report["protocol"]
+    assert protocol["beat_tracker"] == "fixed beats at 2 and 4 s (test tracker)"
+    assert protocol["beat_tracker_spec"] == spec and protocol["beat_sample_rate_hz"] == 16_000
+    markdown = (workdir / "reports" / "v1" / "evaluation.md").read_text()
+    assert "| beat_tracker | fixed beats at 2 and 4 s (test tracker) |" in markdown
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("nocolon", "expected module:function"),
+        ("tests.model.metrics.tracker_plugins:text_beats_s", "not beat times"),
+        ("tests.model.metrics.tracker_plugins:short_audio_only_beats_s", "MemoryError('audio too long"),  # on a clip
+    ],
+)
+def test_a_bad_beat_tracker_exits_with_the_usage_code_and_no_report(workdir, spec, message):
+    code, output = evaluate("--generated", "generated/late", "--beat-tracker", spec)
+    assert code == ExitCode.USAGE and message in output
+    assert not (workdir / "reports").exists()
+
+
+def count_scene_detections(monkeypatch) -> list[Path]:
+    """The videos PySceneDetect is run on from now on, in order."""
+    videos: list[Path] = []
+    detect = evaluate_module.scene_changes_s
+    monkeypatch.setattr(
+        evaluate_module, "scene_changes_s", lambda path, settings: videos.append(path) or detect(path, settings)
+    )
+    return videos
+
+
+def test_each_reference_video_is_analysed_once_for_all_runs(workdir, monkeypatch):
+    videos = count_scene_detections(monkeypatch)
+    code, output = evaluate("--generated", "generated/aligned", "--generated", "generated/late")  # 4 runs
+    assert code == 0, output
+    assert len(videos) == len(set(videos)) == len(CLIPS)
+
+
+def test_scenes_from_the_manifest_replace_detection_and_say_what_the_prescreen_ran(workdir, monkeypatch):
+    """The manifest's cuts differ from the videos' (2, 4, 6 s and 1.75, 3.75, 5.75 s): the first clip's are
+    on the late run's beats, the second clip has none (so it is excluded, unlike with detection)."""
+    rows = read_manifest(workdir / "manifests" / "v1" / "test.parquet").to_pylist()
+    manifest_cuts_s = {"youtube:food1": (2.25, 4.75), "youtube:city1": ()}
+    rows = [ManifestRow(**{**row, "scene_cuts_s": manifest_cuts_s[row["video_id"]]}) for row in rows]
+    config_text = "[prescreen]\nscene_threshold = 31.0\n"  # as publish records the config, one section of it
+    metadata = {"config": config_text, "code_version": "abc1234"}
+    write_manifest(rows, workdir / "manifests" / "v2" / "test.parquet", metadata)
+    videos = count_scene_detections(monkeypatch)
+    code, output = evaluate("--generated", "generated/late", "--no-references", "--scenes", "manifest",
+                            manifest="manifests/v2/test.parquet")  # fmt: skip
+    assert code == 0, output
+    assert videos == []  # PySceneDetect never ran
+    report = json.loads((workdir / "reports" / "v2" / "evaluation.json").read_text())
+    rhythm = report["runs"][0]["summary"]["rhythm"]
+    assert (rhythm["mean_recall"], rhythm["scene_changes"], rhythm["excluded_clips"]) == (1.0, 2, 1)
+    protocol = report["protocol"]
+    assert protocol["scene_source"].startswith("manifest")
+    assert f"PySceneDetect {prescreen.ContentDetector.__name__}" in protocol["scene_detector"]
+    assert prescreen.STAGE_VERSION in protocol["scene_detector"]
+    assert protocol["scene_threshold"] == 31.0  # as recorded
+    assert protocol["min_scene_s"] == PrescreenConfig().min_scene_s  # not recorded: the config's default
+    assert "do not apply" in protocol["scene_detector_settings"] and protocol["scene_cuts_code_version"] == "abc1234"
+    code, output = evaluate("--generated", "generated/late", "--no-references", "--report", "detected",
+                            manifest="manifests/v2/test.parquet")  # fmt: skip
+    detected = json.loads((workdir / "reports" / "v2" / "detected.json").read_text())["runs"][0]["summary"]
+    assert detected["rhythm"]["mean_recall"] == 0.0 and detected["rhythm"]["scene_changes"] == 6
+
+
+def test_manifest_scenes_without_a_recorded_config_say_so_and_unknown_sources_are_refused(workdir):
+    code, output = evaluate("--generated", "generated/late", "--no-references", "--scenes", "manifest")
+    assert code == 0, output
+    protocol = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())["protocol"]
+    assert protocol["scene_threshold"] == "not recorded in the manifest"
+    code, output = evaluate("--generated", "generated/late", "--scenes", "both")
+    assert code == ExitCode.USAGE and "--scenes must be one of detect, manifest" in output
+    code, output = evaluate("--generated", "generated/late", "--scenes", "manifest", "--scene-threshold", "20")
+    assert code == ExitCode.USAGE and "do not apply with --scenes manifest" in output

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from scipy.linalg import sqrtm
 
-from model.metrics.distribution import MetricInputError, frechet_distance, gaussian_fit, paired_kl_divergences
+from model.metrics.distribution import MetricInputError, frechet_distance, paired_kl_divergences
+
+
+def gaussian_fit(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's mean and covariance (N - 1 in the denominator)."""
+    return embeddings.mean(axis=0), np.cov(embeddings, rowvar=False)
 
 
 def test_fd_of_a_set_against_itself_is_zero_and_grows_with_noise():
@@ -20,11 +25,20 @@ def test_fd_of_a_set_against_itself_is_zero_and_grows_with_noise():
 
 def test_fd_matches_the_sqrtm_formula_also_when_the_covariance_is_singular():
     rng = np.random.default_rng(1)
-    for rows in (40, 10):  # 10 samples of 16 dims: rank-deficient covariances
+    for rows in (40, 10):  # 40: the [D, D] route; 10 samples of 16 dims: rank-deficient, the [N_a, N_b] route
         a, b = rng.standard_normal((rows, 16)), 2.0 * rng.standard_normal((rows + 5, 16)) + 0.5
         (mean_a, cov_a), (mean_b, cov_b) = gaussian_fit(a), gaussian_fit(b)
         expected = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * sqrtm(cov_a @ cov_b).real)
         assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_small_set_route_matches_the_covariance_route_on_wide_embeddings():
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((12, 200)), rng.standard_normal((9, 200)) * 1.5 + 0.2  # 12 x 9 <= 200 x 200
+    (mean_a, cov_a), (mean_b, cov_b) = gaussian_fit(a), gaussian_fit(b)
+    expected = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * sqrtm(cov_a @ cov_b).real)
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_fd_needs_two_samples_of_the_same_width():
