@@ -9,8 +9,9 @@ every process agrees). An annotator claims a free slot for `lease_s` seconds; an
 that holds no vote can be taken by anyone else; a vote closes the claim for good, an undo
 reopens it. A claim is one INSERT into a primary key (clip, slot), or one UPDATE of an expired
 row, so two annotators never hold one slot on SQLite or PostgreSQL alike. A reviewer's queue
-starts with the open disputes (people disagree, no reviewer has voted): a reviewer claims a
-disputed clip's extra slot, `REVIEW_SLOT`, which the annotators' queue never counts.
+starts with the open disputes they have not voted on (people disagree, or reviewers are tied): a
+reviewer claims a review slot of the disputed clip, `REVIEW_SLOT` or one above it (one per
+reviewer who has ruled), which the annotators' queue never counts.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dvmset.schema import claims, clips, labels
 AUTO_ANNOTATOR = "prescreen"  # the annotator name of automatic rejections
 DEFAULT_LEASE_S = 900.0  # how long a claim on a clip lasts
 MAX_SLOTS = 2
-REVIEW_SLOT = MAX_SLOTS  # the slot a reviewer claims to settle a disputed clip
+REVIEW_SLOT = MAX_SLOTS  # the first slot a reviewer claims to settle a disputed clip
 _PAGE_ROWS = 200
 
 
@@ -130,9 +131,9 @@ class ReviewClaims:
         return live_votes(label_event(row) for row in rows).get(clip_id, [])
 
     def open_disputes(self) -> list[str]:
-        """Ids of the live clips whose people disagree and that no reviewer has voted on, best
-        first (priority, then id): a reviewer's queue starts with them."""
-        return [clip_id for clip_id, votes in self._disputes() if not _ruled(votes)]
+        """Ids of the live clips whose people disagree with no reviewer's vote, or whose reviewers
+        are tied, best first (priority, then id): a reviewer's queue starts with them."""
+        return [clip_id for clip_id, _ in self._disputes()]
 
     def _disputes(self) -> list[tuple[str, list[LabelEvent]]]:
         """(clip id, its deciding votes) of the disputed live clips, best first (priority, then id).
@@ -161,7 +162,7 @@ class ReviewClaims:
     ) -> str | None:
         """The clip `annotator` reviews next, leased to them for `lease_s` seconds, or None when the
         queue is empty: first a clip they hold and have not voted on; then, for a `reviewer`, the
-        review slot of the best open dispute (`open_disputes`); else a free slot of the
+        review slot of the best open dispute they have not voted on (`open_disputes`); else a free slot of the
         highest-priority undisputed clip (then lowest id) they have not claimed or labelled (one
         more annotator's vote cannot settle a dispute). `skip`: ids to pass over."""
         now = now or utc_now()
@@ -171,10 +172,11 @@ class ReviewClaims:
             return held
         disputed = self._disputes()
         for clip_id, votes in disputed if reviewer else ():
-            if clip_id in skip or _ruled(votes):
+            if clip_id in skip or any(vote.annotator == annotator for vote in votes):
                 continue
             slots = max((claim.slots for claim in self.claims_on(clip_id)), default=1)
-            if self._try_claim(clip_id, annotator, slots, now, expires_at, [REVIEW_SLOT]):
+            review_slots = range(REVIEW_SLOT, REVIEW_SLOT + 1 + sum(vote.role is Role.REVIEWER for vote in votes))
+            if self._try_claim(clip_id, annotator, slots, now, expires_at, review_slots):
                 return clip_id
         passed = set(skip) | {clip_id for clip_id, _ in disputed}
         for clip_id, slots in self._candidates(annotator, now, overlap_share):
@@ -299,11 +301,6 @@ class ReviewClaims:
             except sa.exc.IntegrityError:
                 return False  # this annotator already holds the other slot
         return False
-
-
-def _ruled(votes: Iterable[LabelEvent]) -> bool:
-    """Whether a reviewer cast one of `votes` (a dispute among reviewers is not for the queue)."""
-    return any(vote.role is Role.REVIEWER for vote in votes)
 
 
 def label_event(row: Mapping[str, Any]) -> LabelEvent:

@@ -9,21 +9,23 @@ The rule, per clip:
 2. an event whose decision is neither `accepted` nor `rejected` (e.g. `pending_review`: an undo)
    withdraws that annotator's vote;
 3. the deciding votes: the reviewers' votes (events cast in the `reviewer` role) when there is
-   one: a reviewer outranks every annotator; else the people's votes: the automatic
+   one: a reviewer outranks every annotator, and among reviewers the side more than half of
+   them took decides (2 of 3), all of them on a tie; else the people's votes: the automatic
    annotator's vote (the prescreen's auto-reject) counts only while no person has a vote;
 4. the clip is decided when at least one deciding vote is left and all of them agree. When
-   they disagree (annotators, or reviewers among themselves) the clip is disputed and stays
-   undecided until a later event settles it: a reviewer votes, or one side changes or
-   withdraws its vote. A reviewer's undo withdraws the ruling and brings the dispute back.
+   they disagree (annotators, or reviewers in a tie) the clip is disputed and stays undecided
+   until a later event settles it: a reviewer votes (one more reviewer breaks a tie), or one
+   side changes or withdraws its vote. A reviewer's undo withdraws the ruling and brings the
+   dispute back.
 
 The decision carries the deciding votes' reasons (their union, sorted, unknown ones as `other`),
-the deciding voters' names (sorted: the reviewers who ruled, not the annotators they overruled,
+the deciding voters' names (sorted: the reviewers of the deciding side, not the annotators they overruled,
 whose events stay in the history) and the latest deciding vote's note.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,10 +63,14 @@ def live_votes(events: Iterable[LabelEvent]) -> dict[str, list[LabelEvent]]:
 
 
 def deciding_votes(votes: list[LabelEvent], auto_annotator: str) -> list[LabelEvent]:
-    """Of one clip's live votes, those that decide it (rule 3): the reviewers', else the people's, else all."""
+    """Of one clip's live votes, those that decide it (rule 3): the reviewers' majority (all reviewers'
+    votes on a tie), else the people's, else all."""
     reviewers = [vote for vote in votes if vote.role is Role.REVIEWER]
+    if reviewers:
+        decision, count = Counter(vote.decision for vote in reviewers).most_common(1)[0]
+        return [vote for vote in reviewers if vote.decision == decision] if 2 * count > len(reviewers) else reviewers
     people = [vote for vote in votes if vote.annotator != auto_annotator]
-    return reviewers or people or votes
+    return people or votes
 
 
 def settle(events: Iterable[LabelEvent], auto_annotator: str) -> dict[str, Decision]:

@@ -36,7 +36,7 @@ class Progress:
     annotators: tuple[AnnotatorStats, ...]
     overlap_clips: int  # clips with votes from two annotators
     kappa: float | None  # None: no overlap clip yet, or no variation to measure agreement on
-    disagreements: tuple[str, ...]  # disputed clip ids: their deciding votes differ (no reviewer ruled)
+    disagreements: tuple[str, ...]  # disputed clip ids: their deciding votes differ (no reviewer ruled, or a tie)
 
 
 def cohens_kappa(pairs: Sequence[tuple[str, str]]) -> float | None:

@@ -190,8 +190,16 @@ def test_a_reviewer_gets_the_disputed_clips_first_and_their_vote_settles_them(ca
 
     catalog.add_label(ids[3], "rae", ClipStatus.ACCEPTED, role=Role.REVIEWER)
     catalog.add_label(ids[3], "rev", ClipStatus.REJECTED, ["static"], role=Role.REVIEWER)
-    assert catalog.get_clip(ids[3]).status is ClipStatus.PENDING_REVIEW  # reviewers disagree: undecided,
-    assert catalog.open_disputes() == [ids[2]]  # and not for the reviewers' queue
+    assert catalog.get_clip(ids[3]).status is ClipStatus.PENDING_REVIEW  # reviewers tied: undecided,
+    assert catalog.open_disputes() == [ids[2], ids[3]]  # and back in the reviewers' queue,
+    assert claim(catalog, "rae", reviewer=True, skip={ids[2]}) != ids[3]  # not for those who ruled on it
+    assert claim(catalog, "ray", reviewer=True) == ids[3]  # ids[2]'s review slot is rev's: a new reviewer
+    assert [c.slot for c in catalog.claims_on(ids[3])] == [REVIEW_SLOT, REVIEW_SLOT + 1]  # takes the next one
+    catalog.add_label(ids[3], "ray", ClipStatus.REJECTED, ["noise"], role=Role.REVIEWER)
+    decision = catalog.decisions()[ids[3]]  # and breaks the tie: two of three reviewers reject
+    assert (decision.status, decision.annotators) == (ClipStatus.REJECTED, ("ray", "rev"))
+    assert [r.value for r in decision.reasons] == ["noise", "static"]
+    assert catalog.open_disputes() == [ids[2]]
 
 
 def test_a_version_4_catalog_keeps_its_label_events_as_annotator_votes(catalog_url):

@@ -68,6 +68,15 @@ def test_reviewers_who_disagree_leave_the_clip_undecided_until_one_changes():
     assert decided(events) == ("accepted", (), ("rae", "rev"), None)
 
 
+def test_a_third_reviewer_breaks_a_tie_and_the_majority_decides_with_its_own_reasons():
+    events = Events().add("rev", "rejected", ["noise"], role=Role.REVIEWER).add("rae", "accepted", role=Role.REVIEWER)
+    events.add("ray", "rejected", ["static"], "still", role=Role.REVIEWER)
+    assert decided(events) == ("rejected", ("noise", "static"), ("ray", "rev"), "still")
+    assert disputes(events.events, AUTO) == {}
+    events.add("rob", "accepted", role=Role.REVIEWER)  # 2 against 2: a tie again
+    assert decided(events) is None and len(disputes(events.events, AUTO)["c1"]) == 4
+
+
 def test_without_reviewers_the_rule_is_unchanged():
     auto = Events().add(AUTO, "rejected", ["non_music"])
     assert decided(auto) == ("rejected", ("non_music",), (AUTO,), None)  # the prescreen alone decides
