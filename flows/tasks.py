@@ -27,6 +27,9 @@ from flows.summary import SourceRow
 
 GPU_LIMIT = "gpu"  # the Prefect global concurrency limit that GPU stages hold a slot of, when it exists
 GPU_STAGES = frozenset({"separate"})
+# Prefect renews a held slot's lease while the stage runs; a worker killed mid-stage frees its slot
+# when the lease runs out: after this long, not Prefect's default 300 s
+GPU_LEASE_S = 60.0
 SOURCE_KINDS = ("folder", "urls", "query")
 
 
@@ -46,7 +49,8 @@ def stage_task(
     video = catalog.get_video(video_id)
     if video is None:
         raise CatalogError(f"no video {video_id!r} in the catalog {catalog.url}")
-    with concurrency(GPU_LIMIT, occupy=1, strict=False) if stage in GPU_STAGES else nullcontext():
+    gpu_slot = stage in GPU_STAGES
+    with concurrency(GPU_LIMIT, occupy=1, lease_duration=GPU_LEASE_S, strict=False) if gpu_slot else nullcontext():
         return step(catalog, config, video)
 
 

@@ -11,6 +11,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from curation import steps
 from dvmset.errors import ConfigError
+from flows import tasks
 from flows.flows import build_flow, ingest_flow
 from tests.flows.conftest import LABEL, catalog_content, copy_of, file_times, open_catalog, write_config
 
@@ -52,6 +53,7 @@ def test_the_summary_counts_each_stage_and_lists_each_failure_with_its_reason(bu
 
 def test_separation_holds_the_gpu_limit_and_gives_it_back(built, gpu_limit):
     assert [names for names, _kwargs in built.gpu_calls] == [gpu_limit, gpu_limit]
+    assert {kwargs["lease_duration"] for _names, kwargs in built.gpu_calls} == {tasks.GPU_LEASE_S}  # a killed run's slot frees soon
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(gpu_limit).active_slots == 0
 
