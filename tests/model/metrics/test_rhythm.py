@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from model.metrics.rhythm import (
@@ -24,6 +25,17 @@ def test_hits_count_beats_within_the_tolerance_either_side():
 def test_chance_recall_is_the_share_of_time_near_a_beat():
     assert chance_recall([1.0, 2.0, 3.0], 4.0, tolerance_s=0.1) == pytest.approx(0.6 / 4.0)
     assert chance_recall([0.0, 0.05], 1.0, tolerance_s=0.1) == pytest.approx(0.15)  # overlap counted once, cut at 0
+
+
+def test_scene_changes_at_random_times_score_the_chance_level():
+    """A half-beat shift is the worst case (every cut as far from a beat as it can be: recall 0); cuts that
+    ignore the beat land near a beat as often as the chance level says."""
+    beats_s = np.arange(0.0, 60.0, 0.5)
+    cuts_s = np.sort(np.random.default_rng(7).uniform(0.0, 60.0, 2000))
+    chance = chance_recall(beats_s, 60.0, tolerance_s=0.1)
+    assert chance == pytest.approx(0.4, abs=0.005)  # 0.2 s of every 0.5 s beat
+    assert scene_change_hits(cuts_s, beats_s, tolerance_s=0.1) / cuts_s.size == pytest.approx(chance, abs=0.03)
+    assert scene_change_hits(beats_s + 0.25, beats_s, tolerance_s=0.1) == 0
 
 
 def test_summary_excludes_clips_without_scene_changes_and_pools_the_rest():
