@@ -28,12 +28,15 @@ A failed cut raises `StageError(DECODE_ERROR)` with the tail of ffmpeg's stderr.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import re
+import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from dvmset.errors import ReasonCode
+from dvmset.errors import ConfigError, ReasonCode
 from dvmset.storage import atomic_path
 from dvmset.tools import require_tool, run_tool
 
@@ -157,6 +160,24 @@ def cut_video(
                      "-threads", str(threads), "-an", "-f", "mp4", f"file:{analysis_temp}"]  # fmt: skip
         run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip")
     return out_path
+
+
+@functools.cache
+def check_x264_params(x264_params: str, preset: str) -> None:
+    """ConfigError naming the options of `x264_params` that x264 rejects (an unknown key, a bad value)
+    with `preset`: x264 itself only warns and encodes with the preset's own setting. One encode of a
+    tiny frame, once per process and setting."""
+    if not x264_params:
+        return
+    args = [
+        require_tool("ffmpeg"), "-nostdin", "-v", "warning", "-f", "lavfi", "-i", "color=size=64x64:duration=0.04",
+        "-frames:v", "1", "-c:v", "libx264", "-preset", preset, "-x264-params", x264_params, "-f", "null", "-",
+    ]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=60)
+    rejected = re.findall(r"Error parsing option '([^']*)'", done.stderr)
+    if rejected or done.returncode != 0:
+        detail = ", ".join(rejected) or done.stderr.strip()[-300:]
+        raise ConfigError(f"clip.x264_params = {x264_params!r}: x264 rejects {detail}")
 
 
 def _music_filter(sample_count: int) -> str:

@@ -132,6 +132,7 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutco
     def work() -> StepOutcome:
         if video.probe is None or video.separate_version is None or video.separator_model_id is None:
             raise StageError(ReasonCode.INTERNAL_ERROR, "video has no probe or separation to clip")
+        clip.check_x264_params(config.clip.x264_params, config.clip.x264_preset)  # a bad one stops the run
         data = DataRoot(config.data_root)
         current = ClipVersions(video.separate_version, keys.clip, keys.loudness, keys.prescreen)
         existing = {known.clip_id: known for known in catalog.clips(video.video_id)}

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from curation.clip import MUSIC_SAMPLE_RATE_HZ, Span, cut_music, cut_video, plan_clip_spans
+from curation.clip import MUSIC_SAMPLE_RATE_HZ, Span, check_x264_params, cut_music, cut_video, plan_clip_spans
 from curation.prescreen import analyse_picture
 from curation.samples import VideoSpec, make_video
-from dvmset.errors import ReasonCode, StageError
+from dvmset.errors import ConfigError, ReasonCode, StageError
 from dvmset.ids import make_clip_id
 from dvmset.storage import DataRoot
 
@@ -279,6 +279,12 @@ def test_x264_params_reach_the_encoder(source, tmp_path):
                       x264_params="mbtree=1:rc-lookahead=7")  # fmt: skip
     assert b" mbtree=0 " in plain.read_bytes() and b" rc_lookahead=" not in plain.read_bytes()
     assert b" mbtree=1 " in tuned.read_bytes() and b" rc_lookahead=7 " in tuned.read_bytes()
+
+
+def test_x264_params_that_x264_rejects_are_a_config_error():
+    check_x264_params("mbtree=1:rc-lookahead=10", "superfast")
+    with pytest.raises(ConfigError, match="x264 rejects bogus = 1, rc-lookahead = ten"):
+        check_x264_params("bogus=1:rc-lookahead=ten", "superfast")
 
 
 @pytest.mark.parametrize("which", ["music", "video"])
