@@ -7,11 +7,13 @@ id as `dvmset.ids.id_to_dirname` writes it). The ground-truth music (upper refer
 clip's music (shuffled, lower reference) are evaluated beside them unless `--no-references`.
 `--scenes manifest` takes each clip's scene changes from the manifest (the curation prescreen's cuts)
 instead of running PySceneDetect again; `--beat-tracker module:function` plugs in another beat tracker
-(`model.metrics.trackers`), checked before any work.
+(`model.metrics.trackers`), checked before any work. The ImageBind score reads `--imagebind PATH`
+(default `imagebind/imagebind_huge.pth` under the model folder); without that file the report says it is not
+available and where to download it, `--no-imagebind` leaves it out.
 Exit codes as in `dvmset.cli`: 2 (usage) for mismatched --name/--generated or bad settings (a beat
 tracker that cannot be loaded or returns something other than beat times included), 3 when the
-configuration is invalid or a model's weights cannot be found, 1 when the manifest or a clip's media
-cannot be read.
+configuration is invalid or a model's weights cannot be found (or an ImageBind file does not load), 1 when
+the manifest or a clip's media cannot be read.
 """
 
 from __future__ import annotations
@@ -73,14 +75,18 @@ def evaluate(
     beat_bin_s: Annotated[float, typer.Option(min=0.01, help="onset bin of BCS/BHS (s)")] = 1.0,
     panns: Annotated[str, typer.Option(help="PANNs Cnn14 checkpoint file or name")] = "Cnn14_mAP=0.431.pth",
     clap: Annotated[str, typer.Option(help="CLAP hub id or folder")] = "laion/larger_clap_music",
+    imagebind: Annotated[
+        str, typer.Option(help="ImageBind checkpoint file (relative: under the model folder when not here)")
+    ] = "imagebind/imagebind_huge.pth",
+    no_imagebind: Annotated[bool, typer.Option("--no-imagebind", help="leave the ImageBind score out")] = False,
     shuffle_seed: Annotated[int, typer.Option(help="seed of the shuffled-music reference")] = 0,
     device: Annotated[str, typer.Option(help="torch device")] = "cpu",
 ) -> None:
     """Score generated music against a manifest's reference clips; write a JSON and a Markdown report."""
     from model.errors import WeightsNotFoundError
     from model.metrics.evaluate import (
-        EvalSettings, evaluate_runs, generated_files, imagebind_unavailable_reason, load_metric_models,
-        manifest_eval_clips, music_to_analyse, reference_runs,
+        EvalSettings, evaluate_runs, generated_files, load_metric_models, manifest_eval_clips, music_to_analyse,
+        reference_runs,
     )  # fmt: skip
     from model.metrics.report import protocol, write_report
     from model.metrics.scenes import SceneSettings, manifest_scenes
@@ -114,6 +120,7 @@ def evaluate(
         settings = EvalSettings(
             scenes=manifest_scenes(manifest, prescreen_detector()) if scenes == "manifest" else detector,
             tolerance_s=tolerance_s, beat_bin_s=beat_bin_s, panns_checkpoint=panns, clap_model_id=clap,
+            imagebind_checkpoint=None if no_imagebind else imagebind,
             model_dir=config.model_dir, device=device, shuffle_seed=shuffle_seed, beat_tracker=tracker,
         )  # fmt: skip
         clips = manifest_eval_clips(manifest, DataRoot(root))
@@ -130,7 +137,8 @@ def evaluate(
     except (ManifestError, StageError) as exc:
         raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     clap_rate_hz, clap_window_s = models.clap.sample_rate_hz, models.clap.window_s
-    protocol_block = protocol(settings, clap_rate_hz, clap_window_s, imagebind_unavailable_reason())
+    imagebind_unavailable = None if models.imagebind is not None else models.imagebind_unavailable
+    protocol_block = protocol(settings, clap_rate_hz, clap_window_s, imagebind_unavailable)
     inputs = {"manifest": str(manifest), "data_root": str(root), "clips": len(clips),
               "generated": {run: str(folder) for run, folder in zip(names, generated)}}  # fmt: skip
     folder = out_dir or Path("reports") / manifest.resolve().parent.name
@@ -142,4 +150,6 @@ def evaluate(
             out.print(f"  {clip_id}: {reason}", highlight=False)
         if result.missing and not result.clips and not result.unreadable:
             out.print(f"  no file found; expected names such as {id_to_dirname(clips[0].clip_id)}.wav", highlight=False)
+    if models.imagebind is None:
+        out.print(f"ImageBind: not available: {models.imagebind_unavailable}", highlight=False)
     out.print(f"report {markdown_path}\njson {json_path}", highlight=False)

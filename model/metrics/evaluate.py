@@ -6,23 +6,25 @@ references), the loaded `MetricModels` and `EvalSettings`. Out: `RunResult` per 
 clip (paired metrics, rhythm, beat scores) and the clips whose generated file was missing.
 
 Per clip and run: the generated music is read as mono and resampled (soxr) to each metric's rate:
-32 kHz for PANNs (KL, FD), the CLAP extractor's rate (48 kHz), 22,050 Hz for onsets, the beat tracker's
-rate for beats (22,050 Hz for librosa's). The rhythm score pairs the reference clip's scene changes
-(detected in its video, once per clip for all runs, or the manifest's `scene_cuts_s`: `settings.scenes`)
+32 kHz for PANNs (KL, FD), the CLAP extractor's rate (48 kHz), 16 kHz for ImageBind, 22,050 Hz for onsets,
+the beat tracker's rate for beats (22,050 Hz for librosa's). The rhythm score pairs the reference clip's
+scene changes (detected in its video, once per clip for all runs, or the manifest's `scene_cuts_s`: `settings.scenes`)
 with the generated music's beats; scene changes after the end of the generated music are not counted
 (it has no beats there). The reference music is analysed once per clip and shared by all runs.
+The ImageBind score (when its checkpoint is there) is the cosine of ImageBind's embedding of the reference
+clip's video (computed once per clip for all runs) and its audio embedding of the generated music
+(`model.metrics.imagebind_inputs` says how each is cut and averaged); without the checkpoint it is None
+and `MetricModels.imagebind_unavailable` says why.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow.compute as pc
-import torch
 
 from dvmset.ids import id_to_dirname
 from dvmset.manifest import ManifestError, read_manifest
@@ -32,6 +34,10 @@ from model.errors import FeatureError
 from model.metrics.beats import BIN_S, ONSET_SAMPLE_RATE_HZ, BeatScores, beat_bins, beat_scores, onset_times_s
 from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, clap_embeddings, load_clap_encoder, paired_cosines
 from model.metrics.distribution import paired_kl_divergences
+from model.metrics.imagebind import DEFAULT_CHECKPOINT as DEFAULT_IMAGEBIND_CHECKPOINT
+from model.metrics.imagebind import ImageBind, checkpoint_path, load_imagebind, missing_weights_reason
+from model.metrics.imagebind_inputs import AUDIO_SAMPLE_RATE_HZ as IMAGEBIND_SAMPLE_RATE_HZ
+from model.metrics.imagebind_inputs import audio_melspecs, video_views
 from model.metrics.panns import DEFAULT_CHECKPOINT, PANNS_SAMPLE_RATE_HZ, Cnn14, load_cnn14, panns_outputs
 from model.metrics.rhythm import TOLERANCE_S, RhythmClip, default_beat_tracker, rhythm_clip
 from model.metrics.scenes import ManifestScenes, SceneSettings, scene_changes_s
@@ -41,8 +47,8 @@ from model.tokens import read_music
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 GROUND_TRUTH_RUN = "ground truth"
 SHUFFLED_RUN = "shuffled music"
-IMAGEBIND_REPOSITORY = "github.com/facebookresearch/ImageBind"
-IMAGEBIND_MODEL_MODULE = "imagebind.models.imagebind_model"  # the real package's model module
+IMAGEBIND_OFF = "turned off (no ImageBind checkpoint in the settings: --no-imagebind)"
+NO_IMAGEBIND_LOADED = "no ImageBind model was loaded"
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class EvalSettings:
     beat_bin_s: float = BIN_S
     panns_checkpoint: str = DEFAULT_CHECKPOINT
     clap_model_id: str = DEFAULT_CLAP_MODEL
+    imagebind_checkpoint: str | None = DEFAULT_IMAGEBIND_CHECKPOINT  # None: no ImageBind score
     model_dir: Path | None = None
     device: str = "cpu"
     shuffle_seed: int = 0
@@ -74,10 +81,13 @@ class EvalClip:
 
 @dataclass(frozen=True)
 class MetricModels:
-    """The networks the metrics read."""
+    """The networks the metrics read; `imagebind` is None when its checkpoint is not there or turned off,
+    and `imagebind_unavailable` then says why."""
 
     panns: Cnn14
     clap: ClapEncoder
+    imagebind: ImageBind | None = None
+    imagebind_unavailable: str = NO_IMAGEBIND_LOADED
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,6 +100,7 @@ class MusicAnalysis:
     beat_bins: np.ndarray  # [ceil(duration / bin)] bool, onsets per bin
     beats_s: np.ndarray  # beat times
     duration_s: float
+    imagebind_embedding: np.ndarray | None = None  # [1024], ImageBind's audio embedding
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,6 +111,7 @@ class ClipResult:
     query: str | None
     kl: float
     clap: float
+    imagebind: float | None  # None without an ImageBind model
     rhythm: RhythmClip
     beats: BeatScores
     generated_embedding: np.ndarray
@@ -115,24 +127,6 @@ class RunResult:
     clips: tuple[ClipResult, ...]
     missing: tuple[str, ...]
     unreadable: tuple[tuple[str, str], ...] = ()
-
-
-def imagebind_unavailable_reason() -> str:
-    """Why the ImageBind video-music score is not computed on this installation: the package is missing,
-    or installed but its model module does not import (the failed import named), or it imports but dvmset
-    has no scorer for it."""
-    if importlib.util.find_spec("imagebind") is None:
-        return (
-            "the ImageBind package is not installed, and it cannot be beside this project's torch "
-            f"{torch.__version__}: the `imagebind` name on PyPI is an empty 0.0.1.dev0 placeholder; the real "
-            f"package is only on GitHub ({IMAGEBIND_REPOSITORY}), pins torch 1.13 and needs pytorchvideo 0.1.5, "
-            "whose transforms import torchvision.transforms.functional_tensor (removed in torchvision 0.17)"
-        )
-    try:
-        importlib.import_module(IMAGEBIND_MODEL_MODULE)
-    except Exception as error:  # any failure of a third-party import is the reason to report
-        return f"an `imagebind` package is installed, but `import {IMAGEBIND_MODEL_MODULE}` fails: {error!r}"
-    return f"`{IMAGEBIND_MODEL_MODULE}` imports, but dvmset has no ImageBind scorer to run it"
 
 
 def manifest_eval_clips(manifest_path: Path, data_root: DataRoot) -> list[EvalClip]:
@@ -176,10 +170,20 @@ def reference_runs(clips: Sequence[EvalClip], seed: int) -> dict[str, dict[str, 
 
 
 def load_metric_models(settings: EvalSettings) -> MetricModels:
-    """PANNs Cnn14 and CLAP, from local folders or hubs (WeightsNotFoundError when missing)."""
+    """PANNs Cnn14 and CLAP, from local folders or hubs (WeightsNotFoundError when missing), and ImageBind
+    when its checkpoint file is there (a missing file is reported, one that does not load is an error)."""
+    imagebind, unavailable = None, IMAGEBIND_OFF
+    if settings.imagebind_checkpoint is not None:
+        path = checkpoint_path(settings.imagebind_checkpoint, settings.model_dir)
+        if path.is_file():
+            imagebind = load_imagebind(str(path), device=settings.device)
+        else:
+            unavailable = missing_weights_reason(path.absolute())
     return MetricModels(
         panns=load_cnn14(settings.panns_checkpoint, settings.model_dir, settings.device),
         clap=load_clap_encoder(settings.clap_model_id, settings.model_dir, settings.device),
+        imagebind=imagebind,
+        imagebind_unavailable=unavailable,
     )
 
 
@@ -198,7 +202,10 @@ def analyse_music(path: Path, models: MetricModels, settings: EvalSettings) -> M
         beat_bins=beat_bins(onset_times_s(onset_audio, ONSET_SAMPLE_RATE_HZ), duration_s, settings.beat_bin_s),
         beats_s=tracker.beats_s(beat_audio),
         duration_s=duration_s,
-    )
+        imagebind_embedding=None if models.imagebind is None else models.imagebind.mean_embedding(
+            "audio", audio_melspecs(read_music(path, IMAGEBIND_SAMPLE_RATE_HZ))
+        ),
+    )  # fmt: skip
 
 
 def music_to_analyse(clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, Path | None]]) -> list[Path]:
@@ -213,7 +220,8 @@ def evaluate_runs(
 ) -> list[RunResult]:  # fmt: skip
     """Every run's `RunResult`, in the order of `runs`; each music file is analysed once (then `on_music`
     is called with its path), each reference video's scene changes once. A reference that cannot be read
-    raises FeatureError; a generated file that cannot be read is recorded in its run and skipped."""
+    raises FeatureError; a generated file that cannot be read is recorded in its run and skipped. With an
+    ImageBind model, each reference video is embedded once (a video that cannot be read raises FeatureError)."""
     analysed: dict[Path, MusicAnalysis | FeatureError] = {}
 
     def analysis(path: Path) -> MusicAnalysis | FeatureError:
@@ -233,6 +241,7 @@ def evaluate_runs(
             raise reference
         references[clip.clip_id] = reference
     changes = {clip.clip_id: clip_scene_changes_s(clip, settings.scenes) for clip in clips}
+    videos = {clip.clip_id: clip_video_embedding(clip, models.imagebind) for clip in clips}
     results = []
     for name, files in runs.items():
         clip_results, missing, unreadable = [], [], []
@@ -244,8 +253,9 @@ def evaluate_runs(
             elif isinstance(generated, FeatureError):
                 unreadable.append((clip.clip_id, generated.message))
             else:
-                scene_changes = changes[clip.clip_id]
-                clip_results.append(_clip_result(clip, references[clip.clip_id], generated, scene_changes, settings))
+                clip_results.append(_clip_result(
+                    clip, references[clip.clip_id], generated, changes[clip.clip_id], videos[clip.clip_id], settings
+                ))  # fmt: skip
         results.append(RunResult(name, tuple(clip_results), tuple(missing), tuple(unreadable)))
     return results
 
@@ -255,16 +265,25 @@ def clip_scene_changes_s(clip: EvalClip, scenes: SceneSettings | ManifestScenes)
     return clip.scene_cuts_s if isinstance(scenes, ManifestScenes) else scene_changes_s(clip.video_path, scenes)
 
 
+def clip_video_embedding(clip: EvalClip, imagebind: ImageBind | None) -> np.ndarray | None:
+    """ImageBind's embedding [1024] of the clip's video (mean over its views), None without a model."""
+    return None if imagebind is None else imagebind.mean_embedding("vision", video_views(clip.video_path))
+
+
 def _clip_result(
     clip: EvalClip, reference: MusicAnalysis, generated: MusicAnalysis, changes_s: Sequence[float],
-    settings: EvalSettings,
+    video_embedding: np.ndarray | None, settings: EvalSettings,
 ) -> ClipResult:  # fmt: skip
     audible_changes_s = [change for change in changes_s if change <= generated.duration_s]
+    imagebind = None
+    if video_embedding is not None and generated.imagebind_embedding is not None:
+        imagebind = float(paired_cosines(video_embedding[None], generated.imagebind_embedding[None])[0])
     return ClipResult(
         clip_id=clip.clip_id,
         query=clip.query,
         kl=float(paired_kl_divergences(reference.panns_logits[None], generated.panns_logits[None])[0]),
         clap=float(paired_cosines(reference.clap_embedding[None], generated.clap_embedding[None])[0]),
+        imagebind=imagebind,
         rhythm=rhythm_clip(
             clip.clip_id, audible_changes_s, generated.beats_s, generated.duration_s, settings.tolerance_s
         ),

@@ -25,6 +25,9 @@ from model.metrics.beats import ONSET_DETECTOR, ONSET_SAMPLE_RATE_HZ
 from model.metrics.clap import MIN_WINDOW_S
 from model.metrics.distribution import frechet_distance
 from model.metrics.evaluate import GROUND_TRUTH_RUN, SHUFFLED_RUN, ClipResult, EvalSettings, RunResult
+from model.metrics.imagebind import checkpoint_path
+from model.metrics.imagebind_inputs import AUDIO_PROTOCOL as IMAGEBIND_AUDIO_PROTOCOL
+from model.metrics.imagebind_inputs import VIDEO_PROTOCOL as IMAGEBIND_VIDEO_PROTOCOL
 from model.metrics.panns import PANNS_SAMPLE_RATE_HZ
 from model.metrics.rhythm import RhythmSummary, summarize_rhythm
 
@@ -41,6 +44,7 @@ class RunSummary:
     fd: float | None
     kl: float | None
     clap: float | None
+    imagebind: float | None
     rhythm: RhythmSummary
     bcs: float | None
     bhs: float | None
@@ -63,6 +67,7 @@ def summarize(clips: Sequence[ClipResult]) -> RunSummary:
         fd=fd,
         kl=_mean([clip.kl for clip in clips]),
         clap=_mean([clip.clap for clip in clips]),
+        imagebind=_mean([clip.imagebind for clip in clips]),
         rhythm=summarize_rhythm([clip.rhythm for clip in clips]),
         bcs=_mean([clip.beats.coverage for clip in clips]),
         bhs=_mean([clip.beats.hit for clip in clips]),
@@ -92,9 +97,10 @@ def by_query(clips: Sequence[ClipResult]) -> dict[str, RunSummary]:
 
 
 def protocol(
-    settings: EvalSettings, clap_sample_rate_hz: int, clap_window_s: float, imagebind_reason: str
+    settings: EvalSettings, clap_sample_rate_hz: int, clap_window_s: float, imagebind_unavailable: str | None
 ) -> dict[str, Any]:
-    """Every protocol choice and package version, as written into the report."""
+    """Every protocol choice and package version, as written into the report; `imagebind_unavailable` is
+    None when the ImageBind score was computed, else why it was not."""
     versions = {}
     for package in PACKAGES:
         try:
@@ -121,9 +127,21 @@ def protocol(
         "clap_sample_rate_hz": clap_sample_rate_hz,
         "clap_windows": f"consecutive {clap_window_s:g} s windows (last under {MIN_WINDOW_S:g} s dropped), "
         "embeddings averaged and renormalized; score = mean cosine of generated and reference music",
-        "imagebind": f"not available: {imagebind_reason}",
+        **_imagebind_protocol(settings, imagebind_unavailable),
         "audio_resampling": "mono (channel mean), soxr HQ to each metric's rate",
         "shuffle_seed": settings.shuffle_seed,
+    }
+
+
+def _imagebind_protocol(settings: EvalSettings, unavailable: str | None) -> dict[str, Any]:
+    if unavailable is not None:
+        return {"imagebind": f"not available: {unavailable}"}
+    return {
+        "imagebind": "cosine of ImageBind's embedding of the reference clip's video and its embedding of "
+        "the generated music, per clip; mean over clips",
+        "imagebind_checkpoint": str(checkpoint_path(str(settings.imagebind_checkpoint), settings.model_dir).absolute()),
+        "imagebind_video": IMAGEBIND_VIDEO_PROTOCOL,
+        "imagebind_audio": IMAGEBIND_AUDIO_PROTOCOL,
     }
 
 
@@ -142,7 +160,8 @@ def report_json(
             "missing_clips": list(result.missing),
             "unreadable_clips": [{"clip_id": clip_id, "reason": reason} for clip_id, reason in result.unreadable],
             "clips": [
-                {"clip_id": c.clip_id, "query": c.query, "kl": c.kl, "clap": c.clap, "rhythm_recall": c.rhythm.recall,
+                {"clip_id": c.clip_id, "query": c.query, "kl": c.kl, "clap": c.clap, "imagebind": c.imagebind,
+                 "rhythm_recall": c.rhythm.recall,
                  "scene_changes": c.rhythm.scene_changes, "rhythm_hits": c.rhythm.hits,
                  "rhythm_chance_recall": c.rhythm.chance_recall, "beats": c.rhythm.beats,
                  "bcs": c.beats.coverage, "bhs": c.beats.hit, "onset_bins_reference": c.beats.reference_beats,
@@ -163,7 +182,7 @@ def _table(rows: dict[str, RunSummary], first: str) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in rows.items():
-        lines.append(f"| {name} | {s.clips} | {_cell(s.fd, 2)} | {_cell(s.kl, 3)} | {NOT_AVAILABLE} | "
+        lines.append(f"| {name} | {s.clips} | {_cell(s.fd, 2)} | {_cell(s.kl, 3)} | {_cell(s.imagebind, 4)} | "
                      f"{_cell(s.clap, 4)} | {_cell(s.rhythm.mean_recall, 4)} |")  # fmt: skip
     return lines
 

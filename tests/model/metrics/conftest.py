@@ -1,5 +1,5 @@
-"""Fixtures of the metric tests: tiny random-weight Cnn14 and CLAP in their real on-disk formats, and
-generated media (videos with hard cuts, drum tracks with hits on a grid)."""
+"""Fixtures of the metric tests: tiny random-weight Cnn14, CLAP and ImageBind in their real on-disk formats,
+and generated media (videos with hard cuts, drum tracks with hits on a grid)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,15 @@ import soundfile as sf
 import torch
 from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
 
+from model.metrics.imagebind import ImageBind, ImageBindConfig, save_imagebind
 from model.metrics.panns import Cnn14, save_cnn14
 
 TINY_CNN14_WIDTHS = (4, 8, 8, 16, 16, 32)
 TINY_CNN14_CLASSES = 10
 TINY_CLAP_MEL_BANDS = 16
 TINY_CLAP_WINDOW_S = 2  # the feature extractor's max_length_s: 201 frames fit the tiny HTSAT's 256
+# the huge model's head widths (80, 64) with one head, 2 blocks each, 16-wide embeddings
+TINY_IMAGEBIND = ImageBindConfig(80, 2, 1, 64, 2, 1, 16)
 DRUM_RATE_HZ = 22_050
 BEAT_PERIOD_S = 0.5  # 120 BPM
 CUT_PERIOD_S = 2.0
@@ -35,6 +38,13 @@ def tiny_cnn14_path(tmp_path_factory) -> Path:
 def tiny_clap_dir(tmp_path_factory) -> Path:
     """`save_tiny_clap` in a session folder."""
     return save_tiny_clap(tmp_path_factory.mktemp("clap"))
+
+
+@pytest.fixture(scope="session")
+def tiny_imagebind_path(tmp_path_factory) -> Path:
+    """A random ImageBind of `TINY_IMAGEBIND`, saved as the official checkpoint is (a plain state dict)."""
+    torch.manual_seed(0)
+    return save_imagebind(ImageBind(TINY_IMAGEBIND), tmp_path_factory.mktemp("imagebind") / "imagebind_tiny.pth")
 
 
 def save_tiny_clap(folder: Path) -> Path:

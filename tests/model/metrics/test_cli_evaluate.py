@@ -1,5 +1,6 @@
 """`dvmset evaluate` end to end: a two-clip manifest with generated media, tiny Cnn14 and CLAP in a local
-model folder, two generated runs plus the ground-truth and shuffled references; JSON and Markdown."""
+model folder (and a tiny ImageBind where a test adds one), two generated runs plus the ground-truth and
+shuffled references; JSON and Markdown."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from curation import prescreen
@@ -85,12 +87,18 @@ def test_evaluate_ranks_runs_and_references_and_writes_both_reports(workdir):
     protocol = report["protocol"]
     assert protocol["scene_detector"] == "PySceneDetect ContentDetector" and protocol["scene_threshold"] == 27.0
     assert protocol["panns_sample_rate_hz"] == 32_000 and protocol["rhythm_tolerance_s"] == 0.1
-    assert protocol["imagebind"].startswith("not available")
+    assert protocol["imagebind"] == (
+        f"not available: no ImageBind weights at {workdir / 'models' / 'imagebind' / 'imagebind_huge.pth'}; "
+        "download imagebind_huge.pth from https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
+    )
+    assert all(run["summary"]["imagebind"] is None for run in report["runs"])
+    assert "ImageBind: not available: no ImageBind weights at" in output
     markdown = (workdir / "reports" / "v1" / "evaluation.md").read_text()
     assert "| Method | clips | FD ↓ | KL ↓ | ImageBind ↑ | CLAP ↑ | Rhythm ↑ |" in markdown
     assert f"| {GROUND_TRUTH_RUN} | 2 | " in markdown and "## Per query: aligned" in markdown
     assert "| scene_detector | PySceneDetect ContentDetector |" in markdown
     assert "their FD is the same" in markdown
+    assert f"| {GROUND_TRUTH_RUN} | 2 | 0.00 | 0.000 | n/a | 1.0000 | 1.0000 |" in markdown
 
 
 def test_missing_and_unreadable_generated_files_are_counted_and_names_must_match_folders(workdir):
@@ -204,3 +212,50 @@ def test_manifest_scenes_without_a_recorded_config_say_so_and_unknown_sources_ar
     assert code == ExitCode.USAGE and "--scenes must be one of detect, manifest" in output
     code, output = evaluate("--generated", "generated/late", "--scenes", "manifest", "--scene-threshold", "20")
     assert code == ExitCode.USAGE and "do not apply with --scenes manifest" in output
+
+
+def test_a_tiny_imagebind_in_the_model_folder_fills_the_imagebind_column(workdir, tiny_imagebind_path, monkeypatch):
+    (workdir / "models" / "imagebind").mkdir()
+    shutil.copy(tiny_imagebind_path, workdir / "models" / "imagebind" / "imagebind_huge.pth")
+    embedded_videos: list[Path] = []
+    views = evaluate_module.video_views
+    monkeypatch.setattr(evaluate_module, "video_views", lambda path: embedded_videos.append(path) or views(path))
+    code, output = evaluate("--generated", "generated/aligned", "--generated", "generated/late")
+    assert code == 0, output
+    assert len(embedded_videos) == len(set(embedded_videos)) == len(CLIPS)  # once per clip for the 4 runs
+    report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    for run in report["runs"]:
+        scores = [clip["imagebind"] for clip in run["clips"]]
+        assert len(scores) == 2 and all(-1.0 <= score <= 1.0 for score in scores)
+        assert run["summary"]["imagebind"] == pytest.approx(sum(scores) / 2)
+        food = next(clip["imagebind"] for clip in run["clips"] if clip["query"] == "food commercial")
+        assert run["by_query"]["food commercial"]["imagebind"] == pytest.approx(food)
+    truth, shuffled = report["runs"][2], report["runs"][3]
+    assert {clip["imagebind"] for clip in truth["clips"]} != {clip["imagebind"] for clip in shuffled["clips"]}
+    protocol = report["protocol"]
+    assert protocol["imagebind"].startswith("cosine of ImageBind's embedding of the reference clip's video")
+    assert protocol["imagebind_checkpoint"] == str(workdir / "models" / "imagebind" / "imagebind_huge.pth")
+    assert "5 clips of 2 s" in protocol["imagebind_video"] and "128 mel bins" in protocol["imagebind_audio"]
+    markdown = (workdir / "reports" / "v1" / "evaluation.md").read_text()
+    summary = report["runs"][0]["summary"]
+    assert f"| aligned | 2 | {summary['fd']:.2f} | {summary['kl']:.3f} | {summary['imagebind']:.4f} | " in markdown
+    assert "| imagebind_audio | mono (channel mean)" in markdown and "ImageBind: not available" not in output
+
+
+def test_imagebind_can_be_turned_off_or_named_and_a_file_that_does_not_fit_stops_the_run(workdir, tiny_imagebind_path):
+    code, output = evaluate("--generated", "generated/late", "--no-references", "--imagebind", str(tiny_imagebind_path))
+    assert code == 0, output
+    report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    assert report["runs"][0]["summary"]["imagebind"] is not None
+    assert report["protocol"]["imagebind_checkpoint"] == str(tiny_imagebind_path)
+    code, output = evaluate("--generated", "generated/late", "--no-references", "--imagebind", str(tiny_imagebind_path),
+                            "--no-imagebind")  # fmt: skip
+    assert code == 0, output
+    report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    assert report["runs"][0]["summary"]["imagebind"] is None
+    assert report["protocol"]["imagebind"].startswith("not available: turned off")
+    state = torch.load(tiny_imagebind_path, weights_only=True)
+    del state["modality_heads.vision.2.weight"]
+    torch.save(state, workdir / "cut.pth")
+    code, output = evaluate("--generated", "generated/late", "--imagebind", "cut.pth")
+    assert code == ExitCode.CONFIG and "missing modality_heads.vision.2.weight" in output
