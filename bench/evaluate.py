@@ -12,14 +12,18 @@ in this process only. Two model sets run:
   `laion/larger_clap_music` (from the Hugging Face cache when it is there, else from the non-default
   fields of that model's config.json, `LARGER_CLAP_MUSIC_FIELDS`; the feature extractor's defaults with
   `truncation="rand_trunc"`, as the unfused larger CLAPs set it), random weights, in memory.
+With `--imagebind`, each set also has ImageBind (the tests' tiny one, saved and loaded through
+`load_imagebind`; the huge architecture with random weights).
 Out, on stdout (and `--json PATH`): per set, seconds per clip of: audio read + resampling, scene
-detection (PySceneDetect on the video), beat tracking, onsets, Cnn14 forward, CLAP forward, the report,
+detection (PySceneDetect on the video), beat tracking, onsets, Cnn14 forward, CLAP forward, ImageBind's
+inputs (frames, fbanks) and forward (0 without `--imagebind`), the report,
 the total (librosa's one-off numba compilation is done before, untimed); peak RSS after each set
 (`ru_maxrss`, whole process so far); the load average at start and end.
 No targets: the figures are for reading.
 
     .venv/bin/python bench/evaluate.py                       # 4 clips of 60 s, 720p, both sets
     .venv/bin/python bench/evaluate.py --clips 4 --sets full --json out.json
+    .venv/bin/python bench/evaluate.py --clips 2 --clip-s 10 --imagebind     # ImageBind too, a short run
 """
 
 from __future__ import annotations
@@ -48,11 +52,14 @@ from model.metrics import evaluate as evaluate_module  # noqa: E402
 from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, load_clap_encoder  # noqa: E402
 from model.metrics.beats import ONSET_SAMPLE_RATE_HZ, onset_times_s  # noqa: E402
 from model.metrics.evaluate import EvalClip, EvalSettings, MetricModels, evaluate_runs, reference_runs  # noqa: E402
+from model.metrics.imagebind import HUGE, ImageBind, load_imagebind, save_imagebind  # noqa: E402
 from model.metrics.panns import Cnn14, load_cnn14, save_cnn14  # noqa: E402
 from model.metrics.report import protocol, write_report  # noqa: E402
 from model.metrics.rhythm import default_beat_tracker  # noqa: E402
 from model.metrics.trackers import probe_signal  # noqa: E402
-from tests.model.metrics.conftest import TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS, save_tiny_clap  # noqa: E402
+from tests.model.metrics.conftest import (  # noqa: E402
+    TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS, TINY_IMAGEBIND, save_tiny_clap,
+)  # fmt: skip
 
 CUT_PERIOD_S = 2.0
 BEAT_PERIOD_S = 0.5
@@ -65,7 +72,8 @@ LARGER_CLAP_MUSIC_FIELDS = {
     "hidden_size": 768, "logit_scale_init_value": 14.285714285714285, "num_hidden_layers": 16,
     "projection_dim": 512, "projection_hidden_act": "relu",
 }  # fmt: skip
-PARTS = ("read + resample", "scene detection", "beat tracking", "onsets", "Cnn14 forward", "CLAP forward", "report")
+PARTS = ("read + resample", "scene detection", "beat tracking", "onsets", "Cnn14 forward", "CLAP forward",
+         "ImageBind inputs", "ImageBind forward", "report")
 
 
 def make_clip(folder: Path, index: int, clip_s: float, height: int) -> EvalClip:
@@ -86,16 +94,20 @@ def make_clip(folder: Path, index: int, clip_s: float, height: int) -> EvalClip:
     return EvalClip(f"bench:{index}", "bench", video, music, clip_s)
 
 
-def tiny_models(folder: Path) -> tuple[MetricModels, str]:
-    """The tests' tiny Cnn14 and CLAP, saved and loaded through the users' loaders."""
+def tiny_models(folder: Path, imagebind: bool) -> tuple[MetricModels, str]:
+    """The tests' tiny Cnn14, CLAP (and ImageBind), saved and loaded through the users' loaders."""
     torch.manual_seed(0)
     checkpoint = save_cnn14(Cnn14(TINY_CNN14_WIDTHS, TINY_CNN14_CLASSES), folder / "Cnn14_tiny.pth")
     clap = load_clap_encoder(str(save_tiny_clap(folder / "clap")))
-    return MetricModels(load_cnn14(str(checkpoint)), clap), "tests' tiny random Cnn14 and CLAP"
+    tiny_imagebind = None
+    if imagebind:
+        tiny_imagebind = load_imagebind(str(save_imagebind(ImageBind(TINY_IMAGEBIND), folder / "imagebind.pth")))
+    models = MetricModels(load_cnn14(str(checkpoint)), clap, tiny_imagebind)
+    return models, f"tests' tiny random Cnn14, CLAP{' and ImageBind' if imagebind else ''}"
 
 
-def full_models() -> tuple[MetricModels, str]:
-    """Full-width Cnn14 and CLAP of `laion/larger_clap_music`'s architecture, random weights."""
+def full_models(imagebind: bool) -> tuple[MetricModels, str]:
+    """Full-width Cnn14, CLAP of `laion/larger_clap_music`'s architecture (and ImageBind huge), random weights."""
     torch.manual_seed(0)
     try:
         config, source = ClapConfig.from_pretrained(DEFAULT_CLAP_MODEL, local_files_only=True), "Hugging Face cache"
@@ -103,7 +115,9 @@ def full_models() -> tuple[MetricModels, str]:
         config, source = ClapConfig(**LARGER_CLAP_MUSIC_FIELDS), "its config.json fields (not in the cache)"
     extractor = ClapFeatureExtractor(truncation="rand_trunc")  # the unfused larger CLAPs' setting; 48 kHz, 10 s
     clap = ClapEncoder(ClapModel(config).eval(), extractor, f"{DEFAULT_CLAP_MODEL} (random weights)")
-    return MetricModels(Cnn14().eval(), clap), f"Cnn14 full width, CLAP {DEFAULT_CLAP_MODEL} config from {source}"
+    huge = ImageBind(HUGE).eval() if imagebind else None
+    described = f"Cnn14 full width, CLAP {DEFAULT_CLAP_MODEL} config from {source}"
+    return MetricModels(Cnn14().eval(), clap, huge), described + (", ImageBind huge" if imagebind else "")
 
 
 def timed(function: Callable[..., Any], seconds: list[float]) -> Callable[..., Any]:
@@ -123,7 +137,8 @@ def timed(function: Callable[..., Any], seconds: list[float]) -> Callable[..., A
 def timers(totals: dict[str, list[float]]) -> Iterator[None]:
     """Wrap what `evaluate_runs` calls (in `model.metrics.evaluate`'s namespace) with `timed`."""
     names = {"read_music": "read + resample", "scene_changes_s": "scene detection", "onset_times_s": "onsets",
-             "panns_outputs": "Cnn14 forward", "clap_embeddings": "CLAP forward"}  # fmt: skip
+             "panns_outputs": "Cnn14 forward", "clap_embeddings": "CLAP forward", "video_views": "ImageBind inputs",
+             "audio_melspecs": "ImageBind inputs"}  # fmt: skip
     originals = {name: getattr(evaluate_module, name) for name in names}
     try:
         for name, part in names.items():
@@ -140,11 +155,14 @@ def run_set(clips: list[EvalClip], models: MetricModels, out: Path) -> dict[str,
     tracker = default_beat_tracker()
     tracker = dataclasses.replace(tracker, function=timed(tracker.function, totals["beat tracking"]))
     settings = EvalSettings(beat_tracker=tracker)
+    if models.imagebind is not None:  # an instance attribute: this model's calls only
+        models.imagebind.mean_embedding = timed(models.imagebind.mean_embedding, totals["ImageBind forward"])
     started = time.perf_counter()
     with timers(totals):
         results = evaluate_runs(clips, reference_runs(clips, settings.shuffle_seed), models, settings)
     report_started = time.perf_counter()
-    block = protocol(settings, models.clap.sample_rate_hz, models.clap.window_s, "bench")
+    unavailable = None if models.imagebind is not None else "not run (bench/evaluate.py without --imagebind)"
+    block = protocol(settings, models.clap.sample_rate_hz, models.clap.window_s, unavailable)
     write_report(results, block, {"manifest": "bench", "clips": len(clips)}, out, "bench")
     totals["report"].append(time.perf_counter() - report_started)
     figures = {part: sum(totals[part]) / len(clips) for part in PARTS}
@@ -162,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clip-s", type=float, default=60.0, help="clip length in seconds (the dataset's: 60)")
     parser.add_argument("--height", type=int, default=720, help="video height in pixels (the clip stage's: 720)")
     parser.add_argument("--sets", nargs="+", choices=("tiny", "full"), default=["tiny", "full"])
+    parser.add_argument("--imagebind", action="store_true", help="also ImageBind (huge: about 80 s a clip on 2 cores)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     if args.clips < 2:
@@ -177,7 +196,10 @@ def main(argv: list[str] | None = None) -> None:
         onset_times_s(probe_signal(ONSET_SAMPLE_RATE_HZ))  # per process, not timed
         report["sets"] = {}
         for name in args.sets:
-            models, described = tiny_models(Path(work) / "tiny") if name == "tiny" else full_models()
+            if name == "tiny":
+                models, described = tiny_models(Path(work) / "tiny", args.imagebind)
+            else:
+                models, described = full_models(args.imagebind)
             figures = run_set(clips, models, Path(work) / f"report-{name}")
             report["sets"][name] = {"models": described, "seconds_per_clip": figures, "peak_rss_mb": peak_rss_mb()}
             print(f"\n{name}: {described}; peak RSS so far {peak_rss_mb():,.0f} MB")
