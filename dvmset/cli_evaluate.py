@@ -128,8 +128,11 @@ def evaluate(
         runs = {run: generated_files(folder, clips) for run, folder in zip(names, generated)}
         if references:
             runs |= reference_runs(clips, shuffle_seed)
-        with progress_bar(len(music_to_analyse(clips, runs)), "music analysed", unit="file") as bar:
-            results = evaluate_runs(clips, runs, models, settings, on_music=lambda _: bar.update(1))
+        files = len(music_to_analyse(clips, runs)) + len(clips)  # music files, then the reference videos
+        with progress_bar(files, "music and videos analysed", unit="file") as bar:
+            results = evaluate_runs(
+                clips, runs, models, settings, on_music=lambda _: bar.update(1), on_video=lambda _: bar.update(1)
+            )  # fmt: skip
     except WeightsNotFoundError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
     except BeatTrackerError as exc:

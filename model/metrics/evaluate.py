@@ -217,9 +217,11 @@ def music_to_analyse(clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, 
 def evaluate_runs(
     clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, Path | None]], models: MetricModels,
     settings: EvalSettings, on_music: Callable[[Path], None] | None = None,
+    on_video: Callable[[Path], None] | None = None,
 ) -> list[RunResult]:  # fmt: skip
     """Every run's `RunResult`, in the order of `runs`; each music file is analysed once (then `on_music`
-    is called with its path), each reference video's scene changes once. A reference that cannot be read
+    is called with its path), each reference video's scene changes once (then `on_video` is called with
+    its path: scene detection and ImageBind's video embedding are the slow part). A reference that cannot be read
     raises FeatureError; a generated file that cannot be read is recorded in its run and skipped. With an
     ImageBind model, each reference video is embedded once (a video that cannot be read raises FeatureError)."""
     analysed: dict[Path, MusicAnalysis | FeatureError] = {}
@@ -240,8 +242,12 @@ def evaluate_runs(
         if isinstance(reference, FeatureError):
             raise reference
         references[clip.clip_id] = reference
-    changes = {clip.clip_id: clip_scene_changes_s(clip, settings.scenes) for clip in clips}
-    videos = {clip.clip_id: clip_video_embedding(clip, models.imagebind) for clip in clips}
+    changes, videos = {}, {}
+    for clip in clips:
+        changes[clip.clip_id] = clip_scene_changes_s(clip, settings.scenes)
+        videos[clip.clip_id] = clip_video_embedding(clip, models.imagebind)
+        if on_video is not None:
+            on_video(clip.video_path)
     results = []
     for name, files in runs.items():
         clip_results, missing, unreadable = [], [], []
