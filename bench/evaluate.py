@@ -57,6 +57,7 @@ from model.metrics.panns import Cnn14, load_cnn14, save_cnn14  # noqa: E402
 from model.metrics.report import protocol, write_report  # noqa: E402
 from model.metrics.rhythm import default_beat_tracker  # noqa: E402
 from model.metrics.trackers import probe_signal  # noqa: E402
+from model.tokens import MusicAt  # noqa: E402
 from tests.model.metrics.conftest import (  # noqa: E402
     TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS, TINY_IMAGEBIND, save_tiny_clap,
 )  # fmt: skip
@@ -136,17 +137,22 @@ def timed(function: Callable[..., Any], seconds: list[float]) -> Callable[..., A
 @contextlib.contextmanager
 def timers(totals: dict[str, list[float]]) -> Iterator[None]:
     """Wrap what `evaluate_runs` calls (in `model.metrics.evaluate`'s namespace) with `timed`."""
-    names = {"read_music": "read + resample", "scene_changes_s": "scene detection", "onset_times_s": "onsets",
-             "panns_outputs": "Cnn14 forward", "clap_embeddings": "CLAP forward", "video_views": "ImageBind inputs",
+    names = {"scene_changes_s": "scene detection", "onset_times_s": "onsets", "panns_outputs": "Cnn14 forward",
+             "clap_embeddings": "CLAP forward", "video_views": "ImageBind inputs",
              "audio_melspecs": "ImageBind inputs"}  # fmt: skip
     originals = {name: getattr(evaluate_module, name) for name in names}
+    music_at = {method: getattr(MusicAt, method) for method in ("__init__", "__call__")}  # decode, resample
     try:
         for name, part in names.items():
             setattr(evaluate_module, name, timed(originals[name], totals[part]))
+        for method, original in music_at.items():
+            setattr(MusicAt, method, timed(original, totals["read + resample"]))
         yield
     finally:
         for name, original in originals.items():
             setattr(evaluate_module, name, original)
+        for method, original in music_at.items():
+            setattr(MusicAt, method, original)
 
 
 def run_set(clips: list[EvalClip], models: MetricModels, out: Path) -> dict[str, float]:

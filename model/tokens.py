@@ -85,16 +85,28 @@ def load_audio_codec(
 
 def read_music(music_path: Path, sampling_rate_hz: int) -> np.ndarray:
     """A music file as mono float32 `[S]` at `sampling_rate_hz` (channel mean, then soxr resampling)."""
-    try:
-        audio, file_rate_hz = sf.read(music_path, dtype="float32", always_2d=True)  # [S, C]
-    except (sf.LibsndfileError, OSError) as error:
-        raise FeatureError(ReasonCode.DECODE_ERROR, f"cannot read {music_path}: {error}") from error
-    if audio.shape[0] == 0:
-        raise FeatureError(ReasonCode.EMPTY_FILE, f"{music_path} holds no samples")
-    mono = audio.mean(axis=1)
-    if file_rate_hz == sampling_rate_hz:
-        return mono
-    return soxr.resample(mono, file_rate_hz, sampling_rate_hz, quality="HQ").astype(np.float32, copy=False)
+    return MusicAt(music_path)(sampling_rate_hz)
+
+
+class MusicAt:
+    """A music file decoded once as mono (channel mean); called with a rate, the samples `[S]` float32
+    at that rate (soxr HQ), each rate resampled once. FeatureError when the file cannot be read or is empty."""
+
+    def __init__(self, music_path: Path):
+        try:
+            audio, self.file_rate_hz = sf.read(music_path, dtype="float32", always_2d=True)  # [S, C]
+        except (sf.LibsndfileError, OSError) as error:
+            raise FeatureError(ReasonCode.DECODE_ERROR, f"cannot read {music_path}: {error}") from error
+        if audio.shape[0] == 0:
+            raise FeatureError(ReasonCode.EMPTY_FILE, f"{music_path} holds no samples")
+        self._at = {self.file_rate_hz: audio.mean(axis=1)}
+
+    def __call__(self, sampling_rate_hz: int) -> np.ndarray:
+        if sampling_rate_hz not in self._at:
+            mono = self._at[self.file_rate_hz]
+            resampled = soxr.resample(mono, self.file_rate_hz, sampling_rate_hz, quality="HQ")
+            self._at[sampling_rate_hz] = resampled.astype(np.float32, copy=False)
+        return self._at[sampling_rate_hz]
 
 
 @torch.inference_mode()

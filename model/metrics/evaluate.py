@@ -42,7 +42,7 @@ from model.metrics.panns import DEFAULT_CHECKPOINT, PANNS_SAMPLE_RATE_HZ, Cnn14,
 from model.metrics.rhythm import TOLERANCE_S, RhythmClip, default_beat_tracker, rhythm_clip
 from model.metrics.scenes import ManifestScenes, SceneSettings, scene_changes_s
 from model.metrics.trackers import BeatTracker
-from model.tokens import read_music
+from model.tokens import MusicAt
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
 GROUND_TRUTH_RUN = "ground truth"
@@ -188,22 +188,20 @@ def load_metric_models(settings: EvalSettings) -> MetricModels:
 
 
 def analyse_music(path: Path, models: MetricModels, settings: EvalSettings) -> MusicAnalysis:
-    """Every metric's view of one music file."""
-    panns = panns_outputs(models.panns, [read_music(path, PANNS_SAMPLE_RATE_HZ)])
-    onset_audio = read_music(path, ONSET_SAMPLE_RATE_HZ)
-    tracker = settings.beat_tracker
-    same_rate = tracker.sample_rate_hz == ONSET_SAMPLE_RATE_HZ
-    beat_audio = onset_audio if same_rate else read_music(path, tracker.sample_rate_hz)
+    """Every metric's view of one music file (decoded once, resampled once per metric rate)."""
+    music = MusicAt(path)
+    panns = panns_outputs(models.panns, [music(PANNS_SAMPLE_RATE_HZ)])
+    onset_audio = music(ONSET_SAMPLE_RATE_HZ)
     duration_s = onset_audio.size / ONSET_SAMPLE_RATE_HZ
     return MusicAnalysis(
         panns_embedding=panns.embeddings[0],
         panns_logits=panns.logits[0],
-        clap_embedding=clap_embeddings(models.clap, [read_music(path, models.clap.sample_rate_hz)])[0],
+        clap_embedding=clap_embeddings(models.clap, [music(models.clap.sample_rate_hz)])[0],
         beat_bins=beat_bins(onset_times_s(onset_audio, ONSET_SAMPLE_RATE_HZ), duration_s, settings.beat_bin_s),
-        beats_s=tracker.beats_s(beat_audio),
+        beats_s=settings.beat_tracker.beats_s(music(settings.beat_tracker.sample_rate_hz)),
         duration_s=duration_s,
         imagebind_embedding=None if models.imagebind is None else models.imagebind.mean_embedding(
-            "audio", audio_melspecs(read_music(path, IMAGEBIND_SAMPLE_RATE_HZ))
+            "audio", audio_melspecs(music(IMAGEBIND_SAMPLE_RATE_HZ))
         ),
     )  # fmt: skip
 
