@@ -119,9 +119,16 @@ def data_root(tmp_path) -> DataRoot:
     return DataRoot(tmp_path / "data").ensure()
 
 
-def make_cut_video(path: Path, duration_s: float, fps: int = 30, cut_every_s: float = 2.0) -> Path:
-    """A 320x240 H.264 test pattern at `fps` whose hue jumps (a hard cut) every `cut_every_s`."""
-    source = f"testsrc2=size=320x240:rate={fps}:duration={duration_s},hue=h=97*floor(t/{cut_every_s})"
+def make_cut_video(
+    path: Path, duration_s: float, fps: int = 30, cut_every_s: float | None = 2.0, first_cut_s: float | None = None,
+    size: str = "320x240",
+) -> Path:
+    """An H.264 test pattern of `size` at `fps` whose hue jumps (a hard cut) every `cut_every_s`, the first
+    at `first_cut_s` (default: `cut_every_s`); `cut_every_s` None: one unchanging pattern."""
+    source = f"testsrc2=size={size}:rate={fps}:duration={duration_s}"
+    if cut_every_s is not None:
+        shift_s = cut_every_s - (cut_every_s if first_cut_s is None else first_cut_s)
+        source += f",hue=h=97*floor((t+{shift_s})/{cut_every_s})"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", source,
          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],

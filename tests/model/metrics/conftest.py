@@ -3,7 +3,6 @@ and generated media (videos with hard cuts, drum tracks with hits on a grid)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, Clap
 
 from model.metrics.imagebind import ImageBind, ImageBindConfig, save_imagebind
 from model.metrics.panns import Cnn14, save_cnn14
+from tests.model.conftest import make_cut_video
 
 TINY_CNN14_WIDTHS = (4, 8, 8, 16, 16, 32)
 TINY_CNN14_CLASSES = 10
@@ -90,12 +90,5 @@ def write_drums(path: Path, duration_s: float, first_hit_s: float, seed: int = 0
 def write_cut_video(path: Path, duration_s: float, first_cut_s: float = CUT_PERIOD_S, cuts: bool = True) -> Path:
     """A 64x48 H.264 test pattern at 25 fps whose hue jumps (a hard cut) every `CUT_PERIOD_S` from
     `first_cut_s`; without `cuts`, one unchanging pattern."""
-    shift_s = CUT_PERIOD_S - first_cut_s
-    hue = f",hue=h=97*floor((t+{shift_s})/{CUT_PERIOD_S})" if cuts else ""
-    source = f"testsrc2=size=64x48:rate=25:duration={duration_s}{hue}"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", source,
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )  # fmt: skip
-    return path
+    cut_every_s = CUT_PERIOD_S if cuts else None
+    return make_cut_video(path, duration_s, fps=25, cut_every_s=cut_every_s, first_cut_s=first_cut_s, size="64x48")
