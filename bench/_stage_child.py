@@ -50,16 +50,14 @@ HTDEMUCS_KWARGS: dict[str, Any] = {
 }  # fmt: skip
 
 CUT_VIDEO_VARIANTS = (  # (label, x264 preset, CRF, max height): cut_video's own command, changed here
-    ("as the stage: superfast + mb-tree crf 23, 720p", None, None, None),
-    ("veryfast crf 23, 720p", "veryfast", None, None),
-    ("superfast crf 23, 720p", "superfast", None, None),
-    ("ultrafast crf 23, 720p", "ultrafast", None, None),
-    ("ultrafast crf 26, 720p", "ultrafast", 26, None),
-    ("ultrafast crf 28, 720p", "ultrafast", 28, None),
-    ("as the stage, 480p", None, None, 480),
-    ("veryfast crf 23, 480p", "veryfast", None, 480),
-    ("superfast crf 23, 480p", "superfast", None, 480),
-    ("ultrafast crf 23, 480p", "ultrafast", None, 480),
+    ("as the stage: superfast + mb-tree crf 23, 480p", None, None, None),
+    ("veryfast crf 23, 480p", "veryfast", None, None),
+    ("superfast crf 23, 480p", "superfast", None, None),
+    ("ultrafast crf 23, 480p", "ultrafast", None, None),
+    ("as the stage, 720p", None, None, 720),
+    ("veryfast crf 23, 720p", "veryfast", None, 720),
+    ("ultrafast crf 23, 720p", "ultrafast", None, 720),
+    ("ultrafast crf 26, 720p", "ultrafast", 26, 720),
 )
 
 
@@ -114,8 +112,10 @@ def _encoder_settings() -> dict[str, Any]:
 
 
 def _prepare_clip(p: dict[str, Any]):
-    from curation.clip import ANALYSIS_FILE, MUSIC_FILE, VIDEO_FILE, cut_music, cut_video
-    from curation.prescreen import ANALYSIS_SIDE_PX
+    import soundfile as sf
+
+    from curation.clip import MUSIC_FILE, MUSIC_SAMPLE_RATE_HZ, VIDEO_FILE, cut_music, cut_video
+    from curation.picture import PICTURE_FILE
 
     def run() -> dict[str, Any]:
         music_s = video_s = 0.0
@@ -124,10 +124,12 @@ def _prepare_clip(p: dict[str, Any]):
             folder = _clip_dir(p["work"], index)
             folder.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            cut_music(Path(p["accompaniment"]), span, folder / MUSIC_FILE)
+            samples = cut_music(Path(p["accompaniment"]), span)
+            sf.write(folder / MUSIC_FILE, samples, MUSIC_SAMPLE_RATE_HZ, subtype="PCM_24")  # normalized in place below
             middle = time.perf_counter()
-            cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, fps=FPS, **_encoder_settings(),
-                      analysis_path=folder / ANALYSIS_FILE, analysis_side_px=ANALYSIS_SIDE_PX)  # as the clip step
+            picture = cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, fps=FPS,
+                                **_encoder_settings())
+            picture.save(folder / PICTURE_FILE)  # as the clip step
             music_s, video_s = music_s + middle - start, video_s + time.perf_counter() - middle
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans),
                 "cut_music_s": music_s, "cut_video_s": video_s}  # fmt: skip
@@ -136,22 +138,25 @@ def _prepare_clip(p: dict[str, Any]):
 
 
 def _prepare_loudness(p: dict[str, Any]):
+    import soundfile as sf
+
     from curation.clip import MUSIC_FILE
-    from curation.loudness import normalize_file
+    from curation.loudness import normalize_to_file
 
     def run() -> dict[str, Any]:
         spans = _spans(p["duration_s"])
         for index in range(len(spans)):
             music = _clip_dir(p["work"], index) / MUSIC_FILE
-            normalize_file(music, music)  # in place, as the pipeline does
+            normalize_to_file(*sf.read(music, dtype="float32", always_2d=True), music)  # the clip step's call
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans)}
 
     return run
 
 
 def _prepare_prescreen(p: dict[str, Any]):
-    from curation.clip import ANALYSIS_FILE, MUSIC_FILE
+    from curation.clip import MUSIC_FILE
     from curation.energy import read_energy_curves
+    from curation.picture import PICTURE_FILE, load_picture
     from curation.prescreen import prescreen_clip
     from dvmset.config import PrescreenConfig
 
@@ -160,7 +165,8 @@ def _prepare_prescreen(p: dict[str, Any]):
         for index, span in enumerate(spans):
             folder = _clip_dir(p["work"], index)
             energy = read_energy_curves(Path(p["energy"])).span(span.start_s, span.end_s)
-            prescreen_clip(folder / ANALYSIS_FILE, folder / MUSIC_FILE, energy, PrescreenConfig())  # as the clip step
+            picture = load_picture(folder / PICTURE_FILE)  # what the clip step keeps
+            prescreen_clip(picture, folder / MUSIC_FILE, energy, PrescreenConfig())
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans)}
 
     return run
@@ -240,7 +246,8 @@ def _prepare_models(p: dict[str, Any]):
 
 def _prepare_profile_clip(p: dict[str, Any]):
     """Where cut_video's time goes, on the first clip: its exact ffmpeg command (captured from
-    `curation.clip.run_tool`), without encoding (decode + filters), and with other presets or sizes."""
+    `curation.clip.stream_tool`, the small frames it pipes to the analysis written to /dev/null), without
+    encoding (decode + filters), and with other presets or sizes."""
     from curation import clip
 
     span = _spans(p["duration_s"])[0]
@@ -248,17 +255,18 @@ def _prepare_profile_clip(p: dict[str, Any]):
     out.parent.mkdir(parents=True, exist_ok=True)
     captured: list[list[str]] = []
 
-    def record(args: list[str], *_: object) -> None:  # record the command, write an empty file
+    def record(args: list[str], *_: object) -> None:  # record the command, run nothing
         captured.append(list(args))
-        Path(args[-1].removeprefix("file:")).touch()
 
-    real_run, clip.run_tool = clip.run_tool, record
+    real_run, clip.stream_tool = clip.stream_tool, record
     try:
         clip.cut_video(Path(p["video"]), span, _clip_dir(p["work"], 0) / clip.MUSIC_FILE, out, fps=FPS,
                        **_encoder_settings())
     finally:
-        clip.run_tool = real_run
-    command = [*captured[0][:-1], f"file:{out}"]
+        clip.stream_tool = real_run
+    command = captured[0]
+    command[command.index("-movflags") + 4] = f"file:{out}"  # -movflags +faststart -f mp4 FILE
+    command[command.index("pipe:1")] = "file:/dev/null"
 
     graph = command.index("-filter_complex") + 1
 
@@ -271,13 +279,13 @@ def _prepare_profile_clip(p: dict[str, Any]):
         if crf:
             args[args.index("-crf") + 1] = str(crf)
         if height:
-            args[graph] = args[graph].replace("min(ih,720)", f"min(ih,{height})")
+            args[graph] = args[graph].replace(f"min(ih,{_encoder_settings()['max_height']})", f"min(ih,{height})")
         return args
 
     def quality(args: list[str]) -> dict[str, float]:
         """SSIM and PSNR (dB) of the encoded clip against the same frames before encoding."""
         source = args[: args.index("-i") + 2]  # ffmpeg ... -ss START -t LENGTH -i SOURCE
-        filters = args[graph].removeprefix("[0:v:0]").removesuffix("[clip]")
+        filters = args[graph].removeprefix("[0:v:0]").partition(",split[clip]")[0]
         lavfi = f"[1:v:0]{filters},split[r1][r2];[0:v:0]split[e1][e2];[e1][r1]ssim;[e2][r2]psnr"
         compare = [source[0], "-nostdin", "-v", "info", "-i", str(out), *source[5:], "-lavfi", lavfi, "-f", "null", "-"]
         log = subprocess.run(compare, check=True, capture_output=True, text=True).stderr

@@ -54,7 +54,7 @@ PIPELINE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("clip step, 1 worker", {"workers": 1}),
     ("clip step, veryfast crf 23 (the earlier default)", {"x264_preset": "veryfast", "x264_params": ""}),
     ("clip step, ultrafast crf 26", {"x264_preset": "ultrafast", "x264_params": "", "crf": 26}),
-    ("clip step, 480p", {"max_height": 480}),
+    ("clip step, 720p", {"max_height": 720}),
 )
 
 CHILD = Path(__file__).with_name("_stage_child.py")

@@ -2,20 +2,20 @@
 
 A clip is made in two cuts, so that the loudness stage can work on the music in between:
 
-1. `cut_music(music_path, span, out_path)`: the span of the music (the separated
-   accompaniment, or any file ffmpeg decodes) as `music.flac`, exactly
-   `round(duration_s * 44100)` samples, 16-bit 44.1 kHz stereo; music that ends before the
-   span does is padded with silence.
+1. `cut_music(music_path, span)`: the span of the music (the separated accompaniment, or any
+   file ffmpeg decodes) as float samples, exactly `round(duration_s * 44100)` of them, 44.1 kHz
+   stereo; music that ends before the span does is padded with silence. The clip step
+   normalizes them and writes `music.flac` (see `loudness`).
 2. `cut_video(video_path, span, music_path, out_path, fps=...)`: `video.mp4`, exactly
    `round(duration_s * fps)` frames at a constant `fps`, starting at the frame nearest
    `start_s`, H.264 (x264: by default preset superfast with mb-tree rate control, CRF 23, yuv420p)
-   scaled down to at most `max_height` rows, with the clip's (normalized) music from its start as
-   AAC 192 kb/s, 44.1 kHz stereo (FFmpeg's `fast` AAC coder: its default `twoloop` takes 2.5x the
-   CPU and sounds no better at this bitrate), `+faststart`.
-   With `analysis_path` (the clip step gives `analysis.mp4`), the same decode also writes the
-   clip's frames at most 256 px on the longer side (x264 ultrafast, CRF 18, no sound), which
-   the prescreen reads instead of decoding the 720p clip again: about 0.5 CPU s per minute of
-   clip instead of 3 at 720p.
+   scaled down (area average: about half of bicubic's CPU from 720p) to at most `max_height` rows,
+   with the clip's (normalized) music from its start as AAC 192 kb/s, 44.1 kHz stereo (FFmpeg's
+   `fast` AAC coder: its default `twoloop` takes 2.5x the CPU and sounds no better at this
+   bitrate), `+faststart`.
+   The same decode also hands the clip's frames, scaled down to at most 256 px on the longer side,
+   to `picture.read_y4m_analysis` through a pipe: `cut_video` returns the clip's `PictureAnalysis`
+   (what the prescreen scores the picture with) without a second decode or an intermediate file.
 
 `plan_clip_spans` says where the clips are; files go to `DataRoot.clip_dir(clip_id)`, each
 written under a temporary name and renamed into place. Channels: libswresample's default
@@ -27,7 +27,6 @@ A failed cut raises `StageError(DECODE_ERROR)` with the tail of ffmpeg's stderr.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import re
@@ -36,19 +35,20 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+
+from curation.picture import PictureAnalysis, read_y4m_analysis, small_frames_filter
 from dvmset.errors import ConfigError, ReasonCode
 from dvmset.storage import atomic_path
-from dvmset.tools import require_tool, run_tool
+from dvmset.tools import require_tool, run_tool, stream_tool
 
 STAGE_VERSION = "clip/2"
 CLIP_S = 60.0
 MUSIC_SAMPLE_RATE_HZ = 44100
 VIDEO_FILE = "video.mp4"
 MUSIC_FILE = "music.flac"
-ANALYSIS_FILE = "analysis.mp4"  # the small frames the prescreen reads (see cut_video)
 
 _READ_SLACK_S = 1.0
-_ANALYSIS_CRF = 18  # the analysis frames: closer to the source than the clip's own coding (CRF 23)
 _FRAME_TOLERANCE = 1e-6  # a duration this close under a whole frame (or clip) still counts as one
 
 
@@ -83,21 +83,20 @@ def plan_clip_spans(duration_s: float, clip_s: float = CLIP_S, fps: float | None
     return [Span(i * frames_per_clip / fps, (i + 1) * frames_per_clip / fps) for i in range(count)]
 
 
-def cut_music(music_path: Path, span: Span, out_path: Path, *, timeout_s: float = 600.0) -> Path:
-    """Write the span of `music_path` (the video itself, or an audio file) as a 16-bit 44.1 kHz
-    stereo FLAC of exactly `round(duration_s * 44100)` samples at `out_path`."""
+def cut_music(music_path: Path, span: Span, *, timeout_s: float = 600.0) -> np.ndarray:
+    """The span of `music_path` (the separated accompaniment, or any file with sound) as float32
+    `[round(duration_s * 44100), 2]` samples at 44.1 kHz, not rounded to any bit depth."""
     sample_count = round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)
     if sample_count < 1:
         raise ValueError(f"span {span} holds no sample")
-    with atomic_path(out_path) as temp:
-        args = [
-            require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
-            "-ss", f"{span.start_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{music_path}",
-            "-map", "0:a:0", "-af", _music_filter(sample_count), "-c:a", "flac", "-sample_fmt", "s16",
-            "-f", "flac", f"file:{temp}",
-        ]  # fmt: skip
-        run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip")
-    return out_path
+    args = [
+        require_tool("ffmpeg"), "-nostdin", "-v", "error",
+        "-ss", f"{span.start_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{music_path}",
+        "-map", "0:a:0", "-af", _music_filter(sample_count), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
+    ]  # fmt: skip
+    raw = run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, f"cutting the music of a clip from {music_path.name}",
+                   binary=True)  # fmt: skip
+    return np.frombuffer(raw, np.float32).reshape(sample_count, 2)
 
 
 def cut_video(
@@ -107,23 +106,18 @@ def cut_video(
     out_path: Path,
     *,
     fps: float,
-    max_height: int = 720,
+    max_height: int = 480,
     preset: str = "superfast",
     x264_params: str = "",
     crf: int = 23,
-    analysis_path: Path | None = None,
-    analysis_side_px: int = 256,
     threads: int = 0,
     timeout_s: float = 600.0,
-) -> Path:
+) -> PictureAnalysis:
     """Write the span of `video_path`'s picture, with `music_path` from its start as the sound,
-    as `out_path` (see the module docstring); `preset`, `x264_params` (`key=value:...`, on top of the
-    preset; "" for none) and `crf` are x264's; `threads` those of
-    the decoder and of each encoder (0: ffmpeg's choice, about 1.5 per core).
-
-    With `analysis_path`, the same run also writes there the clip's frames (before compression)
-    scaled down to at most `analysis_side_px` on the longer side, silent, near-lossless: what the
-    prescreen reads instead of decoding the clip again (module docstring)."""
+    as `out_path` (see the module docstring), and return the `PictureAnalysis` of its frames (from the
+    same decode, before compression); `preset`, `x264_params` (`key=value:...`, on top of the preset;
+    "" for none) and `crf` are x264's; `threads` those of the decoder, of the filters and of each encoder
+    (0: ffmpeg's choice, about 1.5 per core)."""
     frame_count = round(span.duration_s * fps)
     if frame_count < 1 or max_height < 2:
         raise ValueError(f"span {span} at {fps} fps has no frame, or max_height {max_height} < 2")
@@ -133,33 +127,23 @@ def cut_video(
     # trim, not -frames:v: reaching -frames:v closes the whole mp4, audio track included, early
     video_filter = (
         f"[0:v:0]setpts=PTS-STARTPTS,fps={_fps_fraction(fps)},trim=end_frame={frame_count},"
-        f"scale=-2:'trunc(min(ih,{max_height})/2)*2',format=yuv420p"
+        f"scale=-2:'trunc(min(ih,{max_height})/2)*2':flags=area,format=yuv420p,split[clip][full];"
+        f"[full]{small_frames_filter()}[small]"
     )
-    with contextlib.ExitStack() as temps:
-        temp = temps.enter_context(atomic_path(out_path))
+    with atomic_path(out_path) as temp:
         args = [
             require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads),
+            *(["-filter_complex_threads", str(threads)] if threads else []),
             "-ss", f"{video_seek_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{video_path}",
-            "-i", f"file:{music_path}",
-        ]  # fmt: skip
-        if analysis_path is None:
-            args += ["-filter_complex", f"{video_filter}[clip]"]
-        else:
-            side = analysis_side_px
-            small = f"scale='if(gte(iw,ih),min(iw,{side}),-2)':'if(gte(iw,ih),-2,min(ih,{side}))':flags=area"
-            args += ["-filter_complex", f"{video_filter},split[clip][full];[full]{small}[small]"]
-        args += [
+            "-i", f"file:{music_path}", "-filter_complex", video_filter,
             "-map", "[clip]", "-map", "1:a:0", "-af", _music_filter(round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)),
             "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-threads", str(threads),
             *(["-x264-params", x264_params] if x264_params else []),
             "-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k", "-movflags", "+faststart", "-f", "mp4", f"file:{temp}",
+            "-map", "[small]", "-f", "yuv4mpegpipe", "pipe:1",
         ]  # fmt: skip
-        if analysis_path is not None:
-            analysis_temp = temps.enter_context(atomic_path(analysis_path))
-            args += ["-map", "[small]", "-c:v", "libx264", "-preset", "ultrafast", "-crf", str(_ANALYSIS_CRF),
-                     "-threads", str(threads), "-an", "-f", "mp4", f"file:{analysis_temp}"]  # fmt: skip
-        run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip")
-    return out_path
+        picture = stream_tool(args, timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip", read_y4m_analysis)
+    return picture
 
 
 @functools.cache

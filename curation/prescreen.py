@@ -1,6 +1,6 @@
 """Prescreen stage: per-clip scores that mirror the human review criteria, to show likely rejects first.
 
-In: a clip's `video.mp4` (constant frame rate), its `music.flac` (the loudness-normalized
+In: the analysis of a clip's picture (`PictureAnalysis`), its `music.flac` (the loudness-normalized
 accompaniment), the clip's stretch of the track's energy curves (`EnergyCurves.span`, from
 `energy`) and a `PrescreenConfig`. Out: `PrescreenScores`. Audio is judged in the curves'
 frames (0.1 s by default):
@@ -13,66 +13,43 @@ frames (0.1 s by default):
   the power spectrum in `NOISE_BAND_HZ`, averaged over 1024-sample Hann segments): about 0.9 for
   white noise, near 0 for tones; the score is its median over the non-silent frames.
 
-The picture is decoded once, every frame, with its longer side scaled to `ANALYSIS_SIDE_PX`
-(PySceneDetect's own default). The clip step passes the small `analysis.mp4` that `cut_video`
-wrote alongside the clip (already that size: a sixth of the CPU of decoding the 720p clip);
-any video works. A frame moves where the mean absolute luma change (0-255) between
-consecutive frames reaches `static_diff` within `MOTION_WINDOW_S` of it, so animation drawn on
-twos or threes (repeated frames) still moves; `static_share` is the share of frames that do not.
-PySceneDetect's `ContentDetector` sees the same frames and gives the scene-cut times.
+The picture comes as a `picture.PictureAnalysis` (the clip cut's own, or a saved one): a frame moves
+where the mean absolute luma change (0-255) between consecutive frames reaches `static_diff` within
+`MOTION_WINDOW_S` of it, so animation drawn on twos or threes (repeated frames) still moves;
+`static_share` is the share of frames that do not. The scene-cut times are PySceneDetect
+`ContentDetector`'s with `scene_threshold` and `min_scene_s`, replayed on the analysis's frame scores.
 
 Flags: each score over its threshold. Priority: the largest ratio of a score to its threshold,
-so a clip with priority over 1 is flagged and the clearest rejects come first. A video or music
-file that cannot be decoded raises `StageError(DECODE_ERROR)`.
+so a clip with priority over 1 is flagged and the clearest rejects come first. A music file that
+cannot be decoded raises `StageError(DECODE_ERROR)`.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tempfile
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 import soundfile as sf
-from scenedetect.common import FrameTimecode
-from scenedetect.detectors import ContentDetector
 from scipy.ndimage import maximum_filter1d
 
 from curation.energy import EnergyCurves, frame_energy_db
+from curation.picture import PictureAnalysis
 from dvmset.config import PrescreenConfig
 from dvmset.errors import ReasonCode, StageError
 from dvmset.records import PrescreenFlag, PrescreenScores
-from dvmset.tools import require_tool, run_tool
 
-STAGE_VERSION = "prescreen/1"
-ANALYSIS_SIDE_PX = 256  # the longer side of the decoded frames
+STAGE_VERSION = "prescreen/2"
 MOTION_WINDOW_S = 0.25  # a picture change makes the frames this close to it move
 NOISE_BAND_HZ = (100.0, 10_000.0)  # flatness band: lossy sources hold little above ~16 kHz
 _SEGMENT_SAMPLES = 1024  # Hann segments averaged within each audio frame (Welch)
 _POWER_FLOOR = 1e-20  # added to the power spectrum so that digital silence has a logarithm
 _MIN_THRESHOLD = 1e-6  # a threshold of 0 counts as this in the priority ratios
-_PROBE_TIMEOUT_S = 120.0
-
-
-@dataclass(frozen=True, eq=False)
-class PictureAnalysis:
-    """The decoded picture: `luma_diffs_255` [N - 1] mean absolute luma changes between
-    consecutive frames, the scene cuts (seconds from the first frame) and the frame rate."""
-
-    luma_diffs_255: np.ndarray
-    scene_cuts_s: tuple[float, ...]
-    fps: float
 
 
 def prescreen_clip(
-    video_path: Path, music_path: Path, energy: EnergyCurves, config: PrescreenConfig
+    picture: PictureAnalysis, music_path: Path, energy: EnergyCurves, config: PrescreenConfig
 ) -> PrescreenScores:
     """Score one clip (see the module docstring)."""
-    picture = analyse_picture(video_path, config.scene_threshold, config.min_scene_s)
     music, sample_rate_hz = _read_music(music_path)
     frame_samples = max(1, round(energy.frame_s * sample_rate_hz))
     silent = frame_energy_db(music, frame_samples) < config.silence_dbfs
@@ -88,7 +65,7 @@ def prescreen_clip(
         non_music_s=non_music_s,
         static_share=static_share,
         noise_score=noise_score,
-        scene_cuts_s=picture.scene_cuts_s,
+        scene_cuts_s=picture.scene_cuts_s(config.scene_threshold, config.min_scene_s),
         flags=flags_for(non_music_s, static_share, noise_score, config),
         priority=priority_for(non_music_s, static_share, noise_score, config),
     )
@@ -158,60 +135,6 @@ def priority_for(non_music_s: float, static_share: float, noise_score: float, co
         noise_score / max(config.max_noise_score, _MIN_THRESHOLD),
     )
     return float(max(ratios))
-
-
-def analyse_picture(video_path: Path, scene_threshold: float, min_scene_s: float) -> PictureAnalysis:
-    """Decode every frame of `video_path`'s first video stream once (see the module docstring)."""
-    width, height, fps = _probe_picture(video_path)
-    scale = min(1.0, ANALYSIS_SIDE_PX / max(width, height))
-    width, height = max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
-    args = [
-        require_tool("ffmpeg"), "-nostdin", "-v", "error", "-xerror",  # a corrupt packet fails, not skipped
-        "-threads", "1",  # the frames are analysed on a second core; frame threads cost ~20 % more CPU
-        "-skip_loop_filter", "all",  # deblocking: ~15 % of decoding, invisible at this size
-        "-i", f"file:{video_path}", "-map", "0:v:0", "-vf", f"scale={width}:{height}:flags=area",
-        "-fps_mode", "passthrough", "-pix_fmt", "bgr24", "-f", "rawvideo", "pipe:1",
-    ]  # fmt: skip
-    detector = ContentDetector(threshold=scene_threshold, min_scene_len=float(min_scene_s))
-    frame_bytes = width * height * 3
-    cuts: list[FrameTimecode] = []
-    diffs: list[float] = []
-    previous_luma = None
-    frame_count = 0
-    with tempfile.TemporaryFile() as stderr:
-        with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=stderr) as process:
-            try:
-                while len(frame := process.stdout.read(frame_bytes)) == frame_bytes:
-                    image = np.frombuffer(frame, dtype=np.uint8).reshape(height, width, 3)
-                    cuts += detector.process_frame(FrameTimecode(frame_count, fps), image)
-                    luma = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-                    if previous_luma is not None:
-                        diffs.append(float(cv2.absdiff(luma, previous_luma).mean()))
-                    previous_luma = luma
-                    frame_count += 1
-            except BaseException:
-                process.kill()
-                raise
-        if process.returncode != 0 or frame_count == 0:
-            stderr.seek(0)
-            detail = (stderr.read().decode(errors="replace").strip().splitlines() or ["no frame decoded"])[-1]
-            message = f"ffmpeg could not decode the picture of {video_path.name}: {detail}"
-            raise StageError(ReasonCode.DECODE_ERROR, message)
-    cuts += detector.post_process(FrameTimecode(frame_count - 1, fps))
-    return PictureAnalysis(np.asarray(diffs), tuple(cut.seconds for cut in cuts), float(fps))
-
-
-def _probe_picture(video_path: Path) -> tuple[int, int, Fraction]:
-    """Width, height and frame rate of the first video stream, from ffprobe."""
-    args = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0"]
-    args += ["-show_entries", "stream=width,height,r_frame_rate", "-of", "json", f"file:{video_path}"]
-    what = f"reading the picture size and rate of {video_path.name}"
-    streams = json.loads(run_tool(args, _PROBE_TIMEOUT_S, ReasonCode.DECODE_ERROR, what)).get("streams")
-    stream = streams[0] if streams else {}
-    numerator, _, denominator = stream.get("r_frame_rate", "0/0").partition("/")
-    if not (stream.get("width") and stream.get("height") and int(numerator) and int(denominator)):
-        raise StageError(ReasonCode.DECODE_ERROR, f"{what}: no video stream with a size and a frame rate")
-    return int(stream["width"]), int(stream["height"]), Fraction(int(numerator), int(denominator))
 
 
 def _read_music(music_path: Path) -> tuple[np.ndarray, int]:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation import clip, dedup, download, loudness, prescreen, probe, separate
+from curation import clip, dedup, download, loudness, picture, prescreen, probe, separate
 from curation.energy import EnergyCurves, read_energy_curves
 from dvmset.catalog import Catalog
 from dvmset.config import Config, stage_key
@@ -202,7 +202,7 @@ def _make_clip(
     `ffmpeg_threads`); None when nothing is to do."""
     folder = data.clip_dir(clip_id)
     music_path, video_path = folder / clip.MUSIC_FILE, folder / clip.VIDEO_FILE
-    analysis_path = folder / clip.ANALYSIS_FILE
+    picture_path = folder / picture.PICTURE_FILE
     files_ok = known is not None and music_path.is_file() and video_path.is_file()
     cut_ok = files_ok and (known.versions.separate, known.versions.clip, known.versions.loudness) == (
         versions.separate, versions.clip, versions.loudness
@@ -211,14 +211,15 @@ def _make_clip(
         return None
     if cut_ok:
         gained = known.loudness
+        analysis = picture.picture_of(picture_path, video_path)  # saved when cut: no decoding
     else:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(folder)
         accompaniment = data.stems_dir(video.video_id) / separate.ACCOMPANIMENT_FILE
-        clip.cut_music(accompaniment, span, music_path, timeout_s=config.clip.timeout_s)
+        samples = clip.cut_music(accompaniment, span, timeout_s=config.clip.timeout_s)
         settings = config.loudness
-        result = loudness.normalize_file(
-            music_path, music_path, target_lufs=settings.target_lufs,
+        result = loudness.normalize_to_file(
+            samples, clip.MUSIC_SAMPLE_RATE_HZ, music_path, target_lufs=settings.target_lufs,
             true_peak_ceiling_dbtp=settings.true_peak_ceiling_dbtp, silence_lufs=settings.silence_lufs,
         )  # fmt: skip
         gained = ClipLoudness(
@@ -226,17 +227,15 @@ def _make_clip(
             true_peak_dbtp=result.after.true_peak_dbtp, gain_db=result.gain_db, limited=result.limited,
             silent=result.silent,
         )  # fmt: skip
-        clip.cut_video(
+        analysis = clip.cut_video(
             _media_path(data, video), span, music_path, video_path, fps=video.probe.fps,
             max_height=config.clip.max_height, preset=config.clip.x264_preset,
             x264_params=config.clip.x264_params, crf=config.clip.crf,
-            analysis_path=analysis_path, analysis_side_px=prescreen.ANALYSIS_SIDE_PX,
             threads=ffmpeg_threads, timeout_s=config.clip.timeout_s,
         )  # fmt: skip
-    picture_path = analysis_path if analysis_path.is_file() else video_path  # clips cut before there was one
-    scores = prescreen.prescreen_clip(
-        picture_path, music_path, energy.span(span.start_s, span.end_s), config.prescreen
-    )
+        analysis.save(picture_path)
+    (folder / "analysis.mp4").unlink(missing_ok=True)  # the small frames clips had before picture.npz
+    scores = prescreen.prescreen_clip(analysis, music_path, energy.span(span.start_s, span.end_s), config.prescreen)
     return ClipRecord(
         clip_id=clip_id, video_id=video.video_id, start_s=span.start_s, end_s=span.end_s,
         status=ClipStatus.PENDING_REVIEW, fps=video.probe.fps, video_path=data.relative(video_path),

@@ -36,11 +36,11 @@ SCENE_SOURCES = ("detect", "manifest")
 
 def prescreen_detector() -> str:
     """What the curation prescreen runs to find the manifest's `scene_cuts_s`, read from `curation.prescreen`."""
-    from curation import prescreen
+    from curation import picture, prescreen
 
     return (
-        f"PySceneDetect {prescreen.ContentDetector.__name__} in the curation prescreen ({prescreen.STAGE_VERSION}), "
-        f"on an ffmpeg decode of every frame scaled to {prescreen.ANALYSIS_SIDE_PX} px on the longer side"
+        f"PySceneDetect ContentDetector's frame score and FlashFilter in the curation prescreen "
+        f"({prescreen.STAGE_VERSION}), on every frame scaled to {picture.ANALYSIS_SIDE_PX} px on the longer side"
     )
 
 

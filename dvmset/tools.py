@@ -1,15 +1,21 @@
 """The external media tools (ffmpeg, ffprobe): where they are (one lookup, one clear error), and
-running one with its failure turned into a `StageError`."""
+running one (`run_tool`, or `stream_tool` to read its output while it runs) with its failure turned
+into a `StageError`."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 from dvmset.errors import ConfigError, ReasonCode, StageError
 
 STDERR_TAIL_CHARS = 1500  # how much of a failed tool's stderr an error message keeps
+T = TypeVar("T")
 
 
 class MissingToolError(ConfigError):
@@ -41,3 +47,34 @@ def run_tool(
         tail = done.stderr.decode(errors="replace").strip()[-STDERR_TAIL_CHARS:] or "no message"
         raise error(reason, f"{what}: {tool} exited with {done.returncode}: {tail}")
     return done.stdout if binary else done.stdout.decode(errors="replace")
+
+
+def stream_tool(
+    args: list[str], timeout_s: float, reason: ReasonCode, what: str, consume: Callable[[BinaryIO], T], *,
+    error: type[StageError] = StageError,
+) -> T:
+    """Run `args` with its stdout handed to `consume` as it comes (a pipe: the tool waits while `consume`
+    works) and return what `consume` returns once the tool has ended; a timeout or a non-zero exit raises
+    `error(reason)` as `run_tool` does. What `consume` leaves unread is read and dropped."""
+    tool = Path(args[0]).name
+    expired = threading.Event()
+    with tempfile.TemporaryFile() as stderr:
+        with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr) as process:
+            timer = threading.Timer(timeout_s, lambda: (expired.set(), process.kill()))
+            timer.start()
+            try:
+                result = consume(process.stdout)
+                while process.stdout.read(1 << 16):  # what consume left: the tool must not block on it
+                    pass
+            except BaseException:
+                process.kill()
+                raise
+            finally:
+                timer.cancel()
+        if expired.is_set():
+            raise error(reason, f"{what}: {tool} did not finish in {timeout_s:g} s")
+        if process.returncode != 0:
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace").strip()[-STDERR_TAIL_CHARS:] or "no message"
+            raise error(reason, f"{what}: {tool} exited with {process.returncode}: {tail}")
+    return result

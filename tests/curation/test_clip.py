@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from curation.clip import MUSIC_SAMPLE_RATE_HZ, Span, check_x264_params, cut_music, cut_video, plan_clip_spans
-from curation.prescreen import analyse_picture
+from curation.picture import PictureAnalysis, analyse_picture
 from curation.samples import VideoSpec, make_video
 from dvmset.errors import ConfigError, ReasonCode, StageError
 from dvmset.ids import make_clip_id
@@ -103,14 +103,18 @@ def _audio_f32(path: Path) -> np.ndarray:
 class ClipFiles:
     video_path: Path
     music_path: Path
+    picture: PictureAnalysis
 
 
 def _cut(video: Path, music: Path, span: Span, out_dir: Path, fps: float = FPS) -> ClipFiles:
     """Both cuts, as the clip step runs them: the music first, then the picture over it."""
-    music_path = cut_music(music, span, out_dir / "music.flac")
-    video_path = cut_video(video, span, music_path, out_dir / "video.mp4", fps=fps)
-    assert (music_path, video_path) == (out_dir / "music.flac", out_dir / "video.mp4")
-    return ClipFiles(video_path, music_path)
+    samples = cut_music(music, span)
+    assert samples.dtype == np.float32 and samples.shape == (round(span.duration_s * MUSIC_SAMPLE_RATE_HZ), 2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    music_path = out_dir / "music.flac"
+    sf.write(music_path, samples, MUSIC_SAMPLE_RATE_HZ, subtype="PCM_24")  # what the loudness stage writes
+    picture = cut_video(video, span, music_path, out_dir / "video.mp4", fps=fps)
+    return ClipFiles(out_dir / "video.mp4", music_path, picture)
 
 
 # --- a 130 s source cut into two clips (made once) -----------------------------------------
@@ -139,12 +143,6 @@ def test_each_clip_has_exactly_1500_frames_and_lasts_60_s(clips):
         audio = _stream(clip.video_path, "a:0")
         assert (audio["codec_name"], int(audio["sample_rate"]), int(audio["channels"])) == ("aac", 44100, 2)
         assert abs(float(audio["duration"]) - 60.0) <= 1 / FPS
-
-
-def test_each_music_flac_has_exactly_60_s_of_samples(clips):
-    for clip in clips:
-        info = sf.info(clip.music_path)
-        assert (info.format, info.frames, info.channels, info.samplerate) == ("FLAC", 60 * 44100, 2, 44100)
 
 
 def test_second_clip_starts_on_the_source_frame_at_60_s(source, clips):
@@ -188,19 +186,13 @@ def test_a_small_video_keeps_its_size_and_leaves_no_temp_files(clips):
         assert sorted(path.name for path in clip.video_path.parent.iterdir()) == ["music.flac", "video.mp4"]
 
 
-def test_the_analysis_frames_come_from_the_same_cut_and_show_the_same_scene_cuts(source, clips, tmp_path):
-    video_path, analysis_path = tmp_path / "video.mp4", tmp_path / "analysis.mp4"
-    span = Span(60.0, 120.0)
-    cut_video(source, span, clips[1].music_path, video_path, fps=FPS, analysis_path=analysis_path, analysis_side_px=256)
-    analysis = _stream(analysis_path, "v:0", count_frames=True)
-    assert (int(analysis["width"]), int(analysis["height"])) == (256, 192)  # 320x240, longer side to 256
-    assert int(analysis["nb_read_frames"]) == 60 * FPS
-    kinds = ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", str(analysis_path)]
-    assert subprocess.run(kinds, capture_output=True, text=True, check=True).stdout.split() == ["video"]  # silent
-    from_clip, from_analysis = (analyse_picture(path, 27.0, 0.6) for path in (video_path, analysis_path))
-    assert len(from_analysis.scene_cuts_s) == len(from_clip.scene_cuts_s) == 14  # a cut every 4 s: 64 .. 116 s
-    np.testing.assert_allclose(from_analysis.scene_cuts_s, from_clip.scene_cuts_s, atol=1.01 / FPS)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["analysis.mp4", "video.mp4"]  # no temp left
+def test_the_cut_analyses_its_own_frames_as_a_decode_of_the_clip_would(clips):
+    cut = clips[1].picture  # 60 .. 120 s of a picture that cuts every 4 s
+    decoded = analyse_picture(clips[1].video_path)
+    assert cut.frame_count == decoded.frame_count == 60 * FPS and cut.fps == decoded.fps == FPS
+    assert cut.scene_cuts_s(27.0, 0.6) == pytest.approx([4.0 * k for k in range(1, 15)], abs=0.5 / FPS)
+    np.testing.assert_allclose(cut.scene_cuts_s(27.0, 0.6), decoded.scene_cuts_s(27.0, 0.6), atol=1.01 / FPS)
+    np.testing.assert_allclose(cut.luma_diffs_255, decoded.luma_diffs_255, atol=2.0)  # before and after x264
 
 
 # --- channels, audio files, picture size, failures ------------------------------------------
@@ -254,19 +246,19 @@ def test_music_that_ends_early_is_padded_to_the_exact_length(tmp_path):
     assert sf.info(files.music_path).frames == 2 * 44100
 
 
-def test_a_1080p_video_is_scaled_down_to_720p(tmp_path):
+def test_a_1080p_video_is_scaled_down_to_480p_by_default(tmp_path):
     source = make_video(tmp_path / "hd.mp4", VideoSpec(62.0, width=1920, height=1080, fps=2, audio="silence"))
     (span,) = plan_clip_spans(62.0, fps=2)
     files = _cut(source, source, span, tmp_path / "clip", fps=2)
     video = _stream(files.video_path, "v:0", count_frames=True)
-    assert (int(video["width"]), int(video["height"])) == (1280, 720)
+    assert (int(video["width"]), int(video["height"])) == (854, 480)
     assert int(video["nb_read_frames"]) == 120
 
 
 def test_the_video_carries_the_music_file_it_is_given(source, tmp_path):
     stem = _wav_with_click(tmp_path / "music.wav", 2.0, click_s=0.4, rate_hz=44100)
-    video_path = cut_video(source, Span(10.0, 12.0), stem, tmp_path / "video.mp4", fps=FPS)
-    muxed = _audio_f32(video_path)
+    cut_video(source, Span(10.0, 12.0), stem, tmp_path / "video.mp4", fps=FPS)
+    muxed = _audio_f32(tmp_path / "video.mp4")
     # the click at 0.4 s of the music file, not the source's music at 10.4 s (AAC adds a little delay)
     assert abs(int(np.argmax(np.abs(muxed[:, 0]))) - round(0.4 * 44100)) < 0.01 * 44100
 
@@ -274,9 +266,9 @@ def test_the_video_carries_the_music_file_it_is_given(source, tmp_path):
 def test_x264_params_reach_the_encoder(source, tmp_path):
     """x264 writes its settings into the stream (an SEI message): the preset's, changed by x264_params."""
     stem = _wav_with_click(tmp_path / "music.wav", 2.0, click_s=0.4, rate_hz=44100)
-    plain = cut_video(source, Span(0.0, 2.0), stem, tmp_path / "plain.mp4", fps=FPS, preset="superfast")
-    tuned = cut_video(source, Span(0.0, 2.0), stem, tmp_path / "tuned.mp4", fps=FPS, preset="superfast",
-                      x264_params="mbtree=1:rc-lookahead=7")  # fmt: skip
+    plain, tuned = tmp_path / "plain.mp4", tmp_path / "tuned.mp4"
+    cut_video(source, Span(0.0, 2.0), stem, plain, fps=FPS, preset="superfast")
+    cut_video(source, Span(0.0, 2.0), stem, tuned, fps=FPS, preset="superfast", x264_params="mbtree=1:rc-lookahead=7")
     assert b" mbtree=0 " in plain.read_bytes() and b" rc_lookahead=" not in plain.read_bytes()
     assert b" mbtree=1 " in tuned.read_bytes() and b" rc_lookahead=7 " in tuned.read_bytes()
 
@@ -295,7 +287,7 @@ def test_a_failed_cut_raises_decode_error_and_leaves_no_file(source, tmp_path, w
     out_dir.mkdir()
     with pytest.raises(StageError) as caught:
         if which == "music":
-            cut_music(notes, Span(0.0, 60.0), out_dir / "music.flac")
+            cut_music(notes, Span(0.0, 60.0))
         else:
             cut_video(source, Span(0.0, 60.0), notes, out_dir / "video.mp4", fps=FPS)
     assert caught.value.reason is ReasonCode.DECODE_ERROR

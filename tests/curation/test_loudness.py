@@ -2,7 +2,8 @@ import numpy as np
 import pyloudnorm
 import pytest
 import soundfile
-from scipy.signal import resample_poly
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
+from scipy.signal import lfilter, resample_poly
 
 from curation import loudness
 
@@ -41,6 +42,8 @@ def test_quiet_and_loud_clips_reach_the_target_under_the_ceiling(signal, input_l
     assert result.gain_db == pytest.approx(TARGET_LUFS - input_lufs, abs=0.01)
     assert result.samples.dtype == np.float32 and result.samples.shape == samples.shape
     assert result.after.integrated_lufs == pytest.approx(measured.integrated_lufs, abs=0.01)
+    assert result.after.true_peak_dbtp == pytest.approx(measured.true_peak_dbtp, abs=TOLERANCE_DB)
+    assert result.after.sample_peak_dbfs == pytest.approx(measured.sample_peak_dbfs, abs=TOLERANCE_DB)
     assert not result.silent
 
 
@@ -52,7 +55,9 @@ def test_sparse_clicks_are_limited_only_around_the_clicks():
     ceiling = 10.0 ** (CEILING_DBTP / 20.0)
     assert result.limited
     assert np.abs(result.samples).max() <= ceiling
-    assert loudness.measure(result.samples, SR).true_peak_dbtp <= CEILING_DBTP + TOLERANCE_DB
+    measured = loudness.measure(result.samples, SR)
+    assert measured.true_peak_dbtp <= CEILING_DBTP + TOLERANCE_DB
+    assert result.after.true_peak_dbtp == pytest.approx(measured.true_peak_dbtp, abs=TOLERANCE_DB)
     assert result.after.integrated_lufs < TARGET_LUFS  # the limiter took some loudness, and says so
     between_clicks = slice(click_starts[1] + SR // 2, click_starts[1] + 3 * SR // 2)
     full_gain = 10.0 ** (result.gain_db / 20.0)
@@ -141,14 +146,12 @@ def test_more_than_six_channels_are_refused():
         loudness.measure(np.zeros((SR, 8)), SR)
 
 
-def test_normalize_file_writes_a_24_bit_flac_atomically(tmp_path):
+def test_normalize_to_file_writes_a_24_bit_flac_atomically(tmp_path):
     samples = at_lufs(music(), -24.0)
-    in_path = tmp_path / "in" / "music.wav"
-    in_path.parent.mkdir()
-    soundfile.write(in_path, samples, SR, subtype="FLOAT")
     out_path = tmp_path / "out" / "music.flac"
+    out_path.parent.mkdir()
 
-    result = loudness.normalize_file(in_path, out_path)
+    result = loudness.normalize_to_file(samples, SR, out_path)
 
     info = soundfile.info(out_path)
     assert (info.format, info.subtype) == ("FLAC", "PCM_24")
@@ -161,10 +164,9 @@ def test_normalize_file_writes_a_24_bit_flac_atomically(tmp_path):
     assert result.gain_db == pytest.approx(TARGET_LUFS + 24.0, abs=0.01)
 
 
-def test_normalize_file_leaves_no_temp_file_when_the_write_fails(tmp_path, monkeypatch):
-    in_path = tmp_path / "music.wav"
-    soundfile.write(in_path, music(duration_s=1.0), SR, subtype="FLOAT")
+def test_normalize_to_file_leaves_no_temp_file_when_the_write_fails(tmp_path, monkeypatch):
     out_path = tmp_path / "out" / "music.flac"
+    out_path.parent.mkdir()
 
     def broken_write(path, *args, **kwargs):
         path.write_bytes(b"half a file")
@@ -172,5 +174,105 @@ def test_normalize_file_leaves_no_temp_file_when_the_write_fails(tmp_path, monke
 
     monkeypatch.setattr(loudness.soundfile, "write", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        loudness.normalize_file(in_path, out_path)
+        loudness.normalize_to_file(music(duration_s=1.0), SR, out_path)
     assert list(out_path.parent.iterdir()) == []
+
+
+def clicks_and_gain_curve(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quiet noise `[T, 2]` float32 with a few clicks, and a limiter's gain curve `[T]` dipping at them."""
+    samples = (0.01 * noise(duration_s=1.0)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    clicks = rng.choice(samples.shape[0], size=5, replace=False)
+    samples[clicks] = rng.choice([-0.9, 0.9], size=(5, 2))
+    samples[-1] = 0.9  # a click on the last frame: the signal's end is inside the filter's reach
+    envelope = loudness._true_peak_envelope(samples)
+    gain_curve = loudness._limiter_gain(envelope * np.float32(4.0), 0.5, SR) * np.float32(4.0)
+    return samples, gain_curve
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_bounded_limited_true_peak_is_the_full_envelopes_maximum(seed):
+    samples, gain_curve = clicks_and_gain_curve(seed)
+    gained = samples * gain_curve[:, None]
+    envelope = loudness._true_peak_envelope(samples)
+    expected = float(loudness._true_peak_envelope(gained).max())
+    assert gain_curve.min() < 0.9 * gain_curve.max()  # the gain does change around the clicks
+    true_peak = loudness._gained_true_peak(gained, samples, gain_curve, envelope)
+    assert true_peak == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_steep_gain_change_is_bounded_too():
+    """A gain window cut out of a long burst at Nyquist rings at its edges: the gained signal peaks
+    above anything the gain curve times the burst's own envelope shows."""
+    samples = np.zeros((4096, 2), dtype=np.float32)
+    samples[1000:1200] = 0.4 * (-1.0) ** np.arange(200)[:, None]
+    samples[3000] = 0.45  # a click whose block the bound would pick first, were the ringing left out
+    gain_curve = np.full(4096, 0.05, dtype=np.float32)
+    gain_curve[1090:1110] = gain_curve[3000] = 1.0
+    envelope = loudness._true_peak_envelope(samples)
+    gained = samples * gain_curve[:, None]
+    expected = float(loudness._true_peak_envelope(gained).max())
+    assert expected > 1.05 * float((gain_curve * envelope).max())  # the ringing the bound must allow for
+    true_peak = loudness._gained_true_peak(gained, samples, gain_curve, envelope)
+    assert true_peak == pytest.approx(expected, rel=1e-6)
+
+
+def test_gathered_blocks_see_zeros_beyond_the_ends_as_the_whole_signal_does():
+    samples = (0.5 * noise(duration_s=0.05)).astype(np.float32)  # 2205 frames: the last block is partial
+    block_frames = 64
+    blocks = np.array([0, 5, 6, samples.shape[0] // block_frames])
+    padded = np.zeros((blocks.max() + 1) * block_frames, dtype=np.float32)
+    padded[: samples.shape[0]] = loudness._true_peak_envelope(samples)
+    expected = padded.reshape(-1, block_frames)[blocks]
+    np.testing.assert_array_equal(loudness._blocks_envelope(samples, blocks, block_frames), expected)
+
+
+def test_blocks_are_gathered_in_batches_with_the_same_result():
+    samples = (0.5 * noise(duration_s=1.7)).astype(np.float32)
+    block_frames = 256
+    blocks = np.arange(-(-samples.shape[0] // block_frames))
+    assert blocks.shape[0] * (block_frames + 2 * loudness._REACH) > 2 * loudness._PEAK_BLOCK  # three batches
+    envelope = loudness._blocks_envelope(samples, blocks, block_frames).ravel()
+    np.testing.assert_array_equal(envelope[: samples.shape[0]], loudness._true_peak_envelope(samples))
+    assert not envelope[samples.shape[0] :].any()
+
+
+def test_the_envelope_bounds_are_exact_wherever_they_can_matter():
+    """Quiet music with a few loud clicks: the maximum and every value over the floor are exact, and
+    everything else is a bound no lower than the envelope, and no higher than the floor."""
+    samples = np.concatenate([0.01 * music(duration_s=1.0), np.zeros((SR // 2, 2))]).astype(np.float32)
+    samples[[5_000, 20_000, 40_000]] = 0.8
+    envelope = loudness._true_peak_envelope(samples)
+    floor = 0.05
+    bounds = loudness._envelope_bounds(samples, floor)
+    assert bounds.shape == envelope.shape and bounds.dtype == np.float32
+    assert bounds.max() == envelope.max()
+    over = envelope > floor
+    np.testing.assert_array_equal(bounds[over], envelope[over])
+    assert (bounds >= envelope).all() and (bounds[bounds != envelope] <= floor).all()
+    assert (bounds != envelope).mean() > 0.5  # most blocks were skipped, or this proves nothing
+    assert loudness._envelope_bounds(samples, np.inf).max() == envelope.max()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_span_wise_hold_and_ramp_match_the_whole_signals(seed):
+    """Reference: the limiter's filters run over the whole signal, peaks near both ends included."""
+    samples, _ = clicks_and_gain_curve(seed)
+    samples[3] = 0.9  # a click within the look-ahead of the first frame
+    envelope = loudness._true_peak_envelope(samples) * np.float32(4.0)
+    lookahead = round(loudness._LOOKAHEAD_S * SR)
+    needed = 0.5 / np.maximum(envelope, 0.5)
+    held = minimum_filter1d(needed, lookahead, origin=-(lookahead // 2), mode="nearest")
+    ramped = uniform_filter1d(held, lookahead, origin=(lookahead - 1) // 2, mode="nearest")
+    pole = np.exp(-1.0 / (loudness._RELEASE_S * SR))
+    released, _ = lfilter([1.0 - pole], [1.0, -pole], ramped, zi=[pole])
+    expected = np.minimum(ramped, released)
+    gain = loudness._limiter_gain(envelope, 0.5, SR)
+    assert len(loudness._spans(np.flatnonzero(needed < 1.0), 2 * lookahead, needed.shape[0])) > 2
+    np.testing.assert_allclose(gain, expected, rtol=1e-6, atol=0)
+
+
+def test_spans_widen_and_merge():
+    spans = loudness._spans(np.array([5, 6, 50, 200, 230]), margin=10, frames=235)
+    assert spans == [(0, 17), (40, 61), (190, 235)]
+    assert loudness._spans(np.array([], dtype=np.intp), margin=10, frames=100) == []

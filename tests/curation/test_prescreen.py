@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from curation.picture import analyse_picture
 from curation.prescreen import (
-    analyse_picture,
     flags_for,
     longest_run_s,
     prescreen_clip,
@@ -76,8 +76,9 @@ def scores(media):
         "still": ("still", "music", None),
         "on_fours": ("on_fours", "music", None),
     }
+    pictures = {video: analyse_picture(media[video]) for video in {video for video, _, _ in cases.values()}}
     return {
-        name: prescreen_clip(media[video], media[music], _curves(media[music], vocals and media[vocals]), CONFIG)
+        name: prescreen_clip(pictures[video], media[music], _curves(media[music], vocals and media[vocals]), CONFIG)
         for name, (video, music, vocals) in cases.items()
     }
 
@@ -209,9 +210,9 @@ def test_scene_cuts_match_the_generated_cuts_within_a_frame(scores, media):
     expected_s = [CUT_EVERY_S * k for k in range(1, int(CLIP_S / CUT_EVERY_S))]
     assert scores["clean"].scene_cuts_s == pytest.approx(expected_s, abs=0.5 / FPS)  # the very frame
     assert scores["still"].scene_cuts_s == () and scores["on_fours"].scene_cuts_s == ()
-    picture = analyse_picture(media["moving"], CONFIG.scene_threshold, CONFIG.min_scene_s)
+    picture = analyse_picture(media["moving"])
     assert picture.fps == FPS and picture.luma_diffs_255.shape == (CLIP_S * FPS - 1,)
-    assert analyse_picture(media["moving"], CONFIG.scene_threshold, CLIP_S).scene_cuts_s == ()
+    assert picture.scene_cuts_s(CONFIG.scene_threshold, CLIP_S) == ()
 
 
 def test_a_clean_clip_has_no_flag_and_comes_after_every_flagged_clip(scores):
@@ -222,17 +223,12 @@ def test_a_clean_clip_has_no_flag_and_comes_after_every_flagged_clip(scores):
 
 
 def test_undecodable_media_are_decode_errors(media, tmp_path):
-    notes = tmp_path / "notes.mp4"
-    notes.write_text("not a video\n" * 50, encoding="utf-8")
+    notes = tmp_path / "notes.flac"
+    notes.write_text("not music\n" * 50, encoding="utf-8")
     truncated = truncate_copy(media["moving"], tmp_path / "truncated.mp4", 0.5)  # its index is intact
-    energy = _curves(media["music"])
-    cases = [
-        (notes, media["music"], "notes.mp4"),
-        (truncated, media["music"], "truncated.mp4"),
-        (media["music"], media["music"], "music.flac"),  # sound, no picture
-        (media["moving"], notes, "notes.mp4"),
-    ]
-    for video, music, name in cases:
-        with pytest.raises(StageError) as caught:
-            prescreen_clip(video, music, energy, CONFIG)
-        assert caught.value.reason is ReasonCode.DECODE_ERROR and name in caught.value.message
+    with pytest.raises(StageError) as caught:
+        analyse_picture(truncated)  # a corrupt packet fails the decode, it is not skipped
+    assert caught.value.reason is ReasonCode.DECODE_ERROR and "truncated.mp4" in caught.value.message
+    with pytest.raises(StageError) as caught:
+        prescreen_clip(analyse_picture(media["moving"]), notes, _curves(media["music"]), CONFIG)
+    assert caught.value.reason is ReasonCode.DECODE_ERROR and "notes.flac" in caught.value.message

@@ -133,8 +133,8 @@ def test_a_video_becomes_two_scored_clips_and_a_bad_file_does_not_stop_the_run(f
         assert clip.status is ClipStatus.PENDING_REVIEW
         assert clip.versions == keys and clip.separator_model_id == MODEL
         assert data.resolve(clip.video_path).is_file() and data.resolve(clip.music_path).is_file()
-        analysis = data.resolve(clip.video_path).with_name(steps.clip.ANALYSIS_FILE)  # what the prescreen read
-        assert max(steps.prescreen._probe_picture(analysis)[:2]) <= steps.prescreen.ANALYSIS_SIDE_PX
+        saved = steps.picture.load_picture(data.resolve(clip.video_path).with_name(steps.picture.PICTURE_FILE))
+        assert saved.frame_count == 10 * saved.fps  # what the prescreen scored, kept for a rerun
         # the tiny model's noise has sharp peaks: the limiter may leave it a little under target
         assert -14.0 - (2.0 if clip.loudness.limited else 0.5) < clip.loudness.after_lufs < -13.5
         assert clip.loudness.true_peak_dbtp <= -1.0 + 1e-6
@@ -151,16 +151,29 @@ def test_a_rerun_does_nothing(done):
     assert mtimes(config) == before
 
 
-def test_a_prescreen_setting_reruns_only_the_prescreen(done):
+def test_a_prescreen_setting_reruns_only_the_prescreen(done, monkeypatch):
     catalog, config = done
     before = mtimes(config)
     stricter = config.model_copy(update={"prescreen": PrescreenConfig(max_noise_score=0.0)})
+    monkeypatch.setattr(steps.picture, "analyse_picture", lambda path: pytest.fail(f"{path} decoded again"))
     summaries = run_all(catalog, stricter)
     assert (summaries["separate"].total, summaries["clip"].total) == (0, 1)
     assert mtimes(config) == before  # no file rewritten
     for clip in catalog.clips():
         assert PrescreenFlag.NOISE in clip.prescreen.flags
         assert clip.versions == steps.stage_keys(stricter)
+
+
+def test_a_clip_without_a_saved_picture_analysis_is_decoded_once_for_the_prescreen(done):
+    catalog, config = done
+    data = DataRoot(config.data_root)
+    clip = catalog.clips()[0]
+    folder = data.resolve(clip.video_path).parent
+    (folder / steps.picture.PICTURE_FILE).unlink()
+    (folder / "analysis.mp4").write_bytes(b"what clip/2 wrote")  # replaced by picture.npz
+    run_all(catalog, config.model_copy(update={"prescreen": PrescreenConfig(scene_threshold=26.0)}))
+    assert sorted(path.name for path in folder.iterdir()) == ["music.flac", "picture.npz", "video.mp4"]
+    assert catalog.clips()[0].prescreen.scene_cuts_s == pytest.approx(clip.prescreen.scene_cuts_s, abs=0.05)
 
 
 def test_a_loudness_setting_remakes_the_clips_but_not_the_separation(done):
@@ -212,10 +225,10 @@ def test_a_run_killed_between_clips_resumes_without_redoing_the_first(fresh, mon
     data = DataRoot(config.data_root)
     seconds = {data.clip_dir(make_clip_id(video.video_id, 10.0)) for video in catalog.videos()}
 
-    def dies_on_the_second_clip(video_path, *args, **kwargs):
-        if video_path.parent in seconds:  # clips are made in parallel: pick it by name, not by order
+    def dies_on_the_second_clip(picture, music_path, *args, **kwargs):
+        if music_path.parent in seconds:  # clips are made in parallel: pick it by name, not by order
             raise KeyboardInterrupt  # like a kill: nothing records it
-        return original(video_path, *args, **kwargs)
+        return original(picture, music_path, *args, **kwargs)
 
     monkeypatch.setattr(steps.prescreen, "prescreen_clip", dies_on_the_second_clip)
     with pytest.raises(KeyboardInterrupt):
