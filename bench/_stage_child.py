@@ -255,8 +255,9 @@ def _prepare_profile_clip(p: dict[str, Any]):
     out.parent.mkdir(parents=True, exist_ok=True)
     captured: list[list[str]] = []
 
-    def record(args: list[str], *_: object) -> None:  # record the command, run nothing
+    def record(args: list[str], *_: object) -> None:  # record the command, write an empty clip
         captured.append(list(args))
+        Path(args[args.index("-movflags") + 4].removeprefix("file:")).touch()  # -movflags +faststart -f mp4 FILE
 
     real_run, clip.stream_tool = clip.stream_tool, record
     try:
@@ -265,7 +266,7 @@ def _prepare_profile_clip(p: dict[str, Any]):
     finally:
         clip.stream_tool = real_run
     command = captured[0]
-    command[command.index("-movflags") + 4] = f"file:{out}"  # -movflags +faststart -f mp4 FILE
+    command[command.index("-movflags") + 4] = f"file:{out}"
     command[command.index("pipe:1")] = "file:/dev/null"
 
     graph = command.index("-filter_complex") + 1
@@ -304,7 +305,8 @@ def _prepare_profile_clip(p: dict[str, Any]):
         return {"variant": label, "wall_s": wall_s, "cpu_s": cpu_s, "size_mb": size_mb, **scores}
 
     def run() -> dict[str, Any]:
-        no_encoding = command[: command.index("-c:v")] + ["-f", "null", "-"]
+        small = command[command.index("[small]") - 1 :]  # -map [small] -f yuv4mpegpipe file:/dev/null
+        no_encoding = command[: command.index("-c:v")] + ["-f", "null", "-", *small]
         rows = [timed("decode + filters, no encoding", no_encoding, measure_quality=False)]
         rows += [timed(label, variant(preset, crf, height)) for label, preset, crf, height in CUT_VIDEO_VARIANTS]
         return {"media_s": span.duration_s, "variants": rows, "command": command}

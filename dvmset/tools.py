@@ -66,6 +66,7 @@ def stream_tool(
                 result = consume(process.stdout)
                 while process.stdout.read(1 << 16):  # what consume left: the tool must not block on it
                     pass
+                process.wait()  # under the timer too: a tool may hang after closing its output
             except BaseException:
                 process.kill()
                 raise

@@ -1,11 +1,10 @@
 """Picture analysis: the y4m reader against PySceneDetect's own ContentDetector on the same frames, the
-saved analysis, decoding errors; and `stream_tool`, which feeds the reader while ffmpeg runs."""
+saved analysis, decoding errors."""
 
 from __future__ import annotations
 
 import io
 import subprocess
-import sys
 from fractions import Fraction
 
 import cv2
@@ -25,7 +24,6 @@ from curation.picture import (
 )
 from curation.samples import VideoSpec, make_music, make_video
 from dvmset.errors import ReasonCode, StageError
-from dvmset.tools import stream_tool
 
 FPS = 25
 CLIP_S = 12.0
@@ -129,22 +127,3 @@ def test_undecodable_pictures_are_decode_errors(tmp_path):
         with pytest.raises(StageError) as caught:
             analyse_picture(path)
         assert caught.value.reason is ReasonCode.DECODE_ERROR and path.name in caught.value.message
-
-
-def _python(code: str) -> list[str]:
-    return [sys.executable, "-c", code]
-
-
-def test_stream_tool_returns_what_the_reader_read_and_drains_the_rest():
-    writes = "import sys; sys.stdout.buffer.write(b'x' * 1_000_000)"
-    assert stream_tool(_python(writes), 60, ReasonCode.DECODE_ERROR, "writing", lambda out: out.read(10)) == b"x" * 10
-
-
-def test_stream_tool_failures_and_timeouts_are_stage_errors():
-    fails = "import sys; print('bad input', file=sys.stderr); sys.exit(3)"
-    with pytest.raises(StageError, match="reading: python.* exited with 3: bad input") as caught:
-        stream_tool(_python(fails), 60, ReasonCode.DECODE_ERROR, "reading", lambda out: out.read())
-    assert caught.value.reason is ReasonCode.DECODE_ERROR
-    sleeps = "import time; time.sleep(60)"
-    with pytest.raises(StageError, match="did not finish in 0.5 s"):
-        stream_tool(_python(sleeps), 0.5, ReasonCode.DECODE_ERROR, "waiting", lambda out: out.read())
