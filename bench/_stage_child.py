@@ -157,7 +157,7 @@ def _prepare_prescreen(p: dict[str, Any]):
     from curation.clip import MUSIC_FILE
     from curation.energy import read_energy_curves
     from curation.picture import PICTURE_FILE, load_picture
-    from curation.prescreen import prescreen_clip
+    from curation.prescreen import prescreen_clip, read_music
     from dvmset.config import PrescreenConfig
 
     def run() -> dict[str, Any]:
@@ -166,7 +166,7 @@ def _prepare_prescreen(p: dict[str, Any]):
             folder = _clip_dir(p["work"], index)
             energy = read_energy_curves(Path(p["energy"])).span(span.start_s, span.end_s)
             picture = load_picture(folder / PICTURE_FILE)  # what the clip step keeps
-            prescreen_clip(picture, folder / MUSIC_FILE, energy, PrescreenConfig())
+            prescreen_clip(picture, *read_music(folder / MUSIC_FILE), energy, PrescreenConfig())
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans)}
 
     return run

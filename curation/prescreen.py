@@ -1,8 +1,9 @@
 """Prescreen stage: per-clip scores that mirror the human review criteria, to show likely rejects first.
 
-In: the analysis of a clip's picture (`PictureAnalysis`), its `music.flac` (the loudness-normalized
-accompaniment), the clip's stretch of the track's energy curves (`EnergyCurves.span`, from
-`energy`) and a `PrescreenConfig`. Out: `PrescreenScores`. Audio is judged in the curves'
+In: the analysis of a clip's picture (`PictureAnalysis`), its music (the loudness-normalized
+accompaniment as samples: the clip step's own, or `read_music` of a saved `music.flac`), the
+clip's stretch of the track's energy curves (`EnergyCurves.span`, from `energy`) and a
+`PrescreenConfig`. Out: `PrescreenScores`. Audio is judged in the curves'
 frames (0.1 s by default):
 
 - silence: frames of the music whose RMS level is under `silence_dbfs`;
@@ -47,10 +48,9 @@ _MIN_THRESHOLD = 1e-6  # a threshold of 0 counts as this in the priority ratios
 
 
 def prescreen_clip(
-    picture: PictureAnalysis, music_path: Path, energy: EnergyCurves, config: PrescreenConfig
+    picture: PictureAnalysis, music: np.ndarray, sample_rate_hz: int, energy: EnergyCurves, config: PrescreenConfig
 ) -> PrescreenScores:
-    """Score one clip (see the module docstring)."""
-    music, sample_rate_hz = _read_music(music_path)
+    """Score one clip from its music `[C, T]` at `sample_rate_hz` (see the module docstring)."""
     frame_samples = max(1, round(energy.frame_s * sample_rate_hz))
     silent = frame_energy_db(music, frame_samples) < config.silence_dbfs
     voice = voice_mask(energy, silent.size, config)
@@ -137,8 +137,8 @@ def priority_for(non_music_s: float, static_share: float, noise_score: float, co
     return float(max(ratios))
 
 
-def _read_music(music_path: Path) -> tuple[np.ndarray, int]:
-    """The music as [C, T] float32 and its sample rate."""
+def read_music(music_path: Path) -> tuple[np.ndarray, int]:
+    """A clip's `music.flac` as [C, T] float32 and its sample rate."""
     try:
         samples, sample_rate_hz = sf.read(music_path, dtype="float32", always_2d=True)
     except sf.LibsndfileError as error:

@@ -212,6 +212,7 @@ def _make_clip(
     if cut_ok:
         gained = known.loudness
         analysis = picture.picture_of(picture_path, video_path)  # saved when cut: no decoding
+        music, sample_rate_hz = prescreen.read_music(music_path)
     else:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(folder)
@@ -234,8 +235,10 @@ def _make_clip(
             threads=ffmpeg_threads, timeout_s=config.clip.timeout_s,
         )  # fmt: skip
         analysis.save(picture_path)
+        music, sample_rate_hz = result.samples.T, clip.MUSIC_SAMPLE_RATE_HZ  # what music.flac holds
     (folder / "analysis.mp4").unlink(missing_ok=True)  # the small frames clips had before picture.npz
-    scores = prescreen.prescreen_clip(analysis, music_path, energy.span(span.start_s, span.end_s), config.prescreen)
+    clip_energy = energy.span(span.start_s, span.end_s)
+    scores = prescreen.prescreen_clip(analysis, music, sample_rate_hz, clip_energy, config.prescreen)
     return ClipRecord(
         clip_id=clip_id, video_id=video.video_id, start_s=span.start_s, end_s=span.end_s,
         status=ClipStatus.PENDING_REVIEW, fps=video.probe.fps, video_path=data.relative(video_path),

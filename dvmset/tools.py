@@ -44,8 +44,7 @@ def run_tool(
     except subprocess.TimeoutExpired as exc:
         raise error(reason, f"{what}: {tool} did not finish in {timeout_s:g} s") from exc
     if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace").strip()[-STDERR_TAIL_CHARS:] or "no message"
-        raise error(reason, f"{what}: {tool} exited with {done.returncode}: {tail}")
+        raise _exit_error(error, reason, what, tool, done.returncode, done.stderr)
     return done.stdout if binary else done.stdout.decode(errors="replace")
 
 
@@ -76,6 +75,13 @@ def stream_tool(
             raise error(reason, f"{what}: {tool} did not finish in {timeout_s:g} s")
         if process.returncode != 0:
             stderr.seek(0)
-            tail = stderr.read().decode(errors="replace").strip()[-STDERR_TAIL_CHARS:] or "no message"
-            raise error(reason, f"{what}: {tool} exited with {process.returncode}: {tail}")
+            raise _exit_error(error, reason, what, tool, process.returncode, stderr.read())
     return result
+
+
+def _exit_error(
+    error: type[StageError], reason: ReasonCode, what: str, tool: str, returncode: int, stderr: bytes
+) -> StageError:
+    """`error(reason)` saying that `tool` exited with `returncode` while doing `what`, with its stderr's tail."""
+    tail = stderr.decode(errors="replace").strip()[-STDERR_TAIL_CHARS:] or "no message"
+    return error(reason, f"{what}: {tool} exited with {returncode}: {tail}")

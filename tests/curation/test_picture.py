@@ -34,7 +34,8 @@ def cuts_y4m(tmp_path_factory) -> bytes:
     """The small frames of a 640x360 picture with a hue jump every 2 s and a flash (3 frames of white)
     at 5 s, as ffmpeg writes them for the reader."""
     folder = tmp_path_factory.mktemp("picture")
-    video = make_video(folder / "cuts.mp4", VideoSpec(CLIP_S, width=640, height=360, fps=FPS, audio="none", cut_every_s=2.0))
+    spec = VideoSpec(CLIP_S, width=640, height=360, fps=FPS, audio="none", cut_every_s=2.0)
+    video = make_video(folder / "cuts.mp4", spec)
     flash = "drawbox=c=white:t=fill:enable='between(n,125,127)'"
     args = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-vf", f"{flash},{small_frames_filter()}",
             "-f", "yuv4mpegpipe", "pipe:1"]  # fmt: skip
@@ -71,7 +72,9 @@ def test_the_reader_sees_every_small_frame_at_its_rate(cuts_y4m):
     assert cuts_y4m.startswith(f"YUV4MPEG2 W{ANALYSIS_SIDE_PX} H144 ".encode())  # 640x360, longer side to 256
 
 
-@pytest.mark.parametrize(("threshold", "min_scene_s"), [(27.0, 0.6), (27.0, 0.0), (15.0, 0.6), (27.0, 3.0), (200.0, 0.6)])
+@pytest.mark.parametrize(
+    ("threshold", "min_scene_s"), [(27.0, 0.6), (27.0, 0.0), (15.0, 0.6), (27.0, 3.0), (200.0, 0.6)]
+)
 def test_replayed_scene_cuts_are_content_detectors_own(cuts_y4m, threshold, min_scene_s):
     analysis = read_y4m_analysis(io.BytesIO(cuts_y4m))
     expected = _content_detector_cuts_s(_bgr_frames(cuts_y4m), threshold, min_scene_s)

@@ -18,6 +18,7 @@ from curation.prescreen import (
     longest_run_s,
     prescreen_clip,
     priority_for,
+    read_music,
     spectral_flatness,
     static_share_for,
     voice_mask,
@@ -78,7 +79,9 @@ def scores(media):
     }
     pictures = {video: analyse_picture(media[video]) for video in {video for video, _, _ in cases.values()}}
     return {
-        name: prescreen_clip(pictures[video], media[music], _curves(media[music], vocals and media[vocals]), CONFIG)
+        name: prescreen_clip(
+            pictures[video], *read_music(media[music]), _curves(media[music], vocals and media[vocals]), CONFIG
+        )
         for name, (video, music, vocals) in cases.items()
     }
 
@@ -230,5 +233,5 @@ def test_undecodable_media_are_decode_errors(media, tmp_path):
         analyse_picture(truncated)  # a corrupt packet fails the decode, it is not skipped
     assert caught.value.reason is ReasonCode.DECODE_ERROR and "truncated.mp4" in caught.value.message
     with pytest.raises(StageError) as caught:
-        prescreen_clip(analyse_picture(media["moving"]), notes, _curves(media["music"]), CONFIG)
+        read_music(notes)
     assert caught.value.reason is ReasonCode.DECODE_ERROR and "notes.flac" in caught.value.message

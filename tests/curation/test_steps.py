@@ -221,16 +221,16 @@ def test_auto_reject_is_off_by_default_and_rejects_flagged_clips_when_on(done):
 
 def test_a_run_killed_between_clips_resumes_without_redoing_the_first(fresh, monkeypatch):
     catalog, config = fresh
-    original = steps.prescreen.prescreen_clip
+    original = steps.loudness.normalize_to_file
     data = DataRoot(config.data_root)
     seconds = {data.clip_dir(make_clip_id(video.video_id, 10.0)) for video in catalog.videos()}
 
-    def dies_on_the_second_clip(picture, music_path, *args, **kwargs):
-        if music_path.parent in seconds:  # clips are made in parallel: pick it by name, not by order
+    def dies_on_the_second_clip(samples, sample_rate_hz, out_path, **kwargs):
+        if out_path.parent in seconds:  # clips are made in parallel: pick it by name, not by order
             raise KeyboardInterrupt  # like a kill: nothing records it
-        return original(picture, music_path, *args, **kwargs)
+        return original(samples, sample_rate_hz, out_path, **kwargs)
 
-    monkeypatch.setattr(steps.prescreen, "prescreen_clip", dies_on_the_second_clip)
+    monkeypatch.setattr(steps.loudness, "normalize_to_file", dies_on_the_second_clip)
     with pytest.raises(KeyboardInterrupt):
         run_all(catalog, config)
     video = the_video(catalog)
@@ -238,7 +238,7 @@ def test_a_run_killed_between_clips_resumes_without_redoing_the_first(fresh, mon
     assert len(catalog.clips(video.video_id)) == 1
     (saved,) = catalog.clips(video.video_id)
     kept = {k: v for k, v in mtimes(config).items() if k.startswith("stems/") or saved.clip_id in k}
-    monkeypatch.setattr(steps.prescreen, "prescreen_clip", original)
+    monkeypatch.setattr(steps.loudness, "normalize_to_file", original)
     run_all(catalog, config)
     assert {k: v for k, v in mtimes(config).items() if k in kept} == kept  # separation and first clip not redone
     assert the_video(catalog).status is VideoStatus.CLIPPED and len(catalog.clips()) == 2
