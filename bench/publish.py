@@ -312,7 +312,7 @@ def clip_row(clip_id: str, video_id: str, start_s: float, data: DataRoot, rng: n
         "loudness_version": "loudness/1+x", "prescreen_version": "prescreen/1+x",
         "loudness_before_lufs": float(rng.normal(-20, 4)), "loudness_lufs": float(rng.normal(-14, 0.2)),
         "true_peak_dbtp": -1.5, "gain_db": 6.0, "limited": False, "silent": False, "silence_s": 0.0,
-        "longest_silence_s": 0.0, "voice_s": float(rng.uniform(0, 8)), "non_music_s": float(rng.uniform(0, 8)),
+        "longest_silence_s": 0.0, "speech_s": float(rng.uniform(0, 8)), "non_music_s": float(rng.uniform(0, 8)),
         "static_share": float(rng.uniform(0, 1)), "noise_score": float(rng.uniform(0, 0.5)),
         "scene_cuts_s": sorted(float(t) for t in rng.uniform(0, CLIP_S, 12)), "flags": [],
         "priority": float(rng.uniform(0, 1)),

@@ -61,7 +61,7 @@ def prescreen_clip(
     return PrescreenScores(
         silence_s=float(np.count_nonzero(silent) * energy.frame_s),
         longest_silence_s=longest_run_s(silent, energy.frame_s),
-        voice_s=float(np.count_nonzero(voice) * energy.frame_s),
+        speech_s=float(np.count_nonzero(voice) * energy.frame_s),
         non_music_s=non_music_s,
         static_share=static_share,
         noise_score=noise_score,

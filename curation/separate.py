@@ -40,6 +40,7 @@ STAGE_VERSION = "separate/1"
 ACCOMPANIMENT_FILE = "accompaniment.flac"
 ENERGY_FILE = "vocals_energy.npz"
 VOCALS = "vocals"
+STAND_IN_KEY = "dvmset_stand_in"  # in a bag file: the model has random weights (see `is_stand_in`)
 _WRITE_BLOCK_S = 30.0  # the FLAC is written in blocks of this length, to bound extra memory
 
 
@@ -57,6 +58,7 @@ class Separator:
     sample_rate_hz: int
     sources: tuple[str, ...]
     device: str
+    stand_in: bool = False  # random weights (`save_tiny_model`): what it makes is never data
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +81,7 @@ class SeparationFiles:
     accompaniment_path: Path
     energy_path: Path
     model_id: str
+    stand_in: bool
 
 
 def load_separator(
@@ -95,7 +98,17 @@ def load_separator(
         raise ModelNotFoundError(_missing_model_message(model_name, model_dir, str(error))) from error
     if VOCALS not in model.sources:
         raise ConfigError(f"Demucs model {model_name!r} has no {VOCALS!r} source (it has {model.sources})")
-    return Separator(model.to(device), model_name, int(model.samplerate), tuple(model.sources), device)
+    stand_in = is_stand_in(model_name, model_dir)
+    return Separator(model.to(device), model_name, int(model.samplerate), tuple(model.sources), device, stand_in)
+
+
+def is_stand_in(model_name: str, model_dir: Path | None) -> bool:
+    """True when `model_dir`'s bag file `{model_name}.yaml` carries the `STAND_IN_KEY` that
+    `save_tiny_model` writes (Demucs itself reads only the bag's models, weights and segment)."""
+    bag = model_dir / f"{model_name}.yaml" if model_dir is not None else None
+    if bag is None or not bag.is_file():
+        return False
+    return bool((yaml.safe_load(bag.read_text(encoding="utf-8")) or {}).get(STAND_IN_KEY))
 
 
 def plan_windows(num_samples: int, chunk_samples: int, overlap_samples: int) -> list[tuple[int, int]]:
@@ -201,7 +214,7 @@ def separate_file(
         energy_path, curves, sample_rate_hz=separation.sample_rate_hz, model_id=separation.model_id,
         stage_version=STAGE_VERSION,
     )
-    return SeparationFiles(accompaniment_path, energy_path, separation.model_id)
+    return SeparationFiles(accompaniment_path, energy_path, separation.model_id, separator.stand_in)
 
 
 def decode_audio(path: Path, sample_rate_hz: int, timeout_s: float) -> np.ndarray:
@@ -226,7 +239,8 @@ def save_tiny_model(
 ) -> str:
     """Save a tiny HTDemucs with RANDOM weights in Demucs' own repo format, for tests and the demo only:
     it separates nothing (its "stems" are filtered noise). Writes `{sig}-{checksum}.th` with
-    `demucs.states.save_with_checksum` and a one-model bag `{name}.yaml`, as htdemucs is laid out;
+    `demucs.states.save_with_checksum` and a one-model bag `{name}.yaml`, as htdemucs is laid out,
+    marked with `STAND_IN_KEY` so that everything it makes is recorded as stand-in output;
     returns the name `load_separator(name, repo_dir)` loads it by."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -247,7 +261,8 @@ def save_tiny_model(
     sig = hashlib.sha256(name.encode()).hexdigest()[:8]
     repo_dir.mkdir(parents=True, exist_ok=True)
     save_with_checksum(package, repo_dir / f"{sig}.th")
-    (repo_dir / f"{name}.yaml").write_text(yaml.safe_dump({"models": [sig]}), encoding="utf-8")
+    bag = {"models": [sig], STAND_IN_KEY: "random weights, made by dvmset for tests and the demo: separates nothing"}
+    (repo_dir / f"{name}.yaml").write_text(yaml.safe_dump(bag), encoding="utf-8")
     return name
 
 

@@ -117,7 +117,7 @@ def separate_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepO
             chunk_s=settings.chunk_s, overlap_s=settings.overlap_s, frame_s=settings.frame_s,
             decode_timeout_s=settings.decode_timeout_s,
         )  # fmt: skip
-        catalog.mark_separated(video.video_id, files.model_id, key)
+        catalog.mark_separated(video.video_id, files.model_id, key, stand_in=files.stand_in)
         return StepOutcome(video.video_id, VideoStatus.SEPARATED)
 
     return _guarded(key, work, catalog, video)
@@ -243,7 +243,7 @@ def _make_clip(
         clip_id=clip_id, video_id=video.video_id, start_s=span.start_s, end_s=span.end_s,
         status=ClipStatus.PENDING_REVIEW, fps=video.probe.fps, video_path=data.relative(video_path),
         music_path=data.relative(music_path), separator_model_id=video.separator_model_id, loudness=gained,
-        prescreen=scores, versions=versions,
+        prescreen=scores, versions=versions, stand_in=video.separator_stand_in,
     )  # fmt: skip
 
 

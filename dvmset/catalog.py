@@ -242,10 +242,13 @@ class Catalog(ReviewClaims):
         )
         return status
 
-    def mark_separated(self, video_id: str, separator_model_id: str, separate_version: str) -> None:
+    def mark_separated(
+        self, video_id: str, separator_model_id: str, separate_version: str, *, stand_in: bool = False
+    ) -> None:
+        """Record the separation; `stand_in`: the separator has random weights (its clips are never data)."""
         self._update_video(
             video_id, status=VideoStatus.SEPARATED, stage_version=separate_version,
-            separator_model_id=separator_model_id, separate_version=separate_version,
+            separator_model_id=separator_model_id, separate_version=separate_version, separator_stand_in=stand_in,
             fingerprint_version=None,  # its sound is the accompaniment: fingerprint it again
         )
 

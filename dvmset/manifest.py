@@ -28,7 +28,7 @@ from dvmset.records import ClipRecord, ClipStatus, Decision, VideoRecord
 from dvmset.split import Split
 from dvmset.storage import atomic_path
 
-MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_SCHEMA_VERSION = 2  # 2: voice_s -> speech_s (a speech detector), stand_in
 SCHEMA_VERSION_KEY = b"dvmset.schema_version"
 METADATA_KEY = b"dvmset.metadata"
 ROW_GROUP_ROWS = 65_536  # 100k clips -> 2 row groups: few enough to be cheap, enough to read in parallel
@@ -74,7 +74,7 @@ MANIFEST_SCHEMA = pa.schema(
         schema_field("gain_db", pa.float64()),
         schema_field("silence_s", pa.float64()),
         schema_field("longest_silence_s", pa.float64()),
-        schema_field("voice_s", pa.float64()),
+        schema_field("speech_s", pa.float64()),
         schema_field("non_music_s", pa.float64()),
         schema_field("static_share", pa.float64()),
         schema_field("noise_score", pa.float64()),
@@ -85,6 +85,7 @@ MANIFEST_SCHEMA = pa.schema(
         schema_field("reasons", string_list()),
         schema_field("annotators", string_list()),
         schema_field("separator_model_id", pa.string()),
+        schema_field("stand_in", pa.bool_()),  # music made by a stand-in (random-weight) separator
     ],
     metadata={SCHEMA_VERSION_KEY: str(MANIFEST_SCHEMA_VERSION).encode()},
 )
@@ -119,7 +120,7 @@ class ManifestRow:
     gain_db: float
     silence_s: float
     longest_silence_s: float
-    voice_s: float
+    speech_s: float
     non_music_s: float
     static_share: float
     noise_score: float
@@ -130,6 +131,7 @@ class ManifestRow:
     reasons: tuple[str, ...]
     annotators: tuple[str, ...]
     separator_model_id: str
+    stand_in: bool
 
 
 def manifest_row(
@@ -176,7 +178,7 @@ def manifest_row(
         gain_db=loud.gain_db,
         silence_s=scores.silence_s,
         longest_silence_s=scores.longest_silence_s,
-        voice_s=scores.voice_s,
+        speech_s=scores.speech_s,
         non_music_s=scores.non_music_s,
         static_share=scores.static_share,
         noise_score=scores.noise_score,
@@ -187,6 +189,7 @@ def manifest_row(
         reasons=tuple(reason.value for reason in decision.reasons),
         annotators=tuple(decision.annotators),
         separator_model_id=clip.separator_model_id,
+        stand_in=clip.stand_in,
     )
 
 

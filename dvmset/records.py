@@ -35,7 +35,7 @@ class ClipStatus(StrEnum):
 class PrescreenFlag(StrEnum):
     """What the prescreen can flag in a clip; each is also a reason an annotator may reject it for."""
 
-    NON_MUSIC = "non_music"  # more than a few seconds of silence or voice
+    NON_MUSIC = "non_music"  # more than a few seconds of silence or speech
     NOISE = "noise"  # persistent noise
     STATIC = "static"  # a still or nearly still picture
 
@@ -149,6 +149,7 @@ class VideoRecord:
     updated_at: datetime | None = None
     separator_model_id: str | None = None
     separate_version: str | None = None
+    separator_stand_in: bool = False  # separated by a stand-in (random-weight) model: never data
     clip_count: int | None = None
     fingerprint_version: int | None = None
     group_id: str | None = None  # near-duplicate group, set by publish
@@ -174,8 +175,8 @@ class PrescreenScores:
 
     silence_s: float  # seconds of silent frames in the music
     longest_silence_s: float  # longest run of silent frames
-    voice_s: float  # seconds where the vocals stem dominates (speech, voice-over, singing)
-    non_music_s: float  # seconds that are silent or voice (the union)
+    speech_s: float  # seconds of speech (a speech detector on the vocals stem: talk, voice-over)
+    non_music_s: float  # seconds that are silent or speech (the union)
     static_share: float  # 0..1: share of the clip where the picture stands still
     noise_score: float  # 0..1: how noise-like the music is
     scene_cuts_s: tuple[float, ...]  # scene-cut times from the clip's start
@@ -210,6 +211,7 @@ class ClipRecord:
     prescreen: PrescreenScores
     versions: ClipVersions
     updated_at: datetime | None = None
+    stand_in: bool = False  # its music came from a stand-in (random-weight) separator: never data
 
     @property
     def duration_s(self) -> float:

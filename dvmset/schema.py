@@ -9,6 +9,9 @@ Version 4: review claims: which annotator holds which review slot of a clip, unt
 lease), and whether that annotator's vote is in (`done`).
 Version 5: the role a label event was cast in (`annotator` or `reviewer`; older events are
 `annotator`): a reviewer's vote outranks annotators' (`dvmset/decisions.py`).
+Version 6: real models in the loop: a clip's `voice_s` (vocals-stem energy) becomes `speech_s` (a
+speech detector's seconds); whether a video was separated, and so a clip made, by a stand-in
+(random-weight) separator (`separator_stand_in`, `stand_in`): such clips are never data.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = sa.MetaData()
 
@@ -53,6 +56,8 @@ videos = sa.Table(
     sa.Column("group_id", sa.String(300), index=True),
     sa.Column("split", sa.String(16)),
     sa.Column("published_in", sa.String(128)),
+    # version 6
+    sa.Column("separator_stand_in", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -95,13 +100,15 @@ clips = sa.Table(
     sa.Column("silent", sa.Boolean),
     sa.Column("silence_s", sa.Float),
     sa.Column("longest_silence_s", sa.Float),
-    sa.Column("voice_s", sa.Float),
+    sa.Column("speech_s", sa.Float),  # "voice_s" before version 6
     sa.Column("non_music_s", sa.Float),
     sa.Column("static_share", sa.Float),
     sa.Column("noise_score", sa.Float),
     sa.Column("scene_cuts_s", sa.JSON),
     sa.Column("flags", sa.JSON),
     sa.Column("priority", sa.Float, index=True),
+    # version 6
+    sa.Column("stand_in", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 labels = sa.Table(
@@ -153,7 +160,8 @@ def _add_columns(table: sa.Table, names: list[str]) -> Callable[[Connection], No
 
 
 _V2_VIDEO_COLUMNS = ["separator_model_id", "separate_version", "clip_count"]
-_V2_CLIP_COLUMNS = [column.name for column in clips.columns][list(clips.c.keys()).index("fps") :]
+_CLIP_NAMES = list(clips.c.keys())
+_V2_CLIP_COLUMNS = _CLIP_NAMES[_CLIP_NAMES.index("fps") : _CLIP_NAMES.index("priority") + 1]  # speech_s as voice_s
 
 
 def _migrate_to_2(conn: Connection) -> None:
@@ -168,9 +176,16 @@ def _migrate_to_4(conn: Connection) -> None:
     claims.create(conn, checkfirst=True)
 
 
+def _migrate_to_6(conn: Connection) -> None:
+    if "voice_s" in {column["name"] for column in sa.inspect(conn).get_columns("clips")}:
+        conn.execute(sa.text("ALTER TABLE clips RENAME COLUMN voice_s TO speech_s"))
+    _add_columns(videos, ["separator_stand_in"])(conn)
+    _add_columns(clips, ["stand_in"])(conn)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _migrate_to_2, 3: _add_columns(videos, _V3_VIDEO_COLUMNS), 4: _migrate_to_4,
-    5: _add_columns(labels, ["role"]),
+    5: _add_columns(labels, ["role"]), 6: _migrate_to_6,
 }
 
 

@@ -48,7 +48,7 @@ def info_html(clip: ClipRecord, video: VideoRecord | None) -> str:
     numbers = [
         ("priority", f"{scores.priority:.2f}"),
         ("non-music", f"{scores.non_music_s:.1f} s"),
-        ("voice", f"{scores.voice_s:.1f} s"),
+        ("speech", f"{scores.speech_s:.1f} s"),
         ("silence", f"{scores.silence_s:.1f} s (longest {scores.longest_silence_s:.1f} s)"),
         ("static", f"{scores.static_share:.0%}"),
         ("noise", f"{scores.noise_score:.2f}"),

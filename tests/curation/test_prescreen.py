@@ -176,23 +176,23 @@ def test_a_silent_gap_is_non_music(scores):
     gap = scores["gap"]
     assert gap.longest_silence_s == pytest.approx(12.0, abs=0.2)
     assert gap.silence_s == pytest.approx(12.0, abs=0.2)
-    assert gap.non_music_s == pytest.approx(gap.silence_s) and gap.voice_s == 0.0
+    assert gap.non_music_s == pytest.approx(gap.silence_s) and gap.speech_s == 0.0
     assert gap.flags == (PrescreenFlag.NON_MUSIC,)
     assert gap.priority == pytest.approx(gap.non_music_s / CONFIG.max_non_music_s)
 
 
 def test_speech_over_music_is_voice(scores):
     speech = scores["speech"]
-    assert speech.voice_s > 5.0 and speech.silence_s == 0.0
-    assert speech.non_music_s == pytest.approx(speech.voice_s)
+    assert speech.speech_s > 5.0 and speech.silence_s == 0.0
+    assert speech.non_music_s == pytest.approx(speech.speech_s)
     assert PrescreenFlag.NON_MUSIC in speech.flags
-    assert scores["clean"].voice_s == 0.0
+    assert scores["clean"].speech_s == 0.0
 
 
 def test_silence_and_voice_at_once_count_once(scores):
     both = scores["gap_speech"]  # speech from 0 s to about 7.5 s, the music silent from 4 s on
-    assert both.silence_s == pytest.approx(12.0, abs=0.2) and both.voice_s > 5.0
-    assert max(both.silence_s, both.voice_s) + 2.0 < both.non_music_s < both.silence_s + both.voice_s - 2.0
+    assert both.silence_s == pytest.approx(12.0, abs=0.2) and both.speech_s > 5.0
+    assert max(both.silence_s, both.speech_s) + 2.0 < both.non_music_s < both.silence_s + both.speech_s - 2.0
 
 
 def test_a_still_picture_is_static_and_moving_ones_are_not(scores):

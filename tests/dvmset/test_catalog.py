@@ -160,7 +160,7 @@ KEYS = ClipVersions(separate="separate/1+aa", clip="clip/1+bb", loudness="loudne
 
 
 def make_clip(video_id: str, start_s: float, versions: ClipVersions = KEYS, **scores) -> ClipRecord:
-    fields = dict(silence_s=0.0, longest_silence_s=0.0, voice_s=0.0, non_music_s=0.0, static_share=0.1,
+    fields = dict(silence_s=0.0, longest_silence_s=0.0, speech_s=0.0, non_music_s=0.0, static_share=0.1,
                   noise_score=0.05, scene_cuts_s=(4.0, 8.0), flags=(), priority=0.2)
     fields.update(scores)
     return ClipRecord(
@@ -235,15 +235,20 @@ def test_work_lists_follow_status_and_stage_keys(catalog):
 
 def downgrade(catalog_url: str, version: int, video_columns: list[str], clip_columns: list[str] = ()) -> None:
     """Turn a current catalog back into `version`: drop the columns (and their indexes) added since
-    (the labels' `role` of version 5 always)."""
+    (the labels' `role` of version 5 and the stand-in columns of version 6 always) and name the
+    clips' `speech_s` `voice_s` again, as before version 6."""
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
+        video_columns = [*video_columns, "separator_stand_in"]
+        clip_columns = [*clip_columns, "stand_in"]
         for table, columns in ((schema.videos, video_columns), (schema.clips, clip_columns), (schema.labels, ["role"])):
             for index in table.indexes:
                 if {c.name for c in index.columns} <= set(columns):
                     index.drop(conn)
             for column in columns:
                 conn.execute(sa.text(f"ALTER TABLE {table.name} DROP COLUMN {column}"))
+        if "speech_s" not in clip_columns:
+            conn.execute(sa.text("ALTER TABLE clips RENAME COLUMN speech_s TO voice_s"))
         conn.execute(schema.schema_info.update().values(version=version))
     engine.dispose()
 
@@ -273,6 +278,24 @@ def test_a_version_2_catalog_is_migrated_to_3_keeping_its_rows(catalog_url):
     assert (video.status, video.group_id, video.split, video.fingerprint_version) == (VideoStatus.SEPARATED, None, None, None)
     migrated.set_groups({"youtube:a": "g1"})
     assert migrated.get_video("youtube:a").group_id == "g1"
+    migrated.close()
+
+
+def test_a_version_5_catalog_keeps_its_clips_and_calls_voice_speech(catalog_url):
+    first = Catalog.open(catalog_url)
+    separated(first, "youtube:a")
+    first.save_clip(make_clip("youtube:a", 0.0, speech_s=7.5))
+    first.close()
+    downgrade(catalog_url, 5, [])
+    migrated = Catalog.open(catalog_url)
+    assert migrated.schema_version() == catalog_module.SCHEMA_VERSION
+    (clip,) = migrated.clips()
+    assert (clip.prescreen.speech_s, clip.stand_in) == (7.5, False)
+    assert migrated.get_video("youtube:a").separator_stand_in is False
+    migrated.mark_separated("youtube:a", "tiny-random", "separate/2+x", stand_in=True)
+    assert migrated.get_video("youtube:a").separator_stand_in is True
+    migrated.save_clip(replace(make_clip("youtube:a", 60.0), stand_in=True))
+    assert [c.stand_in for c in migrated.clips()] == [False, True]
     migrated.close()
 
 

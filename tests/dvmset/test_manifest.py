@@ -25,6 +25,7 @@ from dvmset.export_jsonl import export_jsonl
 from dvmset.ids import make_clip_id
 from dvmset.manifest import (
     MANIFEST_SCHEMA,
+    MANIFEST_SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     ManifestError,
     ManifestRow,
@@ -94,7 +95,7 @@ def make_clip(video_id: str, start_s: float, silent: bool = False) -> ClipRecord
             limited=False, silent=silent,
         ),  # fmt: skip
         prescreen=PrescreenScores(
-            silence_s=0.5, longest_silence_s=0.5, voice_s=1.0, non_music_s=1.5, static_share=0.1, noise_score=0.2,
+            silence_s=0.5, longest_silence_s=0.5, speech_s=1.0, non_music_s=1.5, static_share=0.1, noise_score=0.2,
             scene_cuts_s=(0.8, 2.4), flags=(PrescreenFlag.NON_MUSIC,), priority=0.3,
         ),  # fmt: skip
         versions=ClipVersions(
@@ -217,7 +218,7 @@ def test_write_then_read_gives_the_same_rows_and_metadata(tmp_path):
     assert table.schema.equals(MANIFEST_SCHEMA, check_metadata=False)
     assert rows_of(table) == sorted(rows, key=lambda row: row.clip_id)
     assert manifest_metadata(table) == {"config": "a = 1", "code_version": "abc"}
-    assert table.schema.metadata[SCHEMA_VERSION_KEY] == b"1"
+    assert table.schema.metadata[SCHEMA_VERSION_KEY] == str(MANIFEST_SCHEMA_VERSION).encode()
     assert [p.name for p in tmp_path.iterdir()] == ["train.parquet"]  # no temporary file left
 
 
@@ -282,8 +283,9 @@ def _rewrite_with_schema_metadata(path: Path, metadata: dict[bytes, bytes]) -> N
 
 def test_a_newer_or_missing_schema_version_is_refused(tmp_path):
     path = write_manifest(dataset_rows()[Split.TEST], tmp_path / "test.parquet")
-    _rewrite_with_schema_metadata(path, {SCHEMA_VERSION_KEY: b"2"})
-    with pytest.raises(ManifestError, match="schema version 2 is newer than this code's"):
+    newer = MANIFEST_SCHEMA_VERSION + 1
+    _rewrite_with_schema_metadata(path, {SCHEMA_VERSION_KEY: str(newer).encode()})
+    with pytest.raises(ManifestError, match=f"schema version {newer} is newer than this code's"):
         read_manifest(path)
     _rewrite_with_schema_metadata(path, {})
     with pytest.raises(ManifestError, match="no dvmset.schema_version"):

@@ -76,7 +76,7 @@ def _clip(data_root: DataRoot, video_id: str, start_s: float, priority: float) -
         fps=25.0, video_path=f"{folder}/video.mp4", music_path=f"{folder}/music.flac", separator_model_id="htdemucs",
         loudness=ClipLoudness(before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5, limited=False,
                               silent=False),
-        prescreen=PrescreenScores(silence_s=1.0, longest_silence_s=1.0, voice_s=0.0, non_music_s=1.0,
+        prescreen=PrescreenScores(silence_s=1.0, longest_silence_s=1.0, speech_s=0.0, non_music_s=1.0,
                                   static_share=0.1, noise_score=0.05, scene_cuts_s=(1.0, 2.0),
                                   flags=(PrescreenFlag.NON_MUSIC,), priority=priority),
         versions=KEYS,
