@@ -32,7 +32,9 @@ from demucs.states import get_state, save_with_checksum
 from huggingface_hub.constants import HF_HUB_CACHE
 
 from curation import energy
+from curation.weights import state_sha256
 from dvmset.errors import ConfigError, ReasonCode, StageError
+from dvmset.records import ModelStamp
 from dvmset.storage import atomic_path
 from dvmset.tools import require_tool
 
@@ -59,6 +61,11 @@ class Separator:
     sources: tuple[str, ...]
     device: str
     stand_in: bool = False  # random weights (`save_tiny_model`): what it makes is never data
+    sha256: str | None = None  # `state_sha256` of the loaded weights
+
+    @property
+    def stamp(self) -> ModelStamp:
+        return ModelStamp(self.model_id, self.sha256, self.stand_in)
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,6 +89,7 @@ class SeparationFiles:
     energy_path: Path
     model_id: str
     stand_in: bool
+    models: tuple[ModelStamp, ...]  # the separator (and speech detector) that made the files
 
 
 def load_separator(
@@ -99,7 +107,9 @@ def load_separator(
     if VOCALS not in model.sources:
         raise ConfigError(f"Demucs model {model_name!r} has no {VOCALS!r} source (it has {model.sources})")
     stand_in = is_stand_in(model_name, model_dir)
-    return Separator(model.to(device), model_name, int(model.samplerate), tuple(model.sources), device, stand_in)
+    return Separator(
+        model.to(device), model_name, int(model.samplerate), tuple(model.sources), device, stand_in, state_sha256(model)
+    )
 
 
 def is_stand_in(model_name: str, model_dir: Path | None) -> bool:
@@ -214,7 +224,9 @@ def separate_file(
         energy_path, curves, sample_rate_hz=separation.sample_rate_hz, model_id=separation.model_id,
         stage_version=STAGE_VERSION,
     )
-    return SeparationFiles(accompaniment_path, energy_path, separation.model_id, separator.stand_in)
+    return SeparationFiles(
+        accompaniment_path, energy_path, separation.model_id, separator.stand_in, (separator.stamp,)
+    )
 
 
 def decode_audio(path: Path, sample_rate_hz: int, timeout_s: float) -> np.ndarray:

@@ -117,7 +117,7 @@ def separate_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepO
             chunk_s=settings.chunk_s, overlap_s=settings.overlap_s, frame_s=settings.frame_s,
             decode_timeout_s=settings.decode_timeout_s,
         )  # fmt: skip
-        catalog.mark_separated(video.video_id, files.model_id, key, stand_in=files.stand_in)
+        catalog.mark_separated(video.video_id, files.model_id, key, stand_in=files.stand_in, models=files.models)
         return StepOutcome(video.video_id, VideoStatus.SEPARATED)
 
     return _guarded(key, work, catalog, video)

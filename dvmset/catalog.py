@@ -25,6 +25,7 @@ from dvmset.records import (
     ClipStatus,
     ClipVersions,
     Download,
+    ModelStamp,
     ProbeInfo,
     VideoRecord,
     VideoStatus,
@@ -243,12 +244,15 @@ class Catalog(ReviewClaims):
         return status
 
     def mark_separated(
-        self, video_id: str, separator_model_id: str, separate_version: str, *, stand_in: bool = False
+        self, video_id: str, separator_model_id: str, separate_version: str, *, stand_in: bool = False,
+        models: Sequence[ModelStamp] = (),
     ) -> None:
-        """Record the separation; `stand_in`: the separator has random weights (its clips are never data)."""
+        """Record the separation; `stand_in`: the separator has random weights (its clips are never
+        data); `models`: the separator and speech detector that made the stems, with their checksums."""
         self._update_video(
             video_id, status=VideoStatus.SEPARATED, stage_version=separate_version,
             separator_model_id=separator_model_id, separate_version=separate_version, separator_stand_in=stand_in,
+            separation_models=[asdict(stamp) for stamp in models],
             fingerprint_version=None,  # its sound is the accompaniment: fingerprint it again
         )
 

@@ -132,6 +132,16 @@ class Download:
 
 
 @dataclass(frozen=True)
+class ModelStamp:
+    """Which model made something: its id (name, or name and version), the SHA-256 of its weight
+    files (None when unknown) and whether it is a stand-in with random weights (never data)."""
+
+    model_id: str
+    sha256: str | None = None
+    stand_in: bool = False
+
+
+@dataclass(frozen=True)
 class VideoRecord:
     """One row of the `videos` table, with the queries that found it."""
 
@@ -150,6 +160,7 @@ class VideoRecord:
     separator_model_id: str | None = None
     separate_version: str | None = None
     separator_stand_in: bool = False  # separated by a stand-in (random-weight) model: never data
+    separation_models: tuple[ModelStamp, ...] = ()  # the separator and speech detector its stems came from
     clip_count: int | None = None
     fingerprint_version: int | None = None
     group_id: str | None = None  # near-duplicate group, set by publish

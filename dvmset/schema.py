@@ -11,7 +11,8 @@ Version 5: the role a label event was cast in (`annotator` or `reviewer`; older 
 `annotator`): a reviewer's vote outranks annotators' (`dvmset/decisions.py`).
 Version 6: real models in the loop: a clip's `voice_s` (vocals-stem energy) becomes `speech_s` (a
 speech detector's seconds); whether a video was separated, and so a clip made, by a stand-in
-(random-weight) separator (`separator_stand_in`, `stand_in`): such clips are never data.
+(random-weight) separator (`separator_stand_in`, `stand_in`): such clips are never data; the
+models (id, SHA-256 of the weights) a video's stems came from (`separation_models`).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ videos = sa.Table(
     sa.Column("published_in", sa.String(128)),
     # version 6
     sa.Column("separator_stand_in", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("separation_models", sa.JSON),  # [{model_id, sha256, stand_in}]: separator, speech detector
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -179,7 +181,7 @@ def _migrate_to_4(conn: Connection) -> None:
 def _migrate_to_6(conn: Connection) -> None:
     if "voice_s" in {column["name"] for column in sa.inspect(conn).get_columns("clips")}:
         conn.execute(sa.text("ALTER TABLE clips RENAME COLUMN voice_s TO speech_s"))
-    _add_columns(videos, ["separator_stand_in"])(conn)
+    _add_columns(videos, ["separator_stand_in", "separation_models"])(conn)
     _add_columns(clips, ["stand_in"])(conn)
 
 

@@ -17,6 +17,7 @@ from dvmset.records import (
     Candidate,
     ClipLoudness,
     ClipRecord,
+    ModelStamp,
     ClipStatus,
     ClipVersions,
     Download,
@@ -239,7 +240,7 @@ def downgrade(catalog_url: str, version: int, video_columns: list[str], clip_col
     clips' `speech_s` `voice_s` again, as before version 6."""
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
-        video_columns = [*video_columns, "separator_stand_in"]
+        video_columns = [*video_columns, "separator_stand_in", "separation_models"]
         clip_columns = [*clip_columns, "stand_in"]
         for table, columns in ((schema.videos, video_columns), (schema.clips, clip_columns), (schema.labels, ["role"])):
             for index in table.indexes:
@@ -292,8 +293,10 @@ def test_a_version_5_catalog_keeps_its_clips_and_calls_voice_speech(catalog_url)
     (clip,) = migrated.clips()
     assert (clip.prescreen.speech_s, clip.stand_in) == (7.5, False)
     assert migrated.get_video("youtube:a").separator_stand_in is False
-    migrated.mark_separated("youtube:a", "tiny-random", "separate/2+x", stand_in=True)
-    assert migrated.get_video("youtube:a").separator_stand_in is True
+    stamp = ModelStamp("tiny-random", "ab" * 32, stand_in=True)
+    migrated.mark_separated("youtube:a", "tiny-random", "separate/2+x", stand_in=True, models=[stamp])
+    video = migrated.get_video("youtube:a")
+    assert (video.separator_stand_in, video.separation_models) == (True, (stamp,))
     migrated.save_clip(replace(make_clip("youtube:a", 60.0), stand_in=True))
     assert [c.stand_in for c in migrated.clips()] == [False, True]
     migrated.close()
