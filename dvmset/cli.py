@@ -278,8 +278,12 @@ def demo(
 ) -> None:
     """The main job on embedded defaults, offline, through the Prefect build flow (as `dvmset build`):
     sample videos -> discover -> download -> probe -> separate -> clip (cut, loudness, prescreen) ->
-    fingerprint; then the run's summary and the review queue. Without the htdemucs weights, and only
-    here, a tiny random stand-in separator is built and recorded as the clips' separator model."""
+    fingerprint; then the run's summary and the review queue. It separates with the real htdemucs
+    weights where they are found (the model folder, Demucs' cache, the dvmset weights cache) and says
+    so with their SHA-256; without them, and only here, a tiny random stand-in separator is built,
+    said so in red, and every clip it makes is marked stand-in output (never data)."""
+    from rich.markup import escape
+
     from curation import steps
     from curation.samples import make_sample_folder
     from curation.separate import ModelNotFoundError, save_tiny_model
@@ -293,9 +297,11 @@ def demo(
         out.print(f"making sample videos in {samples} (ffmpeg lavfi)")
         make_sample_folder(samples)
     config, catalog = open_catalog(config_file)
+    fell_back = False
     try:
-        steps.separator_for(config)
+        separator = steps.separator_for(config)
     except ModelNotFoundError as missing:
+        fell_back = True
         models = (workdir / "models").resolve()
         save_tiny_model(models, DEMO_SEPARATOR, sample_rate_hz=44100)
         config = config.model_copy(
@@ -303,19 +309,41 @@ def demo(
         )
         config_file = workdir / "stand-in.toml"  # the flow reads its config from a file: this one
         atomic_write_text(config_file, config_toml(config))
+        separator = steps.separator_for(config)  # the stand-in, loaded as the flow loads it
         out.print(Panel(
-            f"{missing}\n\nTHE DEMO GOES ON WITH A STAND-IN: {DEMO_SEPARATOR!r}, a tiny Demucs with RANDOM weights "
-            f"(saved in {models}; config {config_file}). It removes no vocals; its 'accompaniment' is filtered noise. "
-            f"Every clip records {DEMO_SEPARATOR!r} as its separator model. A normal run never does this: it stops "
-            "with the error above.",
+            f"{escape(str(missing))}\n\nTHE DEMO GOES ON WITH A STAND-IN: {DEMO_SEPARATOR!r}, a tiny Demucs with "
+            f"RANDOM weights (saved in {models}; config {config_file}). It removes no vocals; its 'accompaniment' is "
+            f"filtered noise. Every clip records {DEMO_SEPARATOR!r} as its separator model and is marked stand-in "
+            "output: the labeling app shows it under a red banner, and `dvmset publish` refuses it without "
+            "--allow-stand-in. A normal run never does this: it stops with the error above. For real weights, run "
+            "`python -m curation.htdemucs_onnx` (it writes them to the dvmset weights cache) and run the demo again.",
             title="no Demucs weights: demo stand-in separator", border_style="bold red",
+        ))  # fmt: skip
+    weights = "STAND-IN with RANDOM weights" if separator.stand_in else "real weights"
+    separator_line = f"separator: {separator.model_id} ({weights}, SHA-256 {separator.sha256 or 'unknown'})"
+    if not separator.stand_in:
+        out.print(Panel(escape(separator_line), title="demo separator: real weights", border_style="green"))
+    elif not fell_back:  # the configured model itself is a stand-in (its bag file says so)
+        out.print(Panel(
+            f"{escape(separator_line)}\nIts 'accompaniment' is filtered noise; every clip is marked stand-in output.",
+            title="demo separator: STAND-IN", border_style="bold red",
         ))  # fmt: skip
     summary = _run_build_flow(
         config_path=str(config_file.resolve()), folder=str(samples.resolve()), label="demo samples"
     )  # the failed and skipped sample videos are the demo's point: they do not fail the command
     out.print(f"discover: {sum(row.new_videos for row in summary.sources)} new videos from {samples}")
-    out.print(review_queue_table(catalog.clips()))
+    clips = catalog.clips()
+    out.print(review_queue_table(clips))
     out.print(f"catalog: {catalog.url}\ndata root: {config.data_root.resolve()}")
+    stand_in_clips = sum(1 for clip in clips if clip.stand_in)
+    if separator.stand_in or stand_in_clips:
+        out.print(
+            f"[bold red]{escape(separator_line)}[/]\n[bold red]{stand_in_clips} of {len(clips)} clips are stand-in "
+            "output (noise, not data):[/] marked in the catalog, under a red banner in `dvmset label`, refused by "
+            "`dvmset publish` without --allow-stand-in", highlight=False,
+        )  # fmt: skip
+    else:
+        out.print(f"{escape(separator_line)}\n{len(clips)} clips, none of them stand-in output", highlight=False)
 
 
 def main() -> None:
@@ -343,3 +371,4 @@ importlib.import_module("dvmset.cli_label")  # registers `label` on `app`
 importlib.import_module("dvmset.cli_train")  # registers `train` on `app`
 importlib.import_module("dvmset.cli_generate")  # registers `generate` on `app`
 importlib.import_module("dvmset.cli_evaluate")  # registers `evaluate` on `app`
+importlib.import_module("dvmset.cli_models")  # registers `models list|check|pull` on `app`

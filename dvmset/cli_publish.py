@@ -2,9 +2,11 @@
 `release` and `rebuild`.
 
 Registered on `dvmset.cli.app` when that module loads. Exit codes as in `dvmset.cli`; here:
-2 (usage) when the manifest or release version asked for exists already (nothing is written),
-1 when publishing fails otherwise (a fingerprint is missing, the stored groups leak), a
-manifest or release file is unreadable or has problems, or a rebuild made none of its clips.
+2 (usage) when the manifest or release version asked for exists already, or when clips to
+publish have music made by a stand-in (random-weight) separator and `--allow-stand-in` was not
+given (nothing is written either way), 1 when publishing fails otherwise (a fingerprint is
+missing, the stored groups leak), a manifest or release file is unreadable or has problems, or
+a rebuild made none of its clips.
 A rebuild with sources gone but some clips made exits 0 and reports them.
 """
 
@@ -36,15 +38,24 @@ DataRootOption = Annotated[
 def publish(
     config_path: ConfigOption = None,
     version: Annotated[str | None, typer.Option(help="the manifest version (default: the next vNNNN)")] = None,
+    allow_stand_in: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stand-in",
+            help="publish clips whose music a stand-in separator with random weights made (noise, not data); "
+            "the card then says so at the top",
+        ),
+    ] = False,
 ) -> None:
     """Split the decided clips by near-duplicate group and write `manifests/<version>/`: train and
-    test Parquet files and a dataset card. Videos already published keep their side."""
-    from curation.publish import VersionExistsError, next_version, publish as publish_manifests
+    test Parquet files and a dataset card. Videos already published keep their side. Clips made by
+    a stand-in (random-weight) separator are refused unless --allow-stand-in is given."""
+    from curation.publish import StandInError, VersionExistsError, next_version, publish as publish_manifests
 
     config, catalog = open_catalog(config_path)
     try:
-        result = publish_manifests(catalog, config, version or next_version(config))
-    except VersionExistsError as exc:
+        result = publish_manifests(catalog, config, version or next_version(config), allow_stand_in=allow_stand_in)
+    except (VersionExistsError, StandInError) as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     except PublishError as exc:
         raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
@@ -58,6 +69,12 @@ def publish(
         f"{result.groups} groups, {result.newly_published_videos} videos published for the first time, "
         f"{result.rejected_clips} rejected clips (counted in the card)\n{result.manifest_dir}"
     )
+    if result.stand_in_clips:
+        err.print(
+            f"[bold red]STAND-IN OUTPUT PUBLISHED[/]: {result.stand_in_clips} clips have music made by a stand-in "
+            f"separator with random weights ({escape(', '.join(result.stand_in_models))}): noise, not data; the card "
+            "says so at the top", highlight=False,
+        )  # fmt: skip
     for merge in result.merges:
         err.print(f"[yellow]groups merged[/] {', '.join(merge.absorbed)} into {merge.kept}", highlight=False)
     if result.withheld_video_ids:

@@ -101,8 +101,11 @@ class LoudnessConfig(_Section):
 
 class PrescreenConfig(_Section):
     silence_dbfs: float = Field(-45.0, le=0)  # a 0.1 s frame of the normalized music under this is silent
-    speech_margin_db: float = 0.0  # vocals louder than the accompaniment by this much count as voice
-    vocals_floor_dbfs: float = Field(-45.0, le=0)  # quieter vocals never count as voice
+    # speech: Silero VAD's probabilities (of the vocals stem, every 32 ms) under Silero's own rules
+    speech_threshold: float = Field(0.5, gt=0, lt=1)  # speech starts at this probability (ends under it - 0.15)
+    min_speech_s: float = Field(0.25, ge=0)  # shorter bursts of speech are dropped
+    min_speech_gap_s: float = Field(0.1, ge=0)  # a pause must last this long to end a stretch of speech
+    speech_pad_s: float = Field(0.03, ge=0)  # each stretch of speech is widened by this on both sides
     static_diff: float = Field(1.0, ge=0)  # mean absolute luma change (0-255) under which frames are static
     scene_threshold: float = Field(27.0, gt=0)  # PySceneDetect ContentDetector threshold
     min_scene_s: float = Field(0.5, gt=0)  # shortest scene PySceneDetect reports
@@ -157,11 +160,14 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+_NOT_SETTINGS = {f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}WEIGHTS_CACHE"}  # variables that are not config keys
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """`DVMSET_A__B=v` -> `{"a": {"b": v}}`; JSON values (lists, numbers) are decoded when they parse."""
     overrides: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}CONFIG" or key.startswith(f"{ENV_PREFIX}TEST_"):
+        if not key.startswith(ENV_PREFIX) or key in _NOT_SETTINGS or key.startswith(f"{ENV_PREFIX}TEST_"):
             continue
         path = key[len(ENV_PREFIX) :].lower().split("__")
         try:
@@ -289,7 +295,8 @@ true_peak_ceiling_dbtp = -1.0
 silence_lufs = -70.0               # quieter clips are flagged silent, left unchanged
 
 [prescreen]
-max_non_music_s = 5.0              # flag clips with more seconds of silence or voice
+max_non_music_s = 5.0              # flag clips with more seconds of silence or speech
+speech_threshold = 0.5             # Silero VAD speech probability where speech starts (ends under it - 0.15)
 max_static_share = 0.5             # flag clips whose picture stands still this share of the time
 max_noise_score = 0.35             # flag clips whose music is this noise-like (spectral flatness)
 auto_reject = []                   # e.g. ["non_music"]: reject flagged clips without review

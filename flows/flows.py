@@ -7,7 +7,8 @@ deployments and `dvmset build` pass the same parameters. Out: the run's summary 
 pending, so a rerun does only unfinished work. One failing video or source never fails a flow;
 a set-up error (a bad config, a missing model, SQLite behind a Dask scheduler) does, before it
 touches a video. A publish that cannot be done (`PublishError`: the version exists, a fingerprint
-is missing) fails its flow with the error's message as the state message, and no traceback.
+is missing, clips are stand-in output and `allow_stand_in` is false) fails its flow with the
+error's message as the state message, and no traceback.
 """
 
 from __future__ import annotations
@@ -147,19 +148,27 @@ def ingest_flow(
 
 @flow(name="publish")
 def publish_flow(
-    config_path: str | None = None, catalog_url: str | None = None, version: str | None = None
+    config_path: str | None = None, catalog_url: str | None = None, version: str | None = None,
+    allow_stand_in: bool = False,
 ) -> dict | State:
     """Publish the catalog's decided clips as manifest `version` (default: the next `vNNNN`) under
     `<data_root>/manifests/`: split by near-duplicate group, train and test Parquet files and a
-    dataset card (see `curation.publish`). A PublishError fails the run with its message."""
+    dataset card (see `curation.publish`). Clips made by a stand-in (random-weight) separator are
+    refused unless `allow_stand_in` (then the card warns at the top). A PublishError fails the
+    run with its message."""
     config, catalog = _open(config_path, catalog_url)
     version = version or next_version(config)
     logger = get_run_logger()
     try:
-        result = publish_manifests(catalog, config, version)
+        result = publish_manifests(catalog, config, version, allow_stand_in=allow_stand_in)
     except PublishError as error:
         logger.error("publish %s: %s", version, error)
         return Failed(message=str(error), data=error)
+    if result.stand_in_clips:
+        logger.warning(
+            "publish %s: STAND-IN OUTPUT PUBLISHED: %d clips have music made by a stand-in separator with random "
+            "weights (%s): noise, not data", version, result.stand_in_clips, ", ".join(result.stand_in_models),
+        )  # fmt: skip
     for side, clips in result.clips.items():
         logger.info("publish %s: %s %d clips from %d videos", version, side.value, clips, result.videos[side])
     return _report(RunSummary.of_publish(result).with_catalog(catalog), "publish", f"DVMSet publish {version}")
@@ -181,9 +190,10 @@ def build_flow(
     retry_failed: bool = False,
     publish: bool = False,
     version: str | None = None,
+    allow_stand_in: bool = False,
 ) -> dict | State:
     """Discover, then ingest (with `retry_failed`: failed videos first sent back), then (with
-    `publish`) publish manifest `version` (see those flows).
+    `publish`) publish manifest `version`, stand-in output only with `allow_stand_in` (see those flows).
     The runner is checked before anything is discovered. A failed publish fails the build with
     its message; the summary artifact still lists what discovery and ingest did."""
     if version and not publish:
@@ -195,7 +205,8 @@ def build_flow(
     summary = RunSummary.from_dict(discovered).then(RunSummary.from_dict(ingested))
     if publish:
         try:
-            summary = summary.then(RunSummary.from_dict(publish_flow(config_path, catalog_url, version)))
+            published = publish_flow(config_path, catalog_url, version, allow_stand_in)
+            summary = summary.then(RunSummary.from_dict(published))
         except PublishError as error:
             summary = summary.then(RunSummary(published=(PublishRow(version or "", "", 0, 0, "", str(error)),)))
             _report(summary, "build", "DVMSet build")

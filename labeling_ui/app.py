@@ -25,7 +25,9 @@ from labeling_ui.session import DecisionError, ReviewSession, ReviewSettings, Se
 from labeling_ui.stats import stats_html
 from labeling_ui.timeline import render
 from labeling_ui.users import Authenticator, Role, User
-from labeling_ui.views import REASON_LABELS, empty_html, info_html, player_html, status_html, votes_html
+from labeling_ui.views import (
+    REASON_LABELS, empty_html, info_html, player_html, stand_in_html, status_html, votes_html,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,8 @@ class LabelingApp:
 
     def screen(self, state: SessionState, message: str, annotator: str) -> tuple[Any, ...]:
         """The outputs of every handler: state, player, timeline, facts, status line, reasons, note.
-        A reviewer's facts also list the votes others cast on the clip (what a dispute is about)."""
+        The player has a red banner above it when the clip's music is stand-in output (random
+        weights). A reviewer's facts also list the votes others cast on the clip (what a dispute is about)."""
         status = status_html(message, state.decided)
         if state.current is None:
             return state, empty_html("No clips left in your queue. Thank you!"), "", "", status, [], ""
@@ -81,7 +84,9 @@ class LabelingApp:
             player, timeline = empty_html(f"cannot show {clip.clip_id}: {exc}; press s to skip it"), ""
         if next_clip is not None:
             self._prefetch.submit(self._render_ahead, next_clip)  # its timeline is ready when it shows
-        facts = info_html(clip, self.catalog.get_video(clip.video_id))
+        video = self.catalog.get_video(clip.video_id)
+        player = stand_in_html(clip, video) + player
+        facts = info_html(clip, video)
         if self.role(annotator) is Role.REVIEWER:
             facts += votes_html([vote for vote in self.catalog.clip_votes(clip.clip_id) if vote.annotator != annotator])
         return state, player, timeline, facts, status, [], ""

@@ -1,4 +1,5 @@
-"""HTML of the review screen: the player's slot (with the next clip to prefetch), and the clip's facts.
+"""HTML of the review screen: the player's slot (with the next clip to prefetch), the red banner
+over a clip whose music a stand-in separator made, and the clip's facts.
 
 In: clip and video records, checked media URLs, and (for a reviewer) the votes others cast on
 the clip. Out: HTML strings for `gr.HTML`. Every text that comes from a platform or a person
@@ -29,6 +30,28 @@ def player_html(clip_id: str, video_url: str, next_url: str | None) -> str:
     into the next slot, so the next clip plays from what is already buffered."""
     next_attr = f' data-next-src="{escape(next_url)}"' if next_url else ""
     return f'<div id="dv-slot" data-clip="{escape(clip_id)}" data-src="{escape(video_url)}"{next_attr}></div>'
+
+
+def stand_in_html(clip: ClipRecord, video: VideoRecord | None) -> str:
+    """A red banner (`#dv-stand-in`, shown above the player) when the clip's music was made by a
+    stand-in separator with random weights (`ClipRecord.stand_in`, or a stand-in among the
+    video's `separation_models`), naming the model; "" for any other clip."""
+    recorded = video.separation_models if video else ()
+    stamps = [stamp for stamp in recorded if stamp.stand_in]
+    if not (clip.stand_in or stamps):
+        return ""
+    named = stamps or [stamp for stamp in recorded if stamp.model_id == clip.separator_model_id]
+    models = ", ".join(
+        f"<code>{escape(stamp.model_id)}</code>" + (f" (SHA-256 {escape(stamp.sha256[:12])}…)" if stamp.sha256 else "")
+        for stamp in named
+    ) or f"<code>{escape(clip.separator_model_id)}</code>"
+    return (
+        '<div id="dv-stand-in" role="alert" style="background:#dc2626;color:#fff;font-weight:bold;'
+        'padding:.6em 1em;margin-bottom:.5em;border-radius:6px;font-size:1.05em;border:3px solid #7f1d1d">'
+        f"STAND-IN MUSIC, NOT DATA: this clip's music was made by {models}, a stand-in separator with "
+        "random weights. It removes no vocals; what you hear is filtered noise, not the video's music."
+        "</div>"
+    )
 
 
 def empty_html(message: str) -> str:

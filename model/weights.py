@@ -6,7 +6,9 @@ Out: the object `from_pretrained` returns, or a `WeightsNotFoundError`.
 
 Where a model id is looked for, in order: the id itself as a folder; `<model_dir>/<model id>` (so
 `models/openai/clip-vit-base-patch32`); else the hub id through transformers, which reads the Hugging
-Face cache and, unless `HF_HUB_OFFLINE=1` or the network is down, the hub. transformers 5.23 reports
+Face cache and, unless `HF_HUB_OFFLINE=1` or the hub cannot be reached (`dvmset.reachability.offline_reason`: one
+quick TCP check per process; then transformers is told `local_files_only` and reads the cache alone instead
+of retrying the hub for close to a minute), the hub. transformers 5.23 reports
 every failure there as a bare `OSError` (offline and not cached: "We couldn't connect to ... and
 couldn't find them in the cached files"; a folder without weights: "Error no file named
 model.safetensors ..."; a path that is neither a folder nor a valid repo id: "Repo id must be ...");
@@ -25,6 +27,7 @@ from typing import Any
 import huggingface_hub.constants
 from huggingface_hub.file_download import repo_folder_name
 
+from dvmset.reachability import offline_reason
 from model.errors import WeightsNotFoundError
 
 
@@ -41,7 +44,7 @@ def load_model(model_class: Any, model_id: str, model_dir: Path | None = None, r
     whose name starts with `required_prefix` ("" for all weights)."""
     source = resolve_model_source(model_id, model_dir)
     with _weights_errors(f"{model_class.__name__} weights", model_id, model_dir):
-        loaded, info = model_class.from_pretrained(source, output_loading_info=True)
+        loaded, info = model_class.from_pretrained(source, output_loading_info=True, **_hub_options(source))
     missing = sorted(key for key in info["missing_keys"] if key.startswith(required_prefix))
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -56,7 +59,7 @@ def load_processor(processor_class: Any, model_id: str, model_dir: Path | None =
     """`processor_class.from_pretrained` on the resolved source."""
     source = resolve_model_source(model_id, model_dir)
     with _weights_errors(f"{processor_class.__name__} configuration", model_id, model_dir):
-        return processor_class.from_pretrained(source)
+        return processor_class.from_pretrained(source, **_hub_options(source))
 
 
 def missing_weights_message(what: str, model_id: str, model_dir: Path | None, cause: str) -> str:
@@ -77,9 +80,8 @@ def missing_weights_message(what: str, model_id: str, model_dir: Path | None, ca
     hub_cache = Path(huggingface_hub.constants.HF_HUB_CACHE)
     if not any(folder.is_dir() for folder in candidates):
         repo_cache = hub_cache / repo_folder_name(repo_id=model_id, repo_type="model")
-        offline = (
-            " (HF_HUB_OFFLINE is set, so the hub was not asked)" if huggingface_hub.constants.is_offline_mode() else ""
-        )
+        reason = offline_reason()
+        offline = f" ({reason}, so the hub was not asked)" if reason else ""
         looked.append(f"the Hugging Face cache {repo_cache} ({_folder_state(repo_cache)}){offline}")
     model_folder = model_dir if model_dir is not None else Path("<model folder>")
     return (
@@ -87,8 +89,13 @@ def missing_weights_message(what: str, model_id: str, model_dir: Path | None, ca
         f"`hf download {model_id} --local-dir {model_folder / model_id}` and set DVMSET_MODEL_DIR (or model_dir "
         f"in the config) to {model_folder}; or run once online without HF_HUB_OFFLINE to fill the Hugging Face "
         f"cache {hub_cache} (HF_HOME or HF_HUB_CACHE move it); or pass a local folder written by "
-        "`save_pretrained` as the model id."
+        "`save_pretrained` as the model id. `dvmset models list` shows every model and where it is looked for."
     )
+
+
+def _hub_options(source: str) -> dict[str, Any]:
+    """`local_files_only=True` when `source` is a hub id and the hub cannot be reached."""
+    return {"local_files_only": True} if not Path(source).is_dir() and offline_reason() else {}
 
 
 def _local_candidates(model_id: str, model_dir: Path | None) -> list[Path]:

@@ -32,3 +32,17 @@ def http_server(tmp_path_factory) -> Iterator[LocalHttpServer]:
     """A real HTTP server on 127.0.0.1 serving an empty folder, `http_server.root`, for this test."""
     with _serve_folder(tmp_path_factory.mktemp("served")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def real_htdemucs_dir():
+    """The Demucs repo folder holding the real HTDemucs weights, rebuilt by `make weights` under
+    `weights_cache_dir()/htdemucs` (outside the repo; `load_separator("htdemucs", folder)` loads it),
+    or a skip that says how to make it."""
+    from curation.htdemucs_onnx import MODEL_NAME, checkpoint_path, weights_cache_dir
+
+    folder = weights_cache_dir() / MODEL_NAME
+    if checkpoint_path(folder) is None:
+        pytest.skip(f"the real HTDemucs weights are not in {folder}: run `make weights` "
+                    "(python -m curation.htdemucs_onnx)")
+    return folder

@@ -30,6 +30,7 @@ def open_catalog(workdir: Path) -> Catalog:
 
 def test_demo_runs_offline_and_explains_every_bad_file(tmp_path):
     prefect = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    prefect["DVMSET_WEIGHTS_CACHE"] = str(tmp_path / "no-weights")  # the stand-in path (real weights: test_real_media)
     result = run(["demo", "--workdir", "demo"], tmp_path, **prefect)
     assert result.returncode == 0, result.stderr
     assert "Beginning flow run" in result.stderr  # the build flow, on Prefect's temporary local server
@@ -45,7 +46,11 @@ def test_demo_runs_offline_and_explains_every_bad_file(tmp_path):
     clips = catalog.clips()
     assert clips and {c.status for c in clips} == {ClipStatus.PENDING_REVIEW}
     assert all((tmp_path / "demo" / "data" / c.video_path).is_file() for c in clips)
-    assert "review queue" in result.stdout.lower() and DEMO_SEPARATOR in result.stdout
+    assert "review queue" in result.stdout.lower()
+    said = " ".join(result.stdout.split())  # no weights in its empty cache: the stand-in ran, and every clip and line says so
+    assert {(c.stand_in, c.separator_model_id) for c in clips} == {(True, DEMO_SEPARATOR)}
+    assert f"separator: {DEMO_SEPARATOR} (STAND-IN with RANDOM weights, SHA-256 " in said
+    assert f"{len(clips)} of {len(clips)} clips are stand-in output" in said
     # a second run finds nothing new and redoes nothing
     before = {v.video_id: v.updated_at for v in catalog.videos()}
     again = run(["demo", "--workdir", "demo"], tmp_path, **prefect)

@@ -1,11 +1,13 @@
 """The prescreen stage, on generated media: 16 s clips (lavfi pictures and music, espeak-ng speech).
 
-The energy curves come from known stems through `frame_energy_db`, the function the separate
-stage measures its stems with: a perfect separator, simulated honestly.
+The curves come from known stems through `frame_energy_db` and the real Silero VAD
+(`speech_probabilities`), the functions the separate stage measures its stems with: a perfect
+separator, simulated honestly.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,12 @@ from curation.prescreen import (
     priority_for,
     read_music,
     spectral_flatness,
+    speech_mask,
     static_share_for,
-    voice_mask,
 )
 from curation.samples import VideoSpec, make_music, make_speech, make_video, truncate_copy
 from curation.energy import EnergyCurves, frame_energy_db, read_energy_curves
+from curation.speech import HOP_S, SpeechDetector, load_speech_detector, speech_probabilities
 from dvmset.config import PrescreenConfig
 from dvmset.errors import ReasonCode, StageError
 from dvmset.records import PrescreenFlag
@@ -41,11 +44,26 @@ CONFIG = PrescreenConfig()
 
 
 def _curves(accompaniment: Path, vocals: Path | None = None) -> EnergyCurves:
-    """Energy curves of known stems, measured as the separate stage measures its own."""
+    """Energy curves and speech probabilities of known stems, measured as the separate stage
+    measures its own (the detector reads the vocals stem)."""
     frame_samples = round(FRAME_S * 44100)
     music, _ = sf.read(accompaniment, dtype="float32", always_2d=True)
     voice = sf.read(vocals, dtype="float32", always_2d=True)[0] if vocals else np.zeros_like(music)
-    return EnergyCurves(frame_energy_db(voice.T, frame_samples), frame_energy_db(music.T, frame_samples), FRAME_S)
+    probs = speech_probabilities(_detector(), [voice.T], 44100)
+    return EnergyCurves(
+        frame_energy_db(voice.T, frame_samples), frame_energy_db(music.T, frame_samples), FRAME_S, probs, HOP_S
+    )
+
+
+def _curves_of(speech_prob: list[float], frames: int = 4) -> EnergyCurves:
+    """Curves with the given speech probabilities and silent levels."""
+    levels = np.full(frames, -120.0, np.float32)
+    return EnergyCurves(levels, levels, FRAME_S, np.asarray(speech_prob, np.float32), HOP_S)
+
+
+@functools.cache
+def _detector() -> SpeechDetector:
+    return load_speech_detector()
 
 
 @pytest.fixture(scope="module")
@@ -97,15 +115,16 @@ def test_longest_run_s():
     assert longest_run_s(np.zeros(0, bool), 0.1) == 0.0
 
 
-def test_voice_mask_needs_dominant_vocals_above_the_floor_and_fits_the_frame_count():
-    vocals_db = np.array([-20, -20, -50, -20], np.float32)
-    accompaniment_db = np.array([-30, -17, -60, -20.5], np.float32)
-    energy = EnergyCurves(vocals_db, accompaniment_db, FRAME_S)
-    assert voice_mask(energy, 4, CONFIG).tolist() == [True, False, False, True]
-    assert voice_mask(energy, 6, CONFIG).tolist() == [True, False, False, True, False, False]
-    assert voice_mask(energy, 2, CONFIG).tolist() == [True, False]
-    stricter = CONFIG.model_copy(update={"speech_margin_db": 6.0, "vocals_floor_dbfs": -55.0})
-    assert voice_mask(energy, 4, stricter).tolist() == [True, False, True, False]
+def test_speech_mask_follows_the_config_rules_and_fits_the_frame_count():
+    # 0.0-0.32 s quiet, 0.32-0.64 s at 0.7 (10 chunks), then quiet: speech 0.29-0.67 s with the pads.
+    energy = _curves_of([0.0] * 10 + [0.7] * 10 + [0.0] * 20, frames=13)
+    assert speech_mask(energy, 8, CONFIG).tolist() == [False] * 3 + [True] * 4 + [False]
+    assert speech_mask(energy, 12, CONFIG).tolist() == [False] * 3 + [True] * 4 + [False] * 5
+    assert speech_mask(energy, 5, CONFIG).tolist() == [False] * 3 + [True] * 2
+    assert not speech_mask(energy, 8, CONFIG.model_copy(update={"speech_threshold": 0.8})).any()
+    assert not speech_mask(energy, 8, CONFIG.model_copy(update={"min_speech_s": 0.4})).any()
+    padded = speech_mask(energy, 8, CONFIG.model_copy(update={"speech_pad_s": 0.2}))
+    assert padded.tolist() == [False] + [True] * 7  # 0.12-0.84 s
 
 
 def test_static_share_bridges_repeated_frames_within_the_window():
@@ -158,15 +177,34 @@ def test_energy_curves_round_trip_and_span(tmp_path):
     assert frame_energy_db(samples[:, :950], 100).shape == (10,)
     path = tmp_path / "vocals_energy.npz"
     with open(path, "wb") as file:  # the keys separate_file writes
-        np.savez(file, vocals_energy_db=np.arange(10.0), accompaniment_energy_db=-np.arange(10.0), frame_s=0.5)
+        np.savez(
+            file, vocals_energy_db=np.arange(10.0), accompaniment_energy_db=-np.arange(10.0), frame_s=0.5,
+            speech_prob=np.arange(20.0) / 20, speech_hop_s=0.25, stage_version="separate/2",
+        )  # fmt: skip
     curves = read_energy_curves(path)
     assert curves.frame_s == 0.5 and curves.vocals_db.dtype == np.float32
+    assert curves.speech_hop_s == 0.25 and curves.speech_prob.dtype == np.float32
     part = curves.span(1.0, 2.6)
     assert part.vocals_db.tolist() == [2.0, 3.0, 4.0] and part.accompaniment_db.tolist() == [-2.0, -3.0, -4.0]
+    assert part.speech_prob.tolist() == pytest.approx([0.2, 0.25, 0.3, 0.35, 0.4, 0.45])  # chunks 4 to 9
+    assert (part.frame_s, part.speech_hop_s) == (0.5, 0.25)
     assert curves.span(4.0, 9.0).vocals_db.tolist() == [8.0, 9.0]
-    assert curves.span(20.0, 30.0).vocals_db.size == 0
+    assert curves.span(4.0, 9.0).speech_prob.size == 4  # chunks 16 to 19: the curve ends there
+    assert curves.span(20.0, 30.0).vocals_db.size == 0 and curves.span(20.0, 30.0).speech_prob.size == 0
     with pytest.raises(ValueError):
         curves.span(3.0, 2.0)
+
+
+def test_energy_curves_without_speech_probabilities_ask_for_a_new_separation(tmp_path):
+    path = tmp_path / "vocals_energy.npz"
+    with open(path, "wb") as file:  # what separate/1 wrote
+        np.savez(
+            file, vocals_energy_db=np.zeros(3), accompaniment_energy_db=np.zeros(3), frame_s=0.1,
+            stage_version="separate/1",
+        )  # fmt: skip
+    with pytest.raises(StageError) as caught:
+        read_energy_curves(path)
+    assert "separate/1" in caught.value.message and "separate the video again" in caught.value.message
 
 
 # --- whole clips ----------------------------------------------------------------------------
@@ -181,7 +219,7 @@ def test_a_silent_gap_is_non_music(scores):
     assert gap.priority == pytest.approx(gap.non_music_s / CONFIG.max_non_music_s)
 
 
-def test_speech_over_music_is_voice(scores):
+def test_speech_over_music_is_speech(scores):
     speech = scores["speech"]
     assert speech.speech_s > 5.0 and speech.silence_s == 0.0
     assert speech.non_music_s == pytest.approx(speech.speech_s)
@@ -189,7 +227,7 @@ def test_speech_over_music_is_voice(scores):
     assert scores["clean"].speech_s == 0.0
 
 
-def test_silence_and_voice_at_once_count_once(scores):
+def test_silence_and_speech_at_once_count_once(scores):
     both = scores["gap_speech"]  # speech from 0 s to about 7.5 s, the music silent from 4 s on
     assert both.silence_s == pytest.approx(12.0, abs=0.2) and both.speech_s > 5.0
     assert max(both.silence_s, both.speech_s) + 2.0 < both.non_music_s < both.silence_s + both.speech_s - 2.0

@@ -2,7 +2,8 @@
 re-encoded, resized copy of another) with clip files and label events written directly ->
 `dvmset publish` -> manifests that pandas and DuckDB read, leak-free, and that `manifests check`
 passes; a planted leak fails it; a second publish keeps the old sides; a version never
-overwrites another.
+overwrites another; clips made by a stand-in separator are refused unless allowed, and then the
+card says so at the top.
 
 The catalog rows stand for what the stages would record; the fingerprints are made by the real
 fingerprint step from the generated media (the source's sound stands in for the accompaniment).
@@ -11,6 +12,7 @@ fingerprint step from the generated media (the source's sound stands in for the 
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 import subprocess
 from datetime import UTC, datetime
@@ -26,7 +28,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from curation import separate, steps
-from curation.publish import publish
+from curation.publish import StandInError, publish
 from curation.samples import VideoSpec, make_video
 from dvmset import schema
 from dvmset.catalog import Catalog
@@ -35,7 +37,7 @@ from dvmset.config import Config, load_config
 from dvmset.errors import PublishError
 from dvmset.ids import make_clip_id
 from dvmset.records import (
-    Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, PrescreenScores, ProbeInfo,
+    Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, ModelStamp, PrescreenScores, ProbeInfo,
     SourceKind, SourceMetadata, VideoStatus,
 )  # fmt: skip
 from dvmset.storage import DataRoot
@@ -77,10 +79,14 @@ def media(tmp_path_factory) -> Path:
     return folder
 
 
-def add_video(catalog: Catalog, config: Config, media: Path, name: str, query: str, rejected=(), undecided=False) -> None:
+def add_video(
+    catalog: Catalog, config: Config, media: Path, name: str, query: str, rejected=(), undecided=False,
+    models: tuple[ModelStamp, ...] = (),
+) -> None:
     """A clipped video with CLIPS_PER_VIDEO clips on disk, fingerprinted by the real step, and
     label events: every clip accepted, but the first rejected for `rejected` and the last unlabelled
-    when `undecided`."""
+    when `undecided`. `models`: the separator (first) and speech detector recorded for its stems;
+    a stand-in separator marks the video and its clips as stand-in output."""
     data, video_id = DataRoot(config.data_root), f"local:{name}"
     raw = data.raw_dir(video_id)
     raw.mkdir(parents=True)
@@ -92,7 +98,9 @@ def add_video(catalog: Catalog, config: Config, media: Path, name: str, query: s
     catalog.add_candidates([Candidate(video_id, str(raw / "source.mp4"), SourceKind.LOCAL_FOLDER, query, title=name)])
     catalog.mark_downloaded(Download(video_id, data.relative(raw / "source.mp4"), SourceMetadata(title=name)), "download/1")
     catalog.mark_probed(video_id, ProbeInfo(SOURCE_S, 1, "mp4", "h264", 160, 120, 25.0, "aac", 44100, 2), "probe/1")
-    catalog.mark_separated(video_id, "tiny", VERSIONS.separate)
+    separator = models[0].model_id if models else "tiny"
+    stand_in = bool(models) and models[0].stand_in
+    catalog.mark_separated(video_id, separator, VERSIONS.separate, stand_in=stand_in, models=models)
     for n in range(CLIPS_PER_VIDEO):
         clip_id = make_clip_id(video_id, n * CLIP_S)
         folder = data.clip_dir(clip_id)
@@ -102,7 +110,7 @@ def add_video(catalog: Catalog, config: Config, media: Path, name: str, query: s
         catalog.save_clip(ClipRecord(
             clip_id=clip_id, video_id=video_id, start_s=n * CLIP_S, end_s=(n + 1) * CLIP_S,
             status=ClipStatus.PENDING_REVIEW, fps=25.0, video_path=data.relative(folder / "video.mp4"),
-            music_path=data.relative(folder / "music.flac"), separator_model_id="tiny",
+            music_path=data.relative(folder / "music.flac"), separator_model_id=separator, stand_in=stand_in,
             loudness=ClipLoudness(-20.0 - n, -14.0, -1.5, 6.0, False, False),
             prescreen=PrescreenScores(0.0, 0.0, 0.0, 0.0, 0.1, 0.1, (1.0,), (), 0.5), versions=VERSIONS,
         ))  # fmt: skip
@@ -257,3 +265,58 @@ def test_a_new_video_that_bridges_groups_published_on_both_sides_is_withheld(pub
     code, output = run_cli("manifests", "check", result.manifest_dir, "--data-root", config.data_root)
     assert code == 0, output
     catalog.close()
+
+
+def test_stand_in_clips_are_refused_unless_allowed_and_then_the_card_warns_first(published, media, tmp_path):
+    card = (published / "data" / "manifests" / "v0001" / "README.md").read_text(encoding="utf-8")
+    assert "\nstand_in: false\n" in card and "WARNING" not in card
+    assert "| separator | `tiny` | unknown | no |" in card  # the fixture's videos recorded no stamps
+    shutil.copytree(published, tmp_path / "work")
+    config_path = tmp_path / "work" / "dvmset.toml"
+    config = load_config(config_path, environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    stand_in, speech = ModelStamp("tiny-random", "5e" * 32, stand_in=True), ModelStamp("silero_vad", "cd" * 32)
+    real = ModelStamp("htdemucs", "ab" * 32)
+    (g, g_query, *_), (h, h_query, *_) = LATER
+    add_video(catalog, config, media, g, g_query, rejected=["noise"], models=(stand_in, speech))  # 1 rejected
+    add_video(catalog, config, media, h, h_query, models=(real, speech))
+    catalog.close()
+    manifests = tmp_path / "work" / "data" / "manifests"
+
+    code, output = run_cli("publish", "--config", config_path, "--version", "v0002")
+    said = " ".join(output.split())
+    assert code == 2, output  # a usage error: the flag is missing
+    assert "3 clips" in said and "'tiny-random'" in said and "--allow-stand-in" in said and "random weights" in said
+    assert not (manifests / "v0002").exists()
+    catalog = Catalog.open(config.resolved_catalog_url)
+    with pytest.raises(StandInError) as refused:
+        publish(catalog, config, "v0002")
+    assert (refused.value.reason, refused.value.clips, refused.value.models) == ("stand_in", 3, ("tiny-random",))
+    assert isinstance(refused.value, PublishError)
+    assert str(pickle.loads(pickle.dumps(refused.value))) == str(refused.value)  # Prefect keeps it in a state
+    catalog.close()
+
+    code, output = run_cli("publish", "--config", config_path, "--version", "v0002", "--allow-stand-in")
+    assert code == 0, output
+    assert "STAND-IN OUTPUT PUBLISHED" in output and "3 clips" in " ".join(output.split())
+    both = pd.concat(pd.read_parquet(manifests / "v0002" / f"{side}.parquet") for side in ("train", "test"))
+    marked = both[both.stand_in]
+    assert set(marked.video_id) == {f"local:{g}"} and set(marked.separator_model_id) == {"tiny-random"}
+    card = (manifests / "v0002" / "README.md").read_text(encoding="utf-8")
+    front, body = card.split("\n---\n", 1)
+    assert "\nstand_in: true" in front
+    warning = body.lstrip("\n").split("\n\n", 1)[0]  # the first thing under the front matter, above the title
+    assert warning.startswith("> [!WARNING]\n> **STAND-IN OUTPUT, NOT DATA.** 2 of the ")
+    assert "(and 1 of the rejected clips counted below)" in warning and "`tiny-random`" in warning
+    accepted = len(both) - 2 - 3  # every clip but g's two and h's three came from the fixture's "tiny"
+    for line in (
+        "| separator | `tiny` | unknown | no |",
+        f"| separator | `htdemucs` | `{'ab' * 32}` | no |",
+        f"| separator | `tiny-random` | `{'5e' * 32}` | **yes: random weights, not data** |",
+        f"| speech detector | `silero_vad` | `{'cd' * 32}` | no |",
+    ):
+        assert line in card, line
+    models = card.split("## Models\n\n", 1)[1].split("\n## ", 1)[0]
+    rows = [row.strip("| ").split(" | ") for row in models.splitlines() if row.startswith("| s")]
+    totals = {cells[1]: int(cells[-1]) for cells in rows}
+    assert totals == {"`tiny`": accepted, "`htdemucs`": 3, "`tiny-random`": 2, "`silero_vad`": 5}

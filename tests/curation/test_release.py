@@ -93,7 +93,8 @@ def released(tmp_path_factory, server, model_dir) -> Path:
         else:
             catalog.add_label(clip.clip_id, "ann", ClipStatus.ACCEPTED)
     catalog.close()
-    code, output = run_cli("publish", "--config", config_path, "--version", "v0001")
+    # the tiny random-weight separator's clips are stand-in output: publishing them needs the flag
+    code, output = run_cli("publish", "--config", config_path, "--version", "v0001", "--allow-stand-in")
     assert code == 0, output
     code, output = run_cli("release", "v0001", "--config", config_path, "-o", workdir / "release")
     assert code == 0, output
@@ -228,7 +229,7 @@ def test_local_files_are_left_out_and_a_manifest_is_not_a_release(tmp_path):
     assert shareable_config("not toml [") == ""
     (tmp_path / "fake").mkdir()
     shutil.copy(manifest_path(tmp_path / "v0007", Split.TRAIN), tmp_path / "fake" / "clips.parquet")
-    with pytest.raises(DvmsetError, match="columns differ from the schema"):
-        read_release(tmp_path / "fake")  # a manifest file is not a release
+    with pytest.raises(DvmsetError, match="schema version 2 is newer|columns differ from the schema"):
+        read_release(tmp_path / "fake")  # a manifest file is not a release (manifests are at schema 2)
     with pytest.raises(DvmsetError, match="exists"):
         make_release(tmp_path / "v0007", tmp_path / "out")

@@ -30,6 +30,7 @@ def test_environment_overrides_win_over_the_file(tmp_path):
         "DVMSET_SEARCH__PLATFORMS": "youtube,bilibili",
         "DVMSET_CATALOG_URL": "postgresql+psycopg://u@h/db",
         "DVMSET_TEST_PG_URL": "ignored",
+        "DVMSET_WEIGHTS_CACHE": "/tmp/weights",  # where real weights are cached: not a setting
     }
     config = load_config(path, environ=environ)
     assert config.data_root == Path("/srv/dvmset")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,8 @@ from curation.samples import VideoSpec, make_music, make_video
 from dvmset.catalog import Catalog
 from dvmset.ids import make_clip_id
 from dvmset.records import (
-    Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, PrescreenFlag, PrescreenScores,
-    ProbeInfo, SourceKind, SourceMetadata,
+    Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, ModelStamp, PrescreenFlag,
+    PrescreenScores, ProbeInfo, SourceKind, SourceMetadata,
 )  # fmt: skip
 from dvmset.storage import DataRoot
 
@@ -23,6 +23,7 @@ EVIL_TITLE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</sc
 KEYS = ClipVersions(separate="separate/1+aa", clip="clip/1+bb", loudness="loudness/1+cc", prescreen="prescreen/1+dd")
 PROBE = ProbeInfo(duration_s=240.0, size_bytes=1, container="mp4", video_codec="h264", width=160, height=120,
                   fps=25.0, audio_codec="aac", sample_rate_hz=44100, channels=2)  # fmt: skip
+STAND_IN = ModelStamp("tiny-random-demo", "5e" * 32, stand_in=True)  # as the demo's stand-in separator records
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,19 @@ def make_review_data(root: Path, clip_media: tuple[Path, Path], videos: int = 3,
         catalog.mark_clipped(video_id, clips_per_video, KEYS.clip)
     catalog.close()
     return ReviewData(data_root.root, url, clips)
+
+
+def mark_stand_in(catalog_url: str, video_id: str) -> list[str]:
+    """Record a video of `make_review_data` as separated by the stand-in `STAND_IN` (random
+    weights), as the demo records it: the video's models and every clip marked. Returns its clip ids."""
+    catalog = Catalog.open(catalog_url)
+    catalog.mark_separated(video_id, STAND_IN.model_id, KEYS.separate, stand_in=True, models=[STAND_IN])
+    clips = catalog.clips(video_id)
+    for clip in clips:
+        catalog.save_clip(replace(clip, separator_model_id=STAND_IN.model_id, stand_in=True))
+    catalog.mark_clipped(video_id, len(clips), KEYS.clip)
+    catalog.close()
+    return [clip.clip_id for clip in clips]
 
 
 def _clip(data_root: DataRoot, video_id: str, start_s: float, priority: float) -> ClipRecord:

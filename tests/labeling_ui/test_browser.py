@@ -13,7 +13,7 @@ from dvmset.ids import id_to_dirname
 from labeling_ui.app import AppSettings, serve
 from labeling_ui.session import ReviewSettings
 from labeling_ui.users import Role, add_user, load_users
-from tests.labeling_ui.conftest import EVIL_TITLE, free_port, make_review_data
+from tests.labeling_ui.conftest import EVIL_TITLE, STAND_IN, free_port, make_review_data, mark_stand_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")
@@ -151,3 +151,24 @@ def test_files_outside_the_clips_folder_are_refused(browser, app, data):
     assert status(clip_file, browser.new_context().request) == 401  # not logged in
     page.close()
 
+
+def test_a_stand_in_clip_shows_a_red_banner_above_the_player_and_a_real_one_none(browser, tmp_path, clip_media):
+    made = make_review_data(tmp_path, clip_media, videos=2, clips_per_video=1)
+    mark_stand_in(made.catalog_url, "youtube:vid0")  # the first clip of the queue: made by a stand-in
+    blocks, url = start(AppSettings(made.data_root, made.catalog_url, ReviewSettings(overlap_share=0.0)))  # no login
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        assert on_screen(page) == made.clip_ids[0]
+        banner = page.locator("#dv-stand-in")
+        assert banner.is_visible()
+        text = banner.text_content()
+        assert STAND_IN.model_id in text and "stand-in separator with random weights" in text
+        assert banner.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(220, 38, 38)"  # red
+        assert banner.bounding_box()["y"] < page.locator("#dv-video").bounding_box()["y"]  # above the player
+        press_and_wait(page, "a", "accepted")
+        assert on_screen(page) == made.clip_ids[1]  # a clip of a real separator: no banner
+        assert page.locator("#dv-stand-in").count() == 0
+        page.close()
+    finally:
+        blocks.close()
