@@ -211,13 +211,16 @@ def build(
     retry_failed: Annotated[bool, typer.Option(help="first send failed videos back to be tried again")] = False,
     publish: Annotated[bool, typer.Option(help="then publish the reviewed clips as manifests")] = False,
     version: Annotated[str | None, typer.Option(help="the manifest version to publish (default: the next vNNNN)")] = None,
+    allow_stand_in: Annotated[
+        bool, typer.Option(help="with --publish: publish clips a stand-in (random-weight) separator made; the card warns")
+    ] = False,
 ) -> None:
     """Discover, then run every curation stage (download, probe, separate, clip, ...) through the Prefect
     build flow, in this process (on Prefect's temporary local server unless PREFECT_API_URL is set), and
     print its summary; with --publish, publish the reviewed clips at the end. Without --folder, --urls or
     --query it searches the queries file. A rerun does only unfinished work."""
-    if version and not publish:
-        raise fail(ExitCode.USAGE, "--version needs --publish")
+    if (version or allow_stand_in) and not publish:
+        raise fail(ExitCode.USAGE, "--version and --allow-stand-in need --publish")
     _config, catalog = open_catalog(config_path)
     from flows.runners import check_runner
 
@@ -232,7 +235,7 @@ def build(
     summary = _run_build_flow(
         config_path=absolute(config_path), folder=absolute(folder), urls=absolute(urls), queries=query,
         queries_file=absolute(queries_file), label=label, runner=runner, dask_address=dask_address, workers=workers,
-        retry_failed=retry_failed, publish=publish, version=version,
+        retry_failed=retry_failed, publish=publish, version=version, allow_stand_in=allow_stand_in,
     )  # fmt: skip
     if summary.failed_sources:
         raise typer.Exit(int(ExitCode.SOURCE))

@@ -66,6 +66,12 @@ def test_init_writes_a_config_once(tmp_path):
     assert second.returncode == 2 and "--force" in second.stderr
 
 
+def test_build_options_of_the_publish_step_need_publish(tmp_path):
+    for option in (["--version", "v0001"], ["--allow-stand-in"]):
+        result = run(["build", "--folder", str(tmp_path), *option], tmp_path)
+        assert result.returncode == 2 and "need --publish" in result.stderr
+
+
 def test_invalid_config_exits_3_with_the_reason(tmp_path):
     (tmp_path / "dvmset.toml").write_text("[download]\nretries = -4\n")
     result = run(["status"], tmp_path)
