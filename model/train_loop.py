@@ -8,7 +8,8 @@ a checkpoint (`model.checkpoint`) every `save_every_steps` steps and at the last
 
 The loss is MusicGen's own: the mean over codebooks of the cross-entropy of the delayed codes (the pad
 id carries no loss). On CUDA the forward pass runs under bf16 autocast; on the CPU in float32. The
-model runs in train mode: the frozen backbone's dropout is active, as in MusicGen's own fine-tuning.
+model runs in train mode, where the frozen backbone stays at inference (`VidMusician.train`): no
+dropout in MusicGen or T5, as audiocraft trains MusicGen.
 `Trainer.resume` restores weights, optimizer, scheduler, data order and RNG states, so steps after a
 resume are bit-identical to those of an uninterrupted run (on the same device and settings).
 """

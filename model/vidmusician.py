@@ -66,6 +66,14 @@ class VidMusician(nn.Module):
         self.rhythm: RhythmConditioner | None = None
         self.embedding_manager.to(backbone.model.device)
 
+    def train(self, mode: bool = True) -> VidMusician:
+        """Train mode for the trainable parts only: the frozen MusicGen (T5 with its LoRA adapters,
+        which have no dropout, and the decoder) always runs as at inference, so its dropout (0.1 in
+        the Hugging Face configs) stays off, as in audiocraft's training of MusicGen."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
     def add_rhythm(self) -> None:
         """Stage 2: add the zero/identity-initialised rhythm module (the model's output is unchanged)."""
         if self.rhythm is not None:

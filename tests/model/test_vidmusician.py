@@ -118,6 +118,19 @@ def test_only_the_conditioning_trains_and_the_backbone_stays_bit_identical(model
             assert torch.equal(parameter, frozen_before[name]), f"frozen {name} changed"
 
 
+def test_train_mode_keeps_the_frozen_backbone_at_inference(model, batch):
+    model.add_rhythm()
+    dropouts = [m for m in model.backbone.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
+    assert dropouts, "the tiny MusicGen should carry dropout, as the real configs do (0.1)"
+    model.train()
+    assert model.training and model.embedding_manager.training and model.rhythm.training
+    assert not any(module.training for module in model.backbone.modules())
+    make_rhythm_nontrivial(model)
+    with torch.no_grad():
+        first, second = model(**batch)[1], model(**batch)[1]
+    assert torch.equal(first, second)  # no dropout anywhere: the same batch, the same loss
+
+
 @pytest.mark.parametrize("guidance_scale", [None, 3.0])
 def test_cached_generation_adds_the_rhythm_at_the_same_positions_as_teacher_forcing(model, batch, guidance_scale):
     model.add_rhythm()
