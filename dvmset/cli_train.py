@@ -17,12 +17,15 @@ import typer
 from dvmset.cli import ConfigOption, ExitCode, fail, app, out
 from dvmset.config import load_config
 from dvmset.errors import ConfigError, StageError
-from dvmset.manifest import ManifestError
+from dvmset.manifest import ManifestError, manifest_path
+from dvmset.split import Split
 
 
 @app.command()
 def train(
-    manifest: Annotated[Path, typer.Option(help="a published manifests/<version>/train.parquet")],
+    manifest: Annotated[
+        Path, typer.Option(help="a published manifest version folder (manifests/<version>/) or its train.parquet")
+    ],
     stage: Annotated[int, typer.Option(min=1, max=2, help="1: the semantic path; 2: adds the rhythm path")],
     config_path: ConfigOption = None,
     init: Annotated[Path | None, typer.Option(help="the stage-1 checkpoint stage 2 starts from")] = None,
@@ -74,6 +77,8 @@ def train(
         )  # fmt: skip
     except ValueError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
+    if manifest.is_dir():  # the version folder, as `manifests check` takes it: its train split
+        manifest = manifest_path(manifest, Split.TRAIN)
     request = TrainRequest(
         manifest_path=manifest, data_root=data_root or config.data_root,
         out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,

@@ -87,3 +87,10 @@ def test_a_missing_model_is_a_clear_configuration_error(workdir):
 def test_stage2_without_a_stage1_checkpoint_is_a_usage_error(workdir):
     code, output = train("--stage", "2", "--steps", "1")
     assert code == ExitCode.USAGE and "pass it with --init" in output
+
+
+def test_the_manifest_version_folder_is_taken_as_its_train_split(workdir):
+    args = ["train", "--manifest", "manifests/v1", "--stage", "1", "--steps", "1", *SMALL_RUN]
+    result = CliRunner().invoke(app, [*args, "--musicgen", "tiny/musicgen", "--clip", "tiny/clip"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert (workdir / "runs" / "v1" / "stage1" / "checkpoint.pt").is_file()  # named after the version, as before
