@@ -34,7 +34,7 @@ KeysArgument = Annotated[
 ]
 IdOption = Annotated[
     list[str] | None,
-    typer.Option("--id", help="KEY=ID: look at another id than the default, e.g. musicgen=facebook/musicgen-medium"),
+    typer.Option("--id", help="KEY=ID: look at another id than the default, e.g. musicgen=facebook/musicgen-small"),
 ]
 
 

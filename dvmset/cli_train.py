@@ -43,7 +43,7 @@ def train(
     ] = 1,
     resume: Annotated[bool, typer.Option(help="continue the run in the output folder from its checkpoint")] = False,
     musicgen: Annotated[
-        str | None, typer.Option(help="MusicGen hub id or folder (default: facebook/musicgen-small)")
+        str | None, typer.Option(help="MusicGen hub id or folder (default: facebook/musicgen-medium, the paper's)")
     ] = None,
     clip: Annotated[
         str | None, typer.Option(help="CLIP hub id or folder (default: openai/clip-vit-base-patch32)")

@@ -100,7 +100,7 @@ REGISTRY: dict[str, ModelEntry] = {
             licence_detail="weights CC-BY-NC 4.0 (model card); audiocraft's code MIT",
             published="Hugging Face hub", checksums={},
             sizes_bytes={"facebook/musicgen-small": 2_370_000_000, "facebook/musicgen-medium": 8_040_000_000},
-            note="paper: facebook/musicgen-medium",
+            note="the paper's backbone; facebook/musicgen-small is a smaller, different model",
         ),
         ModelEntry(
             "clip", "CLIP ViT-B/32 vision tower (video features)", "train, generate", "hub",

@@ -36,7 +36,7 @@ from model.cache import cache_path, read_cache, write_cache
 from model.errors import FeatureError
 from model.weights import load_model
 
-DEFAULT_MUSICGEN_MODEL_ID = "facebook/musicgen-small"
+DEFAULT_MUSICGEN_MODEL_ID = "facebook/musicgen-medium"  # the paper's backbone (24.79M trainable parameters)
 CODES_VERSION = "musicgen-codes/1"
 CACHE_KIND = "codes"
 MUSIC_FILE = "music.flac"  # the clip stage's file name (curation/clip.py)
