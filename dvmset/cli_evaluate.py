@@ -6,7 +6,8 @@ order, else by the folder's name); the music for a clip is `DIR/<clip id>.<wav|f
 id as `dvmset.ids.id_to_dirname` writes it). The ground-truth music (upper reference) and another
 clip's music (shuffled, lower reference) are evaluated beside them unless `--no-references`.
 `--scenes manifest` takes each clip's scene changes from the manifest (the curation prescreen's cuts)
-instead of running PySceneDetect again; `--beat-tracker module:function` plugs in another beat tracker
+instead of running PySceneDetect again; `--beats` names the Rhythm score's beat protocol (default `onsets-d2m`);
+`--beat-tracker module:function` plugs in another beat tracker
 (`model.metrics.trackers`), checked before any work. The ImageBind score reads `--imagebind PATH`
 (default `imagebind/imagebind_huge.pth` under the model folder); without that file the report says it is not
 available and where to download it, `--no-imagebind` leaves it out.
@@ -66,10 +67,14 @@ def evaluate(
     scenes: Annotated[
         str, typer.Option(help="scene changes: detect (PySceneDetect on each video) or manifest (its scene_cuts_s)")
     ] = "detect",
+    beats: Annotated[
+        str | None,
+        typer.Option(help="the Rhythm score's beats: onsets-d2m (the default: D2M-GAN's onsets, as the paper), "
+                     "onsets-loris, beat_track (librosa's beat tracker), plp"),
+    ] = None,
     beat_tracker: Annotated[
         str | None,
-        typer.Option(help="beat tracker module:function, e.g. model.metrics.rhythm:plp_beats_s (default: "
-                     "librosa's beat_track)"),
+        typer.Option(help="another beat tracker, module:function (instead of --beats)"),
     ] = None,
     tolerance_s: Annotated[float, typer.Option(min=0.0, help="a beat this close hits a scene change (s)")] = 0.1,
     beat_bin_s: Annotated[float, typer.Option(min=0.01, help="onset bin of BCS/BHS (s)")] = 1.0,
@@ -90,7 +95,7 @@ def evaluate(
     )  # fmt: skip
     from model.metrics.report import protocol, write_report
     from model.metrics.scenes import SceneSettings, manifest_scenes
-    from model.metrics.trackers import DEFAULT_BEAT_TRACKER, BeatTrackerError, load_beat_tracker
+    from model.metrics.trackers import BeatTrackerError, beat_tracker_spec, load_beat_tracker
 
     names = list(name or [folder.name for folder in generated])
     if len(names) != len(generated) or len(set(names)) != len(names):
@@ -112,7 +117,7 @@ def evaluate(
                    "detected: they do not apply with --scenes manifest")  # fmt: skip
     try:
         detector = SceneSettings(**detection)
-        tracker = load_beat_tracker(beat_tracker or DEFAULT_BEAT_TRACKER)
+        tracker = load_beat_tracker(beat_tracker_spec(beats, beat_tracker))
     except (ValueError, BeatTrackerError) as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     root = data_root or config.data_root

@@ -10,8 +10,11 @@ A tracker may describe itself through attributes on the function, else on its mo
 `SAMPLE_RATE_HZ` (the rate it wants its audio at; default `DEFAULT_SAMPLE_RATE_HZ`, librosa's 22,050)
 and `DESCRIPTION` (what the report's protocol records). Without a `DESCRIPTION` the protocol records
 the spec and the `__version__` of its module (or else of the module's top package), if there is one.
-`DEFAULT_BEAT_TRACKER` is librosa's dynamic-programming tracker (`rhythm.music_beats_s`);
-`rhythm.plp_beats_s` (librosa's predominant local pulse) ships as a second one.
+Named protocols (`BEAT_PROTOCOLS`, `dvmset evaluate --beats NAME`) name the shipped trackers:
+`onsets-d2m` (the default: the paper scores rhythm "similar to the Beats Hit Score" of D2M-GAN, whose
+released script takes librosa onsets as beats, `rhythm.d2m_onset_beats_s`), `onsets-loris` (the same
+detector with LORIS' wider peak picking), `beat_track` (librosa's dynamic-programming beat tracker,
+`rhythm.music_beats_s`) and `plp` (librosa's predominant local pulse, `rhythm.plp_beats_s`).
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import numpy as np
 
 from dvmset.errors import DvmsetError
 
-DEFAULT_BEAT_TRACKER = "model.metrics.rhythm:music_beats_s"
+BEAT_PROTOCOLS = {  # name -> tracker spec
+    "onsets-d2m": "model.metrics.rhythm:d2m_onset_beats_s",
+    "onsets-loris": "model.metrics.rhythm:loris_onset_beats_s",
+    "beat_track": "model.metrics.rhythm:music_beats_s",
+    "plp": "model.metrics.rhythm:plp_beats_s",
+}
+DEFAULT_BEATS = "onsets-d2m"
+DEFAULT_BEAT_TRACKER = BEAT_PROTOCOLS[DEFAULT_BEATS]
 DEFAULT_SAMPLE_RATE_HZ = 22_050
 PROBE_S = 4.0
 PROBE_PERIOD_S = 0.5
@@ -58,7 +68,8 @@ class BeatTracker:
 
     def protocol(self) -> dict[str, object]:
         """What a report records about the beat tracker."""
-        return {"beat_tracker": self.description, "beat_tracker_spec": self.spec,
+        name = next((name for name, spec in BEAT_PROTOCOLS.items() if spec == self.spec), "custom")
+        return {"beats": name, "beat_tracker": self.description, "beat_tracker_spec": self.spec,
                 "beat_sample_rate_hz": self.sample_rate_hz}  # fmt: skip
 
 
@@ -112,6 +123,19 @@ def tracker_from_callable(function: Callable[[np.ndarray, int], object], spec: s
     if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
         raise BeatTrackerError(f"beat tracker {spec}: SAMPLE_RATE_HZ must be a positive int, got {rate!r}")
     return BeatTracker(spec, function, rate, _description(function, spec))
+
+
+def beat_tracker_spec(beats: str | None, tracker: str | None) -> str:
+    """The tracker spec of a named protocol `beats` (None: `DEFAULT_BEATS`) or of an explicit
+    `module:function` `tracker`; BeatTrackerError for an unknown name or both given."""
+    if beats is not None and tracker is not None:
+        raise BeatTrackerError("give --beats (a named protocol) or --beat-tracker (module:function), not both")
+    if tracker is not None:
+        return tracker
+    name = beats or DEFAULT_BEATS
+    if name not in BEAT_PROTOCOLS:
+        raise BeatTrackerError(f"unknown beat protocol {name!r}; the protocols are {', '.join(BEAT_PROTOCOLS)}")
+    return BEAT_PROTOCOLS[name]
 
 
 def probe_signal(sample_rate_hz: int) -> np.ndarray:

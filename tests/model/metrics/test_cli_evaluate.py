@@ -140,6 +140,16 @@ def test_a_plugged_in_beat_tracker_sets_the_rhythm_score_and_is_recorded(workdir
     assert protocol["beat_tracker_spec"] == spec and protocol["beat_sample_rate_hz"] == 16_000
     markdown = (workdir / "reports" / "v1" / "evaluation.md").read_text()
     assert "| beat_tracker | fixed beats at 2 and 4 s (test tracker) |" in markdown
+    assert protocol["beats"] == "custom"
+
+
+def test_the_beat_protocol_is_named_and_recorded(workdir):
+    code, output = evaluate("--generated", "generated/late", "--no-references", "--beats", "beat_track")
+    assert code == 0, output
+    protocol = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())["protocol"]
+    assert protocol["beats"] == "beat_track" and protocol["beat_tracker_spec"].endswith(":music_beats_s")
+    code, output = evaluate("--generated", "generated/late", "--beats", "plp", "--beat-tracker", "a:b")
+    assert code == ExitCode.USAGE and "not both" in output
 
 
 @pytest.mark.parametrize(

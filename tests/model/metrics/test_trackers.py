@@ -6,8 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model.metrics.rhythm import default_beat_tracker, music_beats_s
-from model.metrics.trackers import DEFAULT_BEAT_TRACKER, BeatTrackerError, load_beat_tracker, probe_signal
+from model.metrics.rhythm import d2m_onset_beats_s, default_beat_tracker, loris_onset_beats_s, music_beats_s
+from model.metrics.trackers import (
+    BEAT_PROTOCOLS, DEFAULT_BEAT_TRACKER, DEFAULT_BEATS, BeatTrackerError, beat_tracker_spec, load_beat_tracker,
+    probe_signal,
+)  # fmt: skip
 from tests.model.metrics.conftest import BEAT_PERIOD_S, DRUM_RATE_HZ, drums
 
 PLUGINS = "tests.model.metrics.tracker_plugins"
@@ -17,7 +20,7 @@ def test_a_tracker_that_describes_itself_gives_its_rate_description_and_times():
     tracker = load_beat_tracker(f"{PLUGINS}:fixed_beats_s")
     assert tracker.sample_rate_hz == 16_000
     assert tracker.protocol() == {
-        "beat_tracker": "fixed beats at 2 and 4 s (test tracker)", "beat_tracker_spec": f"{PLUGINS}:fixed_beats_s",
+        "beats": "custom", "beat_tracker": "fixed beats at 2 and 4 s (test tracker)", "beat_tracker_spec": f"{PLUGINS}:fixed_beats_s",
         "beat_sample_rate_hz": 16_000,
     }  # fmt: skip
     beats_s = tracker.beats_s(np.zeros(5 * 16_000, dtype=np.float32))
@@ -30,10 +33,32 @@ def test_a_tracker_without_description_records_its_spec_and_module_version_at_li
     assert tracker.sample_rate_hz == DRUM_RATE_HZ
 
 
-def test_the_default_is_librosas_beat_track_and_loads_by_its_spec():
+def test_the_default_is_d2m_gans_onsets_and_loads_by_its_spec():
     default, loaded = default_beat_tracker(), load_beat_tracker(DEFAULT_BEAT_TRACKER)
-    assert default.function is music_beats_s and loaded.protocol() == default.protocol()
-    assert default.description.startswith("librosa ") and "beat.beat_track" in default.description
+    assert default.function is d2m_onset_beats_s and loaded.protocol() == default.protocol()
+    assert default.protocol()["beats"] == DEFAULT_BEATS == "onsets-d2m"
+    assert "onset.onset_detect(wait=1, delta=0.2, pre_avg=1, post_avg=1, post_max=1)" in default.description
+
+
+def test_named_protocols_load_their_trackers_and_bad_choices_are_refused():
+    for name, spec in BEAT_PROTOCOLS.items():
+        tracker = load_beat_tracker(beat_tracker_spec(name, None))
+        assert (tracker.spec, tracker.protocol()["beats"]) == (spec, name)
+    assert load_beat_tracker(beat_tracker_spec(None, None)).function is d2m_onset_beats_s
+    assert load_beat_tracker(beat_tracker_spec("beat_track", None)).function is music_beats_s
+    assert beat_tracker_spec(None, f"{PLUGINS}:fixed_beats_s") == f"{PLUGINS}:fixed_beats_s"
+    with pytest.raises(BeatTrackerError, match="unknown beat protocol 'beats'"):
+        beat_tracker_spec("beats", None)
+    with pytest.raises(BeatTrackerError, match="not both"):
+        beat_tracker_spec("plp", f"{PLUGINS}:fixed_beats_s")
+
+
+def test_the_onset_protocols_find_the_drum_hits():
+    audio = drums(8.0, 0.0)
+    for tracker in (d2m_onset_beats_s, loris_onset_beats_s):
+        onsets_s = tracker(audio, DRUM_RATE_HZ)
+        hits = [np.min(np.abs(onsets_s - beat_s)) <= 0.05 for beat_s in np.arange(0.0, 8.0, BEAT_PERIOD_S)]
+        assert np.mean(hits) >= 0.9, tracker.__name__
 
 
 @pytest.mark.parametrize(
