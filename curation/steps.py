@@ -10,6 +10,7 @@ never stops a run. The CLI loops over these; Prefect tasks wrap them one to one.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -25,7 +26,7 @@ from curation import clip, dedup, download, loudness, picture, prescreen, probe,
 from curation.energy import EnergyCurves, read_energy_curves
 from dvmset.catalog import Catalog
 from dvmset.config import Config, stage_key
-from dvmset.errors import ConfigError, ReasonCode, StageError
+from dvmset.errors import ConfigError, InfrastructureError, ReasonCode, StageError
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipLoudness, ClipRecord, ClipStatus, ClipVersions, VideoRecord, VideoStatus
 from dvmset.storage import DataRoot, remove_stale_temps
@@ -45,17 +46,47 @@ def _record_failure(catalog: Catalog, video: VideoRecord, error: StageError, sta
     return StepOutcome(video.video_id, status, error.reason)
 
 
-def _guarded(stage_version: str, work: Callable[[], StepOutcome], catalog: Catalog, video: VideoRecord) -> StepOutcome:
+def _guarded(
+    stage_version: str, work: Callable[[], StepOutcome], catalog: Catalog, video: VideoRecord, data_root: Path
+) -> StepOutcome:
     try:
         return work()
     except ConfigError:  # the set-up is wrong (e.g. no model), not the video: stop the run
         raise
-    except StageError as error:
-        return _record_failure(catalog, video, error, stage_version)
     except Exception as exc:  # noqa: BLE001 - the run goes on; the catalog keeps the reason
+        fault = infrastructure_fault(exc, data_root)
+        if fault is not None:  # the machine's, not the video's: stop, leave the video as it was
+            raise InfrastructureError(f"{stage_version} stopped at {video.video_id}: {fault}") from exc
+        if isinstance(exc, StageError):  # the video's own fault
+            return _record_failure(catalog, video, exc, stage_version)
         log.exception("unexpected error in %s for %s", stage_version, video.video_id)
         error = StageError(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         return _record_failure(catalog, video, error, stage_version)
+
+
+LOW_DISK_BYTES = 64 * 1024 * 1024  # under this much free space, a failed write is taken for a full disk
+_DISK_ERRNOS = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system"}
+
+
+def infrastructure_fault(exc: BaseException, data_root: Path) -> str | None:
+    """What is wrong with the machine when `exc` is its fault, not the video's, else None: a full,
+    over-quota or read-only disk (by errno, or any error while the data root's disk has under
+    `LOW_DISK_BYTES` free: libsndfile says only "System error."), or the data root not writable."""
+    root = Path(data_root).resolve()
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        return f"{_DISK_ERRNOS[exc.errno]} ({exc.filename or root}); free space or fix the disk, then run again"
+    try:
+        free_bytes = shutil.disk_usage(root).free
+    except OSError:
+        return f"the data root {root} cannot be read; check that it is mounted, then run again"
+    if free_bytes < LOW_DISK_BYTES:
+        return (
+            f"the disk of the data root {root} is full ({free_bytes / 2**20:.0f} MiB free; "
+            f"{type(exc).__name__}: {exc}); free space, then run again"
+        )
+    if isinstance(exc, PermissionError) and exc.filename and Path(exc.filename).resolve().is_relative_to(root):
+        return f"cannot write under the data root ({exc.filename}: permission denied); fix its permissions, then run again"
+    return None
 
 
 def download_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
@@ -66,7 +97,7 @@ def download_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepO
         catalog.mark_downloaded(result, download.STAGE_VERSION)
         return StepOutcome(video.video_id, VideoStatus.DOWNLOADED)
 
-    return _guarded(download.STAGE_VERSION, work, catalog, video)
+    return _guarded(download.STAGE_VERSION, work, catalog, video, config.data_root)
 
 
 def probe_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
@@ -77,7 +108,7 @@ def probe_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutc
         catalog.mark_probed(video.video_id, info, probe.STAGE_VERSION)
         return StepOutcome(video.video_id, VideoStatus.PROBED)
 
-    return _guarded(probe.STAGE_VERSION, work, catalog, video)
+    return _guarded(probe.STAGE_VERSION, work, catalog, video, config.data_root)
 
 
 def stage_keys(config: Config) -> ClipVersions:
@@ -133,7 +164,7 @@ def separate_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepO
         catalog.mark_separated(video.video_id, files.model_id, key, stand_in=files.stand_in, models=files.models)
         return StepOutcome(video.video_id, VideoStatus.SEPARATED)
 
-    return _guarded(key, work, catalog, video)
+    return _guarded(key, work, catalog, video, config.data_root)
 
 
 def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
@@ -172,7 +203,7 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutco
         catalog.mark_clipped(video.video_id, len(spans), keys.clip)
         return StepOutcome(video.video_id, VideoStatus.CLIPPED)
 
-    return _guarded(keys.clip, work, catalog, video)
+    return _guarded(keys.clip, work, catalog, video, config.data_root)
 
 
 def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
@@ -189,7 +220,7 @@ def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord) -> St
         catalog.mark_fingerprinted(video.video_id, dedup.FINGERPRINT_VERSION)
         return StepOutcome(video.video_id, VideoStatus.CLIPPED)
 
-    return _guarded(stage_version, work, catalog, video)
+    return _guarded(stage_version, work, catalog, video, config.data_root)
 
 
 def _save_clip(catalog: Catalog, config: Config, made: ClipRecord) -> None:

@@ -3,7 +3,8 @@
 Exit codes scripts can rely on (`ExitCode`): 0 the command did its work (videos that were
 skipped or failed are recorded in the catalog, not errors of the command), 1 some videos
 failed in this run, 2 usage error, 3 invalid configuration, 4 a source could not be read
-(e.g. the platform is unreachable), 5 the catalog could not be opened.
+(e.g. the platform is unreachable), 5 the catalog could not be opened, 6 the machine failed the run
+(the data root's disk is full, read-only or not writable): the videos stay as they were, a rerun goes on.
 The curation stages are imported inside the commands: this module is the application's top.
 """
 
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from dvmset.catalog import Catalog
 from dvmset.config import DEFAULT_FILE_NAME, STARTER_CONFIG, Config, config_toml, load_config
-from dvmset.errors import CatalogError, ConfigError, DvmsetError, PublishError, SearchError
+from dvmset.errors import CatalogError, ConfigError, DvmsetError, InfrastructureError, PublishError, SearchError
 from dvmset.records import Candidate
 from dvmset.reports import review_queue_table, status_tables
 from dvmset.storage import DataRoot, atomic_write_text
@@ -42,6 +43,7 @@ class ExitCode(IntEnum):
     CONFIG = 3
     SOURCE = 4
     CATALOG = 5
+    INFRASTRUCTURE = 6
 
 
 app = typer.Typer(
@@ -360,6 +362,8 @@ def main() -> None:
 
 def exit_code_for(error: DvmsetError) -> ExitCode:
     """The exit code of an error that ends a command."""
+    if isinstance(error, InfrastructureError):
+        return ExitCode.INFRASTRUCTURE
     if isinstance(error, ConfigError):
         return ExitCode.CONFIG
     if isinstance(error, CatalogError):

@@ -50,6 +50,12 @@ class ConfigError(DvmsetError):
     """The configuration file or an environment override is invalid."""
 
 
+class InfrastructureError(ConfigError):
+    """A fault of the machine, not of the video: the data root's disk is full or read-only, or not
+    writable. Like a set-up error it stops the run (it would fail every video the same way) and leaves
+    the video as it was, so a plain rerun goes on once it is fixed; it has an exit code of its own."""
+
+
 class CatalogError(DvmsetError):
     """The catalog cannot be opened, or its schema is newer than this code."""
 

@@ -109,3 +109,17 @@ def served_video(http_server):
     from curation.samples import VideoSpec, make_video
 
     return make_video(http_server.root / "good.mp4", VideoSpec(65.0))
+
+
+def test_a_machine_fault_has_an_exit_code_of_its_own(monkeypatch, capsys):
+    from dvmset import cli
+    from dvmset.errors import InfrastructureError
+
+    def disk_full() -> None:
+        raise InfrastructureError("separate/2 stopped at local:x: no space left (/data); free space, then run again")
+
+    monkeypatch.setattr(cli, "app", disk_full)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    assert stopped.value.code == cli.ExitCode.INFRASTRUCTURE == 6
+    assert "no space left" in capsys.readouterr().err

@@ -7,6 +7,7 @@ setting does not reach must not be redone.
 
 from __future__ import annotations
 
+import errno
 import shutil
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from curation.samples import VideoSpec, make_video
 from curation.search import scan_folder
 from dvmset.catalog import Catalog
 from dvmset.config import ClipConfig, Config, LoudnessConfig, PrescreenConfig, ProbeConfig, SeparateConfig
-from dvmset.errors import ConfigError
+from dvmset.errors import ConfigError, InfrastructureError
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipStatus, PrescreenFlag, VideoStatus
 from dvmset.storage import DataRoot
@@ -255,3 +256,42 @@ def test_a_missing_model_stops_the_run_without_marking_videos(fresh, tmp_path):
     with pytest.raises(ConfigError, match="nowhere"):
         steps.run_step(step, "separate", catalog, missing, videos)
     assert the_video(catalog).status is VideoStatus.PROBED
+
+
+def test_a_full_disk_stops_the_run_leaves_the_video_as_it_was_and_a_rerun_goes_on(fresh, monkeypatch):
+    catalog, config = fresh
+    for stage in ("download", "probe"):
+        step, videos = steps.pending(stage, catalog, config)
+        steps.run_step(step, stage, catalog, config, videos)
+    step, videos = steps.pending("separate", catalog, config)
+    original = steps.separate.separate_file
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(config.data_root / "stems" / "x.flac"))
+
+    monkeypatch.setattr(steps.separate, "separate_file", disk_full)
+    with pytest.raises(InfrastructureError, match="no space left"):
+        steps.run_step(step, "separate", catalog, config, videos)
+    assert the_video(catalog).status is VideoStatus.PROBED and the_video(catalog).error is None
+
+    def libsndfile_says_system_error(*_args, **_kwargs):  # no errno: the free space tells
+        raise RuntimeError("LibsndfileError: System error.")
+
+    monkeypatch.setattr(steps.separate, "separate_file", libsndfile_says_system_error)
+    monkeypatch.setattr(steps.shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    with pytest.raises(InfrastructureError, match="is full"):
+        steps.run_step(step, "separate", catalog, config, videos)
+    assert the_video(catalog).status is VideoStatus.PROBED
+    monkeypatch.undo()  # space freed: the same videos go on
+    assert steps.separate.separate_file is original
+    step, videos = steps.pending("separate", catalog, config)
+    assert steps.run_step(step, "separate", catalog, config, videos).failed == 0
+    assert the_video(catalog).status is VideoStatus.SEPARATED
+
+
+def test_an_unexpected_error_with_room_on_the_disk_is_still_the_videos(tmp_path):
+    assert steps.infrastructure_fault(RuntimeError("boom"), tmp_path) is None
+    assert steps.infrastructure_fault(PermissionError(errno.EACCES, "denied", "/elsewhere/a.mp4"), tmp_path) is None
+    inside = PermissionError(errno.EACCES, "denied", str(tmp_path / "clips" / "a.flac"))
+    assert "permission denied" in steps.infrastructure_fault(inside, tmp_path)
+    assert "read-only" in steps.infrastructure_fault(OSError(errno.EROFS, "Read-only file system"), tmp_path)
