@@ -86,7 +86,7 @@ def train(
         init_checkpoint=init, resume=resume, device=device,
     )  # fmt: skip
     try:
-        result = run_training(request)
+        result = run_training(request, announce=lambda line: out.print(line, highlight=False))
     except CheckpointError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     except WeightsNotFoundError as exc:

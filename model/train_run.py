@@ -16,6 +16,7 @@ run into a folder that holds a checkpoint, stage 2 without `--init`, a resume wi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,25 @@ class TrainResult:
     plot_path: Path
 
 
-def run_training(request: TrainRequest) -> TrainResult:
-    """Train as `request` says (see the module docstring)."""
+PAPER_TRAINABLE_PARAMETERS = 24.79e6  # VidMusician on musicgen-medium (paper, section 5.1)
+PAPER_MUSICGEN_MODEL_ID = "facebook/musicgen-medium"
+
+
+def model_line(spec: ModelSpec, trainable: int) -> str:
+    """What a run trains, said before it starts: stage, backbone, CLIP and trainable parameters beside
+    the paper's 24.79M, and a warning when the backbone is not the paper's."""
+    line = (
+        f"VidMusician stage {spec.stage} on {spec.musicgen_model_id} with {spec.clip_model_id}: "
+        f"{trainable / 1e6:.2f}M trainable parameters (the paper: {PAPER_TRAINABLE_PARAMETERS / 1e6:.2f}M on "
+        f"{PAPER_MUSICGEN_MODEL_ID})"
+    )
+    if spec.musicgen_model_id != PAPER_MUSICGEN_MODEL_ID:
+        line += f"; {spec.musicgen_model_id} is not the paper's backbone: this run trains a different model"
+    return line
+
+
+def run_training(request: TrainRequest, announce: Callable[[str], None] = lambda _line: None) -> TrainResult:
+    """Train as `request` says (see the module docstring); `announce` gets `model_line` before the first step."""
     if request.stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {request.stage}")
     out_dir = Path(request.out_dir)
@@ -86,6 +104,7 @@ def run_training(request: TrainRequest) -> TrainResult:
     model = build_model(spec, request.model_dir, request.device)
     if init is not None:
         model.load_trainable_state_dict(init.trainable)
+    announce(model_line(spec, sum(p.numel() for p in model.parameters() if p.requires_grad)))
     clips = TrainingClips(
         data_root, clip_ids, clip_model_id, musicgen_model_id, model.backbone.frame_rate_hz, request.settings.crop_s
     )

@@ -49,6 +49,8 @@ def test_train_stage1_then_stage2_with_an_exact_resume(workdir):
     assert code == 0, output
     stage1 = workdir / "runs" / "v1" / "stage1"  # the default output folder
     assert "3 clips (3 features and 3 codes computed), 8 steps this run, at step 8" in output
+    assert "VidMusician stage 1 on tiny/musicgen with tiny/clip: " in output
+    assert "(the paper: 24.79M on facebook/musicgen-medium); tiny/musicgen is not the paper's backbone" in output
     records = read_log(stage1 / "train_log.csv")
     assert [r.step for r in records] == list(range(1, 9))
     assert records[-1].loss < records[0].loss - 0.02

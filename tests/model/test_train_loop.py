@@ -175,3 +175,13 @@ def test_settings_count_steps_from_epochs_and_refuse_uneven_micro_batches():
         TrainSettings(total_steps=0)
     with pytest.raises(ValueError, match="epochs"):
         TrainSettings(epochs=0)
+
+
+def test_the_model_line_puts_the_trainable_parameters_beside_the_papers():
+    from model.checkpoint import ModelSpec
+    from model.train_run import model_line
+
+    paper = model_line(ModelSpec("facebook/musicgen-medium", "openai/clip-vit-base-patch32", 512, 2), 23_710_000)
+    assert paper.endswith("23.71M trainable parameters (the paper: 24.79M on facebook/musicgen-medium)")
+    small = model_line(ModelSpec("facebook/musicgen-small", "openai/clip-vit-base-patch32", 512, 1), 6_270_000)
+    assert "6.27M" in small and "not the paper's backbone" in small
