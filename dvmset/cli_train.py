@@ -15,10 +15,30 @@ from typing import Annotated
 import typer
 
 from dvmset.cli import ConfigOption, ExitCode, fail, app, out
-from dvmset.config import load_config
+from pydantic import ValidationError
+
+from dvmset.config import Config, TrainConfig, config_toml, load_config
 from dvmset.errors import ConfigError, StageError
 from dvmset.manifest import ManifestError, manifest_path
 from dvmset.split import Split
+
+
+def run_config(config: Config, flags: dict[str, object]) -> Config:
+    """`config` with the given flags over its [train] section (ConfigError when one is out of range)."""
+    try:
+        return config.model_copy(update={"train": TrainConfig.model_validate({**config.train.model_dump(), **flags})})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid train settings: {exc}") from exc
+
+
+def resolved_run_config(config: Config, musicgen_id: str, clip_id: str) -> str:
+    """The TOML a run writes beside its checkpoint: `config` with the model ids it really used and
+    absolute data and model folders, so that `--config <run>/config.toml` repeats it from anywhere."""
+    absolute = {"data_root": config.data_root.resolve()}
+    if config.model_dir is not None:
+        absolute["model_dir"] = config.model_dir.resolve()
+    train = config.train.model_copy(update={"musicgen": musicgen_id, "clip": clip_id})
+    return config_toml(config.model_copy(update={**absolute, "train": train}))
 
 
 @app.command()
@@ -36,11 +56,13 @@ def train(
         int | None,
         typer.Option(min=1, help="optimizer steps in all, a resumed run goes on up to it (default: from --epochs)"),
     ] = None,
-    epochs: Annotated[float, typer.Option(min=0.01, help="passes over the clips when --steps is not given")] = 120.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="clips per optimizer step (the paper: 16)")] = 16,
+    epochs: Annotated[
+        float | None, typer.Option(min=0.01, help="passes over the clips when --steps is not given (default: 120)")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="clips per optimizer step (the paper: 16)")] = None,
     accumulate: Annotated[
-        int, typer.Option(min=1, help="micro-batches a step is split into (gradient accumulation, less memory)")
-    ] = 1,
+        int | None, typer.Option(min=1, help="micro-batches a step is split into (gradient accumulation, less memory)")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue the run in the output folder from its checkpoint")] = False,
     musicgen: Annotated[
         str | None, typer.Option(help="MusicGen hub id or folder (default: facebook/musicgen-medium, the paper's)")
@@ -51,39 +73,52 @@ def train(
     data_root: Annotated[
         Path | None, typer.Option(help="where the manifest's paths start (default: the config's)")
     ] = None,
-    crop_s: Annotated[float, typer.Option(min=0.1, help="seconds of each random training crop")] = 30.0,
-    seed: Annotated[int, typer.Option(help="seed of the data order, crops and initial weights")] = 0,
-    save_every: Annotated[int, typer.Option(min=1, help="write a checkpoint every this many steps")] = 500,
+    crop_s: Annotated[float | None, typer.Option(min=0.1, help="seconds of each random training crop (30)")] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of the data order, crops and initial weights (0)")] = None,
+    save_every: Annotated[int | None, typer.Option(min=1, help="write a checkpoint every this many steps (500)")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="peak learning rate (default: the stage's)")] = None,
-    warmup_steps: Annotated[int, typer.Option(min=1, help="linear warm-up steps")] = 6000,
+    warmup_steps: Annotated[int | None, typer.Option(min=1, help="linear warm-up steps (6000)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when there is one)")] = None,
 ) -> None:
     """Train VidMusician on a manifest's accepted clips: stage 1, then stage 2 from its checkpoint.
-    Caches CLIP features and MusicGen codes on first use; writes checkpoint.pt, train_log.csv and loss.png."""
+    Settings come from the config's [train] section (the paper's by default); flags override them.
+    Caches CLIP features and MusicGen codes on first use; writes config.toml (the resolved config: pass
+    it with --config to repeat the run), checkpoint.pt, train_log.csv and loss.png."""
     from model.errors import CheckpointError, WeightsNotFoundError
     from model.train import OptimizerSettings
     from model.train_loop import TrainSettings
     from model.train_run import TrainRequest, run_training
 
+    flags = {
+        "musicgen": musicgen, "clip": clip, "steps": steps, "epochs": epochs, "batch_size": batch_size,
+        "accumulate": accumulate, "crop_s": crop_s, "seed": seed, "save_every": save_every,
+        "learning_rate": learning_rate, "warmup_steps": warmup_steps, "device": device,
+    }  # fmt: skip
     try:
         config = load_config(config_path)
+        config = run_config(config, {key: value for key, value in flags.items() if value is not None})
     except ConfigError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
+    if data_root is not None:
+        config = config.model_copy(update={"data_root": data_root})
+    train_config = config.train
     try:
         settings = TrainSettings(
-            total_steps=steps, epochs=epochs, batch_size=batch_size, accumulate=accumulate, crop_s=crop_s, seed=seed,
-            save_every_steps=save_every,
-            optimizer=OptimizerSettings(learning_rate=learning_rate, warmup_steps=warmup_steps),
+            total_steps=train_config.steps, epochs=train_config.epochs, batch_size=train_config.batch_size,
+            accumulate=train_config.accumulate, crop_s=train_config.crop_s, seed=train_config.seed,
+            save_every_steps=train_config.save_every,
+            optimizer=OptimizerSettings(learning_rate=train_config.learning_rate, warmup_steps=train_config.warmup_steps),
         )  # fmt: skip
     except ValueError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     if manifest.is_dir():  # the version folder, as `manifests check` takes it: its train split
         manifest = manifest_path(manifest, Split.TRAIN)
     request = TrainRequest(
-        manifest_path=manifest, data_root=data_root or config.data_root,
+        manifest_path=manifest, data_root=config.data_root,
         out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,
-        settings=settings, musicgen_model_id=musicgen, clip_model_id=clip, model_dir=config.model_dir,
-        init_checkpoint=init, resume=resume, device=device,
+        settings=settings, musicgen_model_id=train_config.musicgen, clip_model_id=train_config.clip,
+        model_dir=config.model_dir, init_checkpoint=init, resume=resume, device=train_config.device,
+        run_config=lambda musicgen_id, clip_id: resolved_run_config(config, musicgen_id, clip_id),
     )  # fmt: skip
     try:
         result = run_training(request, announce=lambda line: out.print(line, highlight=False))

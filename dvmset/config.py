@@ -126,6 +126,24 @@ class PublishConfig(_Section):
     seed: int = 0  # salts the order new groups are assigned in
 
 
+class TrainConfig(_Section):
+    """`dvmset train`'s settings (its flags override them); the defaults are the paper's. Model ids
+    None: the model code's defaults (facebook/musicgen-medium, openai/clip-vit-base-patch32)."""
+
+    musicgen: str | None = None  # MusicGen hub id or folder
+    clip: str | None = None  # CLIP hub id or folder
+    steps: int | None = Field(None, ge=1)  # optimizer steps in all; None: `epochs` passes over the clips
+    epochs: float = Field(120.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    accumulate: int = Field(1, ge=1)  # micro-batches a step is split into
+    crop_s: float = Field(30.0, gt=0)
+    seed: int = 0
+    save_every: int = Field(500, ge=1)  # steps between checkpoints
+    learning_rate: float | None = Field(None, gt=0)  # None: the stage's (1e-4 stage 1, 1e-5 stage 2)
+    warmup_steps: int = Field(6000, ge=1)
+    device: str | None = None  # None: CUDA when there is one
+
+
 class Config(_Section):
     data_root: Path = Path("data")
     catalog_url: str | None = None  # None: SQLite at <data_root>/catalog.sqlite
@@ -138,6 +156,7 @@ class Config(_Section):
     loudness: LoudnessConfig = LoudnessConfig()
     prescreen: PrescreenConfig = PrescreenConfig()
     publish: PublishConfig = PublishConfig()
+    train: TrainConfig = TrainConfig()
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -300,6 +319,18 @@ speech_threshold = 0.5             # Silero VAD speech probability where speech 
 max_static_share = 0.5             # flag clips whose picture stands still this share of the time
 max_noise_score = 0.35             # flag clips whose music is this noise-like (spectral flatness)
 auto_reject = []                   # e.g. ["non_music"]: reject flagged clips without review
+
+[train]                            # dvmset train (its flags override these); the paper's setup
+# musicgen = "facebook/musicgen-medium"   # default: the paper's backbone
+# clip = "openai/clip-vit-base-patch32"
+epochs = 120.0                     # passes over the clips (or steps = N)
+batch_size = 16
+accumulate = 1                     # micro-batches a step is split into (less memory)
+crop_s = 30.0                      # random crops, starting on whole seconds
+seed = 0
+save_every = 500                   # steps between checkpoints
+# learning_rate = 1e-4             # default: the stage's (1e-4 stage 1, 1e-5 stage 2)
+warmup_steps = 6000
 
 [publish]
 test_share = 0.07                  # target share of clips in the test split (by source video group)

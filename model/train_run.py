@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from dvmset.storage import DataRoot
+from dvmset.storage import DataRoot, atomic_write_text
 from model.checkpoint import ModelSpec, TrainingCheckpoint, build_model, load_checkpoint
 from model.dataset import TrainingClips, ensure_cached, manifest_clip_ids
 from model.errors import CheckpointError
@@ -46,6 +46,8 @@ class TrainRequest:
     resume: bool = False
     device: str | None = None
     progress: bool = True
+    # (MusicGen id, CLIP id) -> the resolved config's TOML, written beside the checkpoint as `RUN_CONFIG_FILE`
+    run_config: Callable[[str, str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class TrainResult:
     plot_path: Path
 
 
+RUN_CONFIG_FILE = "config.toml"  # the run's resolved config: `dvmset train --config <it>` repeats the run
 PAPER_TRAINABLE_PARAMETERS = 24.79e6  # VidMusician on musicgen-medium (paper, section 5.1)
 PAPER_MUSICGEN_MODEL_ID = "facebook/musicgen-medium"
 
@@ -109,6 +112,8 @@ def run_training(request: TrainRequest, announce: Callable[[str], None] = lambda
         data_root, clip_ids, clip_model_id, musicgen_model_id, model.backbone.frame_rate_hz, request.settings.crop_s
     )
     out_dir.mkdir(parents=True, exist_ok=True)
+    if request.run_config is not None:
+        atomic_write_text(out_dir / RUN_CONFIG_FILE, request.run_config(musicgen_model_id, clip_model_id))
     trainer = Trainer(model, spec, clips, request.settings, out_dir)
     if resumed is not None:
         trainer.resume(resumed)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from dvmset.cli import ExitCode, app
@@ -96,3 +97,23 @@ def test_the_manifest_version_folder_is_taken_as_its_train_split(workdir):
     result = CliRunner().invoke(app, [*args, "--musicgen", "tiny/musicgen", "--clip", "tiny/clip"], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert (workdir / "runs" / "v1" / "stage1" / "checkpoint.pt").is_file()  # named after the version, as before
+
+
+def test_a_run_writes_its_resolved_config_and_that_config_repeats_it_bit_for_bit(workdir, tmp_path_factory):
+    code, output = train("--stage", "1", "--steps", "3", "--learning-rate", "0.05", "--out", "first")
+    assert code == 0, output
+    written = (workdir / "first" / "config.toml").read_text()
+    assert 'musicgen = "tiny/musicgen"' in written and "steps = 3" in written and "learning_rate = 0.05" in written
+    assert f'data_root = "{workdir / "data"}"' in written  # absolute: the file works from any folder
+
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    result = subprocess.run(  # from another folder, with nothing but the run's config and the manifest
+        [sys.executable, "-m", "dvmset", "train", "--manifest", str(workdir / "manifests" / "v1"), "--stage", "1",
+         "--config", str(workdir / "first" / "config.toml"), "--out", str(workdir / "again")],
+        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "300"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert steps_losses_rates(workdir / "again") == steps_losses_rates(workdir / "first")
+    first, again = (torch.load(workdir / run / "checkpoint.pt", weights_only=False) for run in ("first", "again"))
+    assert all(torch.equal(first["trainable"][key], again["trainable"][key]) for key in first["trainable"])
