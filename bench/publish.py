@@ -4,9 +4,11 @@
 In: nothing; it builds, under `--workdir` (a temporary folder by default), a SQLite catalog of
 `--videos` clipped videos with `--clips-per-video` clips each (default 20,000 x 5), spread over
 `--queries` queries, every clip decided (a share rejected with reasons), plus what publish reads
-from the data root: one fingerprint file per video and one music file per video's first clip.
+from the data root: one fingerprint file per video and every clip's music and video file.
 Out: a table on stdout (and `--json PATH`): per phase, wall seconds, CPU seconds of this process
-(the fairer figure on a shared machine) and peak RSS. A later run with the same `--workdir`
+(the fairer figure on a shared machine) and peak RSS; then (`--check`, on by default) the time of
+`manifests check` (every file's size and SHA-256) on the published manifest: files, GB read,
+seconds per GB. A later run with the same `--workdir`
 reuses its setup (the catalog restored to its state before publish, the manifests removed).
 
 What is real and what is faked:
@@ -22,7 +24,10 @@ What is real and what is faked:
   `--duplicate-share` of the videos are copies of another video (two more bits of each hash
   flipped, up to 4 s trimmed off the start), so grouping has matches to find; the bench counts
   how many of them end in their original's group. All clips' music files are hard
-  links to a few short FLACs (publish reads one per video, for its sample rate and channels).
+  links to a few short FLACs, and their video files hard links to a few real 60 s H.264 test
+  patterns (160x90): publish measures each distinct file once (hard links share it), so the
+  "build rows" phase holds the per-row bookkeeping, not the cost of measuring 200,000 real files;
+  the check reads and hashes every link in full (from the page cache: the hashing speed).
 
 The fake fingerprints cover the whole of each video by default (`--fingerprint-s` shortens
 them); the bench prints how many candidate pairs grouping compared. `--grouping-scale` also times
@@ -55,6 +60,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import subprocess
+
 import numpy as np
 import soundfile as sf
 
@@ -65,7 +72,9 @@ from dvmset.catalog import Catalog
 from dvmset.config import Config, PublishConfig
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipStatus, VideoStatus
+from dvmset.manifest_check import check_manifests
 from dvmset.storage import DataRoot
+from dvmset.tools import require_tool
 
 CLIP_S = 60.0
 TAIL_S = 30.0  # each video runs this much past its last clip (the dropped remainder)
@@ -276,6 +285,7 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
             folder = data.clip_dir(clip_id)
             folder.mkdir(parents=True, exist_ok=True)
             os.link(music_file(data, len(clips)), folder / "music.flac")
+            os.link(video_file(data, len(clips)), folder / "video.mp4")
             clips.append(clip_row(clip_id, video_id, start_s, data, rng, now))
             rejected = rng.random() < args.reject_share
             event_id += 1
@@ -299,6 +309,18 @@ def music_file(data: DataRoot, clip_number: int) -> Path:
     path = data.root / f"music-{clip_number // LINKS_PER_FILE}.flac"
     if not path.exists():
         sf.write(path, np.zeros((MUSIC_RATE_HZ // 10, 2), np.float32), MUSIC_RATE_HZ)
+    return path
+
+
+def video_file(data: DataRoot, clip_number: int) -> Path:
+    """The MP4 the `clip_number`-th clip's video file links to (a real 60 s H.264 test pattern,
+    small: 160x90 at 25 fps), a new one every `LINKS_PER_FILE` clips."""
+    path = data.root / f"video-{clip_number // LINKS_PER_FILE}.mp4"
+    if not path.exists():
+        pattern = f"testsrc2=size=160x90:rate=25,hue=h={clip_number // LINKS_PER_FILE * 7}"
+        subprocess.run([require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", pattern,
+                        "-t", f"{CLIP_S}", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                        str(path)], check=True)  # fmt: skip
     return path
 
 
@@ -368,6 +390,8 @@ def main() -> None:
                         help="seconds of each video its fake fingerprint covers (0: the whole video)")
     parser.add_argument("--grouping-scale", type=int, nargs="*", default=list(GROUPING_SCALE_VIDEOS),
                         help="also time grouping alone on this many whole-length fingerprints in memory")
+    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                        help="time `manifests check` (sizes and SHA-256s of every file) on the published manifest")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None,
                         help="kept when given (a later run with it reuses its setup); a temporary folder otherwise")
@@ -405,6 +429,8 @@ def main() -> None:
         catalog.close()
         grouping = {"candidate_pairs": list(pair_counts), "planted_copies": planted, "copies_found": found}
         report(clock, result, total_s, total_cpu_s, rss_before_mb, grouping, args)
+        if args.check:
+            check_speed(result.manifest_dir, args.json)
         if args.grouping_scale:
             duration_s = args.clips_per_video * CLIP_S + TAIL_S
             print(f"\ngrouping alone, whole-length ({duration_s:.0f} s) fingerprints:")
@@ -417,6 +443,33 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"load average at end: {os.getloadavg()}")
+
+
+def check_speed(manifest_dir: Path, json_path: Path | None) -> dict[str, Any]:
+    """Time `check_manifests` (default: every file's size and SHA-256, no decode) on `manifest_dir`:
+    files, bytes read, seconds, seconds per GB. The bench's files are hard links to a few files, so
+    the reads come from the page cache: the figure is the hashing speed, the ceiling a disk read
+    cannot beat."""
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(manifest_dir / f"{side}.parquet", columns=["video_bytes", "music_bytes"])
+              for side in ("train", "test")]  # fmt: skip
+    files = sum(2 * table.num_rows for table in tables)
+    read_bytes = sum(sum(table[column].to_pylist()) for table in tables for column in table.column_names)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    checked = check_manifests(manifest_dir)
+    seconds, cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
+    gb = read_bytes / 1e9
+    row = {"clips": checked.clips_checked, "files": files, "gb_read": gb, "seconds": seconds, "cpu_s": cpu_s,
+           "s_per_gb": seconds / gb if gb else None, "files_per_s": files / seconds, "ok": checked.ok,
+           "workers": os.cpu_count()}  # fmt: skip
+    print(f"\nmanifests check (sizes + SHA-256, {os.cpu_count()} threads): {checked.clips_checked:,} clips, "
+          f"{files:,} files, {gb:.2f} GB read in {seconds:.1f} s ({cpu_s:.1f} CPU s): {row['s_per_gb']:.2f} s per GB, "
+          f"{files / seconds:,.0f} files/s; {'ok' if checked.ok else f'{len(checked.problems)} problems'}")  # fmt: skip
+    if json_path:
+        saved = json.loads(json_path.read_text())
+        json_path.write_text(json.dumps({**saved, "check": row}, indent=2))
+    return row
 
 
 def report(

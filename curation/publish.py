@@ -9,9 +9,14 @@ Steps: index the fingerprint of every clipped video (`stems/<video>/fingerprint.
 fingerprint stage; only its picture hashes are read up front, the rest only for the candidate
 pairs of `dedup_groups`); `assign_groups` with the groups already stored; split the groups of the
 videos with accepted clips (`split_groups`, stratified by each video's first query, published
-sides fixed); store groups and new sides; write one manifest row per decided accepted clip. The
-card counts the rejected clips by reason and names the models the clips' stems came from. A
-version that exists is never overwritten.
+sides fixed); store groups and new sides; write one manifest row per decided accepted clip, with
+the size, SHA-256 and decoded duration of its video and music files (`dvmset.media_facts`,
+measured on a few threads) and, in the metadata, `media_root`: the data root relative to the
+version's folder. The card counts the rejected clips by reason and names the models the clips'
+stems came from. A version that exists is never overwritten. A split that would get no rows is
+refused (`EmptySplitError`: the groups each side needs and has); rows equal to the last
+version's are not written again (`NothingChangedError`) unless `force` is set. Both checks come
+before anything is written, the catalog included.
 
 Clips whose music a stand-in separator made (random weights: `ClipRecord.stand_in`, or a
 stand-in among the video's `separation_models`) are filtered noise, not data: a publish that
@@ -33,6 +38,7 @@ import shutil
 import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
@@ -44,10 +50,14 @@ from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
 from dvmset.dataset_card import NO_QUERY, SEPARATOR_ROLE, SPEECH_ROLE, ModelUse, write_dataset_card
 from dvmset.errors import PublishError
-from dvmset.manifest import ManifestRow, manifest_path, manifest_row, read_manifest, write_manifest
+from dvmset.manifest import (
+    MEDIA_ROOT_KEY, ManifestError, ManifestRow, manifest_path, manifest_row, manifest_table, media_root_of,
+    read_manifest, write_manifest,
+)  # fmt: skip
+from dvmset.media_facts import MediaFacts, music_facts, video_facts
 from dvmset.records import ClipRecord, ClipStatus, Decision, ModelStamp, VideoRecord, VideoStatus
 from dvmset.split import Split, SplitConfig, SplitItem, split_groups
-from dvmset.storage import DataRoot, temp_name_for
+from dvmset.storage import DataRoot, is_temp_name, temp_name_for
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,41 @@ VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 class VersionExistsError(PublishError):
     """The manifest (or release) version asked for exists already; nothing was written."""
+
+
+class EmptySplitError(PublishError):
+    """A side of the split would have no rows (readers such as `datasets` fail on an empty split);
+    nothing was written. `side`: the empty side(s); `groups`: side -> groups it would get;
+    `needed`: groups a query needs before one goes to test; `largest_query`: (query, its groups)."""
+
+    def __init__(self, side: str, groups: dict[str, int], needed: int, largest_query: tuple[str, int]):
+        self.side, self.groups, self.needed, self.largest_query = side, dict(groups), needed, tuple(largest_query)
+        query, query_groups = largest_query
+        super().__init__(
+            f"the {side} split would have no rows, and an empty split breaks readers (Hugging Face datasets): "
+            f"a split needs at least 1 group of videos with accepted clips on each side (2 in all), and a query "
+            f"puts a group on the test side only once it has {needed} groups; there are {groups.get('train', 0)} "
+            f"groups on train and {groups.get('test', 0)} on test (the query with the most, {query!r}, has "
+            f"{query_groups}). Accept clips of more videos, then publish again"
+        )
+
+    def __reduce__(self):  # pickles (Prefect keeps a failed state's data) as made
+        return type(self), (self.side, self.groups, self.needed, self.largest_query)
+
+
+class NothingChangedError(PublishError):
+    """The rows to publish equal the last version's; nothing was written (publish with `force`
+    to write an identical version anyway). `last`: that version's folder."""
+
+    def __init__(self, version: str, last: Path):
+        self.version, self.last = version, Path(last)
+        super().__init__(
+            f"nothing changed since {self.last.name} (the same rows on the same sides); {version} was not written. "
+            "Publish with --force to write it anyway"
+        )
+
+    def __reduce__(self):
+        return type(self), (self.version, self.last)
 
 
 class StandInError(PublishError):
@@ -111,11 +156,23 @@ def next_version(config: Config) -> str:
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
-def publish(catalog: Catalog, config: Config, version: str, *, allow_stand_in: bool = False) -> PublishResult:
+def latest_version(config: Config) -> Path | None:
+    """The manifest folder published last (by the time its train file was written), or None."""
+    root = manifests_root(config)
+    folders = [p for p in root.glob("*") if not is_temp_name(p) and manifest_path(p, Split.TRAIN).is_file()]
+    return max(folders, key=lambda p: (manifest_path(p, Split.TRAIN).stat().st_mtime_ns, p.name), default=None)
+
+
+def publish(
+    catalog: Catalog, config: Config, version: str, *, allow_stand_in: bool = False, force: bool = False
+) -> PublishResult:
     """Publish the catalog's decided clips as manifest `version` (see the module docstring).
     VersionExistsError if the version exists; StandInError if a clip to publish is stand-in
-    output and `allow_stand_in` is false; PublishError if the version is not a plain name, a
-    video to publish has no fingerprint, or the stored groups already join both sides."""
+    output and `allow_stand_in` is false; EmptySplitError if a side would have no rows;
+    NothingChangedError if the rows equal the last version's and `force` is false (nothing is
+    written then, the catalog included); PublishError if the version is not a plain name, a
+    video to publish has no fingerprint or unreadable media, or the stored groups already join
+    both sides."""
     if not VERSION_PATTERN.fullmatch(version):
         raise PublishError(f"version {version!r} must be letters, digits, '.', '_' or '-' (at most 64)")
     final = manifests_root(config) / version
@@ -143,14 +200,20 @@ def publish(catalog: Catalog, config: Config, version: str, *, allow_stand_in: b
     items = [SplitItem(group_of[v], _query(videos[v]), len(clips)) for v, clips in accepted.items()]
     split = split_groups(items, SplitConfig(**config.publish.model_dump()), published)
     split_of = {video_id: split.assignments[group_of[video_id]].value for video_id in accepted}
+    _refuse_empty_sides(split_of, group_of, accepted, videos, config)
     rows = _manifest_rows(data, accepted, videos, decisions, group_of, split_of)
+    last = latest_version(config)
+    if not force and last is not None and _same_rows(rows, last):
+        raise NothingChangedError(version, last)
     models = model_uses(accepted, videos, split_of)
     stand_in_rejected = sum(1 for clip in stand_ins if decisions[clip.clip_id].status is ClipStatus.REJECTED)
     staging = temp_name_for(final)
     try:
         _write(
             staging / version, rows, catalog.rejection_counts(decisions), catalog, config, version,
-            models=models, stand_in_rejected=stand_in_rejected,
+            models=models, stand_in_rejected=stand_in_rejected, media_root=media_root_of(final, data.root),
+            video_durations_s=_video_durations(videos, accepted),
+            rejected_clips=sum(1 for d in decisions.values() if d.status is ClipStatus.REJECTED),
         )  # fmt: skip
         catalog.set_groups({video: group for video, group in group_of.items() if stored_groups.get(video) != group})
         newly = catalog.publish_splits(split_of, version)
@@ -228,16 +291,85 @@ def _manifest_rows(
     decisions: dict[str, Decision], group_of: dict[str, str], split_of: dict[str, str],
 ) -> dict[Split, list[ManifestRow]]:
     """Side -> the manifest rows of the `accepted` clips of the videos on it (each video's music
-    format read once, from its first clip's file)."""
+    format read once, from its first clip's file; every clip's files measured by `_media_facts`)."""
+    clips = [clip for video_clips in accepted.values() for clip in video_clips]
+    facts = _media_facts(data, clips)
     rows: dict[Split, list[ManifestRow]] = {side: [] for side in Split}
-    for video_id, clips in accepted.items():
+    for video_id, video_clips in accepted.items():
         video, group_id, side = videos[video_id], group_of[video_id], Split(split_of[video_id])
-        rate_hz, channels = _music_format(data, clips[0])
+        rate_hz, channels = _music_format(data, video_clips[0])
         rows[side] += [
-            manifest_row(video, clip, decisions[clip.clip_id], group_id, side, rate_hz, channels=channels)
-            for clip in clips
-        ]
+            manifest_row(
+                video, clip, decisions[clip.clip_id], group_id, side, rate_hz, channels=channels,
+                video_facts=facts[clip.video_path], music_facts=facts[clip.music_path],
+            )
+            for clip in video_clips
+        ]  # fmt: skip
     return rows
+
+
+def _media_facts(data: DataRoot, clips: list[ClipRecord], workers: int | None = None) -> dict[str, MediaFacts]:
+    """Relative path -> `MediaFacts` of every video and music file of `clips`, measured on
+    `workers` threads (default: the CPU count; hashing, soundfile and ffprobe free the GIL).
+    Hard links to one file are measured once. PublishError naming the clip and file when one
+    cannot be read or decoded."""
+    jobs = {clip.video_path: (clip, "video") for clip in clips} | {clip.music_path: (clip, "music") for clip in clips}
+    by_file: dict[tuple[int, int, int, int], Future[MediaFacts]] = {}
+    measure = {"video": video_facts, "music": music_facts}
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        pending: dict[str, Future[MediaFacts]] = {}
+        for relative, (clip, kind) in jobs.items():
+            path = data.resolve(relative)
+            try:
+                stat = path.stat()
+            except OSError as error:
+                message = f"clip {clip.clip_id}: its {kind} file {relative} cannot be read: {error}"
+                raise PublishError(message) from error
+            key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if key not in by_file:
+                by_file[key] = pool.submit(measure[kind], path)
+            pending[relative] = by_file[key]
+        facts = {}
+        for relative, future in pending.items():
+            try:
+                facts[relative] = future.result()
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as error:
+                clip, kind = jobs[relative]
+                raise PublishError(
+                    f"clip {clip.clip_id}: its {kind} file {relative} does not decode: {error}"
+                ) from error
+    return facts
+
+
+def _refuse_empty_sides(
+    split_of: dict[str, str], group_of: dict[str, str], accepted: dict[str, list[ClipRecord]],
+    videos: dict[str, VideoRecord], config: Config,
+) -> None:
+    """EmptySplitError when a side gets no group of videos with accepted clips."""
+    groups = {side.value: {group_of[v] for v, s in split_of.items() if s == side.value} for side in Split}
+    empty = [side for side, members in groups.items() if not members]
+    if not empty:
+        return
+    per_query: dict[str, set[str]] = defaultdict(set)
+    for video_id in accepted:
+        per_query[_query(videos[video_id])].add(group_of[video_id])
+    largest = max(((query, len(members)) for query, members in per_query.items()), key=lambda qc: (qc[1], qc[0]),
+                  default=("none", 0))  # fmt: skip
+    counts = {side: len(members) for side, members in groups.items()}
+    raise EmptySplitError(" and ".join(empty), counts, config.publish.min_groups_per_query, largest)
+
+
+def _same_rows(rows: dict[Split, list[ManifestRow]], last: Path) -> bool:
+    """True when `rows` are exactly the rows of the manifest folder `last` (metadata aside)."""
+    for side in Split:
+        try:
+            old = read_manifest(manifest_path(last, side))
+        except (ManifestError, OSError):
+            return False  # another schema or unreadable: publishing again is a change
+        if not manifest_table(rows[side]).equals(old):
+            return False
+    return True
 
 
 def _fingerprints(data: DataRoot, videos: Iterable[VideoRecord], required: set[str]) -> dedup_groups.FingerprintIndex:
@@ -306,6 +438,18 @@ def _published_sides(side_of: dict[str, str], group_of: dict[str, str]) -> dict[
     return {group_of[video_id]: side for video_id, side in side_of.items()}
 
 
+def _video_durations(videos: dict[str, VideoRecord], accepted: dict[str, list[ClipRecord]]) -> dict[str, float]:
+    """Video id -> the duration of each source video with accepted clips (probed, else as the
+    platform gives it; left out when neither is known), for the card's duration picture."""
+    durations = {}
+    for video_id in accepted:
+        video = videos[video_id]
+        seconds = video.probe.duration_s if video.probe is not None else video.metadata.duration_s
+        if seconds is not None:
+            durations[video_id] = seconds
+    return durations
+
+
 def _query(video: VideoRecord) -> str:
     return video.queries[0] if video.queries else NO_QUERY
 
@@ -321,17 +465,19 @@ def _music_format(data: DataRoot, clip: ClipRecord) -> tuple[int, int]:
 
 def _write(
     folder: Path, rows: dict[Split, list[ManifestRow]], rejections: Counter[str], catalog: Catalog, config: Config,
-    version: str, *, models: list[ModelUse], stand_in_rejected: int,
+    version: str, *, models: list[ModelUse], stand_in_rejected: int, media_root: str,
+    video_durations_s: dict[str, float] | None = None, rejected_clips: int | None = None,
 ) -> None:
     """The two manifests and the card (with the rejected clips per reason, the models the clips'
     stems came from and the stand-in warning when there is stand-in output) into `folder`."""
     toml_text = config_toml(_shareable(config, catalog))
     code = code_version()
-    metadata = {"manifest_version": version, "code_version": code, "config": toml_text}
+    metadata = {"manifest_version": version, "code_version": code, "config": toml_text, MEDIA_ROOT_KEY: media_root}
     tables = {side: read_manifest(write_manifest(rows[side], manifest_path(folder, side), metadata)) for side in Split}
     write_dataset_card(
         folder, tables[Split.TRAIN], tables[Split.TEST], rejections=rejections,
         config_toml=toml_text, code_version=code, models=models, stand_in_rejected=stand_in_rejected,
+        video_durations_s=video_durations_s, rejected_clips=rejected_clips,
     )  # fmt: skip
 
 

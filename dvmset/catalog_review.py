@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from dvmset.catalog_rows import clip_from_row, json_value, now as utc_now
 from dvmset.decisions import VOTES, LabelEvent, disputes, live_votes, settle
+from dvmset.errors import DvmsetError
 from dvmset.records import ClipRecord, ClipStatus, Decision, PrescreenFlag, Role
 from dvmset.schema import claims, clips, labels
 
@@ -42,6 +43,11 @@ def overlap_slots(clip_id: str, overlap_share: float) -> int:
     """How many annotators review `clip_id`: 2 for a stable `overlap_share` of clips, else 1."""
     digest = hashlib.sha256(clip_id.encode("utf-8")).digest()
     return MAX_SLOTS if int.from_bytes(digest[:8], "big") / 2**64 < overlap_share else 1
+
+
+class ClaimLost(DvmsetError):
+    """A checked label event from someone who holds no live claim on the clip (a lease that ran
+    out or went to another annotator, or a request for a clip that was never theirs)."""
 
 
 @dataclass(frozen=True)
@@ -83,14 +89,18 @@ class ReviewClaims:
 
     def add_label(
         self, clip_id: str, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (), note: str | None = None,
-        lease_s: float = DEFAULT_LEASE_S, role: Role = Role.ANNOTATOR,
+        lease_s: float = DEFAULT_LEASE_S, role: Role = Role.ANNOTATOR, require_claim: bool = False,
     ) -> int:
         """Append one label event (ACCEPTED, REJECTED, or PENDING_REVIEW to withdraw the annotator's
         vote: an undo), cast in `role`, and update the clip's status to the settled decision;
         returns the event id. In the same transaction the annotator's review claim on the clip,
-        if any, is closed by a vote or reopened for `lease_s` by an undo."""
+        if any, is closed by a vote or reopened for `lease_s` by an undo. With `require_claim`
+        (the labeling app) a vote needs the annotator's own live (unexpired, unvoted) claim on the
+        clip, and an undo their voted one: else ClaimLost, and nothing is written."""
         ts = utc_now()
         with self.engine.begin() as conn:
+            if require_claim:
+                self._check_claim(conn, clip_id, annotator, decision.value, ts)
             event_id = conn.execute(labels.insert().values(
                 clip_id=clip_id, annotator=annotator, decision=decision.value, reasons=list(reasons), note=note,
                 ts=ts, role=Role(role).value,
@@ -129,6 +139,29 @@ class ReviewClaims:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(labels).where(labels.c.clip_id == clip_id)).mappings().all()
         return live_votes(label_event(row) for row in rows).get(clip_id, [])
+
+    def recent_votes(self, annotator: str, limit: int = 20, since: datetime | None = None,
+                     scan: int = 1000) -> list[LabelEvent]:
+        """`annotator`'s standing votes, newest first: for each clip, their latest event when it is
+        a vote (an undone vote drops out); at most `limit`, among their last `scan` events (and
+        those at or after `since`). The labeling app's undo history and "done today" come from here,
+        so they survive a reload or a restart."""
+        stmt = sa.select(labels).where(labels.c.annotator == annotator)
+        if since is not None:
+            stmt = stmt.where(labels.c.ts >= since)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(labels.c.event_id.desc()).limit(scan)).mappings().all()
+        seen: set[str] = set()
+        votes = []
+        for row in rows:
+            if row["clip_id"] in seen:
+                continue
+            seen.add(row["clip_id"])
+            if row["decision"] in VOTES:
+                votes.append(label_event(row))
+                if len(votes) == limit:
+                    break
+        return votes
 
     def open_disputes(self) -> list[str]:
         """Ids of the live clips whose people disagree with no reviewer's vote, or whose reviewers
@@ -187,12 +220,16 @@ class ReviewClaims:
     def renew_claims(
         self, annotator: str, clip_ids: Collection[str], lease_s: float, now: datetime | None = None
     ) -> set[str]:
-        """Extend `annotator`'s open claims on `clip_ids` to `lease_s` from now; return the ids they still hold."""
+        """Extend `annotator`'s live (open, unexpired) claims on `clip_ids` to `lease_s` from now;
+        return the ids they still hold. A lease that ran out is lost: it is not revived here (the
+        labeling app's heartbeat), though `claim_next` may give the clip back if nobody took it."""
         if not clip_ids:
             return set()
-        mine = (claims.c.annotator == annotator, claims.c.clip_id.in_(list(clip_ids)), claims.c.done.is_(False))
+        now = now or utc_now()
+        mine = (claims.c.annotator == annotator, claims.c.clip_id.in_(list(clip_ids)), claims.c.done.is_(False),
+                claims.c.expires_at > now)  # fmt: skip
         with self.engine.begin() as conn:
-            conn.execute(claims.update().where(*mine).values(expires_at=(now or utc_now()) + timedelta(seconds=lease_s)))
+            conn.execute(claims.update().where(*mine).values(expires_at=now + timedelta(seconds=lease_s)))
             return set(conn.execute(sa.select(claims.c.clip_id).where(*mine)).scalars())
 
     def release_claim(self, clip_id: str, annotator: str) -> bool:
@@ -211,6 +248,26 @@ class ReviewClaims:
                 Claim(row["clip_id"], row["slot"], row["annotator"], row["slots"], row["expires_at"], row["done"])
                 for row in rows
             ]
+
+    def _check_claim(self, conn: Connection, clip_id: str, annotator: str, decision: str, now: datetime) -> None:
+        """Inside `add_label`'s transaction: close (a vote) the annotator's live claim on the clip,
+        or find (an undo) their voted one; ClaimLost (the transaction rolls back) when there is none.
+        The UPDATE is the check: a lease taken over by another annotator at the same moment makes
+        one of the two statements match no row, on SQLite and PostgreSQL alike."""
+        mine = (claims.c.clip_id == clip_id, claims.c.annotator == annotator)
+        if decision in VOTES:
+            closed = conn.execute(claims.update().where(
+                *mine, claims.c.done.is_(False), claims.c.expires_at > now).values(done=True))  # fmt: skip
+            if closed.rowcount == 1:
+                return
+            holders = conn.execute(sa.select(claims.c.annotator).where(
+                claims.c.clip_id == clip_id, claims.c.annotator != annotator, claims.c.done.is_(False),
+                claims.c.expires_at > now)).scalars().all()  # fmt: skip
+            why = "it went to another annotator" if holders else "its reservation ran out"
+            raise ClaimLost(f"{clip_id} is not reserved for {annotator} ({why}); the vote was not saved")
+        voted = conn.execute(sa.select(sa.func.count()).where(*mine, claims.c.done.is_(True))).scalar()
+        if not voted:
+            raise ClaimLost(f"{annotator} holds no vote on {clip_id} to undo")
 
     def _sync_claim(
         self, conn: Connection, clip_id: str, annotator: str, decision: str, ts: datetime, lease_s: float
@@ -242,10 +299,35 @@ class ReviewClaims:
                     return clip_id
         return None
 
+    def queue_left(self, annotator: str, now: datetime | None = None) -> int:
+        """About how many clips `annotator` can still review: their open claims plus the live
+        clips with a free or expired slot they have neither claimed nor labelled (`_candidates`;
+        a clip never claimed counts once, whatever its overlap share)."""
+        now = now or utc_now()
+        candidates = self._candidates_stmt(annotator, now).order_by(None).subquery()
+        open_claims = sa.select(sa.func.count()).where(claims.c.annotator == annotator, claims.c.done.is_(False))
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(candidates)).scalar() or 0) + int(
+                conn.execute(open_claims).scalar() or 0
+            )
+
     def _candidates(self, annotator: str, now: datetime, overlap_share: float) -> Iterator[tuple[str, int]]:
         """(clip id, its slot count) of live clips with a free or expired slot that `annotator` has
         neither claimed nor labelled, best first, page by page. A clip counts when it is pending
         review or already has claims (an overlap clip keeps its second slot after the first vote)."""
+        stmt = self._candidates_stmt(annotator, now)
+        offset = 0
+        while True:
+            with self.engine.connect() as conn:
+                page = conn.execute(stmt.limit(_PAGE_ROWS).offset(offset)).all()
+            for clip_id, slots in page:
+                yield clip_id, slots or overlap_slots(clip_id, overlap_share)
+            if len(page) < _PAGE_ROWS:
+                return
+            offset += _PAGE_ROWS
+
+    def _candidates_stmt(self, annotator: str, now: datetime) -> sa.Select:
+        """The query of `_candidates`: (clip id, slot count or NULL), best first."""
         taken = (
             sa.select(claims.c.clip_id, sa.func.count().label("taken"), sa.func.max(claims.c.slots).label("slots"))
             .where(claims.c.slot < REVIEW_SLOT, sa.or_(claims.c.done.is_(True), claims.c.expires_at > now))
@@ -264,15 +346,7 @@ class ReviewClaims:
             )
             .order_by(clips.c.priority.desc().nulls_last(), clips.c.clip_id)
         )  # fmt: skip
-        offset = 0
-        while True:
-            with self.engine.connect() as conn:
-                page = conn.execute(stmt.limit(_PAGE_ROWS).offset(offset)).all()
-            for clip_id, slots in page:
-                yield clip_id, slots or overlap_slots(clip_id, overlap_share)
-            if len(page) < _PAGE_ROWS:
-                return
-            offset += _PAGE_ROWS
+        return stmt
 
     def _try_claim(
         self, clip_id: str, annotator: str, slots: int, now: datetime, expires_at: datetime,

@@ -40,6 +40,7 @@ def label(
     lease_min: Annotated[float, typer.Option(min=0.5, help="minutes a clip on screen stays reserved")] = 15.0,
     overlap_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of clips two annotators review")] = 0.1,
     annotator: Annotated[str | None, typer.Option(help="the name labels get without --users (default: $USER)")] = None,
+    guidelines: Annotated[Path | None, typer.Option(help="markdown file of review guidelines, opened with ?")] = None,
 ) -> None:
     """Serve the labeling app: annotators accept or reject the clips of their queue in a browser."""
     from labeling_ui.users import Role, add_user as add_user_entry, load_users
@@ -63,15 +64,26 @@ def label(
         raise fail(ExitCode.CONFIG, str(exc)) from exc
     if entries is not None and not entries:
         raise fail(ExitCode.CONFIG, f"{users} has no users: add one with --add-user")
+    try:
+        guidelines_md = guidelines.read_text(encoding="utf-8") if guidelines is not None else None
+    except OSError as exc:
+        raise fail(ExitCode.CONFIG, f"cannot read guidelines file {guidelines}: {exc}") from exc
     config, catalog = open_catalog(config_path)
     catalog.close()
-    from labeling_ui.app import AppSettings, serve
+    from labeling_ui.app import DEFAULT_GUIDELINES, AppSettings, serve
     from labeling_ui.session import ReviewSettings
+    from labeling_ui.views import Thresholds
 
     settings = AppSettings(
         data_root=config.data_root.resolve(), catalog_url=config.resolved_catalog_url,
         review=ReviewSettings(lease_s=lease_min * 60.0, overlap_share=overlap_share),
         silence_dbfs=config.prescreen.silence_dbfs, users=entries, default_annotator=annotator or _login_name(),
+        thresholds=Thresholds(
+            max_non_music_s=config.prescreen.max_non_music_s, max_static_share=config.prescreen.max_static_share,
+            max_noise_score=config.prescreen.max_noise_score, target_lufs=config.loudness.target_lufs,
+            true_peak_ceiling_dbtp=config.loudness.true_peak_ceiling_dbtp,
+        ),
+        guidelines_md=guidelines_md or DEFAULT_GUIDELINES,
     )  # fmt: skip
     out.print(f"labeling app on http://{host}:{port} ({'logins from ' + str(users) if users else 'no login'})")
     try:

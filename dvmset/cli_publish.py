@@ -5,8 +5,10 @@ Registered on `dvmset.cli.app` when that module loads. Exit codes as in `dvmset.
 2 (usage) when the manifest or release version asked for exists already, or when clips to
 publish have music made by a stand-in (random-weight) separator and `--allow-stand-in` was not
 given (nothing is written either way), 1 when publishing fails otherwise (a fingerprint is
-missing, the stored groups leak), a manifest or release file is unreadable or has problems, or
-a rebuild made none of its clips.
+missing, the stored groups leak, a split would have no rows), a manifest or release file is
+unreadable or has problems, `export-jsonl` would name files that do not exist, or a rebuild made
+none of its clips. A publish with nothing changed since the last version writes nothing and
+exits 0 (`--force` writes it anyway).
 A rebuild with sources gone but some clips made exits 0 and reports them.
 """
 
@@ -24,7 +26,8 @@ from rich.text import Text
 from dvmset.cli import ConfigOption, ExitCode, fail, open_catalog, app, err, out
 from dvmset.config import load_config
 from dvmset.errors import ConfigError, PublishError
-from dvmset.manifest import ManifestError
+from dvmset.manifest import MEDIA_ROOT_KEY, ManifestError, file_metadata, manifest_path
+from dvmset.split import Split
 
 manifests_app = typer.Typer(help="Check and export published manifests.", no_args_is_help=True)
 app.add_typer(manifests_app, name="manifests")
@@ -46,15 +49,28 @@ def publish(
             "the card then says so at the top",
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="write a new version even when nothing changed since the last one")
+    ] = False,
 ) -> None:
     """Split the decided clips by near-duplicate group and write `manifests/<version>/`: train and
-    test Parquet files and a dataset card. Videos already published keep their side. Clips made by
-    a stand-in (random-weight) separator are refused unless --allow-stand-in is given."""
-    from curation.publish import StandInError, VersionExistsError, next_version, publish as publish_manifests
+    test Parquet files (with every media file's size, SHA-256 and decoded duration) and a dataset
+    card. Videos already published keep their side. Clips made by a stand-in (random-weight)
+    separator are refused unless --allow-stand-in is given; a split with no rows is refused (exit
+    1, with the reason); nothing is written when nothing changed since the last version (exit 0)
+    unless --force is given."""
+    from curation.publish import (
+        NothingChangedError, StandInError, VersionExistsError, next_version, publish as publish_manifests,
+    )  # fmt: skip
 
     config, catalog = open_catalog(config_path)
     try:
-        result = publish_manifests(catalog, config, version or next_version(config), allow_stand_in=allow_stand_in)
+        result = publish_manifests(
+            catalog, config, version or next_version(config), allow_stand_in=allow_stand_in, force=force
+        )
+    except NothingChangedError as exc:
+        out.print(escape(str(exc)), highlight=False)
+        return
     except (VersionExistsError, StandInError) as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     except PublishError as exc:
@@ -84,9 +100,18 @@ def publish(
         )  # fmt: skip
 
 
-def _data_root(config_path: Path | None, data_root: Path | None) -> Path:
+def _media_root(manifest_dir: Path, config_path: Path | None, data_root: Path | None) -> Path | None:
+    """Where the manifests' media paths start, as an override of their recorded `media_root`:
+    `--data-root` when given; the config's data root only when the manifest records no media
+    root (published before it did); else None (the manifest's own, from any working folder)."""
     if data_root is not None:
         return data_root
+    try:
+        recorded = MEDIA_ROOT_KEY in file_metadata(manifest_path(manifest_dir, Split.TRAIN))
+    except (ManifestError, OSError):
+        recorded = False
+    if recorded:
+        return None
     try:
         return load_config(config_path).data_root
     except ConfigError as exc:
@@ -98,13 +123,17 @@ def check(
     manifest_dir: Annotated[Path, typer.Argument(help="a manifests/<version> folder")],
     config_path: ConfigOption = None,
     data_root: DataRootOption = None,
-    probe_videos: Annotated[bool, typer.Option(help="measure every video's duration (ffprobe; slower)")] = True,
+    decode: Annotated[
+        bool, typer.Option("--decode", help="also decode every file in full (ffmpeg) and compare its duration; slow")
+    ] = False,
 ) -> None:
-    """Check a manifest folder: schema, no clip twice, no video or group on both sides, every
-    file there with the right duration. Exit 1 with a report when anything is wrong."""
+    """Check a manifest folder: schema, rows in both splits, no clip twice, no video or group on
+    both sides, every file there with the size and SHA-256 recorded at publish (and with
+    --decode, decoding cleanly to the recorded duration). Media paths start at the manifest's
+    recorded media root, from any working folder. Exit 1 with a report when anything is wrong."""
     from dvmset.manifest_check import check_manifests
 
-    report = check_manifests(manifest_dir, _data_root(config_path, data_root), probe_videos=probe_videos)
+    report = check_manifests(manifest_dir, _media_root(manifest_dir, config_path, data_root), decode=decode)
     (out if report.ok else err).print(report.table())
     if not report.ok:
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
@@ -117,11 +146,16 @@ def export_jsonl(
     config_path: ConfigOption = None,
     data_root: DataRootOption = None,
 ) -> None:
-    """Write the accepted clips as audiocraft-style jsonl (absolute paths), one file per split."""
-    from dvmset.export_jsonl import export_jsonl as export
+    """Write the accepted clips as audiocraft-style jsonl (absolute paths), one file per split.
+    Exit 1, listing them and writing nothing, when files the lines would name do not exist."""
+    from dvmset.export_jsonl import MissingMediaError, export_jsonl as export
 
     try:
-        written = export(manifest_dir, _data_root(config_path, data_root), out_dir)
+        written = export(manifest_dir, _media_root(manifest_dir, config_path, data_root), out_dir)
+    except MissingMediaError as exc:
+        for path in exc.missing:
+            err.print(f"missing: {escape(path)}", highlight=False, emoji=False, soft_wrap=True)
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     except ManifestError as exc:
         raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     for side, path in written.items():

@@ -1,22 +1,29 @@
-"""The dataset card of a published manifest folder.
+"""The dataset card of a published manifest folder, after Hugging Face's dataset-card conventions.
 
 In: the folder, its train and test tables (`MANIFEST_SCHEMA`), the rejection reasons counted
 over the reviewed clips, the exact config (TOML text), the code version, the models the clips'
 stems came from (`ModelUse`: separator and speech detector, SHA-256, stand-in or not, clips per
-split) and the rejected clips made by a stand-in. Out: `README.md` in that folder (Hugging Face
-dataset-card front matter naming the Parquet files per split and saying `stand_in: true|false`;
-a red-flag warning first thing when any clip's music came from a stand-in separator with random
-weights; then counts per split and query, hours, rejection reasons, models, histograms,
-provenance) and the pictures it embeds, `loudness_hist.png` and `duration_hist.png`
-(matplotlib's Agg canvas, no pyplot state). Every file is written atomically.
+split), the rejected clips made by a stand-in, and optionally the source videos' durations and
+the number of rejected clips. Out: `README.md` in that folder and the pictures it embeds
+(`card_pictures`), every file written atomically.
+
+The card: YAML front matter (`configs` naming the Parquet file of each split, so that
+`datasets.load_dataset(<folder>)` reads both splits; `license` from the source videos' licences:
+their Hub id when they all have the same one, else `other` with the licences counted;
+`task_categories`, `size_categories`, `pretty_name`, tags; `stand_in: true|false`); a red-flag
+warning first thing when any clip's music came from a stand-in separator with random weights;
+then how to load it, counts per split and query, the split rule, the column dictionary
+(generated from `MANIFEST_SCHEMA` and `COLUMN_DOCS`), licences, review outcome, models,
+pictures (clip loudness, source-video and clip durations, scene cuts per minute, accept/reject
+reasons) and provenance (code version and the config with its local paths redacted).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
+import tomllib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,22 +31,41 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from dvmset.manifest import MANIFEST_SCHEMA_VERSION, manifest_path
+from dvmset.card_pictures import Panel, bar_png, histogram_png
+from dvmset.manifest import COLUMN_DOCS, MANIFEST_SCHEMA, MANIFEST_SCHEMA_VERSION, manifest_path
 from dvmset.records import ModelStamp
-from dvmset.split import Split
+from dvmset.split import Split, SplitConfig
 from dvmset.storage import atomic_write_bytes, atomic_write_text
 
 CARD_FILE = "README.md"
 LOUDNESS_PICTURE = "loudness_hist.png"
 DURATION_PICTURE = "duration_hist.png"
-HISTOGRAM_BINS = 30
+SCENE_CUT_PICTURE = "scene_cuts_hist.png"
+REVIEW_PICTURE = "review_reasons.png"
 NO_QUERY = "(none)"
+UNKNOWN_LICENSE = "unknown"
+# Hub task ids (@huggingface/tasks, pipelines.ts): the Hub has no video-to-audio task; music
+# generation from a conditioning signal is text-to-audio there, and tags say video-to-music.
+TASK_CATEGORIES = ("text-to-audio",)
+TAGS = ("music", "video", "video-to-music", "video-to-audio", "music-generation")
+# licence strings platforms give (yt-dlp's `license`), lowercased -> the Hub's licence id
+_PLATFORM_LICENSES = {
+    "creative commons attribution license (reuse allowed)": "cc-by-3.0",  # YouTube's CC BY 3.0
+    "creative commons attribution": "cc-by-4.0",
+    "cc by": "cc-by-4.0",
+    "public domain": "cc0-1.0",
+    "cc0": "cc0-1.0",
+}
+_HUB_LICENSES = frozenset({
+    "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0",
+    "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0",
+    "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "pddl", "odc-by", "mit", "apache-2.0",
+})  # fmt: skip
+# config keys whose values are local (or private) places: never in a card
+_REDACTED_KEYS = frozenset({"data_root", "model_dir", "catalog_url", "queries_file", "cookies_file", "proxy"})
+_LOCAL_PATH = re.compile(r'"(?:/|~|[A-Za-z]:[\\/]|file:)[^"]*"')
 
-# one histogram panel: (title, x label, {series label: values})
-Panel = tuple[str, str, dict[str, list[float]]]
 SEPARATOR_ROLE = "separator"
 SPEECH_ROLE = "speech detector"
 
@@ -64,78 +90,145 @@ def write_dataset_card(
     code_version: str,
     models: Sequence[ModelUse] | None = None,
     stand_in_rejected: int = 0,
+    video_durations_s: Mapping[str, float] | None = None,
+    rejected_clips: int | None = None,
 ) -> Path:
-    """Write `README.md` and its two pictures into `manifest_dir`; return the card's path.
+    """Write `README.md` and its pictures into `manifest_dir`; return the card's path.
     `rejections`: reason (str or RejectReason) -> rejected clips; `models`: see `card_text`;
-    `stand_in_rejected`: rejected clips (counted in the card) whose music a stand-in made."""
+    `stand_in_rejected`: rejected clips (counted in the card) whose music a stand-in made;
+    `video_durations_s`: video id -> the source video's duration (None: each video's last clip
+    end is drawn instead); `rejected_clips`: how many clips were rejected (None: not drawn)."""
     manifest_dir = Path(manifest_dir)
     tables = {Split.TRAIN: train_table, Split.TEST: test_table}
-    loudness = [
-        ("before normalization", "integrated loudness (LUFS)", _finite_values(tables, "loudness_before_lufs")),
-        ("after normalization", "integrated loudness (LUFS)", _finite_values(tables, "loudness_lufs")),
-    ]
-    duration = [("clip duration", "seconds", _finite_values(tables, "duration_s"))]
-    atomic_write_bytes(manifest_dir / LOUDNESS_PICTURE, histogram_png(loudness))
-    atomic_write_bytes(manifest_dir / DURATION_PICTURE, histogram_png(duration))
+    for name, png in card_pictures(tables, rejections, video_durations_s, rejected_clips).items():
+        atomic_write_bytes(manifest_dir / name, png)
     card = manifest_dir / CARD_FILE
     text = card_text(
         manifest_dir.name, tables, rejections, config_toml, code_version, models=models,
-        stand_in_rejected=stand_in_rejected,
+        stand_in_rejected=stand_in_rejected, video_durations_known=video_durations_s is not None,
+        rejected_clips=rejected_clips,
     )  # fmt: skip
     atomic_write_text(card, text)
     return card
 
 
+def card_pictures(
+    tables: Mapping[Split, pa.Table], rejections: Counter, video_durations_s: Mapping[str, float] | None = None,
+    rejected_clips: int | None = None,
+) -> dict[str, bytes]:
+    """File name -> PNG bytes of each picture the card embeds (pure)."""
+    lufs = "integrated loudness (LUFS)"
+    loudness = [
+        ("clip loudness before normalization", lufs, _finite_values(tables, "loudness_before_lufs")),
+        ("clip loudness after normalization", lufs, _finite_values(tables, "loudness_lufs")),
+    ]
+    title = "source videos" if video_durations_s is not None else "source videos (to their last clip's end)"
+    durations: list[Panel] = [
+        (title, "duration (seconds)", _video_durations(tables, video_durations_s), "videos"),
+        ("clips", "duration (seconds)", _finite_values(tables, "duration_s")),
+    ]
+    cuts = [("scene cuts per clip", "scene cuts per minute of clip", _cuts_per_minute(tables))]
+    return {
+        LOUDNESS_PICTURE: histogram_png(loudness),
+        DURATION_PICTURE: histogram_png(durations),
+        SCENE_CUT_PICTURE: histogram_png(cuts),
+        REVIEW_PICTURE: bar_png("review outcome", _review_counts(tables, rejections, rejected_clips)),
+    }
+
+
 def card_text(
     version: str, tables: Mapping[Split, pa.Table], rejections: Counter, config_toml: str, code_version: str,
-    *, models: Sequence[ModelUse] | None = None, stand_in_rejected: int = 0,
+    *, models: Sequence[ModelUse] | None = None, stand_in_rejected: int = 0, video_durations_known: bool = False,
+    rejected_clips: int | None = None,
 ) -> str:
     """The Markdown of the card (pure): front matter, the stand-in warning (only when a clip's
     music came from a stand-in), then one section per topic. `models`: the models the clips'
     stems came from; None: the separators named in the tables (`separator_model_id`, `stand_in`),
-    SHA-256 unknown."""
+    SHA-256 unknown. `video_durations_known`: the duration picture shows the source videos'
+    whole durations (else up to their last clip's end)."""
     total_clips = sum(table.num_rows for table in tables.values())
     models = _models_of_tables(tables) if models is None else list(models)
     stand_in_accepted = sum(_stand_in_count(table) for table in tables.values())
     stand_in = bool(stand_in_accepted or stand_in_rejected or any(use.stamp.stand_in for use in models))
     warning = [_stand_in_warning(tables, models, stand_in_accepted, stand_in_rejected)] if stand_in else []
+    licenses = _license_counts(tables)
+    durations = "their durations" if video_durations_known else "how far into them the last clip ends"
     sections = [
-        _front_matter(version, total_clips, stand_in),
+        _front_matter(version, total_clips, stand_in, licenses),
         *warning,
         f"# DVMSet {version}\n\n"
-        "Video-music clips curated from web videos: each row of a split's Parquet file is one clip, "
-        "with its source, its scores, the reviewers' decision, and the paths of its video and its "
-        "music (relative to the data root). Each clip keeps the licence of its source video "
-        "(column `license`).",
-        "## Splits\n\n" + _split_table(tables),
-        "## Clips per query\n\n" + _query_table(tables),
-        "## Rejections\n\n" + _rejection_table(rejections),
+        "Video-music clips curated from web videos, for video-to-music generation: each row of a split's "
+        "Parquet file is one clip, with its source, its scores, the reviewers' decision, and the paths of "
+        "its video and its music. Each clip keeps the licence of its source video (column `license`, "
+        "[Licences](#licences)).",
+        "## Load it\n\n" + fenced(
+            "from datasets import load_dataset\n"
+            "clips = load_dataset(\"path/to/this/folder\")  # both splits, from this card's configs\n\n"
+            "import pandas as pd\ntrain = pd.read_parquet(\"train.parquet\")\n\n"
+            "# duckdb -c \"SELECT query, count(*) FROM 'train.parquet' GROUP BY query\"", "python",
+        ),
+        "## Splits\n\n" + _split_table(tables) + "\n\n" + _split_rule(config_toml, tables),
+        "## Clips per query\n\n"
+        "Each clip counts under its source video's first query.\n\n" + _query_table(tables),
+        "## Columns\n\n"
+        f"Generated from the manifest schema (version {MANIFEST_SCHEMA_VERSION}), the same in both files.\n\n"
+        + column_dictionary(),
+        "## Licences\n\n" + _license_section(licenses),
+        "## Rejections\n\n" + _rejection_table(rejections, rejected_clips)
+        + f"\n\n![Review outcome: accepted clips, and rejected clips by reason]({REVIEW_PICTURE})",
         "## Models\n\n" + _model_table(models, tables),
-        "## Loudness and duration\n\n"
-        f"![Loudness histograms]({LOUDNESS_PICTURE})\n\n![Duration histogram]({DURATION_PICTURE})",
+        "## Loudness, durations and scene cuts\n\n"
+        "Integrated loudness (ITU-R BS.1770) of each clip's music before and after normalization:\n\n"
+        f"![Clip loudness histograms, before and after normalization, in LUFS]({LOUDNESS_PICTURE})\n\n"
+        f"Durations of the source videos ({durations}) and of the clips:\n\n"
+        f"![Histograms of source-video and clip durations, in seconds]({DURATION_PICTURE})\n\n"
+        "Scene cuts per minute of each clip (the prescreen's cut times):\n\n"
+        f"![Histogram of scene cuts per minute of clip]({SCENE_CUT_PICTURE})",
         "## Provenance\n\n"
         f"Manifest schema version {MANIFEST_SCHEMA_VERSION}.\n\nCode version:\n\n{fenced(code_version, 'text')}\n\n"
-        f"Configuration:\n\n{fenced(config_toml, 'toml')}",
+        "Configuration (local paths, the catalog URL and proxies left out):\n\n"
+        f"{fenced(redact_local_paths(config_toml), 'toml')}",
     ]
     return "\n\n".join(sections) + "\n"
 
 
-def histogram_png(panels: list[Panel]) -> bytes:
-    """PNG bytes of one histogram per panel, side by side; each panel's series stacked."""
-    figure = Figure(figsize=(5.0 * len(panels), 3.5), layout="constrained")
-    FigureCanvasAgg(figure)
-    for index, (title, xlabel, series) in enumerate(panels, start=1):
-        axes = figure.add_subplot(1, len(panels), index)
-        filled = {label: values for label, values in series.items() if values}
-        if filled:
-            axes.hist(list(filled.values()), bins=HISTOGRAM_BINS, stacked=True, label=list(filled))
-            axes.legend()
+def column_dictionary(schema: pa.Schema = MANIFEST_SCHEMA, docs: Mapping[str, str] = COLUMN_DOCS) -> str:
+    """A Markdown table of every column of `schema`: name, Arrow type, nullable, description."""
+    rows = [
+        [f"`{field.name}`", f"`{_type_name(field.type)}`", "yes" if field.nullable else "no",
+         docs.get(field.name, "(no description)")]
+        for field in schema
+    ]  # fmt: skip
+    return markdown_table(["column", "type", "nullable", "description"], rows)
+
+
+def _type_name(type_: pa.DataType) -> str:
+    """`list<string>` for a list of non-null strings (Arrow's own text names the item field)."""
+    if pa.types.is_list(type_):
+        return f"list<{_type_name(type_.value_type)}>"
+    return str(type_)
+
+
+def hub_license(license_text: str | None) -> str | None:
+    """The Hub's licence id for a licence string a platform gives, or None when it has none."""
+    if not license_text:
+        return None
+    text = license_text.strip().lower()
+    return text if text in _HUB_LICENSES else _PLATFORM_LICENSES.get(text)
+
+
+def redact_local_paths(config_toml: str) -> str:
+    """The config TOML without local places: lines setting `data_root`, `model_dir`,
+    `catalog_url`, `queries_file`, `cookies_file` or `proxy` become comments saying so, and any
+    other absolute path in a string (`/...`, `~...`, `C:\\...`, `file:...`) becomes `"<local path>"`."""
+    lines = []
+    for line in config_toml.splitlines():
+        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else ""
+        if key in _REDACTED_KEYS:
+            lines.append(f"# {key} = <redacted: a local path or private address>")
         else:
-            axes.text(0.5, 0.5, "no clips", ha="center", va="center", transform=axes.transAxes)
-        axes.set(title=title, xlabel=xlabel, ylabel="clips")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    return buffer.getvalue()
+            lines.append(_LOCAL_PATH.sub('"<local path>"', line))
+    return "\n".join(lines) + ("\n" if config_toml.endswith("\n") else "")
 
 
 def _finite_values(tables: Mapping[Split, pa.Table], column: str) -> dict[str, list[float]]:
@@ -146,16 +239,124 @@ def _finite_values(tables: Mapping[Split, pa.Table], column: str) -> dict[str, l
     }
 
 
-def _front_matter(version: str, total_clips: int, stand_in: bool = False) -> str:
+def _video_durations(
+    tables: Mapping[Split, pa.Table], durations_s: Mapping[str, float] | None
+) -> dict[str, list[float]]:
+    """Split name -> one duration per source video: from `durations_s`, or its last clip's end."""
+    values: dict[str, list[float]] = {}
+    for split, table in tables.items():
+        last_end: dict[str, float] = {}
+        for video_id, end_s in zip(table["video_id"].to_pylist(), table["end_s"].to_pylist()):
+            last_end[video_id] = max(end_s, last_end.get(video_id, 0.0))
+        found = [end if durations_s is None else durations_s.get(video, end) for video, end in sorted(last_end.items())]
+        values[split.value] = [value for value in found if value is not None and math.isfinite(value)]
+    return values
+
+
+def _cuts_per_minute(tables: Mapping[Split, pa.Table]) -> dict[str, list[float]]:
+    """Split name -> scene cuts per minute of each clip."""
+    return {
+        split.value: [
+            len(cuts) * 60.0 / duration
+            for cuts, duration in zip(table["scene_cuts_s"].to_pylist(), table["duration_s"].to_pylist())
+            if duration and duration > 0
+        ]
+        for split, table in tables.items()
+    }
+
+
+def _review_counts(tables: Mapping[Split, pa.Table], rejections: Counter, rejected: int | None) -> dict[str, int]:
+    """Bar label -> clips: accepted (published), rejected (when known), then each reason."""
+    counts = {"accepted": sum(table.num_rows for table in tables.values())}
+    if rejected is not None:
+        counts["rejected (any reason)"] = rejected
+    ordered = sorted(rejections.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    counts.update({f"rejected: {reason}": count for reason, count in ordered})
+    return counts
+
+
+def _license_counts(tables: Mapping[Split, pa.Table]) -> Counter[tuple[str, str]]:
+    """(licence or "unknown", video id) -> clips, over both splits."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for table in tables.values():
+        for video_id, license_text in zip(table["video_id"].to_pylist(), table["license"].to_pylist()):
+            counts[((license_text or "").strip() or UNKNOWN_LICENSE, video_id)] += 1
+    return counts
+
+
+def _license_section(licenses: Counter[tuple[str, str]]) -> str:
+    if not licenses:
+        return "No clips, so no licences."
+    videos = Counter(name for name, _video in licenses)
+    clips: Counter[str] = Counter()
+    for (name, _video), count in licenses.items():
+        clips[name] += count
+    rows = [
+        [name, hub_license(name) or ("unknown" if name == UNKNOWN_LICENSE else "other"), videos[name], clips[name]]
+        for name in sorted(videos, key=lambda n: (-videos[n], n))
+    ]  # fmt: skip
+    return (
+        "The licences the platforms give for the source videos (`unknown`: the platform said none). "
+        "A clip keeps its source video's licence; check it before you redistribute the media.\n\n"
+        + markdown_table(["licence (as the platform gives it)", "Hub id", "videos", "clips"], rows)
+    )
+
+
+def _front_matter(version: str, total_clips: int, stand_in: bool, licenses: Counter[tuple[str, str]]) -> str:
     """Hugging Face dataset-card YAML (JSON strings are valid YAML scalars); `stand_in`: some
     clip's music was made by a stand-in (random-weight) model."""
     files = "".join(f"  - split: {split.value}\n    path: {manifest_path(Path('.'), split).name}\n" for split in Split)
+    videos = Counter(name for name, _video in licenses)
+    ids = {hub_license(name) for name in videos}
+    if len(ids) == 1 and None not in ids:
+        license_lines = f"license: {ids.pop()}\n"
+    else:
+        counted = "".join(
+            f"- license: {json.dumps(name)}\n  videos: {videos[name]}\n"
+            for name in sorted(videos, key=lambda n: (-videos[n], n))
+        )
+        license_lines = (
+            "license: other\nlicense_name: source-video-licences\n"
+            + (f"source_licenses:\n{counted}" if counted else "source_licenses: []\n")
+        )
     return (
-        f"---\npretty_name: {json.dumps(f'DVMSet {version}')}\nlicense: other\n"
-        f"size_categories:\n- {_size_category(total_clips)}\n"
-        "tags:\n- music\n- video\n- video-to-music\n"
-        f"configs:\n- config_name: default\n  data_files:\n{files}"
+        f"---\npretty_name: {json.dumps(f'DVMSet {version}')}\n{license_lines}"
+        + "task_categories:\n" + "".join(f"- {task}\n" for task in TASK_CATEGORIES)
+        + f"size_categories:\n- {_size_category(total_clips)}\n"
+        + "tags:\n" + "".join(f"- {tag}\n" for tag in TAGS)
+        + f"configs:\n- config_name: default\n  data_files:\n{files}"
         f"dvmset_schema_version: {MANIFEST_SCHEMA_VERSION}\nstand_in: {json.dumps(stand_in)}\n---"
+    )
+
+
+def _split_rule(config_toml: str, tables: Mapping[Split, pa.Table]) -> str:
+    """The split rule in words, with the config's `[publish]` settings, and the queries on one side."""
+    try:
+        publish = tomllib.loads(config_toml).get("publish", {})
+    except tomllib.TOMLDecodeError:
+        publish = {}
+    defaults = SplitConfig()
+    share = publish.get("test_share", defaults.test_share)
+    min_groups = publish.get("min_groups_per_query", defaults.min_groups_per_query)
+    seed = publish.get("seed", defaults.seed)
+    sides: dict[str, set[str]] = {}
+    for split, table in tables.items():
+        for query in table["query"].to_pylist():
+            sides.setdefault(query or NO_QUERY, set()).add(split.value)
+    one_sided = sorted(f"{query} ({next(iter(found))})" for query, found in sides.items() if len(found) == 1)
+    tail = (
+        f"\n\nQueries whose clips are on one side only (too few groups, or all published there before): "
+        f"{', '.join(one_sided)}." if one_sided else "\n\nEvery query has clips on both sides."
+    )
+    return (
+        "The split is by source video and by near-duplicate group: every clip of a video, and every video of a "
+        "group (the same footage or the same music, re-uploaded, re-encoded, resized or trimmed), is on one side "
+        "only, so no video and no near-duplicate leaks from train to test. Groups are stratified by their primary "
+        "query (the query with most of their clips): within each query, in a seeded hash order, a group goes to "
+        f"test when that brings the test clips closer to `test_share` = {share} of the clips so far; every query "
+        f"with at least `min_groups_per_query` = {min_groups} groups gets groups on both sides. A video keeps the "
+        "side it was first published on, so later versions never move a clip; a new video that is a near-duplicate "
+        f"of videos on both sides is withheld. Seed: {seed}." + tail
     )
 
 
@@ -249,11 +450,16 @@ def _query_table(tables: Mapping[Split, pa.Table]) -> str:
     return markdown_table(["query", *(split.value for split in tables), "total"], rows)
 
 
-def _rejection_table(rejections: Counter) -> str:
-    if not rejections:
+def _rejection_table(rejections: Counter, rejected_clips: int | None = None) -> str:
+    if not rejections and not rejected_clips:
         return "No clip was rejected."
     rows = [[str(reason), count] for reason, count in sorted(rejections.items(), key=lambda kv: (-kv[1], str(kv[0])))]
-    return markdown_table(["reason", "clips"], rows)
+    total = f"{rejected_clips} clips were rejected; a" if rejected_clips is not None else "A"
+    return (
+        f"{total} clip rejected for several reasons counts under each (the reviewers' criteria: more than 5 s "
+        "of non-music, persistent noise, static images, mismatched music).\n\n"
+        + markdown_table(["reason", "clips"], rows)
+    )
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:

@@ -7,13 +7,17 @@ has been checked against `MANIFEST_SCHEMA` (`read_manifest`).
 `MANIFEST_SCHEMA` is the one schema; its version is stored in the file's key-value metadata under
 `dvmset.schema_version`, and free JSON (manifest version, config, code version) under
 `dvmset.metadata`. The files use plain Parquet types only (strings, doubles, ints, lists), so
-pandas, pyarrow, DuckDB and Hugging Face `datasets` read them without this code. Paths are
-relative to the data root; `loudness_before_lufs` is -inf for a silent clip.
+pandas, pyarrow, DuckDB and Hugging Face `datasets` read them without this code. Media paths are
+relative to the media root: the metadata's `media_root`, itself relative to the manifest's folder
+(`../..` for `<data_root>/manifests/<version>/`); `resolve_media_root` is the one resolver that
+`manifests check`, `export-jsonl` and the trainer use. Each media file's size, SHA-256 and decoded
+duration (music: and samples) are columns. `loudness_before_lufs` is -inf for a silent clip.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,11 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dvmset.errors import DvmsetError
+from dvmset.media_facts import MediaFacts
 from dvmset.records import ClipRecord, ClipStatus, Decision, VideoRecord
 from dvmset.split import Split
 from dvmset.storage import atomic_path
 
-MANIFEST_SCHEMA_VERSION = 2  # 2: voice_s -> speech_s (a speech detector), stand_in
+MANIFEST_SCHEMA_VERSION = 2  # 2: voice_s -> speech_s (a speech detector), stand_in; media sizes, SHA-256s, durations
+MEDIA_ROOT_KEY = "media_root"  # in the JSON metadata: where media paths start, relative to the manifest's folder
 SCHEMA_VERSION_KEY = b"dvmset.schema_version"
 METADATA_KEY = b"dvmset.metadata"
 ROW_GROUP_ROWS = 65_536  # 100k clips -> 2 row groups: few enough to be cheap, enough to read in parallel
@@ -65,6 +71,13 @@ MANIFEST_SCHEMA = pa.schema(
         schema_field("duration_s", pa.float64()),
         schema_field("video_path", pa.string()),
         schema_field("music_path", pa.string()),
+        schema_field("video_bytes", pa.int64()),  # the media files as published: size, SHA-256 (hex),
+        schema_field("video_sha256", pa.string()),  # decoded seconds (music: and samples per channel)
+        schema_field("video_duration_s", pa.float64()),
+        schema_field("music_bytes", pa.int64()),
+        schema_field("music_sha256", pa.string()),
+        schema_field("music_duration_s", pa.float64()),
+        schema_field("music_samples", pa.int64()),
         schema_field("sample_rate_hz", pa.int32()),
         schema_field("channels", pa.int32()),
         schema_field("fps", pa.float64()),
@@ -90,6 +103,56 @@ MANIFEST_SCHEMA = pa.schema(
     metadata={SCHEMA_VERSION_KEY: str(MANIFEST_SCHEMA_VERSION).encode()},
 )
 
+# What each column of `MANIFEST_SCHEMA` holds: the dataset card's column dictionary is generated
+# from the schema and this dict (a test checks that every column has a description).
+COLUMN_DOCS: dict[str, str] = {
+    "clip_id": "`<video_id>:<start_ms, 8 digits>`: the clip's id, unique over both splits",
+    "video_id": "`<platform>:<platform id>` (`local:<sha1>` for a local file): the source video",
+    "group_id": "near-duplicate group of the source video (re-uploads, re-encodes, same music); a group is on one side only",
+    "split": "`train` or `test` (the file's own split)",
+    "query": "the source video's first search query; null when it came from a URL list or folder",
+    "queries": "every search query that found the source video",
+    "platform": "where the source video comes from (`youtube`, `vimeo`, `local`, ...)",
+    "source_url": "the source video's page URL",
+    "title": "the source video's title, as the platform gives it",
+    "channel": "the source video's channel or uploader",
+    "license": "the source video's licence, as the platform gives it; null when it says none",
+    "start_s": "start of the clip in the source video, seconds",
+    "end_s": "end of the clip in the source video, seconds",
+    "duration_s": "length of the clip, seconds (60 by default)",
+    "video_path": "the clip's video file (no audio track), relative to the media root (metadata `media_root`, "
+    "relative to the manifest's folder)",
+    "music_path": "the clip's music file (FLAC, vocals removed, loudness-normalized), relative to the media root",
+    "video_bytes": "size of the video file as published, bytes",
+    "video_sha256": "SHA-256 of the video file as published (hex); `dvmset manifests check` verifies it",
+    "video_duration_s": "seconds of the video file's picture stream, from every packet, measured at publish",
+    "music_bytes": "size of the music file as published, bytes",
+    "music_sha256": "SHA-256 of the music file as published (hex); `dvmset manifests check` verifies it",
+    "music_duration_s": "seconds of the music file, decoded in full at publish",
+    "music_samples": "samples per channel of the music file, decoded in full at publish",
+    "sample_rate_hz": "sample rate of the music file, Hz",
+    "channels": "channels of the music file",
+    "fps": "frame rate of the video file, frames per second",
+    "loudness_lufs": "integrated loudness of the music after normalization (ITU-R BS.1770), LUFS",
+    "loudness_before_lufs": "integrated loudness of the music before normalization, LUFS; -inf for a silent clip",
+    "true_peak_dbtp": "true peak of the normalized music, dBTP",
+    "gain_db": "gain applied by the loudness normalization, dB",
+    "silence_s": "seconds of silence in the music",
+    "longest_silence_s": "the longest stretch of silence in the music, seconds",
+    "speech_s": "seconds of speech (the speech detector on the vocals stem)",
+    "non_music_s": "seconds that are not music (silence or speech, counted once)",
+    "static_share": "share of the clip where the picture stands still (0 to 1)",
+    "noise_score": "how noise-like the music is (0 to 1)",
+    "priority": "review-queue priority the prescreen gave the clip (higher: reviewed earlier)",
+    "flags": "what the prescreen flagged (`non_music`, `noise`, `static`)",
+    "scene_cuts_s": "scene-cut times in the clip, seconds from its start",
+    "decision": "the reviewers' settled decision (`accepted` in a published split)",
+    "reasons": "the reviewers' reject reasons (empty for an accepted clip)",
+    "annotators": "the annotators whose votes settled the decision",
+    "separator_model_id": "the model that removed the vocals (`htdemucs` by default)",
+    "stand_in": "true when a stand-in separator with random weights made the music: not data",
+}
+
 
 @dataclass(frozen=True)
 class ManifestRow:
@@ -111,6 +174,13 @@ class ManifestRow:
     duration_s: float
     video_path: str
     music_path: str
+    video_bytes: int
+    video_sha256: str
+    video_duration_s: float
+    music_bytes: int
+    music_sha256: str
+    music_duration_s: float
+    music_samples: int
     sample_rate_hz: int
     channels: int
     fps: float
@@ -142,11 +212,16 @@ def manifest_row(
     split: Split,
     sample_rate_hz: int,
     *,
+    video_facts: MediaFacts,
+    music_facts: MediaFacts,
     channels: int = MUSIC_CHANNELS,
 ) -> ManifestRow:
     """The manifest row of `clip` (of `video`), decided by `decision`, on side `split`.
-    `sample_rate_hz` and `channels` describe the clip's music file. ValueError if the records
-    do not belong together or the decision is not settled."""
+    `sample_rate_hz` and `channels` describe the clip's music file, `video_facts` and
+    `music_facts` its two files as measured (`dvmset.media_facts`). ValueError if the records
+    do not belong together, the decision is not settled, or the music facts have no samples."""
+    if music_facts.samples is None:
+        raise ValueError(f"clip {clip.clip_id!r}: the music facts carry no sample count")
     if clip.video_id != video.video_id:
         raise ValueError(f"clip {clip.clip_id!r} belongs to {clip.video_id!r}, not to {video.video_id!r}")
     if decision.status not in (ClipStatus.ACCEPTED, ClipStatus.REJECTED):
@@ -169,6 +244,13 @@ def manifest_row(
         duration_s=clip.duration_s,
         video_path=clip.video_path,
         music_path=clip.music_path,
+        video_bytes=video_facts.size_bytes,
+        video_sha256=video_facts.sha256,
+        video_duration_s=video_facts.duration_s,
+        music_bytes=music_facts.size_bytes,
+        music_sha256=music_facts.sha256,
+        music_duration_s=music_facts.duration_s,
+        music_samples=music_facts.samples,
         sample_rate_hz=sample_rate_hz,
         channels=channels,
         fps=clip.fps,
@@ -265,4 +347,40 @@ def check_schema(schema: pa.Schema, where: str, *, expected: pa.Schema = MANIFES
 def manifest_metadata(table: pa.Table) -> dict[str, Any]:
     """The JSON metadata `write_manifest` stored with a table read by `read_manifest` ({} if none)."""
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def media_root_of(manifest_dir: Path, data_root: Path) -> str:
+    """What publish writes as `media_root`: `data_root` relative to `manifest_dir` (POSIX, e.g. `../..`)."""
+    return Path(os.path.relpath(os.path.abspath(data_root), os.path.abspath(manifest_dir))).as_posix()
+
+
+def resolve_media_root(
+    manifest_file: Path, metadata: Mapping[str, Any], data_root: Path | None = None, *, default: Path | None = None
+) -> Path:
+    """The absolute folder where the media paths of the manifest `manifest_file` (with its JSON
+    `metadata`) start: `data_root` when given (an explicit override), else the manifest's own
+    `media_root` taken from the folder the file is in, so the answer is the same from any
+    working folder, else `default` (for manifests published before `media_root` was recorded).
+    ManifestError when none says."""
+    if data_root is not None:
+        return Path(os.path.abspath(data_root))
+    relative = metadata.get(MEDIA_ROOT_KEY)
+    if not isinstance(relative, str) or not relative:
+        if default is not None:
+            return Path(os.path.abspath(default))
+        raise ManifestError(
+            f"{manifest_file}: the manifest records no {MEDIA_ROOT_KEY} (published before it was recorded); "
+            "give the data root (--data-root or --config)"
+        )
+    return Path(os.path.abspath(Path(os.path.abspath(manifest_file)).parent / relative))
+
+
+def file_metadata(path: Path) -> dict[str, Any]:
+    """The JSON metadata of the Parquet file `path`, read from its footer alone ({} if none);
+    ManifestError when it is not a readable Parquet file."""
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(METADATA_KEY)
+    except (OSError, pa.ArrowException) as error:
+        raise ManifestError(f"{path}: not a readable Parquet file ({error})") from error
     return json.loads(raw) if raw else {}

@@ -1,47 +1,49 @@
-"""Check a published manifest folder: in `manifests/<version>/` and a data root, out a `CheckReport`.
+"""Check a published manifest folder: in `manifests/<version>/` (and, optionally, a data root
+overriding the manifests' recorded `media_root`), out a `CheckReport`.
 
-Checks, each problem with a `ProblemCode`: both split files are there and have the schema
-(`missing_manifest`, `schema_mismatch`); every row sits in the file of its split
-(`wrong_split`); no clip twice (`duplicate_clip`); no video or group on both sides
-(`video_leak`, `group_leak`); every music and video file exists under the data root
-(`missing_file`, `bad_path`), opens (`unreadable_file`) and lasts the row's `duration_s` within
-a tolerance (`duration_mismatch`). Music durations come from the FLAC header (soundfile);
-video durations from ffprobe, run on a few threads. ffprobe costs tens of milliseconds a
-clip, so `probe_videos=False` checks only that the videos exist, for a quick check of a
-large release.
+Checks, each problem with a `ProblemCode`: both split files are there, have the schema and rows
+(`missing_manifest`, `schema_mismatch`, `empty_split`) and say where their media live
+(`no_media_root`); every row sits in the file of its split (`wrong_split`); no clip twice
+(`duplicate_clip`); no video or group on both sides (`video_leak`, `group_leak`); every music and
+video file is under the media root (`bad_path`, `missing_file`) with the size and SHA-256 the
+manifest recorded at publish (`size_mismatch`, `checksum_mismatch`, `unreadable_file`): exact,
+and as fast as the disk reads. With `decode`, every file is also decoded in full by ffmpeg and
+must decode without an error (`decode_error`) to the recorded duration within a tolerance
+(`duration_mismatch`). Every problem names the clip, the file and what differs.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import pyarrow as pa
-import soundfile as sf
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from dvmset.manifest import ManifestError, manifest_path, read_manifest
+from dvmset.manifest import ManifestError, manifest_metadata, manifest_path, read_manifest, resolve_media_root
+from dvmset.media_facts import decode as decode_media
+from dvmset.media_facts import file_digest
 from dvmset.split import Split
 from dvmset.storage import DataRoot
 from dvmset.tools import require_tool
 
 DURATION_TOLERANCE_S = 0.1
-FFPROBE_TIMEOUT_S = 60.0
 
 
 class ProblemCode(StrEnum):
     """What is wrong with a manifest folder."""
 
     MISSING_MANIFEST = "missing_manifest"
+    NO_MEDIA_ROOT = "no_media_root"
+    EMPTY_SPLIT = "empty_split"
     SCHEMA_MISMATCH = "schema_mismatch"
     WRONG_SPLIT = "wrong_split"
     DUPLICATE_CLIP = "duplicate_clip"
@@ -50,6 +52,9 @@ class ProblemCode(StrEnum):
     BAD_PATH = "bad_path"
     MISSING_FILE = "missing_file"
     UNREADABLE_FILE = "unreadable_file"
+    SIZE_MISMATCH = "size_mismatch"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    DECODE_ERROR = "decode_error"
     DURATION_MISMATCH = "duration_mismatch"
 
 
@@ -85,7 +90,8 @@ class CheckReport:
         for name in ("code", "split", "clip", "problem"):
             table.add_column(name, overflow="fold")
         for problem in self.problems[:limit]:
-            table.add_row(problem.code.value, problem.split or "", problem.clip_id or "", problem.message)
+            cells = (problem.code.value, problem.split or "", problem.clip_id or "", problem.message)
+            table.add_row(*(Text(cell) for cell in cells))  # plain text: no markup, no `:a:` emoji in ids
         hidden = len(self.problems) - limit
         counts = ", ".join(f"{code.value}: {count}" for code, count in sorted(self.counts().items()))
         table.caption = counts + (f" ({hidden} more not shown)" if hidden > 0 else "")
@@ -100,33 +106,44 @@ class CheckReport:
 
 def check_manifests(
     manifest_dir: Path,
-    data_root: Path,
+    data_root: Path | None = None,
     *,
+    decode: bool = False,
     tolerance_s: float = DURATION_TOLERANCE_S,
-    probe_videos: bool = True,
     workers: int | None = None,
 ) -> CheckReport:
-    """Check `manifest_dir`'s train and test manifests and the media they point to under
-    `data_root` (see the module docstring). `workers` ffprobe processes run at once (default:
+    """Check `manifest_dir`'s train and test manifests and the media they point to (see the
+    module docstring). Media paths start at `data_root` when given, else at each manifest's
+    recorded `media_root` (`resolve_media_root`). `workers` files are checked at once (default:
     the CPU count)."""
     manifest_dir = Path(manifest_dir)
     problems: list[Problem] = []
     tables: dict[Split, pa.Table] = {}
+    roots: dict[Split, Path] = {}
     for split in Split:
         path = manifest_path(manifest_dir, split)
         if not path.exists():
             problems.append(Problem(ProblemCode.MISSING_MANIFEST, f"{path.name} is missing", split.value))
             continue
         try:
-            tables[split] = read_manifest(path)
+            table = read_manifest(path)
         except ManifestError as error:
             problems.append(Problem(ProblemCode.SCHEMA_MISMATCH, str(error), split.value))
+            continue
+        tables[split] = table
+        try:
+            roots[split] = resolve_media_root(path, manifest_metadata(table), data_root)
+        except ManifestError as error:
+            problems.append(Problem(ProblemCode.NO_MEDIA_ROOT, str(error), split.value))
+        if table.num_rows == 0:
+            problems.append(Problem(ProblemCode.EMPTY_SPLIT, f"{path.name} has no rows", split.value))
     for split, table in tables.items():
         problems += _wrong_split(split, table)
     problems += _duplicates(tables)
     problems += _leaks(tables, "video_id", ProblemCode.VIDEO_LEAK)
     problems += _leaks(tables, "group_id", ProblemCode.GROUP_LEAK)
-    problems += _media_problems(tables, DataRoot(Path(data_root)), tolerance_s, probe_videos, workers)
+    rooted = {split: table for split, table in tables.items() if split in roots}
+    problems += _media_problems(rooted, roots, tolerance_s, decode, workers)
     return CheckReport(manifest_dir, sum(table.num_rows for table in tables.values()), tuple(problems))
 
 
@@ -164,80 +181,69 @@ class _MediaItem:
     clip_id: str
     kind: str  # "music" or "video"
     relative_path: str
-    duration_s: float
+    size_bytes: int
+    sha256: str
+    duration_s: float  # as decoded at publish
 
 
 def _media_problems(
-    tables: dict[Split, pa.Table], root: DataRoot, tolerance_s: float, probe_videos: bool, workers: int | None
+    tables: dict[Split, pa.Table], roots: dict[Split, Path], tolerance_s: float, decode: bool, workers: int | None
 ) -> list[Problem]:
     items = [
-        _MediaItem(split.value, clip_id, kind, relative_path, duration_s)
+        _MediaItem(split.value, *values)
         for split, table in tables.items()
         for kind in ("music", "video")
-        for clip_id, relative_path, duration_s in zip(
-            table["clip_id"].to_pylist(), table[f"{kind}_path"].to_pylist(), table["duration_s"].to_pylist()
+        for values in zip(
+            table["clip_id"].to_pylist(), [kind] * table.num_rows,
+            *(table[f"{kind}_{column}"].to_pylist() for column in ("path", "bytes", "sha256", "duration_s")),
         )
-    ]
-    measure: dict[str, Callable[[Path], float] | None] = {
-        "music": _music_duration_s,
-        "video": _video_duration_s if probe_videos else None,
-    }
+    ]  # fmt: skip
+    data_roots = {split.value: DataRoot(root) for split, root in roots.items()}
+    if decode and items:
+        require_tool("ffmpeg")  # one clear error up front, not one per file
 
     def check(item: _MediaItem) -> Problem | None:
-        return _media_problem(item, root, measure[item.kind], tolerance_s)
+        return _media_problem(item, data_roots[item.split], tolerance_s, decode)
 
-    probed = [item for item in items if item.kind == "video" and probe_videos]
-    found = [check(item) for item in items if not (item.kind == "video" and probe_videos)]  # header reads: fast
-    if probed:
-        require_tool("ffprobe")  # one clear error up front, not one per video
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            found += pool.map(check, probed)
-    return [problem for problem in found if problem is not None]
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:  # hashlib and ffmpeg free the GIL
+        return [problem for problem in pool.map(check, items) if problem is not None]
 
 
-def _media_problem(
-    item: _MediaItem, root: DataRoot, measure: Callable[[Path], float] | None, tolerance_s: float
-) -> Problem | None:
-    """The problem with one media file, or None."""
+def _media_problem(item: _MediaItem, root: DataRoot, tolerance_s: float, decode: bool) -> Problem | None:
+    """The problem with one media file, or None: there, its size, its SHA-256, and with `decode`
+    a clean full decode lasting the recorded duration."""
+    where = f"{item.kind} {item.relative_path}"
+
+    def problem(code: ProblemCode, what: str) -> Problem:
+        return Problem(code, f"{where}: {what}", item.split, item.clip_id)
+
     try:
         path = root.resolve(item.relative_path)
     except ValueError as error:
-        return Problem(ProblemCode.BAD_PATH, f"{item.kind}: {error}", item.split, item.clip_id)
+        return problem(ProblemCode.BAD_PATH, str(error))
     if not path.is_file():
-        message = f"{item.kind} {item.relative_path} is missing"
-        return Problem(ProblemCode.MISSING_FILE, message, item.split, item.clip_id)
-    if measure is None:
+        return problem(ProblemCode.MISSING_FILE, f"missing (looked at {path})")
+    try:
+        size_bytes = path.stat().st_size
+        if size_bytes != item.size_bytes:
+            return problem(ProblemCode.SIZE_MISMATCH, f"{size_bytes:,} bytes, the manifest says {item.size_bytes:,}")
+        _size, sha256 = file_digest(path)
+    except OSError as error:
+        return problem(ProblemCode.UNREADABLE_FILE, f"cannot be read: {error}")
+    if sha256 != item.sha256:
+        what = f"SHA-256 {sha256[:16]}..., the manifest says {item.sha256[:16]}..."
+        return problem(ProblemCode.CHECKSUM_MISMATCH, what)
+    if not decode:
         return None
     try:
-        duration_s = measure(path)
-    except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as error:
-        message = f"{item.kind} {item.relative_path} cannot be read: {error}"
-        return Problem(ProblemCode.UNREADABLE_FILE, message, item.split, item.clip_id)
-    if abs(duration_s - item.duration_s) > tolerance_s:
-        message = f"{item.kind} lasts {duration_s:.3f} s, the row says {item.duration_s:.3f} s"
-        return Problem(ProblemCode.DURATION_MISMATCH, message, item.split, item.clip_id)
+        decoded = decode_media(path, item.kind)
+    except (OSError, subprocess.SubprocessError) as error:
+        return problem(ProblemCode.UNREADABLE_FILE, f"cannot be decoded: {error}")
+    if decoded.error is not None:
+        return problem(ProblemCode.DECODE_ERROR, f"decoding fails after {decoded.duration_s:.3f} s: {decoded.error}")
+    if abs(decoded.duration_s - item.duration_s) > tolerance_s:
+        return problem(
+            ProblemCode.DURATION_MISMATCH,
+            f"decodes to {decoded.duration_s:.3f} s, the manifest says {item.duration_s:.3f} s",
+        )
     return None
-
-
-def _music_duration_s(path: Path) -> float:
-    """Seconds of audio in `path`, from its header (soundfile raises RuntimeError if unreadable)."""
-    info = sf.info(str(path))
-    return info.frames / info.samplerate
-
-
-def _video_duration_s(path: Path) -> float:
-    """Seconds of `path`'s first video stream (the container's duration if the stream has none)."""
-    args = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-of", "json"]
-    args += ["-show_entries", "stream=duration:format=duration", f"file:{path}"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=FFPROBE_TIMEOUT_S)
-    if done.returncode != 0:
-        raise ValueError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "ffprobe failed")
-    data = json.loads(done.stdout)
-    streams = data.get("streams") or []
-    if not streams:
-        raise ValueError("no video stream")
-    duration = streams[0].get("duration") or data.get("format", {}).get("duration")
-    if duration in (None, "N/A"):
-        raise ValueError("ffprobe gives no duration")
-    return float(duration)
-

@@ -3,13 +3,17 @@
 In: the catalog, `ReviewSettings`, the annotator's name and what they pressed. Out: a new
 `SessionState` (the clip on screen and the prefetched next one, both leased in the catalog).
 Every decision is written to the catalog (a label event, in the annotator's role) before the
-new state is returned. A reviewer's queue starts with the disputed clips (`Catalog.claim_next`).
+new state is returned, and only where the annotator holds a live claim on the clip (checked in
+the catalog's transaction: `ClaimLost` otherwise, and nothing is written). A state belongs to
+the annotator it was filled for: another login cannot act on it (`DecisionError`). A reviewer's
+queue starts with the disputed clips (`Catalog.claim_next`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from dvmset.catalog import Catalog
 from dvmset.errors import DvmsetError
@@ -28,11 +32,12 @@ class ReviewSettings:
 
 @dataclass(frozen=True)
 class SessionState:
+    annotator: str | None = None  # whose session this is (set by the first `fill`)
     current: str | None = None  # the clip on screen
     next: str | None = None  # claimed too, prefetched by the browser
-    history: tuple[str, ...] = ()  # clips decided in this session, the latest last (what undo takes back)
+    history: tuple[str, ...] = ()  # clips decided, the latest last (what undo takes back; from the catalog on a reload)
     skipped: tuple[str, ...] = ()
-    decided: int = 0
+    decided: int = 0  # clips decided today (UTC)
 
 
 def everyone_annotates(_name: str) -> Role:
@@ -51,6 +56,7 @@ class ReviewSession:
     def fill(self, state: SessionState, annotator: str) -> SessionState:
         """Renew the leases of the clips on screen and prefetched (a clip whose lease ran out and
         went to someone else is dropped), then claim clips where they are missing."""
+        state = self.owned(state, annotator)
         shown = _ids(state.current) + _ids(state.next)
         held = self.catalog.renew_claims(annotator, shown, self.settings.lease_s)
         current, nxt = ([clip_id for clip_id in shown if clip_id in held] + [None, None])[:2]
@@ -58,17 +64,29 @@ class ReviewSession:
         nxt = nxt or (self._claim(annotator, state.skipped + _ids(current)) if current else None)
         return replace(state, current=current, next=nxt)
 
+    def resume(self, state: SessionState, annotator: str, history: int = 20) -> SessionState:
+        """A new screen (a login or a reload): the undo history and today's count from the
+        catalog's label events, then `fill`. A screen that already has them is only filled."""
+        state = self.owned(state, annotator)
+        if not (state.history or state.decided):
+            midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            recent = self.catalog.recent_votes(annotator, history)
+            today = self.catalog.recent_votes(annotator, 10_000, since=midnight)
+            state = replace(state, history=tuple(reversed([vote.clip_id for vote in recent])), decided=len(today))
+        return self.fill(state, annotator)
+
     def decide(
         self, state: SessionState, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (),
         note: str | None = None,
     ) -> SessionState:
         """Record accept or reject of the clip on screen, then move the prefetched clip onto the screen."""
+        state = self.owned(state, annotator)
         if state.current is None:
             raise DecisionError("there is no clip on screen")
         reasons = _checked_reasons(decision, reasons, note)
         self.catalog.add_label(
             state.current, annotator, decision, reasons, (note or "").strip() or None, lease_s=self.settings.lease_s,
-            role=self.role(annotator),
+            role=self.role(annotator), require_claim=True,
         )
         moved = replace(state, current=state.next, next=None, history=state.history + (state.current,),
                         decided=state.decided + 1)  # fmt: skip
@@ -76,22 +94,51 @@ class ReviewSession:
 
     def skip(self, state: SessionState, annotator: str) -> SessionState:
         """Give the clip on screen back to the queue (for others) and show the next one."""
+        state = self.owned(state, annotator)
         if state.current is None:
             return self.fill(state, annotator)
         self.catalog.release_claim(state.current, annotator)
         return self.fill(replace(state, current=state.next, next=None, skipped=state.skipped + (state.current,)), annotator)
 
-    def undo(self, state: SessionState, annotator: str) -> SessionState:
-        """Withdraw the latest decision of this session (a new `pending_review` event) and show that clip again."""
+    def undo(self, state: SessionState, annotator: str, clip_id: str | None = None) -> SessionState:
+        """Withdraw the latest decision (or the one on `clip_id`, one of the recent ones: to change
+        it) with a new `pending_review` event, and show that clip again."""
+        state = self.owned(state, annotator)
         if not state.history:
             raise DecisionError("nothing to undo in this session")
-        last = state.history[-1]
+        if clip_id is not None and clip_id not in state.history:
+            raise DecisionError("that clip is not among your recent decisions")
+        last = clip_id or state.history[-1]
         self.catalog.add_label(
-            last, annotator, ClipStatus.PENDING_REVIEW, lease_s=self.settings.lease_s, role=self.role(annotator)
+            last, annotator, ClipStatus.PENDING_REVIEW, lease_s=self.settings.lease_s, role=self.role(annotator),
+            require_claim=True,
         )
         if state.next:
             self.catalog.release_claim(state.next, annotator)  # the screen's clip becomes the next one
-        return replace(state, current=last, next=state.current, history=state.history[:-1], decided=state.decided - 1)
+        history = tuple(done for done in state.history if done != last)
+        return replace(state, current=last, next=state.current, history=history, decided=max(0, state.decided - 1))
+
+    def heartbeat(self, state: SessionState, annotator: str) -> bool:
+        """Renew the leases of the clips on screen and prefetched; whether the one on screen is
+        still the annotator's (False: its lease ran out or went to someone else: a vote would be refused)."""
+        state = self.owned(state, annotator)
+        if state.current is None:
+            return True
+        held = self.catalog.renew_claims(annotator, [state.current, *_ids(state.next)], self.settings.lease_s)
+        if state.current in held:
+            return True
+        # a vote that landed while this heartbeat was on its way closed the claim: nothing was lost
+        return any(c.annotator == annotator and c.done for c in self.catalog.claims_on(state.current))
+
+    @staticmethod
+    def owned(state: SessionState, annotator: str) -> SessionState:
+        """`state`, stamped with its annotator; DecisionError when it was filled for someone else
+        (a request that names another login's session)."""
+        if state.annotator is None:
+            return replace(state, annotator=annotator)
+        if state.annotator != annotator:
+            raise DecisionError("this screen belongs to another login: reload the page")
+        return state
 
     def _claim(self, annotator: str, skip: Sequence[str]) -> str | None:
         return self.catalog.claim_next(annotator, self.settings.lease_s, self.settings.overlap_share, skip=set(skip),

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from dvmset.errors import ReasonCode
-from dvmset.manifest import ManifestError, read_manifest
+from dvmset.manifest import ManifestError, manifest_metadata, read_manifest, resolve_media_root
 from dvmset.records import ClipStatus
 from dvmset.storage import DataRoot
 from model.errors import FeatureError
@@ -195,16 +195,20 @@ def curve_at_frames(curve: torch.Tensor, num_frames: int) -> torch.Tensor:
 
 
 def manifest_clip_ids(manifest_path: Path, data_root: DataRoot) -> list[str]:
-    """The accepted clips of a manifest, in its order. ManifestError when it has none, or when a clip's
-    media is not where the feature caches read it (`clips/<clip_id>/video.mp4`, `music.flac`)."""
+    """The accepted clips of a manifest, in its order. Its media paths start where the manifest says
+    (`dvmset.manifest.resolve_media_root`: its recorded `media_root`, the same from any working
+    folder; `data_root` for a manifest that records none). ManifestError when it has none, or when a
+    clip's media is not where the feature caches read it (`clips/<clip_id>/video.mp4`, `music.flac`
+    under `data_root`)."""
     table = read_manifest(manifest_path)
+    media = DataRoot(resolve_media_root(manifest_path, manifest_metadata(table), default=data_root.root))
     accepted = table.filter(pc.equal(table["decision"], ClipStatus.ACCEPTED.value))
     if accepted.num_rows == 0:
         raise ManifestError(f"{manifest_path}: no accepted clips to train on ({table.num_rows} rows)")
     rows = accepted.select(["clip_id", "video_path", "music_path"]).to_pylist()
     for row in rows:
         for column, file_name in (("video_path", VIDEO_FILE), ("music_path", MUSIC_FILE)):
-            if data_root.resolve(row[column]) != data_root.resolve(_clip_file(data_root, row["clip_id"], file_name)):
+            if media.resolve(row[column]) != data_root.resolve(_clip_file(data_root, row["clip_id"], file_name)):
                 raise ManifestError(
                     f"{manifest_path}: clip {row['clip_id']} has {column} {row[column]!r}; the model reads "
                     f"{file_name} from its clip folder {data_root.clip_dir(row['clip_id'])}"

@@ -320,3 +320,120 @@ def test_stand_in_clips_are_refused_unless_allowed_and_then_the_card_warns_first
     rows = [row.strip("| ").split(" | ") for row in models.splitlines() if row.startswith("| s")]
     totals = {cells[1]: int(cells[-1]) for cells in rows}
     assert totals == {"`tiny`": accepted, "`htdemucs`": 3, "`tiny-random`": 2, "`silero_vad`": 5}
+
+
+# --- checksummed media, paths from any folder, empty splits, no-op publishes (issue 18) ------------
+
+
+def test_every_media_file_is_recorded_as_published(published):
+    import hashlib
+
+    folder = published / "data" / "manifests" / "v0001"
+    both = pd.concat(pd.read_parquet(folder / f"{side}.parquet") for side in ("train", "test"))
+    data = DataRoot(published / "data")
+    for row in both.itertuples():
+        for kind in ("video", "music"):
+            path = data.resolve(getattr(row, f"{kind}_path"))
+            assert getattr(row, f"{kind}_bytes") == path.stat().st_size
+            assert getattr(row, f"{kind}_sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
+            assert getattr(row, f"{kind}_duration_s") == pytest.approx(CLIP_S, abs=0.05)
+        assert row.music_samples == sf.info(str(data.resolve(row.music_path))).frames == CLIP_S * MUSIC_RATE_HZ
+    meta = json.loads(pq.read_schema(folder / "train.parquet").metadata[b"dvmset.metadata"])
+    assert meta["media_root"] == "../.."
+
+
+def test_check_and_export_resolve_paths_from_any_folder_without_a_config(published, tmp_path, monkeypatch):
+    work = shutil.copytree(published, tmp_path / "work")
+    folder = work / "data" / "manifests" / "v0001"
+    elsewhere = tmp_path / "elsewhere" / "deeper"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)  # no dvmset.toml here, and the data root is not below this folder
+    relative = Path("..") / ".." / "work" / "data" / "manifests" / "v0001"
+    for given in (folder, relative):
+        code, output = run_cli("manifests", "check", given)
+        assert code == 0, output
+        assert "0 problems" not in output and "ok" in output
+    code, output = run_cli("manifests", "export-jsonl", relative, "jsonl")
+    assert code == 0, output
+    entries = [json.loads(line) for line in (elsewhere / "jsonl" / "train.jsonl").read_text().splitlines()]
+    assert entries and all(Path(e["path"]).is_file() and Path(e["video_path"]).is_file() for e in entries)
+    assert all(Path(e["path"]).is_relative_to(work / "data") for e in entries)
+
+    train = pd.read_parquet(folder / "train.parquet")
+    gone = DataRoot(work / "data").resolve(train.music_path.iloc[0])
+    gone.unlink()
+    code, output = run_cli("manifests", "export-jsonl", relative, "jsonl2")
+    said = " ".join(output.split())
+    assert code == 1 and "1 media files do not exist" in said and gone.name in output and str(gone.parent) in said
+    assert not (elsewhere / "jsonl2").exists()  # nothing written
+    code, output = run_cli("manifests", "check", relative)
+    assert code == 1 and "missing_file" in output and "1 problems" in output  # the clip named: test_manifest_check
+
+
+def new_workdir(tmp_path: Path, media: Path, videos) -> Path:
+    workdir = tmp_path / "fresh"
+    workdir.mkdir()
+    (workdir / "dvmset.toml").write_text('data_root = "data"\n[publish]\nseed = 3\n', encoding="utf-8")
+    config = load_config(workdir / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    for name, query in videos:
+        add_video(catalog, config, media, name, query)
+    catalog.close()
+    return workdir
+
+
+def test_a_split_without_rows_is_refused_with_the_reason(media, tmp_path):
+    from curation.publish import EmptySplitError
+
+    workdir = new_workdir(tmp_path, media, [("a", "food")])  # one group: nothing can go to test
+    code, output = run_cli("publish", "--config", workdir / "dvmset.toml")
+    said = " ".join(output.split())
+    assert code == 1, output
+    assert "the test split would have no rows" in said
+    assert "1 groups on train and 0 on test" in said and "only once it has 2 groups" in said and "'food', has 1" in said
+    assert not (workdir / "data" / "manifests" / "v0001").exists()
+    config = load_config(workdir / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    assert {v.split for v in catalog.videos()} == {None}  # no side stored either
+    with pytest.raises(EmptySplitError) as refused:
+        publish(catalog, config, "v0001")
+    assert str(pickle.loads(pickle.dumps(refused.value))) == str(refused.value)
+    catalog.close()
+
+
+def test_a_publish_with_no_decision_is_refused(tmp_path):
+    workdir = tmp_path / "empty"
+    workdir.mkdir()
+    (workdir / "dvmset.toml").write_text('data_root = "data"\n', encoding="utf-8")
+    code, output = run_cli("publish", "--config", workdir / "dvmset.toml")
+    assert code == 1 and "the train and test split would have no rows" in " ".join(output.split())
+    assert not (workdir / "data" / "manifests" / "v0001").exists()
+
+
+def test_a_publish_with_nothing_new_writes_nothing_unless_forced(published, tmp_path):
+    from curation.publish import NothingChangedError
+
+    work = shutil.copytree(published, tmp_path / "work")
+    config = load_config(work / "dvmset.toml", environ={})
+    catalog = Catalog.open(config.resolved_catalog_url)
+    before = [(v.video_id, v.group_id, v.split, v.updated_at) for v in catalog.videos()]
+    catalog.close()
+    code, output = run_cli("publish", "--config", work / "dvmset.toml")
+    said = " ".join(output.split())
+    assert code == 0, output
+    assert "nothing changed since v0001" in said and "v0002 was not written" in said and "--force" in said
+    manifests = work / "data" / "manifests"
+    assert sorted(p.name for p in manifests.iterdir()) == ["v0001"]
+    catalog = Catalog.open(config.resolved_catalog_url)
+    assert [(v.video_id, v.group_id, v.split, v.updated_at) for v in catalog.videos()] == before
+    with pytest.raises(NothingChangedError) as unchanged:
+        publish(catalog, config, "v0002")
+    assert str(pickle.loads(pickle.dumps(unchanged.value))) == str(unchanged.value)
+    catalog.close()
+    code, output = run_cli("publish", "--config", work / "dvmset.toml", "--force")
+    assert code == 0, output
+    assert sorted(p.name for p in manifests.iterdir()) == ["v0001", "v0002"]
+    for side in ("train", "test"):
+        assert pq.read_table(manifests / "v0002" / f"{side}.parquet").equals(
+            pq.read_table(manifests / "v0001" / f"{side}.parquet")
+        )

@@ -25,6 +25,7 @@ from dvmset.export_jsonl import export_jsonl
 from dvmset.ids import make_clip_id
 from dvmset.manifest import (
     MANIFEST_SCHEMA,
+    MEDIA_ROOT_KEY,
     MANIFEST_SCHEMA_VERSION,
     SCHEMA_VERSION_KEY,
     ManifestError,
@@ -33,9 +34,11 @@ from dvmset.manifest import (
     manifest_path,
     manifest_row,
     manifest_table,
+    media_root_of,
     read_manifest,
     write_manifest,
 )
+from dvmset.media_facts import MediaFacts, music_facts, video_facts
 from dvmset.records import (
     ClipLoudness,
     ClipRecord,
@@ -108,10 +111,28 @@ ACCEPT = Decision(ClipStatus.ACCEPTED, annotators=("ann",))
 REJECT = Decision(ClipStatus.REJECTED, reasons=(RejectReason.NON_MUSIC,), annotators=("ann", "bob"))
 
 
+# Stand-ins for measured media facts: rows made without media carry these; `publish` measures the real ones
+UNMEASURED_VIDEO = MediaFacts(0, "0" * 64, CLIP_S)
+UNMEASURED_MUSIC = MediaFacts(0, "0" * 64, CLIP_S, round(CLIP_S * SAMPLE_RATE_HZ))
+
+
 def make_row(
     video: VideoRecord, start_s: float, group_id: str, split: Split, decision: Decision = ACCEPT, silent: bool = False
 ) -> ManifestRow:
-    return manifest_row(video, make_clip(video.video_id, start_s, silent), decision, group_id, split, SAMPLE_RATE_HZ)
+    return manifest_row(
+        video, make_clip(video.video_id, start_s, silent), decision, group_id, split, SAMPLE_RATE_HZ,
+        video_facts=UNMEASURED_VIDEO, music_facts=UNMEASURED_MUSIC,
+    )  # fmt: skip
+
+
+def measured(row: ManifestRow, root: DataRoot) -> ManifestRow:
+    """`row` with the facts of its media files as they are under `root` now."""
+    video, music = video_facts(root.resolve(row.video_path)), music_facts(root.resolve(row.music_path))
+    return replace(
+        row, video_bytes=video.size_bytes, video_sha256=video.sha256, video_duration_s=video.duration_s,
+        music_bytes=music.size_bytes, music_sha256=music.sha256, music_duration_s=music.duration_s,
+        music_samples=music.samples,
+    )  # fmt: skip
 
 
 FOOD1 = make_video("youtube:food1", (FOOD,))
@@ -152,15 +173,21 @@ def write_music(path: Path, duration_s: float) -> None:
     sf.write(path, np.stack([tone, tone], axis=1), SAMPLE_RATE_HZ, format="FLAC", subtype="PCM_16")
 
 
-def publish(data_root: Path, manifest_dir: Path, rows: dict[Split, list[ManifestRow]], video_template: Path) -> None:
-    """The media every row points to (the video a copy of `video_template`), and the two manifests."""
+def publish(
+    data_root: Path, manifest_dir: Path, rows: dict[Split, list[ManifestRow]], video_template: Path
+) -> dict[Split, list[ManifestRow]]:
+    """The media every row points to (the video a copy of `video_template`), and the two manifests,
+    with the media measured and the media root recorded as publish does; returns the rows written."""
     root = DataRoot(data_root)
     for row in (row for split_rows in rows.values() for row in split_rows):
         write_music(root.resolve(row.music_path), row.duration_s)
         root.resolve(row.video_path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(video_template, root.resolve(row.video_path))
-    for split, split_rows in rows.items():
-        write_manifest(split_rows, manifest_path(manifest_dir, split), {"manifest_version": manifest_dir.name})
+    metadata = {"manifest_version": manifest_dir.name, MEDIA_ROOT_KEY: media_root_of(manifest_dir, data_root)}
+    written = {split: [measured(row, root) for row in split_rows] for split, split_rows in rows.items()}
+    for split, split_rows in written.items():
+        write_manifest(split_rows, manifest_path(manifest_dir, split), metadata)
+    return written
 
 
 def rows_of(table: pa.Table) -> list[ManifestRow]:
@@ -205,10 +232,15 @@ def test_a_row_is_built_from_the_records():
 
 
 def test_a_row_refuses_records_that_do_not_belong_together():
+    facts = {"video_facts": UNMEASURED_VIDEO, "music_facts": UNMEASURED_MUSIC}
     with pytest.raises(ValueError, match="belongs to"):
-        manifest_row(FOOD2, make_clip(FOOD1.video_id, 0.0), ACCEPT, "g", Split.TRAIN, SAMPLE_RATE_HZ)
+        manifest_row(FOOD2, make_clip(FOOD1.video_id, 0.0), ACCEPT, "g", Split.TRAIN, SAMPLE_RATE_HZ, **facts)
     with pytest.raises(ValueError, match="neither accepted nor rejected"):
-        manifest_row(FOOD1, make_clip(FOOD1.video_id, 0.0), Decision(ClipStatus.PENDING_REVIEW), "g", Split.TRAIN, 1)
+        clip = make_clip(FOOD1.video_id, 0.0)
+        manifest_row(FOOD1, clip, Decision(ClipStatus.PENDING_REVIEW), "g", Split.TRAIN, 1, **facts)
+    with pytest.raises(ValueError, match="no sample count"):
+        manifest_row(FOOD1, make_clip(FOOD1.video_id, 0.0), ACCEPT, "g", Split.TRAIN, 1,
+                     video_facts=UNMEASURED_VIDEO, music_facts=UNMEASURED_VIDEO)  # fmt: skip
 
 
 def test_write_then_read_gives_the_same_rows_and_metadata(tmp_path):
@@ -316,3 +348,26 @@ def test_the_jsonl_export_lists_accepted_clips_with_existing_files(published, tm
         assert entry["duration"] == pytest.approx(info.duration)
         assert entry["source_end_s"] - entry["source_start_s"] == entry["duration"]
     assert entries[Split.TRAIN][0]["clip_id"] == "youtube:city1:00000000"
+
+
+def test_the_jsonl_export_starts_at_the_recorded_media_root_from_any_folder(published, tmp_path, monkeypatch):
+    from dvmset.export_jsonl import MissingMediaError
+
+    data_root, manifest_dir = published
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    relative = Path("..") / manifest_dir.relative_to(tmp_path)
+    written = export_jsonl(relative, None, Path("out"))
+    entries = [json.loads(line) for path in written.values() for line in path.read_text().splitlines()]
+    assert len(entries) == 5 and all(Path(e["path"]).is_file() and Path(e["video_path"]).is_file() for e in entries)
+    gone = DataRoot(data_root).resolve(dataset_rows()[Split.TEST][1].video_path)
+    gone.unlink()
+    with pytest.raises(MissingMediaError) as missing:
+        export_jsonl(relative, None, Path("out2"))
+    assert missing.value.missing == [str(gone)]
+    assert not (elsewhere / "out2").exists()
+    table = read_manifest(manifest_path(manifest_dir, Split.TRAIN))
+    write_manifest(rows_of(table), manifest_path(manifest_dir, Split.TRAIN), {})  # records no media root
+    with pytest.raises(ManifestError, match="records no media_root"):
+        export_jsonl(relative, None, Path("out3"))

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 def reviewed_copy(built, target: Path) -> Path:
-    """A copy of the built corpus whose clips an annotator accepted; returns its config path."""
+    """A copy of the built corpus whose clips an annotator accepted; returns its config path. Its two
+    videos have a query each, so no query has the 2 groups that put one on the test side by rule; a
+    test share of one half puts the second on test (a publish with an empty split is refused)."""
     config_path = copy_of(built.config_path.parent, target)
+    with open(config_path, "a", encoding="utf-8") as config:
+        config.write("[publish]\ntest_share = 0.5\n")
     catalog = open_catalog(config_path)
     for clip in catalog.clips():
         catalog.add_label(clip.clip_id, "ann", ClipStatus.ACCEPTED)

@@ -24,7 +24,7 @@ def test_a_decision_the_catalog_could_not_save_is_not_acknowledged(review_data, 
     monkeypatch.setattr(catalog, "add_label", database_down)
     outputs = app.accept(state, request)
     assert "NOT SAVED" in outputs[4]
-    assert [output for i, output in enumerate(outputs) if i != 4] == [gr.skip()] * 6  # the screen stays
+    assert [output for i, output in enumerate(outputs) if i != 4] == [gr.skip()] * 8  # the screen stays
     monkeypatch.undo()
     saved = app.accept(state, request)
     assert saved[0].current == state.next and "accepted" in saved[4]
@@ -66,7 +66,7 @@ def test_a_reviewer_sees_the_disputed_votes_first_and_settles_the_dispute(review
     assert "<script>" not in facts and "&lt;script&gt;" in facts  # a note is shown as text
 
     settled = app.reject(state, ["mismatch"], "", as_user("rev"))
-    assert settled[0].current != disputed and f"rejected: {disputed}" in settled[4]
+    assert settled[0].current != disputed and "rejected: video 2 (180-240 s, " in settled[4] and disputed in settled[4]
     assert catalog.get_clip(disputed).status is ClipStatus.REJECTED
     assert [(e.annotator, e.role) for e in catalog.label_events()][-1] == ("rev", Role.REVIEWER)
     assert "disagreements: 0" in app.stats(as_user("rev"))

@@ -90,15 +90,19 @@ def test_keyboard_review_undo_and_a_restart_keep_every_event(browser, app, data)
     page.evaluate("document.getElementById('dv-video').play()")
     page.keyboard.press(" ")
     assert page.evaluate("document.getElementById('dv-video').paused")  # space: play / pause
+    assert page.locator("#dv-reasons input:checked").count() == 1  # the prescreen's flag (non_music), pre-ticked
+    page.keyboard.press("1")  # untick it
     press_and_wait(page, "r", "not done: pick at least one reason")  # no reason ticked: nothing written
     assert on_screen(page) == ids[0]
     press_and_wait(page, "a", "accepted")
     assert on_screen(page) == ids[1]
-    page.keyboard.press("1")
-    page.keyboard.press("3")
+    page.keyboard.press("3")  # non_music is pre-ticked: add static
     assert page.locator("#dv-reasons input:checked").count() == 2
     press_and_wait(page, "r", "rejected")
-    assert on_screen(page) == ids[2] and page.locator("#dv-reasons input:checked").count() == 0
+    assert on_screen(page) == ids[2] and page.locator("#dv-reasons input:checked").count() == 1  # its own flag
+    assert not page.get_by_text("more than 5 s of non-music").is_visible()
+    page.keyboard.press("?")
+    page.get_by_text("more than 5 s of non-music").wait_for()  # the guidelines, opened with ?
     press_and_wait(page, "u", "undone")
     assert on_screen(page) == ids[1]
     page.get_by_role("tab", name="Progress").click()

@@ -140,3 +140,27 @@ def test_ensure_cached_computes_missing_inputs_once(tmp_path, tiny_clip_dir, tin
     starts = {clips.crop(Sample(1, seed)).start_s for seed in range(20)}
     assert starts == {0.0, 1.0}  # a 2 s window of a 3 s clip starts on a whole second
 
+
+
+def test_the_loader_resolves_media_where_the_manifest_says_from_any_folder(tmp_path, training_manifest, monkeypatch):
+    """The trainer reads media paths from the manifest's recorded media root (`resolve_media_root`, as
+    `manifests check` and `export-jsonl` do), whatever the working folder; one that records another
+    root than the data root whose caches it reads is refused."""
+    import os
+
+    from dvmset.manifest import MEDIA_ROOT_KEY, media_root_of
+
+    data_root, manifest = training_manifest
+    table = pq.read_table(manifest)
+    rows = rows_of(table)
+    accepted = [row.clip_id for row in rows if row.decision == "accepted"]
+    folder = tmp_path / "manifests" / "v9"
+    recorded = write_manifest(rows, folder / "train.parquet", {MEDIA_ROOT_KEY: media_root_of(folder, data_root.root)})
+    elsewhere = tmp_path / "a" / "b"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    relative = os.path.relpath(recorded, elsewhere)
+    assert manifest_clip_ids(type(recorded)(relative), data_root) == accepted
+    other = write_manifest(rows, tmp_path / "other" / "train.parquet", {MEDIA_ROOT_KEY: "../somewhere-else"})
+    with pytest.raises(ManifestError, match="the model reads"):
+        manifest_clip_ids(other, data_root)

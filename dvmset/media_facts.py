@@ -1,0 +1,114 @@
+"""What the manifest records about each media file, measured from its bytes: size, SHA-256, and
+the duration a real decode gives (with the sample count for music).
+
+In: a path. Out: a `MediaFacts` (`music_facts`: the FLAC read once into memory, hashed, then
+decoded in full by soundfile, whose frame count is the sample count; `video_facts`: the file
+hashed, then every packet of its first video stream read by ffprobe, the duration running from
+the first packet's start to the last one's end). `file_digest` hashes a file in one pass; `decode`
+decodes a file in full with ffmpeg (`-f null`) and returns the decoded seconds and any decoder
+errors, for `dvmset manifests check --decode`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import soundfile as sf
+
+from dvmset.tools import require_tool
+
+CHUNK_BYTES = 8 * 1024 * 1024
+DECODE_BLOCK_FRAMES = 1 << 16
+TOOL_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class MediaFacts:
+    """One media file: bytes, SHA-256 (hex), decoded seconds, and samples per channel (music only)."""
+
+    size_bytes: int
+    sha256: str
+    duration_s: float
+    samples: int | None = None
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """(bytes, SHA-256 hex) of `path`, read once in large chunks into one reused buffer."""
+    digest, size = hashlib.sha256(), 0
+    buffer = bytearray(CHUNK_BYTES)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+            size += count
+    return size, digest.hexdigest()
+
+
+def music_facts(path: Path) -> MediaFacts:
+    """Facts of a music file: read once, hashed, decoded in full (RuntimeError / ValueError when
+    it does not decode)."""
+    data = Path(path).read_bytes()
+    frames = 0
+    with sf.SoundFile(io.BytesIO(data)) as sound:
+        rate_hz = sound.samplerate
+        for block in sound.blocks(blocksize=DECODE_BLOCK_FRAMES, dtype="int16"):
+            frames += len(block)
+    return MediaFacts(len(data), hashlib.sha256(data).hexdigest(), frames / rate_hz, frames)
+
+
+def video_facts(path: Path) -> MediaFacts:
+    """Facts of a video file: hashed, then its first video stream's duration from every packet
+    (ValueError when ffprobe cannot read it or finds no video packet)."""
+    size, sha256 = file_digest(path)
+    return MediaFacts(size, sha256, video_packets_duration_s(path))
+
+
+def video_packets_duration_s(path: Path) -> float:
+    """Seconds from the first video packet's start to the last one's end (ffprobe reads every packet)."""
+    args = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-of", "csv=p=0"]
+    args += ["-show_entries", "packet=pts_time,duration_time", f"file:{path}"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    if done.returncode != 0:
+        raise ValueError(_last_line(done.stderr) or "ffprobe failed")
+    starts, ends = [], []
+    for line in done.stdout.split():
+        pts, _, duration = line.partition(",")
+        if pts in ("", "N/A"):
+            continue
+        starts.append(float(pts))
+        ends.append(float(pts) + (float(duration) if duration not in ("", "N/A") else 0.0))
+    if not starts:
+        raise ValueError("no video packet")
+    return max(ends) - min(starts)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What a full decode gave: seconds decoded, and the decoder's first error line (None when clean)."""
+
+    duration_s: float
+    error: str | None
+
+
+def decode(path: Path, kind: str) -> Decoded:
+    """Decode the first `kind` ("video" or "music") stream of `path` in full with ffmpeg into
+    nothing (`-f null`); any line ffmpeg prints at level error counts as an error."""
+    stream = "0:v:0" if kind == "video" else "0:a:0"
+    args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", f"file:{path}", "-map", stream]
+    args += ["-f", "null", "-", "-progress", "pipe:1", "-nostats"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+    out_us = [line.partition("=")[2] for line in done.stdout.splitlines() if line.startswith("out_time_us=")]
+    seconds = max((int(value) for value in out_us if value.lstrip("-").isdigit()), default=0) / 1e6
+    error = done.stderr.strip().splitlines()[0] if done.stderr.strip() else None
+    if done.returncode != 0 and error is None:
+        error = f"ffmpeg exited with {done.returncode}"
+    return Decoded(seconds, error)
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
