@@ -77,6 +77,10 @@ def evaluate(
         typer.Option(help="another beat tracker, module:function (instead of --beats)"),
     ] = None,
     tolerance_s: Annotated[float, typer.Option(min=0.0, help="a beat this close hits a scene change (s)")] = 0.1,
+    exclude: Annotated[
+        str, typer.Option(help="clips left out of the Rhythm score: none (only clips without scene changes) or "
+                               "stable-visual (still pictures, or under 2 cuts a minute, by the manifest's prescreen)")
+    ] = "none",
     beat_bin_s: Annotated[float, typer.Option(min=0.01, help="onset bin of BCS/BHS (s)")] = 1.0,
     panns: Annotated[str, typer.Option(help="PANNs Cnn14 checkpoint file or name")] = "Cnn14_mAP=0.431.pth",
     clap: Annotated[str, typer.Option(help="CLAP hub id or folder")] = "laion/larger_clap_music",
@@ -95,6 +99,7 @@ def evaluate(
     )  # fmt: skip
     from model.metrics.report import protocol, write_report
     from model.metrics.scenes import SceneSettings, manifest_scenes
+    from model.metrics.rhythm import EXCLUDE_RULES
     from model.metrics.trackers import BeatTrackerError, beat_tracker_spec, load_beat_tracker
 
     names = list(name or [folder.name for folder in generated])
@@ -108,6 +113,8 @@ def evaluate(
         config = load_config(config_path)
     except ConfigError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
+    if exclude not in EXCLUDE_RULES:
+        raise fail(ExitCode.USAGE, f"--exclude must be one of {', '.join(EXCLUDE_RULES)}, got {exclude!r}")
     if scenes not in SCENE_SOURCES:
         raise fail(ExitCode.USAGE, f"--scenes must be one of {', '.join(SCENE_SOURCES)}, got {scenes!r}")
     detection = {"detector": scene_detector, "threshold": scene_threshold, "min_scene_frames": min_scene_frames}
@@ -126,7 +133,7 @@ def evaluate(
             scenes=manifest_scenes(manifest, prescreen_detector()) if scenes == "manifest" else detector,
             tolerance_s=tolerance_s, beat_bin_s=beat_bin_s, panns_checkpoint=panns, clap_model_id=clap,
             imagebind_checkpoint=None if no_imagebind else imagebind,
-            model_dir=config.model_dir, device=device, shuffle_seed=shuffle_seed, beat_tracker=tracker,
+            model_dir=config.model_dir, device=device, shuffle_seed=shuffle_seed, beat_tracker=tracker, exclude=exclude,
         )  # fmt: skip
         clips = manifest_eval_clips(manifest, DataRoot(root))
         models = load_metric_models(settings)

@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from dvmset.ids import id_to_dirname
-from dvmset.manifest import ManifestError, read_manifest
+from dvmset.manifest import ManifestError, manifest_metadata, read_manifest, resolve_media_root
 from dvmset.records import ClipStatus
 from dvmset.storage import DataRoot
 from model.errors import FeatureError
@@ -39,7 +39,7 @@ from model.metrics.imagebind import ImageBind, checkpoint_path, load_imagebind, 
 from model.metrics.imagebind_inputs import AUDIO_SAMPLE_RATE_HZ as IMAGEBIND_SAMPLE_RATE_HZ
 from model.metrics.imagebind_inputs import audio_melspecs, video_views
 from model.metrics.panns import DEFAULT_CHECKPOINT, PANNS_SAMPLE_RATE_HZ, Cnn14, load_cnn14, panns_outputs
-from model.metrics.rhythm import TOLERANCE_S, RhythmClip, default_beat_tracker, rhythm_clip
+from model.metrics.rhythm import TOLERANCE_S, RhythmClip, default_beat_tracker, is_stable_visual, rhythm_clip
 from model.metrics.scenes import ManifestScenes, SceneSettings, scene_changes_s
 from model.metrics.trackers import BeatTracker
 from model.tokens import MusicAt
@@ -65,6 +65,7 @@ class EvalSettings:
     model_dir: Path | None = None
     device: str = "cpu"
     shuffle_seed: int = 0
+    exclude: str = "none"  # `rhythm.EXCLUDE_RULES`: "stable-visual" leaves such clips out of the Rhythm score
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class EvalClip:
     music_path: Path
     duration_s: float
     scene_cuts_s: tuple[float, ...] = ()
+    static_share: float | None = None  # the prescreen's share of still picture
 
 
 @dataclass(frozen=True)
@@ -130,17 +132,28 @@ class RunResult:
 
 
 def manifest_eval_clips(manifest_path: Path, data_root: DataRoot) -> list[EvalClip]:
-    """The accepted clips of a manifest, in its order; ManifestError when it has none."""
+    """The accepted clips of a manifest, in its order, their media found where the manifest says
+    (`dvmset.manifest.resolve_media_root`, as the trainer and `manifests check` find them; `data_root`
+    for a manifest that records no media root); ManifestError when it has none."""
     table = read_manifest(manifest_path)
+    media = DataRoot(resolve_media_root(manifest_path, manifest_metadata(table), default=data_root.root))
     accepted = table.filter(pc.equal(table["decision"], ClipStatus.ACCEPTED.value))
     if accepted.num_rows == 0:
         raise ManifestError(f"{manifest_path}: no accepted clips to evaluate ({table.num_rows} rows)")
-    columns = ["clip_id", "query", "video_path", "music_path", "duration_s", "scene_cuts_s"]
+    columns = ["clip_id", "query", "video_path", "music_path", "duration_s", "scene_cuts_s", "static_share"]
     return [
-        EvalClip(row["clip_id"], row["query"], data_root.resolve(row["video_path"]),
-                 data_root.resolve(row["music_path"]), float(row["duration_s"]), tuple(row["scene_cuts_s"]))
+        EvalClip(row["clip_id"], row["query"], media.resolve(row["video_path"]), media.resolve(row["music_path"]),
+                 float(row["duration_s"]), tuple(row["scene_cuts_s"]), row["static_share"])
         for row in accepted.select(columns).to_pylist()
     ]  # fmt: skip
+
+
+def excluded_by_rule(clip: EvalClip, settings: EvalSettings) -> bool:
+    """True when `settings.exclude` leaves `clip` out of the Rhythm score (`rhythm.STABLE_VISUAL_RULE`,
+    on the manifest's prescreen figures); such a clip counts as excluded, as one without scene changes."""
+    if settings.exclude == "none":
+        return False
+    return is_stable_visual(clip.static_share, len(clip.scene_cuts_s), clip.duration_s)
 
 
 def generated_file(folder: Path, clip_id: str) -> Path | None:
@@ -289,7 +302,8 @@ def _clip_result(
         clap=float(paired_cosines(reference.clap_embedding[None], generated.clap_embedding[None])[0]),
         imagebind=imagebind,
         rhythm=rhythm_clip(
-            clip.clip_id, audible_changes_s, generated.beats_s, generated.duration_s, settings.tolerance_s
+            clip.clip_id, [] if excluded_by_rule(clip, settings) else audible_changes_s, generated.beats_s,
+            generated.duration_s, settings.tolerance_s,
         ),
         beats=beat_scores(reference.beat_bins, generated.beat_bins),
         generated_embedding=generated.panns_embedding,

@@ -29,7 +29,7 @@ from model.metrics.imagebind import checkpoint_path
 from model.metrics.imagebind_inputs import AUDIO_PROTOCOL as IMAGEBIND_AUDIO_PROTOCOL
 from model.metrics.imagebind_inputs import VIDEO_PROTOCOL as IMAGEBIND_VIDEO_PROTOCOL
 from model.metrics.panns import PANNS_SAMPLE_RATE_HZ
-from model.metrics.rhythm import RhythmSummary, summarize_rhythm
+from model.metrics.rhythm import STABLE_VISUAL_RULE, RhythmSummary, summarize_rhythm
 
 PACKAGES = ("dvmset", "torch", "transformers", "librosa", "scenedetect", "opencv-python-headless", "numpy", "scipy")
 NOT_AVAILABLE = "n/a"
@@ -111,6 +111,9 @@ def protocol(
         "versions": {"python": platform.python_version(), **versions},
         **settings.scenes.protocol(),
         "rhythm_tolerance_s": settings.tolerance_s,
+        "rhythm_exclude": settings.exclude,
+        "rhythm_exclude_rule": STABLE_VISUAL_RULE if settings.exclude == "stable-visual" else "clips without scene "
+        "changes only",
         **settings.beat_tracker.protocol(),
         "rhythm_scene_changes": "of the reference clip (scene_source); those after the end of the generated music "
         "are not counted",
@@ -189,7 +192,7 @@ def _table(rows: dict[str, RunSummary], first: str) -> list[str]:
 
 def _rhythm_table(rows: dict[str, RunSummary]) -> list[str]:
     lines = [
-        "| run | Rhythm (mean) | Rhythm (pooled) | chance | scored clips | excluded (no scene change) | BCS | BHS |",
+        "| run | Rhythm (mean) | Rhythm (pooled) | chance | scored clips | excluded (see rhythm_exclude) | BCS | BHS |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in rows.items():

@@ -30,6 +30,14 @@ from model.metrics.beats import onset_times_s
 from model.metrics.trackers import DEFAULT_BEAT_TRACKER, BeatTracker, tracker_from_callable
 
 BEAT_SAMPLE_RATE_HZ = 22_050  # librosa's default analysis rate
+EXCLUDE_RULES = ("none", "stable-visual")
+STABLE_STATIC_SHARE = 0.5  # the prescreen's max_static_share: still this share of the time or more
+STABLE_CUTS_PER_MIN = 2.0  # fewer scene cuts than this a minute (under one per 30 s)
+STABLE_VISUAL_RULE = (
+    f"a clip is stable-visual when its picture stands still for at least {STABLE_STATIC_SHARE:g} of the clip "
+    f"(the prescreen's static_share) or it has fewer than {STABLE_CUTS_PER_MIN:g} scene cuts a minute (the "
+    "prescreen's scene_cuts_s): landscapes and talking heads, which the paper excludes by hand"
+)
 TOLERANCE_S = 0.1  # the paper's tolerance
 _PLP_HOP = 512
 _PLP_WINDOW_FRAMES = 384  # librosa.beat.plp's default window, shortened for shorter music
@@ -126,6 +134,12 @@ loris_onset_beats_s.DESCRIPTION = (
     f"librosa {librosa.__version__} onset.onset_detect(wait=1, delta=0.2, pre_avg=3, post_avg=3, pre_max=3, "
     "post_max=3) (LORIS)"
 )
+
+
+def is_stable_visual(static_share: float | None, scene_cuts: int, duration_s: float) -> bool:
+    """`STABLE_VISUAL_RULE` on a clip's prescreen figures (`static_share` None: judged by its cuts alone)."""
+    still = static_share is not None and static_share >= STABLE_STATIC_SHARE
+    return still or scene_cuts < STABLE_CUTS_PER_MIN * duration_s / 60.0
 
 
 def default_beat_tracker() -> BeatTracker:

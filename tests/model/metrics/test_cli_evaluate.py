@@ -143,6 +143,24 @@ def test_a_plugged_in_beat_tracker_sets_the_rhythm_score_and_is_recorded(workdir
     assert protocol["beats"] == "custom"
 
 
+def test_stable_visual_clips_are_left_out_of_the_rhythm_score_by_the_manifests_prescreen(workdir):
+    rows = read_manifest(workdir / "manifests" / "v1" / "test.parquet").to_pylist()
+    still = {"youtube:food1": 0.9, "youtube:city1": 0.1}  # the first clip's picture stands still
+    rows = [ManifestRow(**{**row, "static_share": still[row["video_id"]], "scene_cuts_s": (2.0, 4.0, 6.0)})
+            for row in rows]  # fmt: skip
+    write_manifest(rows, workdir / "manifests" / "v3" / "test.parquet", {})
+    for rule, excluded in (("none", 0), ("stable-visual", 1)):
+        code, output = evaluate("--generated", "generated/late", "--no-references", "--exclude", rule,
+                                "--report", rule, manifest="manifests/v3/test.parquet")  # fmt: skip
+        assert code == 0, output
+        report = json.loads((workdir / "reports" / "v3" / f"{rule}.json").read_text())
+        assert report["runs"][0]["summary"]["rhythm"]["excluded_clips"] == excluded
+        assert report["protocol"]["rhythm_exclude"] == rule
+    assert "stands still" in report["protocol"]["rhythm_exclude_rule"]
+    code, output = evaluate("--generated", "generated/late", "--exclude", "landscapes")
+    assert code == ExitCode.USAGE and "--exclude must be one of" in output
+
+
 def test_the_beat_protocol_is_named_and_recorded(workdir):
     code, output = evaluate("--generated", "generated/late", "--no-references", "--beats", "beat_track")
     assert code == 0, output

@@ -80,3 +80,12 @@ def test_scene_settings_record_the_detector_default_and_refuse_unknown_detectors
     assert SceneSettings("adaptive", 2.5).protocol()["scene_threshold_parameter"] == "adaptive_threshold"
     with pytest.raises(ValueError, match="unknown scene detector"):
         SceneSettings("nonsense")
+
+
+def test_the_stable_visual_rule_takes_still_pictures_and_rare_cuts():
+    from model.metrics.rhythm import is_stable_visual
+
+    assert is_stable_visual(0.6, 10, 60.0)  # still most of the time
+    assert is_stable_visual(0.1, 1, 60.0)  # one cut a minute
+    assert not is_stable_visual(0.1, 2, 60.0) and not is_stable_visual(None, 1, 20.0)  # 2 a minute; 3 a minute
+    assert is_stable_visual(None, 0, 10.0)
