@@ -4,7 +4,7 @@ real-time factor, for a model with random weights.
 In: nothing to download. `--size tiny` builds the test fixture's tiny MusicGen (12 decoder layers 24 wide,
 4 codebooks of 64 entries at 25 Hz, `tests.model.conftest.save_tiny_musicgen`), saves it and loads it by
 path as `dvmset train` does; `--size medium` builds facebook/musicgen-medium's architecture
-(`tests.model.conftest.musicgen_medium_config`: 48 layers 1536 wide, 4 codebooks of 2048 entries at
+(`model.architectures.musicgen_config("medium")`: 48 layers 1536 wide, 4 codebooks of 2048 entries at
 50 Hz) straight on `--device` with random weights (meant for a GPU: about 6 GB of float32 weights).
 The stage-`--stage` VidMusician around it trains on `--clips` random 60 s clips held in memory (codes,
 1 fps CLIP embeddings, 50 Hz rhythm curve; the cache reads from disk are not timed).
@@ -50,7 +50,8 @@ from model.generate import GenerationSettings, generate_from_features  # noqa: E
 from model.train import CROP_S, CURVE_RATE_HZ, OptimizerSettings  # noqa: E402
 from model.train_loop import PAPER_BATCH_SIZE, Trainer, TrainSettings  # noqa: E402
 from model.vidmusician import VidMusician, trainable_parameter_counts  # noqa: E402
-from tests.model.conftest import TINY_CLIP_EMBED_DIM, TINY_DECODER_WIDTH, musicgen_medium_config  # noqa: E402
+from model.architectures import musicgen_config  # noqa: E402
+from tests.model.conftest import TINY_CLIP_EMBED_DIM, TINY_DECODER_WIDTH  # noqa: E402
 from tests.model.conftest import save_tiny_musicgen  # noqa: E402
 
 CLIP_S = 60.0  # the dataset's clip length
@@ -93,7 +94,7 @@ def build_model(size: str, device: torch.device, stage: int, workdir: Path) -> t
         backbone, clip_dim = load_backbone(str(folder), device=str(device)), TINY_CLIP_EMBED_DIM
     else:
         with device:
-            backbone = MusicgenBackbone(MusicgenForConditionalGeneration(musicgen_medium_config()))
+            backbone = MusicgenBackbone(MusicgenForConditionalGeneration(musicgen_config("medium")))
         clip_dim = MEDIUM_CLIP_DIM
     model = VidMusician(backbone, clip_dim)
     if stage == 2:

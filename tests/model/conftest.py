@@ -81,22 +81,6 @@ def save_tiny_musicgen(folder: Path, audio_channels: int = 1, num_layers: int = 
     return folder
 
 
-def musicgen_medium_config() -> MusicgenConfig:
-    """facebook/musicgen-medium's architecture (T5-base; 32 kHz EnCodec, 4 codebooks of 2048 entries at
-    50 Hz; a decoder of 48 layers 1536 wide, 24 heads), for models with random weights: build it on the
-    meta device to count parameters, or on a GPU to time it; nothing is downloaded."""
-    text_encoder = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
-    audio_encoder = EncodecConfig(
-        sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], codebook_size=2048, num_filters=64,
-        target_bandwidths=[2.2], use_causal_conv=False, norm_type="weight_norm", pad_mode="reflect",
-    )  # fmt: skip
-    decoder = MusicgenDecoderConfig(
-        vocab_size=2048, hidden_size=1536, num_hidden_layers=48, num_attention_heads=24, ffn_dim=6144,
-        max_position_embeddings=2048, num_codebooks=4, pad_token_id=2048, bos_token_id=2048,
-    )  # fmt: skip
-    return MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
-
-
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

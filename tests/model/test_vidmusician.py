@@ -10,7 +10,8 @@ from model.backbone import MusicgenBackbone, load_backbone
 from model.errors import ConditioningError
 from model.tokens import apply_delay_pattern
 from model.vidmusician import VidMusician, trainable_parameter_counts
-from tests.model.conftest import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS, musicgen_medium_config
+from model.architectures import musicgen_config
+from tests.model.conftest import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
 
 CLIP_DIM = 12
 BATCH = 2
@@ -203,7 +204,7 @@ def test_trainable_parameter_counts_by_module(model):
 def test_musicgen_medium_lands_near_the_papers_trainable_parameter_count():
     """musicgen-medium (48 layers, width 1536, T5-base) on the meta device, with a 512-wide CLIP (ViT-B/32)
     and the default conditioning sizes: within 10% of the 24.79M the paper reports."""
-    config = musicgen_medium_config()
+    config = musicgen_config("medium")
     with torch.device("meta"):
         model = VidMusician(MusicgenBackbone(MusicgenForConditionalGeneration(config)), clip_dim=512)
         model.add_rhythm()
