@@ -10,7 +10,7 @@ be read or the manifest is unusable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +22,9 @@ from dvmset.errors import ConfigError, StageError
 from dvmset.manifest import ManifestError, manifest_path
 from dvmset.split import Split
 
+if TYPE_CHECKING:
+    from model.vidmusician import ConditioningConfig
+
 
 def run_config(config: Config, flags: dict[str, object]) -> Config:
     """`config` with the given flags over its [train] section (ConfigError when one is out of range)."""
@@ -29,6 +32,16 @@ def run_config(config: Config, flags: dict[str, object]) -> Config:
         return config.model_copy(update={"train": TrainConfig.model_validate({**config.train.model_dump(), **flags})})
     except ValidationError as exc:
         raise ConfigError(f"invalid train settings: {exc}") from exc
+
+
+def conditioning_of(train: TrainConfig) -> ConditioningConfig:
+    """The model's conditioning sizes from the [train] section."""
+    from model.vidmusician import ConditioningConfig
+
+    return ConditioningConfig(
+        semantic_feature=train.semantic_feature, embedding_layers=train.embedding_layers, lora_rank=train.lora_rank,
+        lora_alpha=train.lora_alpha, lora_targets=tuple(train.lora_targets),
+    )  # fmt: skip
 
 
 def resolved_run_config(config: Config, musicgen_id: str, clip_id: str) -> str:
@@ -118,6 +131,7 @@ def train(
         out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,
         settings=settings, musicgen_model_id=train_config.musicgen, clip_model_id=train_config.clip,
         model_dir=config.model_dir, init_checkpoint=init, resume=resume, device=train_config.device,
+        conditioning=conditioning_of(train_config),
         run_config=lambda musicgen_id, clip_id: resolved_run_config(config, musicgen_id, clip_id),
     )  # fmt: skip
     try:

@@ -142,6 +142,17 @@ class TrainConfig(_Section):
     learning_rate: float | None = Field(None, gt=0)  # None: the stage's (1e-4 stage 1, 1e-5 stage 2)
     warmup_steps: int = Field(6000, ge=1)
     device: str | None = None  # None: CUDA when there is one
+    # conditioning sizes the paper leaves open (bench/parameters.py: cls + lora_rank 32 lands on its 24.79M)
+    semantic_feature: Literal["image_embeds", "cls"] = "image_embeds"  # CLIP's projected CLS, or the CLS token
+    embedding_layers: int = Field(2, ge=1)  # linear layers of the embedding manager
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_targets: tuple[str, ...] = ("q", "v")  # T5 attention projections that get LoRA adapters
+
+    @field_validator("lora_targets", mode="before")
+    @classmethod
+    def _split_targets(cls, value: Any) -> Any:
+        return _split_list(value)
 
 
 class Config(_Section):
@@ -331,6 +342,11 @@ seed = 0
 save_every = 500                   # steps between checkpoints
 # learning_rate = 1e-4             # default: the stage's (1e-4 stage 1, 1e-5 stage 2)
 warmup_steps = 6000
+semantic_feature = "image_embeds"  # or "cls": CLIP's CLS token (768 wide), as the paper's equation (1)
+embedding_layers = 2
+lora_rank = 8                      # cls + lora_rank = 32 (q, v): the paper's 24.79M trainable parameters
+lora_alpha = 16.0
+lora_targets = ["q", "v"]
 
 [publish]
 test_share = 0.07                  # target share of clips in the test split (by source video group)

@@ -114,6 +114,7 @@ class TrainingClips:
         musicgen_model_id: str,
         codes_rate_hz: float,
         crop_s: float = CROP_S,
+        semantic_feature: str = "image_embeds",
     ):
         if not clip_ids:
             raise ValueError("no clips to train on")
@@ -123,6 +124,7 @@ class TrainingClips:
         self.musicgen_model_id = musicgen_model_id
         self.codes_rate_hz = codes_rate_hz
         self.crop_s = crop_s
+        self.semantic_feature = semantic_feature
 
     def __len__(self) -> int:
         return len(self.clip_ids)
@@ -135,7 +137,7 @@ class TrainingClips:
         if features is None or codes is None:
             what = "CLIP features" if features is None else "MusicGen codes"
             raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, f"{what} of {clip_id} are not cached (run ensure_cached)")
-        return ClipInputs(codes, features.global_embeds_1fps, features.rhythm_curve_50hz)
+        return ClipInputs(codes, features.semantic(self.semantic_feature), features.rhythm_curve_50hz)
 
     def crop(self, sample: Sample) -> ClipCrop:
         """The random crop of `sample` (the same sample always gives the same crop)."""

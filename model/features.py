@@ -5,6 +5,9 @@ In: a clip's `video.mp4` (any length, any constant frame rate) and a CLIP vision
 Out: `VisualFeatures`, for a clip of T25 frames at 25 fps (1500 for 60 s):
 - `global_embeds_1fps` `[T1, D]` float32, T1 = ceil(T25 / 25): CLIP `image_embeds` (the projected
   CLS token, not normalised) of the frames at 0 s, 1 s, 2 s, ... -- the semantic condition V_S, eq. (1).
+- `cls_1fps` `[T1, H]` float32: the CLS token itself of the same frames (after CLIP's final layer norm,
+  before the projection; 768 wide for ViT-B/32), as the paper's equation (1) writes V_S.
+  `SEMANTIC_FEATURES` names the two; the model's `semantic_feature` setting picks one.
 - `rhythm_curve_50hz` `[2 * T25]` float32: the rhythm condition d. sim_i = the mean over the P patches
   of the cosine between the patch tokens (`last_hidden_state[:, 1:]`, `[T25, P, H]`) of frames i and
   i+1, eq. (4); Algorithm 1 prepends 1, takes dis = 1 - sim and puts a 0 after every value, so entry
@@ -37,7 +40,8 @@ from model.cache import cache_path, read_cache, write_cache
 from model.weights import load_model, load_processor
 
 DEFAULT_CLIP_MODEL_ID = "openai/clip-vit-base-patch32"
-FEATURES_VERSION = "clip-features/1"
+FEATURES_VERSION = "clip-features/2"  # 2: the CLS token too
+SEMANTIC_FEATURES = ("image_embeds", "cls")
 CACHE_KIND = "clip"
 VIDEO_FILE = "video.mp4"  # the clip stage's file name (curation/clip.py)
 RHYTHM_FPS = 25  # patch tokens, eq. (3)
@@ -72,10 +76,19 @@ class VisualFeatures:
     global_embeds_1fps: torch.Tensor
     rhythm_curve_50hz: torch.Tensor
     model_id: str
+    cls_1fps: torch.Tensor | None = None
 
     @property
     def num_frames_25fps(self) -> int:
         return self.rhythm_curve_50hz.shape[0] // 2
+
+    def semantic(self, feature: str = "image_embeds") -> torch.Tensor:
+        """The 1 fps semantic condition `[T1, D]`: `image_embeds` or the `cls` token (`SEMANTIC_FEATURES`)."""
+        if feature == "image_embeds":
+            return self.global_embeds_1fps
+        if feature == "cls" and self.cls_1fps is not None:
+            return self.cls_1fps
+        raise ValueError(f"no semantic feature {feature!r} in these features; features are {SEMANTIC_FEATURES}")
 
 
 def load_clip_encoder(
@@ -116,7 +129,9 @@ def extract_visual_features(
     """Decode `video_path` at 25 fps and run CLIP over every frame, `batch_size` frames at a time."""
     global_stride = RHYTHM_FPS // GLOBAL_FPS
     global_embeds: list[torch.Tensor] = []
+    cls_tokens: list[torch.Tensor] = []
     similarities: list[torch.Tensor] = []
+    final_norm = _final_layer_norm(encoder.model)
     previous_patches: torch.Tensor | None = None  # [1, P, H]: the last frame of the previous batch
     first_index = 0
     for frames in video.iter_frame_batches(video_path, RHYTHM_FPS, encoder.short_edge_px, batch_size):
@@ -129,12 +144,19 @@ def extract_visual_features(
         previous_patches = patches[-1:]
         offset = -first_index % global_stride  # first frame of this batch at a whole second
         global_embeds.append(output.image_embeds[offset::global_stride].float().cpu())
+        cls_tokens.append(final_norm(output.last_hidden_state[offset::global_stride, 0]).float().cpu())
         first_index += len(frames)
     return VisualFeatures(
         global_embeds_1fps=torch.cat(global_embeds),
         rhythm_curve_50hz=distance_sequence(torch.cat(similarities)),
         model_id=encoder.model_id,
+        cls_1fps=torch.cat(cls_tokens),
     )
+
+
+def _final_layer_norm(model: CLIPVisionModelWithProjection) -> torch.nn.Module:
+    """CLIP vision's `post_layernorm`: what turns the CLS token into the pooled output it projects."""
+    return next(module for name, module in model.named_modules() if name.endswith("post_layernorm"))
 
 
 def features_path(data_root: DataRoot, clip_id: str, model_id: str) -> Path:
@@ -147,7 +169,7 @@ def load_cached_visual_features(data_root: DataRoot, clip_id: str, model_id: str
     tensors = read_cache(features_path(data_root, clip_id, model_id), _cache_metadata(model_id))
     if tensors is None:
         return None
-    return VisualFeatures(tensors["global_embeds_1fps"], tensors["rhythm_curve_50hz"], model_id)
+    return VisualFeatures(tensors["global_embeds_1fps"], tensors["rhythm_curve_50hz"], model_id, tensors["cls_1fps"])
 
 
 def visual_features(
@@ -160,7 +182,8 @@ def visual_features(
     features = extract_visual_features(data_root.clip_dir(clip_id) / VIDEO_FILE, encoder, batch_size)
     write_cache(
         features_path(data_root, clip_id, encoder.model_id),
-        {"global_embeds_1fps": features.global_embeds_1fps, "rhythm_curve_50hz": features.rhythm_curve_50hz},
+        {"global_embeds_1fps": features.global_embeds_1fps, "rhythm_curve_50hz": features.rhythm_curve_50hz,
+         "cls_1fps": features.cls_1fps},  # fmt: skip
         _cache_metadata(encoder.model_id),
     )
     return features

@@ -108,13 +108,13 @@ def plan_windows(num_frames: int, frame_rate_hz: float, window_s: float, prompt_
 
 
 def window_conditions(
-    features: VisualFeatures, window: Window, frame_rate_hz: float
+    features: VisualFeatures, window: Window, frame_rate_hz: float, semantic_feature: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A window's conditions in absolute time: global_embeds `[1, N, D]`, the 1 fps embeddings of the
     seconds it touches, and rhythm_curve `[1, window.num_frames]`, the 50 Hz curve over its span (0 past
     the curve's end) at the codec's frame rate."""
     start_s, end_s = window.start_frame / frame_rate_hz, window.end_frame / frame_rate_hz
-    embeds = features.global_embeds_1fps
+    embeds = features.global_embeds_1fps if semantic_feature is None else features.semantic(semantic_feature)
     first = min(math.floor(start_s * GLOBAL_FPS), embeds.shape[0] - 1)
     last = max(math.ceil(end_s * GLOBAL_FPS), first + 1)
     start_index, end_index = round(start_s * CURVE_RATE_HZ), round(end_s * CURVE_RATE_HZ)
@@ -139,7 +139,9 @@ def generate_from_features(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(settings.seed)
         for window in tqdm(windows, desc="generating music", unit="window", disable=not progress):
-            global_embeds, rhythm_curve = window_conditions(features, window, frame_rate_hz)
+            global_embeds, rhythm_curve = window_conditions(
+                features, window, frame_rate_hz, model.config.semantic_feature
+            )
             prompt_end = window.start_frame + window.prompt_frames
             music = model.generate(
                 global_embeds.to(device),

@@ -30,6 +30,7 @@ from model.features import DEFAULT_CLIP_MODEL_ID, load_cached_visual_features
 from model.tokens import DEFAULT_MUSICGEN_MODEL_ID
 from model.train_log import LOG_FILE, PLOT_FILE, StepRecord, TrainLog, plot_loss, read_log
 from model.train_loop import CHECKPOINT_FILE, Trainer, TrainSettings
+from model.vidmusician import ConditioningConfig
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class TrainRequest:
     resume: bool = False
     device: str | None = None
     progress: bool = True
+    conditioning: ConditioningConfig | None = None  # None: the checkpoint's (resume, --init), else the default
     # (MusicGen id, CLIP id) -> the resolved config's TOML, written beside the checkpoint as `RUN_CONFIG_FILE`
     run_config: Callable[[str, str], str] | None = None
 
@@ -96,9 +98,10 @@ def run_training(request: TrainRequest, announce: Callable[[str], None] = lambda
     data_root = DataRoot(Path(request.data_root))
     clip_ids = manifest_clip_ids(Path(request.manifest_path), data_root)
     cached = ensure_cached(data_root, clip_ids, clip_model_id, musicgen_model_id, request.model_dir, request.device)
+    conditioning = _conditioning(request.conditioning, source)
     features = load_cached_visual_features(data_root, clip_ids[0], clip_model_id)
-    clip_dim = int(features.global_embeds_1fps.shape[-1])
-    spec = ModelSpec(musicgen_model_id, clip_model_id, clip_dim, request.stage)
+    clip_dim = int(features.semantic(conditioning.semantic_feature).shape[-1])
+    spec = ModelSpec(musicgen_model_id, clip_model_id, clip_dim, request.stage, conditioning)
     if init is not None and init.spec.clip_dim != clip_dim:
         raise CheckpointError(f"{request.init_checkpoint} was trained on {init.spec.clip_dim}-wide CLIP features, "
                               f"these are {clip_dim} wide")  # fmt: skip
@@ -109,7 +112,8 @@ def run_training(request: TrainRequest, announce: Callable[[str], None] = lambda
         model.load_trainable_state_dict(init.trainable)
     announce(model_line(spec, sum(p.numel() for p in model.parameters() if p.requires_grad)))
     clips = TrainingClips(
-        data_root, clip_ids, clip_model_id, musicgen_model_id, model.backbone.frame_rate_hz, request.settings.crop_s
+        data_root, clip_ids, clip_model_id, musicgen_model_id, model.backbone.frame_rate_hz, request.settings.crop_s,
+        conditioning.semantic_feature,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     if request.run_config is not None:
@@ -147,6 +151,17 @@ def _checkpoints(
     if init.spec.stage != 1:
         raise CheckpointError(f"--init {request.init_checkpoint} is a stage-{init.spec.stage} checkpoint, not stage 1")
     return None, init
+
+
+def _conditioning(requested: ConditioningConfig | None, source: TrainingCheckpoint | None) -> ConditioningConfig:
+    """The conditioning sizes: the checkpoint's when resuming or starting from one (CheckpointError when
+    other ones are requested), else the requested, else the default."""
+    if source is None:
+        return requested or ConditioningConfig()
+    if requested is not None and requested != source.spec.conditioning:
+        raise CheckpointError(f"the checkpoint was trained with the conditioning {source.spec.conditioning}, "
+                              f"not {requested}")  # fmt: skip
+    return source.spec.conditioning
 
 
 def _model_id(what: str, requested: str | None, source: TrainingCheckpoint | None, key: str) -> str | None:

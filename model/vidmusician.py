@@ -41,6 +41,7 @@ class ConditioningConfig:
     """Sizes of the trainable modules. The defaults land musicgen-medium with a 512-wide CLIP
     (ViT-B/32) near the paper's 24.79M trainable parameters (see `trainable_parameter_counts`)."""
 
+    semantic_feature: str = "image_embeds"  # `model.features.SEMANTIC_FEATURES`: image_embeds or cls
     embedding_layers: int = 2
     lora_rank: int = 8
     lora_alpha: float = 16.0

@@ -117,3 +117,31 @@ def test_a_run_writes_its_resolved_config_and_that_config_repeats_it_bit_for_bit
     assert steps_losses_rates(workdir / "again") == steps_losses_rates(workdir / "first")
     first, again = (torch.load(workdir / run / "checkpoint.pt", weights_only=False) for run in ("first", "again"))
     assert all(torch.equal(first["trainable"][key], again["trainable"][key]) for key in first["trainable"])
+
+
+def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir):
+    from model.checkpoint import load_checkpoint
+    from model.features import load_cached_visual_features
+    from model.generate import Window, window_conditions
+    from dvmset.manifest import read_manifest
+    from dvmset.storage import DataRoot
+
+    (workdir / "cls.toml").write_text(
+        'data_root = "data"\nmodel_dir = "models"\n[train]\nsemantic_feature = "cls"\nlora_rank = 4\n'
+        'lora_targets = ["q", "k", "v", "o"]\n'
+    )
+    code, output = train("--stage", "1", "--steps", "2", "--out", "cls", "--config", "cls.toml")
+    assert code == 0, output
+    checkpoint = load_checkpoint(workdir / "cls" / "checkpoint.pt")
+    conditioning = checkpoint.spec.conditioning
+    assert (conditioning.semantic_feature, conditioning.lora_rank) == ("cls", 4)
+    assert conditioning.lora_targets == ("q", "k", "v", "o")
+    clip_id = read_manifest(workdir / "manifests" / "v1" / "train.parquet")["clip_id"][0].as_py()
+    features = load_cached_visual_features(DataRoot(workdir / "data"), clip_id, "tiny/clip")
+    assert checkpoint.spec.clip_dim == features.cls_1fps.shape[-1] != features.global_embeds_1fps.shape[-1]
+    embeds, _curve = window_conditions(features, Window(0, 0, 25), 25.0, "cls")  # what generation feeds
+    assert torch.equal(embeds[0], features.cls_1fps[:1])
+    code, output = train("--stage", "1", "--steps", "3", "--out", "cls", "--resume")  # without the config
+    assert code == ExitCode.USAGE and "trained with the conditioning" in output
+    code, output = train("--stage", "1", "--steps", "3", "--out", "cls", "--resume", "--config", "cls.toml")
+    assert code == 0 and "at step 3" in output, output

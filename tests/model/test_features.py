@@ -145,6 +145,10 @@ def test_batched_features_equal_one_pass_over_all_frames(cut_video, encoder):
     result = extract_visual_features(cut_video, encoder, batch_size=7)  # 7: batches straddle whole seconds
     torch.testing.assert_close(result.global_embeds_1fps, output.image_embeds[::25])
     torch.testing.assert_close(result.rhythm_curve_50hz, rhythm_curve(output.last_hidden_state[:, 1:]))
+    # the CLS token is what CLIP projects into image_embeds: projected, it gives them back
+    assert result.cls_1fps.shape == (6, encoder.model.config.hidden_size)
+    torch.testing.assert_close(encoder.model.visual_projection(result.cls_1fps), result.global_embeds_1fps)
+    assert result.semantic("cls") is result.cls_1fps and result.semantic() is result.global_embeds_1fps
 
 
 def test_features_are_cached_and_a_second_call_does_not_decode(cut_video, encoder, data_root, decode_calls):
