@@ -26,6 +26,14 @@ if TYPE_CHECKING:
     from model.vidmusician import ConditioningConfig
 
 
+# named [train] overrides; flags given on the command line win over them
+PRESETS: dict[str, dict[str, object]] = {
+    "cpu-smoke": {"musicgen": "facebook/musicgen-small", "steps": 4, "batch_size": 2, "crop_s": 10.0,
+                  "warmup_steps": 2, "save_every": 2},  # fmt: skip
+}
+PRESET_NOTES = {"cpu-smoke": "musicgen-small, 4 steps of 2 crops of 10 s: checks the set-up, trains nothing useful"}
+
+
 def run_config(config: Config, flags: dict[str, object]) -> Config:
     """`config` with the given flags over its [train] section (ConfigError when one is out of range)."""
     try:
@@ -92,6 +100,10 @@ def train(
     learning_rate: Annotated[float | None, typer.Option(help="peak learning rate (default: the stage's)")] = None,
     warmup_steps: Annotated[int | None, typer.Option(min=1, help="linear warm-up steps (6000)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when there is one)")] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="cpu-smoke: a few small steps on musicgen-small to try the set-up on a CPU "
+                                      "(NOT the paper's setup); flags still override it")
+    ] = None,
 ) -> None:
     """Train VidMusician on a manifest's accepted clips: stage 1, then stage 2 from its checkpoint.
     Settings come from the config's [train] section (the paper's by default); flags override them.
@@ -107,11 +119,16 @@ def train(
         "accumulate": accumulate, "crop_s": crop_s, "seed": seed, "save_every": save_every,
         "learning_rate": learning_rate, "warmup_steps": warmup_steps, "device": device,
     }  # fmt: skip
+    if preset is not None and preset not in PRESETS:
+        raise fail(ExitCode.USAGE, f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
     try:
         config = load_config(config_path)
-        config = run_config(config, {key: value for key, value in flags.items() if value is not None})
+        given = {key: value for key, value in flags.items() if value is not None}
+        config = run_config(config, {**PRESETS.get(preset or "", {}), **given})
     except ConfigError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
+    if preset is not None:
+        out.print(f"[bold yellow]preset {preset}: NOT the paper's setup[/] ({PRESET_NOTES[preset]})", highlight=False)
     if data_root is not None:
         config = config.model_copy(update={"data_root": data_root})
     train_config = config.train

@@ -145,3 +145,14 @@ def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir
     assert code == ExitCode.USAGE and "trained with the conditioning" in output
     code, output = train("--stage", "1", "--steps", "3", "--out", "cls", "--resume", "--config", "cls.toml")
     assert code == 0 and "at step 3" in output, output
+
+
+def test_the_cpu_smoke_preset_says_it_is_not_the_papers_setup_and_flags_still_win(workdir):
+    code, output = train("--stage", "1", "--preset", "cpu-smoke", "--out", "smoke")  # train() names the tiny models
+    assert code == 0, output
+    assert "preset cpu-smoke: NOT the paper's setup" in output and "4 steps this run, at step 4" in output
+    written = (workdir / "smoke" / "config.toml").read_text()
+    assert "steps = 4" in written and "save_every = 2" in written  # the preset's
+    assert "batch_size = 4" in written and 'musicgen = "tiny/musicgen"' in written  # flags win over the preset
+    code, output = train("--stage", "1", "--preset", "gpu-huge", "--out", "huge")
+    assert code == ExitCode.USAGE and "presets are cpu-smoke" in output
