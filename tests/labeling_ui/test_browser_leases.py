@@ -161,9 +161,10 @@ def test_a_recent_decision_can_be_changed_from_the_list(browser, served):
     first = on_screen(ann)
     press_and_wait(ann, "a", "accepted")
     second = on_screen(ann)
-    press_and_wait(ann, "a", "accepted")
+    press_and_wait(ann, "a", "accepted")  # the status line said "accepted" already: wait for the second vote
+    ann.locator("#dv-recent .dv-recent-vote").nth(1).wait_for()
     third = on_screen(ann)
-    assert ann.locator("#dv-recent .dv-recent-vote").count() == 2
+    assert ann.locator("#dv-recent .dv-recent-vote").count() == 2 and third not in (first, second)
     ann.locator(f'#dv-recent .dv-change-vote[data-clip="{first}"]').click()  # the older one, not the last
     ann.wait_for_function("() => document.querySelector('#dv-status-line')?.textContent.startsWith('reopened')")
     assert on_screen(ann) == first
