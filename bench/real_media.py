@@ -31,8 +31,7 @@ from dvmset.catalog import Catalog  # noqa: E402
 from dvmset.config import load_config  # noqa: E402
 from dvmset.models import weights_cache_dir  # noqa: E402
 from dvmset.storage import DataRoot  # noqa: E402
-from tests.curation.test_real_media import signal_to_distortion_db  # noqa: E402
-from tests.support.real_media import CLIP_S, build_corpus  # noqa: E402
+from tests.support.real_media import CLIP_S, build_corpus, signal_to_distortion_db  # noqa: E402
 
 
 def run_stages(work: Path, model_dir: Path) -> float:

@@ -108,13 +108,13 @@ def plan_windows(num_frames: int, frame_rate_hz: float, window_s: float, prompt_
 
 
 def window_conditions(
-    features: VisualFeatures, window: Window, frame_rate_hz: float, semantic_feature: str | None = None
+    features: VisualFeatures, window: Window, frame_rate_hz: float, semantic_feature: str = "image_embeds"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A window's conditions in absolute time: global_embeds `[1, N, D]`, the 1 fps embeddings of the
-    seconds it touches, and rhythm_curve `[1, window.num_frames]`, the 50 Hz curve over its span (0 past
+    """A window's conditions in absolute time: global_embeds `[1, N, D]`, the 1 fps `semantic_feature`
+    embeddings of the seconds it touches, and rhythm_curve `[1, window.num_frames]`, the 50 Hz curve over its span (0 past
     the curve's end) at the codec's frame rate."""
     start_s, end_s = window.start_frame / frame_rate_hz, window.end_frame / frame_rate_hz
-    embeds = features.global_embeds_1fps if semantic_feature is None else features.semantic(semantic_feature)
+    embeds = features.semantic(semantic_feature)
     first = min(math.floor(start_s * GLOBAL_FPS), embeds.shape[0] - 1)
     last = max(math.ceil(end_s * GLOBAL_FPS), first + 1)
     start_index, end_index = round(start_s * CURVE_RATE_HZ), round(end_s * CURVE_RATE_HZ)

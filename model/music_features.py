@@ -26,7 +26,7 @@ reads it without decoding the music.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +93,9 @@ def music_features(mono: np.ndarray, sample_rate_hz: int = ANALYSIS_RATE_HZ) -> 
     )
 
 
-def pool(frames: np.ndarray, frame_rate_hz: float, rate_hz: float, bins: int, reduce=np.max) -> np.ndarray:  # noqa: ANN001
+def pool(
+    frames: np.ndarray, frame_rate_hz: float, rate_hz: float, bins: int, reduce: Callable[..., np.ndarray] = np.max
+) -> np.ndarray:
     """`frames` `[F, ...]` at `frame_rate_hz` reduced into `bins` bins of 1 / `rate_hz` s: bin b takes the
     frames whose time (index / frame_rate_hz) lies in [b / rate_hz, (b + 1) / rate_hz); an empty bin
     (past the frames' end) is 0."""

@@ -9,7 +9,6 @@ and prescreens the clips). Each case makes one 30 s clip.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from dvmset.cli import app
 from dvmset.config import load_config
 from dvmset.records import PrescreenFlag, VideoStatus
 from dvmset.storage import DataRoot
-from tests.support.real_media import CLIP_S, build_corpus, real_music_available
+from tests.support.real_media import CLIP_S, build_corpus, real_music_available, signal_to_distortion_db
 
 pytestmark = [
     pytest.mark.real_weights,
@@ -120,13 +119,3 @@ def test_the_accompaniment_is_the_known_music(corpus_run):
         assert rate_hz == 44_100
         sdr_db = signal_to_distortion_db(truth.music, accompaniment)
         assert sdr_db >= MIN_ACCOMPANIMENT_SDR_DB, f"{truth.name}: accompaniment SDR {sdr_db:.1f} dB"
-
-
-def signal_to_distortion_db(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """10 log10(|s|^2 / |s - s_hat|^2) over the samples both hold ([T, 2] each), as in the
-    issue's figure (plain SDR: no scale or filter is fitted)."""
-    length = min(len(reference), len(estimate))
-    reference, estimate = reference[:length].astype(np.float64), estimate[:length].astype(np.float64)
-    error = np.sum(np.square(reference - estimate))
-    return math.inf if error == 0 else float(10 * np.log10(np.sum(np.square(reference)) / error))
-

@@ -17,6 +17,7 @@ voiced stretch of each sentence (its first to its last sample above -40 dBFS).
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -169,3 +170,12 @@ def _ffmpeg_stereo(audio: np.ndarray, folder: Path) -> np.ndarray:
     raw = subprocess.run([*args, "pipe:1"], check=True, capture_output=True).stdout
     wav.unlink()
     return np.frombuffer(raw, dtype="<f4").reshape(-1, 2).copy()
+
+
+def signal_to_distortion_db(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """10 log10(|s|^2 / |s - s_hat|^2) over the samples both hold ([T, 2] each), as in the
+    issue's figure (plain SDR: no scale or filter is fitted)."""
+    length = min(len(reference), len(estimate))
+    reference, estimate = reference[:length].astype(np.float64), estimate[:length].astype(np.float64)
+    error = np.sum(np.square(reference - estimate))
+    return math.inf if error == 0 else float(10 * np.log10(np.sum(np.square(reference)) / error))
