@@ -41,7 +41,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.separate import load_separator, separate_track  # noqa: E402
-from curation.speech import HOP_S, load_speech_detector, speech_mask, speech_probabilities  # noqa: E402
+from curation.speech import (  # noqa: E402
+    HOP_S, load_speech_detector, speech_mask, speech_probabilities, speech_segments,
+)  # fmt: skip
 from dvmset.config import PrescreenConfig  # noqa: E402
 
 MUSIC_DIR = Path("/usr/share/pushover/themes")
@@ -108,7 +110,10 @@ def main() -> None:
 
 def _masks(measured: dict[str, np.ndarray], rules: dict[str, float]) -> dict[str, np.ndarray]:
     frames = round(CASE_S / FRAME_S)
-    masks = {way: speech_mask(measured[way], HOP_S, FRAME_S, frames, **rules) for way in ("vocals", "mix", "clean")}
+    masks = {
+        way: speech_mask(speech_segments(measured[way], HOP_S, **rules), FRAME_S, frames)
+        for way in ("vocals", "mix", "clean")
+    }
     old = (measured["vocals_db"] > measured["accompaniment_db"]) & (measured["vocals_db"] > -45.0)
     masks["energy"] = old[:frames]
     return masks

@@ -83,10 +83,11 @@ def longest_run_s(mask: np.ndarray, frame_s: float) -> float:
 def speech_mask(energy: EnergyCurves, frame_count: int, config: PrescreenConfig) -> np.ndarray:
     """[frame_count] bool: the frames of `energy.frame_s` that the clip's speech probabilities put in
     speech, under the config's rules (see `speech.speech_mask`); frames past their end are not speech."""
-    return speech.speech_mask(
-        energy.speech_prob, energy.speech_hop_s, energy.frame_s, frame_count, threshold=config.speech_threshold,
-        min_speech_s=config.min_speech_s, min_silence_s=config.min_speech_gap_s, speech_pad_s=config.speech_pad_s,
+    segments = speech.speech_segments(
+        energy.speech_prob, energy.speech_hop_s, threshold=config.speech_threshold, min_speech_s=config.min_speech_s,
+        min_silence_s=config.min_speech_gap_s, speech_pad_s=config.speech_pad_s,
     )  # fmt: skip
+    return speech.speech_mask(segments, energy.frame_s, frame_count)
 
 
 def static_share_for(luma_diffs_255: np.ndarray, static_diff: float, window_frames: int) -> float:

@@ -26,7 +26,7 @@ import contextlib
 import importlib.metadata
 import importlib.util
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,24 +209,9 @@ def speech_segments(
     return [(start, end) for start, end in speeches]
 
 
-def speech_mask(
-    probs: np.ndarray,
-    hop_s: float,
-    frame_s: float,
-    frame_count: int,
-    *,
-    threshold: float = 0.5,
-    neg_threshold: float | None = None,
-    min_speech_s: float = 0.25,
-    min_silence_s: float = 0.1,
-    speech_pad_s: float = 0.03,
-) -> np.ndarray:
+def speech_mask(segments: Sequence[tuple[float, float]], frame_s: float, frame_count: int) -> np.ndarray:
     """[frame_count] bool: frame i ([i * frame_s, (i + 1) * frame_s)) is speech when its centre lies
-    in one of `speech_segments(probs, hop_s, ...)`; frames past the probabilities' end are not."""
-    segments = speech_segments(
-        probs, hop_s, threshold=threshold, neg_threshold=neg_threshold, min_speech_s=min_speech_s,
-        min_silence_s=min_silence_s, speech_pad_s=speech_pad_s,
-    )  # fmt: skip
+    in one of `segments` (`speech_segments`' (start_s, end_s)); frames past their end are not."""
     centres_s = (np.arange(frame_count) + 0.5) * frame_s
     mask = np.zeros(frame_count, dtype=bool)
     for start_s, end_s in segments:

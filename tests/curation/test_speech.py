@@ -128,11 +128,11 @@ def test_the_rules_match_silero_get_speech_timestamps_from_probs():
 
 def test_speech_mask_marks_frames_by_their_centre_and_fits_the_frame_count():
     probs = _probs((0.0, 10), (0.9, 20), (0.0, 20))  # speech 0.29 s .. 0.99 s with the pads
-    mask = speech_mask(probs, HOP_S, 0.1, 20)
+    mask = speech_mask(speech_segments(probs, HOP_S), 0.1, 20)
     assert mask.tolist() == [False] * 3 + [True] * 7 + [False] * 10  # centres 0.35 .. 0.95 s are in
-    assert speech_mask(probs, HOP_S, 0.1, 5).tolist() == [False, False, False, True, True]
-    assert speech_mask(probs, HOP_S, 0.1, 20, threshold=0.95).sum() == 0
-    assert speech_mask(np.zeros(0, np.float32), HOP_S, 0.1, 3).tolist() == [False] * 3
+    assert speech_mask(speech_segments(probs, HOP_S), 0.1, 5).tolist() == [False, False, False, True, True]
+    assert speech_mask(speech_segments(probs, HOP_S, threshold=0.95), 0.1, 20).sum() == 0
+    assert speech_mask(speech_segments(np.zeros(0, np.float32), HOP_S), 0.1, 3).tolist() == [False] * 3
 
 
 # --- the detector ----------------------------------------------------------------------------
