@@ -54,13 +54,12 @@ import multiprocessing
 import os
 import resource
 import shutil
+import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import subprocess
 
 import numpy as np
 import soundfile as sf
@@ -71,8 +70,8 @@ from dvmset import schema
 from dvmset.catalog import Catalog
 from dvmset.config import Config, PublishConfig
 from dvmset.ids import make_clip_id
-from dvmset.records import ClipStatus, VideoStatus
 from dvmset.manifest_check import check_manifests
+from dvmset.records import ClipStatus, VideoStatus
 from dvmset.storage import DataRoot
 from dvmset.tools import require_tool
 

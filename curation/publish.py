@@ -38,7 +38,6 @@ import shutil
 import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
@@ -54,7 +53,7 @@ from dvmset.manifest import (
     MEDIA_ROOT_KEY, ManifestError, ManifestRow, manifest_path, manifest_row, manifest_table, media_root_of,
     read_manifest, write_manifest,
 )  # fmt: skip
-from dvmset.media_facts import MediaFacts, music_facts, video_facts
+from dvmset.media_facts import measure_clip_media
 from dvmset.records import ClipRecord, ClipStatus, Decision, ModelStamp, VideoRecord, VideoStatus
 from dvmset.split import Split, SplitConfig, SplitItem, split_groups
 from dvmset.storage import DataRoot, is_temp_name, temp_name_for
@@ -293,7 +292,7 @@ def _manifest_rows(
     """Side -> the manifest rows of the `accepted` clips of the videos on it (each video's music
     format read once, from its first clip's file; every clip's files measured by `_media_facts`)."""
     clips = [clip for video_clips in accepted.values() for clip in video_clips]
-    facts = _media_facts(data, clips)
+    facts = measure_clip_media(data, clips)
     rows: dict[Split, list[ManifestRow]] = {side: [] for side in Split}
     for video_id, video_clips in accepted.items():
         video, group_id, side = videos[video_id], group_of[video_id], Split(split_of[video_id])
@@ -306,40 +305,6 @@ def _manifest_rows(
             for clip in video_clips
         ]  # fmt: skip
     return rows
-
-
-def _media_facts(data: DataRoot, clips: list[ClipRecord], workers: int | None = None) -> dict[str, MediaFacts]:
-    """Relative path -> `MediaFacts` of every video and music file of `clips`, measured on
-    `workers` threads (default: the CPU count; hashing, soundfile and ffprobe free the GIL).
-    Hard links to one file are measured once. PublishError naming the clip and file when one
-    cannot be read or decoded."""
-    jobs = {clip.video_path: (clip, "video") for clip in clips} | {clip.music_path: (clip, "music") for clip in clips}
-    by_file: dict[tuple[int, int, int, int], Future[MediaFacts]] = {}
-    measure = {"video": video_facts, "music": music_facts}
-
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        pending: dict[str, Future[MediaFacts]] = {}
-        for relative, (clip, kind) in jobs.items():
-            path = data.resolve(relative)
-            try:
-                stat = path.stat()
-            except OSError as error:
-                message = f"clip {clip.clip_id}: its {kind} file {relative} cannot be read: {error}"
-                raise PublishError(message) from error
-            key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
-            if key not in by_file:
-                by_file[key] = pool.submit(measure[kind], path)
-            pending[relative] = by_file[key]
-        facts = {}
-        for relative, future in pending.items():
-            try:
-                facts[relative] = future.result()
-            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as error:
-                clip, kind = jobs[relative]
-                raise PublishError(
-                    f"clip {clip.clip_id}: its {kind} file {relative} does not decode: {error}"
-                ) from error
-    return facts
 
 
 def _refuse_empty_sides(

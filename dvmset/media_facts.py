@@ -6,19 +6,25 @@ decoded in full by soundfile, whose frame count is the sample count; `video_fact
 hashed, then every packet of its first video stream read by ffprobe, the duration running from
 the first packet's start to the last one's end). `file_digest` hashes a file in one pass; `decode`
 decodes a file in full with ffmpeg (`-f null`) and returns the decoded seconds and any decoder
-errors, for `dvmset manifests check --decode`.
+errors, for `dvmset manifests check --decode`. `measure_clip_media` measures every file of a list
+of clips on a thread pool, for publish.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
 import subprocess
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
 
+from dvmset.errors import PublishError
+from dvmset.records import ClipRecord
+from dvmset.storage import DataRoot
 from dvmset.tools import require_tool
 
 CHUNK_BYTES = 8 * 1024 * 1024
@@ -112,3 +118,37 @@ def decode(path: Path, kind: str) -> Decoded:
 def _last_line(text: str) -> str:
     lines = text.strip().splitlines()
     return lines[-1] if lines else ""
+
+
+def measure_clip_media(data: DataRoot, clips: list[ClipRecord], workers: int | None = None) -> dict[str, MediaFacts]:
+    """Relative path -> `MediaFacts` of every video and music file of `clips`, measured on
+    `workers` threads (default: the CPU count; hashing, soundfile and ffprobe free the GIL).
+    Hard links to one file are measured once. PublishError naming the clip and file when one
+    cannot be read or decoded."""
+    jobs = {clip.video_path: (clip, "video") for clip in clips} | {clip.music_path: (clip, "music") for clip in clips}
+    by_file: dict[tuple[int, int, int, int], Future[MediaFacts]] = {}
+    measure = {"video": video_facts, "music": music_facts}
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        pending: dict[str, Future[MediaFacts]] = {}
+        for relative, (clip, kind) in jobs.items():
+            path = data.resolve(relative)
+            try:
+                stat = path.stat()
+            except OSError as error:
+                message = f"clip {clip.clip_id}: its {kind} file {relative} cannot be read: {error}"
+                raise PublishError(message) from error
+            key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if key not in by_file:
+                by_file[key] = pool.submit(measure[kind], path)
+            pending[relative] = by_file[key]
+        facts = {}
+        for relative, future in pending.items():
+            try:
+                facts[relative] = future.result()
+            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as error:
+                clip, kind = jobs[relative]
+                raise PublishError(
+                    f"clip {clip.clip_id}: its {kind} file {relative} does not decode: {error}"
+                ) from error
+    return facts

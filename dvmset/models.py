@@ -496,8 +496,3 @@ def code_constant(module: str, name: str) -> str:
             return str(value.value)
     raise LookupError(f"{module} defines no string constant {name}")
 
-
-__all__ = [  # the registry's interface, with the reachability check its callers use beside it
-    "REGISTRY", "Checksum", "Location", "ModelEntry", "configured_ids", "download_target", "find",
-    "forget_reachability", "how_to_provide", "hub_url", "locations", "offline_reason", "weights_cache_dir",
-]  # fmt: skip
