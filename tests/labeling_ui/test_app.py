@@ -9,7 +9,7 @@ from dvmset.records import ClipStatus, Role
 from labeling_ui.app import AppSettings, LabelingApp
 from labeling_ui.session import ReviewSettings, SessionState
 from labeling_ui.users import User
-from tests.labeling_ui.conftest import EVIL_TITLE
+from tests.support.review_data import EVIL_TITLE
 
 
 def test_a_decision_the_catalog_could_not_save_is_not_acknowledged(review_data, monkeypatch):

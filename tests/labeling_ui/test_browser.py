@@ -13,7 +13,7 @@ from dvmset.ids import id_to_dirname
 from labeling_ui.app import AppSettings, serve
 from labeling_ui.session import ReviewSettings
 from labeling_ui.users import Role, add_user, load_users
-from tests.labeling_ui.conftest import EVIL_TITLE, STAND_IN, free_port, make_review_data, mark_stand_in
+from tests.support.review_data import EVIL_TITLE, STAND_IN, free_port, make_review_data, mark_stand_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")

@@ -12,7 +12,7 @@ from dvmset.storage import DataRoot
 from labeling_ui.app import AppSettings, LabelingApp
 from labeling_ui.session import ReviewSettings, SessionState
 from labeling_ui.views import stand_in_html
-from tests.labeling_ui.conftest import STAND_IN, _clip, make_review_data, mark_stand_in
+from tests.support.review_data import STAND_IN, review_clip, make_review_data, mark_stand_in
 
 REAL = ModelStamp("htdemucs", "ab" * 32)
 SPEECH = ModelStamp("silero_vad", "cd" * 32)
@@ -26,13 +26,13 @@ def video(*models: ModelStamp) -> VideoRecord:
 
 
 def test_a_clip_of_a_real_separator_has_no_banner(tmp_path):
-    clip = _clip(DataRoot(tmp_path), "youtube:vid0", 0.0, priority=1.0)
+    clip = review_clip(DataRoot(tmp_path), "youtube:vid0", 0.0, priority=1.0)
     assert stand_in_html(clip, video(REAL, SPEECH)) == ""
     assert stand_in_html(clip, None) == ""
 
 
 def test_a_stand_in_clip_has_a_red_banner_that_names_the_model(tmp_path):
-    clip = replace(_clip(DataRoot(tmp_path), "youtube:vid0", 0.0, priority=1.0), separator_model_id=STAND_IN.model_id,
+    clip = replace(review_clip(DataRoot(tmp_path), "youtube:vid0", 0.0, priority=1.0), separator_model_id=STAND_IN.model_id,
                    stand_in=True)  # fmt: skip
     banner = stand_in_html(clip, video(STAND_IN, SPEECH))
     assert banner.startswith('<div id="dv-stand-in" role="alert" style="background:#dc2626;color:#fff;')
