@@ -58,7 +58,7 @@ from model.metrics.report import protocol, write_report  # noqa: E402
 from model.metrics.rhythm import default_beat_tracker  # noqa: E402
 from model.metrics.trackers import probe_signal  # noqa: E402
 from model.tokens import MusicAt  # noqa: E402
-from tests.model.metrics.conftest import (  # noqa: E402
+from tests.support.tiny_models import (  # noqa: E402
     TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS, TINY_IMAGEBIND, save_tiny_clap,
 )  # fmt: skip
 

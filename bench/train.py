@@ -51,8 +51,7 @@ from model.train import CROP_S, CURVE_RATE_HZ, OptimizerSettings  # noqa: E402
 from model.train_loop import PAPER_BATCH_SIZE, Trainer, TrainSettings  # noqa: E402
 from model.vidmusician import VidMusician, trainable_parameter_counts  # noqa: E402
 from model.architectures import musicgen_config  # noqa: E402
-from tests.model.conftest import TINY_CLIP_EMBED_DIM, TINY_DECODER_WIDTH  # noqa: E402
-from tests.model.conftest import save_tiny_musicgen  # noqa: E402
+from tests.support.tiny_models import TINY_CLIP_EMBED_DIM, TINY_DECODER_WIDTH, save_tiny_musicgen  # noqa: E402
 
 CLIP_S = 60.0  # the dataset's clip length
 MEDIUM_CLIP_DIM = 512  # CLIP ViT-B/32's embedding width

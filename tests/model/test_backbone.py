@@ -7,7 +7,7 @@ import torch
 
 from model.backbone import load_backbone
 from model.errors import WeightsNotFoundError
-from tests.model.conftest import TINY_CODEBOOK_SIZE, TINY_DECODER_WIDTH, TINY_NUM_CODEBOOKS
+from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_DECODER_WIDTH, TINY_NUM_CODEBOOKS
 
 
 @pytest.fixture

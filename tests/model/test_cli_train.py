@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from dvmset.cli import ExitCode, app
 from model.train_log import read_log
-from tests.model.conftest import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen, write_training_manifest
+from tests.model.conftest import write_training_manifest
+from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
 
 SMALL_RUN = ["--batch-size", "4", "--accumulate", "2", "--crop-s", "2", "--warmup-steps", "1", "--seed", "3"]
 

@@ -23,7 +23,8 @@ from model.features import load_cached_visual_features
 from model.tokens import apply_delay_pattern, load_cached_music_codes
 from model.train import ClipCrop
 from tests.dvmset.test_manifest import rows_of
-from tests.model.conftest import TINY_NUM_CODEBOOKS, write_training_manifest
+from tests.model.conftest import write_training_manifest
+from tests.support.tiny_models import TINY_NUM_CODEBOOKS
 
 PAD = 64
 

@@ -27,7 +27,8 @@ from model.features import (
     visual_features,
     visual_features_for_clips,
 )
-from tests.model.conftest import CLIP_ID, TINY_CLIP_EMBED_DIM, TINY_CLIP_IMAGE_PX, make_cut_video, place, save_tiny_clip
+from tests.model.conftest import CLIP_ID, make_cut_video, place
+from tests.support.tiny_models import TINY_CLIP_EMBED_DIM, TINY_CLIP_IMAGE_PX, save_tiny_clip
 
 VIDEO_S = 6.0  # cuts at 2 s and 4 s: frames 50 and 100 at 25 fps, entries 100 and 200 at 50 Hz
 

@@ -25,17 +25,10 @@ from model.generate import (
 )
 from model.soundtrack import mux_music, write_music
 from model.vidmusician import VidMusician
-from tests.model.conftest import (
-    TINY_CLIP_EMBED_DIM,
-    TINY_CODEC_RATE_HZ,
-    TINY_DECODER_WIDTH,
-    TINY_NUM_CODEBOOKS,
-    make_cut_video,
-    make_tone,
-    save_tiny_clip,
-    save_tiny_musicgen,
-    write_training_manifest,
-)
+from tests.model.conftest import make_cut_video, make_tone, write_training_manifest
+from tests.support.tiny_models import (
+    TINY_CLIP_EMBED_DIM, TINY_CODEC_RATE_HZ, TINY_DECODER_WIDTH, TINY_NUM_CODEBOOKS, save_tiny_clip, save_tiny_musicgen,
+)  # fmt: skip
 
 CODEC_FRAME_RATE_HZ = 25  # the tiny codec's (conftest: 8 kHz, hop 320)
 SHORT_WINDOWS = GenerationSettings(window_s=2.0, prompt_s=1.0, seed=5)

@@ -33,7 +33,7 @@ from model.backbone import load_backbone
 from model.dataset import collate
 from model.train import ClipCrop, OptimizerSettings, make_optimizer
 from model.vidmusician import VidMusician
-from tests.model.conftest import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
+from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
 
 MARKER = 0
 FRAMES = 25  # 1 s of the tiny codec's 25 Hz frames

@@ -24,15 +24,8 @@ from model.tokens import (
     music_codes_for_clips,
     read_music,
 )
-from tests.model.conftest import (
-    CLIP_ID,
-    TINY_CODEBOOK_SIZE,
-    TINY_CODEC_RATE_HZ,
-    TINY_NUM_CODEBOOKS,
-    make_tone,
-    place,
-    save_tiny_musicgen,
-)
+from tests.model.conftest import CLIP_ID, make_tone, place
+from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_CODEC_RATE_HZ, TINY_NUM_CODEBOOKS, save_tiny_musicgen
 
 FRAME_RATE_HZ = 25  # the tiny EnCodec: 8000 Hz / hop 320
 

@@ -11,7 +11,7 @@ from model.errors import ConditioningError
 from model.tokens import apply_delay_pattern
 from model.vidmusician import VidMusician, trainable_parameter_counts
 from model.architectures import musicgen_config
-from tests.model.conftest import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
+from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
 
 CLIP_DIM = 12
 BATCH = 2

@@ -9,18 +9,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig
 
-from model.metrics.imagebind import ImageBind, ImageBindConfig, save_imagebind
+from model.metrics.imagebind import ImageBind, save_imagebind
 from model.metrics.panns import Cnn14, save_cnn14
 from tests.model.conftest import make_cut_video
+from tests.support.tiny_models import TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS, TINY_IMAGEBIND, save_tiny_clap
 
-TINY_CNN14_WIDTHS = (4, 8, 8, 16, 16, 32)
-TINY_CNN14_CLASSES = 10
-TINY_CLAP_MEL_BANDS = 16
-TINY_CLAP_WINDOW_S = 2  # the feature extractor's max_length_s: 201 frames fit the tiny HTSAT's 256
-# the huge model's head widths (80, 64) with one head, 2 blocks each, 16-wide embeddings
-TINY_IMAGEBIND = ImageBindConfig(80, 2, 1, 64, 2, 1, 16)
 DRUM_RATE_HZ = 22_050
 BEAT_PERIOD_S = 0.5  # 120 BPM
 CUT_PERIOD_S = 2.0
@@ -45,25 +39,6 @@ def tiny_imagebind_path(tmp_path_factory) -> Path:
     """A random ImageBind of `TINY_IMAGEBIND`, saved as the official checkpoint is (a plain state dict)."""
     torch.manual_seed(0)
     return save_imagebind(ImageBind(TINY_IMAGEBIND), tmp_path_factory.mktemp("imagebind") / "imagebind_tiny.pth")
-
-
-def save_tiny_clap(folder: Path) -> Path:
-    """A random CLAP (HTSAT audio tower 2 layers, 8-wide projection) and its feature extractor, saved into
-    `folder` with `save_pretrained`."""
-    torch.manual_seed(0)
-    audio = ClapAudioConfig(
-        num_mel_bins=TINY_CLAP_MEL_BANDS, window_size=4, spec_size=64, patch_size=2, patch_stride=2,
-        patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], projection_dim=8,
-        enable_fusion=False,
-    )  # fmt: skip
-    text = ClapTextConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=32, projection_dim=8)  # fmt: skip
-    config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=8)
-    ClapModel(config).save_pretrained(folder)
-    ClapFeatureExtractor(
-        feature_size=TINY_CLAP_MEL_BANDS, max_length_s=TINY_CLAP_WINDOW_S, truncation="rand_trunc"
-    ).save_pretrained(folder)
-    return folder
 
 
 def drums(duration_s: float, first_hit_s: float, period_s: float = BEAT_PERIOD_S, seed: int = 0) -> np.ndarray:

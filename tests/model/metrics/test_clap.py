@@ -7,7 +7,7 @@ import pytest
 
 from model.errors import WeightsNotFoundError
 from model.metrics.clap import clap_embeddings, clip_windows, load_clap_encoder, paired_cosines
-from tests.model.metrics.conftest import TINY_CLAP_WINDOW_S
+from tests.support.tiny_models import TINY_CLAP_WINDOW_S
 
 
 def test_identical_audio_scores_one_and_other_audio_less(tiny_clap_dir):

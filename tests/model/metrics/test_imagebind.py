@@ -12,7 +12,7 @@ from model.errors import WeightsNotFoundError
 from model.metrics.imagebind import (
     CHECKPOINT_URL, HUGE, ImageBind, checkpoint_path, config_from_state, load_imagebind, vision_audio_subset,
 )  # fmt: skip
-from tests.model.metrics.conftest import TINY_IMAGEBIND
+from tests.support.tiny_models import TINY_IMAGEBIND
 
 AUDIO_POSITIONS = "modality_preprocessors.audio.pos_embedding_helper.pos_embed"
 

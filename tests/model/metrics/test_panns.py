@@ -9,7 +9,7 @@ import torch
 
 from model.errors import WeightsNotFoundError
 from model.metrics.panns import HOP_SAMPLES, WINDOW_SAMPLES, Cnn14, load_cnn14, panns_outputs, resolve_checkpoint
-from tests.model.metrics.conftest import TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS
+from tests.support.tiny_models import TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS
 
 # a few keys of the published Cnn14_mAP=0.431.pth state dict, with their shapes
 PUBLISHED_SHAPES = {
