@@ -53,7 +53,8 @@ def unreachable_hub(monkeypatch, closed_port, no_proxy) -> Iterator[str]:
 
 
 def test_default_ids_are_the_codes_own():
-    from dvmset import cli_evaluate, cli_train
+    from dvmset.cli import evaluate as cli_evaluate
+    from dvmset.cli import train as cli_train
     from model.features import DEFAULT_CLIP_MODEL_ID
     from model.metrics import clap, imagebind, panns
     from model.tokens import DEFAULT_MUSICGEN_MODEL_ID

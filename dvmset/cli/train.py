@@ -106,7 +106,7 @@ def train(
     ] = None,
 ) -> None:
     """Train VidMusician on a manifest's accepted clips: stage 1, then stage 2 from its checkpoint.
-    Settings come from the config's [train] section (the paper's by default); flags override them.
+    Settings come from the config's train section (the paper's by default); flags override them.
     Caches CLIP features and MusicGen codes on first use; writes config.toml (the resolved config: pass
     it with --config to repeat the run), checkpoint.pt, train_log.csv and loss.png."""
     from model.errors import CheckpointError, WeightsNotFoundError

@@ -373,9 +373,9 @@ def exit_code_for(error: DvmsetError) -> ExitCode:
     return ExitCode.ITEMS_FAILED
 
 
-importlib.import_module("dvmset.cli_publish")  # registers `publish` and `manifests` on `app`
-importlib.import_module("dvmset.cli_label")  # registers `label` on `app`
-importlib.import_module("dvmset.cli_train")  # registers `train` on `app`
-importlib.import_module("dvmset.cli_generate")  # registers `generate` on `app`
-importlib.import_module("dvmset.cli_evaluate")  # registers `evaluate` on `app`
-importlib.import_module("dvmset.cli_models")  # registers `models list|check|pull` on `app`
+importlib.import_module("dvmset.cli.publish")  # registers `publish` and `manifests` on `app`
+importlib.import_module("dvmset.cli.label")  # registers `label` on `app`
+importlib.import_module("dvmset.cli.train")  # registers `train` on `app`
+importlib.import_module("dvmset.cli.generate")  # registers `generate` on `app`
+importlib.import_module("dvmset.cli.evaluate")  # registers `evaluate` on `app`
+importlib.import_module("dvmset.cli.models")  # registers `models list|check|pull` on `app`
