@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_CLI_PROMPT := false
 
-.PHONY: setup system-deps weights demo test bench clean
+.PHONY: setup system-deps weights demo test test-fast bench clean
 
 # The Debian packages the pipeline and the tests call (ffmpeg/ffprobe, espeak-ng for speech,
 # chromium for the labeling app's browser tests, driven by Playwright: never `playwright install`;
@@ -45,6 +45,10 @@ demo: setup
 
 test: setup weights
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# Everything but whole pipelines, browsers, servers and the real weights (the tests marked `slow`).
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

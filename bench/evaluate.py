@@ -15,7 +15,8 @@ in this process only. Two model sets run:
 With `--imagebind`, each set also has ImageBind (the tests' tiny one, saved and loaded through
 `load_imagebind`; the huge architecture with random weights).
 Out, on stdout (and `--json PATH`): per set, seconds per clip of: audio read + resampling, scene
-detection (PySceneDetect on the video), beat tracking, onsets, Cnn14 forward, CLAP forward, ImageBind's
+detection (PySceneDetect on the video), beat tracking, onsets, music features (the tracked beats and tempo of
+the transition, beat F and tempo metrics), Cnn14 forward, CLAP forward, ImageBind's
 inputs (frames, fbanks) and forward (0 without `--imagebind`), the report,
 the total (librosa's one-off numba compilation is done before, untimed); peak RSS after each set
 (`ru_maxrss`, whole process so far); the load average at start and end.
@@ -57,6 +58,7 @@ from model.metrics.panns import Cnn14, load_cnn14, save_cnn14  # noqa: E402
 from model.metrics.report import protocol, write_report  # noqa: E402
 from model.metrics.rhythm import default_beat_tracker  # noqa: E402
 from model.metrics.trackers import probe_signal  # noqa: E402
+from model.music_features import music_features  # noqa: E402
 from model.tokens import MusicAt  # noqa: E402
 from tests.support.tiny_models import (  # noqa: E402
     TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS, TINY_IMAGEBIND, save_tiny_clap,
@@ -73,8 +75,8 @@ LARGER_CLAP_MUSIC_FIELDS = {
     "hidden_size": 768, "logit_scale_init_value": 14.285714285714285, "num_hidden_layers": 16,
     "projection_dim": 512, "projection_hidden_act": "relu",
 }  # fmt: skip
-PARTS = ("read + resample", "scene detection", "beat tracking", "onsets", "Cnn14 forward", "CLAP forward",
-         "ImageBind inputs", "ImageBind forward", "report")
+PARTS = ("read + resample", "scene detection", "beat tracking", "onsets", "music features", "Cnn14 forward",
+         "CLAP forward", "ImageBind inputs", "ImageBind forward", "report")
 
 
 def make_clip(folder: Path, index: int, clip_s: float, height: int) -> EvalClip:
@@ -137,7 +139,8 @@ def timed(function: Callable[..., Any], seconds: list[float]) -> Callable[..., A
 @contextlib.contextmanager
 def timers(totals: dict[str, list[float]]) -> Iterator[None]:
     """Wrap what `evaluate_runs` calls (in `model.metrics.evaluate`'s namespace) with `timed`."""
-    names = {"scene_changes_s": "scene detection", "onset_times_s": "onsets", "panns_outputs": "Cnn14 forward",
+    names = {"scene_changes_s": "scene detection", "onset_times_s": "onsets", "music_features": "music features",
+             "panns_outputs": "Cnn14 forward",
              "clap_embeddings": "CLAP forward", "video_views": "ImageBind inputs",
              "audio_melspecs": "ImageBind inputs"}  # fmt: skip
     originals = {name: getattr(evaluate_module, name) for name in names}
@@ -200,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{args.clips} clips of {args.clip_s:g} s at {args.height}p made in {made_s:.1f} s")
         default_beat_tracker().beats_s(probe_signal(ONSET_SAMPLE_RATE_HZ))  # librosa's numba compilation: once,
         onset_times_s(probe_signal(ONSET_SAMPLE_RATE_HZ))  # per process, not timed
+        music_features(probe_signal(ONSET_SAMPLE_RATE_HZ), ONSET_SAMPLE_RATE_HZ)
         report["sets"] = {}
         for name in args.sets:
             if name == "tiny":

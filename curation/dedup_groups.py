@@ -23,6 +23,15 @@ of half the shorter video, so two copies' first `PREFIX_S` hold the same content
 Two videos are a candidate pair when they share keys in `MIN_SHARED_TABLES` tables: a chance
 collision of two pictures' hashes repeats in one table's keys of neighbouring samples (each
 sample's few changed bits make other keys that collide alike), not in another table.
+
+The crop-proof picture descriptors (`dedup_picture`) are indexed alike, in `PICTURE_TABLES` more
+tables: keys of `LSH_BITS` of the 62 bits of each region's `picture_hashes` (all four regions,
+so that a crop's full region meets its original's, mirror-proof), `PICTURE_PREFIX_KEY_SHARE` of
+those of the first `PREFIX_S`, `PICTURE_KEY_SHARE` of the later ones. On the real-footage set
+(`bench/dedup.py`) a copy's samples lie a median 0 to 5 of 62 bits from their original's nearest
+(up to 18 for single samples of a copy cropped, mirrored and sped up at once), and unrelated
+videos' nearest samples 10 or more apart; so these tables are twice as many, over four regions:
+about 1,200 keys for 330 s of video, beside the frame hashes' 620.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.dedup import FRAME_RATE_HZ, MAX_OFFSET_S, Fingerprint, compare, load_fingerprint, load_frame_hashes
+from curation.dedup import FRAME_RATE_HZ, MAX_OFFSET_S, Fingerprint, compare, load_fingerprint, load_index_hashes
+from curation.dedup_picture import PICTURE_RATE_HZ, picture_hashes
 from dvmset.errors import DedupError, ReasonCode
 
 LSH_TABLES = 8
@@ -44,30 +54,38 @@ PREFIX_S = 2 * MAX_OFFSET_S  # of each video, indexed more densely (see `index_k
 PREFIX_KEY_SHARE = 1 / 2  # of the keys of its first PREFIX_S, chosen by their hash...
 INDEXED_KEY_SHARE = 1 / 32  # ...and of its later keys
 MAX_BUCKET_VIDEOS = 200  # a key in more videos (a fade, a title card) says nothing
+PICTURE_TABLES = 16
+PICTURE_PREFIX_KEY_SHARE = 1 / 4
+PICTURE_KEY_SHARE = 1 / 64
 MIN_SHARED_TABLES = 2
 LOADED_FINGERPRINTS = 64  # full fingerprints an index keeps read (the most recently used)
 
-_TABLE_BITS = max(1, (LSH_TABLES - 1).bit_length())
+_TABLES = LSH_TABLES + PICTURE_TABLES  # frame-hash tables first
+_TABLE_BITS = max(1, (_TABLES - 1).bit_length())
 _OWNER_BITS = 64 - LSH_BITS - _TABLE_BITS  # candidate_pairs sorts (key, video number) as one uint64
-_PREFIX_RANK_LIMIT = np.uint64(round(2**64 * PREFIX_KEY_SHARE) - 1)
-_RANK_LIMIT = np.uint64(round(2**64 * INDEXED_KEY_SHARE) - 1)
-_TABLE_IDS = np.arange(LSH_TABLES, dtype=np.uint64) << np.uint64(LSH_BITS)
-_POSITIONS = [np.random.default_rng(table).choice(64, LSH_BITS, replace=False) for table in range(LSH_TABLES)]
 
 
-def _byte_keys() -> np.ndarray:
-    """`[8 * 256, tables]` uint64: the bits of each table's key that byte b of a hash (bit 8b
-    up), of value v, sets, at row 256 b + v; a key is the OR of its hash's 8 rows."""
+def _rank_limit(share: float) -> np.uint64:
+    return np.uint64(round(2**64 * share) - 1)
+
+
+def _byte_keys(bits: int, first_table: int, tables: int) -> np.ndarray:
+    """`[8 * 256, tables]` uint64: table ids and the bits of each table's key (`LSH_BITS` fixed
+    positions among a hash's low `bits`) that byte b of a hash (bit 8b up), of value v, sets, at
+    row 256 b + v; a key is the OR of its hash's 8 rows."""
     values = np.arange(256, dtype=np.uint64)
-    rows = np.zeros((8, 256, LSH_TABLES), np.uint64)
-    for table, positions in enumerate(_POSITIONS):
+    rows = np.zeros((8, 256, tables), np.uint64)
+    rows[0] |= np.arange(first_table, first_table + tables, dtype=np.uint64) << np.uint64(LSH_BITS)
+    for table in range(tables):
+        positions = np.random.default_rng(first_table + table).choice(bits, LSH_BITS, replace=False)
         for key_bit, position in enumerate(positions):
             byte, bit = divmod(int(position), 8)
             rows[byte, :, table] |= ((values >> np.uint64(bit)) & np.uint64(1)) << np.uint64(key_bit)
-    return rows.reshape(8 * 256, LSH_TABLES)
+    return rows.reshape(8 * 256, tables)
 
 
-_BYTE_KEYS = _byte_keys()
+_FRAME_KEYS = _byte_keys(64, 0, LSH_TABLES)
+_PICTURE_KEYS = _byte_keys(62, LSH_TABLES, PICTURE_TABLES)
 
 
 @dataclass(frozen=True)
@@ -100,7 +118,10 @@ class FingerprintIndex:
     @classmethod
     def of(cls, fingerprints: Mapping[str, Fingerprint]) -> FingerprintIndex:
         """The index of fingerprints in memory."""
-        keys_of = {video_id: index_keys(fingerprint.frame_hashes) for video_id, fingerprint in fingerprints.items()}
+        keys_of = {
+            video_id: index_keys(fingerprint.frame_hashes, picture_hashes(fingerprint.picture_descriptors))
+            for video_id, fingerprint in fingerprints.items()
+        }  # fmt: skip
         return cls(keys_of, fingerprints.__getitem__)
 
     @property
@@ -130,30 +151,48 @@ class FingerprintIndex:
 
 
 def index_files(paths: Mapping[str, Path]) -> tuple[FingerprintIndex, dict[str, DedupError]]:
-    """Video id -> fingerprint file: the index of the readable files (only their picture hashes
-    read now), and why each other one is not in it (`dedup.load_fingerprint`'s errors)."""
+    """Video id -> fingerprint file: the index of the readable files (only their hashes read now),
+    and why each other one is not in it (`dedup.load_fingerprint`'s errors)."""
     keys_of, errors = {}, {}
     for video_id, path in paths.items():
         try:
-            keys_of[video_id] = index_keys(load_frame_hashes(path))
+            keys_of[video_id] = index_keys(*load_index_hashes(path))
         except DedupError as error:
             errors[video_id] = error
     return FingerprintIndex(keys_of, lambda video_id: load_fingerprint(paths[video_id])), errors
 
 
-def index_keys(frame_hashes: np.ndarray) -> np.ndarray:
-    """One video's picture hashes `[F]` -> its indexed keys `[K]` uint64, distinct and ascending:
-    of the keys `t << LSH_BITS | (table t's LSH_BITS bits of h)` for every table t and non-flat
-    hash h, those whose `_rank` falls in the first `PREFIX_KEY_SHARE` of its range for a hash of
-    the first `PREFIX_S`, in the first `INDEXED_KEY_SHARE` for a later one."""
-    hashes = np.ascontiguousarray(frame_hashes, dtype="<u8")
-    rows = hashes.view(np.uint8).reshape(-1, 8).astype(np.intp) + np.arange(0, 8 * 256, 256)  # [F, 8]
-    keys = _TABLE_IDS | _BYTE_KEYS[rows[:, 0]]  # [F, tables]
+def index_keys(frame_hashes: np.ndarray, picture_hashes: np.ndarray | None = None) -> np.ndarray:
+    """One video's frame hashes `[F]` (and picture hashes `[P, 4]`) -> its indexed keys `[K]`
+    uint64, distinct and ascending: of the keys `t << LSH_BITS | (table t's LSH_BITS bits of h)`
+    for every table t of the hash's kind and non-flat hash h, those whose `_rank` falls in the
+    first `PREFIX_KEY_SHARE` of its range for a frame hash of the first `PREFIX_S`, in the first
+    `INDEXED_KEY_SHARE` for a later one (picture hashes: `PICTURE_PREFIX_KEY_SHARE`, `PICTURE_KEY_SHARE`)."""
+    prefix = round(PREFIX_S * FRAME_RATE_HZ)
+    keys = _sampled_keys(frame_hashes, _FRAME_KEYS, prefix, PREFIX_KEY_SHARE, INDEXED_KEY_SHARE)
+    if picture_hashes is not None and picture_hashes.size:
+        prefix, shares = round(PREFIX_S * PICTURE_RATE_HZ), (PICTURE_PREFIX_KEY_SHARE, PICTURE_KEY_SHARE)
+        per_sample = np.asarray(picture_hashes).reshape(len(picture_hashes), -1)
+        sample_of = np.repeat(np.arange(len(per_sample)), per_sample.shape[1])
+        keys = np.r_[keys, _sampled_keys(per_sample.ravel(), _PICTURE_KEYS, prefix, *shares, sample_of)]
+    return _distinct(keys)
+
+
+def _sampled_keys(
+    hashes: np.ndarray, byte_keys: np.ndarray, prefix: int, prefix_share: float, share: float,
+    sample_of: np.ndarray | None = None,
+) -> np.ndarray:
+    """The keys of every table of `byte_keys` for the non-flat `hashes` `[N]`, sampled by rank:
+    `prefix_share` of those of hashes whose sample (`sample_of`, default their position) is under
+    `prefix`, `share` of the others."""
+    hashes = np.ascontiguousarray(hashes, dtype="<u8")
+    rows = hashes.view(np.uint8).reshape(-1, 8).astype(np.intp) + np.arange(0, 8 * 256, 256)  # [N, 8]
+    keys = byte_keys[rows[:, 0]].copy()  # [N, tables]
     for byte in range(1, 8):
-        keys |= _BYTE_KEYS[rows[:, byte]]
-    in_prefix = np.arange(len(hashes)) < round(PREFIX_S * FRAME_RATE_HZ)
-    rank_limit = np.where(in_prefix, _PREFIX_RANK_LIMIT, _RANK_LIMIT)[:, None]
-    return _distinct(keys[(_rank(keys) <= rank_limit) & (hashes != 0)[:, None]])
+        keys |= byte_keys[rows[:, byte]]
+    samples = np.arange(len(hashes)) if sample_of is None else sample_of
+    rank_limit = np.where(samples < prefix, _rank_limit(prefix_share), _rank_limit(share))[:, None]
+    return keys[(_rank(keys) <= rank_limit) & (hashes != 0)[:, None]]
 
 
 def _distinct(values: np.ndarray) -> np.ndarray:
@@ -200,8 +239,8 @@ def candidate_pairs(fingerprints: FingerprintIndex | Mapping[str, Fingerprint]) 
         members = owners[starts[:, None] + np.arange(length)].astype(np.int64)  # [runs, length], ascending
         tables = (keys[starts] >> np.uint64(LSH_BITS)).astype(np.int64)[:, None]
         first, second = np.triu_indices(length, 1)
-        codes.append(((members[:, first] * len(ids) + members[:, second]) * LSH_TABLES + tables).ravel())
-    pair_codes, tables_shared = np.unique(np.unique(np.concatenate(codes)) // LSH_TABLES, return_counts=True)
+        codes.append(((members[:, first] * len(ids) + members[:, second]) * _TABLES + tables).ravel())
+    pair_codes, tables_shared = np.unique(np.unique(np.concatenate(codes)) // _TABLES, return_counts=True)
     found = pair_codes[tables_shared >= MIN_SHARED_TABLES]
     pairs = {(ids[code // len(ids)], ids[code % len(ids)]) for code in found.tolist()}
     keyless = [video_id for video_id in ids if len(index.keys_of(video_id)) == 0]

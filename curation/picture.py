@@ -105,7 +105,7 @@ def read_y4m_analysis(stream: BinaryIO) -> PictureAnalysis:
     header = stream.readline()
     if not header:
         return _NO_FRAME
-    width, height, fps = _parse_header(header)
+    width, height, fps = parse_y4m_header(header)
     frame_bytes = width * height * 3 // 2
     luma_diffs: list[float] = []
     content: list[float] = []
@@ -151,7 +151,7 @@ def picture_of(path: Path, video_path: Path) -> PictureAnalysis:
     return picture
 
 
-def _parse_header(header: bytes) -> tuple[int, int, Fraction]:
+def parse_y4m_header(header: bytes) -> tuple[int, int, Fraction]:
     """Width, height and frame rate of a YUV4MPEG2 stream header line; ValueError unless 4:2:0, even sizes."""
     tokens = header.decode("ascii", errors="replace").split()
     if not tokens or tokens[0] != _HEADER:

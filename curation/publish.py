@@ -10,9 +10,9 @@ fingerprint stage; only its picture hashes are read up front, the rest only for 
 pairs of `dedup_groups`); `assign_groups` with the groups already stored; split the groups of the
 videos with accepted clips (`split_groups`, stratified by each video's first query, published
 sides fixed); store groups and new sides; write one manifest row per decided accepted clip, with
-the size, SHA-256 and decoded duration of its video and music files (`dvmset.media_facts`,
-measured on a few threads) and, in the metadata, `media_root`: the data root relative to the
-version's folder. The card counts the rejected clips by reason and names the models the clips'
+the size, SHA-256 and decoded duration of its video and music files and the music's tempo and beat
+count (`dvmset.media_facts`, measured on a few threads) and, in the metadata, `media_root`: the
+data root relative to the version's folder. The card counts the rejected clips by reason and names the models the clips'
 stems came from. A version that exists is never overwritten. A split that would get no rows is
 refused (`EmptySplitError`: the groups each side needs and has); rows equal to the last
 version's are not written again (`NothingChangedError`) unless `force` is set. Both checks come

@@ -2,8 +2,10 @@
 
 Used by `dvmset demo`, the tests and the benchmarks. A "music" track is a three-note chord
 with a kick drum on every beat; the picture is a moving test pattern whose hue jumps at every
-cut (a hard scene change). `make_music` writes the music alone (with a silent gap or noise
-mixed in, if asked), `make_speech` a spoken sentence (espeak-ng), both as 44.1 kHz stereo FLAC.
+cut (a hard scene change), or, given a `pattern_seed`, Conway's game of life from that seed (so
+that videos of different seeds differ in picture, as crop-proof near-duplicate checks see it).
+`make_music` writes the music alone (with a silent gap or noise mixed in, if asked),
+`make_speech` a spoken sentence (espeak-ng), both as 44.1 kHz stereo FLAC.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def music_expression(bpm: float = 120.0, chord_hz: tuple[float, ...] = (220.0, 2
 class VideoSpec:
     """What to generate. `cut_every_s=None` gives a continuous picture; `static=True` a still frame;
     `motion_fps` a picture that changes only that many times a second, each frame repeated in
-    between (animation drawn on twos or threes)."""
+    between (animation drawn on twos or threes); `pattern_seed` the game of life from that seed on
+    8 px cells, 4 generations a second, instead of ffmpeg's testsrc2."""
 
     duration_s: float
     width: int = 320
@@ -46,13 +49,24 @@ class VideoSpec:
     motion_fps: int | None = None
     bpm: float = 120.0
     faststart: bool = True
+    pattern_seed: int | None = None
+
+
+def _pattern(spec: VideoSpec, rate: float, duration_s: float) -> str:
+    """The picture's lavfi source: testsrc2, or the game of life of `spec.pattern_seed`."""
+    if spec.pattern_seed is None:
+        return f"testsrc2=size={spec.width}x{spec.height}:rate={rate}:duration={duration_s}"
+    cells = f"{-(-spec.width // 8)}x{-(-spec.height // 8)}"
+    return (
+        f"life=seed={spec.pattern_seed}:size={cells}:rate=4:ratio=0.3:mold=0:life_color=#ffd040:death_color=#203070,"
+        f"scale={spec.width}:{spec.height}:flags=neighbor,fps={rate},trim=duration={duration_s}"
+    )
 
 
 def _video_filter(spec: VideoSpec) -> str:
-    size = f"{spec.width}x{spec.height}"
     if spec.static:
-        return f"testsrc2=size={size}:rate={spec.fps}:duration=0.04,loop=loop=-1:size=1,trim=duration={spec.duration_s}"
-    chain = f"testsrc2=size={size}:rate={spec.motion_fps or spec.fps}:duration={spec.duration_s}"
+        return f"{_pattern(spec, spec.fps, 0.04)},loop=loop=-1:size=1,trim=duration={spec.duration_s}"
+    chain = _pattern(spec, spec.motion_fps or spec.fps, spec.duration_s)
     if spec.cut_every_s:
         chain += f",hue=h=97*floor(t/{spec.cut_every_s}):s=1.5"
     if spec.motion_fps:

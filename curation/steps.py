@@ -6,6 +6,11 @@ groups at publish time).
 A step never raises for a bad video: a `StageError` is recorded with its reason code, and any
 unforeseen exception is recorded as `internal_error` with its message, so one failing video
 never stops a run. The CLI loops over these; Prefect tasks wrap them one to one.
+
+A step works on its video under the catalog's work lease (`curation.leases`), claimed for its
+owner (host, process and run): a video another live worker holds is left alone (`LEFT_LEASED`),
+one another run has done meanwhile is not done again (`LEFT_DONE`), and only the holder removes
+the temporary files in the video's folders (those a dead owner left).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation import clip, dedup, download, loudness, picture, prescreen, probe, separate, speech
+from curation import clip, dedup, download, leases, loudness, picture, prescreen, probe, separate, speech
 from curation.energy import EnergyCurves, read_energy_curves
 from dvmset.catalog import Catalog
 from dvmset.config import Config, stage_key
@@ -34,34 +39,66 @@ from dvmset.storage import DataRoot, remove_stale_temps
 log = logging.getLogger(__name__)
 
 
+LEFT_LEASED = "leased"  # another live worker holds the video
+LEFT_DONE = "done_elsewhere"  # another run did the stage while this one waited
+LEFT_LOST = "lease_lost"  # the lease ran out mid-step and another worker took the video over
+
+
 @dataclass(frozen=True)
 class StepOutcome:
+    """What a step left a video as; `left` (one of the `LEFT_*` codes) when it left the video to another run."""
+
     video_id: str
     status: VideoStatus
     reason: ReasonCode | None = None
+    left: str | None = None
 
 
-def _record_failure(catalog: Catalog, video: VideoRecord, error: StageError, stage_version: str) -> StepOutcome:
-    status = catalog.mark_error(video.video_id, error, stage_version)
-    return StepOutcome(video.video_id, status, error.reason)
+Work = Callable[[VideoRecord, leases.Hold], StepOutcome]
+
+
+def _held_step(
+    stage: str, stage_version: str, work: Work, catalog: Catalog, config: Config, video: VideoRecord, owner: str | None
+) -> StepOutcome:
+    """Run `work` on the catalog's current record of `video` while holding its work lease for `owner`
+    (default: this process), if the video is free and still to do for `stage`."""
+    with leases.hold(catalog, video.video_id, stage, owner or leases.work_owner()) as held:
+        if held is None:
+            return StepOutcome(video.video_id, video.status, left=LEFT_LEASED)
+        still_to_do = _to_do(stage, catalog, config, video.video_id)
+        if not still_to_do:
+            latest = catalog.get_video(video.video_id) or video
+            return StepOutcome(video.video_id, latest.status, left=LEFT_DONE)
+        current = still_to_do[0]
+        try:
+            outcome = _guarded(stage_version, lambda: work(current, held), catalog, current, config.data_root, held)
+        except leases.LeaseLost as lost:
+            log.warning("%s: %s; left to its new owner", stage_version, lost)
+            return StepOutcome(video.video_id, current.status, left=LEFT_LOST)
+        held.status = outcome.status.value
+        return outcome
 
 
 def _guarded(
-    stage_version: str, work: Callable[[], StepOutcome], catalog: Catalog, video: VideoRecord, data_root: Path
+    stage_version: str, work: Callable[[], StepOutcome], catalog: Catalog, video: VideoRecord, data_root: Path,
+    held: leases.Hold,
 ) -> StepOutcome:
     try:
         return work()
-    except ConfigError:  # the set-up is wrong (e.g. no model), not the video: stop the run
+    except (ConfigError, leases.LeaseLost):  # the set-up is wrong (e.g. no model), or the video is not ours
         raise
     except Exception as exc:  # noqa: BLE001 - the run goes on; the catalog keeps the reason
         fault = infrastructure_fault(exc, data_root)
         if fault is not None:  # the machine's, not the video's: stop, leave the video as it was
             raise InfrastructureError(f"{stage_version} stopped at {video.video_id}: {fault}") from exc
         if isinstance(exc, StageError):  # the video's own fault
-            return _record_failure(catalog, video, exc, stage_version)
-        log.exception("unexpected error in %s for %s", stage_version, video.video_id)
-        error = StageError(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-        return _record_failure(catalog, video, error, stage_version)
+            error = exc
+        else:
+            log.exception("unexpected error in %s for %s", stage_version, video.video_id)
+            error = StageError(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+        held.check()
+        status = catalog.mark_error(video.video_id, error, stage_version)
+        return StepOutcome(video.video_id, status, error.reason)
 
 
 LOW_DISK_BYTES = 64 * 1024 * 1024  # under this much free space, a failed write is taken for a full disk
@@ -89,32 +126,34 @@ def infrastructure_fault(exc: BaseException, data_root: Path) -> str | None:
     return None
 
 
-def download_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+def download_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """discovered -> downloaded (or failed/skipped)."""
 
-    def work() -> StepOutcome:
-        result = download.download_video(video, config.download, DataRoot(config.data_root))
+    def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
+        result = download.download_video(current, config.download, DataRoot(config.data_root))
+        held.check()
         catalog.mark_downloaded(result, download.STAGE_VERSION)
-        return StepOutcome(video.video_id, VideoStatus.DOWNLOADED)
+        return StepOutcome(current.video_id, VideoStatus.DOWNLOADED)
 
-    return _guarded(download.STAGE_VERSION, work, catalog, video, config.data_root)
+    return _held_step("download", download.STAGE_VERSION, work, catalog, config, video, owner)
 
 
-def probe_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+def probe_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """downloaded -> probed (or failed/skipped)."""
 
-    def work() -> StepOutcome:
-        info = probe.probe_media(_media_path(DataRoot(config.data_root), video), config.probe)
-        catalog.mark_probed(video.video_id, info, probe.STAGE_VERSION)
-        return StepOutcome(video.video_id, VideoStatus.PROBED)
+    def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
+        info = probe.probe_media(_media_path(DataRoot(config.data_root), current), config.probe)
+        held.check()
+        catalog.mark_probed(current.video_id, info, probe.STAGE_VERSION)
+        return StepOutcome(current.video_id, VideoStatus.PROBED)
 
-    return _guarded(probe.STAGE_VERSION, work, catalog, video, config.data_root)
+    return _held_step("probe", probe.STAGE_VERSION, work, catalog, config, video, owner)
 
 
 def stage_keys(config: Config) -> ClipVersions:
     """The keys (code version + settings hash) the current config gives each audio/clip stage."""
     return ClipVersions(
-        separate=stage_key(separate.STAGE_VERSION, config.separate, exclude={"device", "decode_timeout_s"}),
+        separate=stage_key(separate.STAGE_VERSION, config.separate, exclude={"device", "decode_timeout_s", "threads"}),
         clip=stage_key(clip.STAGE_VERSION, config.clip, exclude={"timeout_s", "workers"}),
         loudness=stage_key(loudness.STAGE_VERSION, config.loudness),
         prescreen=stage_key(prescreen.STAGE_VERSION, config.prescreen),
@@ -148,32 +187,34 @@ def _load_speech_detector() -> speech.SpeechDetector:
     return speech.load_speech_detector("cpu")
 
 
-def separate_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+def separate_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """probed -> separated: the accompaniment, energy curves and speech probabilities of the whole track."""
     key = stage_keys(config).separate
 
-    def work() -> StepOutcome:
+    def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
         data = DataRoot(config.data_root)
         settings = config.separate
-        remove_stale_temps(data.stems_dir(video.video_id))  # what a killed run left half written
+        remove_stale_temps(data.stems_dir(current.video_id))  # what a dead owner left half written
         files = separate.separate_file(
-            separator_for(config), _media_path(data, video), data.stems_dir(video.video_id),
+            separator_for(config), _media_path(data, current), data.stems_dir(current.video_id),
             chunk_s=settings.chunk_s, overlap_s=settings.overlap_s, frame_s=settings.frame_s,
             decode_timeout_s=settings.decode_timeout_s, speech_detector=speech_detector_for(config),
+            threads=settings.threads,
         )  # fmt: skip
-        catalog.mark_separated(video.video_id, files.model_id, key, stand_in=files.stand_in, models=files.models)
-        return StepOutcome(video.video_id, VideoStatus.SEPARATED)
+        held.check()
+        catalog.mark_separated(current.video_id, files.model_id, key, stand_in=files.stand_in, models=files.models)
+        return StepOutcome(current.video_id, VideoStatus.SEPARATED)
 
-    return _guarded(key, work, catalog, video, config.data_root)
+    return _held_step("separate", key, work, catalog, config, video, owner)
 
 
-def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """separated -> clipped: every clip of the plan cut, normalized and prescreened, each saved
     as soon as it is done. Clips already made under the current keys are kept as they are; where
     only the prescreen changed, only the prescreen runs again."""
     keys = stage_keys(config)
 
-    def work() -> StepOutcome:
+    def work(video: VideoRecord, held: leases.Hold) -> StepOutcome:
         if video.probe is None or video.separate_version is None or video.separator_model_id is None:
             raise StageError(ReasonCode.INTERNAL_ERROR, "video has no probe or separation to clip")
         clip.check_x264_params(config.clip.x264_params, config.clip.x264_preset)  # a bad one stops the run
@@ -195,32 +236,35 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutco
         try:  # in order: a clip is saved once it and every clip before it are done
             for clip_id, made in zip(clip_ids, pool.map(make, clip_ids, spans, threads), strict=True):
                 if made is not None:
+                    held.check()
                     _save_clip(catalog, config, made)
         finally:
             pool.shutdown(cancel_futures=True)  # after a failure, start no further clip
+        held.check()
         for retired in catalog.retire_clips(video.video_id, clip_ids):
             shutil.rmtree(data.clip_dir(retired), ignore_errors=True)
         catalog.mark_clipped(video.video_id, len(spans), keys.clip)
         return StepOutcome(video.video_id, VideoStatus.CLIPPED)
 
-    return _guarded(keys.clip, work, catalog, video, config.data_root)
+    return _held_step("clip", keys.clip, work, catalog, config, video, owner)
 
 
-def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord) -> StepOutcome:
+def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """clipped -> clipped with a fingerprint: the near-duplicate fingerprint of the downloaded
     picture and the separated accompaniment, saved as `stems/<video>/fingerprint.npz`."""
     stage_version = f"fingerprint/{dedup.FINGERPRINT_VERSION}"
 
-    def work() -> StepOutcome:
+    def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
         data = DataRoot(config.data_root)
-        stems = data.stems_dir(video.video_id)
+        stems = data.stems_dir(current.video_id)
         remove_stale_temps(stems)
-        fingerprint = dedup.fingerprint_video(_media_path(data, video), stems / separate.ACCOMPANIMENT_FILE)
+        fingerprint = dedup.fingerprint_video(_media_path(data, current), stems / separate.ACCOMPANIMENT_FILE)
         dedup.save_fingerprint(fingerprint, stems / dedup.FINGERPRINT_FILE)
-        catalog.mark_fingerprinted(video.video_id, dedup.FINGERPRINT_VERSION)
-        return StepOutcome(video.video_id, VideoStatus.CLIPPED)
+        held.check()
+        catalog.mark_fingerprinted(current.video_id, dedup.FINGERPRINT_VERSION)
+        return StepOutcome(current.video_id, VideoStatus.CLIPPED)
 
-    return _guarded(stage_version, work, catalog, video, config.data_root)
+    return _held_step("fingerprint", stage_version, work, catalog, config, video, owner)
 
 
 def _save_clip(catalog: Catalog, config: Config, made: ClipRecord) -> None:
@@ -306,51 +350,69 @@ def _media_path(data: DataRoot, video: VideoRecord) -> Path:
     return data.resolve(video.media_path)
 
 
-Step = Callable[[Catalog, Config, VideoRecord], StepOutcome]
+Step = Callable[[Catalog, Config, VideoRecord, str | None], StepOutcome]  # (catalog, config, video, owner)
 STAGES = ("download", "probe", "separate", "clip", "fingerprint")
 
 
 def pending(stage: str, catalog: Catalog, config: Config) -> tuple[Step, list[VideoRecord]]:
     """A stage's step and the videos the catalog says it has to do (by status and stage key)."""
+    steps = {"download": download_step, "probe": probe_step, "separate": separate_step, "clip": clip_step,
+             "fingerprint": fingerprint_step}  # fmt: skip
+    if stage not in steps:
+        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+    return steps[stage], _to_do(stage, catalog, config)
+
+
+def _to_do(stage: str, catalog: Catalog, config: Config, video_id: str | None = None) -> list[VideoRecord]:
+    """The videos (of them, only `video_id` when given) the catalog says `stage` has to do."""
+    ids = None if video_id is None else [video_id]
     if stage == "download":
-        return download_step, list(catalog.videos(statuses=[VideoStatus.DISCOVERED]))
+        return list(catalog.videos(statuses=[VideoStatus.DISCOVERED], video_ids=ids))
     if stage == "probe":
-        return probe_step, list(catalog.videos(statuses=[VideoStatus.DOWNLOADED]))
+        return list(catalog.videos(statuses=[VideoStatus.DOWNLOADED], video_ids=ids))
     if stage == "separate":
-        return separate_step, catalog.videos_to_separate(stage_keys(config).separate)
+        return catalog.videos_to_separate(stage_keys(config).separate, video_id)
     if stage == "clip":
-        return clip_step, catalog.videos_to_clip(stage_keys(config))
-    if stage == "fingerprint":
-        return fingerprint_step, catalog.videos_to_fingerprint(dedup.FINGERPRINT_VERSION)
-    raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
+        return catalog.videos_to_clip(stage_keys(config), video_id)
+    return catalog.videos_to_fingerprint(dedup.FINGERPRINT_VERSION, video_id)
 
 
 @dataclass
 class StageSummary:
-    """Counts of one stage's outcomes: by resulting status, and failures by reason."""
+    """Counts of one stage's outcomes: by resulting status, failures by reason, and the videos left
+    to other runs by why (`LEFT_*`)."""
 
     stage: str
     statuses: Counter[VideoStatus] = field(default_factory=Counter)
     reasons: Counter[ReasonCode] = field(default_factory=Counter)
+    left: Counter[str] = field(default_factory=Counter)
 
     def add(self, outcome: StepOutcome) -> None:
+        if outcome.left is not None:
+            self.left[outcome.left] += 1
+            return
         self.statuses[outcome.status] += 1
         if outcome.reason is not None:
             self.reasons[outcome.reason] += 1
 
     @property
     def total(self) -> int:
-        return sum(self.statuses.values())
+        return sum(self.statuses.values()) + sum(self.left.values())
 
     @property
     def failed(self) -> int:
         return self.statuses[VideoStatus.FAILED]
 
     def line(self) -> str:
-        """e.g. `probe: 10 videos -> probed 7, failed 2, skipped 1 (truncated 2, too_short 1)`."""
+        """e.g. `probe: 10 videos -> probed 7, failed 2, skipped 1 (truncated 2, too_short 1)`, then
+        e.g. `; left to other runs: leased 3`."""
         parts = ", ".join(f"{status.value} {count}" for status, count in sorted(self.statuses.items()))
         reasons = ", ".join(f"{reason.value} {count}" for reason, count in sorted(self.reasons.items()))
-        return f"{self.stage}: {self.total} videos -> {parts or 'nothing to do'}" + (f" ({reasons})" if reasons else "")
+        left = ", ".join(f"{why} {count}" for why, count in sorted(self.left.items()))
+        return (
+            f"{self.stage}: {self.total} videos -> {parts or 'nothing to do'}" + (f" ({reasons})" if reasons else "")
+            + (f"; left to other runs: {left}" if left else "")
+        )  # fmt: skip
 
 
 def run_step(
@@ -360,11 +422,13 @@ def run_step(
     config: Config,
     videos: Iterable[VideoRecord],
     on_outcome: Callable[[StepOutcome], None] = lambda _outcome: None,
+    owner: str | None = None,
 ) -> StageSummary:
-    """Run `step` over `videos` in order; `on_outcome` sees each result (e.g. to move a progress bar)."""
+    """Run `step` over `videos` in order, holding each video's lease for `owner` (default: this
+    process); `on_outcome` sees each result (e.g. to move a progress bar)."""
     summary = StageSummary(stage)
     for video in videos:
-        outcome = step(catalog, config, video)
+        outcome = step(catalog, config, video, owner)
         summary.add(outcome)
         on_outcome(outcome)
     return summary

@@ -3,7 +3,8 @@
 SQLite in WAL mode by default; any SQLAlchemy URL (e.g. `postgresql+psycopg://...`) by config.
 Tables: `videos`, `video_queries` (which queries found a video), `clips`, `labels`
 (append-only label events) and `claims` (review leases), whose SQL is in `dvmset/catalog_review.py`,
-and `schema_info` (the schema version). `Catalog.open` creates a new catalog at the current
+`work_leases` and `work_log` (who works on a video; `dvmset/catalog_work.py`), and `schema_info`
+(the schema version). `Catalog.open` creates a new catalog at the current
 schema, or migrates an older one step by step.
 """
 
@@ -32,6 +33,7 @@ from dvmset.records import (
 )
 from dvmset.catalog_review import ReviewClaims
 from dvmset.catalog_rows import clip_from_row, clip_values, now, video_from_row
+from dvmset.catalog_work import WorkLeases, insert_if_absent
 from dvmset.schema import SCHEMA_VERSION, MIGRATIONS, clips, metadata, schema_info, video_queries, videos
 
 @dataclass(frozen=True)
@@ -82,8 +84,8 @@ def _redact(url: str) -> str:
         return "<unparseable URL>"
 
 
-class Catalog(ReviewClaims):
-    """Reads and writes videos, clips, label events and review claims. Open with `Catalog.open(url)`."""
+class Catalog(ReviewClaims, WorkLeases):
+    """Reads and writes videos, clips, label events, review claims and work leases. Open with `Catalog.open(url)`."""
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -137,39 +139,20 @@ class Catalog(ReviewClaims):
     # -- videos --------------------------------------------------------------------------------
 
     def add_candidates(self, candidates: Iterable[Candidate]) -> AddResult:
-        """Insert new videos as `discovered`; link every (video, query) pair once."""
+        """Insert new videos as `discovered`; link every (video, query) pair once (also when another
+        run adds the same videos at the same moment)."""
         new_videos = new_links = 0
         found_at = now()
         with self.engine.begin() as conn:
             for cand in candidates:
-                known = conn.execute(sa.select(videos.c.video_id).where(videos.c.video_id == cand.video_id)).first()
-                if known is None:
-                    conn.execute(
-                        videos.insert().values(
-                            video_id=cand.video_id,
-                            url=cand.url,
-                            platform=split_video_id(cand.video_id)[0],
-                            source=cand.source.value,
-                            status=VideoStatus.DISCOVERED.value,
-                            title=cand.title,
-                            duration_s=cand.duration_s,
-                            created_at=found_at,
-                            updated_at=found_at,
-                        )
-                    )
-                    new_videos += 1
-                linked = conn.execute(
-                    sa.select(video_queries.c.video_id).where(
-                        video_queries.c.video_id == cand.video_id, video_queries.c.query == cand.query
-                    )
-                ).first()
-                if linked is None:
-                    conn.execute(
-                        video_queries.insert().values(
-                            video_id=cand.video_id, query=cand.query, source=cand.source.value, found_at=found_at
-                        )
-                    )
-                    new_links += 1
+                new_videos += insert_if_absent(conn, videos, {
+                    "video_id": cand.video_id, "url": cand.url, "platform": split_video_id(cand.video_id)[0],
+                    "source": cand.source.value, "status": VideoStatus.DISCOVERED.value, "title": cand.title,
+                    "duration_s": cand.duration_s, "created_at": found_at, "updated_at": found_at,
+                })  # fmt: skip
+                new_links += insert_if_absent(conn, video_queries, {
+                    "video_id": cand.video_id, "query": cand.query, "source": cand.source.value, "found_at": found_at,
+                })  # fmt: skip
         return AddResult(new_videos=new_videos, new_links=new_links)
 
     def get_video(self, video_id: str) -> VideoRecord | None:
@@ -259,17 +242,18 @@ class Catalog(ReviewClaims):
     def mark_clipped(self, video_id: str, clip_count: int, clip_version: str) -> None:
         self._update_video(video_id, status=VideoStatus.CLIPPED, stage_version=clip_version, clip_count=clip_count)
 
-    def videos_to_separate(self, separate_version: str) -> list[VideoRecord]:
-        """Probed videos, and separated or clipped ones whose separation key is not `separate_version`."""
+    def videos_to_separate(self, separate_version: str, video_id: str | None = None) -> list[VideoRecord]:
+        """Probed videos, and separated or clipped ones whose separation key is not `separate_version`
+        (of them, only `video_id` when given)."""
         stale = sa.and_(
             videos.c.status.in_([VideoStatus.SEPARATED.value, VideoStatus.CLIPPED.value]),
             sa.or_(videos.c.separate_version.is_(None), videos.c.separate_version != separate_version),
         )
-        return self._videos_where(sa.or_(videos.c.status == VideoStatus.PROBED.value, stale))
+        return self._videos_where(sa.or_(videos.c.status == VideoStatus.PROBED.value, stale), video_id)
 
-    def videos_to_clip(self, versions: ClipVersions) -> list[VideoRecord]:
+    def videos_to_clip(self, versions: ClipVersions, video_id: str | None = None) -> list[VideoRecord]:
         """Separated videos, and clipped ones with a live clip made under other keys than `versions`
-        (its `separate` part is compared with the video's own separation key)."""
+        (its `separate` part is compared with the video's own separation key); only `video_id` when given."""
         outdated_clip = sa.exists().where(
             clips.c.video_id == videos.c.video_id,
             clips.c.status != ClipStatus.RETIRED.value,
@@ -281,18 +265,18 @@ class Catalog(ReviewClaims):
             ),
         )
         clipped_stale = sa.and_(videos.c.status == VideoStatus.CLIPPED.value, outdated_clip)
-        return self._videos_where(sa.or_(videos.c.status == VideoStatus.SEPARATED.value, clipped_stale))
+        return self._videos_where(sa.or_(videos.c.status == VideoStatus.SEPARATED.value, clipped_stale), video_id)
 
     def mark_fingerprinted(self, video_id: str, fingerprint_version: int) -> None:
         """Record that the video's fingerprint file is of `fingerprint_version` (status unchanged)."""
         self._set_video_columns({video_id: {"fingerprint_version": fingerprint_version}})
 
-    def videos_to_fingerprint(self, fingerprint_version: int) -> list[VideoRecord]:
-        """Clipped videos without a fingerprint of `fingerprint_version`."""
+    def videos_to_fingerprint(self, fingerprint_version: int, video_id: str | None = None) -> list[VideoRecord]:
+        """Clipped videos without a fingerprint of `fingerprint_version` (only `video_id` when given)."""
         return self._videos_where(sa.and_(
             videos.c.status == VideoStatus.CLIPPED.value,
             videos.c.fingerprint_version.is_distinct_from(fingerprint_version),
-        ))  # fmt: skip
+        ), video_id)  # fmt: skip
 
     def set_groups(self, group_of: Mapping[str, str]) -> None:
         """Store each video's near-duplicate group id (video id -> group id)."""
@@ -321,7 +305,9 @@ class Catalog(ReviewClaims):
                 raise CatalogError(f"no videos {missing[:5]} in the catalog")
             _update_videos(conn, values_of)
 
-    def _videos_where(self, condition: sa.ColumnElement[bool]) -> list[VideoRecord]:
+    def _videos_where(self, condition: sa.ColumnElement[bool], video_id: str | None = None) -> list[VideoRecord]:
+        if video_id is not None:
+            condition = sa.and_(condition, videos.c.video_id == video_id)
         with self.engine.connect() as conn:
             ids = list(conn.execute(sa.select(videos.c.video_id).where(condition)).scalars())
         return list(self.videos(video_ids=ids)) if ids else []

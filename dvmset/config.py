@@ -73,6 +73,9 @@ class SeparateConfig(_Section):
     overlap_s: float = Field(5.0, ge=0)  # cross-faded between windows
     frame_s: float = Field(0.1, gt=0)  # hop of the vocals/accompaniment energy curves
     decode_timeout_s: float = Field(900.0, gt=0)
+    # torch CPU threads per separation, whatever runs it (a thread pool, a Dask worker): the thread count
+    # decides the order of float sums, so one fixed value gives the same bytes on every runner
+    threads: int = Field(1, ge=1)
 
 
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"]
@@ -148,11 +151,40 @@ class TrainConfig(_Section):
     lora_rank: int = Field(8, ge=1)
     lora_alpha: float = Field(16.0, gt=0)
     lora_targets: tuple[str, ...] = ("q", "v")  # T5 attention projections that get LoRA adapters
+    # Diff-V2M's ideas as options (model/video_conditions.py): stage 2's rhythm source, and the affect features
+    rhythm: Literal["clip-distance", "predicted-odf"] = "clip-distance"  # VidMusician's curve, or a predicted ODF
+    rhythm_predictor: Path | None = None  # for predicted-odf: the rhythm_predictor.pt `dvmset train-rhythm` wrote
+    affect: Literal["off", "on"] = "off"  # on: each second's affect features join the semantic condition
 
     @field_validator("lora_targets", mode="before")
     @classmethod
     def _split_targets(cls, value: Any) -> Any:
         return _split_list(value)
+
+
+class EvaluateConfig(_Section):
+    """`dvmset evaluate`'s protocol and metric models (its flags override them); the defaults are the
+    paper's (section 5.2). Every choice is written into the report, and the resolved config beside it."""
+
+    references: bool = True  # also score the ground-truth music and music shuffled across clips
+    shuffle_seed: int = 0
+    scenes: Literal["detect", "manifest"] = "detect"  # PySceneDetect on each video, or the manifest's scene_cuts_s
+    scene_detector: Literal["content", "adaptive", "histogram", "hash"] = "content"
+    scene_threshold: float | None = Field(None, gt=0)  # None: the detector's own default
+    min_scene_frames: int = Field(15, ge=1)
+    beats: str = "onsets-d2m"  # the Rhythm score's beats: onsets-d2m, onsets-loris, beat_track, plp, or module:function
+    tolerance_s: float = Field(0.1, ge=0)  # a beat this close hits a scene change (Rhythm)
+    exclude: Literal["none", "stable-visual"] = "none"  # clips left out of the scores of video timing
+    beat_bin_s: float = Field(1.0, ge=0.01)  # onset bin of BCS/BHS
+    transition_tolerance_s: float = Field(0.1, ge=0)  # storyboard transitions against tracked beats
+    beat_match_tolerance_s: float = Field(0.07, gt=0)  # beat F-measure window (mir_eval's 70 ms)
+    beat_skip_s: float = Field(5.0, ge=0)  # beats before this are left out of the F-measure (as mir_eval)
+    tempo_tolerance: float = Field(0.04, gt=0, lt=1)  # relative tempo error that still agrees
+    panns: str = "Cnn14_mAP=0.431.pth"  # PANNs Cnn14 checkpoint file or name
+    clap: str = "laion/larger_clap_music"  # CLAP hub id or folder
+    imagebind: str = "imagebind/imagebind_huge.pth"  # relative: under the model folder when not here
+    imagebind_score: bool = True  # False: leave the ImageBind score out
+    device: str = "cpu"
 
 
 class Config(_Section):
@@ -168,6 +200,7 @@ class Config(_Section):
     prescreen: PrescreenConfig = PrescreenConfig()
     publish: PublishConfig = PublishConfig()
     train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     @property
     def resolved_catalog_url(self) -> str:
@@ -175,6 +208,25 @@ class Config(_Section):
         if self.catalog_url:
             return self.catalog_url
         return f"sqlite:///{(self.data_root / 'catalog.sqlite').resolve()}"
+
+
+def override_section(config: Config, section: str, overrides: Mapping[str, Any]) -> Config:
+    """`config` with `overrides` over its `section` (a command's flags over its section); ConfigError
+    when one is out of range."""
+    current = getattr(config, section)
+    try:
+        updated = type(current).model_validate({**current.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise ConfigError(f"invalid {section} settings: {exc}") from exc
+    return config.model_copy(update={section: updated})
+
+
+def portable(config: Config) -> Config:
+    """`config` with absolute data and model folders, so that its TOML repeats a run from any folder."""
+    absolute: dict[str, Path] = {"data_root": config.data_root.resolve()}
+    if config.model_dir is not None:
+        absolute["model_dir"] = config.model_dir.resolve()
+    return config.model_copy(update=absolute)
 
 
 def stage_key(stage_version: str, settings: BaseModel, exclude: set[str] | None = None) -> str:
@@ -221,7 +273,10 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-_PATH_KEYS = {(): ("data_root", "model_dir"), ("search",): ("queries_file",), ("download",): ("cookies_file",)}
+_PATH_KEYS = {
+    (): ("data_root", "model_dir"), ("search",): ("queries_file",), ("download",): ("cookies_file",),
+    ("train",): ("rhythm_predictor",),
+}
 
 
 def _anchor_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
@@ -308,6 +363,7 @@ model = "htdemucs"                # Demucs model, from model_dir or Demucs' remo
 chunk_s = 60.0                     # long tracks are separated in overlapping windows
 overlap_s = 5.0
 frame_s = 0.1                      # hop of the vocals energy curve
+threads = 1                        # torch CPU threads per separation: one value, the same bytes everywhere
 
 [clip]
 clip_s = 60.0                      # remainder under one clip is dropped
@@ -347,6 +403,34 @@ embedding_layers = 2
 lora_rank = 8                      # cls + lora_rank = 32 (q, v): the paper's 24.79M trainable parameters
 lora_alpha = 16.0
 lora_targets = ["q", "v"]
+rhythm = "clip-distance"           # stage 2's rhythm curve: VidMusician's, or "predicted-odf" (Diff-V2M's
+                                   # idea: the music's ODF as a rhythm predictor infers it from the video)
+# rhythm_predictor = "runs/v0001/rhythm/rhythm_predictor.pt"   # for predicted-odf: dvmset train-rhythm's file
+affect = "off"                     # "on": per-second brightness, saturation, colourfulness and motion join
+                                   # the semantic condition (Diff-V2M's emotional features)
+
+[evaluate]                         # dvmset evaluate (its flags override these); the paper's protocol
+references = true                  # also score the ground-truth music (upper reference) and music
+                                   # shuffled across clips (chance reference), for every metric
+shuffle_seed = 0
+scenes = "detect"                  # PySceneDetect on each video, or "manifest": the prescreen's cuts
+scene_detector = "content"         # content, adaptive, histogram, hash
+# scene_threshold = 27.0           # default: the detector's own
+min_scene_frames = 15
+beats = "onsets-d2m"               # Rhythm's beats: onsets-d2m (D2M-GAN's onsets, as the paper),
+                                   # onsets-loris, beat_track, plp, or module:function of your own
+tolerance_s = 0.1                  # Rhythm: a beat this close hits a scene change
+exclude = "none"                   # or "stable-visual": still pictures, under 2 cuts a minute
+beat_bin_s = 1.0                   # BCS/BHS onset bins
+transition_tolerance_s = 0.1       # storyboard transitions against the music's tracked beats (VeM)
+beat_match_tolerance_s = 0.07      # beat F-measure of generated against ground-truth beats (mir_eval)
+beat_skip_s = 5.0                  # beats before this are left out of the F-measure (mir_eval)
+tempo_tolerance = 0.04             # tempo agreement: within 4 % (Acc1; Acc2 also at 1/3, 1/2, 2, 3 x)
+panns = "Cnn14_mAP=0.431.pth"      # under <model_dir>/panns/, or a path
+clap = "laion/larger_clap_music"
+imagebind = "imagebind/imagebind_huge.pth"   # under model_dir; missing: the column says where to get it
+imagebind_score = true
+device = "cpu"
 
 [publish]
 test_share = 0.07                  # target share of clips in the test split (by source video group)

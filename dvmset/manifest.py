@@ -11,7 +11,7 @@ pandas, pyarrow, DuckDB and Hugging Face `datasets` read them without this code.
 relative to the media root: the metadata's `media_root`, itself relative to the manifest's folder
 (`../..` for `<data_root>/manifests/<version>/`); `resolve_media_root` is the one resolver that
 `manifests check`, `export-jsonl` and the trainer use. Each media file's size, SHA-256 and decoded
-duration (music: and samples) are columns. `loudness_before_lufs` is -inf for a silent clip.
+duration (music: and samples, and the tempo and beat count) are columns. `loudness_before_lufs` is -inf for a silent clip.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from dvmset.records import ClipRecord, ClipStatus, Decision, VideoRecord
 from dvmset.split import Split
 from dvmset.storage import atomic_path
 
-MANIFEST_SCHEMA_VERSION = 2  # 2: voice_s -> speech_s (a speech detector), stand_in; media sizes, SHA-256s, durations
+MANIFEST_SCHEMA_VERSION = 3  # 2: voice_s -> speech_s (a speech detector), stand_in; media sizes, SHA-256s, durations
+# 3: the music's tempo_bpm and beat_count (`dvmset.music_rhythm`)
 MEDIA_ROOT_KEY = "media_root"  # in the JSON metadata: where media paths start, relative to the manifest's folder
 SCHEMA_VERSION_KEY = b"dvmset.schema_version"
 METADATA_KEY = b"dvmset.metadata"
@@ -80,6 +81,8 @@ MANIFEST_SCHEMA = pa.schema(
         schema_field("music_samples", pa.int64()),
         schema_field("sample_rate_hz", pa.int32()),
         schema_field("channels", pa.int32()),
+        schema_field("tempo_bpm", pa.float64()),  # the music's rhythm summary, measured at publish
+        schema_field("beat_count", pa.int32()),
         schema_field("fps", pa.float64()),
         schema_field("loudness_lufs", pa.float64()),
         schema_field("loudness_before_lufs", pa.float64()),
@@ -132,6 +135,9 @@ COLUMN_DOCS: dict[str, str] = {
     "music_samples": "samples per channel of the music file, decoded in full at publish",
     "sample_rate_hz": "sample rate of the music file, Hz",
     "channels": "channels of the music file",
+    "tempo_bpm": "global tempo of the music, BPM (librosa's beat tracker on the onset strength of the channel mean at "
+    "22,050 Hz, as the model's rhythm features); 0 when no beat is found",
+    "beat_count": "beats librosa's beat tracker finds in the music (the same run as tempo_bpm)",
     "fps": "frame rate of the video file, frames per second",
     "loudness_lufs": "integrated loudness of the music after normalization (ITU-R BS.1770), LUFS",
     "loudness_before_lufs": "integrated loudness of the music before normalization, LUFS; -inf for a silent clip",
@@ -183,6 +189,8 @@ class ManifestRow:
     music_samples: int
     sample_rate_hz: int
     channels: int
+    tempo_bpm: float
+    beat_count: int
     fps: float
     loudness_lufs: float
     loudness_before_lufs: float
@@ -219,9 +227,9 @@ def manifest_row(
     """The manifest row of `clip` (of `video`), decided by `decision`, on side `split`.
     `sample_rate_hz` and `channels` describe the clip's music file, `video_facts` and
     `music_facts` its two files as measured (`dvmset.media_facts`). ValueError if the records
-    do not belong together, the decision is not settled, or the music facts have no samples."""
-    if music_facts.samples is None:
-        raise ValueError(f"clip {clip.clip_id!r}: the music facts carry no sample count")
+    do not belong together, the decision is not settled, or the music facts lack samples, tempo or beats."""
+    if music_facts.samples is None or music_facts.tempo_bpm is None or music_facts.beat_count is None:
+        raise ValueError(f"clip {clip.clip_id!r}: the music facts carry no sample count, tempo or beat count")
     if clip.video_id != video.video_id:
         raise ValueError(f"clip {clip.clip_id!r} belongs to {clip.video_id!r}, not to {video.video_id!r}")
     if decision.status not in (ClipStatus.ACCEPTED, ClipStatus.REJECTED):
@@ -253,6 +261,8 @@ def manifest_row(
         music_samples=music_facts.samples,
         sample_rate_hz=sample_rate_hz,
         channels=channels,
+        tempo_bpm=music_facts.tempo_bpm,
+        beat_count=music_facts.beat_count,
         fps=clip.fps,
         loudness_lufs=loud.after_lufs,
         loudness_before_lufs=loud.before_lufs,

@@ -1,8 +1,9 @@
 """What the manifest records about each media file, measured from its bytes: size, SHA-256, and
-the duration a real decode gives (with the sample count for music).
+the duration a real decode gives (with the sample count, tempo and beat count for music).
 
 In: a path. Out: a `MediaFacts` (`music_facts`: the FLAC read once into memory, hashed, then
-decoded in full by soundfile, whose frame count is the sample count; `video_facts`: the file
+decoded in full by soundfile, whose frame count is the sample count; the channel mean at 22,050 Hz
+gives the tempo and beat count (`dvmset.music_rhythm`, as the model's rhythm features); `video_facts`: the file
 hashed, then every packet of its first video stream read by ffprobe, the duration running from
 the first packet's start to the last one's end). `file_digest` hashes a file in one pass; `decode`
 decodes a file in full with ffmpeg (`-f null`) and returns the decoded seconds and any decoder
@@ -23,23 +24,25 @@ from pathlib import Path
 import soundfile as sf
 
 from dvmset.errors import PublishError
+from dvmset.music_rhythm import ANALYSIS_RATE_HZ, beat_summary, resample_mono
 from dvmset.records import ClipRecord
 from dvmset.storage import DataRoot
 from dvmset.tools import require_tool
 
 CHUNK_BYTES = 8 * 1024 * 1024
-DECODE_BLOCK_FRAMES = 1 << 16
 TOOL_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True)
 class MediaFacts:
-    """One media file: bytes, SHA-256 (hex), decoded seconds, and samples per channel (music only)."""
+    """One media file: bytes, SHA-256 (hex), decoded seconds; music only: samples per channel, tempo, beats."""
 
     size_bytes: int
     sha256: str
     duration_s: float
     samples: int | None = None
+    tempo_bpm: float | None = None
+    beat_count: int | None = None
 
 
 def file_digest(path: Path) -> tuple[int, str]:
@@ -55,15 +58,14 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 
 def music_facts(path: Path) -> MediaFacts:
-    """Facts of a music file: read once, hashed, decoded in full (RuntimeError / ValueError when
-    it does not decode)."""
+    """Facts of a music file: read once, hashed, decoded in full, its beats tracked (RuntimeError /
+    ValueError when it does not decode)."""
     data = Path(path).read_bytes()
-    frames = 0
-    with sf.SoundFile(io.BytesIO(data)) as sound:
-        rate_hz = sound.samplerate
-        for block in sound.blocks(blocksize=DECODE_BLOCK_FRAMES, dtype="int16"):
-            frames += len(block)
-    return MediaFacts(len(data), hashlib.sha256(data).hexdigest(), frames / rate_hz, frames)
+    audio, rate_hz = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # [S, C]
+    frames = audio.shape[0]
+    beats = beat_summary(resample_mono(audio.mean(axis=1), rate_hz, ANALYSIS_RATE_HZ))
+    return MediaFacts(len(data), hashlib.sha256(data).hexdigest(), frames / rate_hz, frames, beats.tempo_bpm,
+                      beats.beat_count)  # fmt: skip
 
 
 def video_facts(path: Path) -> MediaFacts:

@@ -13,6 +13,9 @@ Version 6: real models in the loop: a clip's `voice_s` (vocals-stem energy) beco
 speech detector's seconds); whether a video was separated, and so a clip made, by a stand-in
 (random-weight) separator (`separator_stand_in`, `stand_in`): such clips are never data; the
 models (id, SHA-256 of the weights) a video's stems came from (`separation_models`).
+Version 7: work on videos: which worker holds a video for which stage, until when (`work_leases`,
+one row per video, a lease renewed while the work goes on), and one `work_log` row per step that
+ran (who, from when to when, the status it left).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 metadata = sa.MetaData()
 
@@ -142,6 +145,30 @@ claims = sa.Table(
     sa.UniqueConstraint("clip_id", "annotator", name="uq_claims_clip_annotator"),
 )
 
+# version 7: a video is worked on by one owner (host, process and run) at a time; a lease that
+# ran out (its worker died) may be taken by another.
+work_leases = sa.Table(
+    "work_leases",
+    metadata,
+    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), primary_key=True),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+work_log = sa.Table(
+    "work_log",
+    metadata,
+    sa.Column("event_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("video_id", sa.String(255), sa.ForeignKey("videos.video_id"), nullable=False, index=True),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("status", sa.String(32), nullable=False),  # the video's status when the step ended
+)
+
 # Migrations from version N-1 to N, applied in order by `Catalog.open`. A new catalog is
 # created at SCHEMA_VERSION directly. Add an entry here with every change to the tables above.
 
@@ -185,9 +212,14 @@ def _migrate_to_6(conn: Connection) -> None:
     _add_columns(clips, ["stand_in"])(conn)
 
 
+def _migrate_to_7(conn: Connection) -> None:
+    work_leases.create(conn, checkfirst=True)
+    work_log.create(conn, checkfirst=True)
+
+
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _migrate_to_2, 3: _add_columns(videos, _V3_VIDEO_COLUMNS), 4: _migrate_to_4,
-    5: _add_columns(labels, ["role"]), 6: _migrate_to_6,
+    5: _add_columns(labels, ["role"]), 6: _migrate_to_6, 7: _migrate_to_7,
 }
 
 

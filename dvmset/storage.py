@@ -94,7 +94,9 @@ def atomic_write_text(final: Path, text: str) -> None:
 
 
 def remove_stale_temps(folder: Path) -> int:
-    """Delete temporary files a killed run left in `folder` (recursively); return how many."""
+    """Delete every temporary file in `folder` (recursively); return how many. Only for the holder of
+    the work lease of the video the folder belongs to (`curation.leases`): no other live process
+    writes there, so what it finds is a dead owner's."""
     if not folder.exists():
         return 0
     stale = [path for path in folder.rglob(f"*{TEMP_MARKER}*") if is_temp_name(path)]

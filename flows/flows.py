@@ -3,10 +3,13 @@ ingest, and, when asked, publish).
 
 In: strings and numbers only (a config file path, a catalog URL, sources, stages, a runner), so
 deployments and `dvmset build` pass the same parameters. Out: the run's summary as plain data
-(`RunSummary.as_dict()`), also posted as a markdown table artifact. The catalog says what is
-pending, so a rerun does only unfinished work. One failing video or source never fails a flow;
-a set-up error (a bad config, a missing model, SQLite behind a Dask scheduler) does, before it
-touches a video. A publish that cannot be done (`PublishError`: the version exists, a fingerprint
+(`RunSummary.as_dict()`), also posted as a markdown table artifact whose key names the data root
+and the run (`flows.summary.artifact_key`). The catalog says what is pending, so a rerun does only
+unfinished work; a video another run or worker holds (its work lease) is left to it. One failing
+video or source never fails a flow; a set-up error (a bad config, a deployment run without one, a
+missing model, SQLite or a local Prefect API behind a Dask scheduler) does, before it touches a
+video, and so does a fault of the machine (`InfrastructureError`: a full disk), leaving its videos
+as they were. A publish that cannot be done (`PublishError`: the version exists, a fingerprint
 is missing, clips are stand-in output and `allow_stand_in` is false) fails its flow with the
 error's message as the state message, and no traceback.
 """
@@ -19,7 +22,9 @@ from typing import Any
 from prefect import Task, flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import as_completed
+from prefect.runtime import flow_run
 from prefect.states import Failed, State
+from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from curation import search, steps
@@ -28,23 +33,29 @@ from dvmset.catalog import Catalog
 from dvmset.config import Config
 from dvmset.errors import ConfigError, PublishError
 from dvmset.storage import DataRoot
-from flows.context import open_run
+from flows.context import check_deployment_config, open_run
 from flows.runners import DEFAULT_WORKERS, check_runner, task_runner_for
-from flows.summary import PublishRow, RunSummary, StageTally
+from flows.summary import PublishRow, RunSummary, StageTally, artifact_key
 from flows.tasks import discover_task, task_for
 
 PROGRESS_STEPS = 10  # a stage logs its progress about this many times
 
 
 def _open(config_path: str | None, catalog_url: str | None) -> tuple[Config, Catalog]:
+    check_deployment_config(config_path)
     config, catalog = open_run(config_path, catalog_url)
     DataRoot(config.data_root).ensure()
     return config, catalog
 
 
-def _report(summary: RunSummary, key: str, title: str) -> dict:
-    """Post the summary as a markdown artifact (key `dvmset-<key>-summary`) and return it as a dict."""
-    create_markdown_artifact(summary.markdown(title), key=f"dvmset-{key}-summary", description=f"{title}: counts and failures")
+def _report(summary: RunSummary, flow_name: str, title: str, config: Config) -> dict:
+    """Post the summary as a markdown artifact, its key and title naming the data root and the run
+    (`artifact_key`), and return it as a dict."""
+    data_root, run_name = str(Path(config.data_root).resolve()), flow_run.name or ""
+    key = artifact_key(flow_name, data_root, run_name)
+    heading = f"{title}: {data_root}, run {run_name}"
+    create_markdown_artifact(summary.markdown(heading), key=key, description=f"{heading}: counts and failures")
+    get_run_logger().info("summary artifact: %s", key)
     return summary.as_dict()
 
 
@@ -81,7 +92,7 @@ def discover_flow(
     logger = get_run_logger()
     for row in rows:
         logger.info("discover %s: %d hits, %d new videos%s", row.source, row.hits, row.new_videos, f" ({row.error})" * bool(row.error))
-    return _report(RunSummary(sources=rows).with_catalog(catalog), "discover", "DVMSet discovery")
+    return _report(RunSummary(sources=rows).with_catalog(catalog), "discover", "DVMSet discovery", config)
 
 
 def _run_stage(
@@ -127,7 +138,7 @@ def ingest_flow(
     stages = list(stages or steps.STAGES)
     if unknown := [stage for stage in stages if stage not in steps.STAGES]:
         raise ConfigError(f"unknown stages {unknown}; stages are {', '.join(steps.STAGES)}")
-    check_runner(runner, dask_address, workers, catalog.dialect)
+    check_runner(runner, dask_address, workers, catalog.dialect, PREFECT_API_URL.value())
     if retry_failed:
         get_run_logger().info("retry: %d failed videos sent back", catalog.reset_errors())
     summary = RunSummary()
@@ -143,7 +154,7 @@ def ingest_flow(
             parameters = {"stage": stage, "step": step, "config_path": config_path, "catalog_url": catalog_url}
             tally = _run_stage(task_runner, task_for(stage, config), stage, [v.video_id for v in videos], parameters)
             summary = summary.then(tally.summary(catalog))
-    return _report(summary.with_catalog(catalog), "ingest", "DVMSet ingest")
+    return _report(summary.with_catalog(catalog), "ingest", "DVMSet ingest", config)
 
 
 @flow(name="publish")
@@ -171,7 +182,7 @@ def publish_flow(
         )  # fmt: skip
     for side, clips in result.clips.items():
         logger.info("publish %s: %s %d clips from %d videos", version, side.value, clips, result.videos[side])
-    return _report(RunSummary.of_publish(result).with_catalog(catalog), "publish", f"DVMSet publish {version}")
+    return _report(RunSummary.of_publish(result).with_catalog(catalog), "publish", f"DVMSet publish {version}", config)
 
 
 @flow(name="build")
@@ -198,8 +209,8 @@ def build_flow(
     its message; the summary artifact still lists what discovery and ingest did."""
     if version and not publish:
         raise ConfigError(f"version {version!r} is given without publish: set publish to publish it")
-    _config, catalog = _open(config_path, catalog_url)
-    check_runner(runner, dask_address, workers, catalog.dialect)
+    config, catalog = _open(config_path, catalog_url)
+    check_runner(runner, dask_address, workers, catalog.dialect, PREFECT_API_URL.value())
     discovered = discover_flow(config_path, catalog_url, folder, urls, queries, queries_file, label)
     ingested = ingest_flow(config_path, catalog_url, stages, runner, dask_address, workers, retry_failed)
     summary = RunSummary.from_dict(discovered).then(RunSummary.from_dict(ingested))
@@ -209,6 +220,6 @@ def build_flow(
             summary = summary.then(RunSummary.from_dict(published))
         except PublishError as error:
             summary = summary.then(RunSummary(published=(PublishRow(version or "", "", 0, 0, "", str(error)),)))
-            _report(summary, "build", "DVMSet build")
+            _report(summary, "build", "DVMSet build", config)
             return Failed(message=f"publish failed: {error}", data=error)
-    return _report(summary, "build", "DVMSet build")
+    return _report(summary, "build", "DVMSet build", config)

@@ -20,6 +20,12 @@ from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_T
 MIN_STARTUP_TIMEOUT_S = 120
 
 
+def configured_api_url() -> str | None:
+    """The Prefect API URL set for this process (PREFECT_API_URL or a profile), or None: then
+    `prefect_api()` starts a temporary server on 127.0.0.1."""
+    return PREFECT_API_URL.value() or None
+
+
 @contextmanager
 def prefect_api() -> Iterator[str]:
     """Yield the API URL for flows run inside the block; a temporary server is stopped at the end."""

@@ -1,12 +1,16 @@
 """Run summaries: what a flow did, as plain data (a dict a deployment returns) and as markdown.
 
 In: the outcomes of discovery sources, of per-video steps and of a publish, and the catalog
-after the run. Out: `RunSummary` (`as_dict` / `from_dict`, `markdown`). No Prefect here: flows turn the
-markdown into an artifact.
+after the run. Out: `RunSummary` (`as_dict` / `from_dict`, `markdown`), and the artifact key that
+names the data root and the run (`artifact_key`). No Prefect here: flows turn the markdown into an
+artifact.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -17,6 +21,8 @@ from dvmset.catalog import Catalog
 from dvmset.records import VideoStatus
 
 ERROR_STATUS = "error"  # a task that raised: the video's catalog row is unchanged and a rerun retries it
+LEFT_STATUS = "left"  # a video this run left to another (its reason: a `curation.steps.LEFT_*` code)
+LISTED_FAILED = 20  # the catalog's failed videos a summary lists (it counts them all)
 WITHHELD_STATUS = "withheld"  # a video publish left out: it would join groups published on both sides
 NOT_FAILED = frozenset({VideoStatus.SKIPPED.value, WITHHELD_STATUS})  # listed, but not failures of the run
 
@@ -76,6 +82,7 @@ class RunSummary:
     catalog: tuple[CountRow, ...] = ()
     clips: tuple[CountRow, ...] = ()
     published: tuple[PublishRow, ...] = ()
+    still_failed: tuple[Failure, ...] = ()  # the first `LISTED_FAILED` failed videos of the catalog after the run
 
     @property
     def failed_sources(self) -> int:
@@ -87,22 +94,34 @@ class RunSummary:
         not qualify, or not yet)."""
         return sum(1 for f in self.failures if f.status not in NOT_FAILED)
 
+    @property
+    def failed_in_catalog(self) -> int:
+        """Videos `failed` in the catalog after the run, whichever run failed them."""
+        return sum(row.count for row in self.catalog if row.status == VideoStatus.FAILED.value)
+
     def then(self, later: RunSummary) -> RunSummary:
         """This run followed by `later` (discovery then ingest): rows of both, the later catalog counts."""
         return RunSummary(
             self.sources + later.sources, self.stages + later.stages, self.failures + later.failures,
             later.catalog or self.catalog, later.clips or self.clips, self.published + later.published,
+            later.still_failed if later.catalog else self.still_failed,
         )  # fmt: skip
 
     def with_catalog(self, catalog: Catalog) -> RunSummary:
-        """This summary with the catalog's current counts of videos (by status and reason) and clips."""
+        """This summary with the catalog's current counts of videos (by status and reason) and clips,
+        and its first failed videos."""
         videos = tuple(
             CountRow("catalog", row.status.value, row.reason or "", row.count) for row in catalog.status_counts()
         )
         clips = tuple(
             CountRow("clips", status.value, "", count) for status, count in sorted(catalog.clip_status_counts().items())
         )
-        return replace(self, catalog=videos, clips=clips)
+        failed = tuple(
+            Failure(video.stage_version or "", video.video_id, video.status.value,
+                    video.error.reason.value if video.error else "", video.error.message if video.error else "")
+            for video in itertools.islice(catalog.videos(statuses=[VideoStatus.FAILED]), LISTED_FAILED)
+        )  # fmt: skip
+        return replace(self, catalog=videos, clips=clips, still_failed=failed)
 
     @classmethod
     def of_publish(cls, result: PublishResult) -> RunSummary:
@@ -124,7 +143,7 @@ class RunSummary:
     def from_dict(cls, data: dict[str, list[dict[str, Any]]]) -> RunSummary:
         row_types = {
             "sources": SourceRow, "stages": CountRow, "failures": Failure, "catalog": CountRow, "clips": CountRow,
-            "published": PublishRow,
+            "published": PublishRow, "still_failed": Failure,
         }  # fmt: skip
         return cls(**{name: tuple(row_types[name](**row) for row in rows) for name, rows in data.items()})
 
@@ -148,11 +167,25 @@ class RunSummary:
         catalog_rows += [(f"clips: {r.status}", "", r.count) for r in self.clips]
         if catalog_rows:
             parts.append(_table("Catalog after the run", ("status", "reason", "count"), catalog_rows))
+        if self.failed_in_catalog:
+            parts.append(self._still_failed_markdown())
         if self.published:
             parts.append(_table("Published", ("version", "split", "clips", "videos", "folder", "error"), (
                 (r.version, r.split, r.clips, r.videos, r.manifest_dir, r.error) for r in self.published
             )))  # fmt: skip
         return "\n\n".join(parts) + "\n"
+
+    def _still_failed_markdown(self) -> str:
+        listed = len(self.still_failed)
+        first = f"the first {listed}" if listed < self.failed_in_catalog else "all"
+        note = (
+            f"{self.failed_in_catalog} videos are `failed` in the catalog, by this run or earlier ones ({first} below). "
+            "A plain rerun leaves them as they are; `dvmset build --retry-failed` (a deployment: "
+            "`--param retry_failed=true`) tries them again."
+        )
+        return _table("Failed videos in the catalog", ("stage", "video", "status", "reason", "message"), (
+            (f.stage, f.video_id, f.status, f.reason, f.message) for f in self.still_failed
+        ), note)  # fmt: skip
 
 
 @dataclass
@@ -168,6 +201,9 @@ class StageTally:
         return sum(self.counts.values())
 
     def add(self, outcome: StepOutcome) -> None:
+        if outcome.left is not None:  # another run holds it or did it: not a failure
+            self.counts[(LEFT_STATUS, outcome.left)] += 1
+            return
         reason = outcome.reason.value if outcome.reason is not None else ""
         self.counts[(outcome.status.value, reason)] += 1
         if outcome.status in (VideoStatus.FAILED, VideoStatus.SKIPPED):
@@ -197,11 +233,25 @@ class StageTally:
         return RunSummary(stages=rows, failures=failures)
 
 
+def artifact_key(flow_name: str, data_root: str, run_name: str) -> str:
+    """The key of a flow's summary artifact, in the lowercase letters, digits and dashes Prefect
+    allows: `dvmset-<flow>-<data root>-<hash>-<run>`, e.g. `dvmset-build-srv-dvmset-data-5e1f0a-crimson-otter`:
+    the end of the data root, a hash of it whole (so that two roots never share a key), the flow run's name."""
+
+    def slug(text: str) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+    digest = hashlib.sha1(data_root.encode()).hexdigest()[:6]
+    parts = ("dvmset", slug(flow_name), slug(data_root)[-40:].strip("-"), digest, slug(run_name))
+    return "-".join(part for part in parts if part)
+
+
 def _cell(value: object) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _table(title: str, header: tuple[str, ...], rows: Any) -> str:
-    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def _table(title: str, header: tuple[str, ...], rows: Any, note: str = "") -> str:
+    lines = [f"## {title}", "", *([note, ""] if note else [])]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
     return "\n".join(lines)

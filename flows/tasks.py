@@ -17,8 +17,9 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.concurrency.sync import concurrency
+from prefect.runtime import flow_run
 
-from curation import search, steps
+from curation import leases, search, steps
 from curation.download import backoff_delay_s
 from dvmset.config import Config
 from dvmset.errors import CatalogError, ConfigError, SearchError
@@ -42,16 +43,17 @@ def _unless_config_error(_task: Task, _run: TaskRun, state: State) -> bool:
 def stage_task(
     stage: str, step: steps.Step, config_path: str | None, catalog_url: str | None, video_id: str
 ) -> steps.StepOutcome:
-    """Run `step` (the stage's, as `steps.pending` gives it) on one video. Separation holds a slot of
-    the `gpu` limit while it runs (no limit by that name: it runs at once, with a warning); its model
-    is loaded once per process (`steps.separator_for`)."""
+    """Run `step` (the stage's, as `steps.pending` gives it) on one video, holding the video's work
+    lease for this host, process and flow run (a video another worker holds is left to it).
+    Separation holds a slot of the `gpu` limit while it runs (no limit by that name: it runs at once,
+    with a warning); its model is loaded once per process (`steps.separator_for`)."""
     config, catalog = open_run(config_path, catalog_url)
     video = catalog.get_video(video_id)
     if video is None:
         raise CatalogError(f"no video {video_id!r} in the catalog {catalog.url}")
     gpu_slot = stage in GPU_STAGES
     with concurrency(GPU_LIMIT, occupy=1, lease_duration=GPU_LEASE_S, strict=False) if gpu_slot else nullcontext():
-        return step(catalog, config, video)
+        return step(catalog, config, video, leases.work_owner(str(flow_run.id)))
 
 
 def task_for(stage: str, config: Config) -> Task:

@@ -1,7 +1,9 @@
 """Training checkpoints of VidMusician: only what training changed, written atomically.
 
 In: a `TrainingCheckpoint`: the `ModelSpec` that rebuilds the model (MusicGen and CLIP ids, CLIP width,
-stage, conditioning sizes), the step, the trainable weights by name (never the frozen backbone), and,
+stage, conditioning sizes, rhythm source and the SHA-256 of its rhythm predictor), the step, the trainable
+weights by name (never the frozen backbone), the rhythm predictor of a `predicted-odf` model (its saved
+payload, `model.rhythm_predictor`, so the checkpoint alone rebuilds the model's conditions), and,
 for an exact resume, the optimizer, scheduler and data-order states, the torch RNG states (dropout)
 and the settings a resume must share (data, learning rates). Out: one `torch.save` file, written
 under a temporary name and renamed into place (a killed run leaves the previous checkpoint whole),
@@ -22,7 +24,9 @@ import torch
 from dvmset.storage import atomic_path
 from model.backbone import load_backbone
 from model.errors import CheckpointError
+from model.rhythm_predictor import payload_sha256, predictor_from_payload
 from model.vidmusician import ConditioningConfig, VidMusician
+from model.video_conditions import CLIP_DISTANCE, PREDICTED_ODF, RHYTHM_SOURCES
 
 CHECKPOINT_FORMAT = "vidmusician-checkpoint/1"
 
@@ -36,6 +40,8 @@ class ModelSpec:
     clip_dim: int
     stage: int
     conditioning: ConditioningConfig = ConditioningConfig()
+    rhythm_source: str = CLIP_DISTANCE  # `model.video_conditions.RHYTHM_SOURCES`; stage 2 reads it
+    rhythm_predictor_sha256: str | None = None  # `payload_sha256` of a predicted-odf model's predictor
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "conditioning": {**asdict(self.conditioning)}}
@@ -59,6 +65,7 @@ class TrainingCheckpoint:
     data_order: dict[str, int] | None = None
     rng: dict[str, Any] | None = None
     run_settings: dict[str, Any] | None = None
+    rhythm_predictor: dict[str, Any] | None = None  # `model.rhythm_predictor.predictor_payload`
 
 
 def save_checkpoint(path: Path, checkpoint: TrainingCheckpoint) -> Path:
@@ -73,6 +80,7 @@ def save_checkpoint(path: Path, checkpoint: TrainingCheckpoint) -> Path:
         "data_order": checkpoint.data_order,
         "rng": checkpoint.rng,
         "run_settings": checkpoint.run_settings,
+        "rhythm_predictor": checkpoint.rhythm_predictor,
     }
     with atomic_path(Path(path)) as temp:
         torch.save(content, temp)
@@ -100,6 +108,7 @@ def load_checkpoint(path: Path) -> TrainingCheckpoint:
         data_order=content["data_order"],
         rng=content["rng"],
         run_settings=content["run_settings"],
+        rhythm_predictor=content.get("rhythm_predictor"),
     )
 
 
@@ -118,10 +127,26 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def build_model(spec: ModelSpec, model_dir: Path | None = None, device: str | None = None) -> VidMusician:
+def build_model(
+    spec: ModelSpec, model_dir: Path | None = None, device: str | None = None,
+    rhythm_predictor: dict[str, Any] | None = None,
+) -> VidMusician:  # fmt: skip
     """The untrained model of `spec`: the frozen backbone loaded by id, the conditioning freshly initialised
-    (seed torch first for a reproducible one), the rhythm module added for stage 2."""
-    model = VidMusician(load_backbone(spec.musicgen_model_id, model_dir, device), spec.clip_dim, spec.conditioning)
+    (seed torch first for a reproducible one), the rhythm module added for stage 2, and for a stage-2
+    `predicted-odf` spec the rhythm predictor of the payload `rhythm_predictor` (CheckpointError when it is
+    missing or not the one the spec names)."""
+    predictor = None
+    if spec.rhythm_source not in RHYTHM_SOURCES:
+        raise CheckpointError(f"unknown rhythm source {spec.rhythm_source!r}; sources are {', '.join(RHYTHM_SOURCES)}")
+    if spec.stage == 2 and spec.rhythm_source == PREDICTED_ODF:
+        if rhythm_predictor is None or payload_sha256(rhythm_predictor) != spec.rhythm_predictor_sha256:
+            raise CheckpointError(
+                f"the {PREDICTED_ODF} model needs its rhythm predictor (SHA-256 {spec.rhythm_predictor_sha256}); "
+                + ("none was given" if rhythm_predictor is None else f"got {payload_sha256(rhythm_predictor)}")
+            )
+        predictor = predictor_from_payload(rhythm_predictor)
+    backbone = load_backbone(spec.musicgen_model_id, model_dir, device)
+    model = VidMusician(backbone, spec.clip_dim, spec.conditioning, predictor)
     if spec.stage == 2:
         model.add_rhythm()
     return model
@@ -129,6 +154,6 @@ def build_model(spec: ModelSpec, model_dir: Path | None = None, device: str | No
 
 def trained_model(checkpoint: TrainingCheckpoint, model_dir: Path | None = None, device: str | None = None) -> VidMusician:
     """The trained model of a loaded checkpoint (its backbone's weights from `model_dir` or the hub), in eval mode."""
-    model = build_model(checkpoint.spec, model_dir, device)
+    model = build_model(checkpoint.spec, model_dir, device, checkpoint.rhythm_predictor)
     model.load_trainable_state_dict(checkpoint.trainable)
     return model.eval()

@@ -2,13 +2,18 @@
 
 In: a manifest Parquet file (`dvmset.manifest`; its media paths start at the data root), the CLIP and
 MusicGen model ids whose cached inputs are read (`features/<clip_id>/`, see `model.features` and
-`model.tokens`; `ensure_cached` computes the missing ones once, with progress bars).
+`model.tokens`; `ensure_cached` computes the missing ones once, with progress bars), and the model's
+`VideoConditions` (`model.video_conditions`: semantic feature, affect, rhythm source). The rhythm
+representations of the music (`model.music_features`) and the video's structure and affect
+(`model.video_structure`) are cached by `ensure_rhythm_cached` and read per clip by `TrainingClips.music`
+and `TrainingClips.affect`.
 Out, per optimizer step: `TrainingBatch`es of random crops (`model.train.crop_clip`), padded:
-- global_embeds `[B, N, D]` and global_mask `[B, N]` (1 = a real second of the crop);
+- global_embeds `[B, N, D]` and global_mask `[B, N]` (1 = a real second of the crop): the semantic condition
+  (with `affect` on, D includes the 4 affect columns);
 - labels `[B, T + K - 1, K]`: the crop's codes `[K, T]`, padded with the pad id to the longest crop and
   laid out by MusicGen's delay pattern (the pad id carries no loss);
-- rhythm_curve `[B, T]`: the 50 Hz curve brought to the codes' frame rate (max-pooled, so a cut
-  survives a coarser codec; unchanged for MusicGen's 50 Hz), 0 (no visual change) past a crop's end.
+- rhythm_curve `[B, T]`: the rhythm source's 50 Hz curve brought to the codes' frame rate (max-pooled, so a
+  cut survives a coarser codec; unchanged for MusicGen's 50 Hz), 0 (no visual change) past a crop's end.
 
 `DataOrder` is the data order: epoch after epoch, a seeded permutation of the clips, read in order.
 Its state is (seed, epoch, position), and each sample's crop comes from a generator seeded by that
@@ -26,6 +31,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from dvmset.errors import ReasonCode
 from dvmset.manifest import ManifestError, manifest_metadata, read_manifest, resolve_media_root
@@ -33,6 +39,7 @@ from dvmset.records import ClipStatus
 from dvmset.storage import DataRoot
 from model.errors import FeatureError
 from model.features import VIDEO_FILE, load_cached_visual_features, load_clip_encoder, visual_features_for_clips
+from model.music_features import MusicFeatures, clip_music_features, load_cached_music_features
 from model.tokens import (
     MUSIC_FILE,
     apply_delay_pattern,
@@ -41,6 +48,8 @@ from model.tokens import (
     music_codes_for_clips,
 )
 from model.train import CROP_S, ClipCrop, crop_clip
+from model.video_conditions import VideoConditions
+from model.video_structure import clip_video_structure, load_cached_video_structure
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,8 @@ class DataOrder:
 
 @dataclass(frozen=True)
 class ClipInputs:
-    """One clip's cached model inputs: codes `[K, T]`, global_embeds `[T1, D]`, rhythm_curve `[T50]`."""
+    """One clip's model inputs: codes `[K, T]`, the semantic condition global_embeds `[T1, D]` and the
+    rhythm_curve `[T50]`."""
 
     codes: torch.Tensor
     global_embeds: torch.Tensor
@@ -114,7 +124,7 @@ class TrainingClips:
         musicgen_model_id: str,
         codes_rate_hz: float,
         crop_s: float = CROP_S,
-        semantic_feature: str = "image_embeds",
+        conditions: VideoConditions = VideoConditions(),
     ):
         if not clip_ids:
             raise ValueError("no clips to train on")
@@ -124,20 +134,41 @@ class TrainingClips:
         self.musicgen_model_id = musicgen_model_id
         self.codes_rate_hz = codes_rate_hz
         self.crop_s = crop_s
-        self.semantic_feature = semantic_feature
+        self.conditions = conditions
 
     def __len__(self) -> int:
         return len(self.clip_ids)
 
     def inputs(self, index: int) -> ClipInputs:
-        """The cached codes and features of clip `index`; FeatureError when either is not cached."""
+        """The codes of clip `index` and its conditions (`self.conditions`) from its cached features;
+        FeatureError when an input they need is not cached."""
         clip_id = self.clip_ids[index]
         features = load_cached_visual_features(self.data_root, clip_id, self.clip_model_id)
         codes = load_cached_music_codes(self.data_root, clip_id, self.musicgen_model_id)
         if features is None or codes is None:
             what = "CLIP features" if features is None else "MusicGen codes"
             raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, f"{what} of {clip_id} are not cached (run ensure_cached)")
-        return ClipInputs(codes, features.semantic(self.semantic_feature), features.rhythm_curve_50hz)
+        affect = self.affect(index) if self.conditions.needs_affect else None
+        curve = self.conditions.rhythm_curve_50hz(features, affect)
+        return ClipInputs(codes, self.conditions.semantic(features, affect), curve)
+
+    def affect(self, index: int) -> torch.Tensor:
+        """The cached per-second affect `[T1, 4]` of clip `index` (`model.video_structure`); FeatureError when
+        it is not cached (`ensure_rhythm_cached`)."""
+        structure = load_cached_video_structure(self.data_root, self.clip_ids[index], self.clip_model_id)
+        if structure is None:
+            message = f"the video structure of {self.clip_ids[index]} is not cached (run ensure_rhythm_cached)"
+            raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, message)
+        return torch.from_numpy(structure.affect)
+
+    def music(self, index: int) -> MusicFeatures:
+        """The cached rhythm representations of clip `index`'s music (ODF, tempogram, mel, beats); FeatureError
+        when they are not cached (`ensure_rhythm_cached`)."""
+        features = load_cached_music_features(self.data_root, self.clip_ids[index])
+        if features is None:
+            message = f"the music features of {self.clip_ids[index]} are not cached (run ensure_rhythm_cached)"
+            raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, message)
+        return features
 
     def crop(self, sample: Sample) -> ClipCrop:
         """The random crop of `sample` (the same sample always gives the same crop)."""
@@ -196,7 +227,16 @@ def curve_at_frames(curve: torch.Tensor, num_frames: int) -> torch.Tensor:
     return F.adaptive_max_pool1d(curve[None, None], num_frames)[0, 0]
 
 
-def manifest_clip_ids(manifest_path: Path, data_root: DataRoot) -> list[str]:
+@dataclass(frozen=True)
+class ManifestClip:
+    """An accepted clip of a manifest: its id, length and scene cuts (seconds from its start)."""
+
+    clip_id: str
+    duration_s: float
+    scene_cuts_s: tuple[float, ...]
+
+
+def manifest_clips(manifest_path: Path, data_root: DataRoot) -> list[ManifestClip]:
     """The accepted clips of a manifest, in its order. Its media paths start where the manifest says
     (`dvmset.manifest.resolve_media_root`: its recorded `media_root`, the same from any working
     folder; `data_root` for a manifest that records none). ManifestError when it has none, or when a
@@ -207,7 +247,7 @@ def manifest_clip_ids(manifest_path: Path, data_root: DataRoot) -> list[str]:
     accepted = table.filter(pc.equal(table["decision"], ClipStatus.ACCEPTED.value))
     if accepted.num_rows == 0:
         raise ManifestError(f"{manifest_path}: no accepted clips to train on ({table.num_rows} rows)")
-    rows = accepted.select(["clip_id", "video_path", "music_path"]).to_pylist()
+    rows = accepted.select(["clip_id", "video_path", "music_path", "duration_s", "scene_cuts_s"]).to_pylist()
     for row in rows:
         for column, file_name in (("video_path", VIDEO_FILE), ("music_path", MUSIC_FILE)):
             if media.resolve(row[column]) != data_root.resolve(_clip_file(data_root, row["clip_id"], file_name)):
@@ -215,7 +255,7 @@ def manifest_clip_ids(manifest_path: Path, data_root: DataRoot) -> list[str]:
                     f"{manifest_path}: clip {row['clip_id']} has {column} {row[column]!r}; the model reads "
                     f"{file_name} from its clip folder {data_root.clip_dir(row['clip_id'])}"
                 )
-    return [row["clip_id"] for row in rows]
+    return [ManifestClip(row["clip_id"], row["duration_s"], tuple(row["scene_cuts_s"])) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -230,20 +270,51 @@ def ensure_cached(
     data_root: DataRoot,
     clip_ids: Sequence[str],
     clip_model_id: str,
-    musicgen_model_id: str,
+    musicgen_model_id: str | None,
     model_dir: Path | None = None,
     device: str | None = None,
 ) -> CacheReport:
-    """Compute and cache the MusicGen codes, then the CLIP features, that are not cached yet. A model is
-    loaded only when some clip needs it, and before any clip is worked on (raises `WeightsNotFoundError`
-    when it cannot be). The codes come first: they are quick, and their model is the backbone's."""
-    missing_codes = [c for c in clip_ids if load_cached_music_codes(data_root, c, musicgen_model_id) is None]
+    """Compute and cache the MusicGen codes (none for `musicgen_model_id` None), then the CLIP features,
+    that are not cached yet. A model is loaded only when some clip needs it, and before any clip is worked
+    on (raises `WeightsNotFoundError` when it cannot be). The codes come first: they are quick, and their
+    model is the backbone's."""
+    missing_codes = [] if musicgen_model_id is None else [
+        c for c in clip_ids if load_cached_music_codes(data_root, c, musicgen_model_id) is None
+    ]  # fmt: skip
     if missing_codes:
         music_codes_for_clips(data_root, missing_codes, load_audio_codec(musicgen_model_id, model_dir, device))
     missing_features = [c for c in clip_ids if load_cached_visual_features(data_root, c, clip_model_id) is None]
     if missing_features:
         visual_features_for_clips(data_root, missing_features, load_clip_encoder(clip_model_id, model_dir, device))
     return CacheReport(len(missing_features), len(missing_codes))
+
+
+@dataclass(frozen=True)
+class RhythmCacheReport:
+    """How many clips `ensure_rhythm_cached` had to compute, per kind."""
+
+    music_computed: int
+    structures_computed: int
+
+
+def ensure_rhythm_cached(
+    data_root: DataRoot, clips: Sequence[ManifestClip], clip_model_id: str, music: bool = True, progress: bool = True
+) -> RhythmCacheReport:
+    """Compute and cache the music's rhythm representations (`model.music_features`; not with `music` False)
+    and the video's structure and affect (`model.video_structure`, from the manifest's scene cuts) of the
+    clips that lack them. The clips' CLIP features must be cached (`ensure_cached`): the storyboard pools them."""
+    missing_music = [c for c in clips if music and load_cached_music_features(data_root, c.clip_id) is None]
+    for clip in tqdm(missing_music, desc="music rhythm features", unit="clip", disable=not progress):
+        clip_music_features(data_root, clip.clip_id)
+    missing = [c for c in clips if load_cached_video_structure(data_root, c.clip_id, clip_model_id) is None]
+    for clip in tqdm(missing, desc="video structure", unit="clip", disable=not progress):
+        features = load_cached_visual_features(data_root, clip.clip_id, clip_model_id)
+        if features is None:
+            message = f"CLIP features of {clip.clip_id} are not cached (run ensure_cached first)"
+            raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, message)
+        clip_video_structure(data_root, clip.clip_id, clip.scene_cuts_s, clip.duration_s,
+                             features.global_embeds_1fps.numpy(), clip_model_id)  # fmt: skip
+    return RhythmCacheReport(len(missing_music), len(missing))
 
 
 def _clip_file(data_root: DataRoot, clip_id: str, file_name: str) -> str:

@@ -1,8 +1,12 @@
 """Music for a video with a trained VidMusician (paper, section 3; the backbone's 30 s windows).
 
 In: a `VidMusician` (stage 1 or 2, e.g. from `model.checkpoint`), a video file and its CLIP encoder (or
-its `VisualFeatures` and length), `GenerationSettings`. Out: `Soundtrack`: a mono waveform `[S]` at the
-codec's sampling rate, exactly as long as the video (S = round(duration_s x rate)), and its codes.
+its `VisualFeatures`, length and, for a model whose options read them, per-second affect features),
+`GenerationSettings`. The model's `video_conditions` (`model.video_conditions`) turn the features into the
+semantic condition and the rhythm curve, as in training (the affect features are computed from the video
+when the model reads them: `affect = on`, or a predicted-odf model whose predictor reads them).
+Out: `Soundtrack`: a mono waveform `[S]` at the codec's sampling rate, exactly as long as the video
+(S = round(duration_s x rate)), and its codes.
 
 Long videos are generated window by window (`plan_windows`): each window spans `window_s` seconds (30 s,
 MusicGen's length, by default; the last one may be shorter). After the first, a window starts
@@ -35,6 +39,7 @@ from model.features import GLOBAL_FPS, ClipEncoder, VisualFeatures, extract_visu
 from model.soundtrack import probe_video_duration_s
 from model.train import CURVE_RATE_HZ
 from model.vidmusician import VidMusician
+from model.video_structure import video_affect
 
 DEFAULT_WINDOW_S = 30.0  # MusicGen's maximum generation length
 DEFAULT_PROMPT_S = 12.0  # audiocraft's continuation keeps 12 s (an 18 s stride over 30 s windows)
@@ -108,18 +113,17 @@ def plan_windows(num_frames: int, frame_rate_hz: float, window_s: float, prompt_
 
 
 def window_conditions(
-    features: VisualFeatures, window: Window, frame_rate_hz: float, semantic_feature: str = "image_embeds"
+    semantic: torch.Tensor, curve_50hz: torch.Tensor, window: Window, frame_rate_hz: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A window's conditions in absolute time: global_embeds `[1, N, D]`, the 1 fps `semantic_feature`
-    embeddings of the seconds it touches, and rhythm_curve `[1, window.num_frames]`, the 50 Hz curve over its span (0 past
-    the curve's end) at the codec's frame rate."""
+    """A window's conditions in absolute time: global_embeds `[1, N, D]`, the rows of the 1 fps semantic
+    condition `[T1, D]` of the seconds it touches, and rhythm_curve `[1, window.num_frames]`, the 50 Hz curve
+    `[T50]` over its span (0 past the curve's end) at the codec's frame rate."""
     start_s, end_s = window.start_frame / frame_rate_hz, window.end_frame / frame_rate_hz
-    embeds = features.semantic(semantic_feature)
-    first = min(math.floor(start_s * GLOBAL_FPS), embeds.shape[0] - 1)
+    first = min(math.floor(start_s * GLOBAL_FPS), semantic.shape[0] - 1)
     last = max(math.ceil(end_s * GLOBAL_FPS), first + 1)
     start_index, end_index = round(start_s * CURVE_RATE_HZ), round(end_s * CURVE_RATE_HZ)
-    curve = fit_curve(features.rhythm_curve_50hz[None, start_index:end_index].float(), end_index - start_index)
-    return embeds[None, first:last].float(), curve_at_frames(curve[0], window.num_frames)[None]
+    curve = fit_curve(curve_50hz[None, start_index:end_index].float(), end_index - start_index)
+    return semantic[None, first:last].float(), curve_at_frames(curve[0], window.num_frames)[None]
 
 
 @torch.no_grad()
@@ -129,9 +133,15 @@ def generate_from_features(
     duration_s: float,
     settings: GenerationSettings = GenerationSettings(),
     progress: bool = True,
+    affect: torch.Tensor | None = None,
 ) -> Soundtrack:
-    """Music of `duration_s` seconds conditioned on a video's features (see the module docstring)."""
+    """Music of `duration_s` seconds conditioned on a video's features and, when the model reads them, its
+    affect rows `[T1, 4]` (see the module docstring)."""
     backbone = model.backbone
+    semantic = model.video_conditions.semantic(features, affect)
+    curve_50hz = features.rhythm_curve_50hz  # read by a stage-2 model only
+    if model.rhythm is not None:
+        curve_50hz = model.video_conditions.rhythm_curve_50hz(features, affect)
     frame_rate_hz, num_codebooks = backbone.frame_rate_hz, backbone.num_codebooks
     device = backbone.model.device
     windows = plan_windows(math.ceil(duration_s * frame_rate_hz), frame_rate_hz, settings.window_s, settings.prompt_s)
@@ -139,9 +149,7 @@ def generate_from_features(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(settings.seed)
         for window in tqdm(windows, desc="generating music", unit="window", disable=not progress):
-            global_embeds, rhythm_curve = window_conditions(
-                features, window, frame_rate_hz, model.config.semantic_feature
-            )
+            global_embeds, rhythm_curve = window_conditions(semantic, curve_50hz, window, frame_rate_hz)
             prompt_end = window.start_frame + window.prompt_frames
             music = model.generate(
                 global_embeds.to(device),
@@ -168,10 +176,13 @@ def generate_music(
     progress: bool = True,
 ) -> Soundtrack:
     """Music exactly as long as `video_path`'s video stream, conditioned on its CLIP features (1 fps
-    global embeddings, the 50 Hz rhythm curve). FeatureError when the video has no frames."""
+    global embeddings, the 50 Hz rhythm curve) and, when the model reads them, its affect features.
+    FeatureError when the video has no frames."""
     duration_s = probe_video_duration_s(video_path)
     features = extract_visual_features(video_path, encoder)
-    return generate_from_features(model, features, duration_s, settings, progress)
+    seconds = features.global_embeds_1fps.shape[0]
+    affect = torch.from_numpy(video_affect(video_path, seconds)) if model.video_conditions.needs_affect else None
+    return generate_from_features(model, features, duration_s, settings, progress, affect)
 
 
 def load_generator(

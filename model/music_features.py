@@ -14,7 +14,8 @@ librosa's analysis rate). Out: `MusicFeatures`, for a clip of D seconds:
   (0 to about 2.2 s, i.e. tempi down to about 27 BPM).
 - `mel` `[ceil(D * ODF_RATE_HZ), MEL_BANDS]` float32: a low-resolution log-mel spectrogram (dB
   against the clip's peak, floored at -80), averaged into the ODF's bins.
-- `beats_s` `[N]` float64: librosa's beat tracker's beats; `tempo_bpm`: its global tempo.
+- `beats_s` `[N]` float64: librosa's beat tracker's beats; `tempo_bpm`: its global tempo (both from
+  `dvmset.music_rhythm`, which the manifest's `tempo_bpm` and `beat_count` columns come from too).
 - `downbeats_s` `[M]` float64: every 4th beat from the phase (0..3) whose beats carry the most
   low-frequency onset strength: a heuristic for music in 4/4 (librosa has no downbeat tracker);
   empty under 8 beats.
@@ -34,14 +35,13 @@ import librosa
 import numpy as np
 import torch
 
+from dvmset.music_rhythm import ANALYSIS_RATE_HZ, HOP, onset_envelope, track_beats
 from dvmset.storage import DataRoot
 from model.cache import cache_path, read_cache, write_cache
 from model.tokens import MUSIC_FILE, read_music
 
 MUSIC_FEATURES_VERSION = "music-rhythm/1"
 CACHE_KIND = "music"
-ANALYSIS_RATE_HZ = 22_050
-HOP = 256  # 11.6 ms: beats land within about a hop of the onsets
 ODF_RATE_HZ = 10.0
 TEMPOGRAM_RATE_HZ = 1.0
 TEMPOGRAM_LAGS = 192
@@ -69,16 +69,13 @@ def music_features(mono: np.ndarray, sample_rate_hz: int = ANALYSIS_RATE_HZ) -> 
     mono = np.asarray(mono, dtype=np.float32)
     duration_s = mono.size / sample_rate_hz
     frame_rate_hz = sample_rate_hz / HOP
-    mel_power = librosa.feature.melspectrogram(y=mono, sr=sample_rate_hz, hop_length=HOP, n_mels=128)
-    mel_db = librosa.power_to_db(mel_power, ref=np.max)
-    strength = librosa.onset.onset_strength(S=mel_db, sr=sample_rate_hz)  # [F]
+    mel_db, strength = onset_envelope(mono, sample_rate_hz)  # [128, F], [F]
     low_strength = librosa.onset.onset_strength(S=mel_db[:_LOW_MELS], sr=sample_rate_hz)
     bins = math.ceil(duration_s * ODF_RATE_HZ)
     odf = pool(strength, frame_rate_hz, ODF_RATE_HZ, bins, np.max)
     peak = float(odf.max()) if odf.size else 0.0
     tempogram = librosa.feature.tempogram(onset_envelope=strength, sr=sample_rate_hz, hop_length=HOP)
-    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=strength, sr=sample_rate_hz, hop_length=HOP)
-    beats_s = librosa.frames_to_time(beat_frames, sr=sample_rate_hz, hop_length=HOP).astype(np.float64)
+    tempo_bpm, beats_s = track_beats(strength, sample_rate_hz)
     coarse_power = librosa.feature.melspectrogram(y=mono, sr=sample_rate_hz, hop_length=HOP, n_mels=MEL_BANDS)
     coarse_mel = librosa.power_to_db(coarse_power, ref=np.max)
     return MusicFeatures(
@@ -88,7 +85,7 @@ def music_features(mono: np.ndarray, sample_rate_hz: int = ANALYSIS_RATE_HZ) -> 
         mel=np.maximum(pool(coarse_mel.T, frame_rate_hz, ODF_RATE_HZ, bins, np.mean), _MEL_FLOOR_DB).astype(np.float32),
         beats_s=beats_s,
         downbeats_s=downbeats_from(beats_s, low_strength, frame_rate_hz),
-        tempo_bpm=float(np.atleast_1d(tempo)[0]),
+        tempo_bpm=tempo_bpm,
         duration_s=duration_s,
     )
 
@@ -124,20 +121,27 @@ def music_features_path(data_root: DataRoot, clip_id: str) -> Path:
     return cache_path(data_root, clip_id, CACHE_KIND, MUSIC_FEATURES_VERSION)
 
 
-def clip_music_features(data_root: DataRoot, clip_id: str) -> MusicFeatures:
-    """The cached features of a clip's `music.flac`, computed and cached on the first call."""
-    path = music_features_path(data_root, clip_id)
-    cached = read_cache(path, _metadata())
+def load_cached_music_features(data_root: DataRoot, clip_id: str) -> MusicFeatures | None:
+    """The cached features of a clip, or None when they are not cached (reads no audio)."""
+    cached = read_cache(music_features_path(data_root, clip_id), _metadata())
     if cached is None:
-        features = music_features(read_music(data_root.clip_dir(clip_id) / MUSIC_FILE, ANALYSIS_RATE_HZ))
-        tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(features, name)))
-                   for name in ("odf", "tempogram", "mel", "beats_s", "downbeats_s")}  # fmt: skip
-        tensors["scalars"] = torch.tensor([features.tempo_bpm, features.duration_s], dtype=torch.float64)
-        write_cache(path, tensors, _metadata())
-        return features
+        return None
     scalars = cached.pop("scalars").tolist()
     arrays = {name: tensor.numpy() for name, tensor in cached.items()}
     return MusicFeatures(**arrays, tempo_bpm=scalars[0], duration_s=scalars[1])
+
+
+def clip_music_features(data_root: DataRoot, clip_id: str) -> MusicFeatures:
+    """The cached features of a clip's `music.flac`, computed and cached on the first call."""
+    cached = load_cached_music_features(data_root, clip_id)
+    if cached is not None:
+        return cached
+    features = music_features(read_music(data_root.clip_dir(clip_id) / MUSIC_FILE, ANALYSIS_RATE_HZ))
+    tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(features, name)))
+               for name in ("odf", "tempogram", "mel", "beats_s", "downbeats_s")}  # fmt: skip
+    tensors["scalars"] = torch.tensor([features.tempo_bpm, features.duration_s], dtype=torch.float64)
+    write_cache(music_features_path(data_root, clip_id), tensors, _metadata())
+    return features
 
 
 def music_features_for_clips(data_root: DataRoot, clip_ids: Sequence[str]) -> list[MusicFeatures]:

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 import torch
 from tqdm.auto import tqdm
 from transformers import EncodecModel, MusicgenForConditionalGeneration
 
 from dvmset.errors import ReasonCode
+from dvmset.music_rhythm import resample_mono
 from dvmset.storage import DataRoot
 from model.cache import cache_path, read_cache, write_cache
 from model.errors import FeatureError
@@ -103,9 +103,7 @@ class MusicAt:
 
     def __call__(self, sampling_rate_hz: int) -> np.ndarray:
         if sampling_rate_hz not in self._at:
-            mono = self._at[self.file_rate_hz]
-            resampled = soxr.resample(mono, self.file_rate_hz, sampling_rate_hz, quality="HQ")
-            self._at[sampling_rate_hz] = resampled.astype(np.float32, copy=False)
+            self._at[sampling_rate_hz] = resample_mono(self._at[self.file_rate_hz], self.file_rate_hz, sampling_rate_hz)
         return self._at[sampling_rate_hz]
 
 

@@ -93,12 +93,14 @@ class Trainer:
     """Runs optimizer steps on `model` and writes checkpoints to `out_dir / CHECKPOINT_FILE`."""
 
     def __init__(
-        self, model: VidMusician, spec: ModelSpec, clips: TrainingClips, settings: TrainSettings, out_dir: Path
-    ):
+        self, model: VidMusician, spec: ModelSpec, clips: TrainingClips, settings: TrainSettings, out_dir: Path,
+        rhythm_predictor: dict[str, Any] | None = None,
+    ):  # fmt: skip
         if (model.rhythm is not None) != (spec.stage == 2):
             raise ValueError(f"a stage-{spec.stage} spec for a model {'with' if model.rhythm else 'without'} rhythm")
         self.model = model
         self.spec = spec
+        self.rhythm_predictor = rhythm_predictor  # the payload a predicted-odf model's checkpoints carry
         self.clips = clips
         self.settings = settings
         self.checkpoint_path = Path(out_dir) / CHECKPOINT_FILE
@@ -141,6 +143,7 @@ class Trainer:
             data_order=self.order.state_dict(),
             rng=capture_rng_state(),
             run_settings=self.settings.run_settings(),
+            rhythm_predictor=self.rhythm_predictor,
         )
 
     def train_step(self) -> StepRecord:

@@ -11,6 +11,9 @@ In: a clip's scene-cut times (the prescreen's `scene_cuts_s`, from the clip's st
 
 Cached: `features/<clip_id>/structure-<version slug>.safetensors` (`model.cache`) with the shots, their
 embeddings and the affect rows; another CLIP model id or version computes anew.
+
+`scaled_affect` brings the four columns to about 0..1 (colourfulness / 100: Hasler and Suesstrunk's
+"extremely colourful" is 109; motion x 10: a pan moves luma by a few hundredths a frame): the model's input.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ CACHE_KIND = "structure"
 AFFECT_FPS = 8
 AFFECT_SHORT_EDGE_PX = 64
 AFFECT_COLUMNS = ("brightness", "saturation", "colourfulness", "motion")
+AFFECT_SCALE = (1.0, 1.0, 0.01, 10.0)  # per column, to about 0..1 (see the module docstring)
 _BATCH_FRAMES = 64
 
 
@@ -99,6 +103,11 @@ def affect_per_second(frames: np.ndarray, fps: int, seconds: int) -> np.ndarray:
     return out
 
 
+def scaled_affect(affect: torch.Tensor) -> torch.Tensor:
+    """Affect rows `[..., 4]` -> float32 `[..., 4]`, each column times its `AFFECT_SCALE`."""
+    return affect.float() * torch.tensor(AFFECT_SCALE, dtype=torch.float32, device=affect.device)
+
+
 def video_affect(video_path: Path, seconds: int) -> np.ndarray:
     """`affect_per_second` of `video_path`, decoded at `AFFECT_FPS` and `AFFECT_SHORT_EDGE_PX`."""
     batches = list(video.iter_frame_batches(video_path, AFFECT_FPS, AFFECT_SHORT_EDGE_PX, _BATCH_FRAMES))
@@ -110,17 +119,23 @@ def structure_path(data_root: DataRoot, clip_id: str, clip_model_id: str) -> Pat
     return cache_path(data_root, clip_id, CACHE_KIND, f"{STRUCTURE_VERSION}|{clip_model_id}")
 
 
+def load_cached_video_structure(data_root: DataRoot, clip_id: str, clip_model_id: str) -> VideoStructure | None:
+    """The cached structure of a clip, or None when it is not cached (decodes nothing)."""
+    cached = read_cache(structure_path(data_root, clip_id, clip_model_id), _metadata(clip_model_id))
+    if cached is None:
+        return None
+    shots = tuple(Shot(float(start), float(length)) for start, length in cached["shots"].tolist())
+    return VideoStructure(shots, cached["shot_embeds"].numpy(), cached["affect"].numpy())
+
+
 def clip_video_structure(
     data_root: DataRoot, clip_id: str, scene_cuts_s: Sequence[float], duration_s: float,
     global_embeds_1fps: np.ndarray, clip_model_id: str,
 ) -> VideoStructure:  # fmt: skip
     """The cached structure of a clip, computed (decoding its `video.mp4` once) and cached on the first call."""
-    path = structure_path(data_root, clip_id, clip_model_id)
-    metadata = {"model_id": clip_model_id, "version": STRUCTURE_VERSION, "affect_fps": str(AFFECT_FPS)}
-    cached = read_cache(path, metadata)
+    cached = load_cached_video_structure(data_root, clip_id, clip_model_id)
     if cached is not None:
-        shots = tuple(Shot(float(start), float(length)) for start, length in cached["shots"].tolist())
-        return VideoStructure(shots, cached["shot_embeds"].numpy(), cached["affect"].numpy())
+        return cached
     shots = storyboard(scene_cuts_s, duration_s)
     structure = VideoStructure(
         shots=shots,
@@ -132,5 +147,9 @@ def clip_video_structure(
         "shot_embeds": torch.from_numpy(np.ascontiguousarray(structure.shot_embeds)),
         "affect": torch.from_numpy(np.ascontiguousarray(structure.affect)),
     }
-    write_cache(path, tensors, metadata)
+    write_cache(structure_path(data_root, clip_id, clip_model_id), tensors, _metadata(clip_model_id))
     return structure
+
+
+def _metadata(clip_model_id: str) -> dict[str, str]:
+    return {"model_id": clip_model_id, "version": STRUCTURE_VERSION, "affect_fps": str(AFFECT_FPS)}

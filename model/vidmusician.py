@@ -1,12 +1,15 @@
 """VidMusician: the frozen MusicGen backbone with the semantic and rhythm conditioning (paper, section 3).
 
-In: a `MusicgenBackbone`, the CLIP embedding width, a `ConditioningConfig`. Out: an `nn.Module` whose
+In: a `MusicgenBackbone`, the semantic condition's width (CLIP's, plus 4 with `affect`), a `ConditioningConfig`,
+and for the `predicted-odf` rhythm source a trained `RhythmPredictor`. Out: an `nn.Module` whose
 trainable parameters are exactly the embedding manager E, the LoRA adapters of T5, MusicGen's
 projector P (stage 1, eq. 2) and, after `add_rhythm()`, the rhythm module O, L_1..L_M (stage 2).
-Everything else stays frozen.
+Everything else stays frozen. `video_conditions` (`model.video_conditions`) turns a clip's video features into
+the inputs below by the model's options; the rhythm predictor in it is not trained here and is not a submodule.
 
 Inputs, for a batch of B clips of T music frames (50 Hz), K codebooks:
-- global_embeds `[B, N, clip_dim]` and global_mask `[B, N]` (1 = a real second): V_S at 1 fps;
+- global_embeds `[B, N, clip_dim]` and global_mask `[B, N]` (1 = a real second): V_S at 1 fps (with `affect`,
+  each second's scaled affect appended);
 - rhythm_curve `[B, T]`: d, one value per music frame (stage 2 only);
 - labels `[B, L, K]` for training: the delayed codes (`tokens.apply_delay_pattern`) transposed,
   L = T + K - 1. Decoder position p sees d[p] (position p predicts codebook 0 of frame p); the delay
@@ -34,6 +37,8 @@ from model.conditioning import (
     rhythm_layer_indices,
 )
 from model.errors import ConditioningError
+from model.rhythm_predictor import RhythmPredictor
+from model.video_conditions import VideoConditions
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class ConditioningConfig:
     (ViT-B/32) near the paper's 24.79M trainable parameters (see `trainable_parameter_counts`)."""
 
     semantic_feature: str = "image_embeds"  # `model.features.SEMANTIC_FEATURES`: image_embeds or cls
+    affect: bool = False  # the per-second affect features appended to the semantic condition (Diff-V2M)
     embedding_layers: int = 2
     lora_rank: int = 8
     lora_alpha: float = 16.0
@@ -53,9 +59,13 @@ class ConditioningConfig:
 class VidMusician(nn.Module):
     """The conditioned backbone. Stage 1 as built; `add_rhythm()` turns it into the stage-2 model."""
 
-    def __init__(self, backbone: MusicgenBackbone, clip_dim: int, config: ConditioningConfig = ConditioningConfig()):
+    def __init__(
+        self, backbone: MusicgenBackbone, clip_dim: int, config: ConditioningConfig = ConditioningConfig(),
+        rhythm_predictor: RhythmPredictor | None = None,
+    ):  # fmt: skip
         super().__init__()
         self.config = config
+        self.video_conditions = VideoConditions(config.semantic_feature, config.affect, rhythm_predictor)
         self.backbone = backbone
         self.embedding_manager = EmbeddingManager(clip_dim, backbone.text_hidden_size, config.embedding_layers)
         self.lora_parameters = add_lora(backbone.text_encoder, config.lora_rank, config.lora_alpha, config.lora_targets)

@@ -8,6 +8,17 @@ import pytest
 
 from tests.http_server import LocalHttpServer, serve_folder as _serve_folder
 
+# Tests that use one of these run a whole pipeline, a browser or a server: `make test-fast` leaves
+# them out (they are marked `slow` at collection), `make test` runs them.
+_SLOW_FIXTURES = frozenset({"browser", "prefect_server", "real_server", "built", "discovered", "real_htdemucs_dir"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks `slow` every test that needs a slow fixture or the real weights."""
+    for item in items:
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("real_weights"):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread() -> Iterator[None]:

@@ -28,6 +28,7 @@ def open_catalog(workdir: Path) -> Catalog:
     return Catalog.open(load_config(workdir / "dvmset.toml", environ={}).resolved_catalog_url)
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_explains_every_bad_file(tmp_path):
     prefect = {"PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     prefect["DVMSET_WEIGHTS_CACHE"] = str(tmp_path / "no-weights")  # the stand-in path (real weights: test_real_media)
@@ -89,6 +90,7 @@ def test_offline_search_exits_4_with_a_reason_code(tmp_path):
     assert "network_unreachable" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_url_list_with_a_dead_url(tmp_path, http_server, served_video):
     urls = tmp_path / "urls.txt"
     good = http_server.url(served_video.name)

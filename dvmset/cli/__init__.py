@@ -2,7 +2,7 @@
 
 Exit codes scripts can rely on (`ExitCode`): 0 the command did its work (videos that were
 skipped or failed are recorded in the catalog, not errors of the command), 1 some videos
-failed in this run, 2 usage error, 3 invalid configuration, 4 a source could not be read
+failed in this run (`build`: or failed videos remain in the catalog from earlier runs), 2 usage error, 3 invalid configuration, 4 a source could not be read
 (e.g. the platform is unreachable), 5 the catalog could not be opened, 6 the machine failed the run
 (the data root's disk is full, read-only or not writable): the videos stay as they were, a rerun goes on.
 The curation stages are imported inside the commands: this module is the application's top.
@@ -225,9 +225,10 @@ def build(
         raise fail(ExitCode.USAGE, "--version and --allow-stand-in need --publish")
     _config, catalog = open_catalog(config_path)
     from flows.runners import check_runner
+    from flows.server import configured_api_url
 
     try:
-        check_runner(runner, dask_address, workers, catalog.dialect)
+        check_runner(runner, dask_address, workers, catalog.dialect, configured_api_url())
     except ConfigError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
 
@@ -241,7 +242,7 @@ def build(
     )  # fmt: skip
     if summary.failed_sources:
         raise typer.Exit(int(ExitCode.SOURCE))
-    if summary.failed_videos:
+    if summary.failed_videos or summary.failed_in_catalog:  # this run's, or earlier runs' still in the catalog
         raise typer.Exit(int(ExitCode.ITEMS_FAILED))
 
 
@@ -376,6 +377,7 @@ def exit_code_for(error: DvmsetError) -> ExitCode:
 importlib.import_module("dvmset.cli.publish")  # registers `publish` and `manifests` on `app`
 importlib.import_module("dvmset.cli.label")  # registers `label` on `app`
 importlib.import_module("dvmset.cli.train")  # registers `train` on `app`
+importlib.import_module("dvmset.cli.rhythm")  # registers `train-rhythm` on `app`
 importlib.import_module("dvmset.cli.generate")  # registers `generate` on `app`
 importlib.import_module("dvmset.cli.evaluate")  # registers `evaluate` on `app`
 importlib.import_module("dvmset.cli.models")  # registers `models list|check|pull` on `app`

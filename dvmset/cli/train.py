@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dvmset.cli import ConfigOption, ExitCode, fail, app, out
-from pydantic import ValidationError
 
-from dvmset.config import Config, TrainConfig, config_toml, load_config
+from dvmset.config import Config, TrainConfig, config_toml, load_config, override_section, portable
 from dvmset.errors import ConfigError, StageError
 from dvmset.manifest import ManifestError, manifest_path
 from dvmset.split import Split
@@ -34,32 +33,23 @@ PRESETS: dict[str, dict[str, object]] = {
 PRESET_NOTES = {"cpu-smoke": "musicgen-small, 4 steps of 2 crops of 10 s: checks the set-up, trains nothing useful"}
 
 
-def run_config(config: Config, flags: dict[str, object]) -> Config:
-    """`config` with the given flags over its [train] section (ConfigError when one is out of range)."""
-    try:
-        return config.model_copy(update={"train": TrainConfig.model_validate({**config.train.model_dump(), **flags})})
-    except ValidationError as exc:
-        raise ConfigError(f"invalid train settings: {exc}") from exc
-
-
 def conditioning_of(train: TrainConfig) -> ConditioningConfig:
     """The model's conditioning sizes from the [train] section."""
     from model.vidmusician import ConditioningConfig
 
     return ConditioningConfig(
         semantic_feature=train.semantic_feature, embedding_layers=train.embedding_layers, lora_rank=train.lora_rank,
-        lora_alpha=train.lora_alpha, lora_targets=tuple(train.lora_targets),
+        lora_alpha=train.lora_alpha, lora_targets=tuple(train.lora_targets), affect=train.affect == "on",
     )  # fmt: skip
 
 
 def resolved_run_config(config: Config, musicgen_id: str, clip_id: str) -> str:
     """The TOML a run writes beside its checkpoint: `config` with the model ids it really used and
     absolute data and model folders, so that `--config <run>/config.toml` repeats it from anywhere."""
-    absolute = {"data_root": config.data_root.resolve()}
-    if config.model_dir is not None:
-        absolute["model_dir"] = config.model_dir.resolve()
     train = config.train.model_copy(update={"musicgen": musicgen_id, "clip": clip_id})
-    return config_toml(config.model_copy(update={**absolute, "train": train}))
+    if train.rhythm_predictor is not None:
+        train = train.model_copy(update={"rhythm_predictor": train.rhythm_predictor.resolve()})
+    return config_toml(portable(config).model_copy(update={"train": train}))
 
 
 @app.command()
@@ -100,6 +90,16 @@ def train(
     learning_rate: Annotated[float | None, typer.Option(help="peak learning rate (default: the stage's)")] = None,
     warmup_steps: Annotated[int | None, typer.Option(min=1, help="linear warm-up steps (6000)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when there is one)")] = None,
+    rhythm: Annotated[
+        str | None, typer.Option(help="stage 2's rhythm source: clip-distance (VidMusician, the default) or "
+                                      "predicted-odf (Diff-V2M's idea; needs --rhythm-predictor)")
+    ] = None,
+    rhythm_predictor: Annotated[
+        Path | None, typer.Option(help="the rhythm_predictor.pt `dvmset train-rhythm` wrote (for predicted-odf)")
+    ] = None,
+    affect: Annotated[
+        str | None, typer.Option(help="on: each second's affect features join the semantic condition (off)")
+    ] = None,
     preset: Annotated[
         str | None, typer.Option(help="cpu-smoke: a few small steps on musicgen-small to try the set-up on a CPU "
                                       "(NOT the paper's setup); flags still override it")
@@ -107,6 +107,7 @@ def train(
 ) -> None:
     """Train VidMusician on a manifest's accepted clips: stage 1, then stage 2 from its checkpoint.
     Settings come from the config's train section (the paper's by default); flags override them.
+    --rhythm predicted-odf and --affect on are Diff-V2M's ideas as options, not the paper's setup.
     Caches CLIP features and MusicGen codes on first use; writes config.toml (the resolved config: pass
     it with --config to repeat the run), checkpoint.pt, train_log.csv and loss.png."""
     from model.errors import CheckpointError, WeightsNotFoundError
@@ -117,14 +118,15 @@ def train(
     flags = {
         "musicgen": musicgen, "clip": clip, "steps": steps, "epochs": epochs, "batch_size": batch_size,
         "accumulate": accumulate, "crop_s": crop_s, "seed": seed, "save_every": save_every,
-        "learning_rate": learning_rate, "warmup_steps": warmup_steps, "device": device,
+        "learning_rate": learning_rate, "warmup_steps": warmup_steps, "device": device, "rhythm": rhythm,
+        "rhythm_predictor": rhythm_predictor, "affect": affect,
     }  # fmt: skip
     if preset is not None and preset not in PRESETS:
         raise fail(ExitCode.USAGE, f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
     try:
         config = load_config(config_path)
         given = {key: value for key, value in flags.items() if value is not None}
-        config = run_config(config, {**PRESETS.get(preset or "", {}), **given})
+        config = override_section(config, "train", {**PRESETS.get(preset or "", {}), **given})
     except ConfigError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
     if preset is not None:
@@ -148,7 +150,8 @@ def train(
         out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,
         settings=settings, musicgen_model_id=train_config.musicgen, clip_model_id=train_config.clip,
         model_dir=config.model_dir, init_checkpoint=init, resume=resume, device=train_config.device,
-        conditioning=conditioning_of(train_config),
+        conditioning=conditioning_of(train_config), rhythm_source=train_config.rhythm,
+        rhythm_predictor=train_config.rhythm_predictor,
         run_config=lambda musicgen_id, clip_id: resolved_run_config(config, musicgen_id, clip_id),
     )  # fmt: skip
     try:

@@ -3,14 +3,19 @@
 In: `EvalClip`s (from a manifest: `manifest_eval_clips`), runs as {run name: {clip_id: music file}}
 (`generated_files` finds a folder's files; `reference_runs` builds the ground-truth and shuffled-music
 references), the loaded `MetricModels` and `EvalSettings`. Out: `RunResult` per run: `ClipResult` per
-clip (paired metrics, rhythm, beat scores) and the clips whose generated file was missing.
+clip (paired metrics, rhythm, beat scores, transitions, beat and tempo agreement) and the clips whose
+generated file was missing.
 
 Per clip and run: the generated music is read as mono and resampled (soxr) to each metric's rate:
 32 kHz for PANNs (KL, FD), the CLAP extractor's rate (48 kHz), 16 kHz for ImageBind, 22,050 Hz for onsets,
 the beat tracker's rate for beats (22,050 Hz for librosa's). The rhythm score pairs the reference clip's
 scene changes (detected in its video, once per clip for all runs, or the manifest's `scene_cuts_s`: `settings.scenes`)
 with the generated music's beats; scene changes after the end of the generated music are not counted
-(it has no beats there). The reference music is analysed once per clip and shared by all runs.
+(it has no beats there). Beat alignment at storyboard transitions (`transitions`) pairs the same scene
+changes with the generated music's tracked beats (`model.music_features`), and beat and tempo agreement
+(`agreement`) compare its tracked beats and tempo with the reference music's. The exclusion rule leaves a
+clip out of both scores of video timing (Rhythm and transitions). The reference music is analysed once per
+clip and shared by all runs.
 The ImageBind score (when its checkpoint is there) is the cosine of ImageBind's embedding of the reference
 clip's video (computed once per clip for all runs) and its audio embedding of the generated music
 (`model.metrics.imagebind_inputs` says how each is cut and averaged); without the checkpoint it is None
@@ -31,6 +36,7 @@ from dvmset.manifest import ManifestError, manifest_metadata, read_manifest, res
 from dvmset.records import ClipStatus
 from dvmset.storage import DataRoot
 from model.errors import FeatureError
+from model.metrics.agreement import BEAT_MATCH_TOLERANCE_S, BEAT_SKIP_S, TEMPO_TOLERANCE, BeatAgreement, beat_agreement
 from model.metrics.beats import BIN_S, ONSET_SAMPLE_RATE_HZ, BeatScores, beat_bins, beat_scores, onset_times_s
 from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, clap_embeddings, load_clap_encoder, paired_cosines
 from model.metrics.distribution import paired_kl_divergences
@@ -42,6 +48,8 @@ from model.metrics.panns import DEFAULT_CHECKPOINT, PANNS_SAMPLE_RATE_HZ, Cnn14,
 from model.metrics.rhythm import TOLERANCE_S, RhythmClip, default_beat_tracker, is_stable_visual, rhythm_clip
 from model.metrics.scenes import ManifestScenes, SceneSettings, scene_changes_s
 from model.metrics.trackers import BeatTracker
+from model.metrics.transitions import TRANSITION_TOLERANCE_S, TransitionClip, transition_clip
+from model.music_features import ANALYSIS_RATE_HZ, music_features
 from model.tokens import MusicAt
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
@@ -65,7 +73,11 @@ class EvalSettings:
     model_dir: Path | None = None
     device: str = "cpu"
     shuffle_seed: int = 0
-    exclude: str = "none"  # `rhythm.EXCLUDE_RULES`: "stable-visual" leaves such clips out of the Rhythm score
+    exclude: str = "none"  # `rhythm.EXCLUDE_RULES`: "stable-visual" leaves such clips out of Rhythm and transitions
+    transition_tolerance_s: float = TRANSITION_TOLERANCE_S
+    beat_match_tolerance_s: float = BEAT_MATCH_TOLERANCE_S
+    beat_skip_s: float = BEAT_SKIP_S
+    tempo_tolerance: float = TEMPO_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,9 @@ class MusicAnalysis:
     panns_logits: np.ndarray  # [527]
     clap_embedding: np.ndarray  # [P], unit length
     beat_bins: np.ndarray  # [ceil(duration / bin)] bool, onsets per bin
-    beats_s: np.ndarray  # beat times
+    beats_s: np.ndarray  # beat times of the Rhythm score's beat protocol
+    tracked_beats_s: np.ndarray  # `model.music_features`' beats (transitions, beat agreement)
+    tempo_bpm: float  # `model.music_features`' tempo
     duration_s: float
     imagebind_embedding: np.ndarray | None = None  # [1024], ImageBind's audio embedding
 
@@ -116,6 +130,8 @@ class ClipResult:
     imagebind: float | None  # None without an ImageBind model
     rhythm: RhythmClip
     beats: BeatScores
+    transitions: TransitionClip
+    agreement: BeatAgreement
     generated_embedding: np.ndarray
     reference_embedding: np.ndarray
 
@@ -206,12 +222,15 @@ def analyse_music(path: Path, models: MetricModels, settings: EvalSettings) -> M
     panns = panns_outputs(models.panns, [music(PANNS_SAMPLE_RATE_HZ)])
     onset_audio = music(ONSET_SAMPLE_RATE_HZ)
     duration_s = onset_audio.size / ONSET_SAMPLE_RATE_HZ
+    rhythm = music_features(music(ANALYSIS_RATE_HZ), ANALYSIS_RATE_HZ)
     return MusicAnalysis(
         panns_embedding=panns.embeddings[0],
         panns_logits=panns.logits[0],
         clap_embedding=clap_embeddings(models.clap, [music(models.clap.sample_rate_hz)])[0],
         beat_bins=beat_bins(onset_times_s(onset_audio, ONSET_SAMPLE_RATE_HZ), duration_s, settings.beat_bin_s),
         beats_s=settings.beat_tracker.beats_s(music(settings.beat_tracker.sample_rate_hz)),
+        tracked_beats_s=rhythm.beats_s,
+        tempo_bpm=rhythm.tempo_bpm,
         duration_s=duration_s,
         imagebind_embedding=None if models.imagebind is None else models.imagebind.mean_embedding(
             "audio", audio_melspecs(music(IMAGEBIND_SAMPLE_RATE_HZ))
@@ -291,7 +310,8 @@ def _clip_result(
     clip: EvalClip, reference: MusicAnalysis, generated: MusicAnalysis, changes_s: Sequence[float],
     video_embedding: np.ndarray | None, settings: EvalSettings,
 ) -> ClipResult:  # fmt: skip
-    audible_changes_s = [change for change in changes_s if change <= generated.duration_s]
+    excluded = excluded_by_rule(clip, settings)
+    audible_changes_s = [] if excluded else [change for change in changes_s if change <= generated.duration_s]
     imagebind = None
     if video_embedding is not None and generated.imagebind_embedding is not None:
         imagebind = float(paired_cosines(video_embedding[None], generated.imagebind_embedding[None])[0])
@@ -302,10 +322,18 @@ def _clip_result(
         clap=float(paired_cosines(reference.clap_embedding[None], generated.clap_embedding[None])[0]),
         imagebind=imagebind,
         rhythm=rhythm_clip(
-            clip.clip_id, [] if excluded_by_rule(clip, settings) else audible_changes_s, generated.beats_s,
-            generated.duration_s, settings.tolerance_s,
+            clip.clip_id, audible_changes_s, generated.beats_s, generated.duration_s, settings.tolerance_s
         ),
         beats=beat_scores(reference.beat_bins, generated.beat_bins),
+        transitions=transition_clip(
+            clip.clip_id, audible_changes_s, generated.tracked_beats_s, min(clip.duration_s, generated.duration_s),
+            settings.transition_tolerance_s,
+        ),
+        agreement=beat_agreement(
+            reference.tracked_beats_s, generated.tracked_beats_s, reference.tempo_bpm, generated.tempo_bpm,
+            min(reference.duration_s, generated.duration_s), settings.beat_match_tolerance_s, settings.beat_skip_s,
+            settings.tempo_tolerance,
+        ),
         generated_embedding=generated.panns_embedding,
         reference_embedding=reference.panns_embedding,
     )

@@ -190,6 +190,12 @@ def rhythm_clip(
     )
 
 
+def mean_or_none(values: Sequence[float | bool | None]) -> float | None:
+    """The mean of the values that are not None (a bool counts 0 or 1); None when there is none."""
+    kept = [float(value) for value in values if value is not None]
+    return float(np.mean(kept)) if kept else None
+
+
 def summarize_rhythm(clips: Sequence[RhythmClip]) -> RhythmSummary:
     """Mean and pooled recall over the clips with scene changes; the others are counted as excluded."""
     scored = [clip for clip in clips if clip.scene_changes]

@@ -10,7 +10,7 @@ A tracker may describe itself through attributes on the function, else on its mo
 `SAMPLE_RATE_HZ` (the rate it wants its audio at; default `DEFAULT_SAMPLE_RATE_HZ`, librosa's 22,050)
 and `DESCRIPTION` (what the report's protocol records). Without a `DESCRIPTION` the protocol records
 the spec and the `__version__` of its module (or else of the module's top package), if there is one.
-Named protocols (`BEAT_PROTOCOLS`, `dvmset evaluate --beats NAME`) name the shipped trackers:
+Named protocols (`BEAT_PROTOCOLS`, `dvmset evaluate --beats NAME`, `[evaluate] beats`) name the shipped trackers:
 `onsets-d2m` (the default: the paper scores rhythm "similar to the Beats Hit Score" of D2M-GAN, whose
 released script takes librosa onsets as beats, `rhythm.d2m_onset_beats_s`), `onsets-loris` (the same
 detector with LORIS' wider peak picking), `beat_track` (librosa's dynamic-programming beat tracker,
@@ -125,16 +125,15 @@ def tracker_from_callable(function: Callable[[np.ndarray, int], object], spec: s
     return BeatTracker(spec, function, rate, _description(function, spec))
 
 
-def beat_tracker_spec(beats: str | None, tracker: str | None) -> str:
-    """The tracker spec of a named protocol `beats` (None: `DEFAULT_BEATS`) or of an explicit
-    `module:function` `tracker`; BeatTrackerError for an unknown name or both given."""
-    if beats is not None and tracker is not None:
-        raise BeatTrackerError("give --beats (a named protocol) or --beat-tracker (module:function), not both")
-    if tracker is not None:
-        return tracker
+def beat_tracker_spec(beats: str | None) -> str:
+    """The tracker spec of `beats`: a named protocol (None: `DEFAULT_BEATS`), or itself when it is a
+    `module:function`; BeatTrackerError for anything else."""
     name = beats or DEFAULT_BEATS
+    if ":" in name:
+        return name
     if name not in BEAT_PROTOCOLS:
-        raise BeatTrackerError(f"unknown beat protocol {name!r}; the protocols are {', '.join(BEAT_PROTOCOLS)}")
+        raise BeatTrackerError(f"unknown beat protocol {name!r}; the protocols are {', '.join(BEAT_PROTOCOLS)}, "
+                               "another tracker is given as module:function")  # fmt: skip
     return BEAT_PROTOCOLS[name]
 
 

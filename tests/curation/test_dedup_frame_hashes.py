@@ -1,4 +1,5 @@
-"""`dedup.load_frame_hashes`: the picture hashes alone, read without `np.load` (publish reads every video's)."""
+"""`dedup.load_index_hashes`: the frame and picture hashes alone, read without `np.load` (publish reads every
+video's)."""
 
 import io
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 from curation import dedup
+from curation.dedup_picture import picture_hashes
 from dvmset.errors import DedupError, ReasonCode
 
 
@@ -14,16 +16,21 @@ def fingerprint(frames: int, seed: int = 0) -> dedup.Fingerprint:
     return dedup.Fingerprint(
         rng.integers(0, 2**64, frames, dtype=np.uint64), rng.integers(0, 256, (frames, 32), dtype=np.uint8),
         rng.integers(-100, 0, (frames * 2, dedup.AUDIO_BANDS), dtype=np.int8),
+        rng.integers(-127, 128, (frames // 2, 4, 63), dtype=np.int8),
+        rng.integers(0, 256, (frames // 2, 4, 8), dtype=np.uint8),
     )  # fmt: skip
 
 
 @pytest.mark.parametrize("frames", [0, 1, 1000])
-def test_the_frame_hashes_are_those_of_the_whole_fingerprint(tmp_path, frames):
+def test_the_index_hashes_are_those_of_the_whole_fingerprint(tmp_path, frames):
     path = dedup.save_fingerprint(fingerprint(frames), tmp_path / "fingerprint.npz")
-    hashes = dedup.load_frame_hashes(path)
-    np.testing.assert_array_equal(hashes, dedup.load_fingerprint(path).frame_hashes)
-    assert hashes.dtype == np.uint64 and hashes.shape == (frames,)
-    hashes[:1] = 0  # a writable copy, not a view of the file's bytes
+    frame_hashes, pictures = dedup.load_index_hashes(path)
+    whole = dedup.load_fingerprint(path)
+    np.testing.assert_array_equal(frame_hashes, whole.frame_hashes)
+    np.testing.assert_array_equal(pictures, picture_hashes(whole.picture_descriptors))
+    assert frame_hashes.dtype == pictures.dtype == np.uint64
+    assert frame_hashes.shape == (frames,) and pictures.shape == (frames // 2, 4)
+    frame_hashes[:1] = 0  # a writable copy, not a view of the file's bytes
 
 
 @pytest.mark.parametrize(
@@ -46,8 +53,8 @@ def test_an_old_or_broken_file_is_refused(tmp_path, monkeypatch):
     path = dedup.save_fingerprint(fingerprint(10), tmp_path / "fingerprint.npz")
     monkeypatch.setattr(dedup, "FINGERPRINT_VERSION", dedup.FINGERPRINT_VERSION + 1)
     with pytest.raises(DedupError, match="version"):
-        dedup.load_frame_hashes(path)
+        dedup.load_index_hashes(path)
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(DedupError) as caught:
-        dedup.load_frame_hashes(path)
+        dedup.load_index_hashes(path)
     assert caught.value.reason is ReasonCode.INTERNAL_ERROR

@@ -36,6 +36,7 @@ from dvmset.cli import app
 from dvmset.config import Config, load_config
 from dvmset.errors import PublishError
 from dvmset.ids import make_clip_id
+from dvmset.media_facts import music_facts
 from dvmset.records import (
     Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, ModelStamp, PrescreenScores, ProbeInfo,
     SourceKind, SourceMetadata, VideoStatus,
@@ -66,8 +67,9 @@ def run_cli(*args: str | Path):
 def media(tmp_path_factory) -> Path:
     """Source videos, the copy, and one clip's files (every clip's files are copies of them)."""
     folder = tmp_path_factory.mktemp("publish_media")
-    for name, _query, bpm, cut_s in FIRST + LATER:
-        make_video(folder / f"{name}.mp4", VideoSpec(SOURCE_S, width=160, height=120, bpm=bpm, cut_every_s=cut_s))
+    for seed, (name, _query, bpm, cut_s) in enumerate(FIRST + LATER, start=1):  # a picture of its own each
+        spec = VideoSpec(SOURCE_S, width=160, height=120, bpm=bpm, cut_every_s=cut_s, pattern_seed=seed)
+        make_video(folder / f"{name}.mp4", spec)
     subprocess.run([
         require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", folder / "a.mp4", "-vf", "scale=112:84",
         "-af", "volume=-3dB", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "35", "-c:a", "aac", "-b:a", "64k",
@@ -338,6 +340,8 @@ def test_every_media_file_is_recorded_as_published(published):
             assert getattr(row, f"{kind}_sha256") == hashlib.sha256(path.read_bytes()).hexdigest()
             assert getattr(row, f"{kind}_duration_s") == pytest.approx(CLIP_S, abs=0.05)
         assert row.music_samples == sf.info(str(data.resolve(row.music_path))).frames == CLIP_S * MUSIC_RATE_HZ
+        music = music_facts(data.resolve(row.music_path))
+        assert (row.tempo_bpm, row.beat_count) == (music.tempo_bpm, music.beat_count)
     meta = json.loads(pq.read_schema(folder / "train.parquet").metadata[b"dvmset.metadata"])
     assert meta["media_root"] == "../.."
 

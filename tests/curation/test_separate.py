@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import urllib.error
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import demucs.hf
@@ -235,6 +236,30 @@ def test_separate_file_writes_accompaniment_and_energy(separator, detector, tmp_
         assert float(energy["speech_hop_s"]) == HOP_S and str(energy["speech_model_id"]) == "silero-vad 6.2.3"
     assert sorted(p.name for p in out_dir.iterdir()) == ["accompaniment.flac", "vocals_energy.npz"]
     assert not any(is_temp_name(p) for p in out_dir.iterdir())
+
+
+def test_the_same_input_gives_the_same_bytes_whatever_threads_the_runner_left_torch(separator, detector, tmp_path):
+    """A thread pool's task thread finds torch on every core, a Dask worker on one (OMP_NUM_THREADS=1);
+    the thread count orders the float sums, so separation sets its own (`threads`, default 1)."""
+    video = make_video(tmp_path / "video.mp4", VideoSpec(duration_s=10))
+
+    def separate_with(runner_threads: int, out_dir: Path, **settings) -> tuple[bytes, np.ndarray]:
+        torch.set_num_threads(runner_threads)  # what the runner left this thread with
+        files = separate_file(separator, video, out_dir, chunk_s=8, overlap_s=1, speech_detector=detector, **settings)
+        with np.load(files.energy_path) as curves:
+            return files.accompaniment_path.read_bytes(), curves["speech_prob"]
+
+    threads_before = torch.get_num_threads()
+    try:
+        with ThreadPoolExecutor(1) as pool:  # as the local runner: a task thread, torch on 4 threads
+            in_a_pool = pool.submit(separate_with, 4, tmp_path / "pool").result()
+        as_dask_worker = separate_with(1, tmp_path / "dask")
+        four_threads = separate_with(1, tmp_path / "four", threads=4)
+    finally:
+        torch.set_num_threads(threads_before)
+    assert in_a_pool[0] == as_dask_worker[0]
+    np.testing.assert_array_equal(in_a_pool[1], as_dask_worker[1])
+    assert four_threads[0] != as_dask_worker[0]  # the cause: another thread count, other bytes
 
 
 def test_an_undecodable_file_is_a_decode_error(separator, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from dvmset.config import ClipConfig, Config, LoudnessConfig, PrescreenConfig, P
 from dvmset.errors import ConfigError, InfrastructureError
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipStatus, PrescreenFlag, VideoStatus
-from dvmset.storage import DataRoot
+from dvmset.storage import DataRoot, temp_name_for
 
 MODEL = "tiny-random"
 
@@ -295,3 +296,30 @@ def test_an_unexpected_error_with_room_on_the_disk_is_still_the_videos(tmp_path)
     inside = PermissionError(errno.EACCES, "denied", str(tmp_path / "clips" / "a.flac"))
     assert "permission denied" in steps.infrastructure_fault(inside, tmp_path)
     assert "read-only" in steps.infrastructure_fault(OSError(errno.EROFS, "Read-only file system"), tmp_path)
+
+
+def test_a_leased_video_is_left_alone_and_a_dead_owners_lease_and_temp_files_are_taken_over(fresh):
+    catalog, config = fresh
+    for stage in ("download", "probe"):
+        step, videos = steps.pending(stage, catalog, config)
+        steps.run_step(step, stage, catalog, config, videos)
+    step, (video,) = steps.pending("separate", catalog, config)
+    stems = DataRoot(config.data_root).stems_dir(video.video_id)
+    stems.mkdir(parents=True)
+    half_written = temp_name_for(stems / separate.ACCOMPANIMENT_FILE)
+    half_written.write_bytes(b"half a file")
+    catalog.claim_work(video.video_id, "separate", "gpu1:99:other-run")  # a live worker has it
+    assert step(catalog, config, video, None).left == steps.LEFT_LEASED
+    assert half_written.exists() and the_video(catalog).status is VideoStatus.PROBED  # its file stays
+    catalog.release_work(video.video_id, "gpu1:99:other-run")
+    died_at = datetime.now(UTC) - timedelta(minutes=10)
+    catalog.claim_work(video.video_id, "separate", "gpu1:98:dead-run", lease_s=60.0, now=died_at)
+    outcome = step(catalog, config, video, "cpu1:7:this-run")  # its lease ran out: taken over
+    assert (outcome.status, outcome.left) == (VideoStatus.SEPARATED, None)
+    assert not half_written.exists() and catalog.work_lease(video.video_id) is None
+    assert step(catalog, config, video, None).left == steps.LEFT_DONE  # a stale list: not separated twice
+    (event,) = catalog.work_events("separate")
+    assert (event.video_id, event.owner, event.status) == (video.video_id, "cpu1:7:this-run", "separated")
+    summary = steps.StageSummary("separate")
+    summary.add(steps.StepOutcome(video.video_id, VideoStatus.PROBED, left=steps.LEFT_LEASED))
+    assert summary.line() == "separate: 1 videos -> nothing to do; left to other runs: leased 1"

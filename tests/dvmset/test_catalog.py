@@ -236,10 +236,12 @@ def test_work_lists_follow_status_and_stage_keys(catalog):
 
 def downgrade(catalog_url: str, version: int, video_columns: list[str], clip_columns: list[str] = ()) -> None:
     """Turn a current catalog back into `version`: drop the columns (and their indexes) added since
-    (the labels' `role` of version 5 and the stand-in columns of version 6 always) and name the
-    clips' `speech_s` `voice_s` again, as before version 6."""
+    (the labels' `role` of version 5, the stand-in columns of version 6 and the work tables of
+    version 7 always) and name the clips' `speech_s` `voice_s` again, as before version 6."""
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
+        schema.work_log.drop(conn)
+        schema.work_leases.drop(conn)
         video_columns = [*video_columns, "separator_stand_in", "separation_models"]
         clip_columns = [*clip_columns, "stand_in"]
         for table, columns in ((schema.videos, video_columns), (schema.clips, clip_columns), (schema.labels, ["role"])):
@@ -300,6 +302,43 @@ def test_a_version_5_catalog_keeps_its_clips_and_calls_voice_speech(catalog_url)
     migrated.save_clip(replace(make_clip("youtube:a", 60.0), stand_in=True))
     assert [c.stand_in for c in migrated.clips()] == [False, True]
     migrated.close()
+
+
+def test_a_version_6_catalog_gets_work_leases_and_keeps_its_rows(catalog_url):
+    first = Catalog.open(catalog_url)
+    separated(first, "youtube:a")
+    first.save_clip(make_clip("youtube:a", 0.0))
+    first.close()
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:
+        schema.work_log.drop(conn)
+        schema.work_leases.drop(conn)
+        conn.execute(schema.schema_info.update().values(version=6))
+    engine.dispose()
+    migrated = Catalog.open(catalog_url)
+    assert migrated.schema_version() == catalog_module.SCHEMA_VERSION == 7
+    assert (migrated.get_video("youtube:a").status, len(migrated.clips())) == (VideoStatus.SEPARATED, 1)
+    assert migrated.claim_work("youtube:a", "clip", "host:1:run") is not None
+    assert migrated.release_work("youtube:a", "host:1:run", "clipped")
+    assert [(e.video_id, e.stage, e.status) for e in migrated.work_events()] == [("youtube:a", "clip", "clipped")]
+    migrated.close()
+
+
+def test_two_processes_adding_the_same_videos_at_once_add_each_once(catalog_url):
+    Catalog.open(catalog_url).close()
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        added = list(pool.map(_add_same, [catalog_url] * 2))
+    assert sum(added) == 40  # no IntegrityError from the race: one process added each video
+    catalog = Catalog.open(catalog_url)
+    assert len(list(catalog.videos())) == 40
+    catalog.close()
+
+
+def _add_same(url: str) -> int:
+    catalog = Catalog.open(url)
+    new = sum(catalog.add_candidates([cand(f"youtube:same-{i}", "q")]).new_videos for i in range(40))
+    catalog.close()
+    return new
 
 
 def test_fingerprint_work_list_and_a_new_separation_asks_for_a_new_fingerprint(catalog):

@@ -74,3 +74,28 @@ def test_config_toml_reads_back_to_the_same_config(tmp_path):
     (tmp_path / "dvmset.toml").write_text(config_toml(config), encoding="utf-8")
     assert load_config(tmp_path / "dvmset.toml", environ={}) == config
     assert "[publish]\ntest_share = 0.1" in config_toml(config)
+
+
+def test_the_evaluate_section_takes_overrides_and_reads_back(tmp_path):
+    from dvmset.config import config_toml, override_section, portable
+
+    assert "\n[evaluate]" in STARTER_CONFIG
+    flags = {"beats": "beat_track", "imagebind_score": False}
+    config = override_section(Config(data_root=Path("d")), "evaluate", flags)
+    evaluate = config.evaluate
+    assert (evaluate.beats, evaluate.imagebind_score, evaluate.tolerance_s) == ("beat_track", False, 0.1)
+    with pytest.raises(ConfigError, match="(?s)invalid evaluate settings.*exclude"):
+        override_section(config, "evaluate", {"exclude": "landscapes"})
+    (tmp_path / "run.toml").write_text(config_toml(portable(config)), encoding="utf-8")
+    absolute = config.model_copy(update={"data_root": Path("d").resolve()})
+    assert load_config(tmp_path / "run.toml", environ={}) == absolute
+
+
+def test_the_train_sections_rhythm_options_read_their_predictor_relative_to_the_file(tmp_path):
+    path = tmp_path / "dvmset.toml"
+    path.write_text('[train]\nrhythm = "predicted-odf"\nrhythm_predictor = "runs/v1/rhythm.pt"\naffect = "on"\n')
+    train = load_config(path, environ={}).train
+    assert (train.rhythm, train.affect, train.rhythm_predictor) == ("predicted-odf", "on", tmp_path / "runs/v1/rhythm.pt")
+    path.write_text('[train]\nrhythm = "odf"\n')
+    with pytest.raises(ConfigError, match="rhythm"):
+        load_config(path, environ={})

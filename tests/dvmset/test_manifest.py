@@ -113,7 +113,7 @@ REJECT = Decision(ClipStatus.REJECTED, reasons=(RejectReason.NON_MUSIC,), annota
 
 # Stand-ins for measured media facts: rows made without media carry these; `publish` measures the real ones
 UNMEASURED_VIDEO = MediaFacts(0, "0" * 64, CLIP_S)
-UNMEASURED_MUSIC = MediaFacts(0, "0" * 64, CLIP_S, round(CLIP_S * SAMPLE_RATE_HZ))
+UNMEASURED_MUSIC = MediaFacts(0, "0" * 64, CLIP_S, round(CLIP_S * SAMPLE_RATE_HZ), 120.0, 6)
 
 
 def make_row(
@@ -131,7 +131,7 @@ def measured(row: ManifestRow, root: DataRoot) -> ManifestRow:
     return replace(
         row, video_bytes=video.size_bytes, video_sha256=video.sha256, video_duration_s=video.duration_s,
         music_bytes=music.size_bytes, music_sha256=music.sha256, music_duration_s=music.duration_s,
-        music_samples=music.samples,
+        music_samples=music.samples, tempo_bpm=music.tempo_bpm, beat_count=music.beat_count,
     )  # fmt: skip
 
 
@@ -229,6 +229,7 @@ def test_a_row_is_built_from_the_records():
     assert (row.flags, row.scene_cuts_s, row.non_music_s) == (("non_music",), (0.8, 2.4), 1.5)
     assert (row.decision, row.reasons, row.annotators) == ("rejected", ("non_music",), ("ann", "bob"))
     assert (row.sample_rate_hz, row.channels, row.separator_model_id) == (SAMPLE_RATE_HZ, 2, "htdemucs")
+    assert (row.tempo_bpm, row.beat_count) == (120.0, 6)
 
 
 def test_a_row_refuses_records_that_do_not_belong_together():
@@ -241,6 +242,9 @@ def test_a_row_refuses_records_that_do_not_belong_together():
     with pytest.raises(ValueError, match="no sample count"):
         manifest_row(FOOD1, make_clip(FOOD1.video_id, 0.0), ACCEPT, "g", Split.TRAIN, 1,
                      video_facts=UNMEASURED_VIDEO, music_facts=UNMEASURED_VIDEO)  # fmt: skip
+    with pytest.raises(ValueError, match="tempo or beat count"):
+        manifest_row(FOOD1, make_clip(FOOD1.video_id, 0.0), ACCEPT, "g", Split.TRAIN, 1, video_facts=UNMEASURED_VIDEO,
+                     music_facts=replace(UNMEASURED_MUSIC, tempo_bpm=None))  # fmt: skip
 
 
 def test_write_then_read_gives_the_same_rows_and_metadata(tmp_path):

@@ -116,7 +116,7 @@ def media(tmp_path_factory) -> Path:
 def url_list(tmp_path_factory, serve_folder) -> Path:
     """The URL list of the corpus, served from 127.0.0.1 for the whole session."""
     served = tmp_path_factory.mktemp("served")
-    make_video(served / "web_music.mp4", VideoSpec(12.0, bpm=100, cut_every_s=4.0))
+    make_video(served / "web_music.mp4", VideoSpec(12.0, bpm=100, cut_every_s=4.0, pattern_seed=1))
     with serve_folder(served) as server:
         path = served.parent / "urls.txt"
         path.write_text(f"{server.url('/web_music.mp4')}\n{server.url('/missing.mp4')}\n", encoding="utf-8")

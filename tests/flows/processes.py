@@ -81,9 +81,12 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float, proce
         time.sleep(POLL_S)
 
 
-def run_checked(args: list[str], environ: Mapping[str, str], timeout_s: float, cwd: Path = ROOT) -> str:
+def run_checked(
+    args: list[str], environ: Mapping[str, str], timeout_s: float, cwd: Path = ROOT, exit_code: int = 0
+) -> str:
     """Run a command to its end in its own process group; its output, or AssertionError with it
-    when it fails or runs past `timeout_s` (then its whole group is killed)."""
+    when it exits with another code than `exit_code` or runs past `timeout_s` (then its whole group
+    is killed)."""
     process = subprocess.Popen(
         args, cwd=cwd, env=dict(environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True,
@@ -95,6 +98,6 @@ def run_checked(args: list[str], environ: Mapping[str, str], timeout_s: float, c
         raise AssertionError(f"{' '.join(args)} ran past {timeout_s:g} s:\n{process.communicate()[0]}") from None
     finally:
         kill_group(process)  # whatever it left running in its group
-    if process.returncode != 0:
+    if process.returncode != exit_code:
         raise AssertionError(f"{' '.join(args)} exited with {process.returncode}:\n{output}")
     return output

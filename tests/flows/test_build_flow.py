@@ -13,6 +13,7 @@ from curation import steps
 from dvmset.errors import ConfigError
 from flows import tasks
 from flows.flows import build_flow, ingest_flow
+from flows.summary import artifact_key
 from tests.flows.conftest import LABEL, catalog_content, copy_of, file_times, open_catalog, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -58,15 +59,18 @@ def test_separation_holds_the_gpu_limit_and_gives_it_back(built, gpu_limit):
         assert client.read_global_concurrency_limit_by_name(gpu_limit).active_slots == 0
 
 
-def test_the_summary_is_a_markdown_artifact_of_the_run(built):
+def test_the_summary_is_a_markdown_artifact_of_the_run_keyed_by_data_root_and_run(built):
+    data_root = str((built.config_path.parent / "data").resolve())
     with get_client(sync_client=True) as client:
+        run_name = client.read_flow_run(UUID(built.flow_run_id)).name
         (artifact,) = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["dvmset-build-summary"]),
+                key=ArtifactFilterKey(any_=[artifact_key("build", data_root, run_name)]),
                 flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(built.flow_run_id)]),
             )
         )
     assert artifact.type == "markdown"
+    assert artifact.data.startswith(f"# DVMSet build: {data_root}, run {run_name}\n")
     assert "| probe | failed | not_media | 1 |" in artifact.data
     for failure in built.summary["failures"]:
         assert f"| {failure['stage']} | {failure['video_id']} | {failure['status']} | {failure['reason']} |" in artifact.data
@@ -95,11 +99,11 @@ def test_a_task_that_raises_is_retried_with_the_configured_back_off(discovered, 
     calls: list[str] = []
     real_step = steps.download_step
 
-    def catalog_away_once(catalog, config, video):
+    def catalog_away_once(catalog, config, video, owner):
         calls.append(video.video_id)
         if calls.count(video.video_id) == 1:
             raise OSError("catalog unreachable")
-        return real_step(catalog, config, video)
+        return real_step(catalog, config, video, owner)
 
     monkeypatch.setattr(steps, "download_step", catalog_away_once)
     summary = ingest_flow(config_path=str(config_path), stages=["download"])
@@ -110,7 +114,7 @@ def test_a_task_that_raises_is_retried_with_the_configured_back_off(discovered, 
 def test_a_task_that_keeps_raising_is_listed_and_the_flow_completes(discovered, tmp_path, monkeypatch):
     config_path = copy_of(discovered, tmp_path / "run")
 
-    def broken(catalog, config, video):
+    def broken(catalog, config, video, owner):
         raise OSError("disk on fire")
 
     monkeypatch.setattr(steps, "probe_step", broken)
@@ -136,7 +140,7 @@ def test_a_set_up_error_in_a_task_is_not_retried_and_fails_the_flow(discovered, 
     write_config(config_path.parent, model_dir, download_retries=2)
     calls: list[str] = []
 
-    def no_cookies(catalog, config, video):
+    def no_cookies(catalog, config, video, owner):
         calls.append(video.video_id)
         raise ConfigError("cookies file missing")
 

@@ -97,7 +97,8 @@ def test_a_build_killed_twice_resumes_to_what_an_uninterrupted_build_makes(
             kill_group(running)
         done_at_kills.append(done_work(config_path))
     assert catalog_content(config_path) != catalog_content(built.config_path)  # work was left to do
-    run_checked(build, real_server.environ, 300)
+    finished = run_checked(build, real_server.environ, 300, exit_code=1)  # the corpus's two failed videos remain
+    assert "Failed videos in the catalog" in finished
 
     assert catalog_content(config_path) == catalog_content(built.config_path)  # ids, spans, statuses, versions
     assert final_files(config_path) == final_files(built.config_path)  # no stray file under a final name

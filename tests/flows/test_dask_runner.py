@@ -1,9 +1,13 @@
 """The ingest flow on a Dask LocalCluster of two worker processes gives the catalog a local run
-gives, on the SQLite catalog and on PostgreSQL (the catalog for runs across machines)."""
+gives, on the SQLite catalog and on PostgreSQL (the catalog for runs across machines), and the
+same bytes in every stem and clip file: separation sets its own torch thread count, where a Dask
+worker starts torch on one thread and the thread runner's threads on every core."""
 
 from __future__ import annotations
 
 import pytest
+
+from pathlib import Path
 
 from curation import steps
 from flows.flows import ingest_flow
@@ -17,6 +21,16 @@ def test_a_local_cluster_of_two_processes_gives_the_same_catalog(built, discover
     summary = ingest_flow(config_path=str(config_path), runner="dask", workers=2)
     assert {row["stage"] for row in summary["stages"]} == set(steps.STAGES)
     assert catalog_content(config_path) == catalog_content(built.config_path)
+    assert media_bytes(config_path) == media_bytes(built.config_path)
+
+
+def media_bytes(config_path: Path) -> dict[str, bytes]:
+    """Every file of the stems and clips folders under the data root, by path."""
+    root = config_path.parent / "data"
+    return {
+        str(path.relative_to(root)): path.read_bytes()
+        for folder in ("stems", "clips") for path in sorted((root / folder).rglob("*")) if path.is_file()
+    }  # fmt: skip
 
 
 @pytest.mark.slow

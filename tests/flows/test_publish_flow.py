@@ -43,7 +43,7 @@ def build_artifact(flow_run_id: UUID) -> str:
     with get_client(sync_client=True) as client:
         (artifact,) = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=["dvmset-build-summary"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                key=ArtifactFilterKey(like_="dvmset-build-"), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
             )
         )
     return artifact.data

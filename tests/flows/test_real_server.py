@@ -46,5 +46,5 @@ def test_the_ingest_deployment_runs_on_a_worker_of_a_real_server(real_server, tm
     assert sorted((status, start_s, end_s) for _id, status, start_s, end_s, _v in clips) == [
         ("pending_review", 0.0, 10.0), ("pending_review", 10.0, 20.0)
     ]  # fmt: skip
-    pull = [{"prefect.deployments.steps.set_working_directory": {"directory": "{{ $DVM_PROJECT_DIR }}"}}]
-    assert len(deployments) == 5 and all(d["pull_steps"] == pull for d in deployments)  # resolved on each worker
+    pull = [{"flows.deploy_steps.enter_project_dir": {}}]
+    assert len(deployments) == 5 and all(d["pull_steps"] == pull for d in deployments)  # run on each worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from dvmset.errors import ConfigError, ReasonCode
 from dvmset.records import VideoStatus
 from dvmset.split import Split
 from flows.runners import check_runner
-from flows.summary import CountRow, Failure, RunSummary, SourceRow, StageTally
+from flows.summary import CountRow, Failure, RunSummary, SourceRow, StageTally, artifact_key
 from flows.tasks import task_for
 
 
@@ -65,15 +66,54 @@ def test_skipped_videos_are_not_failures_of_the_run():
     assert summary.failed_videos == 0
 
 
+def test_a_video_left_to_another_run_is_counted_apart_and_is_no_failure():
+    tally = StageTally("separate")
+    tally.add(StepOutcome("local:a", VideoStatus.SEPARATED))
+    tally.add(StepOutcome("local:b", VideoStatus.PROBED, left="leased"))
+    assert tally.line() == "separate: 2 videos -> left/leased 1, separated 1"
+    assert tally.failures == []
+
+
+def test_failed_videos_left_in_the_catalog_are_listed_and_counted_after_a_run_that_failed_none():
+    earlier = Failure("probe/1", "local:b", "failed", "not_media", "ffprobe cannot read it")
+    summary = RunSummary(
+        stages=(CountRow("separate", "separated", "", 1),), catalog=(CountRow("catalog", "failed", "not_media", 3),),
+        still_failed=(earlier,),
+    )  # fmt: skip
+    assert (summary.failed_videos, summary.failed_in_catalog) == (0, 3)
+    text = summary.markdown("DVMSet build")
+    assert "## Failed videos in the catalog" in text and "3 videos are `failed`" in text and "--retry-failed" in text
+    assert "| probe/1 | local:b | failed | not_media | ffprobe cannot read it |" in text
+    assert RunSummary.from_dict(summary.as_dict()) == summary
+    assert RunSummary().then(summary).still_failed == (earlier,)
+    assert "Failed videos" not in RunSummary(catalog=(CountRow("catalog", "clipped", "", 2),)).markdown("x")
+
+
+def test_the_artifact_key_names_the_data_root_and_the_run_in_the_characters_prefect_allows():
+    key = artifact_key("build", "/srv/DVMSet data/root", "crimson-otter")
+    assert key.startswith("dvmset-build-srv-dvmset-data-root-") and key.endswith("-crimson-otter")
+    assert re.fullmatch(r"[a-z0-9-]+", key)
+    assert artifact_key("build", "/srv/other/root", "crimson-otter") != artifact_key("build", "/srv/other-root", "crimson-otter")
+
+
 def test_sqlite_is_refused_behind_a_dask_scheduler_but_not_on_a_local_cluster():
+    api = "http://prefect.internal:4200/api"
     with pytest.raises(ConfigError, match="PostgreSQL"):
-        check_runner("dask", "tcp://10.0.0.5:8786", 4, "sqlite")
-    check_runner("dask", None, 2, "sqlite")
-    check_runner("dask", "tcp://10.0.0.5:8786", 4, "postgresql")
+        check_runner("dask", "tcp://10.0.0.5:8786", 4, "sqlite", api)
+    check_runner("dask", None, 2, "sqlite", None)
+    check_runner("dask", "tcp://10.0.0.5:8786", 4, "postgresql", api)
     with pytest.raises(ConfigError, match="runner"):
-        check_runner("spark", None, 2, "sqlite")
+        check_runner("spark", None, 2, "sqlite", None)
     with pytest.raises(ConfigError, match="workers"):
-        check_runner("local", None, 0, "sqlite")
+        check_runner("local", None, 0, "sqlite", None)
+
+
+@pytest.mark.parametrize("api_url", [None, "http://127.0.0.1:4200/api", "http://localhost:4200/api", "http://[::1]:4200/api"])
+def test_a_dask_scheduler_needs_a_prefect_api_other_machines_reach(api_url):
+    with pytest.raises(ConfigError, match="PREFECT_API_URL=http://<its host>:4200/api") as refused:
+        check_runner("dask", "tcp://10.0.0.5:8786", 4, "postgresql", api_url)
+    assert "\n" not in str(refused.value)
+    check_runner("dask", None, 4, "postgresql", api_url)  # a LocalCluster runs on this machine
 
 
 def test_downloads_retry_with_the_configured_exponential_back_off_and_other_stages_do_not():

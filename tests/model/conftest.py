@@ -11,6 +11,7 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from dvmset.ids import make_clip_id
 from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
@@ -28,6 +29,15 @@ def offline_hub(monkeypatch, tmp_path_factory) -> Path:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def one_thread():
+    """torch on one CPU thread for the test: tiny models on two threads of a shared machine only wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +125,34 @@ def write_training_manifest(folder: Path, num_accepted: int = 3) -> tuple[DataRo
 def training_manifest(tmp_path_factory) -> tuple[DataRoot, Path]:
     """`write_training_manifest` once per session (tests that compute caches share them)."""
     return write_training_manifest(tmp_path_factory.mktemp("training"))
+
+
+def make_clicks(path: Path, duration_s: float, times_s: list[float], rate_hz: int = 44100) -> Path:
+    """A stereo 16-bit FLAC of 5 ms clicks at `times_s` over a quiet tone: music whose onsets are known."""
+    t = np.arange(round(duration_s * rate_hz)) / rate_hz
+    audio = 0.05 * np.sin(2 * np.pi * 330.0 * t)
+    for time_s in times_s:
+        begin = round(time_s * rate_hz)
+        audio[begin : begin + round(0.005 * rate_hz)] += 0.6
+    sf.write(path, np.stack([audio, audio], axis=1), rate_hz, subtype="PCM_16")
+    return path
+
+
+def write_rhythm_manifests(folder: Path) -> DataRoot:
+    """A data root with `manifests/v1/{train,test}.parquet`: 3 train clips of one video and 2 test clips of
+    another, each a 3 s video with a cut every second and music with a click at each cut; returns the root."""
+    from dvmset.manifest import manifest_path, write_manifest
+    from dvmset.split import Split
+    from tests.dvmset.test_manifest import make_row, make_video
+
+    data_root = DataRoot(folder / "data").ensure()
+    video = make_cut_video(folder / "video.mp4", TRAINING_CLIP_S, fps=10, cut_every_s=1.0)
+    music = make_clicks(folder / "music.flac", TRAINING_CLIP_S, [1.0, 2.0])
+    for side, count in ((Split.TRAIN, 3), (Split.TEST, 2)):
+        record = make_video(f"youtube:{side.value}1", ("food commercial",))
+        rows = [make_row(record, TRAINING_CLIP_S * index, f"g-{side.value}", side) for index in range(count)]
+        for row in rows:
+            place(video, data_root, row.clip_id, "video.mp4")
+            place(music, data_root, row.clip_id, "music.flac")
+        write_manifest(rows, manifest_path(folder / "manifests" / "v1", side), {"manifest_version": "v1"})
+    return data_root

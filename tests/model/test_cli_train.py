@@ -124,6 +124,7 @@ def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir
     from model.checkpoint import load_checkpoint
     from model.features import load_cached_visual_features
     from model.generate import Window, window_conditions
+    from model.video_conditions import VideoConditions
     from dvmset.manifest import read_manifest
     from dvmset.storage import DataRoot
 
@@ -140,7 +141,8 @@ def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir
     clip_id = read_manifest(workdir / "manifests" / "v1" / "train.parquet")["clip_id"][0].as_py()
     features = load_cached_visual_features(DataRoot(workdir / "data"), clip_id, "tiny/clip")
     assert checkpoint.spec.clip_dim == features.cls_1fps.shape[-1] != features.global_embeds_1fps.shape[-1]
-    embeds, _curve = window_conditions(features, Window(0, 0, 25), 25.0, "cls")  # what generation feeds
+    semantic = VideoConditions("cls").semantic(features)  # what generation feeds
+    embeds, _curve = window_conditions(semantic, features.rhythm_curve_50hz, Window(0, 0, 25), 25.0)
     assert torch.equal(embeds[0], features.cls_1fps[:1])
     code, output = train("--stage", "1", "--steps", "3", "--out", "cls", "--resume")  # without the config
     assert code == ExitCode.USAGE and "trained with the conditioning" in output

@@ -16,17 +16,23 @@ from model.dataset import (
     collate,
     curve_at_frames,
     ensure_cached,
-    manifest_clip_ids,
+    ensure_rhythm_cached,
+    manifest_clips,
 )
 from model.errors import FeatureError
 from model.features import load_cached_visual_features
 from model.tokens import apply_delay_pattern, load_cached_music_codes
 from model.train import ClipCrop
+from model.video_conditions import AFFECT_DIM, VideoConditions
 from tests.dvmset.test_manifest import rows_of
 from tests.model.conftest import write_training_manifest
 from tests.support.tiny_models import TINY_NUM_CODEBOOKS
 
 PAD = 64
+
+
+def accepted_ids(manifest, data_root) -> list[str]:
+    return [clip.clip_id for clip in manifest_clips(manifest, data_root)]
 
 
 def test_every_epoch_is_a_seeded_permutation_of_all_clips():
@@ -92,12 +98,12 @@ def test_the_curve_is_max_pooled_to_a_coarser_codec_so_cuts_survive():
     assert batch.rhythm_curve.tolist() == [[1, 3, 5, 7]]
 
 
-def test_manifest_clip_ids_keeps_the_accepted_clips(training_manifest):
+def test_manifest_clips_are_the_accepted_ones(training_manifest):
     data_root, manifest = training_manifest
     table = pq.read_table(manifest)
     accepted = [row["clip_id"] for row in table.to_pylist() if row["decision"] == "accepted"]
     assert len(accepted) == 3 and table.num_rows == 4
-    assert manifest_clip_ids(manifest, data_root) == accepted
+    assert accepted_ids(manifest, data_root) == accepted
 
 
 def test_a_manifest_without_accepted_clips_or_with_moved_media_is_refused(tmp_path, training_manifest):
@@ -105,15 +111,15 @@ def test_a_manifest_without_accepted_clips_or_with_moved_media_is_refused(tmp_pa
     rows = rows_of(pq.read_table(manifest))
     rejected_only = write_manifest([row for row in rows if row.decision != "accepted"], tmp_path / "rejected.parquet")
     with pytest.raises(ManifestError, match="no accepted clips"):
-        manifest_clip_ids(rejected_only, data_root)
+        accepted_ids(rejected_only, data_root)
     moved = write_manifest([dataclasses.replace(rows[0], video_path="elsewhere/video.mp4")], tmp_path / "moved.parquet")
     with pytest.raises(ManifestError, match="video_path 'elsewhere/video.mp4'"):
-        manifest_clip_ids(moved, data_root)
+        accepted_ids(moved, data_root)
 
 
 def test_ensure_cached_computes_missing_inputs_once(tmp_path, tiny_clip_dir, tiny_musicgen_dir, monkeypatch):
     data_root, manifest = write_training_manifest(tmp_path, num_accepted=2)
-    clip_ids = manifest_clip_ids(manifest, data_root)
+    clip_ids = accepted_ids(manifest, data_root)
     clips = TrainingClips(data_root, clip_ids, str(tiny_clip_dir), str(tiny_musicgen_dir), codes_rate_hz=25, crop_s=2)
     with pytest.raises(FeatureError, match="not cached"):
         clips.inputs(0)
@@ -143,6 +149,32 @@ def test_ensure_cached_computes_missing_inputs_once(tmp_path, tiny_clip_dir, tin
 
 
 
+def test_the_music_rhythm_features_and_the_affect_reach_the_loader(tmp_path, tiny_clip_dir, tiny_musicgen_dir):
+    data_root, manifest = write_training_manifest(tmp_path, num_accepted=2)
+    clips = manifest_clips(manifest, data_root)
+    assert [(clip.duration_s, clip.scene_cuts_s) for clip in clips] == [(3.0, (0.8, 2.4))] * 2  # the rows' own
+    clip_ids = [clip.clip_id for clip in clips]
+    ensure_cached(data_root, clip_ids, str(tiny_clip_dir), str(tiny_musicgen_dir), device="cpu")
+    loader = TrainingClips(data_root, clip_ids, str(tiny_clip_dir), str(tiny_musicgen_dir), codes_rate_hz=25,
+                           crop_s=2, conditions=VideoConditions(affect=True))  # fmt: skip
+    with pytest.raises(FeatureError, match="music features of .* are not cached"):
+        loader.music(0)
+    with pytest.raises(FeatureError, match="video structure of .* is not cached"):
+        loader.inputs(0)
+
+    report = ensure_rhythm_cached(data_root, clips, str(tiny_clip_dir), progress=False)
+    assert (report.music_computed, report.structures_computed) == (2, 2)
+    assert ensure_rhythm_cached(data_root, clips, str(tiny_clip_dir), progress=False).music_computed == 0
+    music, affect = loader.music(1), loader.affect(1)
+    assert music.odf.shape == (30,) and music.tempogram.shape[0] == 3 and affect.shape == (3, AFFECT_DIM)
+    features = load_cached_visual_features(data_root, clip_ids[1], str(tiny_clip_dir))
+    inputs = loader.inputs(1)
+    assert inputs.global_embeds.shape == (3, features.global_embeds_1fps.shape[1] + AFFECT_DIM)
+    scaled = affect * torch.tensor([1.0, 1.0, 0.01, 10.0])  # colourfulness / 100, motion x 10
+    torch.testing.assert_close(inputs.global_embeds[:, -AFFECT_DIM:], scaled)
+    assert torch.equal(inputs.rhythm_curve, features.rhythm_curve_50hz)  # clip-distance: the CLIP curve itself
+
+
 def test_the_loader_resolves_media_where_the_manifest_says_from_any_folder(tmp_path, training_manifest, monkeypatch):
     """The trainer reads media paths from the manifest's recorded media root (`resolve_media_root`, as
     `manifests check` and `export-jsonl` do), whatever the working folder; one that records another
@@ -161,7 +193,7 @@ def test_the_loader_resolves_media_where_the_manifest_says_from_any_folder(tmp_p
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
     relative = os.path.relpath(recorded, elsewhere)
-    assert manifest_clip_ids(type(recorded)(relative), data_root) == accepted
+    assert accepted_ids(type(recorded)(relative), data_root) == accepted
     other = write_manifest(rows, tmp_path / "other" / "train.parquet", {MEDIA_ROOT_KEY: "../somewhere-else"})
     with pytest.raises(ManifestError, match="the model reads"):
-        manifest_clip_ids(other, data_root)
+        accepted_ids(other, data_root)

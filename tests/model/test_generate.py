@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from dvmset.cli import ExitCode, app
 from model.backbone import load_backbone
+from model.dataset import curve_at_frames
+from model.errors import ConditioningError
 from model.features import VisualFeatures, load_clip_encoder
 from model.generate import (
     GenerationSettings,
@@ -23,8 +25,10 @@ from model.generate import (
     plan_windows,
     window_conditions,
 )
+from model.rhythm_predictor import PredictorConfig, RhythmPredictor
 from model.soundtrack import mux_music, write_music
-from model.vidmusician import VidMusician
+from model.vidmusician import ConditioningConfig, VidMusician
+from model.video_conditions import AFFECT_DIM
 from tests.model.conftest import make_cut_video, make_tone, write_training_manifest
 from tests.support.tiny_models import (
     TINY_CLIP_EMBED_DIM, TINY_CODEC_RATE_HZ, TINY_DECODER_WIDTH, TINY_NUM_CODEBOOKS, save_tiny_clip, save_tiny_musicgen,
@@ -92,7 +96,9 @@ def test_each_window_is_conditioned_on_its_own_seconds_and_continues_the_previou
     assert soundtrack.waveform.shape == (5 * TINY_CODEC_RATE_HZ,)
     assert [(w.start_frame, w.end_frame) for w in soundtrack.windows] == [(0, 50), (25, 75), (50, 100), (75, 125)]
     assert len(received_curves) == len(received_embeds) == len(prompts) == 4
-    whole_track_curve = window_conditions(ramp_features(5), Window(0, 0, 125), CODEC_FRAME_RATE_HZ)[1]
+    ramp = ramp_features(5)
+    whole_track_curve = window_conditions(ramp.global_embeds_1fps, ramp.rhythm_curve_50hz, Window(0, 0, 125),
+                                          CODEC_FRAME_RATE_HZ)[1]  # fmt: skip
     for k, window in enumerate(soundtrack.windows):
         frames = torch.arange(window.start_frame, window.end_frame, dtype=torch.float32)
         expected_curve = torch.cat([2 * frames + 1, torch.zeros(TINY_NUM_CODEBOOKS - 1)])  # the delay tail reads 0
@@ -104,6 +110,39 @@ def test_each_window_is_conditioned_on_its_own_seconds_and_continues_the_previou
             assert prompts[k] is None
         else:
             assert torch.equal(prompts[k][0], soundtrack.codes[:, window.start_frame : window.start_frame + 25])
+
+
+def test_with_the_options_on_each_window_gets_the_whole_videos_conditions_at_its_own_times(
+    tiny_conditioned_musicgen_dir
+):
+    """A predicted-odf model with affect on: window k receives the rows of the whole video's predicted rhythm
+    curve and of its semantic condition (affect columns included) at its absolute times; without the
+    video's affect rows it refuses."""
+    torch.manual_seed(0)
+    predictor = RhythmPredictor(PredictorConfig(TINY_CLIP_EMBED_DIM, hidden=8)).eval()
+    backbone = load_backbone(str(tiny_conditioned_musicgen_dir), device="cpu")
+    model = VidMusician(backbone, TINY_CLIP_EMBED_DIM + AFFECT_DIM, ConditioningConfig(affect=True), predictor)
+    model.add_rhythm()
+    features, affect = ramp_features(5), torch.rand(5, AFFECT_DIM)
+    received_curves, received_embeds = [], []
+    handles = [
+        model.rhythm.register_forward_pre_hook(lambda module, args: received_curves.append(args[0].clone())),
+        model.embedding_manager.register_forward_pre_hook(lambda module, args: received_embeds.append(args[0].clone())),
+    ]
+    try:
+        soundtrack = generate_from_features(model, features, 5.0, SHORT_WINDOWS, progress=False, affect=affect)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    semantic = model.video_conditions.semantic(features, affect)
+    curve = curve_at_frames(model.video_conditions.rhythm_curve_50hz(features, affect), 5 * CODEC_FRAME_RATE_HZ)
+    assert semantic.shape == (5, TINY_CLIP_EMBED_DIM + AFFECT_DIM) and curve.unique().numel() > 2
+    for k, window in enumerate(soundtrack.windows):  # window k spans seconds [k, k + 2)
+        assert torch.equal(received_curves[k][0, :50], curve[window.start_frame : window.end_frame])
+        assert torch.equal(received_embeds[k][0], semantic[k : k + 2])
+    with pytest.raises(ConditioningError, match="affect"):
+        generate_from_features(model, features, 5.0, SHORT_WINDOWS, progress=False)
 
 
 def test_a_continuation_feeds_the_prompt_as_the_prefix_and_keeps_the_rhythm_aligned(stage2_model):

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from dvmset.media_facts import music_facts
+from dvmset.music_rhythm import resample_mono
 from dvmset.storage import DataRoot
 from model import music_features as mf
 
@@ -71,3 +73,16 @@ def test_a_clips_features_are_cached_and_read_back_without_decoding(tmp_path, mo
     for name in ("odf", "tempogram", "mel", "beats_s", "downbeats_s"):
         assert np.array_equal(getattr(again, name), getattr(first, name)), name
     assert (again.tempo_bpm, again.duration_s) == (first.tempo_bpm, first.duration_s)
+
+
+def test_the_manifests_tempo_and_beat_count_are_those_of_the_cached_features(tmp_path):
+    data = DataRoot(tmp_path)
+    clip_id = "local:abc:00000000"
+    audio, _ = clicks(8.0, 0.4)
+    stereo = np.stack([resample_mono(audio, RATE_HZ, 44_100), np.zeros(round(8.0 * 44_100), np.float32)], axis=1)
+    data.clip_dir(clip_id).mkdir(parents=True)
+    sf.write(data.clip_dir(clip_id) / "music.flac", stereo, 44_100)
+    features = mf.clip_music_features(data, clip_id)
+    facts = music_facts(data.clip_dir(clip_id) / "music.flac")
+    assert (facts.tempo_bpm, facts.beat_count) == (features.tempo_bpm, features.beats_s.size)
+    assert features.tempo_bpm == pytest.approx(150.0, rel=0.03)

@@ -1,4 +1,7 @@
-"""VidMusician on a tiny random MusicGen: zero/identity initialisation, what trains, hook alignment, sizes."""
+"""VidMusician on a tiny random MusicGen: zero/identity initialisation, what trains, hook alignment, sizes.
+The two-stage invariants (stage 2 at initialisation is stage 1; cached generation adds the rhythm where
+teacher forcing does) are checked for every option: rhythm source (`clip-distance`, `predicted-odf`) and
+affect (off, on), with the conditions built from video features by the model's own `video_conditions`."""
 
 from __future__ import annotations
 
@@ -7,9 +10,13 @@ import torch
 from transformers import MusicgenForConditionalGeneration
 
 from model.backbone import MusicgenBackbone, load_backbone
+from model.dataset import curve_at_frames
 from model.errors import ConditioningError
+from model.features import VisualFeatures
+from model.rhythm_predictor import PredictorConfig, RhythmPredictor
 from model.tokens import apply_delay_pattern
-from model.vidmusician import VidMusician, trainable_parameter_counts
+from model.vidmusician import ConditioningConfig, VidMusician, trainable_parameter_counts
+from model.video_conditions import AFFECT_DIM, CLIP_DISTANCE, PREDICTED_ODF
 from model.architectures import musicgen_config
 from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
 
@@ -18,26 +25,50 @@ BATCH = 2
 SECONDS = 3
 FRAMES = 20  # music frames per clip in the tests
 PAPER_TRAINABLE = 24.79e6
+OPTIONS = [  # (rhythm source, affect)
+    pytest.param((CLIP_DISTANCE, False), id="clip-distance"),
+    pytest.param((PREDICTED_ODF, False), id="predicted-odf"),
+    pytest.param((CLIP_DISTANCE, True), id="clip-distance+affect"),
+    pytest.param((PREDICTED_ODF, True), id="predicted-odf+affect"),
+]
 
 
 @pytest.fixture
-def model(tiny_conditioned_musicgen_dir) -> VidMusician:
+def model(tiny_conditioned_musicgen_dir, request) -> VidMusician:
+    """The stage-1 model of the option in `request.param` (default: clip-distance, affect off); a predicted-odf
+    model gets a random rhythm predictor (reading the affect when it is on)."""
+    rhythm_source, affect = getattr(request, "param", (CLIP_DISTANCE, False))
     torch.manual_seed(0)
-    return VidMusician(load_backbone(str(tiny_conditioned_musicgen_dir), device="cpu"), clip_dim=CLIP_DIM).eval()
+    predictor = None
+    if rhythm_source == PREDICTED_ODF:
+        predictor = RhythmPredictor(PredictorConfig(CLIP_DIM, use_affect=affect, hidden=8)).eval()
+    backbone = load_backbone(str(tiny_conditioned_musicgen_dir), device="cpu")
+    clip_dim = CLIP_DIM + (AFFECT_DIM if affect else 0)
+    return VidMusician(backbone, clip_dim, ConditioningConfig(affect=affect), predictor).eval()
 
 
 @pytest.fixture
-def batch() -> dict[str, torch.Tensor]:
-    """Global embeddings (the second clip one second shorter), delayed labels and a rhythm curve."""
+def batch(model) -> dict[str, torch.Tensor]:
+    """Global embeddings (the second clip one second shorter), delayed labels and a rhythm curve, the
+    conditions made by `model.video_conditions` from random video features (and affect rows)."""
     generator = torch.Generator().manual_seed(7)
     codes = torch.randint(0, TINY_CODEBOOK_SIZE, (BATCH, TINY_NUM_CODEBOOKS, FRAMES), generator=generator)
     mask = torch.ones(BATCH, SECONDS, dtype=torch.long)
     mask[1, -1] = 0
+    conditions = model.video_conditions
+    embeds, curves = [], []
+    for _ in range(BATCH):
+        features = VisualFeatures(
+            torch.randn(SECONDS, CLIP_DIM, generator=generator), torch.rand(2 * FRAMES, generator=generator), "test"
+        )  # the 50 Hz curve of FRAMES frames of the tiny 25 Hz codec
+        affect = torch.rand(SECONDS, AFFECT_DIM, generator=generator)
+        embeds.append(conditions.semantic(features, affect))
+        curves.append(curve_at_frames(conditions.rhythm_curve_50hz(features, affect), FRAMES))
     return {
-        "global_embeds": torch.randn(BATCH, SECONDS, CLIP_DIM, generator=generator),
+        "global_embeds": torch.stack(embeds),
         "global_mask": mask,
         "labels": apply_delay_pattern(codes, TINY_CODEBOOK_SIZE).transpose(1, 2),  # [B, T + K - 1, K]
-        "rhythm_curve": torch.rand(BATCH, FRAMES, generator=generator),
+        "rhythm_curve": torch.stack(curves),
     }
 
 
@@ -50,6 +81,7 @@ def make_rhythm_nontrivial(model: VidMusician) -> None:
             layer.weight.add_(0.3 * torch.randn(layer.weight.shape, generator=generator))
 
 
+@pytest.mark.parametrize("model", OPTIONS, indirect=True)
 @pytest.mark.parametrize("guidance_scale", [None, 3.0])
 def test_stage2_at_init_equals_stage1_exactly(model, batch, guidance_scale):
     semantic = {key: batch[key] for key in ("global_embeds", "global_mask")}
@@ -132,6 +164,7 @@ def test_train_mode_keeps_the_frozen_backbone_at_inference(model, batch):
     assert torch.equal(first, second)  # no dropout anywhere: the same batch, the same loss
 
 
+@pytest.mark.parametrize("model", OPTIONS, indirect=True)
 @pytest.mark.parametrize("guidance_scale", [None, 3.0])
 def test_cached_generation_adds_the_rhythm_at_the_same_positions_as_teacher_forcing(model, batch, guidance_scale):
     model.add_rhythm()

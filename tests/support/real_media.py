@@ -74,14 +74,14 @@ def build_corpus(folder: Path) -> dict[str, CaseTruth]:
 
 
 def _voiceover(folder: Path, sentences: list[np.ndarray]) -> CaseTruth:
-    music = _music("castle", 20.0)
+    music = music_excerpt("castle", 20.0)
     mix, spans = _lay_speech(music, sentences, (2.0, 11.0, 20.5))
     path, gain = _mux(folder / "voiceover.mp4", mix, cut_every_s=5.0)
     return CaseTruth("voiceover", path, music * gain, spans, 0.0)
 
 
 def _silent_gap(folder: Path) -> CaseTruth:
-    music = _music("dungeon", 30.0)
+    music = music_excerpt("dungeon", 30.0)
     start, stop = round(10.0 * SAMPLE_RATE_HZ), round(22.0 * SAMPLE_RATE_HZ)
     music[start:stop] = 0.0
     path, gain = _mux(folder / "silent_gap.mp4", music, cut_every_s=4.0)
@@ -89,7 +89,7 @@ def _silent_gap(folder: Path) -> CaseTruth:
 
 
 def _music_only(folder: Path) -> CaseTruth:
-    music = _music("aztec", 40.0)
+    music = music_excerpt("aztec", 40.0)
     path, gain = _mux(folder / "music_only.mp4", music, cut_every_s=3.0)
     return CaseTruth("music_only", path, music * gain, (), 0.0)
 
@@ -97,7 +97,7 @@ def _music_only(folder: Path) -> CaseTruth:
 def _surround_dialogue(folder: Path, sentences: list[np.ndarray]) -> CaseTruth:
     """5.1 in ffmpeg's order FL FR FC LFE BL BR: the music on the front and (3 dB down) back pairs,
     the dialogue alone on FC. The truth's music is that music down-mixed as the pipeline decodes it."""
-    music = _music("japanese", 30.0)
+    music = music_excerpt("japanese", 30.0)
     silent = np.zeros_like(music)
     dialogue, spans = _lay_speech(silent, sentences[:2], (4.0, 16.0), reference=music)
     back = music * np.float32(10 ** (-3 / 20))
@@ -107,7 +107,7 @@ def _surround_dialogue(folder: Path, sentences: list[np.ndarray]) -> CaseTruth:
     return CaseTruth("surround_dialogue", path, _ffmpeg_stereo(music_only * gain, folder), spans, 0.0)
 
 
-def _music(track: str, start_s: float) -> np.ndarray:
+def music_excerpt(track: str, start_s: float) -> np.ndarray:
     """VIDEO_S seconds of a pushover track from `start_s`, as [T, 2] float32 at 44.1 kHz."""
     args = ["ffmpeg", "-nostdin", "-v", "error", "-ss", str(start_s), "-t", str(VIDEO_S)]
     args += ["-i", str(MUSIC_DIR / f"{track}.ogg"), "-f", "f32le", "-ac", "2", "-ar", str(SAMPLE_RATE_HZ), "pipe:1"]

@@ -5,7 +5,9 @@ shuffled references; JSON and Markdown."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,82 @@ def test_evaluate_ranks_runs_and_references_and_writes_both_reports(workdir):
     assert f"| {GROUND_TRUTH_RUN} | 2 | 0.00 | 0.000 | n/a | 1.0000 | 1.0000 |" in markdown
 
 
+def test_every_metric_is_scored_for_both_references_beside_a_chance_row(workdir):
+    """The drums fall on the cuts (2, 4, 6 s) of their own clip and half a beat off the other clip's."""
+    code, output = evaluate("--generated", "generated/aligned")
+    assert code == 0, output
+    report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    summaries = {run["name"]: run["summary"] for run in report["runs"]}
+    for name in (GROUND_TRUTH_RUN, SHUFFLED_RUN):
+        summary = summaries[name]
+        scores = [summary[key] for key in ("fd", "kl", "clap", "bcs", "bhs")] + [summary["rhythm"]["mean_recall"]]
+        scores += [summary["transitions"][key] for key in ("recall", "precision", "chance_recall", "chance_precision")]
+        scores += [summary["agreement"][key] for key in ("f_measure", "chance_f_measure", "tempo_acc1", "tempo_acc2")]
+        assert None not in scores, name
+    truth, shuffled = summaries[GROUND_TRUTH_RUN], summaries[SHUFFLED_RUN]
+    assert truth["transitions"]["recall"] == 1.0 and shuffled["transitions"]["recall"] == 0.0
+    assert truth["transitions"]["precision"] > truth["transitions"]["chance_precision"]
+    assert truth["agreement"]["f_measure"] == 1.0 and shuffled["agreement"]["f_measure"] == 0.0
+    assert truth["agreement"]["tempo_acc1"] == shuffled["agreement"]["tempo_acc1"] == 1.0  # both at 120 BPM
+    assert summaries["aligned"]["agreement"]["f_measure"] == 1.0
+    assert report["chance"] == {
+        "rhythm": truth["rhythm"]["mean_chance_recall"],
+        "transition_recall": truth["transitions"]["chance_recall"],
+        "transition_precision": truth["transitions"]["chance_precision"],
+        "beat_f_measure": truth["agreement"]["chance_f_measure"],
+    }
+    assert 0.2 < report["chance"]["beat_f_measure"] < 0.35  # 2 x 70 ms of every 0.5 s
+    protocol = report["protocol"]
+    assert protocol["transition_tolerance_s"] == 0.1 and protocol["beat_match_tolerance_s"] == 0.07
+    assert protocol["beat_skip_s"] == 5.0 and protocol["tempo_tolerance"] == 0.04
+    assert "beat.beat_track" in protocol["tracked_beats"] and "storyboard" in protocol["transitions"]
+    markdown = (workdir / "reports" / "v1" / "evaluation.md").read_text()
+    chance_rhythm = f"{report['chance']['rhythm']:.4f}"
+    assert f"| chance | | n/a | n/a | n/a | n/a | {chance_rhythm} |" in markdown
+    assert "## Transitions, beats and tempo" in markdown and "Read each run between its references" in markdown
+    assert f"| {GROUND_TRUTH_RUN} | 2 | 1.0000 | " in markdown.split("## Transitions, beats and tempo")[1]
+
+
+def test_flags_override_the_config_and_the_written_config_repeats_the_evaluation(workdir, tmp_path, monkeypatch):
+    (workdir / "run.toml").write_text(
+        'data_root = "data"\nmodel_dir = "models"\n[evaluate]\nbeats = "beat_track"\ntolerance_s = 0.2\n'
+        'references = false\nbeat_skip_s = 1.0\n'
+    )
+    code, output = evaluate("--generated", "generated/late", "--config", "run.toml", "--tolerance-s", "0.05",
+                            "--no-imagebind", manifest="manifests/v1")  # the version folder: its test split
+    assert code == 0, output
+    first = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    protocol = first["protocol"]
+    assert protocol["rhythm_tolerance_s"] == 0.05 and protocol["beats"] == "beat_track"  # the flag, the file
+    assert protocol["beat_skip_s"] == 1.0 and [run["name"] for run in first["runs"]] == ["late"]
+    assert first["chance"] is None  # no references: nothing to be read against, and the report says so
+    assert "nothing to be read against" in (workdir / "reports" / "v1" / "evaluation.md").read_text()
+    written = (workdir / "reports" / "v1" / "evaluation.toml").read_text()
+    assert "tolerance_s = 0.05" in written and 'beats = "beat_track"' in written
+    assert "imagebind_score = false" in written and 'panns = "Cnn14_tiny.pth"' in written
+    assert f'data_root = "{workdir / "data"}"' in written  # absolute: the file works from any folder
+    assert first["inputs"]["config"].endswith("evaluation.toml") and "--config" in first["inputs"]["repeat"]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    args = shlex.split(first["inputs"]["repeat"])[1:]  # the command the report gives, from another folder
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    again = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
+    assert again["protocol"] == first["protocol"] and again["runs"] == first["runs"]
+    assert (workdir / "reports" / "v1" / "evaluation.toml").read_text() == written
+
+
+def test_the_evaluate_sections_defaults_are_the_evaluators(workdir):
+    from dvmset.cli.evaluate import eval_settings
+    from dvmset.config import EvaluateConfig
+    from model.metrics.evaluate import EvalSettings
+
+    resolved = eval_settings(EvaluateConfig(), None, workdir / "manifests" / "v1" / "test.parquet")
+    defaults = EvalSettings()
+    assert resolved.beat_tracker.spec == defaults.beat_tracker.spec
+    assert replace(resolved, beat_tracker=defaults.beat_tracker) == defaults
+
+
 def test_missing_and_unreadable_generated_files_are_counted_and_names_must_match_folders(workdir):
     first, second = sorted((workdir / "generated" / "late").iterdir())
     first.unlink()
@@ -173,7 +251,8 @@ def test_the_beat_protocol_is_named_and_recorded(workdir):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nocolon", "expected module:function"),
+        ("nocolon", "given as module:function"),
+        ("a:b", "module 'a' cannot be imported"),
         ("tests.model.metrics.tracker_plugins:text_beats_s", "not beat times"),
         ("tests.model.metrics.tracker_plugins:short_audio_only_beats_s", "MemoryError('audio too long"),  # on a clip
     ],
