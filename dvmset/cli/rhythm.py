@@ -15,8 +15,8 @@ import typer
 
 from dvmset.cli import ConfigOption, ExitCode, app, fail, out
 from dvmset.config import load_config
-from dvmset.errors import ConfigError, StageError
-from dvmset.manifest import ManifestError
+from dvmset.cli.train import training_errors_as_exit_codes
+from dvmset.errors import ConfigError
 
 
 @app.command(name="train-rhythm")
@@ -48,7 +48,6 @@ def train_rhythm(
     curve rescaled. Caches CLIP features, music rhythm features and video structure on first use; writes
     rhythm_predictor.pt (pass it to `dvmset train --rhythm predicted-odf --rhythm-predictor`),
     rhythm_report.json and rhythm_report.md."""
-    from model.errors import CheckpointError, WeightsNotFoundError
     from model.rhythm_run import RhythmRequest, run_rhythm_training
     from model.rhythm_train import PredictorSettings
 
@@ -68,13 +67,7 @@ def train_rhythm(
         clip_model_id=clip or config.train.clip, semantic_feature=semantic_feature or config.train.semantic_feature,
         model_dir=config.model_dir, device=device,
     )  # fmt: skip
-    try:
+    with training_errors_as_exit_codes():
         result = run_rhythm_training(request)
-    except CheckpointError as exc:
-        raise fail(ExitCode.USAGE, str(exc)) from exc
-    except WeightsNotFoundError as exc:
-        raise fail(ExitCode.CONFIG, str(exc)) from exc
-    except (ManifestError, StageError) as exc:
-        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     out.print(result.report_path.read_text(), highlight=False)
     out.print(f"predictor {result.predictor_path}\nreport {result.report_path}", highlight=False)

@@ -9,6 +9,8 @@ be read or the manifest is unusable.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,6 +33,22 @@ PRESETS: dict[str, dict[str, object]] = {
                   "warmup_steps": 2, "save_every": 2},  # fmt: skip
 }
 PRESET_NOTES = {"cpu-smoke": "musicgen-small, 4 steps of 2 crops of 10 s: checks the set-up, trains nothing useful"}
+
+
+@contextmanager
+def training_errors_as_exit_codes() -> Iterator[None]:
+    """Ends the command with the exit code of a training error: a checkpoint that cannot go on is a
+    usage error, missing weights a config error, a bad manifest or clip an item failure."""
+    from model.errors import CheckpointError, WeightsNotFoundError
+
+    try:
+        yield
+    except CheckpointError as exc:
+        raise fail(ExitCode.USAGE, str(exc)) from exc
+    except WeightsNotFoundError as exc:
+        raise fail(ExitCode.CONFIG, str(exc)) from exc
+    except (ManifestError, StageError) as exc:
+        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
 
 
 def conditioning_of(train: TrainConfig) -> ConditioningConfig:
@@ -110,7 +128,6 @@ def train(
     --rhythm predicted-odf and --affect on are Diff-V2M's ideas as options, not the paper's setup.
     Caches CLIP features and MusicGen codes on first use; writes config.toml (the resolved config: pass
     it with --config to repeat the run), checkpoint.pt, train_log.csv and loss.png."""
-    from model.errors import CheckpointError, WeightsNotFoundError
     from model.train import OptimizerSettings
     from model.train_loop import TrainSettings
     from model.train_run import TrainRequest, run_training
@@ -154,14 +171,8 @@ def train(
         rhythm_predictor=train_config.rhythm_predictor,
         run_config=lambda musicgen_id, clip_id: resolved_run_config(config, musicgen_id, clip_id),
     )  # fmt: skip
-    try:
+    with training_errors_as_exit_codes():
         result = run_training(request, announce=lambda line: out.print(line, highlight=False))
-    except CheckpointError as exc:
-        raise fail(ExitCode.USAGE, str(exc)) from exc
-    except WeightsNotFoundError as exc:
-        raise fail(ExitCode.CONFIG, str(exc)) from exc
-    except (ManifestError, StageError) as exc:
-        raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
     last = f", last loss {result.records[-1].loss:.4f}" if result.records else ""
     out.print(
         f"stage {stage}: {result.clips} clips ({result.features_computed} features and {result.codes_computed} codes "
