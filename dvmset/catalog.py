@@ -10,7 +10,9 @@ schema, or migrates an older one step by step.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -59,9 +61,9 @@ ID_CHUNK = 500  # ids per `IN (...)` lookup: far below every database's limit on
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: switching to WAL waits on a busy file too
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -82,6 +84,25 @@ def _redact(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparseable URL>"
+
+
+_SCHEMA_LOCK_ID = 0x64766D73  # "dvms": PostgreSQL's advisory lock key for schema changes
+
+
+@contextmanager
+def _sqlite_file_lock(engine: Engine) -> Iterator[None]:
+    """An exclusive lock on a file beside a SQLite catalog, held while the schema is created or
+    migrated (no-op for other databases, which lock inside the transaction)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.schema-lock", "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
 class Catalog(ReviewClaims, WorkLeases):
@@ -122,7 +143,10 @@ class Catalog(ReviewClaims, WorkLeases):
             return conn.execute(sa.select(sa.func.max(schema_info.c.version))).scalar()
 
     def _prepare_schema(self) -> None:
-        with self.engine.begin() as conn:
+        """Creates or migrates the schema, one process at a time (two runs may open a new catalog at once)."""
+        with _sqlite_file_lock(self.engine), self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # released when the transaction ends
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_ID})
             if not sa.inspect(conn).has_table("schema_info"):
                 metadata.create_all(conn)
                 conn.execute(schema_info.insert().values(version=SCHEMA_VERSION))

@@ -136,7 +136,9 @@ REGISTRY: dict[str, ModelEntry] = {
 def configured_ids(config: Config) -> dict[str, str]:
     """The id each model has in a run under `config`: the config's where it names one, else the code's default."""
     ids = {key: entry.default_id for key, entry in REGISTRY.items()}
-    ids["demucs"] = config.separate.model
+    ids |= {"demucs": config.separate.model, "clap": config.evaluate.clap, "panns": config.evaluate.panns,
+            "imagebind": config.evaluate.imagebind}  # fmt: skip
+    ids |= {key: model_id for key, model_id in (("musicgen", config.train.musicgen), ("clip", config.train.clip)) if model_id}
     return ids
 
 

@@ -146,6 +146,22 @@ def _add_many(url: str, worker: int) -> None:
     catalog.close()
 
 
+def _open_new(url: str) -> int:
+    catalog = Catalog.open(url)
+    count = len(list(catalog.videos()))
+    catalog.close()
+    return count
+
+
+def test_several_processes_creating_one_new_catalog_at_once_all_open_it(catalog_url):
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        assert list(pool.map(_open_new, [catalog_url] * 8)) == [0] * 8  # no "table already exists"
+    engine = sa.create_engine(catalog_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(schema.schema_info.c.version)).scalars().all() == [schema.SCHEMA_VERSION]
+    engine.dispose()
+
+
 def test_concurrent_writers_from_several_processes(catalog_url):
     Catalog.open(catalog_url).close()
     with ProcessPoolExecutor(max_workers=3) as pool:

@@ -14,7 +14,7 @@ import huggingface_hub.constants
 import pytest
 
 from dvmset import models
-from dvmset.config import SeparateConfig
+from dvmset.config import EvaluateConfig, SeparateConfig
 
 
 @pytest.fixture
@@ -65,20 +65,23 @@ def test_default_ids_are_the_codes_own():
         "clip": DEFAULT_CLIP_MODEL_ID, "clap": clap.DEFAULT_CLAP_MODEL, "panns": panns.DEFAULT_CHECKPOINT,
         "imagebind": imagebind.DEFAULT_CHECKPOINT,
     }  # fmt: skip
-    evaluate = inspect.signature(cli_evaluate.evaluate).parameters  # the CLI's own defaults agree
-    assert (evaluate["clap"].default, evaluate["panns"].default, evaluate["imagebind"].default) == (
-        defaults["clap"], defaults["panns"], defaults["imagebind"]
-    )
+    section = EvaluateConfig()  # the [evaluate] section's defaults agree; its flags default to the section
+    assert (section.clap, section.panns, section.imagebind) == (defaults["clap"], defaults["panns"], defaults["imagebind"])
+    evaluate = inspect.signature(cli_evaluate.evaluate).parameters
+    assert (evaluate["clap"].default, evaluate["panns"].default, evaluate["imagebind"].default) == (None, None, None)
     assert inspect.signature(cli_train.train).parameters["musicgen"].default is None  # None: the code's default
     for entry in models.REGISTRY.values():
         assert entry.licence and entry.stage and entry.size_bytes(entry.default_id)
 
 
-def test_configured_ids_take_the_separator_from_the_config():
-    from dvmset.config import Config
+def test_configured_ids_take_each_model_from_its_config_section():
+    from dvmset.config import Config, TrainConfig
 
-    config = Config(separate=SeparateConfig(model="htdemucs_ft"))
-    assert models.configured_ids(config)["demucs"] == "htdemucs_ft"
+    config = Config(separate=SeparateConfig(model="htdemucs_ft"), train=TrainConfig(musicgen="facebook/musicgen-small"),
+                    evaluate=EvaluateConfig(clap="laion/clap-htsat-unfused"))  # fmt: skip
+    ids = models.configured_ids(config)
+    assert (ids["demucs"], ids["musicgen"], ids["clap"]) == ("htdemucs_ft", "facebook/musicgen-small", "laion/clap-htsat-unfused")
+    assert ids["clip"] == models.REGISTRY["clip"].default_id  # [train] names none: the code's default
 
 
 def test_weights_cache_follows_the_environment(monkeypatch, tmp_path):
