@@ -28,7 +28,7 @@ from prefect.settings import PREFECT_API_URL
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from curation import search, steps
-from curation.publish import next_version, publish as publish_manifests
+from curation.publish import NothingChangedError, next_version, publish as publish_manifests
 from dvmset.catalog import Catalog
 from dvmset.config import Config
 from dvmset.errors import ConfigError, PublishError
@@ -161,17 +161,23 @@ def ingest_flow(
 def publish_flow(
     config_path: str | None = None, catalog_url: str | None = None, version: str | None = None,
     allow_stand_in: bool = False,
+    force: bool = False,
 ) -> dict | State:
     """Publish the catalog's decided clips as manifest `version` (default: the next `vNNNN`) under
     `<data_root>/manifests/`: split by near-duplicate group, train and test Parquet files and a
     dataset card (see `curation.publish`). Clips made by a stand-in (random-weight) separator are
-    refused unless `allow_stand_in` (then the card warns at the top). A PublishError fails the
-    run with its message."""
+    refused unless `allow_stand_in` (then the card warns at the top). When nothing changed since
+    the last version, nothing is written (the summary says so) unless `force`. A PublishError
+    fails the run with its message."""
     config, catalog = _open(config_path, catalog_url)
     version = version or next_version(config)
     logger = get_run_logger()
     try:
-        result = publish_manifests(catalog, config, version, allow_stand_in=allow_stand_in)
+        result = publish_manifests(catalog, config, version, allow_stand_in=allow_stand_in, force=force)
+    except NothingChangedError as unchanged:
+        logger.info("publish %s: %s", version, unchanged)
+        summary = RunSummary(published=(PublishRow(version, "", 0, 0, "", str(unchanged)),))
+        return _report(summary.with_catalog(catalog), "publish", f"DVMSet publish {version}", config)
     except PublishError as error:
         logger.error("publish %s: %s", version, error)
         return Failed(message=str(error), data=error)
@@ -202,9 +208,11 @@ def build_flow(
     publish: bool = False,
     version: str | None = None,
     allow_stand_in: bool = False,
+    force: bool = False,
 ) -> dict | State:
     """Discover, then ingest (with `retry_failed`: failed videos first sent back), then (with
-    `publish`) publish manifest `version`, stand-in output only with `allow_stand_in` (see those flows).
+    `publish`) publish manifest `version`, stand-in output only with `allow_stand_in`, an unchanged
+    one only with `force` (see those flows).
     The runner is checked before anything is discovered. A failed publish fails the build with
     its message; the summary artifact still lists what discovery and ingest did."""
     if version and not publish:
@@ -216,7 +224,7 @@ def build_flow(
     summary = RunSummary.from_dict(discovered).then(RunSummary.from_dict(ingested))
     if publish:
         try:
-            published = publish_flow(config_path, catalog_url, version, allow_stand_in)
+            published = publish_flow(config_path, catalog_url, version, allow_stand_in, force)
             summary = summary.then(RunSummary.from_dict(published))
         except PublishError as error:
             summary = summary.then(RunSummary(published=(PublishRow(version or "", "", 0, 0, "", str(error)),)))

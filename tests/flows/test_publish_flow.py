@@ -72,6 +72,12 @@ def test_publish_writes_the_next_version_and_refuses_to_overwrite_it(built, tmp_
     with pytest.raises(PublishError, match="exists"):
         publish_flow(config_path=str(config_path), version="v0001", allow_stand_in=True)
 
+    unchanged = published_rows(publish_flow(config_path=str(config_path), allow_stand_in=True))  # nothing new
+    assert list(unchanged) == [""] and unchanged[""][:3] == ("v0002", 0, 0) and "v0001" in unchanged[""][3]
+    assert not (manifests.parent / "v0002").exists()
+    forced = published_rows(publish_flow(config_path=str(config_path), allow_stand_in=True, force=True))
+    assert {version for version, *_ in forced.values()} == {"v0002"} and (manifests.parent / "v0002").is_dir()
+
 
 def test_the_build_publishes_at_the_end_when_asked(built, tmp_path, media, url_list):
     config_path = reviewed_copy(built, tmp_path / "run")
