@@ -13,6 +13,7 @@ banner (`#dv-lease-lost`) above the player.
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,18 +27,18 @@ from starlette.middleware import Middleware
 from dvmset.catalog import Catalog
 from dvmset.catalog_review import ClaimLost
 from dvmset.errors import DvmsetError
-from dvmset.records import ClipRecord, ClipStatus
+from dvmset.records import ClipRecord, ClipStatus, VideoRecord
 from labeling_ui.keys import HEAD, SHORTCUTS
 from labeling_ui.logins import ClientAddressMiddleware, ThrottledLogin, ThrottleSettings
 from labeling_ui.media import MediaError, MediaRoot
 from labeling_ui.original import OriginalAudio
 from labeling_ui.session import DecisionError, ReviewSession, ReviewSettings, SessionState
 from labeling_ui.stats import stats_html
-from labeling_ui.timeline import render
+from labeling_ui.timeline import Timelines, timeline_svg
 from labeling_ui.users import Authenticator, Role, User
 from labeling_ui.views import (
     REASON_LABELS, Thresholds, empty_html, info_html, lease_lost_html, player_html, stand_in_html, status_html,
-    votes_html, who_html,
+    timeline_pending_html, votes_html, who_html,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class LabelingApp:
         self.media = MediaRoot(settings.data_root)
         self.original = OriginalAudio(settings.data_root)
         self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dv-prefetch")
+        self._shown: dict[str, tuple[str, str]] = {}  # annotator -> (clip on screen, its name for the status line)
+        self.timelines = Timelines(self.original.cache_dir.parent / "timeline", settings.silence_dbfs, self._prefetch)
 
     def annotator(self, request: gr.Request) -> str:
         return getattr(request, "username", None) or self.settings.default_annotator
@@ -120,17 +123,19 @@ class LabelingApp:
         next_clip = self.catalog.get_clip(state.next) if state.next else None
         video = self.catalog.get_video(clip.video_id)
         original_url = self.original.url(clip, video)
-        if original_url:
-            self._prefetch.submit(self.original.ensure, clip, video)  # cut while the clip plays
         try:
             player = player_html(clip.clip_id, self.media.url(clip.video_path),
                                  self.media.url(next_clip.video_path) if next_clip else None,
                                  heartbeat_ms=self.heartbeat_ms, original_url=original_url)  # fmt: skip
-            timeline = self._timeline(clip)
+            measured = self.timelines.ready(self.media.path(clip.music_path))  # else the page asks for it
+            timeline = self._timeline(clip) if measured else timeline_pending_html(clip.clip_id)
         except (MediaError, RuntimeError) as exc:  # soundfile's read errors are RuntimeErrors
             player, timeline = empty_html(f"cannot show {clip.clip_id}: {exc}; press s to skip it"), ""
-        if next_clip is not None:
-            self._prefetch.submit(self._render_ahead, next_clip)  # its timeline is ready when it shows
+        for ahead in (clip, next_clip):  # in the background: the next clip's is ready when it shows
+            if ahead is not None:
+                self._timeline_ahead(ahead)
+        self._prefetch.submit(self._cut_originals, clip, video, next_clip)
+        self._shown[annotator] = (clip.clip_id, _name(clip, video))  # what the status line calls it once decided
         player = stand_in_html(clip, video) + player
         facts = info_html(clip, video, self.settings.thresholds)
         if self.role(annotator) is Role.REVIEWER:
@@ -138,16 +143,50 @@ class LabelingApp:
         flagged = [flag.value for flag in clip.prescreen.flags if flag.value in REASON_LABELS]  # pre-ticked for r
         return state, player, timeline, facts, status, flagged, "", "", who
 
+    def timeline(self, state: SessionState, request: gr.Request) -> Any:
+        """The timeline of the clip on screen, for a screen that showed it before its music was
+        measured (the page asks when it shows the placeholder); waits for the measurement."""
+        if state.current is None or state.annotator != self.annotator(request):
+            return gr.skip()
+        clip = self.catalog.get_clip(state.current)
+        try:
+            return self._timeline(clip)
+        except (MediaError, RuntimeError) as exc:
+            return empty_html(f"cannot measure the music of {clip.clip_id}: {exc}; press s to skip it")
+
     def _timeline(self, clip: ClipRecord) -> str:
         flags = [flag.value for flag in clip.prescreen.flags]
-        return render(self.media.path(clip.music_path), self.settings.silence_dbfs, clip.prescreen.scene_cuts_s, flags)
+        timeline = self.timelines.get(self.media.path(clip.music_path))
+        return timeline_svg(timeline, clip.prescreen.scene_cuts_s, flags, clip.clip_id)
 
-    def _render_ahead(self, clip: ClipRecord) -> None:
+    def _timeline_ahead(self, clip: ClipRecord) -> None:
         try:
-            self._timeline(clip)
-        except (MediaError, RuntimeError):
+            self.timelines.ahead(self.media.path(clip.music_path))
+        except (MediaError, OSError):
             pass  # the screen says what is wrong when the clip is shown
-        self.original.ensure(clip, self.catalog.get_video(clip.video_id))
+
+    def _cut_originals(self, clip: ClipRecord, video: VideoRecord | None, next_clip: ClipRecord | None) -> None:
+        """Cut the source's audio of the clip on screen (while it plays), then of the next one."""
+        self.original.ensure(clip, video)
+        if next_clip is not None:
+            self.original.ensure(next_clip, self.catalog.get_video(next_clip.video_id))
+
+    def warm_up(self, clips: int = 2) -> None:
+        """Pay before the first login what its screen would wait for: matplotlib's import (Gradio's
+        first event makes it, where it is installed: about 0.4 s), the catalog's connection and the
+        queries of a screen, and the timelines of the clips at the top of the queue (measured in the
+        background: the first login's clip and the next one)."""
+        try:
+            import matplotlib
+
+            matplotlib.get_backend()
+        except ImportError:
+            pass
+        self.catalog.recent_votes("", 1)
+        self.catalog.queue_left("")
+        pending = self.catalog.clips(statuses=[ClipStatus.PENDING_REVIEW])
+        for clip in heapq.nlargest(clips, pending, key=lambda clip: clip.prescreen.priority):
+            self._timeline_ahead(clip)
 
     def start(self, state: SessionState, request: gr.Request) -> tuple[Any, ...]:
         annotator = self.annotator(request)
@@ -207,17 +246,15 @@ class LabelingApp:
         except Exception as exc:  # the catalog failed: say so, never show the next clip as if it was saved
             log.exception("%s of %s failed", verb, clip_id)
             return self._unchanged(state, f"NOT SAVED ({type(exc).__name__}): try again")
-        return self.screen(new_state, f"{verb}: {self._named(clip_id)}", annotator)
+        return self.screen(new_state, f"{verb}: {self._named(clip_id, annotator)}", annotator)
 
-    def _named(self, clip_id: str | None) -> str:
-        """A clip as the status line names it: its video's title and span, then its id."""
+    def _named(self, clip_id: str | None, annotator: str) -> str:
+        """A clip as the status line names it: as the annotator's screen showed it, else from the catalog."""
+        shown = self._shown.get(annotator)
+        if shown is not None and shown[0] == clip_id:
+            return shown[1]
         clip = self.catalog.get_clip(clip_id) if clip_id else None
-        video = self.catalog.get_video(clip.video_id) if clip else None
-        title = video.metadata.title if video and video.metadata and video.metadata.title else None
-        if clip is None or not title:
-            return clip_id or "-"
-        short = title if len(title) <= 60 else title[:59] + "…"
-        return f"{short} ({clip.start_s:.0f}-{clip.end_s:.0f} s, {clip_id})"
+        return _name(clip, self.catalog.get_video(clip.video_id)) if clip else clip_id or "-"
 
     def _unchanged(self, state: SessionState, warning: str, lease: Any = None) -> tuple[Any, ...]:
         """Outputs that leave the screen as it is and put `warning` on the status line (and
@@ -232,6 +269,15 @@ class LabelingApp:
         if self.auth is not None and self.role(self.annotator(request)) is not Role.REVIEWER:
             return empty_html("The progress page is for reviewers.")
         return stats_html(self.catalog.label_events(), self.catalog.clip_status_counts())
+
+
+def _name(clip: ClipRecord, video: VideoRecord | None) -> str:
+    """A clip as the status line names it: its video's title and span, then its id."""
+    title = video.metadata.title if video and video.metadata and video.metadata.title else None
+    if not title:
+        return clip.clip_id
+    short = title if len(title) <= 60 else title[:59] + "…"
+    return f"{short} ({clip.start_s:.0f}-{clip.end_s:.0f} s, {clip.clip_id})"
 
 
 def build_app(settings: AppSettings, catalog: Catalog) -> tuple[gr.Blocks, LabelingApp]:
@@ -261,6 +307,7 @@ def build_app(settings: AppSettings, catalog: Catalog) -> tuple[gr.Blocks, Label
                         undo = gr.Button("Undo (u)", elem_id="dv-undo")
                     status = gr.HTML(elem_id="dv-status", js_on_load=None)
                     heartbeat = gr.Button("heartbeat", elem_id="dv-heartbeat", visible="hidden")
+                    timeline_fetch = gr.Button("timeline", elem_id="dv-timeline-fetch", visible="hidden")
                     change_target = gr.Textbox(elem_id="dv-change-target", visible="hidden", show_label=False)
                     change = gr.Button("change", elem_id="dv-change", visible="hidden")
                     gr.Markdown(" · ".join(f"**{key}** {what}" for key, what in SHORTCUTS.items()), elem_id="dv-help")
@@ -269,7 +316,7 @@ def build_app(settings: AppSettings, catalog: Catalog) -> tuple[gr.Blocks, Label
         with gr.Tab("Progress") as progress_tab:
             progress = gr.HTML(elem_id="dv-progress", js_on_load=None)
         outputs = [state, player, timeline, facts, status, reasons, note, lease, who]
-        blocks.load(app.start, [state], outputs)
+        blocks.load(app.start, [state], outputs, queue=False)
         fast: dict[str, Any] = {"show_progress": "hidden", "trigger_mode": "once", "queue": False}
         accept.click(app.accept, [state], outputs, **fast)
         reject.click(app.reject, [state, reasons, note], outputs, **fast)
@@ -277,6 +324,8 @@ def build_app(settings: AppSettings, catalog: Catalog) -> tuple[gr.Blocks, Label
         undo.click(app.undo, [state], outputs, **fast)
         change.click(app.change, [state, change_target], outputs, **fast)
         heartbeat.click(app.heartbeat, [state], [lease], show_progress="hidden", queue=False)
+        timeline_fetch.click(app.timeline, [state], [timeline], show_progress="hidden", queue=False,
+                             trigger_mode="always_last")  # fmt: skip
         progress_tab.select(app.stats, None, [progress])
     blocks.queue(default_concurrency_limit=16)
     return blocks, app
@@ -287,6 +336,7 @@ def serve(settings: AppSettings, host: str, port: int, block: bool = True) -> gr
     catalog = Catalog.open(settings.catalog_url)
     blocks, app = build_app(settings, catalog)
     app.original.cache_dir.mkdir(parents=True, exist_ok=True)
+    app.warm_up()
     try:
         blocks.launch(
             server_name=host, server_port=port, auth=app.login.login if app.login else None,

@@ -1,9 +1,13 @@
 """The browser side of the review screen: the video player, keyboard shortcuts, the playhead.
 
 `HEAD` goes into the page's `<head>` (Gradio's `launch(head=...)`). The player: whenever the
-server's slot (`views.player_html`) changes, the clip's `<video>` is put into it, and the next
-clip's `<video>` starts loading in a hidden pool; the element itself moves into the next slot,
-so that clip plays from its buffer at once. Keys act unless the
+server's slot (`views.player_html`) changes, the clip's `<video>` is put into it, and once it can
+play, the next clip's `<video>` starts loading in a hidden pool (so the two do not compete). That
+element itself moves into the next slot, so the next clip plays from its buffer at once: as soon as
+the server's answer to a key arrives (the fetch wrapper reads it), before Gradio redraws the rest of
+the screen. A screen whose timeline was not measured yet shows a placeholder
+(`#dv-timeline-pending`): the script presses the hidden `#dv-timeline-fetch` button, which answers
+with the timeline once it is measured. Keys act unless the
 cursor is in a text field (Escape leaves it): a accept, r reject, 1-5 toggle a reject
 reason, s skip, u undo, space play/pause, j/l back/forward 5 s. A click on the timeline seeks.
 The heartbeat: while a clip's slot is on the page and the tab is visible, the hidden
@@ -73,7 +77,25 @@ HEAD = """
     }
     if (ours && (response.status === 401 || response.status === 403)) connBanner("session");
     else if (ours && response.ok && document.getElementById("dv-conn")?.dataset.kind === "connection") connBanner(null);
+    if (ours && response.ok && url.includes("/run/predict") && await showEarly(response.clone())) {
+      await new Promise((done) => requestAnimationFrame(() => setTimeout(done)));  // painted before Gradio redraws
+    }
     return response;
+  };
+  // a saved decision's answer carries the next screen: its clip goes on screen now (its element is
+  // buffered in the pool), before Gradio has redrawn the rest of the screen
+  const showEarly = async (response) => {
+    const data = await response.json().catch(() => null);
+    const html = (data?.data || []).find((out) => typeof out === "string" && out.includes('id="dv-slot"'));
+    const slot = document.getElementById("dv-slot");
+    if (!html || !slot) return false;
+    const next = Object.assign(document.createElement("template"), {innerHTML: html}).content.getElementById("dv-slot");
+    if (!next || next.dataset.clip === slot.dataset.clip || !pool.has(next.dataset.src)) return false;
+    for (const key of Object.keys(slot.dataset)) delete slot.dataset[key];
+    Object.assign(slot.dataset, next.dataset);
+    slot.replaceChildren();
+    mount();
+    return true;
   };
   const video = () => document.getElementById("dv-video");
   const pool = new Map();  // src -> <video>: the one on screen and the one loading
@@ -101,11 +123,15 @@ HEAD = """
     v.style.cssText = "width:100%;max-height:60vh;background:#000";
     slot.appendChild(v);
     v.play().catch(() => {});
-    if (slot.dataset.nextSrc) {
-      const next = element(slot.dataset.nextSrc);
+    const nextSrc = slot.dataset.nextSrc;
+    const preload = () => {  // the next clip loads once this one can play (not competing with it)
+      if (!nextSrc || document.getElementById("dv-slot")?.dataset.nextSrc !== nextSrc) return;
+      const next = element(nextSrc);
       next.muted = true;
       if (!next.isConnected) hiddenPool().appendChild(next);
-    }
+    };
+    if (v.readyState >= 3) preload();
+    else for (const type of ["canplay", "error"]) v.addEventListener(type, preload, {once: true});
   };
   // o: the source's own audio (an <audio> kept at the video's playhead, the video muted) or the processed music
   let playingOriginal = null;  // the <audio> of the source's own track, while a clip has one
@@ -150,7 +176,30 @@ HEAD = """
       if (type === "play") a.play().catch(() => {}); else if (type === "pause") a.pause();
     }, true);
   }
-  new MutationObserver(mount).observe(document, {childList: true, subtree: true});
+  // the timeline: a screen sent before the clip's music was measured has a placeholder: ask for it (a few
+  // times at most). A timeline of another clip (the screen before, or a late answer) is hidden at once,
+  // and asked for again if it is still there a second later
+  const asked = new Map();
+  let timelineCheck = 0;
+  const askTimeline = () => {
+    timelineCheck = 0;
+    const clip = document.getElementById("dv-slot")?.dataset.clip;
+    const svg = document.getElementById("dv-timeline-svg");
+    const stale = svg && svg.dataset.clip !== clip;
+    if (stale) svg.style.visibility = "hidden";
+    if (!clip || (asked.get(clip) || 0) >= 3) return;
+    if (stale && !svg.dataset.seenStale) {
+      svg.dataset.seenStale = "1";
+      setTimeout(askTimeline, 1000);
+    } else if (stale || document.getElementById("dv-timeline-pending")?.dataset.clip === clip) {
+      asked.set(clip, (asked.get(clip) || 0) + 1);
+      document.getElementById("dv-timeline-fetch")?.click();
+    }
+  };
+  new MutationObserver(() => {
+    mount();
+    if (!timelineCheck) timelineCheck = setTimeout(askTimeline, 30);
+  }).observe(document, {childList: true, subtree: true});
   let lastBeat = performance.now();
   const beat = () => { lastBeat = performance.now(); document.getElementById("dv-heartbeat")?.click(); };
   setInterval(() => {

@@ -50,6 +50,13 @@ def player_html(
             f'data-heartbeat-ms="{int(heartbeat_ms)}"></div>')  # fmt: skip
 
 
+def timeline_pending_html(clip_id: str) -> str:
+    """The timeline's place while the clip's music is still being measured: the page asks for the
+    timeline (`#dv-timeline-fetch`) when it shows this."""
+    return (f'<div id="dv-timeline-pending" data-clip="{escape(clip_id)}" style="aspect-ratio:1000/140;'
+            'display:flex;align-items:center;justify-content:center;opacity:.6">measuring the music\'s level…</div>')
+
+
 def lease_lost_html(clip_id: str) -> str:
     """The banner above the player when the clip on screen is no longer reserved for this
     annotator (its lease ran out, or another annotator has it): a vote on it would be refused."""

@@ -71,3 +71,18 @@ def test_a_reviewer_sees_the_disputed_votes_first_and_settles_the_dispute(review
     assert [(e.annotator, e.role) for e in catalog.label_events()][-1] == ("rev", Role.REVIEWER)
     assert "disagreements: 0" in app.stats(as_user("rev"))
     catalog.close()
+
+
+def test_the_next_clips_timeline_is_measured_while_a_clip_is_on_screen(review_data):
+    catalog = Catalog.open(review_data.catalog_url)
+    app = LabelingApp(AppSettings(review_data.data_root, review_data.catalog_url), catalog)
+    ids = review_data.clip_ids
+    state, _, timeline, *_ = app.start(SessionState(), as_user("ann"))
+    assert f'id="dv-timeline-pending" data-clip="{ids[0]}"' in timeline  # not measured yet: the page asks for it
+    assert f'data-clip="{ids[0]}"' in app.timeline(state, as_user("ann"))  # the SVG, once measured
+    assert app.timeline(state, as_user("bob")) == gr.skip()  # another login's screen: nothing
+    app._prefetch.submit(lambda: None).result()  # the background work queued so far is done
+    assert app.timelines.ready(app.media.path(catalog.get_clip(ids[1]).music_path))
+    state, _, timeline, *_ = app.accept(state, as_user("ann"))
+    assert state.current == ids[1] and 'id="dv-timeline-svg"' in timeline and f'data-clip="{ids[1]}"' in timeline
+    catalog.close()

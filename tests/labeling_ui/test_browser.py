@@ -176,3 +176,31 @@ def test_a_stand_in_clip_shows_a_red_banner_above_the_player_and_a_real_one_none
         page.close()
     finally:
         blocks.close()
+
+
+def test_the_next_clip_loads_while_one_plays_and_a_key_puts_that_very_element_on_screen(browser, tmp_path, clip_media):
+    made = make_review_data(tmp_path, clip_media, videos=1, clips_per_video=3)
+    ids = made.clip_ids
+    blocks, url = start(AppSettings(made.data_root, made.catalog_url, ReviewSettings(overlap_share=0.0)))  # no login
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(unquote(request.url)))
+        page.goto(url)
+        assert on_screen(page) == ids[0]
+        shows_its_timeline = "c => document.getElementById('dv-timeline-svg')?.dataset.clip === c"
+        page.wait_for_function(shows_its_timeline, arg=ids[0])
+        page.wait_for_function("document.querySelector('#dv-prefetch-pool video')?.readyState >= 3")  # buffered
+        assert any(url.endswith(f"/{id_to_dirname(ids[1])}/video.mp4") for url in requested)  # before any key
+        page.evaluate("document.querySelector('#dv-prefetch-pool video').dataset.mark = 'prefetched'")
+        page.keyboard.press("a")
+        page.wait_for_function("c => document.getElementById('dv-video')?.dataset.clip === c", arg=ids[1])
+        assert page.get_attribute("#dv-video", "data-mark") == "prefetched"  # the buffered element, moved
+        assert page.evaluate("document.getElementById('dv-video').readyState") >= 3
+        page.wait_for_function(shows_its_timeline, arg=ids[1])
+        page.wait_for_function("document.querySelector('#dv-status-line')?.textContent.startsWith('accepted')")
+        pool = unquote(page.locator("#dv-prefetch-pool video").get_attribute("src"))
+        assert pool.endswith(f"/{id_to_dirname(ids[2])}/video.mp4")  # and the clip after it loads now
+        page.close()
+    finally:
+        blocks.close()
