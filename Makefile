@@ -48,7 +48,7 @@ test: setup weights
 
 # Everything but whole pipelines, browsers, servers and the real weights (the tests marked `slow`).
 test-fast: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 -m "not slow"
 
 bench: setup
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

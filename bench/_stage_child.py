@@ -62,13 +62,14 @@ def _prepare_separate(p: dict[str, Any]):
     import torch
 
     from curation.separate import load_separator, separate_file
+    from dvmset.config import SeparateConfig
 
     def run() -> dict[str, Any]:
         start = time.perf_counter()
         separator = load_separator(p["model"], Path(p["repo"]), device=p["device"])
         load_s = time.perf_counter() - start
         Path(p["out_dir"]).mkdir(parents=True, exist_ok=True)
-        files = separate_file(separator, Path(p["input"]), Path(p["out_dir"]))
+        files = separate_file(separator, Path(p["input"]), Path(p["out_dir"]), SeparateConfig())
         return {
             "media_s": sf.info(files.accompaniment_path).duration,
             "timed_s": time.perf_counter() - start - load_s,  # the real-time factor leaves loading out
@@ -79,19 +80,12 @@ def _prepare_separate(p: dict[str, Any]):
     return run
 
 
-def _encoder_settings() -> dict[str, Any]:
-    """cut_video's encoder keywords as the clip step passes them, from the config's defaults."""
-    from dvmset.config import ClipConfig
-
-    clip = ClipConfig()
-    return {"max_height": clip.max_height, "preset": clip.x264_preset, "x264_params": clip.x264_params, "crf": clip.crf}
-
-
 def _prepare_clip(p: dict[str, Any]):
     import soundfile as sf
 
-    from curation.clip import MUSIC_FILE, MUSIC_SAMPLE_RATE_HZ, VIDEO_FILE, cut_music, cut_video
-    from curation.picture import PICTURE_FILE
+    from curation.clip import MUSIC_SAMPLE_RATE_HZ, cut_music, cut_video
+    from dvmset.config import ClipConfig
+    from dvmset.storage import MUSIC_FILE, PICTURE_FILE, VIDEO_FILE
 
     def run() -> dict[str, Any]:
         music_s = video_s = 0.0
@@ -100,11 +94,10 @@ def _prepare_clip(p: dict[str, Any]):
             folder = _clip_dir(p["work"], index)
             folder.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            samples = cut_music(Path(p["accompaniment"]), span)
+            samples = cut_music(Path(p["accompaniment"]), span, ClipConfig())
             sf.write(folder / MUSIC_FILE, samples, MUSIC_SAMPLE_RATE_HZ, subtype="PCM_24")  # normalized in place below
             middle = time.perf_counter()
-            picture = cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, fps=FPS,
-                                **_encoder_settings())
+            picture = cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, ClipConfig(), fps=FPS)
             picture.save(folder / PICTURE_FILE)  # as the clip step
             music_s, video_s = music_s + middle - start, video_s + time.perf_counter() - middle
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans),
@@ -116,25 +109,27 @@ def _prepare_clip(p: dict[str, Any]):
 def _prepare_loudness(p: dict[str, Any]):
     import soundfile as sf
 
-    from curation.clip import MUSIC_FILE
     from curation.loudness import normalize_to_file
+    from dvmset.config import LoudnessConfig
+    from dvmset.storage import MUSIC_FILE
 
     def run() -> dict[str, Any]:
         spans = _spans(p["duration_s"])
         for index in range(len(spans)):
             music = _clip_dir(p["work"], index) / MUSIC_FILE
-            normalize_to_file(*sf.read(music, dtype="float32", always_2d=True), music)  # the clip step's call
+            samples, sample_rate_hz = sf.read(music, dtype="float32", always_2d=True)
+            normalize_to_file(samples, sample_rate_hz, music, LoudnessConfig())  # the clip step's call
         return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans)}
 
     return run
 
 
 def _prepare_prescreen(p: dict[str, Any]):
-    from curation.clip import MUSIC_FILE
     from curation.energy import read_energy_curves
-    from curation.picture import PICTURE_FILE, load_picture
+    from curation.picture import load_picture
     from curation.prescreen import prescreen_clip, read_music
     from dvmset.config import PrescreenConfig
+    from dvmset.storage import MUSIC_FILE, PICTURE_FILE
 
     def run() -> dict[str, Any]:
         spans = _spans(p["duration_s"])
@@ -168,16 +163,18 @@ def _prepare_pipeline(p: dict[str, Any]):
     inputs.mkdir(parents=True)
     (inputs / Path(p["video"]).name).symlink_to(p["video"])
     catalog.add_candidates(scan_folder(inputs, "bench"))
-    for stage in ("download", "probe"):
-        step, videos = steps.pending(stage, catalog, config)
-        steps.run_step(step, stage, catalog, config, videos)
+    for name in ("download", "probe"):
+        stage = steps.stage_named(name)
+        videos = stage.pending(catalog, config)
+        steps.run_stage(stage, catalog, config, videos)
     for video in videos:  # separated: the tiny model's stems of the separate run, so memory stays the clip step's
         shutil.copytree(p["stems"], DataRoot(root).stems_dir(video.video_id))
         catalog.mark_separated(video.video_id, TINY_MODEL, steps.stage_keys(config).separate)
-    step, videos = steps.pending("clip", catalog, config)
+    clip_stage = steps.stage_named("clip")
+    videos = clip_stage.pending(catalog, config)
 
     def run() -> dict[str, Any]:
-        summary = steps.run_step(step, "clip", catalog, config, videos)
+        summary = steps.run_stage(clip_stage, catalog, config, videos)
         clips = catalog.clips(videos[0].video_id)
         sizes_mb = [(root / clip.video_path).stat().st_size / MB for clip in clips]
         return {"media_s": sum(clip.duration_s for clip in clips), "clips": len(clips),
@@ -226,9 +223,12 @@ def _prepare_profile_clip(p: dict[str, Any]):
     `curation.clip.stream_tool`, the small frames it pipes to the analysis written to /dev/null), without
     encoding (decode + filters), and with other presets or sizes."""
     from curation import clip
+    from dvmset.config import ClipConfig
+    from dvmset.storage import MUSIC_FILE, VIDEO_FILE
 
+    settings = ClipConfig()  # the clip step's defaults
     span = _spans(p["duration_s"])[0]
-    out = Path(p["work"]) / "profile" / "video.mp4"
+    out = Path(p["work"]) / "profile" / VIDEO_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     captured: list[list[str]] = []
 
@@ -238,8 +238,7 @@ def _prepare_profile_clip(p: dict[str, Any]):
 
     real_run, clip.stream_tool = clip.stream_tool, record
     try:
-        clip.cut_video(Path(p["video"]), span, _clip_dir(p["work"], 0) / clip.MUSIC_FILE, out, fps=FPS,
-                       **_encoder_settings())
+        clip.cut_video(Path(p["video"]), span, _clip_dir(p["work"], 0) / MUSIC_FILE, out, settings, fps=FPS)
     finally:
         clip.stream_tool = real_run
     command = captured[0]
@@ -257,7 +256,7 @@ def _prepare_profile_clip(p: dict[str, Any]):
         if crf:
             args[args.index("-crf") + 1] = str(crf)
         if height:
-            args[graph] = args[graph].replace(f"min(ih,{_encoder_settings()['max_height']})", f"min(ih,{height})")
+            args[graph] = args[graph].replace(f"min(ih,{settings.max_height})", f"min(ih,{height})")
         return args
 
     def quality(args: list[str]) -> dict[str, float]:

@@ -25,7 +25,6 @@ import argparse
 import itertools
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation import dedup, dedup_picture  # noqa: E402
 from curation.dedup_groups import assign_groups, candidate_pairs  # noqa: E402
+from dvmset.tools import video_duration_s  # noqa: E402
 from tests.support.real_footage import Footage, build_footage, footage_available, matched_pairs  # noqa: E402
 
 COSINE_SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
@@ -45,11 +45,6 @@ COSINE_SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9)
 def children_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
-
-
-def video_seconds(path: Path) -> float:
-    args = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)]
-    return float(subprocess.run(args, check=True, capture_output=True, text=True, timeout=60).stdout.strip())
 
 
 def fingerprint_all(footage: list[Footage]) -> dict[str, dedup.Fingerprint]:
@@ -66,7 +61,7 @@ def fingerprint_all(footage: list[Footage]) -> dict[str, dedup.Fingerprint]:
             described_s += time.process_time() - started
 
     dedup.describe_pictures = timed
-    seconds = sum(video_seconds(item.path) for item in footage)
+    seconds = sum(video_duration_s(item.path) for item in footage)
     own, children, wall = time.process_time(), children_cpu_s(), time.perf_counter()
     prints = {item.name: dedup.fingerprint_video(item.path) for item in footage}
     own, children, wall = time.process_time() - own, children_cpu_s() - children, time.perf_counter() - wall

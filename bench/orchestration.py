@@ -5,7 +5,7 @@ In: nothing; it generates a small local corpus (`--videos` music videos of `--du
 stdout and, with `--json PATH`, the same figures as JSON.
 
 Each run starts from an empty catalog and data root, in a fresh process:
-- `plain loop`: discover the folder, then for each stage `curation.steps.pending` and the step on
+- `plain loop`: discover the folder, then `curation.steps.run_stage` for each stage of `STAGES`, on
   each video, one after the other (what the per-stage commands do);
 - `build flow`: `flows.flows.build_flow` with `--workers 1` (one video at a time, as the loop),
   timed in parts: imports, the temporary Prefect server's start, the flow run, the server's stop;
@@ -66,8 +66,7 @@ def _child_loop(config_path: Path, folder: Path) -> dict[str, Any]:
     catalog = Catalog.open(config.resolved_catalog_url)
     catalog.add_candidates(search.scan_folder(folder, LABEL))
     for stage in steps.STAGES:
-        step, videos = steps.pending(stage, catalog, config)
-        steps.run_step(step, stage, catalog, config, videos)
+        steps.run_stage(stage, catalog, config, stage.pending(catalog, config))
     done, cpu_after = time.perf_counter(), _cpu_s()
     return {"import_s": imported - start, "work_s": done - imported, "clips": len(catalog.clips()),
             "work_cpu_s": sum(cpu_after) - sum(cpu_before)}  # fmt: skip
@@ -84,7 +83,7 @@ def _child_flow(config_path: Path, folder: Path, workers: int) -> dict[str, Any]
     with ExitStack() as stack:
         stack.enter_context(prefect_api())
         served, cpu_before = time.perf_counter(), _cpu_s()
-        build_flow(config_path=str(config_path), folder=str(folder), label=LABEL, workers=workers)
+        build_flow(config=config_path, folder=str(folder), label=LABEL, workers=workers)
         done, cpu_after = time.perf_counter(), _cpu_s()
     stopped, cpu_stopped = time.perf_counter(), _cpu_s()
     clips = len(Catalog.open(load_config(config_path).resolved_catalog_url).clips())

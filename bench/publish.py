@@ -66,14 +66,13 @@ import soundfile as sf
 
 import curation.publish as publish_module
 from curation import dedup, dedup_groups
-from dvmset import schema
-from dvmset.catalog import Catalog
+from dvmset.catalog import Catalog, tables
 from dvmset.config import Config, PublishConfig
 from dvmset.ids import make_clip_id
-from dvmset.manifest_check import check_manifests
 from dvmset.records import ClipStatus, VideoStatus
-from dvmset.storage import DataRoot
+from dvmset.storage import CATALOG_FILE, FINGERPRINT_FILE, DataRoot
 from dvmset.tools import require_tool
+from manifests.check import check_manifests
 
 CLIP_S = 60.0
 TAIL_S = 30.0  # each video runs this much past its last clip (the dropped remainder)
@@ -82,7 +81,6 @@ MUSIC_RATE_HZ = 48000
 REASONS = ("non_music", "noise", "static", "mismatch")
 MAX_TRIM_S = 4.0  # a copy starts up to this much later than its original
 PLANTED_FILE = "planted.json"  # [copy, original] video ids, written by the setup
-CATALOG_FILE = "catalog.sqlite"  # the default catalog's file under the data root
 PRISTINE_FILE = "catalog.before-publish.sqlite"  # the setup's catalog, kept for a rerun with --workdir
 GROUPING_SCALE_VIDEOS = (500, 1000, 2000)
 BATCH_ROWS = 5000
@@ -277,14 +275,13 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
             originals.append(n)
         stems = data.stems_dir(video_id)
         stems.mkdir(parents=True, exist_ok=True)
-        dedup.save_fingerprint(fingerprint, stems / dedup.FINGERPRINT_FILE)
+        dedup.save_fingerprint(fingerprint, stems / FINGERPRINT_FILE)
         for k in range(args.clips_per_video):
             start_s = k * CLIP_S
             clip_id = make_clip_id(video_id, start_s)
-            folder = data.clip_dir(clip_id)
-            folder.mkdir(parents=True, exist_ok=True)
-            os.link(music_file(data, len(clips)), folder / "music.flac")
-            os.link(video_file(data, len(clips)), folder / "video.mp4")
+            data.clip_dir(clip_id).mkdir(parents=True, exist_ok=True)
+            os.link(music_file(data, len(clips)), data.clip_music_path(clip_id))
+            os.link(video_file(data, len(clips)), data.clip_video_path(clip_id))
             clips.append(clip_row(clip_id, video_id, start_s, data, rng, now))
             rejected = rng.random() < args.reject_share
             event_id += 1
@@ -294,8 +291,8 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
                 "reasons": [REASONS[int(rng.integers(len(REASONS)))]] if rejected else [], "note": None, "ts": now,
             })  # fmt: skip
     with catalog.engine.begin() as conn:
-        for table, rows in ((schema.videos, videos), (schema.video_queries, links), (schema.clips, clips),
-                            (schema.labels, labels)):  # fmt: skip
+        for table, rows in ((tables.videos, videos), (tables.video_queries, links), (tables.clips, clips),
+                            (tables.labels, labels)):  # fmt: skip
             for start in range(0, len(rows), BATCH_ROWS):
                 conn.execute(table.insert(), rows[start : start + BATCH_ROWS])
     catalog.close()
@@ -324,11 +321,11 @@ def video_file(data: DataRoot, clip_number: int) -> Path:
 
 
 def clip_row(clip_id: str, video_id: str, start_s: float, data: DataRoot, rng: np.random.Generator, now) -> dict:
-    folder = data.clip_dir(clip_id)
     return {
         "clip_id": clip_id, "video_id": video_id, "start_s": start_s, "end_s": start_s + CLIP_S,
         "status": ClipStatus.PENDING_REVIEW.value, "stage_version": "prescreen/1+x", "updated_at": now, "fps": 25.0,
-        "video_path": data.relative(folder / "video.mp4"), "music_path": data.relative(folder / "music.flac"),
+        "video_path": data.relative(data.clip_video_path(clip_id)),
+        "music_path": data.relative(data.clip_music_path(clip_id)),
         "separator_model_id": "htdemucs", "separate_version": "separate/1+x", "clip_version": "clip/1+x",
         "loudness_version": "loudness/1+x", "prescreen_version": "prescreen/1+x",
         "loudness_before_lufs": float(rng.normal(-20, 4)), "loudness_lufs": float(rng.normal(-14, 0.2)),
@@ -371,7 +368,7 @@ def reuse_setup(workdir: Path, config: Config) -> bool:
     for suffix in ("-wal", "-shm"):
         (config.data_root / (CATALOG_FILE + suffix)).unlink(missing_ok=True)
     shutil.copyfile(pristine, config.data_root / CATALOG_FILE)
-    shutil.rmtree(publish_module.manifests_root(config), ignore_errors=True)
+    shutil.rmtree(DataRoot(config.data_root).manifests_dir, ignore_errors=True)
     return True
 
 

@@ -26,11 +26,10 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curation.separate import ACCOMPANIMENT_FILE  # noqa: E402
 from dvmset.catalog import Catalog  # noqa: E402
 from dvmset.config import load_config  # noqa: E402
 from dvmset.models import weights_cache_dir  # noqa: E402
-from dvmset.storage import DataRoot  # noqa: E402
+from dvmset.storage import ACCOMPANIMENT_FILE, DataRoot  # noqa: E402
 from tests.support.real_media import CLIP_S, build_corpus, signal_to_distortion_db  # noqa: E402
 
 

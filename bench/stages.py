@@ -51,6 +51,7 @@ from typing import Any
 from _stage_child import (
     FPS, HEIGHT, HTDEMUCS_KWARGS, HTDEMUCS_MODEL, MB, TINY_MODEL, WIDTH,
 )  # fmt: skip
+from dvmset.storage import ACCOMPANIMENT_FILE, ENERGY_FILE
 
 MEMORY_TRACKS_S = (120.0, 1200.0)  # 2 vs 20 minutes
 TARGET_RTF = 10.0
@@ -123,8 +124,8 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     repo, stems, notes = work / "models", work / "stems", []
     models = run_child("models", "models", {"repo": str(repo)}, work)
     common = {"duration_s": args.duration_s, "work": str(work), "video": str(paths["video"])}
-    clip_params = {**common, "accompaniment": str(stems / "tiny" / "accompaniment.flac"),
-                   "energy": str(stems / "tiny" / "vocals_energy.npz")}  # fmt: skip
+    clip_params = {**common, "accompaniment": str(stems / "tiny" / ACCOMPANIMENT_FILE),
+                   "energy": str(stems / "tiny" / ENERGY_FILE)}  # fmt: skip
     device = None if args.device == "auto" else args.device
 
     def separate(label: str, model: str, source: Path, out: str) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 A clip is made in two cuts, so that the loudness stage can work on the music in between:
 
-1. `cut_music(music_path, span)`: the span of the music (the separated accompaniment, or any
+1. `cut_music(music_path, span, settings)`: the span of the music (the separated accompaniment, or any
    file ffmpeg decodes) as float samples, exactly `round(duration_s * 44100)` of them, 44.1 kHz
    stereo; music that ends before the span does is padded with silence. The clip step
    normalizes them and writes `music.flac` (see `loudness`).
-2. `cut_video(video_path, span, music_path, out_path, fps=...)`: `video.mp4`, exactly
+2. `cut_video(video_path, span, music_path, out_path, settings, fps=...)`: `video.mp4`, exactly
    `round(duration_s * fps)` frames at a constant `fps`, starting at the frame nearest
-   `start_s`, H.264 (x264: by default preset superfast with mb-tree rate control, CRF 23, yuv420p)
-   scaled down (area average: about half of bicubic's CPU from 720p) to at most `max_height` rows,
+   `start_s`, H.264 (x264 as `ClipConfig` says: by default preset superfast with mb-tree rate control,
+   CRF 23, yuv420p) scaled down (area average: about half of bicubic's CPU from 720p) to at most
+   `max_height` rows,
    with the clip's (normalized) music from its start as AAC 192 kb/s, 44.1 kHz stereo (FFmpeg's
    `fast` AAC coder: its default `twoloop` takes 2.5x the CPU and sounds no better at this
    bitrate), `+faststart`.
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.picture import PictureAnalysis, read_y4m_analysis, small_frames_filter
+from dvmset.config import ClipConfig
 from dvmset.errors import ConfigError, ReasonCode
 from dvmset.storage import atomic_path
 from dvmset.tools import require_tool, run_tool, stream_tool
@@ -45,8 +47,6 @@ from dvmset.tools import require_tool, run_tool, stream_tool
 STAGE_VERSION = "clip/2"
 CLIP_S = 60.0
 MUSIC_SAMPLE_RATE_HZ = 44100
-VIDEO_FILE = "video.mp4"
-MUSIC_FILE = "music.flac"
 
 _READ_SLACK_S = 1.0
 _FRAME_TOLERANCE = 1e-6  # a duration this close under a whole frame (or clip) still counts as one
@@ -83,9 +83,10 @@ def plan_clip_spans(duration_s: float, clip_s: float = CLIP_S, fps: float | None
     return [Span(i * frames_per_clip / fps, (i + 1) * frames_per_clip / fps) for i in range(count)]
 
 
-def cut_music(music_path: Path, span: Span, *, timeout_s: float = 600.0) -> np.ndarray:
+def cut_music(music_path: Path, span: Span, settings: ClipConfig) -> np.ndarray:
     """The span of `music_path` (the separated accompaniment, or any file with sound) as float32
-    `[round(duration_s * 44100), 2]` samples at 44.1 kHz, not rounded to any bit depth."""
+    `[round(duration_s * 44100), 2]` samples at 44.1 kHz, not rounded to any bit depth; ffmpeg gets
+    `settings.timeout_s`."""
     sample_count = round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)
     if sample_count < 1:
         raise ValueError(f"span {span} holds no sample")
@@ -94,7 +95,7 @@ def cut_music(music_path: Path, span: Span, *, timeout_s: float = 600.0) -> np.n
         "-ss", f"{span.start_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{music_path}",
         "-map", "0:a:0", "-af", _music_filter(sample_count), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     ]  # fmt: skip
-    raw = run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, f"cutting the music of a clip from {music_path.name}",
+    raw = run_tool(args, settings.timeout_s, ReasonCode.DECODE_ERROR, f"cutting the music of a clip from {music_path.name}",
                    binary=True)  # fmt: skip
     return np.frombuffer(raw, np.float32).reshape(sample_count, 2)
 
@@ -104,30 +105,26 @@ def cut_video(
     span: Span,
     music_path: Path,
     out_path: Path,
+    settings: ClipConfig,
     *,
     fps: float,
-    max_height: int = 480,
-    preset: str = "superfast",
-    x264_params: str = "",
-    crf: int = 23,
     threads: int = 0,
-    timeout_s: float = 600.0,
 ) -> PictureAnalysis:
     """Write the span of `video_path`'s picture, with `music_path` from its start as the sound,
     as `out_path` (see the module docstring), and return the `PictureAnalysis` of its frames (from the
-    same decode, before compression); `preset`, `x264_params` (`key=value:...`, on top of the preset;
-    "" for none) and `crf` are x264's; `threads` those of the decoder, of the filters and of each encoder
-    (0: ffmpeg's choice, about 1.5 per core)."""
+    same decode, before compression); `settings` give the height cap, x264's preset, `x264_params`
+    (`key=value:...`, on top of the preset; "" for none) and CRF, and ffmpeg's timeout; `threads` are
+    those of the decoder, of the filters and of each encoder (0: ffmpeg's choice, about 1.5 per core)."""
     frame_count = round(span.duration_s * fps)
-    if frame_count < 1 or max_height < 2:
-        raise ValueError(f"span {span} at {fps} fps has no frame, or max_height {max_height} < 2")
+    if frame_count < 1:
+        raise ValueError(f"span {span} at {fps} fps has no frame")
     # Seek half a frame early: ffmpeg keeps frames from the seek point on, so the first frame
     # kept is the one nearest start_s even where timestamps are rounded a hair below it.
     video_seek_s = max(0.0, span.start_s - 0.5 / fps)
     # trim, not -frames:v: reaching -frames:v closes the whole mp4, audio track included, early
     video_filter = (
         f"[0:v:0]setpts=PTS-STARTPTS,fps={_fps_fraction(fps)},trim=end_frame={frame_count},"
-        f"scale=-2:'trunc(min(ih,{max_height})/2)*2':flags=area,format=yuv420p,split[clip][full];"
+        f"scale=-2:'trunc(min(ih,{settings.max_height})/2)*2':flags=area,format=yuv420p,split[clip][full];"
         f"[full]{small_frames_filter()}[small]"
     )
     with atomic_path(out_path) as temp:
@@ -137,20 +134,24 @@ def cut_video(
             "-ss", f"{video_seek_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{video_path}",
             "-i", f"file:{music_path}", "-filter_complex", video_filter,
             "-map", "[clip]", "-map", "1:a:0", "-af", _music_filter(round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)),
-            "-c:v", "libx264", "-preset", preset, "-crf", str(crf), "-threads", str(threads),
-            *(["-x264-params", x264_params] if x264_params else []),
+            "-c:v", "libx264", "-preset", settings.x264_preset, "-crf", str(settings.crf), "-threads", str(threads),
+            *(["-x264-params", settings.x264_params] if settings.x264_params else []),
             "-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k", "-movflags", "+faststart", "-f", "mp4", f"file:{temp}",
             "-map", "[small]", "-f", "yuv4mpegpipe", "pipe:1",
         ]  # fmt: skip
-        picture = stream_tool(args, timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip", read_y4m_analysis)
+        picture = stream_tool(args, settings.timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip", read_y4m_analysis)
     return picture
 
 
+def check_x264_params(settings: ClipConfig) -> None:
+    """ConfigError naming the options of `settings.x264_params` that x264 rejects (an unknown key, a bad
+    value) with its preset: x264 itself only warns and encodes with the preset's own setting. One encode
+    of a tiny frame, once per process and setting."""
+    _check_x264_params(settings.x264_params, settings.x264_preset)
+
+
 @functools.cache
-def check_x264_params(x264_params: str, preset: str) -> None:
-    """ConfigError naming the options of `x264_params` that x264 rejects (an unknown key, a bad value)
-    with `preset`: x264 itself only warns and encodes with the preset's own setting. One encode of a
-    tiny frame, once per process and setting."""
+def _check_x264_params(x264_params: str, preset: str) -> None:
     if not x264_params:
         return
     args = [

@@ -66,10 +66,9 @@ from curation.dedup_picture import (
 from curation.picture import parse_y4m_header
 from dvmset.errors import DedupError, ReasonCode
 from dvmset.storage import atomic_path
-from dvmset.tools import require_tool, run_tool, stream_tool
+from dvmset.tools import require_tool, run_ffprobe, run_tool, stream_tool
 
 FINGERPRINT_VERSION = 2  # 2: crop-proof picture descriptors; hashes from the one 4:2:0 decode
-FINGERPRINT_FILE = "fingerprint.npz"  # the pipeline keeps it in the video's stems folder
 DECODE_RATE_HZ = 8
 FRAME_BOX = 8  # decoded frames averaged into one hash (1 s)
 FRAME_HOP = 2  # decoded frames between hashes (0.25 s)
@@ -276,9 +275,8 @@ def _ffmpeg_output(path: Path, output_args: list[str], timeout_s: float) -> byte
 
 def _stream_types(path: Path, timeout_s: float) -> set[str]:
     """The kinds of stream in `path` ("video", "audio", ...), by ffprobe."""
-    args = [require_tool("ffprobe"), "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
-            f"file:{path}"]  # fmt: skip
-    listing = run_tool(args, timeout_s, ReasonCode.DECODE_ERROR, f"probing {path.name}", error=DedupError)
+    options = ["-show_entries", "stream=codec_type", "-of", "csv=p=0"]
+    listing = run_ffprobe(path, options, timeout_s, ReasonCode.DECODE_ERROR, f"probing {path.name}", error=DedupError)
     return {line.strip().strip(",") for line in listing.splitlines() if line.strip()}
 
 

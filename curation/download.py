@@ -31,12 +31,12 @@ from curation.ytdlp_errors import YtdlpLogger, clean_message, is_transient, reas
 from dvmset.config import DownloadConfig
 from dvmset.errors import ConfigError, DownloadError, ReasonCode
 from dvmset.records import Download, SourceKind, SourceMetadata, VideoRecord
-from dvmset.storage import DataRoot, atomic_path, atomic_write_text, remove_stale_temps, temp_name_for
+from dvmset.storage import (
+    ARCHIVE_FILE, MEDIA_STEM, METADATA_FILE, DataRoot, atomic_path, atomic_write_text, remove_stale_temps,
+    temp_name_for,
+)
 
 STAGE_VERSION = "download/1"
-ARCHIVE_FILE_NAME = "yt-dlp-archive.txt"
-METADATA_FILE_NAME = "metadata.json"
-MEDIA_STEM = "source"
 YTDLP_RETRIES = 1  # yt-dlp's own retries (one in-place resume); the whole download is retried here
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ def metadata_from_info(info: dict[str, Any]) -> SourceMetadata:
 
 
 def _read_metadata(raw_dir: Path, fallback: SourceMetadata) -> SourceMetadata:
-    path = raw_dir / METADATA_FILE_NAME
+    path = raw_dir / METADATA_FILE
     return SourceMetadata(**json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else fallback
 
 
@@ -179,7 +179,7 @@ class PublishFinished(PostProcessor):
     def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
         produced = Path(info["filepath"])
         final = produced.with_name(f"{MEDIA_STEM}{produced.suffix.lower()}")
-        atomic_write_text(final.with_name(METADATA_FILE_NAME), json.dumps(asdict(metadata_from_info(info)), indent=2))
+        atomic_write_text(final.with_name(METADATA_FILE), json.dumps(asdict(metadata_from_info(info)), indent=2))
         os.replace(produced, final)
         info["filepath"] = str(final)
         return [], info
@@ -225,5 +225,5 @@ def download_video(
     if video.source == SourceKind.LOCAL_FOLDER:
         media, metadata = _fetch_local(video, raw_dir)
     else:
-        media, metadata = _fetch_url(video, cfg, raw_dir, data_root.state_dir / ARCHIVE_FILE_NAME, sleep)
+        media, metadata = _fetch_url(video, cfg, raw_dir, data_root.state_dir / ARCHIVE_FILE, sleep)
     return Download(video_id=video.video_id, media_path=data_root.relative(media), metadata=metadata)

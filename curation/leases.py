@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from dvmset.catalog import Catalog
-from dvmset.catalog_work import WORK_LEASE_S
+from dvmset.catalog.work import WORK_LEASE_S
 from dvmset.errors import DvmsetError
 
 log = logging.getLogger(__name__)

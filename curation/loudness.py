@@ -1,6 +1,7 @@
 """Loudness stage: bring a clip's music to a target integrated loudness under a true-peak ceiling.
 
-In: samples `[T, C]` (float, full scale 1.0) and their sample rate. Out: a `NormalizedAudio`
+In: samples `[T, C]` (float, full scale 1.0), their sample rate and the `[loudness]` settings
+(`LoudnessConfig`: target, true-peak ceiling, silence threshold). Out: a `NormalizedAudio`
 (float32 samples `[T, C]`, the gain applied, loudness and peaks before and after) and, for
 `normalize_to_file`, also a 24-bit FLAC at the same sample rate.
 
@@ -30,13 +31,10 @@ import soundfile
 from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import firwin, lfilter, upfirdn
 
+from dvmset.config import LoudnessConfig
 from dvmset.storage import atomic_path
 
 STAGE_VERSION = "loudness/1"
-
-DEFAULT_TARGET_LUFS = -14.0
-DEFAULT_TRUE_PEAK_CEILING_DBTP = -1.0
-DEFAULT_SILENCE_LUFS = -70.0
 
 _OVERSAMPLING = 4  # BS.1770-4 Annex 2, for sample rates up to 48 kHz
 _LOOKAHEAD_S = 0.005  # the limiter's attack: gain ramps down over this much before a peak
@@ -83,22 +81,15 @@ def measure(samples: np.ndarray, sample_rate_hz: int) -> LoudnessMeasurement:
     return _measurement(audio, _gated_lufs(_block_lufs(audio, sample_rate_hz)), true_peak)
 
 
-def normalize(
-    samples: np.ndarray,
-    sample_rate_hz: int,
-    *,
-    target_lufs: float = DEFAULT_TARGET_LUFS,
-    true_peak_ceiling_dbtp: float = DEFAULT_TRUE_PEAK_CEILING_DBTP,
-    silence_lufs: float = DEFAULT_SILENCE_LUFS,
-) -> NormalizedAudio:
-    """Gain `samples` `[T, C]` to `target_lufs`, limiting true peaks to the ceiling (module doc)."""
+def normalize(samples: np.ndarray, sample_rate_hz: int, settings: LoudnessConfig) -> NormalizedAudio:
+    """Gain `samples` `[T, C]` to `settings.target_lufs`, limiting true peaks to its ceiling (module doc)."""
     audio = _checked(samples)
     block_lufs = _block_lufs(audio, sample_rate_hz)
     before_lufs = _gated_lufs(block_lufs)
-    silent = not before_lufs >= silence_lufs  # -inf, or quieter than the threshold
-    gain_db = 0.0 if silent else target_lufs - before_lufs
+    silent = not before_lufs >= settings.silence_lufs  # -inf, or quieter than the threshold
+    gain_db = 0.0 if silent else settings.target_lufs - before_lufs
     gain = np.float32(10.0 ** (gain_db / 20.0))
-    ceiling = 10.0 ** (true_peak_ceiling_dbtp / 20.0)
+    ceiling = 10.0 ** (settings.true_peak_ceiling_dbtp / 20.0)
     envelope = _envelope_bounds(audio, floor=ceiling / gain)  # exact wherever the limiter could act
     before = _measurement(audio, before_lufs, float(envelope.max(initial=0.0)))
     if silent:
@@ -116,22 +107,10 @@ def normalize(
 
 
 def normalize_to_file(
-    samples: np.ndarray,
-    sample_rate_hz: int,
-    out_path: Path,
-    *,
-    target_lufs: float = DEFAULT_TARGET_LUFS,
-    true_peak_ceiling_dbtp: float = DEFAULT_TRUE_PEAK_CEILING_DBTP,
-    silence_lufs: float = DEFAULT_SILENCE_LUFS,
+    samples: np.ndarray, sample_rate_hz: int, out_path: Path, settings: LoudnessConfig
 ) -> NormalizedAudio:
     """Normalize `samples` `[T, C]` (`normalize`) and write them as a 24-bit FLAC at `out_path`, atomically."""
-    result = normalize(
-        samples,
-        sample_rate_hz,
-        target_lufs=target_lufs,
-        true_peak_ceiling_dbtp=true_peak_ceiling_dbtp,
-        silence_lufs=silence_lufs,
-    )
+    result = normalize(samples, sample_rate_hz, settings)
     with atomic_path(out_path) as temp:
         soundfile.write(temp, result.samples, sample_rate_hz, subtype="PCM_24", format="FLAC")
     return result

@@ -9,7 +9,7 @@ numbers per pair of consecutive frames:
 - `content_scores`: PySceneDetect `ContentDetector`'s frame score with its default weights, the mean of
   the mean absolute changes of hue, saturation and value (OpenCV's 8-bit HSV).
 
-Neither depends on a threshold, so the analysis is saved beside the clip (`save`, `PICTURE_FILE`) and a
+Neither depends on a threshold, so the analysis is saved beside the clip (`save`, `picture.npz`) and a
 change of the prescreen's thresholds decodes nothing. `PictureAnalysis.scene_cuts_s` replays
 ContentDetector's decision on the scores: a frame whose score reaches the threshold, through
 PySceneDetect's own `FlashFilter` (merge mode, `min_scene_s`), as ContentDetector does (a test holds
@@ -35,7 +35,6 @@ from dvmset.storage import atomic_path
 from dvmset.tools import require_tool, stream_tool
 
 ANALYSIS_SIDE_PX = 256  # the longer side of the analysed frames
-PICTURE_FILE = "picture.npz"  # kept in the clip's folder
 FORMAT_VERSION = 1  # of what `save` writes; another version is analysed again
 _DECODE_TIMEOUT_S = 600.0
 _HEADER = "YUV4MPEG2"

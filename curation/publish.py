@@ -11,7 +11,7 @@ pairs of `dedup_groups`); `assign_groups` with the groups already stored; split 
 videos with accepted clips (`split_groups`, stratified by each video's first query, published
 sides fixed); store groups and new sides; write one manifest row per decided accepted clip, with
 the size, SHA-256 and decoded duration of its video and music files and the music's tempo and beat
-count (`dvmset.media_facts`, measured on a few threads) and, in the metadata, `media_root`: the
+count (`manifests.media_facts`, measured on a few threads) and, in the metadata, `media_root`: the
 data root relative to the version's folder. The card counts the rejected clips by reason and names the models the clips'
 stems came from. A version that exists is never overwritten. A split that would get no rows is
 refused (`EmptySplitError`: the groups each side needs and has); rows equal to the last
@@ -47,20 +47,19 @@ import soundfile as sf
 from curation import dedup, dedup_groups
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
-from dvmset.dataset_card import NO_QUERY, SEPARATOR_ROLE, SPEECH_ROLE, ModelUse, write_dataset_card
 from dvmset.errors import PublishError
-from dvmset.manifest import (
+from dvmset.records import ClipRecord, ClipStatus, Decision, ModelStamp, VideoRecord, VideoStatus
+from dvmset.storage import FINGERPRINT_FILE, DataRoot, is_temp_name, temp_name_for
+from manifests.card import NO_QUERY, SEPARATOR_ROLE, SPEECH_ROLE, ModelUse, write_dataset_card
+from manifests.media_facts import measure_clip_media
+from manifests.schema import (
     MEDIA_ROOT_KEY, ManifestError, ManifestRow, manifest_path, manifest_row, manifest_table, media_root_of,
     read_manifest, write_manifest,
 )  # fmt: skip
-from dvmset.media_facts import measure_clip_media
-from dvmset.records import ClipRecord, ClipStatus, Decision, ModelStamp, VideoRecord, VideoStatus
-from dvmset.split import Split, SplitConfig, SplitItem, split_groups
-from dvmset.storage import DataRoot, is_temp_name, temp_name_for
+from manifests.split import Split, SplitConfig, SplitItem, split_groups
 
 log = logging.getLogger(__name__)
 
-MANIFESTS_DIR = "manifests"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
@@ -144,20 +143,16 @@ class PublishResult:
     stand_in_models: tuple[str, ...] = ()  # those stand-in models' ids
 
 
-def manifests_root(config: Config) -> Path:
-    return Path(config.data_root) / MANIFESTS_DIR
-
-
 def next_version(config: Config) -> str:
     """`v0001`, or one more than the highest `vNNNN` folder under the manifests root."""
-    root = manifests_root(config)
+    root = DataRoot(config.data_root).manifests_dir
     numbers = [int(p.name[1:]) for p in root.glob("v[0-9][0-9][0-9][0-9]*") if p.name[1:].isdigit()]
     return f"v{max(numbers, default=0) + 1:04d}"
 
 
 def latest_version(config: Config) -> Path | None:
     """The manifest folder published last (by the time its train file was written), or None."""
-    root = manifests_root(config)
+    root = DataRoot(config.data_root).manifests_dir
     folders = [p for p in root.glob("*") if not is_temp_name(p) and manifest_path(p, Split.TRAIN).is_file()]
     return max(folders, key=lambda p: (manifest_path(p, Split.TRAIN).stat().st_mtime_ns, p.name), default=None)
 
@@ -174,7 +169,7 @@ def publish(
     both sides."""
     if not VERSION_PATTERN.fullmatch(version):
         raise PublishError(f"version {version!r} must be letters, digits, '.', '_' or '-' (at most 64)")
-    final = manifests_root(config) / version
+    final = DataRoot(config.data_root).manifests_dir / version
     if final.exists():
         raise VersionExistsError(
             f"manifest version {version!r} exists at {final} and is never overwritten; "
@@ -341,7 +336,7 @@ def _fingerprints(data: DataRoot, videos: Iterable[VideoRecord], required: set[s
     """The index of the current fingerprints of `videos`; PublishError if one of `required` has none."""
     videos = list(videos)
     paths = {
-        video.video_id: data.stems_dir(video.video_id) / dedup.FINGERPRINT_FILE
+        video.video_id: data.stems_dir(video.video_id) / FINGERPRINT_FILE
         for video in videos if video.fingerprint_version == dedup.FINGERPRINT_VERSION
     }  # fmt: skip
     prints, errors = dedup_groups.index_files(paths)

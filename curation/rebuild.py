@@ -1,9 +1,9 @@
 """Rebuild the clips of a media-free release through the normal pipeline (`dvmset rebuild`).
 
-In: a release folder (`dvmset.release`), an open catalog and the config. Steps: add every
+In: a release folder (`manifests.release`), an open catalog and the config. Steps: add every
 released video to the catalog as a URL-list candidate under its released id, once per query;
-run the stages (`curation.steps.STAGES`: download, probe, separate, clip, fingerprint) over the
-released videos that still need them; compare every released clip with what came out; record
+run the stages (the table `curation.steps.STAGES`: download, probe, separate, clip, fingerprint)
+over the released videos that still need them; compare every released clip with what came out; record
 the release's decision of every rebuilt clip as a label event by `release:<version>` (once: a
 rerun adds none). Out: a `RebuildReport`, one `ClipOutcome` per released clip:
 
@@ -27,10 +27,11 @@ from enum import StrEnum
 from pathlib import Path
 
 from curation import steps
+from curation.outcomes import StageTally
 from dvmset.catalog import Catalog
 from dvmset.config import Config
 from dvmset.records import Candidate, ClipRecord, ClipStatus, SourceKind, VideoRecord, VideoStatus
-from dvmset.release import read_release
+from manifests.release import read_release
 
 FRAME_SLACK_S = 1e-6  # float noise on top of the one frame a rebuilt clip may differ by
 RELEASE_NOTE = "decision carried over from the release"
@@ -77,22 +78,19 @@ def rebuild(
     release_dir: Path,
     catalog: Catalog,
     config: Config,
-    on_stage: Callable[[steps.StageSummary], None] = lambda _summary: None,
+    on_stage: Callable[[StageTally], None] = lambda _tally: None,
 ) -> RebuildReport:
     """Rebuild the release in `release_dir` into `config`'s data root (module docstring); `on_stage`
-    sees each stage's summary. ManifestError for an unreadable release; ConfigError (e.g. no
+    sees each stage's tally. ManifestError for an unreadable release; ConfigError (e.g. no
     separator model) stops the run before any video is separated."""
     table, metadata = read_release(release_dir)
     released = table.to_pylist()
     version = str(metadata.get("release_version") or Path(release_dir).name)
     catalog.add_candidates(_candidates(released, version))
     video_ids = {row["video_id"] for row in released}
-    for stage in steps.STAGES:
-        step, pending = steps.pending(stage, catalog, config)
-        pending = [video for video in pending if video.video_id in video_ids]
-        if stage == "separate" and pending:
-            steps.separator_for(config)  # a missing model stops here, before any video is touched
-        on_stage(steps.run_step(step, stage, catalog, config, pending))
+    for stage in steps.STAGES:  # each stage's preflight (the separator) stops a bad set-up before its videos
+        pending = [video for video in stage.pending(catalog, config) if video.video_id in video_ids]
+        on_stage(steps.run_stage(stage, catalog, config, pending))
     videos = {video.video_id: video for video in catalog.videos() if video.video_id in video_ids}
     made = {clip.clip_id: clip for clip in catalog.clips() if clip.video_id in video_ids}
     outcomes = tuple(_outcome(row, videos.get(row["video_id"]), made) for row in released)

@@ -2,7 +2,7 @@
 
 In: a `manifests/<version>/` folder (train and test Parquet), and optionally the catalog, whose
 rejected clips of the same videos are released too (with their reasons), so that a rebuild
-starts with those decisions as well. Out: `<release dir>/clips.parquet` (`dvmset.release`) and
+starts with those decisions as well. Out: `<release dir>/clips.parquet` (`manifests.release`) and
 its card `README.md` (counts, how to open and rebuild it, the config and code version), built
 beside the final folder and renamed into place; a release that exists is never overwritten.
 
@@ -25,17 +25,15 @@ from pydantic import ValidationError
 
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
-from dvmset.dataset_card import fenced, markdown_table
-from dvmset.manifest import manifest_metadata, manifest_path, read_manifest
 from dvmset.records import ClipStatus
-from dvmset.release import (
+from dvmset.storage import atomic_write_text, temp_name_for
+from manifests.card import CARD_FILE, fenced, markdown_table
+from manifests.release import (
     RELEASE_FILE, RELEASE_SCHEMA_VERSION, ReleaseRow, is_shareable_url, release_row, write_release,
 )  # fmt: skip
-from dvmset.split import Split
-from dvmset.storage import atomic_write_text, temp_name_for
+from manifests.schema import manifest_metadata, manifest_path, read_manifest
+from manifests.split import Split
 
-RELEASES_DIR = "releases"
-CARD_FILE = "README.md"
 
 
 @dataclass(frozen=True)
@@ -48,11 +46,6 @@ class ReleaseResult:
     clips: dict[tuple[str, str], int]
     videos: int
     withheld_local_videos: int
-
-
-def releases_root(config: Config) -> Path:
-    """`<data_root>/releases`: where releases go unless told otherwise."""
-    return Path(config.data_root) / RELEASES_DIR
 
 
 def make_release(manifest_dir: Path, release_dir: Path, catalog: Catalog | None = None) -> ReleaseResult:

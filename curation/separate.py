@@ -13,7 +13,7 @@ of the vocals stem as it goes; only the accompaniment and the small curves are k
 track, never all stems.
 
 The bytes depend on the number of torch CPU threads (it sets how float sums are split and ordered),
-so a separation always runs on `threads` of them (default 1), set in the thread that runs it:
+so a separation always runs on `SeparateConfig.threads` of them (default 1), set in the thread that runs it:
 the same setting gives the same files in a thread pool, a Dask worker (which starts with
 OMP_NUM_THREADS=1) or a plain loop, on one kind of CPU (other vector units, such as AVX-512
 against AVX2, or a GPU, round differently).
@@ -43,18 +43,16 @@ from curation.speech import HOP_S as SPEECH_HOP_S
 from curation.speech import SpeechDetector, SpeechStream, load_speech_detector
 from curation.weights import state_sha256
 from dvmset import models as weights_registry
+from dvmset.config import SeparateConfig
 from dvmset.errors import ConfigError, ReasonCode, StageError
 from dvmset.records import ModelStamp
-from dvmset.storage import atomic_path
+from dvmset.storage import ACCOMPANIMENT_FILE, ENERGY_FILE, atomic_path
 from dvmset.tools import require_tool
 
 STAGE_VERSION = "separate/2"  # 2: vocals_energy.npz holds the speech probabilities
-ACCOMPANIMENT_FILE = "accompaniment.flac"
-ENERGY_FILE = "vocals_energy.npz"
 VOCALS = "vocals"
 STAND_IN_KEY = "dvmset_stand_in"  # in a bag file: the model has random weights (see `is_stand_in`)
 _WRITE_BLOCK_S = 30.0  # the FLAC is written in blocks of this length, to bound extra memory
-DEFAULT_THREADS = 1  # torch CPU threads per separation (`SeparateConfig.threads`)
 
 
 class ModelNotFoundError(ConfigError):
@@ -198,24 +196,20 @@ def to_stereo(audio: np.ndarray) -> np.ndarray:
 
 
 def separate_track(
-    separator: Separator,
-    audio: np.ndarray,
-    *,
-    chunk_s: float = 60.0,
-    overlap_s: float = 5.0,
-    frame_s: float = 0.1,
-    speech_detector: SpeechDetector | None = None,
-    threads: int = DEFAULT_THREADS,
+    separator: Separator, audio: np.ndarray, settings: SeparateConfig, speech_detector: SpeechDetector | None = None
 ) -> Separation:
     """Separate `audio` ([C, T] float32 at `separator.sample_rate_hz`; C = 1, 2 or 6) in windows of
-    `chunk_s + overlap_s` seconds at most, cross-fading the `overlap_s` seconds the windows share.
-    `speech_detector` (None: Silero VAD on the CPU, loaded for this call) reads the vocals stem as
-    each window's part of it is final, so the whole stem is never held. Torch runs on `threads` CPU
-    threads in the calling thread (see the module docstring), which gets its own count back after."""
+    `chunk_s + overlap_s` seconds at most, cross-fading the `overlap_s` seconds the windows share, with
+    energy frames of `frame_s` (all of `settings`). `speech_detector` (None: Silero VAD on the CPU, loaded
+    for this call) reads the vocals stem as each window's part of it is final, so the whole stem is never
+    held. Torch runs on `settings.threads` CPU threads in the calling thread (see the module docstring),
+    which gets its own count back after."""
     threads_before = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(settings.threads)
     try:
-        return _separate_track(separator, audio, chunk_s, overlap_s, frame_s, speech_detector)
+        return _separate_track(
+            separator, audio, settings.chunk_s, settings.overlap_s, settings.frame_s, speech_detector
+        )
     finally:
         torch.set_num_threads(threads_before)
 
@@ -268,24 +262,16 @@ def separate_file(
     separator: Separator,
     in_path: Path,
     out_dir: Path,
-    *,
-    chunk_s: float = 60.0,
-    overlap_s: float = 5.0,
-    frame_s: float = 0.1,
-    decode_timeout_s: float = 900.0,
+    settings: SeparateConfig,
     speech_detector: SpeechDetector | None = None,
-    threads: int = DEFAULT_THREADS,
 ) -> SeparationFiles:
-    """Decode `in_path`'s first audio stream, separate it on `threads` torch CPU threads, write
-    `accompaniment.flac` and `vocals_energy.npz` (energy curves and speech probabilities) into
-    `out_dir` (each atomically). `speech_detector` None: Silero VAD on the CPU, loaded for this call.
-    Decoding failures raise DECODE_ERROR."""
+    """Decode `in_path`'s first audio stream (within `settings.decode_timeout_s`), separate it
+    (`separate_track`), write `accompaniment.flac` and `vocals_energy.npz` (energy curves and speech
+    probabilities) into `out_dir` (each atomically). `speech_detector` None: Silero VAD on the CPU,
+    loaded for this call. Decoding failures raise DECODE_ERROR."""
     detector = speech_detector or load_speech_detector()
-    audio = decode_audio(in_path, separator.sample_rate_hz, decode_timeout_s)
-    separation = separate_track(
-        separator, audio, chunk_s=chunk_s, overlap_s=overlap_s, frame_s=frame_s, speech_detector=detector,
-        threads=threads,
-    )
+    audio = decode_audio(in_path, separator.sample_rate_hz, settings.decode_timeout_s)
+    separation = separate_track(separator, audio, settings, detector)
     accompaniment_path = out_dir / ACCOMPANIMENT_FILE
     energy_path = out_dir / ENERGY_FILE
     block = round(_WRITE_BLOCK_S * separation.sample_rate_hz)

@@ -1,11 +1,13 @@
 """Per-video steps: run one stage on one catalog video and record the outcome.
 
-Stages in order (`STAGES`): download, probe, separate, clip, fingerprint (for near-duplicate
-groups at publish time).
+The stages are one table, `STAGES` (a `Stage` each: name, step, which videos are pending, a
+preflight, the version key, and how a flow runs it), in order: download, probe, separate, clip,
+fingerprint (for near-duplicate groups at publish time). The CLI, the flows and rebuild all read
+it (`stage_named`, `run_stage`); nothing else names a stage.
 
 A step never raises for a bad video: a `StageError` is recorded with its reason code, and any
 unforeseen exception is recorded as `internal_error` with its message, so one failing video
-never stops a run. The CLI loops over these; Prefect tasks wrap them one to one.
+never stops a run. The CLI loops over these (`run_stage`); Prefect tasks wrap them one to one.
 
 A step works on its video under the catalog's work lease (`curation.leases`), claimed for its
 owner (host, process and run): a video another live worker holds is left alone (`LEFT_LEASED`),
@@ -21,51 +23,41 @@ import logging
 import os
 import shutil
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from curation import clip, dedup, download, leases, loudness, picture, prescreen, probe, separate, speech
 from curation.energy import EnergyCurves, read_energy_curves
+from curation.outcomes import LEFT_DONE, LEFT_LEASED, LEFT_LOST, StageTally, StepOutcome
 from dvmset.catalog import Catalog
-from dvmset.config import Config, stage_key
+from dvmset.config import Config
 from dvmset.errors import ConfigError, InfrastructureError, ReasonCode, StageError
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipLoudness, ClipRecord, ClipStatus, ClipVersions, VideoRecord, VideoStatus
-from dvmset.storage import DataRoot, remove_stale_temps
+from dvmset.storage import (
+    ACCOMPANIMENT_FILE, ENERGY_FILE, FINGERPRINT_FILE, MUSIC_FILE, OLD_ANALYSIS_FILE, PICTURE_FILE, VIDEO_FILE,
+    DataRoot, remove_stale_temps,
+)
 
 log = logging.getLogger(__name__)
-
-
-LEFT_LEASED = "leased"  # another live worker holds the video
-LEFT_DONE = "done_elsewhere"  # another run did the stage while this one waited
-LEFT_LOST = "lease_lost"  # the lease ran out mid-step and another worker took the video over
-
-
-@dataclass(frozen=True)
-class StepOutcome:
-    """What a step left a video as; `left` (one of the `LEFT_*` codes) when it left the video to another run."""
-
-    video_id: str
-    status: VideoStatus
-    reason: ReasonCode | None = None
-    left: str | None = None
 
 
 Work = Callable[[VideoRecord, leases.Hold], StepOutcome]
 
 
 def _held_step(
-    stage: str, stage_version: str, work: Work, catalog: Catalog, config: Config, video: VideoRecord, owner: str | None
+    stage_name: str, work: Work, catalog: Catalog, config: Config, video: VideoRecord, owner: str | None
 ) -> StepOutcome:
     """Run `work` on the catalog's current record of `video` while holding its work lease for `owner`
-    (default: this process), if the video is free and still to do for `stage`."""
-    with leases.hold(catalog, video.video_id, stage, owner or leases.work_owner()) as held:
+    (default: this process), if the video is free and still to do for the stage."""
+    stage = stage_named(stage_name)
+    stage_version = stage.version_key(config)
+    with leases.hold(catalog, video.video_id, stage.name, owner or leases.work_owner()) as held:
         if held is None:
             return StepOutcome(video.video_id, video.status, left=LEFT_LEASED)
-        still_to_do = _to_do(stage, catalog, config, video.video_id)
+        still_to_do = stage.to_do(catalog, config, video.video_id)
         if not still_to_do:
             latest = catalog.get_video(video.video_id) or video
             return StepOutcome(video.video_id, latest.status, left=LEFT_DONE)
@@ -135,7 +127,7 @@ def download_step(catalog: Catalog, config: Config, video: VideoRecord, owner: s
         catalog.mark_downloaded(result, download.STAGE_VERSION)
         return StepOutcome(current.video_id, VideoStatus.DOWNLOADED)
 
-    return _held_step("download", download.STAGE_VERSION, work, catalog, config, video, owner)
+    return _held_step("download", work, catalog, config, video, owner)
 
 
 def probe_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
@@ -147,16 +139,16 @@ def probe_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str 
         catalog.mark_probed(current.video_id, info, probe.STAGE_VERSION)
         return StepOutcome(current.video_id, VideoStatus.PROBED)
 
-    return _held_step("probe", probe.STAGE_VERSION, work, catalog, config, video, owner)
+    return _held_step("probe", work, catalog, config, video, owner)
 
 
 def stage_keys(config: Config) -> ClipVersions:
     """The keys (code version + settings hash) the current config gives each audio/clip stage."""
     return ClipVersions(
-        separate=stage_key(separate.STAGE_VERSION, config.separate, exclude={"device", "decode_timeout_s", "threads"}),
-        clip=stage_key(clip.STAGE_VERSION, config.clip, exclude={"timeout_s", "workers"}),
-        loudness=stage_key(loudness.STAGE_VERSION, config.loudness),
-        prescreen=stage_key(prescreen.STAGE_VERSION, config.prescreen),
+        separate=_separate_key(config),
+        clip=config.clip.version_key(clip.STAGE_VERSION),
+        loudness=config.loudness.version_key(loudness.STAGE_VERSION),
+        prescreen=config.prescreen.version_key(prescreen.STAGE_VERSION),
     )
 
 
@@ -189,23 +181,20 @@ def _load_speech_detector() -> speech.SpeechDetector:
 
 def separate_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """probed -> separated: the accompaniment, energy curves and speech probabilities of the whole track."""
-    key = stage_keys(config).separate
 
     def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
         data = DataRoot(config.data_root)
-        settings = config.separate
-        remove_stale_temps(data.stems_dir(current.video_id))  # what a dead owner left half written
+        stems = data.stems_dir(current.video_id)
+        remove_stale_temps(stems)  # what a dead owner left half written
         files = separate.separate_file(
-            separator_for(config), _media_path(data, current), data.stems_dir(current.video_id),
-            chunk_s=settings.chunk_s, overlap_s=settings.overlap_s, frame_s=settings.frame_s,
-            decode_timeout_s=settings.decode_timeout_s, speech_detector=speech_detector_for(config),
-            threads=settings.threads,
-        )  # fmt: skip
+            separator_for(config), _media_path(data, current), stems, config.separate, speech_detector_for(config)
+        )
         held.check()
+        key = _separate_key(config)
         catalog.mark_separated(current.video_id, files.model_id, key, stand_in=files.stand_in, models=files.models)
         return StepOutcome(current.video_id, VideoStatus.SEPARATED)
 
-    return _held_step("separate", key, work, catalog, config, video, owner)
+    return _held_step("separate", work, catalog, config, video, owner)
 
 
 def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
@@ -217,13 +206,13 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str |
     def work(video: VideoRecord, held: leases.Hold) -> StepOutcome:
         if video.probe is None or video.separate_version is None or video.separator_model_id is None:
             raise StageError(ReasonCode.INTERNAL_ERROR, "video has no probe or separation to clip")
-        clip.check_x264_params(config.clip.x264_params, config.clip.x264_preset)  # a bad one stops the run
+        clip.check_x264_params(config.clip)  # a bad one stops the run
         data = DataRoot(config.data_root)
         current = ClipVersions(video.separate_version, keys.clip, keys.loudness, keys.prescreen)
         existing = {known.clip_id: known for known in catalog.clips(video.video_id)}
         spans = clip.plan_clip_spans(video.probe.duration_s, config.clip.clip_s, video.probe.fps)
         clip_ids = [make_clip_id(video.video_id, span.start_s) for span in spans]
-        energy = read_energy_curves(data.stems_dir(video.video_id) / separate.ENERGY_FILE)
+        energy = read_energy_curves(data.stems_dir(video.video_id) / ENERGY_FILE)
 
         workers = config.clip.workers
         threads = [_ffmpeg_threads(workers, clips_left=len(spans) - index) for index in range(len(spans))]
@@ -246,25 +235,24 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str |
         catalog.mark_clipped(video.video_id, len(spans), keys.clip)
         return StepOutcome(video.video_id, VideoStatus.CLIPPED)
 
-    return _held_step("clip", keys.clip, work, catalog, config, video, owner)
+    return _held_step("clip", work, catalog, config, video, owner)
 
 
 def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """clipped -> clipped with a fingerprint: the near-duplicate fingerprint of the downloaded
     picture and the separated accompaniment, saved as `stems/<video>/fingerprint.npz`."""
-    stage_version = f"fingerprint/{dedup.FINGERPRINT_VERSION}"
 
     def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
         data = DataRoot(config.data_root)
         stems = data.stems_dir(current.video_id)
         remove_stale_temps(stems)
-        fingerprint = dedup.fingerprint_video(_media_path(data, current), stems / separate.ACCOMPANIMENT_FILE)
-        dedup.save_fingerprint(fingerprint, stems / dedup.FINGERPRINT_FILE)
+        fingerprint = dedup.fingerprint_video(_media_path(data, current), stems / ACCOMPANIMENT_FILE)
+        dedup.save_fingerprint(fingerprint, stems / FINGERPRINT_FILE)
         held.check()
         catalog.mark_fingerprinted(current.video_id, dedup.FINGERPRINT_VERSION)
         return StepOutcome(current.video_id, VideoStatus.CLIPPED)
 
-    return _held_step("fingerprint", stage_version, work, catalog, config, video, owner)
+    return _held_step("fingerprint", work, catalog, config, video, owner)
 
 
 def _save_clip(catalog: Catalog, config: Config, made: ClipRecord) -> None:
@@ -289,8 +277,7 @@ def _make_clip(
     """The clip's record after doing what `known` lacks under `versions` (its ffmpeg run with
     `ffmpeg_threads`); None when nothing is to do."""
     folder = data.clip_dir(clip_id)
-    music_path, video_path = folder / clip.MUSIC_FILE, folder / clip.VIDEO_FILE
-    picture_path = folder / picture.PICTURE_FILE
+    music_path, video_path, picture_path = folder / MUSIC_FILE, folder / VIDEO_FILE, folder / PICTURE_FILE
     files_ok = known is not None and music_path.is_file() and video_path.is_file()
     cut_ok = files_ok and (known.versions.separate, known.versions.clip, known.versions.loudness) == (
         versions.separate, versions.clip, versions.loudness
@@ -304,27 +291,21 @@ def _make_clip(
     else:
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(folder)
-        accompaniment = data.stems_dir(video.video_id) / separate.ACCOMPANIMENT_FILE
-        samples = clip.cut_music(accompaniment, span, timeout_s=config.clip.timeout_s)
-        settings = config.loudness
-        result = loudness.normalize_to_file(
-            samples, clip.MUSIC_SAMPLE_RATE_HZ, music_path, target_lufs=settings.target_lufs,
-            true_peak_ceiling_dbtp=settings.true_peak_ceiling_dbtp, silence_lufs=settings.silence_lufs,
-        )  # fmt: skip
+        accompaniment = data.stems_dir(video.video_id) / ACCOMPANIMENT_FILE
+        samples = clip.cut_music(accompaniment, span, config.clip)
+        result = loudness.normalize_to_file(samples, clip.MUSIC_SAMPLE_RATE_HZ, music_path, config.loudness)
         gained = ClipLoudness(
             before_lufs=result.before.integrated_lufs, after_lufs=result.after.integrated_lufs,
             true_peak_dbtp=result.after.true_peak_dbtp, gain_db=result.gain_db, limited=result.limited,
             silent=result.silent,
         )  # fmt: skip
         analysis = clip.cut_video(
-            _media_path(data, video), span, music_path, video_path, fps=video.probe.fps,
-            max_height=config.clip.max_height, preset=config.clip.x264_preset,
-            x264_params=config.clip.x264_params, crf=config.clip.crf,
-            threads=ffmpeg_threads, timeout_s=config.clip.timeout_s,
-        )  # fmt: skip
+            _media_path(data, video), span, music_path, video_path, config.clip, fps=video.probe.fps,
+            threads=ffmpeg_threads,
+        )
         analysis.save(picture_path)
         music, sample_rate_hz = result.samples.T, clip.MUSIC_SAMPLE_RATE_HZ  # what music.flac holds
-    (folder / "analysis.mp4").unlink(missing_ok=True)  # the small frames clips had before picture.npz
+    (folder / OLD_ANALYSIS_FILE).unlink(missing_ok=True)
     clip_energy = energy.span(span.start_s, span.end_s)
     scores = prescreen.prescreen_clip(analysis, music, sample_rate_hz, clip_energy, config.prescreen)
     return ClipRecord(
@@ -351,84 +332,94 @@ def _media_path(data: DataRoot, video: VideoRecord) -> Path:
 
 
 Step = Callable[[Catalog, Config, VideoRecord, str | None], StepOutcome]  # (catalog, config, video, owner)
-STAGES = ("download", "probe", "separate", "clip", "fingerprint")
+ToDo = Callable[[Catalog, Config, str | None], list[VideoRecord]]  # (catalog, config, only this video id)
 
 
-def pending(stage: str, catalog: Catalog, config: Config) -> tuple[Step, list[VideoRecord]]:
-    """A stage's step and the videos the catalog says it has to do (by status and stage key)."""
-    steps = {"download": download_step, "probe": probe_step, "separate": separate_step, "clip": clip_step,
-             "fingerprint": fingerprint_step}  # fmt: skip
-    if stage not in steps:
-        raise ValueError(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}")
-    return steps[stage], _to_do(stage, catalog, config)
+def _with_status(status: VideoStatus) -> ToDo:
+    def to_do(catalog: Catalog, _config: Config, video_id: str | None) -> list[VideoRecord]:
+        return list(catalog.videos(statuses=[status], video_ids=None if video_id is None else [video_id]))
+
+    return to_do
 
 
-def _to_do(stage: str, catalog: Catalog, config: Config, video_id: str | None = None) -> list[VideoRecord]:
-    """The videos (of them, only `video_id` when given) the catalog says `stage` has to do."""
-    ids = None if video_id is None else [video_id]
-    if stage == "download":
-        return list(catalog.videos(statuses=[VideoStatus.DISCOVERED], video_ids=ids))
-    if stage == "probe":
-        return list(catalog.videos(statuses=[VideoStatus.DOWNLOADED], video_ids=ids))
-    if stage == "separate":
-        return catalog.videos_to_separate(stage_keys(config).separate, video_id)
-    if stage == "clip":
-        return catalog.videos_to_clip(stage_keys(config), video_id)
+def _to_separate(catalog: Catalog, config: Config, video_id: str | None) -> list[VideoRecord]:
+    return catalog.videos_to_separate(_separate_key(config), video_id)
+
+
+def _to_clip(catalog: Catalog, config: Config, video_id: str | None) -> list[VideoRecord]:
+    return catalog.videos_to_clip(stage_keys(config), video_id)
+
+
+def _to_fingerprint(catalog: Catalog, _config: Config, video_id: str | None) -> list[VideoRecord]:
     return catalog.videos_to_fingerprint(dedup.FINGERPRINT_VERSION, video_id)
 
 
-@dataclass
-class StageSummary:
-    """Counts of one stage's outcomes: by resulting status, failures by reason, and the videos left
-    to other runs by why (`LEFT_*`)."""
-
-    stage: str
-    statuses: Counter[VideoStatus] = field(default_factory=Counter)
-    reasons: Counter[ReasonCode] = field(default_factory=Counter)
-    left: Counter[str] = field(default_factory=Counter)
-
-    def add(self, outcome: StepOutcome) -> None:
-        if outcome.left is not None:
-            self.left[outcome.left] += 1
-            return
-        self.statuses[outcome.status] += 1
-        if outcome.reason is not None:
-            self.reasons[outcome.reason] += 1
-
-    @property
-    def total(self) -> int:
-        return sum(self.statuses.values()) + sum(self.left.values())
-
-    @property
-    def failed(self) -> int:
-        return self.statuses[VideoStatus.FAILED]
-
-    def line(self) -> str:
-        """e.g. `probe: 10 videos -> probed 7, failed 2, skipped 1 (truncated 2, too_short 1)`, then
-        e.g. `; left to other runs: leased 3`."""
-        parts = ", ".join(f"{status.value} {count}" for status, count in sorted(self.statuses.items()))
-        reasons = ", ".join(f"{reason.value} {count}" for reason, count in sorted(self.reasons.items()))
-        left = ", ".join(f"{why} {count}" for why, count in sorted(self.left.items()))
-        return (
-            f"{self.stage}: {self.total} videos -> {parts or 'nothing to do'}" + (f" ({reasons})" if reasons else "")
-            + (f"; left to other runs: {left}" if left else "")
-        )  # fmt: skip
+def _separate_key(config: Config) -> str:
+    return config.separate.version_key(separate.STAGE_VERSION)
 
 
-def run_step(
-    step: Step,
-    stage: str,
+def _download_retry_delays_s(config: Config) -> list[float]:
+    return [download.backoff_delay_s(attempt, config.download) for attempt in range(config.download.retries)]
+
+
+def _nothing(_config: Config) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One per-video stage, as the CLI, the flows and rebuild run it."""
+
+    name: str
+    step: Step  # runs the stage on one video under its work lease and records the outcome
+    to_do: ToDo  # the videos the catalog says the stage has to do (by status and version key)
+    version_key: Callable[[Config], str]  # code version (+ settings hash): recorded with the work and its errors
+    preflight: Callable[[Config], object] = _nothing  # before any video: e.g. load the model (a missing one stops here)
+    holds_gpu: bool = False  # a flow task holds a slot of the `gpu` concurrency limit while it runs
+    retry_delays_s: Callable[[Config], list[float]] | None = None  # a flow task that raised is retried after these
+
+    def pending(self, catalog: Catalog, config: Config) -> list[VideoRecord]:
+        """Every video the catalog says this stage has to do."""
+        return self.to_do(catalog, config, None)
+
+
+STAGES: tuple[Stage, ...] = (
+    # download and probe are never redone for a changed setting: their key is their code version
+    Stage("download", download_step, _with_status(VideoStatus.DISCOVERED), lambda _config: download.STAGE_VERSION,
+          retry_delays_s=_download_retry_delays_s),
+    Stage("probe", probe_step, _with_status(VideoStatus.DOWNLOADED), lambda _config: probe.STAGE_VERSION),
+    Stage("separate", separate_step, _to_separate, _separate_key, preflight=separator_for,
+          holds_gpu=True),
+    Stage("clip", clip_step, _to_clip, lambda config: stage_keys(config).clip),
+    Stage("fingerprint", fingerprint_step, _to_fingerprint, lambda _config: f"fingerprint/{dedup.FINGERPRINT_VERSION}"),
+)  # fmt: skip
+
+
+def stage_named(name: str) -> Stage:
+    """The stage called `name`; ConfigError naming the stages for another name."""
+    for stage in STAGES:
+        if stage.name == name:
+            return stage
+    raise ConfigError(f"unknown stage {name!r}; stages are {', '.join(stage.name for stage in STAGES)}")
+
+
+def run_stage(
+    stage: Stage,
     catalog: Catalog,
     config: Config,
     videos: Iterable[VideoRecord],
     on_outcome: Callable[[StepOutcome], None] = lambda _outcome: None,
     owner: str | None = None,
-) -> StageSummary:
-    """Run `step` over `videos` in order, holding each video's lease for `owner` (default: this
-    process); `on_outcome` sees each result (e.g. to move a progress bar)."""
-    summary = StageSummary(stage)
+) -> StageTally:
+    """Run `stage` over `videos` in order: its preflight first when there are any, then its step on each,
+    holding each video's lease for `owner` (default: this process); `on_outcome` sees each result (e.g. to
+    move a progress bar)."""
+    videos = list(videos)
+    if videos:
+        stage.preflight(config)
+    tally = StageTally(stage.name)
     for video in videos:
-        outcome = step(catalog, config, video, owner)
-        summary.add(outcome)
+        outcome = stage.step(catalog, config, video, owner)
+        tally.add(outcome)
         on_outcome(outcome)
-    return summary
+    return tally

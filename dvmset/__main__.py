@@ -1,5 +1,5 @@
 """`python -m dvmset` runs the CLI."""
 
-from dvmset.cli import main
+from dvmset.cli.main import main
 
 main()

@@ -11,23 +11,48 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from dvmset.errors import ConfigError
 from dvmset.records import PrescreenFlag
+from dvmset.storage import DataRoot
 
 ENV_PREFIX = "DVMSET_"
+log = logging.getLogger(__name__)
 DEFAULT_FILE_NAME = "dvmset.toml"
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Runtime:
+    """`Annotated` marker of a stage setting that says how the stage runs (where, how long, how many at
+    once), not what it makes: it stays out of the stage's version key, so changing it redoes no work."""
+
+
+RUNTIME = Runtime()
+
+
+class _StageSection(_Section):
+    """The settings of a stage whose output they decide: its version key hashes them all but those
+    marked `RUNTIME`. (download and probe are never redone for a setting: their key is the code version.)"""
+
+    def version_key(self, code_version: str) -> str:
+        """`"loudness/1" -> "loudness/1+3f9a0c2e"`: the stage's code version plus a hash of the settings
+        that change its output, so a rerun redoes exactly the work a change affects."""
+        fields = type(self).model_fields
+        runtime = {name for name, field in fields.items() if any(isinstance(m, Runtime) for m in field.metadata)}
+        canonical = json.dumps(self.model_dump(mode="json", exclude=runtime), sort_keys=True)
+        return f"{code_version}+{hashlib.sha1(canonical.encode()).hexdigest()[:8]}"
 
 
 class SearchConfig(_Section):
@@ -66,22 +91,22 @@ class ProbeConfig(_Section):
     timeout_s: float = Field(120.0, gt=0)
 
 
-class SeparateConfig(_Section):
+class SeparateConfig(_StageSection):
     model: str = "htdemucs"  # a Demucs model name, looked up in model_dir or Demucs' remote repos
-    device: str | None = None  # "cuda", "cuda:1", "cpu"; None: CUDA when available, else CPU
+    device: Annotated[str | None, RUNTIME] = None  # "cuda", "cuda:1", "cpu"; None: CUDA when available, else CPU
     chunk_s: float = Field(60.0, gt=0)  # tracks are separated in windows of chunk_s + overlap_s
     overlap_s: float = Field(5.0, ge=0)  # cross-faded between windows
     frame_s: float = Field(0.1, gt=0)  # hop of the vocals/accompaniment energy curves
-    decode_timeout_s: float = Field(900.0, gt=0)
+    decode_timeout_s: Annotated[float, RUNTIME] = Field(900.0, gt=0)
     # torch CPU threads per separation, whatever runs it (a thread pool, a Dask worker): the thread count
-    # decides the order of float sums, so one fixed value gives the same bytes on every runner
-    threads: int = Field(1, ge=1)
+    # decides the order of float sums, so one fixed value gives the same bytes on every runner (on one CPU)
+    threads: Annotated[int, RUNTIME] = Field(1, ge=1)
 
 
 X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"]
 
 
-class ClipConfig(_Section):
+class ClipConfig(_StageSection):
     clip_s: float = Field(60.0, gt=0)  # the remainder shorter than a clip is dropped
     # clips are re-encoded to at most this many rows: 480 is over twice what the model reads (224) and
     # fine to review; 720 takes ~1.5x the CPU (bench/stages.py: 8.5x instead of 10.5x real time on 2 cores)
@@ -92,17 +117,17 @@ class ClipConfig(_Section):
     # x264 options on top of the preset (x264's own `key=value:key=value`); "" keeps the preset's own
     x264_params: str = Field("mbtree=1:rc-lookahead=10", pattern=r"^([a-z0-9-]+=[^:=\s]+(:[a-z0-9-]+=[^:=\s]+)*)?$")
     crf: int = Field(23, ge=0, le=51)  # x264 constant rate factor: lower is better and larger
-    workers: int = Field(2, ge=1)  # clips of one video made at once (each about 0.4 GB at the peak)
-    timeout_s: float = Field(600.0, gt=0)  # per ffmpeg run
+    workers: Annotated[int, RUNTIME] = Field(2, ge=1)  # clips of one video made at once (each ~0.4 GB at the peak)
+    timeout_s: Annotated[float, RUNTIME] = Field(600.0, gt=0)  # per ffmpeg run
 
 
-class LoudnessConfig(_Section):
+class LoudnessConfig(_StageSection):
     target_lufs: float = Field(-14.0, le=0)  # ITU-R BS.1770 integrated loudness of every clip
     true_peak_ceiling_dbtp: float = Field(-1.0, le=0)
     silence_lufs: float = Field(-70.0, le=0)  # quieter clips are flagged silent and left unchanged
 
 
-class PrescreenConfig(_Section):
+class PrescreenConfig(_StageSection):
     silence_dbfs: float = Field(-45.0, le=0)  # a 0.1 s frame of the normalized music under this is silent
     # speech: Silero VAD's probabilities (of the vocals stem, every 32 ms) under Silero's own rules
     speech_threshold: float = Field(0.5, gt=0, lt=1)  # speech starts at this probability (ends under it - 0.15)
@@ -129,22 +154,13 @@ class PublishConfig(_Section):
     seed: int = 0  # salts the order new groups are assigned in
 
 
-class TrainConfig(_Section):
-    """`dvmset train`'s settings (its flags override them); the defaults are the paper's. Model ids
+class ModelConfig(_Section):
+    """The network VidMusician trains and generates with: what changes its shape or its inputs (`dvmset train`,
+    `train-rhythm` and `generate` read it; their flags override it). The defaults are the paper's; model ids
     None: the model code's defaults (facebook/musicgen-medium, openai/clip-vit-base-patch32)."""
 
     musicgen: str | None = None  # MusicGen hub id or folder
     clip: str | None = None  # CLIP hub id or folder
-    steps: int | None = Field(None, ge=1)  # optimizer steps in all; None: `epochs` passes over the clips
-    epochs: float = Field(120.0, gt=0)
-    batch_size: int = Field(16, ge=1)
-    accumulate: int = Field(1, ge=1)  # micro-batches a step is split into
-    crop_s: float = Field(30.0, gt=0)
-    seed: int = 0
-    save_every: int = Field(500, ge=1)  # steps between checkpoints
-    learning_rate: float | None = Field(None, gt=0)  # None: the stage's (1e-4 stage 1, 1e-5 stage 2)
-    warmup_steps: int = Field(6000, ge=1)
-    device: str | None = None  # None: CUDA when there is one
     # conditioning sizes the paper leaves open (bench/parameters.py: cls + lora_rank 32 lands on its 24.79M)
     semantic_feature: Literal["image_embeds", "cls"] = "image_embeds"  # CLIP's projected CLS, or the CLS token
     embedding_layers: int = Field(2, ge=1)  # linear layers of the embedding manager
@@ -160,6 +176,36 @@ class TrainConfig(_Section):
     @classmethod
     def _split_targets(cls, value: Any) -> Any:
         return _split_list(value)
+
+
+class TrainConfig(_Section):
+    """How `dvmset train` optimizes the [model] (its flags override these); the defaults are the paper's."""
+
+    steps: int | None = Field(None, ge=1)  # optimizer steps in all; None: `epochs` passes over the clips
+    epochs: float = Field(120.0, gt=0)
+    batch_size: int = Field(16, ge=1)
+    accumulate: int = Field(1, ge=1)  # micro-batches a step is split into
+    crop_s: float = Field(30.0, gt=0)
+    seed: int = 0
+    save_every: int = Field(500, ge=1)  # steps between checkpoints
+    learning_rate: float | None = Field(None, gt=0)  # None: the stage's (1e-4 stage 1, 1e-5 stage 2)
+    warmup_steps: int = Field(6000, ge=1)
+    device: str | None = None  # None: CUDA when there is one
+
+
+class RhythmConfig(_Section):
+    """`dvmset train-rhythm`'s settings (its flags override them): the rhythm predictor's sizes and training
+    (Diff-V2M's idea). It reads the CLIP features [model] names (`clip`, `semantic_feature`)."""
+
+    epochs: int = Field(100, ge=1)  # passes over the train split's clips
+    batch_size: int = Field(16, ge=1)  # whole clips per step
+    learning_rate: float = Field(1e-3, gt=0)  # AdamW, constant
+    weight_decay: float = Field(0.01, ge=0)
+    hidden: int = Field(64, ge=1)  # channels of the temporal convolutions
+    layers: int = Field(3, ge=1)  # dilated convolution blocks (3: +-1.4 s of context)
+    affect: bool = True  # the predictor also reads the per-second affect features
+    seed: int = 0  # initial weights and clip order
+    device: str | None = None  # None: the CPU
 
 
 class EvaluateConfig(_Section):
@@ -199,15 +245,39 @@ class Config(_Section):
     loudness: LoudnessConfig = LoudnessConfig()
     prescreen: PrescreenConfig = PrescreenConfig()
     publish: PublishConfig = PublishConfig()
+    model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    rhythm: RhythmConfig = RhythmConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _model_keys_out_of_train(cls, data: Any, info: ValidationInfo) -> Any:
+        return _move_model_keys(data, (info.context or {}).get("source", "the config"))
 
     @property
     def resolved_catalog_url(self) -> str:
         """The SQLAlchemy URL of the catalog (SQLite under the data root by default)."""
         if self.catalog_url:
             return self.catalog_url
-        return f"sqlite:///{(self.data_root / 'catalog.sqlite').resolve()}"
+        return f"sqlite:///{DataRoot(self.data_root).catalog_path.resolve()}"
+
+
+def _move_model_keys(data: Any, source: str) -> Any:
+    """`data` with the [model] keys that a config written before [model] existed has under [train] moved
+    into [model], said in one warning line; ValueError when a key is under both."""
+    train, model = (data.get(name) if isinstance(data, dict) else None for name in ("train", "model"))
+    moved = [key for key in train if key in ModelConfig.model_fields] if isinstance(train, dict) else []
+    if not moved or not isinstance(model, dict | None):
+        return data
+    both = [key for key in moved if key in (model or {})]
+    if both:
+        raise ValueError(f"{', '.join(both)} set under both [train] (where configs before [model] had it) and "
+                         "[model]: keep the one under [model]")  # fmt: skip
+    log.warning("%s: %s belong to the [model] section now: read from [train] this time; move them to [model]",
+                source, ", ".join(moved))  # fmt: skip
+    kept = {key: value for key, value in train.items() if key not in moved}
+    return {**data, "train": kept, "model": {**(model or {}), **{key: train[key] for key in moved}}}
 
 
 def override_section(config: Config, section: str, overrides: Mapping[str, Any]) -> Config:
@@ -222,18 +292,15 @@ def override_section(config: Config, section: str, overrides: Mapping[str, Any])
 
 
 def portable(config: Config) -> Config:
-    """`config` with absolute data and model folders, so that its TOML repeats a run from any folder."""
-    absolute: dict[str, Path] = {"data_root": config.data_root.resolve()}
+    """`config` with absolute data and model folders (and rhythm predictor file), so that its TOML repeats a run
+    from any folder."""
+    absolute: dict[str, Any] = {"data_root": config.data_root.resolve()}
     if config.model_dir is not None:
         absolute["model_dir"] = config.model_dir.resolve()
+    predictor = config.model.rhythm_predictor
+    if predictor is not None:
+        absolute["model"] = config.model.model_copy(update={"rhythm_predictor": predictor.resolve()})
     return config.model_copy(update=absolute)
-
-
-def stage_key(stage_version: str, settings: BaseModel, exclude: set[str] | None = None) -> str:
-    """`"loudness/1" + settings -> "loudness/1+3f9a0c2e"`: the code version of a stage plus a hash
-    of the settings that change its output, so a rerun redoes exactly the work a change affects."""
-    canonical = json.dumps(settings.model_dump(mode="json", exclude=exclude), sort_keys=True)
-    return f"{stage_version}+{hashlib.sha1(canonical.encode()).hexdigest()[:8]}"
 
 
 def _split_list(value: Any) -> Any:
@@ -275,7 +342,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 _PATH_KEYS = {
     (): ("data_root", "model_dir"), ("search",): ("queries_file",), ("download",): ("cookies_file",),
-    ("train",): ("rhythm_predictor",),
+    ("model",): ("rhythm_predictor",), ("train",): ("rhythm_predictor",),  # [train]: configs before [model]
 }
 
 
@@ -317,126 +384,16 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             raise ConfigError(f"cannot read {file_path}: {exc}") from exc
         data = _anchor_paths(data, file_path.parent.resolve())
     data = _merge(data, _env_overrides(environ))
+    context = {"source": str(file_path or f"the {ENV_PREFIX}* environment")}  # named by a warning
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context=context)
     except ValidationError as exc:
         source = file_path or "embedded defaults"
         raise ConfigError(f"invalid configuration ({source} + {ENV_PREFIX}* environment):\n{exc}") from exc
 
 
-STARTER_CONFIG = """\
-# DVMSet builder configuration. Every key is optional; the values shown are the defaults.
-# Environment variables override it: DVMSET_DATA_ROOT, DVMSET_CATALOG_URL,
-# DVMSET_DOWNLOAD__RATE_LIMIT=2M (a double underscore descends into a section).
-
-data_root = "data"                 # raw/, stems/, clips/, features/ and the SQLite catalog
-# catalog_url = "postgresql+psycopg://user:pass@host/dvmset"   # for runs across machines
-# model_dir = "models"             # local folder of pretrained weights
-
-[search]
-# queries_file = "queries.toml"    # default: the bundled list (47 queries after the paper)
-platforms = ["youtube"]            # yt-dlp search prefixes: youtube, bilibili, soundcloud, ...
-results_per_query = 20
-socket_timeout_s = 15.0
-
-[download]
-max_height = 720                   # format cap: best video up to this height + best audio
-min_duration_s = 60.0
-max_duration_s = 10800.0
-retries = 3                        # with exponential back-off
-backoff_base_s = 2.0
-backoff_max_s = 60.0
-socket_timeout_s = 30.0
-# cookies_file = "cookies.txt"     # Netscape format, for platforms that ask you to sign in
-# rate_limit = "2M"                # bytes per second
-sleep_requests_s = 0.0             # pause between requests of one download
-sleep_interval_s = 0.0             # pause before each download
-max_sleep_interval_s = 0.0         # random pause up to this many seconds
-
-[probe]
-min_duration_s = 60.0             # shorter than one 60 s clip: skipped as too_short
-decode_check_s = 3.0
-
-[separate]
-model = "htdemucs"                # Demucs model, from model_dir or Demucs' remote repositories
-# device = "cuda"                  # default: CUDA when available, else CPU
-chunk_s = 60.0                     # long tracks are separated in overlapping windows
-overlap_s = 5.0
-frame_s = 0.1                      # hop of the vocals energy curve
-threads = 1                        # torch CPU threads per separation: one value, the same bytes everywhere
-
-[clip]
-clip_s = 60.0                      # remainder under one clip is dropped
-max_height = 480                   # clips are re-encoded (H.264) to at most this height (720:
-                                   # ~1.5x the CPU of the clip step, ~2.7x the file size)
-x264_preset = "superfast"          # ultrafast .. slow: less CPU or smaller files
-x264_params = "mbtree=1:rc-lookahead=10"  # on top of the preset ("" for the preset's own): with
-                                   # superfast, veryfast's size and quality at ~62 % of its CPU
-crf = 23                           # x264 quality: lower is better and larger
-workers = 2                        # clips of one video made at once (about 0.4 GB each)
-
-[loudness]
-target_lufs = -14.0                # ITU-R BS.1770 integrated loudness
-true_peak_ceiling_dbtp = -1.0
-silence_lufs = -70.0               # quieter clips are flagged silent, left unchanged
-
-[prescreen]
-max_non_music_s = 5.0              # flag clips with more seconds of silence or speech
-speech_threshold = 0.5             # Silero VAD speech probability where speech starts (ends under it - 0.15)
-max_static_share = 0.5             # flag clips whose picture stands still this share of the time
-max_noise_score = 0.35             # flag clips whose music is this noise-like (spectral flatness)
-auto_reject = []                   # e.g. ["non_music"]: reject flagged clips without review
-
-[train]                            # dvmset train (its flags override these); the paper's setup
-# musicgen = "facebook/musicgen-medium"   # default: the paper's backbone
-# clip = "openai/clip-vit-base-patch32"
-epochs = 120.0                     # passes over the clips (or steps = N)
-batch_size = 16
-accumulate = 1                     # micro-batches a step is split into (less memory)
-crop_s = 30.0                      # random crops, starting on whole seconds
-seed = 0
-save_every = 500                   # steps between checkpoints
-# learning_rate = 1e-4             # default: the stage's (1e-4 stage 1, 1e-5 stage 2)
-warmup_steps = 6000
-semantic_feature = "image_embeds"  # or "cls": CLIP's CLS token (768 wide), as the paper's equation (1)
-embedding_layers = 2
-lora_rank = 8                      # cls + lora_rank = 32 (q, v): the paper's 24.79M trainable parameters
-lora_alpha = 16.0
-lora_targets = ["q", "v"]
-rhythm = "clip-distance"           # stage 2's rhythm curve: VidMusician's, or "predicted-odf" (Diff-V2M's
-                                   # idea: the music's ODF as a rhythm predictor infers it from the video)
-# rhythm_predictor = "runs/v0001/rhythm/rhythm_predictor.pt"   # for predicted-odf: dvmset train-rhythm's file
-affect = "off"                     # "on": per-second brightness, saturation, colourfulness and motion join
-                                   # the semantic condition (Diff-V2M's emotional features)
-
-[evaluate]                         # dvmset evaluate (its flags override these); the paper's protocol
-references = true                  # also score the ground-truth music (upper reference) and music
-                                   # shuffled across clips (chance reference), for every metric
-shuffle_seed = 0
-scenes = "detect"                  # PySceneDetect on each video, or "manifest": the prescreen's cuts
-scene_detector = "content"         # content, adaptive, histogram, hash
-# scene_threshold = 27.0           # default: the detector's own
-min_scene_frames = 15
-beats = "onsets-d2m"               # Rhythm's beats: onsets-d2m (D2M-GAN's onsets, as the paper),
-                                   # onsets-loris, beat_track, plp, or module:function of your own
-tolerance_s = 0.1                  # Rhythm: a beat this close hits a scene change
-exclude = "none"                   # or "stable-visual": still pictures, under 2 cuts a minute
-beat_bin_s = 1.0                   # BCS/BHS onset bins
-transition_tolerance_s = 0.1       # storyboard transitions against the music's tracked beats (VeM)
-beat_match_tolerance_s = 0.07      # beat F-measure of generated against ground-truth beats (mir_eval)
-beat_skip_s = 5.0                  # beats before this are left out of the F-measure (mir_eval)
-tempo_tolerance = 0.04             # tempo agreement: within 4 % (Acc1; Acc2 also at 1/3, 1/2, 2, 3 x)
-panns = "Cnn14_mAP=0.431.pth"      # under <model_dir>/panns/, or a path
-clap = "laion/larger_clap_music"
-imagebind = "imagebind/imagebind_huge.pth"   # under model_dir; missing: the column says where to get it
-imagebind_score = true
-device = "cpu"
-
-[publish]
-test_share = 0.07                  # target share of clips in the test split (by source video group)
-min_groups_per_query = 2           # queries with at least this many groups appear in both splits
-seed = 0                           # salts the split; published videos never change side
-"""
+# what `dvmset init` writes: every key with its default and a comment (dvmset/starter_config.toml)
+STARTER_CONFIG = files("dvmset").joinpath("starter_config.toml").read_text(encoding="utf-8")
 
 
 def config_toml(config: Config) -> str:

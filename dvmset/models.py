@@ -138,7 +138,7 @@ def configured_ids(config: Config) -> dict[str, str]:
     ids = {key: entry.default_id for key, entry in REGISTRY.items()}
     ids |= {"demucs": config.separate.model, "clap": config.evaluate.clap, "panns": config.evaluate.panns,
             "imagebind": config.evaluate.imagebind}  # fmt: skip
-    ids |= {key: model_id for key, model_id in (("musicgen", config.train.musicgen), ("clip", config.train.clip)) if model_id}
+    ids |= {key: model_id for key, model_id in (("musicgen", config.model.musicgen), ("clip", config.model.clip)) if model_id}
     return ids
 
 

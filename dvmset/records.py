@@ -51,7 +51,7 @@ class RejectReason(StrEnum):
 
 
 class Role(StrEnum):
-    """Who casts a label event: a reviewer's vote outranks annotators' (see `dvmset/decisions.py`)."""
+    """Who casts a label event: a reviewer's vote outranks annotators' (see `dvmset/catalog/decisions.py`)."""
 
     ANNOTATOR = "annotator"  # reviews the clips of their queue (also the prescreen and release imports)
     REVIEWER = "reviewer"  # settles disagreements; also sees the agreement page

@@ -1,9 +1,13 @@
-"""The data-root layout and atomic file writes.
+"""The data-root layout (every folder and fixed file name under the root, named here once) and
+atomic file writes.
 
-Layout under one data root: `raw/<video_id>/`, `stems/<video_id>/`, `clips/<clip_id>/`,
-`features/<clip_id>/`, `state/` (tool state such as the yt-dlp download archive).
-Every write goes to a temporary name in the final folder and is renamed into place, so a
-killed run never leaves a half file under a final name.
+Layout under one data root: `raw/<video_id>/` (the download and its `metadata.json`),
+`stems/<video_id>/` (`accompaniment.flac`, `vocals_energy.npz`, `fingerprint.npz`),
+`clips/<clip_id>/` (`video.mp4`, `music.flac`, `picture.npz`), `features/<clip_id>/` (the model's
+caches), `manifests/<version>/`, `releases/<version>/`, `labeling-cache/<kind>/` (the labeling
+app's), `state/` (tool state such as the yt-dlp download archive), and `catalog.sqlite` (the
+default catalog). Every write goes to a temporary name in the final folder and is renamed into
+place, so a killed run never leaves a half file under a final name.
 """
 
 from __future__ import annotations
@@ -18,6 +22,20 @@ from pathlib import Path
 from dvmset.ids import id_to_dirname
 
 TEMP_MARKER = ".tmp-"
+CATALOG_FILE = "catalog.sqlite"  # the default SQLite catalog, in the root
+ARCHIVE_FILE = "yt-dlp-archive.txt"  # in `state/`
+# a video's raw folder: the download as `source.<its extension>`, and the platform's metadata
+MEDIA_STEM = "source"
+METADATA_FILE = "metadata.json"
+# a video's stems folder
+ACCOMPANIMENT_FILE = "accompaniment.flac"
+ENERGY_FILE = "vocals_energy.npz"
+FINGERPRINT_FILE = "fingerprint.npz"
+# a clip's folder: written by the clip stage, read by the prescreen, publish and the model
+VIDEO_FILE = "video.mp4"
+MUSIC_FILE = "music.flac"
+PICTURE_FILE = "picture.npz"
+OLD_ANALYSIS_FILE = "analysis.mp4"  # the small frames clips had before picture.npz: deleted on sight
 
 
 @dataclass(frozen=True)
@@ -37,14 +55,43 @@ class DataRoot:
         return self.root / "stems" / id_to_dirname(video_id)
 
     def clip_dir(self, clip_id: str) -> Path:
-        return self.root / "clips" / id_to_dirname(clip_id)
+        return self.clips_dir / id_to_dirname(clip_id)
 
     def features_dir(self, clip_id: str) -> Path:
         return self.root / "features" / id_to_dirname(clip_id)
 
+    def clip_video_path(self, clip_id: str) -> Path:
+        return self.clip_dir(clip_id) / VIDEO_FILE
+
+    def clip_music_path(self, clip_id: str) -> Path:
+        return self.clip_dir(clip_id) / MUSIC_FILE
+
+    @property
+    def clips_dir(self) -> Path:
+        """The folder of every clip's folder."""
+        return self.root / "clips"
+
     @property
     def state_dir(self) -> Path:
         return self.root / "state"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.root / CATALOG_FILE
+
+    @property
+    def manifests_dir(self) -> Path:
+        """Where publish writes `<version>/` manifest folders."""
+        return self.root / "manifests"
+
+    @property
+    def releases_dir(self) -> Path:
+        """Where a release writes `<version>/` folders."""
+        return self.root / "releases"
+
+    def labeling_cache_dir(self, kind: str) -> Path:
+        """The labeling app's cache of one `kind` ("original", "timeline")."""
+        return self.root / "labeling-cache" / kind
 
     def relative(self, path: Path) -> str:
         """A path under the root, as the POSIX string stored in the catalog."""

@@ -1,9 +1,12 @@
 """The external media tools (ffmpeg, ffprobe): where they are (one lookup, one clear error), and
 running one (`run_tool`, or `stream_tool` to read its output while it runs) with its failure turned
-into a `StageError`."""
+into a `StageError`. The facts read with ffprobe: `run_ffprobe` runs it on a file with the options
+that say what to show; `video_duration_s` (the first video stream's declared length) and
+`video_packets_duration_s` (first packet's start to last packet's end) read a video's duration."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -15,6 +18,8 @@ from typing import BinaryIO, TypeVar
 from dvmset.errors import ConfigError, ReasonCode, StageError
 
 STDERR_TAIL_CHARS = 1500  # how much of a failed tool's stderr an error message keeps
+PROBE_TIMEOUT_S = 120.0  # ffprobe reading a file's streams
+PACKETS_TIMEOUT_S = 600.0  # ffprobe reading every packet of a stream
 T = TypeVar("T")
 
 
@@ -85,3 +90,48 @@ def _exit_error(
     """`error(reason)` saying that `tool` exited with `returncode` while doing `what`, with its stderr's tail."""
     tail = stderr.decode(errors="replace").strip()[-STDERR_TAIL_CHARS:] or "no message"
     return error(reason, f"{what}: {tool} exited with {returncode}: {tail}")
+
+
+def run_ffprobe(
+    path: Path, options: list[str], timeout_s: float, reason: ReasonCode, what: str, *,
+    error: type[StageError] = StageError,
+) -> str:
+    """ffprobe's text output about the file `path`, `options` saying what to show and how
+    (`-select_streams`, `-show_entries`, `-of`); a failure raises `error(reason)` as `run_tool` does."""
+    args = [require_tool("ffprobe"), "-v", "error", *options, f"file:{path}"]
+    return run_tool(args, timeout_s, reason, what, error=error)
+
+
+def video_duration_s(path: Path, *, error: type[StageError] = StageError) -> float:
+    """Seconds of `path`'s first video stream (the container's when the stream carries none, as in
+    Matroska). `error` with SOURCE_NOT_FOUND when there is no file, NOT_MEDIA when ffprobe cannot read
+    it, NO_VIDEO_STREAM without a video stream, EMPTY_FILE when its length is unknown."""
+    if not Path(path).is_file():
+        raise error(ReasonCode.SOURCE_NOT_FOUND, f"no video at {path}")
+    options = ["-select_streams", "v:0", "-show_entries", "stream=duration:format=duration", "-of", "json"]
+    listing = run_ffprobe(path, options, PROBE_TIMEOUT_S, ReasonCode.NOT_MEDIA, f"reading {path}", error=error)
+    info = json.loads(listing or "{}")
+    if not info.get("streams"):
+        raise error(ReasonCode.NO_VIDEO_STREAM, f"{path} has no video stream")
+    for value in (info["streams"][0].get("duration"), info.get("format", {}).get("duration")):
+        if value is not None and float(value) > 0:
+            return float(value)
+    raise error(ReasonCode.EMPTY_FILE, f"{path} has a video stream of no known length")
+
+
+def video_packets_duration_s(path: Path, *, error: type[StageError] = StageError) -> float:
+    """Seconds from the first video packet's start to the last one's end (ffprobe reads every packet):
+    what a player shows, whatever the header says. `error` with NOT_MEDIA when ffprobe cannot read
+    `path`, NO_VIDEO_STREAM when it finds no video packet."""
+    options = ["-select_streams", "v:0", "-of", "csv=p=0", "-show_entries", "packet=pts_time,duration_time"]
+    listing = run_ffprobe(path, options, PACKETS_TIMEOUT_S, ReasonCode.NOT_MEDIA, f"reading {path}", error=error)
+    starts, ends = [], []
+    for line in listing.split():
+        pts, _, duration = line.partition(",")
+        if pts in ("", "N/A"):
+            continue
+        starts.append(float(pts))
+        ends.append(float(pts) + (float(duration) if duration not in ("", "N/A") else 0.0))
+    if not starts:
+        raise error(ReasonCode.NO_VIDEO_STREAM, f"{path}: no video packet")
+    return max(ends) - min(starts)

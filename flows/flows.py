@@ -1,51 +1,63 @@
 """The DVMSet flows: `discover_flow`, `ingest_flow`, `publish_flow`, and `build_flow` (discover,
 ingest, and, when asked, publish).
 
-In: strings and numbers only (a config file path, a catalog URL, sources, stages, a runner), so
-deployments and `dvmset build` pass the same parameters. Out: the run's summary as plain data
-(`RunSummary.as_dict()`), also posted as a markdown table artifact whose key names the data root
-and the run (`flows.summary.artifact_key`). The catalog says what is pending, so a rerun does only
-unfinished work; a video another run or worker holds (its work lease) is left to it. One failing
-video or source never fails a flow; a set-up error (a bad config, a deployment run without one, a
-missing model, SQLite or a local Prefect API behind a Dask scheduler) does, before it touches a
-video, and so does a fault of the machine (`InfrastructureError`: a full disk), leaving its videos
-as they were. A publish that cannot be done (`PublishError`: the version exists, a fingerprint
-is missing, clips are stand-in output and `allow_stand_in` is false) fails its flow with the
-error's message as the state message, and no traceback.
+In: the config, as one typed `Config` parameter (`dvmset build` passes the one it loaded; Prefect shows
+it in the UI) or the path of a config file that the flow loads once at its entry (a deployment's
+`--param config=/path/to/dvmset.toml`; `flows.context.entry_config`), a catalog URL overriding the
+config's, and strings and numbers (sources, stages, a runner). Subflows and tasks get the same
+`Config` object. Out: the run's summary as plain data (`RunSummary.as_dict()`), also posted as a
+markdown table artifact whose key names the data root and the run (`flows.summary.artifact_key`).
+The catalog says what is pending, so a rerun does only unfinished work; a video another run or
+worker holds (its work lease) is left to it. One failing video or source never fails a flow; a
+set-up error (a bad config, a deployment run without one, a missing model, SQLite or a local
+Prefect API behind a Dask scheduler) does, before it touches a video, and so does a fault of the
+machine (`InfrastructureError`: a full disk), leaving its videos as they were. A publish that
+cannot be done (`PublishError`: the version exists, a fingerprint is missing, clips are stand-in
+output and `allow_stand_in` is false) fails its flow with the error's message as the state
+message, and no traceback.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from prefect import Task, flow, get_run_logger
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
 from prefect.settings import PREFECT_API_URL
+from prefect.states import Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from curation import search, steps
-from curation.publish import NothingChangedError, next_version, publish as publish_manifests
+from curation.outcomes import StageTally
+from curation.publish import NothingChangedError, next_version
+from curation.publish import publish as publish_manifests
 from dvmset.catalog import Catalog
 from dvmset.config import Config
 from dvmset.errors import ConfigError, PublishError
 from dvmset.storage import DataRoot
-from flows.context import check_deployment_config, open_run
+from flows.context import catalog_for, entry_config
 from flows.runners import DEFAULT_WORKERS, check_runner, task_runner_for
-from flows.summary import PublishRow, RunSummary, StageTally, artifact_key
+from flows.summary import PublishRow, RunSummary, artifact_key
 from flows.tasks import discover_task, task_for
 
 PROGRESS_STEPS = 10  # a stage logs its progress about this many times
 
 
-def _open(config_path: str | None, catalog_url: str | None) -> tuple[Config, Catalog]:
-    check_deployment_config(config_path)
-    config, catalog = open_run(config_path, catalog_url)
+def _open(config: Config | Path | None, catalog_url: str | None) -> tuple[Config, Catalog]:
+    """The run's config (the given object, or the file loaded once: `entry_config`) and its catalog."""
+    config = entry_config(config, catalog_url)
     DataRoot(config.data_root).ensure()
-    return config, catalog
+    return config, catalog_for(config)
+
+
+def _check_runner_once(runner: str, dask_address: str | None, workers: int, catalog: Catalog) -> None:
+    """Check the runner where its parameters enter: in the outermost flow run, not again in a subflow
+    (a build checks them before it discovers anything, then hands them to its ingest subflow)."""
+    if FlowRunContext.get().flow_run.parent_task_run_id is None:
+        check_runner(runner, dask_address, workers, catalog.dialect, PREFECT_API_URL.value())
 
 
 def _report(summary: RunSummary, flow_name: str, title: str, config: Config) -> dict:
@@ -73,7 +85,7 @@ def _sources(
 
 @flow(name="discover", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
 def discover_flow(
-    config_path: str | None = None,
+    config: Config | Path | None = None,
     catalog_url: str | None = None,
     folder: str | None = None,
     urls: str | None = None,
@@ -83,11 +95,9 @@ def discover_flow(
 ) -> dict:
     """Add candidate videos to the catalog as `discovered`, from a local folder (`label`: the query
     recorded for them), a URL list, or platform searches; a source that fails is listed, not fatal."""
-    config, catalog = _open(config_path, catalog_url)
-    futures = [
-        discover_task.submit(config_path, catalog_url, kind, value, label)
-        for kind, value in _sources(config, folder, urls, queries, queries_file)
-    ]
+    config, catalog = _open(config, catalog_url)
+    sources = _sources(config, folder, urls, queries, queries_file)
+    futures = [discover_task.submit(config, kind, value, label) for kind, value in sources]
     rows = tuple(future.result() for future in futures)
     logger = get_run_logger()
     for row in rows:
@@ -95,14 +105,16 @@ def discover_flow(
     return _report(RunSummary(sources=rows).with_catalog(catalog), "discover", "DVMSet discovery", config)
 
 
-def _run_stage(
-    task_runner: TaskRunner, stage_task: Task, stage: str, video_ids: list[str], parameters: dict[str, Any]
-) -> StageTally:
+def _run_stage(task_runner: TaskRunner, stage: steps.Stage, config: Config, video_ids: list[str]) -> StageTally:
     """Submit one task per video and tally the outcomes as they finish. A task that raised counts as
     an error of its video; a ConfigError (a set-up problem) is raised once every task has finished."""
     logger = get_run_logger()
-    tally = StageTally(stage)
-    futures = {task_runner.submit(stage_task, {**parameters, "video_id": video_id}): video_id for video_id in video_ids}
+    tally = StageTally(stage.name)
+    stage_task = task_for(stage, config)
+    futures = {
+        task_runner.submit(stage_task, {"stage": stage.name, "config": config, "video_id": video_id}): video_id
+        for video_id in video_ids
+    }
     log_every = max(1, len(futures) // PROGRESS_STEPS)
     set_up_errors: list[ConfigError] = []
     for done, future in enumerate(as_completed(list(futures)), start=1):
@@ -114,7 +126,7 @@ def _run_stage(
         else:
             tally.add(result)
         if done % log_every == 0 and done < len(futures):
-            logger.info("%s: %d/%d videos done", stage, done, len(futures))
+            logger.info("%s: %d/%d videos done", stage.name, done, len(futures))
     if set_up_errors:
         raise set_up_errors[0]
     logger.info(tally.line())
@@ -123,7 +135,7 @@ def _run_stage(
 
 @flow(name="ingest")
 def ingest_flow(
-    config_path: str | None = None,
+    config: Config | Path | None = None,
     catalog_url: str | None = None,
     stages: list[str] | None = None,
     runner: str = "local",
@@ -131,35 +143,32 @@ def ingest_flow(
     workers: int = DEFAULT_WORKERS,
     retry_failed: bool = False,
 ) -> dict:
-    """Run `stages` (default: all of `curation.steps.STAGES`: download, probe, separate, clip, ...) one
-    after the other, each over every video the catalog says it has to do, a task per video on the runner.
+    """Run `stages` (default: every stage of `curation.steps.STAGES`: download, probe, separate, clip, ...)
+    one after the other, each over every video the catalog says it has to do, a task per video on the runner.
     With `retry_failed`, the `failed` videos are first sent back to be tried again (skipped ones stay)."""
-    config, catalog = _open(config_path, catalog_url)
-    stages = list(stages or steps.STAGES)
-    if unknown := [stage for stage in stages if stage not in steps.STAGES]:
-        raise ConfigError(f"unknown stages {unknown}; stages are {', '.join(steps.STAGES)}")
-    check_runner(runner, dask_address, workers, catalog.dialect, PREFECT_API_URL.value())
+    config, catalog = _open(config, catalog_url)
+    chosen = [steps.stage_named(name) for name in stages] if stages else list(steps.STAGES)
+    _check_runner_once(runner, dask_address, workers, catalog)
     if retry_failed:
         get_run_logger().info("retry: %d failed videos sent back", catalog.reset_errors())
     summary = RunSummary()
     with task_runner_for(runner, dask_address, workers) as task_runner:
-        for stage in stages:
-            step, videos = steps.pending(stage, catalog, config)
+        for stage in chosen:
+            videos = stage.pending(catalog, config)
             if not videos:
-                get_run_logger().info("%s: nothing to do", stage)
+                get_run_logger().info("%s: nothing to do", stage.name)
                 continue
-            get_run_logger().info("%s: %d videos to do", stage, len(videos))
-            if stage == "separate" and runner == "local":
-                steps.separator_for(config)  # once for all task threads; a missing model stops here
-            parameters = {"stage": stage, "step": step, "config_path": config_path, "catalog_url": catalog_url}
-            tally = _run_stage(task_runner, task_for(stage, config), stage, [v.video_id for v in videos], parameters)
-            summary = summary.then(tally.summary(catalog))
+            get_run_logger().info("%s: %d videos to do", stage.name, len(videos))
+            if runner == "local":
+                stage.preflight(config)  # once for all task threads (e.g. the separator); a missing model stops here
+            tally = _run_stage(task_runner, stage, config, [v.video_id for v in videos])
+            summary = summary.then(RunSummary.of_stage(tally, catalog))
     return _report(summary.with_catalog(catalog), "ingest", "DVMSet ingest", config)
 
 
 @flow(name="publish")
 def publish_flow(
-    config_path: str | None = None, catalog_url: str | None = None, version: str | None = None,
+    config: Config | Path | None = None, catalog_url: str | None = None, version: str | None = None,
     allow_stand_in: bool = False,
     force: bool = False,
 ) -> dict | State:
@@ -169,7 +178,7 @@ def publish_flow(
     refused unless `allow_stand_in` (then the card warns at the top). When nothing changed since
     the last version, nothing is written (the summary says so) unless `force`. A PublishError
     fails the run with its message."""
-    config, catalog = _open(config_path, catalog_url)
+    config, catalog = _open(config, catalog_url)
     version = version or next_version(config)
     logger = get_run_logger()
     try:
@@ -193,7 +202,7 @@ def publish_flow(
 
 @flow(name="build")
 def build_flow(
-    config_path: str | None = None,
+    config: Config | Path | None = None,
     catalog_url: str | None = None,
     folder: str | None = None,
     urls: str | None = None,
@@ -217,14 +226,14 @@ def build_flow(
     its message; the summary artifact still lists what discovery and ingest did."""
     if version and not publish:
         raise ConfigError(f"version {version!r} is given without publish: set publish to publish it")
-    config, catalog = _open(config_path, catalog_url)
-    check_runner(runner, dask_address, workers, catalog.dialect, PREFECT_API_URL.value())
-    discovered = discover_flow(config_path, catalog_url, folder, urls, queries, queries_file, label)
-    ingested = ingest_flow(config_path, catalog_url, stages, runner, dask_address, workers, retry_failed)
+    config, catalog = _open(config, catalog_url)
+    _check_runner_once(runner, dask_address, workers, catalog)
+    discovered = discover_flow(config, None, folder, urls, queries, queries_file, label)
+    ingested = ingest_flow(config, None, stages, runner, dask_address, workers, retry_failed)
     summary = RunSummary.from_dict(discovered).then(RunSummary.from_dict(ingested))
     if publish:
         try:
-            published = publish_flow(config_path, catalog_url, version, allow_stand_in, force)
+            published = publish_flow(config, None, version, allow_stand_in, force)
             summary = summary.then(RunSummary.from_dict(published))
         except PublishError as error:
             summary = summary.then(RunSummary(published=(PublishRow(version or "", "", 0, 0, "", str(error)),)))

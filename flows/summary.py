@@ -1,9 +1,9 @@
 """Run summaries: what a flow did, as plain data (a dict a deployment returns) and as markdown.
 
-In: the outcomes of discovery sources, of per-video steps and of a publish, and the catalog
-after the run. Out: `RunSummary` (`as_dict` / `from_dict`, `markdown`), and the artifact key that
-names the data root and the run (`artifact_key`). No Prefect here: flows turn the markdown into an
-artifact.
+In: the outcomes of discovery sources, each stage's tally (`curation.outcomes.StageTally`) and
+a publish, and the catalog after the run. Out: `RunSummary` (`as_dict` / `from_dict`,
+`markdown`), and the artifact key that names the data root and the run (`artifact_key`). No
+Prefect here: flows turn the markdown into an artifact.
 """
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
-from collections import Counter
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from curation.outcomes import ERROR_STATUS, Failure, StageTally
 from curation.publish import PublishResult
-from curation.steps import StepOutcome
 from dvmset.catalog import Catalog
 from dvmset.records import VideoStatus
 
-ERROR_STATUS = "error"  # a task that raised: the video's catalog row is unchanged and a rerun retries it
-LEFT_STATUS = "left"  # a video this run left to another (its reason: a `curation.steps.LEFT_*` code)
 LISTED_FAILED = 20  # the catalog's failed videos a summary lists (it counts them all)
 WITHHELD_STATUS = "withheld"  # a video publish left out: it would join groups published on both sides
 NOT_FAILED = frozenset({VideoStatus.SKIPPED.value, WITHHELD_STATUS})  # listed, but not failures of the run
@@ -59,17 +56,6 @@ class CountRow:
     status: str
     reason: str
     count: int
-
-
-@dataclass(frozen=True)
-class Failure:
-    """One video that a stage of this run failed, skipped or could not run."""
-
-    stage: str
-    video_id: str
-    status: str
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -122,6 +108,19 @@ class RunSummary:
             for video in itertools.islice(catalog.videos(statuses=[VideoStatus.FAILED]), LISTED_FAILED)
         )  # fmt: skip
         return replace(self, catalog=videos, clips=clips, still_failed=failed)
+
+    @classmethod
+    def of_stage(cls, tally: StageTally, catalog: Catalog) -> RunSummary:
+        """A stage's count rows, and each failure with the message the catalog recorded for it."""
+        recorded = [f.video_id for f in tally.failures if f.status != ERROR_STATUS]
+        messages = {
+            video.video_id: video.error.message
+            for video in (catalog.videos(video_ids=recorded) if recorded else ())
+            if video.error is not None
+        }
+        failures = tuple(replace(f, message=messages.get(f.video_id, f.message)) for f in tally.failures)
+        rows = tuple(CountRow(tally.stage, status, reason, n) for (status, reason), n in sorted(tally.counts.items()))
+        return cls(stages=rows, failures=failures)
 
     @classmethod
     def of_publish(cls, result: PublishResult) -> RunSummary:
@@ -186,51 +185,6 @@ class RunSummary:
         return _table("Failed videos in the catalog", ("stage", "video", "status", "reason", "message"), (
             (f.stage, f.video_id, f.status, f.reason, f.message) for f in self.still_failed
         ), note)  # fmt: skip
-
-
-@dataclass
-class StageTally:
-    """The outcomes of one stage as its tasks finish; `failures` lack messages until `summary`."""
-
-    stage: str
-    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
-    failures: list[Failure] = field(default_factory=list)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def add(self, outcome: StepOutcome) -> None:
-        if outcome.left is not None:  # another run holds it or did it: not a failure
-            self.counts[(LEFT_STATUS, outcome.left)] += 1
-            return
-        reason = outcome.reason.value if outcome.reason is not None else ""
-        self.counts[(outcome.status.value, reason)] += 1
-        if outcome.status in (VideoStatus.FAILED, VideoStatus.SKIPPED):
-            self.failures.append(Failure(self.stage, outcome.video_id, outcome.status.value, reason, ""))
-
-    def add_error(self, video_id: str, error: BaseException) -> None:
-        """A task that raised (after its retries): nothing was recorded in the catalog for the video."""
-        reason = type(error).__name__
-        self.counts[(ERROR_STATUS, reason)] += 1
-        self.failures.append(Failure(self.stage, video_id, ERROR_STATUS, reason, str(error)))
-
-    def line(self) -> str:
-        """e.g. `probe: 4 videos -> probed 2, failed/not_media 1, skipped/too_short 1`."""
-        parts = ", ".join(f"{status}/{reason} {n}" if reason else f"{status} {n}" for (status, reason), n in sorted(self.counts.items()))
-        return f"{self.stage}: {self.total} videos -> {parts or 'nothing to do'}"
-
-    def summary(self, catalog: Catalog) -> RunSummary:
-        """Count rows, and each failure with the message the catalog recorded for it."""
-        recorded = [f.video_id for f in self.failures if f.status != ERROR_STATUS]
-        messages = {
-            video.video_id: video.error.message
-            for video in (catalog.videos(video_ids=recorded) if recorded else ())
-            if video.error is not None
-        }
-        failures = tuple(replace(f, message=messages.get(f.video_id, f.message)) for f in self.failures)
-        rows = tuple(CountRow(self.stage, status, reason, n) for (status, reason), n in sorted(self.counts.items()))
-        return RunSummary(stages=rows, failures=failures)
 
 
 def artifact_key(flow_name: str, data_root: str, run_name: str) -> str:

@@ -1,6 +1,6 @@
 """Prefect tasks: one per (stage, video) and one per discovery source, each a few lines over curation/.
 
-In: the config file path and catalog URL as strings, the stage's step and a video id (or a
+In: the stage's name (a row of `curation.steps.STAGES`), the run's `Config` and a video id (or a
 source). Out: the step's `StepOutcome` (or a `SourceRow`); the step itself has recorded the
 outcome in the catalog. Steps never raise for a bad video; what escapes a task is a set-up
 problem (`ConfigError`, never retried) or an infrastructure one (e.g. the catalog away), which
@@ -20,14 +20,13 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from curation import leases, search, steps
-from curation.download import backoff_delay_s
+from curation.outcomes import StepOutcome
 from dvmset.config import Config
 from dvmset.errors import CatalogError, ConfigError, SearchError
-from flows.context import open_run
+from flows.context import catalog_for
 from flows.summary import SourceRow
 
-GPU_LIMIT = "gpu"  # the Prefect global concurrency limit that GPU stages hold a slot of, when it exists
-GPU_STAGES = frozenset({"separate"})
+GPU_LIMIT = "gpu"  # the Prefect global concurrency limit that GPU stages (`Stage.holds_gpu`) hold a slot of
 # Prefect renews a held slot's lease while the stage runs; a worker killed mid-stage frees its slot
 # when the lease runs out: after this long, not Prefect's default 300 s
 GPU_LEASE_S = 60.0
@@ -40,39 +39,36 @@ def _unless_config_error(_task: Task, _run: TaskRun, state: State) -> bool:
 
 
 @task(name="stage", task_run_name="{stage} {video_id}", cache_policy=NO_CACHE, retry_condition_fn=_unless_config_error)
-def stage_task(
-    stage: str, step: steps.Step, config_path: str | None, catalog_url: str | None, video_id: str
-) -> steps.StepOutcome:
-    """Run `step` (the stage's, as `steps.pending` gives it) on one video, holding the video's work
-    lease for this host, process and flow run (a video another worker holds is left to it).
-    Separation holds a slot of the `gpu` limit while it runs (no limit by that name: it runs at once,
-    with a warning); its model is loaded once per process (`steps.separator_for`)."""
-    config, catalog = open_run(config_path, catalog_url)
+def stage_task(stage: str, config: Config, video_id: str) -> StepOutcome:
+    """Run the step of the stage named `stage` on one video, holding the video's work lease for this
+    host, process and flow run (a video another worker holds is left to it). A stage that holds the
+    GPU (separation) holds a slot of the `gpu` limit while it runs (no limit by that name: it runs at
+    once, with a warning); its model is loaded once per process (the stage's preflight)."""
+    run = steps.stage_named(stage)
+    catalog = catalog_for(config)
     video = catalog.get_video(video_id)
     if video is None:
         raise CatalogError(f"no video {video_id!r} in the catalog {catalog.url}")
-    gpu_slot = stage in GPU_STAGES
-    with concurrency(GPU_LIMIT, occupy=1, lease_duration=GPU_LEASE_S, strict=False) if gpu_slot else nullcontext():
-        return step(catalog, config, video, leases.work_owner(str(flow_run.id)))
+    with concurrency(GPU_LIMIT, occupy=1, lease_duration=GPU_LEASE_S, strict=False) if run.holds_gpu else nullcontext():
+        return run.step(catalog, config, video, leases.work_owner(str(flow_run.id)))
 
 
-def task_for(stage: str, config: Config) -> Task:
-    """`stage_task` named after `stage`. Downloads are retried with the config's exponential back-off
-    (`backoff_base_s` * 2^n, capped); yt-dlp's transient errors are also retried inside the step."""
-    task_for_stage = stage_task.with_options(name=stage)
-    if stage != "download":
-        return task_for_stage
-    delays_s = [backoff_delay_s(attempt, config.download) for attempt in range(config.download.retries)]
-    return task_for_stage.with_options(retries=config.download.retries, retry_delay_seconds=delays_s or 0)
+def task_for(stage: steps.Stage, config: Config) -> Task:
+    """`stage_task` named after `stage`, retried after the stage's `retry_delays_s` (downloads: the
+    config's exponential back-off, `backoff_base_s` * 2^n, capped; yt-dlp's transient errors are also
+    retried inside the step); a stage without them keeps Prefect's defaults."""
+    named = stage_task.with_options(name=stage.name)
+    if stage.retry_delays_s is None:
+        return named
+    delays_s = stage.retry_delays_s(config)
+    return named.with_options(retries=len(delays_s), retry_delay_seconds=delays_s or 0)
 
 
 @task(name="discover", task_run_name="discover {kind} {value}", cache_policy=NO_CACHE)
-def discover_task(
-    config_path: str | None, catalog_url: str | None, kind: str, value: str, label: str | None = None
-) -> SourceRow:
+def discover_task(config: Config, kind: str, value: str, label: str | None = None) -> SourceRow:
     """Read one source (`folder` path, `urls` list file, or a search `query`) and add its hits to the
     catalog as `discovered`. A source that cannot be read is reported in the row, not raised."""
-    config, catalog = open_run(config_path, catalog_url)
+    catalog = catalog_for(config)
     try:
         if kind == "folder":
             found, failures = search.scan_folder(Path(value), label), []

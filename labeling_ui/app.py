@@ -25,9 +25,10 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from dvmset.catalog import Catalog
-from dvmset.catalog_review import ClaimLost
+from dvmset.catalog.review import ClaimLost
 from dvmset.errors import DvmsetError
 from dvmset.records import ClipRecord, ClipStatus, VideoRecord
+from dvmset.storage import DataRoot
 from labeling_ui.keys import HEAD, SHORTCUTS
 from labeling_ui.logins import ClientAddressMiddleware, ThrottledLogin, ThrottleSettings
 from labeling_ui.media import MediaError, MediaRoot
@@ -95,7 +96,8 @@ class LabelingApp:
         self.original = OriginalAudio(settings.data_root)
         self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dv-prefetch")
         self._shown: dict[str, tuple[str, str]] = {}  # annotator -> (clip on screen, its name for the status line)
-        self.timelines = Timelines(self.original.cache_dir.parent / "timeline", settings.silence_dbfs, self._prefetch)
+        timeline_dir = DataRoot(settings.data_root).labeling_cache_dir("timeline")
+        self.timelines = Timelines(timeline_dir, settings.silence_dbfs, self._prefetch)
 
     def annotator(self, request: gr.Request) -> str:
         return getattr(request, "username", None) or self.settings.default_annotator

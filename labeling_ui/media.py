@@ -30,7 +30,7 @@ class MediaRoot:
     @property
     def clips_dir(self) -> Path:
         """The only folder served: `<data root>/clips`, symlinks resolved."""
-        return Path(os.path.realpath(self.data_root / "clips"))
+        return Path(os.path.realpath(DataRoot(self.data_root).clips_dir))
 
     def path(self, relative_path: str) -> Path:
         """The real path of a catalog path; MediaError when it leaves `clips_dir` or is no file."""

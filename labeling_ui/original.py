@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from dvmset.ids import id_to_dirname
 from dvmset.records import ClipRecord, VideoRecord
-from dvmset.storage import DataRoot
+from dvmset.storage import DataRoot, atomic_path
 from labeling_ui.media import FILE_ROUTE
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class OriginalAudio:
 
     @property
     def cache_dir(self) -> Path:
-        return Path(os.path.realpath(self.data_root)) / "labeling-cache" / "original"
+        return DataRoot(Path(os.path.realpath(self.data_root))).labeling_cache_dir("original")
 
     def path(self, clip_id: str) -> Path:
         return self.cache_dir / f"{id_to_dirname(clip_id)}.m4a"
@@ -65,19 +65,16 @@ class OriginalAudio:
         source = self.source(video)
         if source is None:
             return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.stem}.{os.getpid()}.partial.m4a")
         cut = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", f"{clip.start_s:.3f}",
                "-t", f"{clip.end_s - clip.start_s:.3f}", "-i", str(source), "-map", "0:a:0"]  # fmt: skip
         encode = ["-ac", "2", "-c:a", "aac", "-b:a", "128k"]
         playable = video is not None and video.probe is not None and video.probe.audio_codec in COPIED_CODECS
         for codec in (["-c:a", "copy"], encode) if playable else (encode,):
             try:
-                subprocess.run([*cut, *codec, "-f", "mp4", str(partial)], check=True, capture_output=True, timeout=120)
-                os.replace(partial, target)
+                with atomic_path(target) as temp:
+                    subprocess.run([*cut, *codec, "-f", "mp4", str(temp)], check=True, capture_output=True, timeout=120)
                 return target
             except (OSError, subprocess.SubprocessError) as exc:
                 failure = exc
-                partial.unlink(missing_ok=True)
         log.warning("cannot cut the original audio of %s from %s: %s", clip.clip_id, source, failure)
         return None

@@ -4,7 +4,7 @@ In: every label event and the clip counts by status. Out: `Progress` (pure arith
 HTML. Agreement is Cohen's kappa of accept/reject between the first two annotators who voted
 on each clip that two annotators voted on (the overlap clips); a reviewer's vote is a ruling,
 not a rating, and is left out of it. The disagreements are the disputed clips under the rule of
-`dvmset/decisions.py`: a reviewer's vote settles one, so the list shrinks as reviewers work.
+`dvmset/catalog/decisions.py`: a reviewer's vote settles one, so the list shrinks as reviewers work.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from dvmset.catalog_review import AUTO_ANNOTATOR
-from dvmset.decisions import VOTES, LabelEvent, disputes
+from dvmset.catalog.review import AUTO_ANNOTATOR
+from dvmset.catalog.decisions import VOTES, LabelEvent, disputes
 from dvmset.records import ClipStatus, Role
 
 _BREAK_S = 600.0  # a longer pause between two decisions is a break, not review time

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from dvmset.storage import atomic_write_text
+
 FRAME_S = 0.1
 _WIDTH, _HEIGHT, _FLOOR_DBFS = 1000, 120, -60.0
 _MAX_POINTS = 250  # points of the level curve's upper edge (a 60 s clip: one per 0.3 s)
@@ -105,10 +107,7 @@ class Timelines:
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not measured yet (or an unreadable file: measured again)
         timeline = measure(music_path, self.silence_dbfs)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.partial")
-        partial.write_text(json.dumps(asdict(timeline)))
-        os.replace(partial, path)
+        atomic_write_text(path, json.dumps(asdict(timeline)))
         return timeline
 
     def _key(self, music_path: Path) -> str:

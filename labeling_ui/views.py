@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from dvmset.decisions import LabelEvent
+from dvmset.catalog.decisions import LabelEvent
 from dvmset.records import ClipRecord, VideoRecord
 
 REASON_LABELS = {  # RejectReason value -> the label on the screen (the order of keys 1-5)

@@ -1,6 +1,6 @@
 """Training data for VidMusician: a manifest's accepted clips -> random aligned crops -> padded batches.
 
-In: a manifest Parquet file (`dvmset.manifest`; its media paths start at the data root), the CLIP and
+In: a manifest Parquet file (`manifests.schema`; its media paths start at the data root), the CLIP and
 MusicGen model ids whose cached inputs are read (`features/<clip_id>/`, see `model.features` and
 `model.tokens`; `ensure_cached` computes the missing ones once, with progress bars), and the model's
 `VideoConditions` (`model.video_conditions`: semantic feature, affect, rhythm source). The rhythm
@@ -24,6 +24,7 @@ uninterrupted run would have seen.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +35,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from dvmset.errors import ReasonCode
-from dvmset.manifest import ManifestError, manifest_metadata, read_manifest, resolve_media_root
 from dvmset.records import ClipStatus
 from dvmset.storage import DataRoot
+from manifests.schema import ManifestError, manifest_metadata, read_manifest, resolve_media_root
 from model.errors import FeatureError
-from model.features import VIDEO_FILE, load_cached_visual_features, load_clip_encoder, visual_features_for_clips
+from model.features import load_cached_visual_features, load_clip_encoder, visual_features_for_clips
 from model.music_features import MusicFeatures, clip_music_features, load_cached_music_features
 from model.tokens import (
-    MUSIC_FILE,
     apply_delay_pattern,
     load_audio_codec,
     load_cached_music_codes,
@@ -238,7 +238,7 @@ class ManifestClip:
 
 def manifest_clips(manifest_path: Path, data_root: DataRoot) -> list[ManifestClip]:
     """The accepted clips of a manifest, in its order. Its media paths start where the manifest says
-    (`dvmset.manifest.resolve_media_root`: its recorded `media_root`, the same from any working
+    (`manifests.schema.resolve_media_root`: its recorded `media_root`, the same from any working
     folder; `data_root` for a manifest that records none). ManifestError when it has none, or when a
     clip's media is not where the feature caches read it (`clips/<clip_id>/video.mp4`, `music.flac`
     under `data_root`)."""
@@ -249,11 +249,13 @@ def manifest_clips(manifest_path: Path, data_root: DataRoot) -> list[ManifestCli
         raise ManifestError(f"{manifest_path}: no accepted clips to train on ({table.num_rows} rows)")
     rows = accepted.select(["clip_id", "video_path", "music_path", "duration_s", "scene_cuts_s"]).to_pylist()
     for row in rows:
-        for column, file_name in (("video_path", VIDEO_FILE), ("music_path", MUSIC_FILE)):
-            if media.resolve(row[column]) != data_root.resolve(_clip_file(data_root, row["clip_id"], file_name)):
+        clip_id = row["clip_id"]
+        read = {"video_path": data_root.clip_video_path(clip_id), "music_path": data_root.clip_music_path(clip_id)}
+        for column, path in read.items():
+            if media.resolve(row[column]) != Path(os.path.abspath(path)):
                 raise ManifestError(
-                    f"{manifest_path}: clip {row['clip_id']} has {column} {row[column]!r}; the model reads "
-                    f"{file_name} from its clip folder {data_root.clip_dir(row['clip_id'])}"
+                    f"{manifest_path}: clip {clip_id} has {column} {row[column]!r}; the model reads "
+                    f"{path.name} from its clip folder {path.parent}"
                 )
     return [ManifestClip(row["clip_id"], row["duration_s"], tuple(row["scene_cuts_s"])) for row in rows]
 
@@ -315,11 +317,6 @@ def ensure_rhythm_cached(
         clip_video_structure(data_root, clip.clip_id, clip.scene_cuts_s, clip.duration_s,
                              features.global_embeds_1fps.numpy(), clip_model_id)  # fmt: skip
     return RhythmCacheReport(len(missing_music), len(missing))
-
-
-def _clip_file(data_root: DataRoot, clip_id: str, file_name: str) -> str:
-    """`clips/<clip_id>/<file_name>`, relative to the data root."""
-    return data_root.relative(data_root.clip_dir(clip_id) / file_name)
 
 
 def _mix(*numbers: int) -> int:

@@ -43,7 +43,6 @@ DEFAULT_CLIP_MODEL_ID = "openai/clip-vit-base-patch32"
 FEATURES_VERSION = "clip-features/2"  # 2: the CLS token too
 SEMANTIC_FEATURES = ("image_embeds", "cls")
 CACHE_KIND = "clip"
-VIDEO_FILE = "video.mp4"  # the clip stage's file name (curation/clip.py)
 RHYTHM_FPS = 25  # patch tokens, eq. (3)
 GLOBAL_FPS = 1  # global features, eq. (1); RHYTHM_FPS is a multiple of it
 DEFAULT_BATCH_SIZE = 64  # frames per CLIP forward pass
@@ -179,7 +178,7 @@ def visual_features(
     cached = load_cached_visual_features(data_root, clip_id, encoder.model_id)
     if cached is not None:
         return cached
-    features = extract_visual_features(data_root.clip_dir(clip_id) / VIDEO_FILE, encoder, batch_size)
+    features = extract_visual_features(data_root.clip_video_path(clip_id), encoder, batch_size)
     write_cache(
         features_path(data_root, clip_id, encoder.model_id),
         {"global_embeds_1fps": features.global_embeds_1fps, "rhythm_curve_50hz": features.rhythm_curve_50hz,

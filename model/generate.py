@@ -32,11 +32,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from model.checkpoint import load_checkpoint, trained_model
+from dvmset.tools import video_duration_s
+from model.checkpoint import TrainingCheckpoint, trained_model
 from model.conditioning import fit_curve
+from model.errors import FeatureError
 from model.dataset import curve_at_frames
 from model.features import GLOBAL_FPS, ClipEncoder, VisualFeatures, extract_visual_features, load_clip_encoder
-from model.soundtrack import probe_video_duration_s
 from model.train import CURVE_RATE_HZ
 from model.vidmusician import VidMusician
 from model.video_structure import video_affect
@@ -178,7 +179,7 @@ def generate_music(
     """Music exactly as long as `video_path`'s video stream, conditioned on its CLIP features (1 fps
     global embeddings, the 50 Hz rhythm curve) and, when the model reads them, its affect features.
     FeatureError when the video has no frames."""
-    duration_s = probe_video_duration_s(video_path)
+    duration_s = video_duration_s(video_path, error=FeatureError)
     features = extract_visual_features(video_path, encoder)
     seconds = features.global_embeds_1fps.shape[0]
     affect = torch.from_numpy(video_affect(video_path, seconds)) if model.video_conditions.needs_affect else None
@@ -186,10 +187,9 @@ def generate_music(
 
 
 def load_generator(
-    checkpoint_path: Path, model_dir: Path | None = None, device: str | None = None
+    checkpoint: TrainingCheckpoint, model_dir: Path | None = None, device: str | None = None
 ) -> tuple[VidMusician, ClipEncoder]:
-    """The trained model of a checkpoint (eval mode) and the CLIP encoder it was trained with; raises
-    `CheckpointError` or `WeightsNotFoundError` (saying where it looked) when either cannot be loaded."""
-    checkpoint = load_checkpoint(checkpoint_path)
+    """The trained model of a checkpoint (`model.checkpoint.load_checkpoint`; eval mode) and the CLIP encoder it
+    was trained with; raises `WeightsNotFoundError` (saying where it looked) when either cannot be loaded."""
     encoder = load_clip_encoder(checkpoint.spec.clip_model_id, model_dir, device)
     return trained_model(checkpoint, model_dir, device), encoder

@@ -15,7 +15,7 @@ librosa's analysis rate). Out: `MusicFeatures`, for a clip of D seconds:
 - `mel` `[ceil(D * ODF_RATE_HZ), MEL_BANDS]` float32: a low-resolution log-mel spectrogram (dB
   against the clip's peak, floored at -80), averaged into the ODF's bins.
 - `beats_s` `[N]` float64: librosa's beat tracker's beats; `tempo_bpm`: its global tempo (both from
-  `dvmset.music_rhythm`, which the manifest's `tempo_bpm` and `beat_count` columns come from too).
+  `manifests.music_rhythm`, which the manifest's `tempo_bpm` and `beat_count` columns come from too).
 - `downbeats_s` `[M]` float64: every 4th beat from the phase (0..3) whose beats carry the most
   low-frequency onset strength: a heuristic for music in 4/4 (librosa has no downbeat tracker);
   empty under 8 beats.
@@ -35,10 +35,10 @@ import librosa
 import numpy as np
 import torch
 
-from dvmset.music_rhythm import ANALYSIS_RATE_HZ, HOP, onset_envelope, track_beats
 from dvmset.storage import DataRoot
+from manifests.music_rhythm import ANALYSIS_RATE_HZ, HOP, onset_envelope, track_beats
 from model.cache import cache_path, read_cache, write_cache
-from model.tokens import MUSIC_FILE, read_music
+from model.tokens import read_music
 
 MUSIC_FEATURES_VERSION = "music-rhythm/1"
 CACHE_KIND = "music"
@@ -136,7 +136,7 @@ def clip_music_features(data_root: DataRoot, clip_id: str) -> MusicFeatures:
     cached = load_cached_music_features(data_root, clip_id)
     if cached is not None:
         return cached
-    features = music_features(read_music(data_root.clip_dir(clip_id) / MUSIC_FILE, ANALYSIS_RATE_HZ))
+    features = music_features(read_music(data_root.clip_music_path(clip_id), ANALYSIS_RATE_HZ))
     tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(features, name)))
                for name in ("odf", "tempogram", "mel", "beats_s", "downbeats_s")}  # fmt: skip
     tensors["scalars"] = torch.tensor([features.tempo_bpm, features.duration_s], dtype=torch.float64)

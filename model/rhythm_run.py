@@ -3,10 +3,10 @@
 In: a `RhythmRequest`: the manifest version folder (its `train.parquet` trains the predictor, its
 `test.parquet` scores it), the data root its paths start from, the output folder, `PredictorSettings`, the
 CLIP model id and semantic feature (the trainer's, so a `predicted-odf` run reads the same features), the
-local model folder and the device.
+local model folder, the device and the resolved config's TOML.
 Out: `<out>/rhythm_predictor.pt` (`model.rhythm_predictor.save_predictor`; its facts name the manifest, the
-CLIP model, the clips, each epoch's loss and the test scores), `<out>/rhythm_report.json` and
-`<out>/rhythm_report.md`, and a `RhythmResult`.
+CLIP model, the clips, each epoch's loss and the test scores), `<out>/rhythm_report.json`,
+`<out>/rhythm_report.md` and `<out>/config.toml` (the resolved config, when given), and a `RhythmResult`.
 
 Steps: the accepted clips of both splits; their CLIP features (computed and cached on first use,
 `model.dataset.ensure_cached`), their music's rhythm features and their video structure
@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from dvmset.manifest import manifest_path
-from dvmset.split import Split
 from dvmset.storage import DataRoot, atomic_write_text
+from manifests.schema import manifest_path
+from manifests.split import Split
 from model.dataset import ManifestClip, ensure_cached, ensure_rhythm_cached, manifest_clips
 from model.errors import CheckpointError
 from model.features import DEFAULT_CLIP_MODEL_ID, load_cached_visual_features
@@ -43,6 +43,7 @@ from model.rhythm_train import (
     rhythm_example,
     train_predictor,
 )
+from model.train_run import RUN_CONFIG_FILE
 from model.video_structure import load_cached_video_structure
 
 PREDICTOR_FILE = "rhythm_predictor.pt"
@@ -69,6 +70,7 @@ class RhythmRequest:
     model_dir: Path | None = None
     device: str | None = None
     progress: bool = True
+    run_config: str | None = None  # the resolved config's TOML, written beside the predictor as `RUN_CONFIG_FILE`
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class RhythmResult:
     losses: list[float]
     predictor_path: Path
     report_path: Path
+    config_path: Path | None  # None: no resolved config was given
 
 
 def run_rhythm_training(request: RhythmRequest) -> RhythmResult:
@@ -106,12 +109,15 @@ def run_rhythm_training(request: RhythmRequest) -> RhythmResult:
         baseline=rhythm_accuracy(baseline_curves, targets[Split.TEST]),
         baseline_rescale=(scale, offset), train_clips=len(examples[Split.TRAIN]), losses=losses,
         predictor_path=out_dir / PREDICTOR_FILE, report_path=out_dir / REPORT_MARKDOWN,
+        config_path=None if request.run_config is None else out_dir / RUN_CONFIG_FILE,
     )  # fmt: skip
     report = _report(result, request, clip_model_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_predictor(result.predictor_path, predictor, report)
     atomic_write_text(out_dir / REPORT_JSON, json.dumps(report, indent=2) + "\n")
     atomic_write_text(result.report_path, report_markdown(result, Path(request.manifest_dir).name))
+    if result.config_path is not None and request.run_config is not None:
+        atomic_write_text(result.config_path, request.run_config)
     return result
 
 

@@ -1,8 +1,7 @@
-"""Media in and out of generation: a video's length, the music as a file, the music muxed under the video.
+"""Media out of generation: the music as a file, the music muxed under the video.
 
 In: a video file (any container ffmpeg reads), a mono waveform `[S]` float at its sampling rate.
 Out:
-- `probe_video_duration_s`: seconds of the first video stream (the container's when the stream has none);
 - `write_music`: the waveform as WAV (16-bit PCM) or FLAC (16-bit), chosen by the file's suffix;
 - `mux_music`: a copy of the video whose first video stream is copied packet for packet (the picture is
   bit-exact) and whose only audio stream is the music as AAC; the video's other streams are dropped.
@@ -14,7 +13,6 @@ early with `check_output_suffixes`).
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -24,14 +22,12 @@ import soundfile as sf
 from dvmset.errors import ReasonCode
 from dvmset.storage import atomic_path
 from dvmset.tools import require_tool, run_tool
-from model.errors import FeatureError
 
 AAC_BITRATE = "192k"
 VIDEO_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}  # suffix -> ffmpeg muxer
 MUSIC_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}  # suffix -> soundfile format, subtype
 _FASTSTART_MUXERS = {"mp4", "mov"}
 _TIMEOUT_S = 3600.0
-_PROBE_TIMEOUT_S = 120.0
 
 
 def check_output_suffixes(video_out: Path, music_out: Path | None = None) -> None:
@@ -41,23 +37,6 @@ def check_output_suffixes(video_out: Path, music_out: Path | None = None) -> Non
         raise ValueError(f"cannot write video to {video_out}: use one of {', '.join(VIDEO_MUXERS)}")
     if music_out is not None and music_out.suffix.lower() not in MUSIC_FORMATS:
         raise ValueError(f"cannot write music to {music_out}: use one of {', '.join(MUSIC_FORMATS)}")
-
-
-def probe_video_duration_s(video_path: Path) -> float:
-    """Seconds of `video_path`'s first video stream (the container's when the stream carries none, as in
-    Matroska); FeatureError when the file is missing or unreadable, or has no video stream."""
-    if not Path(video_path).is_file():
-        raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, f"no video at {video_path}")
-    command = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-show_entries",
-               "stream=duration:format=duration", "-of", "json", str(video_path)]  # fmt: skip
-    listing = run_tool(command, _PROBE_TIMEOUT_S, ReasonCode.NOT_MEDIA, f"reading {video_path}", error=FeatureError)
-    info = json.loads(listing or "{}")
-    if not info.get("streams"):
-        raise FeatureError(ReasonCode.NO_VIDEO_STREAM, f"{video_path} has no video stream")
-    for value in (info["streams"][0].get("duration"), info.get("format", {}).get("duration")):
-        if value is not None and float(value) > 0:
-            return float(value)
-    raise FeatureError(ReasonCode.EMPTY_FILE, f"{video_path} has a video stream of no known length")
 
 
 def write_music(path: Path, waveform: np.ndarray, sampling_rate_hz: int) -> Path:

@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from transformers import EncodecModel, MusicgenForConditionalGeneration
 
 from dvmset.errors import ReasonCode
-from dvmset.music_rhythm import resample_mono
 from dvmset.storage import DataRoot
+from manifests.music_rhythm import resample_mono
 from model.cache import cache_path, read_cache, write_cache
 from model.errors import FeatureError
 from model.weights import load_model
@@ -39,7 +39,6 @@ from model.weights import load_model
 DEFAULT_MUSICGEN_MODEL_ID = "facebook/musicgen-medium"  # the paper's backbone (24.79M trainable parameters)
 CODES_VERSION = "musicgen-codes/1"
 CACHE_KIND = "codes"
-MUSIC_FILE = "music.flac"  # the clip stage's file name (curation/clip.py)
 DEFAULT_BATCH_SIZE = 4  # clips per EnCodec forward pass (60 s at 32 kHz each)
 
 
@@ -136,7 +135,7 @@ def music_codes(data_root: DataRoot, clip_id: str, codec: AudioCodec) -> torch.T
     cached = load_cached_music_codes(data_root, clip_id, codec.model_id)
     if cached is not None:
         return cached
-    waveform = read_music(data_root.clip_dir(clip_id) / MUSIC_FILE, codec.sampling_rate_hz)
+    waveform = read_music(data_root.clip_music_path(clip_id), codec.sampling_rate_hz)
     codes = encode_waveforms(codec, torch.from_numpy(waveform)[None])[0]
     _write_codes(data_root, codec, clip_id, codes)
     return codes
@@ -157,7 +156,7 @@ def music_codes_for_clips(
     for clip_id in tqdm(clip_ids, desc=f"MusicGen codes ({codec.model_id})", unit="clip"):
         if load_cached_music_codes(data_root, clip_id, codec.model_id) is not None:
             continue
-        waveform = read_music(data_root.clip_dir(clip_id) / MUSIC_FILE, codec.sampling_rate_hz)
+        waveform = read_music(data_root.clip_music_path(clip_id), codec.sampling_rate_hz)
         if pending and (len(pending) == batch_size or pending[0][1].shape != waveform.shape):
             _encode_and_cache(data_root, codec, pending)
             pending = []

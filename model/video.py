@@ -18,22 +18,18 @@ from pathlib import Path
 import numpy as np
 
 from dvmset.errors import ReasonCode
-from dvmset.tools import require_tool
+from dvmset.tools import PROBE_TIMEOUT_S, STDERR_TAIL_CHARS, require_tool, run_ffprobe
 from model.errors import FeatureError
 
-_STDERR_TAIL_CHARS = 1500
 _RGB_CHANNELS = 3
 
 
 def probe_video_size(video_path: Path) -> tuple[int, int]:
     """`(width, height)` in pixels of the first video stream, as stored."""
-    command = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-show_entries",
-               "stream=width,height", "-of", "csv=p=0:s=x", str(video_path)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        message = result.stderr[-_STDERR_TAIL_CHARS:].strip()
-        raise FeatureError(ReasonCode.DECODE_ERROR, f"ffprobe failed on {video_path}: {message}")
-    fields = result.stdout.strip().split("x")
+    options = ["-select_streams", "v:0", "-show_entries", "stream=width,height", "-of", "csv=p=0:s=x"]
+    what = f"reading {video_path}"
+    listing = run_ffprobe(video_path, options, PROBE_TIMEOUT_S, ReasonCode.DECODE_ERROR, what, error=FeatureError)
+    fields = listing.strip().split("x")
     if len(fields) != 2 or not all(field.isdigit() for field in fields):
         raise FeatureError(ReasonCode.NO_VIDEO_STREAM, f"{video_path} has no video stream")
     return int(fields[0]), int(fields[1])
@@ -76,7 +72,7 @@ def iter_frame_batches(video_path: Path, fps: int, short_edge_px: int, batch_siz
         return_code = process.wait()
         if return_code != 0 or num_frames == 0:
             stderr.seek(0)
-            message = stderr.read().decode("utf-8", "replace")[-_STDERR_TAIL_CHARS:].strip()
+            message = stderr.read().decode("utf-8", "replace")[-STDERR_TAIL_CHARS:].strip()
             raise FeatureError(
                 ReasonCode.DECODE_ERROR,
                 f"ffmpeg decoded {num_frames} frames from {video_path} (exit status {return_code}): {message}",

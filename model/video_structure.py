@@ -29,7 +29,6 @@ import torch
 from dvmset.storage import DataRoot
 from model import video
 from model.cache import cache_path, read_cache, write_cache
-from model.features import VIDEO_FILE
 
 STRUCTURE_VERSION = "video-structure/1"
 CACHE_KIND = "structure"
@@ -140,7 +139,7 @@ def clip_video_structure(
     structure = VideoStructure(
         shots=shots,
         shot_embeds=shot_embeddings(shots, global_embeds_1fps),
-        affect=video_affect(data_root.clip_dir(clip_id) / VIDEO_FILE, int(np.asarray(global_embeds_1fps).shape[0])),
+        affect=video_affect(data_root.clip_video_path(clip_id), int(np.asarray(global_embeds_1fps).shape[0])),
     )
     tensors = {
         "shots": torch.tensor([[shot.start_s, shot.duration_s] for shot in shots], dtype=torch.float64).reshape(-1, 2),

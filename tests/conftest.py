@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 from tests.http_server import LocalHttpServer, serve_folder as _serve_folder
+
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24, from which Rich would fix the CLI's console
+# width when the CLI is imported (the tests' own COLUMNS would then be ignored): a plain run has neither.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 # Tests that use one of these run a whole pipeline, a browser or a server: `make test-fast` leaves
 # them out (they are marked `slow` at collection), `make test` runs them.

@@ -12,7 +12,7 @@ import pytest
 
 from curation.samples import SAMPLE_EXPECTATIONS
 from dvmset.catalog import Catalog
-from dvmset.cli import DEMO_SEPARATOR
+from dvmset.cli.curate import DEMO_SEPARATOR
 from dvmset.config import load_config
 from dvmset.records import ClipStatus, VideoStatus
 
@@ -114,7 +114,8 @@ def served_video(http_server):
 
 
 def test_a_machine_fault_has_an_exit_code_of_its_own(monkeypatch, capsys):
-    from dvmset import cli
+    from dvmset.cli import main as cli
+    from dvmset.cli.common import ExitCode
     from dvmset.errors import InfrastructureError
 
     def disk_full() -> None:
@@ -123,5 +124,5 @@ def test_a_machine_fault_has_an_exit_code_of_its_own(monkeypatch, capsys):
     monkeypatch.setattr(cli, "app", disk_full)
     with pytest.raises(SystemExit) as stopped:
         cli.main()
-    assert stopped.value.code == cli.ExitCode.INFRASTRUCTURE == 6
+    assert stopped.value.code == ExitCode.INFRASTRUCTURE == 6
     assert "no space left" in capsys.readouterr().err

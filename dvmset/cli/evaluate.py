@@ -1,7 +1,7 @@
 """The evaluation command of `dvmset`: `evaluate` (paper, section 5.2: FD, KL, ImageBind, CLAP, Rhythm; VeM's
 beat alignment at transitions, beat and tempo agreement).
 
-Registered on `dvmset.cli.app` when that module loads; the model code (torch, transformers, librosa) is
+Registered by `dvmset.cli.main`; the model code (torch, transformers, librosa) is
 imported inside the command only. Settings come from the config's `[evaluate]` section (the paper's protocol
 by default); flags override them, and the resolved config is written beside the report
 (`<out>/<report>.toml`): `--config` with it repeats the evaluation. Each `--generated DIR` is one run (named
@@ -14,7 +14,7 @@ prescreen's cuts) instead of running PySceneDetect again; `--beats` names the Rh
 (`model.metrics.trackers`), checked before any work. The ImageBind score reads `--imagebind PATH`
 (default `imagebind/imagebind_huge.pth` under the model folder); without that file the report says it is not
 available and where to download it, `--no-imagebind` leaves it out.
-Exit codes as in `dvmset.cli`: 2 (usage) for mismatched --name/--generated or bad settings (a beat
+Exit codes as in `dvmset.cli.common`: 2 (usage) for mismatched --name/--generated or bad settings (a beat
 tracker that cannot be loaded or returns something other than beat times included), 3 when the
 configuration is invalid or a model's weights cannot be found (or an ImageBind file does not load), 1 when
 the manifest or a clip's media cannot be read.
@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dvmset.cli import ConfigOption, ExitCode, fail, progress_bar, app, out
-from dvmset.config import EvaluateConfig, config_toml, load_config, override_section, portable
-from dvmset.errors import ConfigError, StageError
+from dvmset.cli.common import ConfigOption, ExitCode, fail, out, progress_bar
+from dvmset.cli.run_settings import configured
+from dvmset.config import EvaluateConfig, config_toml, portable
+from dvmset.errors import StageError
 from dvmset.ids import id_to_dirname
-from dvmset.manifest import ManifestError, manifest_path
-from dvmset.split import Split
 from dvmset.storage import DataRoot, atomic_write_text
+from manifests.schema import ManifestError, manifest_path
+from manifests.split import Split
 
 if TYPE_CHECKING:
     from model.metrics.evaluate import EvalSettings
@@ -85,7 +86,6 @@ def repeat_command(manifest: Path, runs: dict[str, Path], config_file: Path, out
     return shlex.join(words)
 
 
-@app.command()
 def evaluate(
     manifest: Annotated[
         Path, typer.Option(help="a published manifest version folder (manifests/<version>/) or one of its splits")
@@ -189,16 +189,10 @@ def evaluate(
         "imagebind": imagebind, "imagebind_score": False if no_imagebind else (True if imagebind else None),
         "shuffle_seed": shuffle_seed, "device": device,
     }  # fmt: skip
-    try:
-        config = load_config(config_path)
-        config = override_section(config, "evaluate", {key: value for key, value in flags.items() if value is not None})
-    except ConfigError as exc:
-        raise fail(ExitCode.CONFIG, str(exc)) from exc
+    config = configured(config_path, {"evaluate": flags}, data_root=data_root)
     if config.evaluate.scenes == "manifest" and any(value is not None for value in detection.values()):
         raise fail(ExitCode.USAGE, "--scene-detector, --scene-threshold and --min-scene-frames set how scenes are "
                    "detected: they do not apply with --scenes manifest")  # fmt: skip
-    if data_root is not None:
-        config = config.model_copy(update={"data_root": data_root})
     if manifest.is_dir():  # the version folder, as `manifests check` takes it
         manifest = manifest_path(manifest, split)
     try:

@@ -1,6 +1,6 @@
 """`dvmset label`: serve the labeling app, or add a user to its users file.
 
-Registered on `dvmset.cli.app` when that module loads. Exit codes as in `dvmset.cli`: 2 for a
+Registered by `dvmset.cli.main`. Exit codes as in `dvmset.cli.common`: 2 for a
 non-loopback host without a users file, 3 for an unreadable users file or config.
 """
 
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from dvmset.cli import ConfigOption, ExitCode, fail, open_catalog, app, out
+from dvmset.cli.common import ConfigOption, ExitCode, fail, open_catalog, out
 from dvmset.errors import ConfigError, DvmsetError
 
 
@@ -28,7 +28,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@app.command()
 def label(
     config_path: ConfigOption = None,
     host: Annotated[str, typer.Option(help="address to listen on; other than loopback only with --users")] = "127.0.0.1",

@@ -1,10 +1,10 @@
 """The weights commands of `dvmset`: `models list`, `models check`, `models pull` (registry: `dvmset.models`).
 
-Registered on `dvmset.cli.app` when that module loads. `list` reads paths only (no torch, no network);
+Registered by `dvmset.cli.main`. `list` reads paths only (no torch, no network);
 `check` loads each model that is here with the loader its stage uses (imported inside the command) and
 verifies the published checksum where there is one; `pull` fetches through each model's own library
 (huggingface_hub, Demucs, torch hub's downloader) when its source can be reached, and offline stops at once.
-Exit codes as in `dvmset.cli`; here: 2 for an unknown model key, 3 when a model is missing or fails its
+Exit codes as in `dvmset.cli.common`; here: 2 for an unknown model key, 3 when a model is missing or fails its
 check (a set-up error, as in `dvmset train`), 4 when `pull` cannot reach where a model is published.
 """
 
@@ -19,15 +19,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from dvmset import models as registry
-from dvmset.cli import ConfigOption, ExitCode, app, err, fail, out
-from dvmset.config import Config, load_config
-from dvmset.errors import ConfigError, DvmsetError
+from dvmset.cli.common import ConfigOption, ExitCode, err, fail, load_config_or_exit, out
+from dvmset.config import Config
+from dvmset.errors import DvmsetError
 
 models_app = typer.Typer(
     help="Pretrained models: where each comes from, whether it is here (list, check), fetching it (pull).",
     no_args_is_help=True,
 )
-app.add_typer(models_app, name="models")
 
 KeysArgument = Annotated[
     list[str] | None, typer.Argument(help=f"model keys (default: all): {', '.join(registry.REGISTRY)}")
@@ -40,10 +39,7 @@ IdOption = Annotated[
 
 def _setup(config_path: Path | None, keys: list[str] | None, ids: list[str] | None) -> tuple[Config, dict[str, str]]:
     """The config and `{key: model id}` of the selected models (all by default), or a usage/config exit."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise fail(ExitCode.CONFIG, str(exc)) from exc
+    config = load_config_or_exit(config_path)
     chosen = registry.configured_ids(config)
     for item in ids or []:
         key, sep, model_id = item.partition("=")

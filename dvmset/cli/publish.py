@@ -1,7 +1,7 @@
 """The publishing commands of `dvmset`: `publish`, `manifests check`, `manifests export-jsonl`,
 `release` and `rebuild`.
 
-Registered on `dvmset.cli.app` when that module loads. Exit codes as in `dvmset.cli`; here:
+Registered by `dvmset.cli.main`. Exit codes as in `dvmset.cli.common`; here:
 2 (usage) when the manifest or release version asked for exists already, or when clips to
 publish have music made by a stand-in (random-weight) separator and `--allow-stand-in` was not
 given (nothing is written either way), 1 when publishing fails otherwise (a fingerprint is
@@ -23,21 +23,19 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dvmset.cli import ConfigOption, ExitCode, fail, open_catalog, app, err, out
-from dvmset.config import load_config
+from dvmset.cli.common import ConfigOption, ExitCode, err, fail, load_config_or_exit, open_catalog, out
 from dvmset.errors import ConfigError, PublishError
-from dvmset.manifest import MEDIA_ROOT_KEY, ManifestError, file_metadata, manifest_path
-from dvmset.split import Split
+from dvmset.storage import DataRoot
+from manifests.schema import MEDIA_ROOT_KEY, ManifestError, file_metadata, manifest_path
+from manifests.split import Split
 
 manifests_app = typer.Typer(help="Check and export published manifests.", no_args_is_help=True)
-app.add_typer(manifests_app, name="manifests")
 
 DataRootOption = Annotated[
     Path | None, typer.Option("--data-root", help="where the manifests' media paths start (default: the config's)")
 ]
 
 
-@app.command()
 def publish(
     config_path: ConfigOption = None,
     version: Annotated[str | None, typer.Option(help="the manifest version (default: the next vNNNN)")] = None,
@@ -112,10 +110,7 @@ def _media_root(manifest_dir: Path, config_path: Path | None, data_root: Path | 
         recorded = False
     if recorded:
         return None
-    try:
-        return load_config(config_path).data_root
-    except ConfigError as exc:
-        raise fail(ExitCode.CONFIG, str(exc)) from exc
+    return load_config_or_exit(config_path).data_root
 
 
 @manifests_app.command()
@@ -131,7 +126,7 @@ def check(
     both sides, every file there with the size and SHA-256 recorded at publish (and with
     --decode, decoding cleanly to the recorded duration). Media paths start at the manifest's
     recorded media root, from any working folder. Exit 1 with a report when anything is wrong."""
-    from dvmset.manifest_check import check_manifests
+    from manifests.check import check_manifests
 
     report = check_manifests(manifest_dir, _media_root(manifest_dir, config_path, data_root), decode=decode)
     (out if report.ok else err).print(report.table())
@@ -148,7 +143,7 @@ def export_jsonl(
 ) -> None:
     """Write the accepted clips as audiocraft-style jsonl (absolute paths), one file per split.
     Exit 1, listing them and writing nothing, when files the lines would name do not exist."""
-    from dvmset.export_jsonl import MissingMediaError, export_jsonl as export
+    from manifests.export_jsonl import MissingMediaError, export_jsonl as export
 
     try:
         written = export(manifest_dir, _media_root(manifest_dir, config_path, data_root), out_dir)
@@ -162,7 +157,6 @@ def export_jsonl(
         out.print(f"{side.value}: {path}")
 
 
-@app.command()
 def release(
     version: Annotated[str, typer.Argument(help="a published manifest version (a folder under manifests/)")],
     config_path: ConfigOption = None,
@@ -172,15 +166,16 @@ def release(
 ) -> None:
     """Write a media-free release of a published manifest: `clips.parquet` (source URLs, clip
     times, groups, splits, decisions and reasons; no media, no local paths) and its card."""
-    from curation.publish import VersionExistsError, manifests_root
-    from curation.release import make_release, releases_root
+    from curation.publish import VersionExistsError
+    from curation.release import make_release
 
     config, catalog = open_catalog(config_path)
-    manifest_dir = manifests_root(config) / version
+    data = DataRoot(config.data_root)
+    manifest_dir = data.manifests_dir / version
     if not manifest_dir.is_dir():
         raise fail(ExitCode.USAGE, f"no manifest version {version!r} at {manifest_dir}; publish it first")
     try:
-        result = make_release(manifest_dir, out_dir or releases_root(config) / version, catalog)
+        result = make_release(manifest_dir, out_dir or data.releases_dir / version, catalog)
     except VersionExistsError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     except ManifestError as exc:
@@ -196,7 +191,6 @@ def release(
     out.print(f"{result.videos} videos\n{result.release_dir}")
 
 
-@app.command()
 def rebuild(
     release_dir: Annotated[Path, typer.Argument(help="a release folder (with clips.parquet)")],
     config_path: ConfigOption = None,

@@ -1,7 +1,7 @@
 """The training command of `dvmset`: `train` (VidMusician, paper section 3.3 and 5.1).
 
-Registered on `dvmset.cli.app` when that module loads; the model code (torch, transformers) is imported
-inside the command only. Exit codes as in `dvmset.cli`; here: 2 (usage) for a refused run (a checkpoint
+Registered by `dvmset.cli.main`; the model code (torch, transformers) is imported
+inside the command only. Exit codes as in `dvmset.cli.common`; here: 2 (usage) for a refused run (a checkpoint
 already in the output folder without --resume, stage 2 without --init, a checkpoint that does not fit),
 3 when the configuration is invalid or a model's weights cannot be found, 1 when a clip's media cannot
 be read or the manifest is unusable.
@@ -16,22 +16,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dvmset.cli import ConfigOption, ExitCode, fail, app, out
-
-from dvmset.config import Config, TrainConfig, config_toml, load_config, override_section, portable
-from dvmset.errors import ConfigError, StageError
-from dvmset.manifest import ManifestError, manifest_path
-from dvmset.split import Split
+from dvmset.cli.common import ConfigOption, ExitCode, fail, out
+from dvmset.cli.run_settings import configured
+from dvmset.config import Config, ModelConfig, config_toml, portable
+from dvmset.errors import StageError
+from manifests.schema import ManifestError, manifest_path
+from manifests.split import Split
 
 if TYPE_CHECKING:
     from model.vidmusician import ConditioningConfig
 
 
-# named [train] overrides; flags given on the command line win over them
-PRESETS: dict[str, dict[str, object]] = {
-    "cpu-smoke": {"musicgen": "facebook/musicgen-small", "steps": 4, "batch_size": 2, "crop_s": 10.0,
-                  "warmup_steps": 2, "save_every": 2},  # fmt: skip
-}
+# named [model] and [train] overrides; flags given on the command line win over them
+PRESETS: dict[str, dict[str, dict[str, object]]] = {
+    "cpu-smoke": {"model": {"musicgen": "facebook/musicgen-small"},
+                  "train": {"steps": 4, "batch_size": 2, "crop_s": 10.0, "warmup_steps": 2, "save_every": 2}},
+}  # fmt: skip
 PRESET_NOTES = {"cpu-smoke": "musicgen-small, 4 steps of 2 crops of 10 s: checks the set-up, trains nothing useful"}
 
 
@@ -51,26 +51,23 @@ def training_errors_as_exit_codes() -> Iterator[None]:
         raise fail(ExitCode.ITEMS_FAILED, str(exc)) from exc
 
 
-def conditioning_of(train: TrainConfig) -> ConditioningConfig:
-    """The model's conditioning sizes from the [train] section."""
+def conditioning_of(model: ModelConfig) -> ConditioningConfig:
+    """The model's conditioning sizes from the [model] section."""
     from model.vidmusician import ConditioningConfig
 
     return ConditioningConfig(
-        semantic_feature=train.semantic_feature, embedding_layers=train.embedding_layers, lora_rank=train.lora_rank,
-        lora_alpha=train.lora_alpha, lora_targets=tuple(train.lora_targets), affect=train.affect == "on",
+        semantic_feature=model.semantic_feature, embedding_layers=model.embedding_layers, lora_rank=model.lora_rank,
+        lora_alpha=model.lora_alpha, lora_targets=tuple(model.lora_targets), affect=model.affect == "on",
     )  # fmt: skip
 
 
 def resolved_run_config(config: Config, musicgen_id: str, clip_id: str) -> str:
     """The TOML a run writes beside its checkpoint: `config` with the model ids it really used and
     absolute data and model folders, so that `--config <run>/config.toml` repeats it from anywhere."""
-    train = config.train.model_copy(update={"musicgen": musicgen_id, "clip": clip_id})
-    if train.rhythm_predictor is not None:
-        train = train.model_copy(update={"rhythm_predictor": train.rhythm_predictor.resolve()})
-    return config_toml(portable(config).model_copy(update={"train": train}))
+    model = config.model.model_copy(update={"musicgen": musicgen_id, "clip": clip_id})
+    return config_toml(portable(config.model_copy(update={"model": model})))
 
 
-@app.command()
 def train(
     manifest: Annotated[
         Path, typer.Option(help="a published manifest version folder (manifests/<version>/) or its train.parquet")
@@ -124,7 +121,8 @@ def train(
     ] = None,
 ) -> None:
     """Train VidMusician on a manifest's accepted clips: stage 1, then stage 2 from its checkpoint.
-    Settings come from the config's train section (the paper's by default); flags override them.
+    The network comes from the config's model section, the optimization from its train section (the
+    paper's by default); flags override them.
     --rhythm predicted-odf and --affect on are Diff-V2M's ideas as options, not the paper's setup.
     Caches CLIP features and MusicGen codes on first use; writes config.toml (the resolved config: pass
     it with --config to repeat the run), checkpoint.pt, train_log.csv and loss.png."""
@@ -133,24 +131,18 @@ def train(
     from model.train_run import TrainRequest, run_training
 
     flags = {
-        "musicgen": musicgen, "clip": clip, "steps": steps, "epochs": epochs, "batch_size": batch_size,
-        "accumulate": accumulate, "crop_s": crop_s, "seed": seed, "save_every": save_every,
-        "learning_rate": learning_rate, "warmup_steps": warmup_steps, "device": device, "rhythm": rhythm,
-        "rhythm_predictor": rhythm_predictor, "affect": affect,
+        "model": {"musicgen": musicgen, "clip": clip, "rhythm": rhythm, "rhythm_predictor": rhythm_predictor,
+                  "affect": affect},
+        "train": {"steps": steps, "epochs": epochs, "batch_size": batch_size, "accumulate": accumulate,
+                  "crop_s": crop_s, "seed": seed, "save_every": save_every, "learning_rate": learning_rate,
+                  "warmup_steps": warmup_steps, "device": device},
     }  # fmt: skip
     if preset is not None and preset not in PRESETS:
         raise fail(ExitCode.USAGE, f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
-    try:
-        config = load_config(config_path)
-        given = {key: value for key, value in flags.items() if value is not None}
-        config = override_section(config, "train", {**PRESETS.get(preset or "", {}), **given})
-    except ConfigError as exc:
-        raise fail(ExitCode.CONFIG, str(exc)) from exc
+    config = configured(config_path, flags, PRESETS.get(preset or ""), data_root)
     if preset is not None:
         out.print(f"[bold yellow]preset {preset}: NOT the paper's setup[/] ({PRESET_NOTES[preset]})", highlight=False)
-    if data_root is not None:
-        config = config.model_copy(update={"data_root": data_root})
-    train_config = config.train
+    train_config, model_config = config.train, config.model
     try:
         settings = TrainSettings(
             total_steps=train_config.steps, epochs=train_config.epochs, batch_size=train_config.batch_size,
@@ -165,10 +157,10 @@ def train(
     request = TrainRequest(
         manifest_path=manifest, data_root=config.data_root,
         out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,
-        settings=settings, musicgen_model_id=train_config.musicgen, clip_model_id=train_config.clip,
+        settings=settings, musicgen_model_id=model_config.musicgen, clip_model_id=model_config.clip,
         model_dir=config.model_dir, init_checkpoint=init, resume=resume, device=train_config.device,
-        conditioning=conditioning_of(train_config), rhythm_source=train_config.rhythm,
-        rhythm_predictor=train_config.rhythm_predictor,
+        conditioning=conditioning_of(model_config), rhythm_source=model_config.rhythm,
+        rhythm_predictor=model_config.rhythm_predictor,
         run_config=lambda musicgen_id, clip_id: resolved_run_config(config, musicgen_id, clip_id),
     )  # fmt: skip
     with training_errors_as_exit_codes():

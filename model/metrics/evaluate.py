@@ -32,9 +32,9 @@ import numpy as np
 import pyarrow.compute as pc
 
 from dvmset.ids import id_to_dirname
-from dvmset.manifest import ManifestError, manifest_metadata, read_manifest, resolve_media_root
 from dvmset.records import ClipStatus
 from dvmset.storage import DataRoot
+from manifests.schema import ManifestError, manifest_metadata, read_manifest, resolve_media_root
 from model.errors import FeatureError
 from model.metrics.agreement import BEAT_MATCH_TOLERANCE_S, BEAT_SKIP_S, TEMPO_TOLERANCE, BeatAgreement, beat_agreement
 from model.metrics.beats import BIN_S, ONSET_SAMPLE_RATE_HZ, BeatScores, beat_bins, beat_scores, onset_times_s
@@ -149,7 +149,7 @@ class RunResult:
 
 def manifest_eval_clips(manifest_path: Path, data_root: DataRoot) -> list[EvalClip]:
     """The accepted clips of a manifest, in its order, their media found where the manifest says
-    (`dvmset.manifest.resolve_media_root`, as the trainer and `manifests check` find them; `data_root`
+    (`manifests.schema.resolve_media_root`, as the trainer and `manifests check` find them; `data_root`
     for a manifest that records no media root); ManifestError when it has none."""
     table = read_manifest(manifest_path)
     media = DataRoot(resolve_media_root(manifest_path, manifest_metadata(table), default=data_root.root))

@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dvmset.models import IMAGEBIND_URL
 from model.errors import WeightsNotFoundError
 
 DEFAULT_CHECKPOINT = "imagebind/imagebind_huge.pth"
-CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/imagebind/imagebind_huge.pth"
 IMAGE_SIZE_PX = 224
 VIDEO_FRAMES = 2
 VISION_PATCH = (2, 14, 14)
@@ -285,7 +285,7 @@ def checkpoint_path(checkpoint: str, model_dir: Path | None = None) -> Path:
 
 def missing_weights_reason(path: Path) -> str:
     """What to say when there is no checkpoint at `path`."""
-    return f"no ImageBind weights at {path}; download imagebind_huge.pth from {CHECKPOINT_URL}"
+    return f"no ImageBind weights at {path}; download imagebind_huge.pth from {IMAGEBIND_URL}"
 
 
 def load_imagebind(

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from dvmset.errors import ReasonCode
-from dvmset.tools import require_tool, run_tool
+from dvmset.tools import require_tool, run_ffprobe, run_tool
 from model.errors import FeatureError
 from model.metrics.imagebind import IMAGE_SIZE_PX, MEL_BINS, TARGET_FRAMES, VIDEO_FRAMES
 
@@ -169,9 +169,10 @@ def crop_offsets(height: int, width: int, size_px: int = IMAGE_SIZE_PX) -> list[
 
 def probe_frames(video_path: Path) -> tuple[int, float, int, int]:
     """(frame count, average frame rate, width, height) of the first video stream (packets counted)."""
-    command = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
-               "stream=nb_read_packets,avg_frame_rate,width,height", "-of", "json", str(video_path)]  # fmt: skip
-    listing = run_tool(command, _PROBE_TIMEOUT_S, ReasonCode.NOT_MEDIA, f"reading {video_path}", error=FeatureError)
+    options = ["-select_streams", "v:0", "-count_packets", "-show_entries",
+               "stream=nb_read_packets,avg_frame_rate,width,height", "-of", "json"]  # fmt: skip
+    what = f"reading {video_path}"
+    listing = run_ffprobe(video_path, options, _PROBE_TIMEOUT_S, ReasonCode.NOT_MEDIA, what, error=FeatureError)
     streams = json.loads(listing or "{}").get("streams") or [{}]
     stream = streams[0]
     if "width" not in stream:

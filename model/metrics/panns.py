@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dvmset.models import PANNS_URL
 from model.errors import WeightsNotFoundError
 
 PANNS_SAMPLE_RATE_HZ = 32_000
@@ -37,7 +38,6 @@ MEL_FMIN_HZ, MEL_FMAX_HZ = 50.0, 14_000.0
 AUDIOSET_CLASSES = 527
 FULL_WIDTHS = (64, 128, 256, 512, 1024, 2048)
 DEFAULT_CHECKPOINT = "Cnn14_mAP=0.431.pth"
-CHECKPOINT_URL = "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth"
 _AMIN = 1e-10
 
 
@@ -150,7 +150,7 @@ def resolve_checkpoint(checkpoint: str, model_dir: Path | None = None) -> Path:
     looked = "; ".join(str(candidate.absolute()) for candidate in candidates)
     raise WeightsNotFoundError(
         f"PANNs Cnn14 checkpoint {checkpoint!r} not found. Looked in: {looked}. To provide it, download "
-        f"{CHECKPOINT_URL} on a machine that is online and put it in <model folder>/panns/ (DVMSET_MODEL_DIR "
+        f"{PANNS_URL} on a machine that is online and put it in <model folder>/panns/ (DVMSET_MODEL_DIR "
         "or model_dir in the config), or pass the file's path."
     )
 

@@ -24,7 +24,7 @@ from scenedetect.detectors import AdaptiveDetector, ContentDetector, HashDetecto
 
 from dvmset.config import PrescreenConfig
 from dvmset.errors import ReasonCode
-from dvmset.manifest import ManifestError, manifest_metadata, read_manifest
+from manifests.schema import ManifestError, manifest_metadata, read_manifest
 from model.errors import FeatureError
 
 # detector name -> (class, the keyword its threshold goes to)

@@ -15,6 +15,7 @@ import soundfile as sf
 from curation.clip import MUSIC_SAMPLE_RATE_HZ, Span, check_x264_params, cut_music, cut_video, plan_clip_spans
 from curation.picture import PictureAnalysis, analyse_picture
 from curation.samples import VideoSpec, make_video
+from dvmset.config import ClipConfig
 from dvmset.errors import ConfigError, ReasonCode, StageError
 from dvmset.ids import make_clip_id
 from dvmset.storage import DataRoot
@@ -22,6 +23,7 @@ from dvmset.storage import DataRoot
 FPS = 25
 SOURCE_S = 130.0
 SMALL = (320, 240)
+SETTINGS = ClipConfig(x264_params="")  # at most 480 rows, x264 superfast with the preset's own options
 
 
 # --- planner -------------------------------------------------------------------------------
@@ -108,12 +110,12 @@ class ClipFiles:
 
 def _cut(video: Path, music: Path, span: Span, out_dir: Path, fps: float = FPS) -> ClipFiles:
     """Both cuts, as the clip step runs them: the music first, then the picture over it."""
-    samples = cut_music(music, span)
+    samples = cut_music(music, span, SETTINGS)
     assert samples.dtype == np.float32 and samples.shape == (round(span.duration_s * MUSIC_SAMPLE_RATE_HZ), 2)
     out_dir.mkdir(parents=True, exist_ok=True)
     music_path = out_dir / "music.flac"
     sf.write(music_path, samples, MUSIC_SAMPLE_RATE_HZ, subtype="PCM_24")  # what the loudness stage writes
-    picture = cut_video(video, span, music_path, out_dir / "video.mp4", fps=fps)
+    picture = cut_video(video, span, music_path, out_dir / "video.mp4", SETTINGS, fps=fps)
     return ClipFiles(out_dir / "video.mp4", music_path, picture)
 
 
@@ -257,7 +259,7 @@ def test_a_1080p_video_is_scaled_down_to_480p_by_default(tmp_path):
 
 def test_the_video_carries_the_music_file_it_is_given(source, tmp_path):
     stem = _wav_with_click(tmp_path / "music.wav", 2.0, click_s=0.4, rate_hz=44100)
-    cut_video(source, Span(10.0, 12.0), stem, tmp_path / "video.mp4", fps=FPS)
+    cut_video(source, Span(10.0, 12.0), stem, tmp_path / "video.mp4", SETTINGS, fps=FPS)
     muxed = _audio_f32(tmp_path / "video.mp4")
     # the click at 0.4 s of the music file, not the source's music at 10.4 s (AAC adds a little delay)
     assert abs(int(np.argmax(np.abs(muxed[:, 0]))) - round(0.4 * 44100)) < 0.01 * 44100
@@ -267,16 +269,17 @@ def test_x264_params_reach_the_encoder(source, tmp_path):
     """x264 writes its settings into the stream (an SEI message): the preset's, changed by x264_params."""
     stem = _wav_with_click(tmp_path / "music.wav", 2.0, click_s=0.4, rate_hz=44100)
     plain, tuned = tmp_path / "plain.mp4", tmp_path / "tuned.mp4"
-    cut_video(source, Span(0.0, 2.0), stem, plain, fps=FPS, preset="superfast")
-    cut_video(source, Span(0.0, 2.0), stem, tuned, fps=FPS, preset="superfast", x264_params="mbtree=1:rc-lookahead=7")
+    cut_video(source, Span(0.0, 2.0), stem, plain, ClipConfig(x264_preset="superfast", x264_params=""), fps=FPS)
+    tuned_settings = ClipConfig(x264_preset="superfast", x264_params="mbtree=1:rc-lookahead=7")
+    cut_video(source, Span(0.0, 2.0), stem, tuned, tuned_settings, fps=FPS)
     assert b" mbtree=0 " in plain.read_bytes() and b" rc_lookahead=" not in plain.read_bytes()
     assert b" mbtree=1 " in tuned.read_bytes() and b" rc_lookahead=7 " in tuned.read_bytes()
 
 
 def test_x264_params_that_x264_rejects_are_a_config_error():
-    check_x264_params("mbtree=1:rc-lookahead=10", "superfast")
+    check_x264_params(ClipConfig(x264_preset="superfast", x264_params="mbtree=1:rc-lookahead=10"))
     with pytest.raises(ConfigError, match="x264 rejects bogus = 1, rc-lookahead = ten"):
-        check_x264_params("bogus=1:rc-lookahead=ten", "superfast")
+        check_x264_params(ClipConfig(x264_preset="superfast", x264_params="bogus=1:rc-lookahead=ten"))
 
 
 @pytest.mark.parametrize("which", ["music", "video"])
@@ -287,9 +290,9 @@ def test_a_failed_cut_raises_decode_error_and_leaves_no_file(source, tmp_path, w
     out_dir.mkdir()
     with pytest.raises(StageError) as caught:
         if which == "music":
-            cut_music(notes, Span(0.0, 60.0))
+            cut_music(notes, Span(0.0, 60.0), SETTINGS)
         else:
-            cut_video(source, Span(0.0, 60.0), notes, out_dir / "video.mp4", fps=FPS)
+            cut_video(source, Span(0.0, 60.0), notes, out_dir / "video.mp4", SETTINGS, fps=FPS)
     assert caught.value.reason is ReasonCode.DECODE_ERROR
     assert "notes.wav" in caught.value.message  # ffmpeg's own words about the file
     assert list(out_dir.iterdir()) == []

@@ -6,11 +6,13 @@ from scipy.ndimage import minimum_filter1d, uniform_filter1d
 from scipy.signal import lfilter, resample_poly
 
 from curation import loudness
+from dvmset.config import LoudnessConfig
 
 SR = 44_100
 TARGET_LUFS = -14.0
 CEILING_DBTP = -1.0
 TOLERANCE_DB = 1e-4  # float32 output rounding
+SETTINGS = LoudnessConfig(target_lufs=TARGET_LUFS, true_peak_ceiling_dbtp=CEILING_DBTP)
 
 
 def at_lufs(samples: np.ndarray, lufs: float) -> np.ndarray:
@@ -35,7 +37,7 @@ def noise(duration_s: float = 10.0) -> np.ndarray:
 @pytest.mark.parametrize("input_lufs", [-30.0, -8.0])
 def test_quiet_and_loud_clips_reach_the_target_under_the_ceiling(signal, input_lufs):
     samples = at_lufs(signal(), input_lufs)
-    result = loudness.normalize(samples, SR, target_lufs=TARGET_LUFS, true_peak_ceiling_dbtp=CEILING_DBTP)
+    result = loudness.normalize(samples, SR, SETTINGS)
     measured = loudness.measure(result.samples, SR)
     assert abs(measured.integrated_lufs - TARGET_LUFS) <= 0.5
     assert measured.true_peak_dbtp <= CEILING_DBTP + TOLERANCE_DB
@@ -51,7 +53,7 @@ def test_sparse_clicks_are_limited_only_around_the_clicks():
     samples = 0.003 * noise()
     click_starts = np.arange(0, samples.shape[0], 2 * SR)
     samples[click_starts] = 0.5
-    result = loudness.normalize(samples, SR, target_lufs=TARGET_LUFS, true_peak_ceiling_dbtp=CEILING_DBTP)
+    result = loudness.normalize(samples, SR, SETTINGS)
     ceiling = 10.0 ** (CEILING_DBTP / 20.0)
     assert result.limited
     assert np.abs(result.samples).max() <= ceiling
@@ -74,9 +76,8 @@ def test_true_peak_finds_the_peak_between_samples_and_the_limiter_uses_it():
     assert measured.sample_peak_dbfs == pytest.approx(analytic_dbtp - 3.01, abs=0.01)
 
     ceiling_dbtp = analytic_dbtp - 1.5  # above every sample, below the peaks between them
-    result = loudness.normalize(
-        samples, SR, target_lufs=measured.integrated_lufs, true_peak_ceiling_dbtp=ceiling_dbtp
-    )
+    settings = LoudnessConfig(target_lufs=measured.integrated_lufs, true_peak_ceiling_dbtp=ceiling_dbtp)
+    result = loudness.normalize(samples, SR, settings)
     assert result.limited
     assert loudness.measure(result.samples, SR).true_peak_dbtp <= ceiling_dbtp + TOLERANCE_DB
 
@@ -112,7 +113,7 @@ def test_the_gain_shifted_gated_loudness_is_pyloudnorms(gain_db):
     ids=["zeros", "100ms", "near_silent"],
 )
 def test_silent_and_too_short_clips_come_back_unchanged(samples, silence_lufs):
-    result = loudness.normalize(samples, SR, silence_lufs=silence_lufs)
+    result = loudness.normalize(samples, SR, LoudnessConfig(silence_lufs=silence_lufs))
     assert result.silent and not result.limited
     assert result.gain_db == 0.0
     np.testing.assert_array_equal(result.samples, samples.astype(np.float32))
@@ -124,7 +125,7 @@ def test_mono_and_5_1_reach_the_target():
     mono = at_lufs(music(channels=1), -25.0)
     five_one = 0.1 * music(channels=6)  # L R C LFE Ls Rs
     for samples, weighted_channels in ((mono, [0]), (five_one, [0, 1, 2, 4, 5])):
-        result = loudness.normalize(samples, SR, target_lufs=TARGET_LUFS)
+        result = loudness.normalize(samples, SR, SETTINGS)
         assert result.samples.shape == samples.shape
         assert np.isfinite(result.samples).all() and np.isfinite(result.gain_db)
         out = result.samples[:, weighted_channels].astype(np.float64)
@@ -134,7 +135,7 @@ def test_mono_and_5_1_reach_the_target():
 def test_5_1_loudness_leaves_out_the_lfe():
     only_lfe = np.zeros((2 * SR, 6))
     only_lfe[:, 3] = music(duration_s=2.0, channels=1)[:, 0]
-    result = loudness.normalize(only_lfe, SR)
+    result = loudness.normalize(only_lfe, SR, SETTINGS)
     assert result.silent
     assert np.isfinite(result.samples).all()
     assert result.before.integrated_lufs == float("-inf")
@@ -151,7 +152,7 @@ def test_normalize_to_file_writes_a_24_bit_flac_atomically(tmp_path):
     out_path = tmp_path / "out" / "music.flac"
     out_path.parent.mkdir()
 
-    result = loudness.normalize_to_file(samples, SR, out_path)
+    result = loudness.normalize_to_file(samples, SR, out_path, SETTINGS)
 
     info = soundfile.info(out_path)
     assert (info.format, info.subtype) == ("FLAC", "PCM_24")
@@ -174,7 +175,7 @@ def test_normalize_to_file_leaves_no_temp_file_when_the_write_fails(tmp_path, mo
 
     monkeypatch.setattr(loudness.soundfile, "write", broken_write)
     with pytest.raises(OSError, match="disk full"):
-        loudness.normalize_to_file(music(duration_s=1.0), SR, out_path)
+        loudness.normalize_to_file(music(duration_s=1.0), SR, out_path, SETTINGS)
     assert list(out_path.parent.iterdir()) == []
 
 

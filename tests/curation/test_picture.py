@@ -24,6 +24,7 @@ from curation.picture import (
 )
 from curation.samples import VideoSpec, make_music, make_video
 from dvmset.errors import ReasonCode, StageError
+from dvmset.storage import PICTURE_FILE
 
 FPS = 25
 CLIP_S = 12.0
@@ -100,12 +101,12 @@ def test_a_stream_cut_short_ends_at_its_last_whole_frame_and_an_empty_one_has_no
 
 def test_the_analysis_saves_and_loads_and_another_version_is_analysed_again(cuts_y4m, tmp_path, monkeypatch):
     analysis = read_y4m_analysis(io.BytesIO(cuts_y4m))
-    path = analysis.save(tmp_path / picture.PICTURE_FILE)
+    path = analysis.save(tmp_path / PICTURE_FILE)
     loaded = load_picture(path)
     np.testing.assert_array_equal(loaded.content_scores, analysis.content_scores)
     np.testing.assert_array_equal(loaded.luma_diffs_255, analysis.luma_diffs_255)
     assert loaded.fps == analysis.fps and loaded.scene_cuts_s(27.0, 0.6) == analysis.scene_cuts_s(27.0, 0.6)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [picture.PICTURE_FILE]  # no temp left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [PICTURE_FILE]  # no temp left
     (tmp_path / "broken.npz").write_bytes(b"not an npz")
     assert load_picture(tmp_path / "broken.npz") is None and load_picture(tmp_path / "missing.npz") is None
     monkeypatch.setattr(picture, "FORMAT_VERSION", picture.FORMAT_VERSION + 1)
@@ -116,8 +117,8 @@ def test_picture_of_decodes_only_when_nothing_is_saved(tmp_path, monkeypatch):
     video = make_video(tmp_path / "video.mp4", VideoSpec(3.0, width=160, height=120, audio="none", cut_every_s=1.0))
     decoded = []
     monkeypatch.setattr(picture, "analyse_picture", lambda path: decoded.append(path) or analyse_picture(path))
-    first = picture_of(tmp_path / picture.PICTURE_FILE, video)
-    second = picture_of(tmp_path / picture.PICTURE_FILE, video)
+    first = picture_of(tmp_path / PICTURE_FILE, video)
+    second = picture_of(tmp_path / PICTURE_FILE, video)
     assert decoded == [video] and first.frame_count == second.frame_count == 75
     assert second.scene_cuts_s(27.0, 0.6) == pytest.approx([1.0, 2.0])
 

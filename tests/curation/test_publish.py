@@ -27,22 +27,21 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from curation import separate, steps
+from curation import steps
 from curation.publish import StandInError, publish
 from curation.samples import VideoSpec, make_video
-from dvmset import schema
-from dvmset.catalog import Catalog
-from dvmset.cli import app
+from dvmset.catalog import Catalog, tables
+from dvmset.cli.main import app
 from dvmset.config import Config, load_config
 from dvmset.errors import PublishError
 from dvmset.ids import make_clip_id
-from dvmset.media_facts import music_facts
 from dvmset.records import (
     Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, ModelStamp, PrescreenScores, ProbeInfo,
     SourceKind, SourceMetadata, VideoStatus,
 )  # fmt: skip
-from dvmset.storage import DataRoot
+from dvmset.storage import ACCOMPANIMENT_FILE, DataRoot
 from dvmset.tools import require_tool
+from manifests.media_facts import music_facts
 
 CLIP_S = 2.0
 CLIPS_PER_VIDEO = 3
@@ -96,7 +95,7 @@ def add_video(
     stems = data.stems_dir(video_id)
     stems.mkdir(parents=True)
     subprocess.run([require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", raw / "source.mp4", "-vn",
-                    stems / separate.ACCOMPANIMENT_FILE], check=True)  # fmt: skip
+                    stems / ACCOMPANIMENT_FILE], check=True)  # fmt: skip
     catalog.add_candidates([Candidate(video_id, str(raw / "source.mp4"), SourceKind.LOCAL_FOLDER, query, title=name)])
     catalog.mark_downloaded(Download(video_id, data.relative(raw / "source.mp4"), SourceMetadata(title=name)), "download/1")
     catalog.mark_probed(video_id, ProbeInfo(SOURCE_S, 1, "mp4", "h264", 160, 120, 25.0, "aac", 44100, 2), "probe/1")
@@ -120,7 +119,7 @@ def add_video(
             continue
         decision, reasons = ("rejected", list(rejected)) if n == 0 and rejected else ("accepted", [])
         with catalog.engine.begin() as conn:
-            conn.execute(schema.labels.insert().values(
+            conn.execute(tables.labels.insert().values(
                 clip_id=clip_id, annotator="ann", decision=decision, reasons=reasons, note=None, ts=datetime.now(UTC),
             ))  # fmt: skip
     catalog.mark_clipped(video_id, CLIPS_PER_VIDEO, VERSIONS.clip)
@@ -371,7 +370,7 @@ def test_check_and_export_resolve_paths_from_any_folder_without_a_config(publish
     assert code == 1 and "1 media files do not exist" in said and gone.name in output and str(gone.parent) in said
     assert not (elsewhere / "jsonl2").exists()  # nothing written
     code, output = run_cli("manifests", "check", relative)
-    assert code == 1 and "missing_file" in output and "1 problems" in output  # the clip named: test_manifest_check
+    assert code == 1 and "missing_file" in output and "1 problems" in output  # the clip named: test_check.py
 
 
 def new_workdir(tmp_path: Path, media: Path, videos) -> Path:

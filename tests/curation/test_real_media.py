@@ -17,12 +17,11 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from curation.separate import ACCOMPANIMENT_FILE
 from dvmset.catalog import Catalog
-from dvmset.cli import app
+from dvmset.cli.main import app
 from dvmset.config import load_config
 from dvmset.records import PrescreenFlag, VideoStatus
-from dvmset.storage import DataRoot
+from dvmset.storage import ACCOMPANIMENT_FILE, DataRoot
 from tests.support.real_media import CLIP_S, build_corpus, real_music_available, signal_to_distortion_db
 
 pytestmark = [

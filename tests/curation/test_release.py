@@ -24,11 +24,11 @@ from curation import separate
 from curation.rebuild import Outcome, rebuild
 from curation.samples import VideoSpec, make_video
 from dvmset.catalog import Catalog
-from dvmset.cli import app
+from dvmset.cli.main import app
 from dvmset.config import load_config
-from dvmset.manifest import MANIFEST_SCHEMA_VERSION
 from dvmset.records import ClipStatus
-from dvmset.release import RELEASE_SCHEMA, RELEASE_SCHEMA_VERSION
+from manifests.release import RELEASE_SCHEMA, RELEASE_SCHEMA_VERSION
+from manifests.schema import MANIFEST_SCHEMA_VERSION
 
 MODEL = "tiny-random"
 CLIP_S = 10.0
@@ -207,10 +207,10 @@ def test_local_files_are_left_out_and_a_manifest_is_not_a_release(tmp_path):
     from curation.release import make_release, shareable_config
     from dvmset.config import Config, config_toml
     from dvmset.errors import DvmsetError
-    from dvmset.manifest import manifest_path, write_manifest
-    from dvmset.release import read_release
-    from dvmset.split import Split
-    from tests.dvmset.test_manifest import dataset_rows, make_row, make_video
+    from manifests.schema import manifest_path, write_manifest
+    from manifests.release import read_release
+    from manifests.split import Split
+    from tests.support.manifest_rows import dataset_rows, make_row, make_video
 
     rows = dataset_rows()
     home = make_video("local:0a1b2c", ("food",))

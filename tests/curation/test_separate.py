@@ -32,10 +32,12 @@ from curation.separate import (
     separate_track,
 )
 import dvmset.models
+from dvmset.config import SeparateConfig
 from dvmset.errors import DvmsetError, ReasonCode, StageError
 from dvmset.storage import is_temp_name
 
 SAMPLE_RATE_HZ = 8000
+EIGHT_S = SeparateConfig(chunk_s=8, overlap_s=1)  # windows of 8 s + 1 s cross-fade
 
 
 
@@ -141,7 +143,7 @@ def test_plan_windows_overlap_and_cover_the_track():
 
 def test_separate_track_shapes(separator, detector):
     audio = _stereo_noise(20.0)
-    result = separate_track(separator, audio, chunk_s=6, overlap_s=1, speech_detector=detector)
+    result = separate_track(separator, audio, SeparateConfig(chunk_s=6, overlap_s=1), detector)
     num_frames = math.ceil(audio.shape[1] / round(0.1 * SAMPLE_RATE_HZ))
     assert result.accompaniment.shape == audio.shape and result.accompaniment.dtype == np.float32
     assert np.isfinite(result.accompaniment).all() and np.abs(result.accompaniment).max() > 0
@@ -160,8 +162,8 @@ def test_chunking_is_seamless(separator):
     relative RMS of the single pass (about 5 % measured); summing instead of cross-fading the
     overlaps, or misplacing a window, gives 40 % or more."""
     audio = _stereo_noise(20.0)
-    chunked = separate_track(separator, audio, chunk_s=6, overlap_s=1)
-    whole = separate_track(separator, audio, chunk_s=30, overlap_s=1)
+    chunked = separate_track(separator, audio, SeparateConfig(chunk_s=6, overlap_s=1))
+    whole = separate_track(separator, audio, SeparateConfig(chunk_s=30, overlap_s=1))
     assert _relative_rms(chunked.accompaniment, whole.accompaniment) < 0.10
     t_s = np.arange(audio.shape[1]) / SAMPLE_RATE_HZ
     interior = (t_s < 18) & ~((t_s >= 6) & (t_s < 7)) & ~((t_s >= 12) & (t_s < 13))
@@ -175,7 +177,7 @@ def test_chunking_is_seamless(separator):
 def test_stitching_and_energy_are_exact_with_a_pointwise_model(separator, detector, pointwise_model):
     audio = _stereo_noise(20.0)
     frame_s = 0.07  # 560 samples: frames straddle the window boundaries
-    result = separate_track(separator, audio, chunk_s=6, overlap_s=1, frame_s=frame_s, speech_detector=detector)
+    result = separate_track(separator, audio, SeparateConfig(chunk_s=6, overlap_s=1, frame_s=frame_s), detector)
     np.testing.assert_allclose(result.accompaniment, 0.75 * audio, atol=1e-6)
     frame_samples = round(frame_s * SAMPLE_RATE_HZ)
     np.testing.assert_allclose(result.vocals_energy_db, _frame_db(0.25 * audio, frame_samples), atol=1e-3)
@@ -188,14 +190,14 @@ def test_stitching_and_energy_are_exact_with_a_pointwise_model(separator, detect
 
 def test_windows_passed_to_demucs_stay_bounded(separator, pointwise_model):
     audio = _stereo_noise(60.0)
-    separate_track(separator, audio, chunk_s=10, overlap_s=5)
+    separate_track(separator, audio, SeparateConfig(chunk_s=10, overlap_s=5))
     assert max(pointwise_model) <= (10 + 5) * SAMPLE_RATE_HZ
     assert len(pointwise_model) == 6
 
 
 def test_mono_and_surround_inputs_are_accepted(separator, pointwise_model):
     mono = _stereo_noise(5.0)[:1]
-    result = separate_track(separator, mono, chunk_s=2, overlap_s=0.5)
+    result = separate_track(separator, mono, SeparateConfig(chunk_s=2, overlap_s=0.5))
     np.testing.assert_allclose(result.accompaniment, 0.75 * np.repeat(mono, 2, axis=0), atol=1e-6)
 
     rng = np.random.default_rng(1)
@@ -204,17 +206,17 @@ def test_mono_and_surround_inputs_are_accepted(separator, pointwise_model):
     left = surround[0] + gain * (surround[2] + surround[4])
     right = surround[1] + gain * (surround[2] + surround[5])
     expected = 0.75 * np.stack([left, right]) / (1 + 2 * gain)
-    result = separate_track(separator, surround, chunk_s=2, overlap_s=0.5)
+    result = separate_track(separator, surround, SeparateConfig(chunk_s=2, overlap_s=0.5))
     np.testing.assert_allclose(result.accompaniment, expected, atol=1e-6)
 
     with pytest.raises(ValueError, match="4 channels"):
-        separate_track(separator, surround[:4])
+        separate_track(separator, surround[:4], SeparateConfig())
 
 
 def test_separate_file_writes_accompaniment_and_energy(separator, detector, tmp_path):
     video = make_video(tmp_path / "video.mp4", VideoSpec(duration_s=20))
     out_dir = tmp_path / "stems"
-    files = separate_file(separator, video, out_dir, chunk_s=8, overlap_s=1, speech_detector=detector)
+    files = separate_file(separator, video, out_dir, EIGHT_S, detector)
 
     decoded = decode_audio(video, SAMPLE_RATE_HZ, timeout_s=60)
     assert files.model_id == "tiny-random"
@@ -224,7 +226,7 @@ def test_separate_file_writes_accompaniment_and_energy(separator, detector, tmp_
     assert (info.format, info.subtype, info.channels) == ("FLAC", "PCM_24", 2)
     assert (info.samplerate, info.frames) == (SAMPLE_RATE_HZ, decoded.shape[1])
     written, _ = sf.read(files.accompaniment_path, dtype="float32", always_2d=True)
-    expected = separate_track(separator, decoded, chunk_s=8, overlap_s=1, speech_detector=detector)
+    expected = separate_track(separator, decoded, EIGHT_S, detector)
     np.testing.assert_allclose(written.T, np.clip(expected.accompaniment, -1, 1), atol=2**-22)
 
     with np.load(files.energy_path) as energy:
@@ -243,9 +245,10 @@ def test_the_same_input_gives_the_same_bytes_whatever_threads_the_runner_left_to
     the thread count orders the float sums, so separation sets its own (`threads`, default 1)."""
     video = make_video(tmp_path / "video.mp4", VideoSpec(duration_s=10))
 
-    def separate_with(runner_threads: int, out_dir: Path, **settings) -> tuple[bytes, np.ndarray]:
+    def separate_with(runner_threads: int, out_dir: Path, threads: int = 1) -> tuple[bytes, np.ndarray]:
         torch.set_num_threads(runner_threads)  # what the runner left this thread with
-        files = separate_file(separator, video, out_dir, chunk_s=8, overlap_s=1, speech_detector=detector, **settings)
+        settings = EIGHT_S.model_copy(update={"threads": threads})
+        files = separate_file(separator, video, out_dir, settings, detector)
         with np.load(files.energy_path) as curves:
             return files.accompaniment_path.read_bytes(), curves["speech_prob"]
 
@@ -266,7 +269,7 @@ def test_an_undecodable_file_is_a_decode_error(separator, tmp_path):
     bad = tmp_path / "notes.mp4"
     bad.write_text("not a video\n" * 50, encoding="utf-8")
     with pytest.raises(StageError) as caught:
-        separate_file(separator, bad, tmp_path / "stems")
+        separate_file(separator, bad, tmp_path / "stems", SeparateConfig())
     assert caught.value.reason is ReasonCode.DECODE_ERROR
     assert "notes.mp4" in caught.value.message
     assert not (tmp_path / "stems").exists()
@@ -288,7 +291,7 @@ def test_real_htdemucs_separate_track_is_apply_model_and_separates(real_htdemucs
     music = music * np.array([[0.8], [0.6]], dtype=np.float32)
     mix = np.ascontiguousarray(voice + music)
     real = load_separator("htdemucs", real_htdemucs_dir, device="cpu")
-    result = separate_track(real, mix, speech_detector=detector)
+    result = separate_track(real, mix, SeparateConfig(), detector)
     with torch.inference_mode():
         stems = apply_model(real.model, torch.from_numpy(mix)[None], shifts=0, split=True, overlap=0.25, progress=False)
     stems = stems[0].numpy()

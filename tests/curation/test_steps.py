@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from curation import dedup, separate, steps
+from curation.outcomes import LEFT_DONE, LEFT_LEASED, StageTally, StepOutcome
 from curation.samples import VideoSpec, make_video
 from curation.search import scan_folder
 from dvmset.catalog import Catalog
@@ -22,7 +23,7 @@ from dvmset.config import ClipConfig, Config, LoudnessConfig, PrescreenConfig, P
 from dvmset.errors import ConfigError, InfrastructureError
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipStatus, PrescreenFlag, VideoStatus
-from dvmset.storage import DataRoot, temp_name_for
+from dvmset.storage import ACCOMPANIMENT_FILE, FINGERPRINT_FILE, PICTURE_FILE, DataRoot, temp_name_for
 
 MODEL = "tiny-random"
 
@@ -94,13 +95,18 @@ def fresh(tmp_path, model_dir, discovered):
     yield from open_copy(discovered, tmp_path, model_dir)
 
 
-def run_all(catalog: Catalog, config: Config) -> dict[str, steps.StageSummary]:
+def run_all(catalog: Catalog, config: Config) -> dict[str, StageTally]:
     """Every stage once, over what the catalog says is to do, as `dvmset` runs them."""
-    summaries = {}
-    for stage in steps.STAGES:
-        step, videos = steps.pending(stage, catalog, config)
-        summaries[stage] = steps.run_step(step, stage, catalog, config, videos)
-    return summaries
+    return run_named(catalog, config, *(stage.name for stage in steps.STAGES))
+
+
+def run_named(catalog: Catalog, config: Config, *names: str) -> dict[str, StageTally]:
+    """The stages called `names`, in that order, each over what the catalog says it has to do."""
+    tallies = {}
+    for name in names:
+        stage = steps.stage_named(name)
+        tallies[name] = steps.run_stage(stage, catalog, config, stage.pending(catalog, config))
+    return tallies
 
 
 def mtimes(config: Config) -> dict[str, int]:
@@ -121,12 +127,12 @@ def the_video(catalog: Catalog):
 def test_a_video_becomes_two_scored_clips_and_a_bad_file_does_not_stop_the_run(fresh):
     catalog, config = fresh
     summaries = run_all(catalog, config)
-    assert summaries["probe"].reasons == {"not_media": 1}
+    assert summaries["probe"].counts == {("probed", ""): 1, ("failed", "not_media"): 1}
     video = the_video(catalog)
     keys = steps.stage_keys(config)
     assert (video.status, video.clip_count, video.separator_model_id) == (VideoStatus.CLIPPED, 2, MODEL)
     assert video.fingerprint_version == dedup.FINGERPRINT_VERSION
-    assert (DataRoot(config.data_root).stems_dir(video.video_id) / dedup.FINGERPRINT_FILE).is_file()
+    assert (DataRoot(config.data_root).stems_dir(video.video_id) / FINGERPRINT_FILE).is_file()
     assert video.separate_version == keys.separate
     clips = catalog.clips(video.video_id)
     assert [(c.start_s, c.end_s) for c in clips] == [(0.0, 10.0), (10.0, 20.0)]
@@ -135,7 +141,7 @@ def test_a_video_becomes_two_scored_clips_and_a_bad_file_does_not_stop_the_run(f
         assert clip.status is ClipStatus.PENDING_REVIEW
         assert clip.versions == keys and clip.separator_model_id == MODEL
         assert data.resolve(clip.video_path).is_file() and data.resolve(clip.music_path).is_file()
-        saved = steps.picture.load_picture(data.resolve(clip.video_path).with_name(steps.picture.PICTURE_FILE))
+        saved = steps.picture.load_picture(data.resolve(clip.video_path).with_name(PICTURE_FILE))
         assert saved.frame_count == 10 * saved.fps  # what the prescreen scored, kept for a rerun
         # the tiny model's noise has sharp peaks: the limiter may leave it a little under target
         assert -14.0 - (2.0 if clip.loudness.limited else 0.5) < clip.loudness.after_lufs < -13.5
@@ -147,7 +153,7 @@ def test_a_video_becomes_two_scored_clips_and_a_bad_file_does_not_stop_the_run(f
 def test_a_rerun_does_nothing(done):
     catalog, config = done
     before = mtimes(config)
-    assert all(not steps.pending(stage, catalog, config)[1] for stage in steps.STAGES)
+    assert all(not stage.pending(catalog, config) for stage in steps.STAGES)
     summaries = run_all(catalog, config)
     assert all(summary.total == 0 for summary in summaries.values())
     assert mtimes(config) == before
@@ -171,7 +177,7 @@ def test_a_clip_without_a_saved_picture_analysis_is_decoded_once_for_the_prescre
     data = DataRoot(config.data_root)
     clip = catalog.clips()[0]
     folder = data.resolve(clip.video_path).parent
-    (folder / steps.picture.PICTURE_FILE).unlink()
+    (folder / PICTURE_FILE).unlink()
     (folder / "analysis.mp4").write_bytes(b"what clip/2 wrote")  # replaced by picture.npz
     run_all(catalog, config.model_copy(update={"prescreen": PrescreenConfig(scene_threshold=26.0)}))
     assert sorted(path.name for path in folder.iterdir()) == ["music.flac", "picture.npz", "video.mp4"]
@@ -227,10 +233,10 @@ def test_a_run_killed_between_clips_resumes_without_redoing_the_first(fresh, mon
     data = DataRoot(config.data_root)
     seconds = {data.clip_dir(make_clip_id(video.video_id, 10.0)) for video in catalog.videos()}
 
-    def dies_on_the_second_clip(samples, sample_rate_hz, out_path, **kwargs):
+    def dies_on_the_second_clip(samples, sample_rate_hz, out_path, settings):
         if out_path.parent in seconds:  # clips are made in parallel: pick it by name, not by order
             raise KeyboardInterrupt  # like a kill: nothing records it
-        return original(samples, sample_rate_hz, out_path, **kwargs)
+        return original(samples, sample_rate_hz, out_path, settings)
 
     monkeypatch.setattr(steps.loudness, "normalize_to_file", dies_on_the_second_clip)
     with pytest.raises(KeyboardInterrupt):
@@ -250,21 +256,17 @@ def test_a_missing_model_stops_the_run_without_marking_videos(fresh, tmp_path):
     catalog, config = fresh
     missing = config.model_copy(update={"model_dir": tmp_path / "empty", "separate": SeparateConfig(model="nowhere")})
     (tmp_path / "empty").mkdir()
-    for stage in ("download", "probe"):
-        step, videos = steps.pending(stage, catalog, missing)
-        steps.run_step(step, stage, catalog, missing, videos)
-    step, videos = steps.pending("separate", catalog, missing)
-    with pytest.raises(ConfigError, match="nowhere"):
-        steps.run_step(step, "separate", catalog, missing, videos)
+    run_named(catalog, missing, "download", "probe")
+    with pytest.raises(ConfigError, match="nowhere"):  # its preflight loads the model: no video is touched
+        run_named(catalog, missing, "separate")
     assert the_video(catalog).status is VideoStatus.PROBED
 
 
 def test_a_full_disk_stops_the_run_leaves_the_video_as_it_was_and_a_rerun_goes_on(fresh, monkeypatch):
     catalog, config = fresh
-    for stage in ("download", "probe"):
-        step, videos = steps.pending(stage, catalog, config)
-        steps.run_step(step, stage, catalog, config, videos)
-    step, videos = steps.pending("separate", catalog, config)
+    run_named(catalog, config, "download", "probe")
+    stage = steps.stage_named("separate")
+    videos = stage.pending(catalog, config)
     original = steps.separate.separate_file
 
     def disk_full(*_args, **_kwargs):
@@ -272,7 +274,7 @@ def test_a_full_disk_stops_the_run_leaves_the_video_as_it_was_and_a_rerun_goes_o
 
     monkeypatch.setattr(steps.separate, "separate_file", disk_full)
     with pytest.raises(InfrastructureError, match="no space left"):
-        steps.run_step(step, "separate", catalog, config, videos)
+        steps.run_stage(stage, catalog, config, videos)
     assert the_video(catalog).status is VideoStatus.PROBED and the_video(catalog).error is None
 
     def libsndfile_says_system_error(*_args, **_kwargs):  # no errno: the free space tells
@@ -281,12 +283,11 @@ def test_a_full_disk_stops_the_run_leaves_the_video_as_it_was_and_a_rerun_goes_o
     monkeypatch.setattr(steps.separate, "separate_file", libsndfile_says_system_error)
     monkeypatch.setattr(steps.shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
     with pytest.raises(InfrastructureError, match="is full"):
-        steps.run_step(step, "separate", catalog, config, videos)
+        steps.run_stage(stage, catalog, config, videos)
     assert the_video(catalog).status is VideoStatus.PROBED
     monkeypatch.undo()  # space freed: the same videos go on
     assert steps.separate.separate_file is original
-    step, videos = steps.pending("separate", catalog, config)
-    assert steps.run_step(step, "separate", catalog, config, videos).failed == 0
+    assert run_named(catalog, config, "separate")["separate"].failed == 0
     assert the_video(catalog).status is VideoStatus.SEPARATED
 
 
@@ -300,16 +301,15 @@ def test_an_unexpected_error_with_room_on_the_disk_is_still_the_videos(tmp_path)
 
 def test_a_leased_video_is_left_alone_and_a_dead_owners_lease_and_temp_files_are_taken_over(fresh):
     catalog, config = fresh
-    for stage in ("download", "probe"):
-        step, videos = steps.pending(stage, catalog, config)
-        steps.run_step(step, stage, catalog, config, videos)
-    step, (video,) = steps.pending("separate", catalog, config)
+    run_named(catalog, config, "download", "probe")
+    step = steps.stage_named("separate").step
+    (video,) = steps.stage_named("separate").pending(catalog, config)
     stems = DataRoot(config.data_root).stems_dir(video.video_id)
     stems.mkdir(parents=True)
-    half_written = temp_name_for(stems / separate.ACCOMPANIMENT_FILE)
+    half_written = temp_name_for(stems / ACCOMPANIMENT_FILE)
     half_written.write_bytes(b"half a file")
     catalog.claim_work(video.video_id, "separate", "gpu1:99:other-run")  # a live worker has it
-    assert step(catalog, config, video, None).left == steps.LEFT_LEASED
+    assert step(catalog, config, video, None).left == LEFT_LEASED
     assert half_written.exists() and the_video(catalog).status is VideoStatus.PROBED  # its file stays
     catalog.release_work(video.video_id, "gpu1:99:other-run")
     died_at = datetime.now(UTC) - timedelta(minutes=10)
@@ -317,9 +317,9 @@ def test_a_leased_video_is_left_alone_and_a_dead_owners_lease_and_temp_files_are
     outcome = step(catalog, config, video, "cpu1:7:this-run")  # its lease ran out: taken over
     assert (outcome.status, outcome.left) == (VideoStatus.SEPARATED, None)
     assert not half_written.exists() and catalog.work_lease(video.video_id) is None
-    assert step(catalog, config, video, None).left == steps.LEFT_DONE  # a stale list: not separated twice
+    assert step(catalog, config, video, None).left == LEFT_DONE  # a stale list: not separated twice
     (event,) = catalog.work_events("separate")
     assert (event.video_id, event.owner, event.status) == (video.video_id, "cpu1:7:this-run", "separated")
-    summary = steps.StageSummary("separate")
-    summary.add(steps.StepOutcome(video.video_id, VideoStatus.PROBED, left=steps.LEFT_LEASED))
-    assert summary.line() == "separate: 1 videos -> nothing to do; left to other runs: leased 1"
+    tally = StageTally("separate")
+    tally.add(StepOutcome(video.video_id, VideoStatus.PROBED, left=LEFT_LEASED))
+    assert (tally.line(), tally.failed, tally.failures) == ("separate: 1 videos -> left/leased 1", 0, [])

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from curation.separate import save_tiny_model
 from dvmset import models
-from dvmset.cli import ExitCode, app
+from dvmset.cli.common import ExitCode
+from dvmset.cli.main import app
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def test_check_refuses_a_file_whose_published_checksum_differs(workdir):
 
 
 def test_check_loads_a_hub_model_from_the_model_folder(workdir):
-    from tests.model.conftest import save_tiny_clip
+    from tests.support.tiny_models import save_tiny_clip
 
     save_tiny_clip(workdir / "models" / "openai" / "clip-vit-base-patch32")
     code, output = invoke("models", "check", "clip")

@@ -1,8 +1,9 @@
+import logging
 from pathlib import Path
 
 import pytest
 
-from dvmset.config import STARTER_CONFIG, Config, load_config
+from dvmset.config import STARTER_CONFIG, Config, ModelConfig, RhythmConfig, TrainConfig, load_config
 from dvmset.errors import ConfigError
 
 
@@ -91,11 +92,58 @@ def test_the_evaluate_section_takes_overrides_and_reads_back(tmp_path):
     assert load_config(tmp_path / "run.toml", environ={}) == absolute
 
 
-def test_the_train_sections_rhythm_options_read_their_predictor_relative_to_the_file(tmp_path):
+def test_the_model_sections_rhythm_options_read_their_predictor_relative_to_the_file(tmp_path):
     path = tmp_path / "dvmset.toml"
-    path.write_text('[train]\nrhythm = "predicted-odf"\nrhythm_predictor = "runs/v1/rhythm.pt"\naffect = "on"\n')
-    train = load_config(path, environ={}).train
-    assert (train.rhythm, train.affect, train.rhythm_predictor) == ("predicted-odf", "on", tmp_path / "runs/v1/rhythm.pt")
-    path.write_text('[train]\nrhythm = "odf"\n')
+    path.write_text('[model]\nrhythm = "predicted-odf"\nrhythm_predictor = "runs/v1/rhythm.pt"\naffect = "on"\n')
+    model = load_config(path, environ={}).model
+    assert (model.rhythm, model.affect, model.rhythm_predictor) == ("predicted-odf", "on", tmp_path / "runs/v1/rhythm.pt")
+    path.write_text('[model]\nrhythm = "odf"\n')
     with pytest.raises(ConfigError, match="rhythm"):
         load_config(path, environ={})
+
+
+def test_the_starter_config_writes_the_modelers_sections_with_a_comment_per_key():
+    sections = {"model": [], "train": [], "rhythm": []}
+    current = None
+    for line in STARTER_CONFIG.splitlines():
+        if line.startswith("["):
+            current = line[1 : line.index("]")]
+        elif current in sections and line.lstrip("# ")[:1].isalpha() and " = " in line:
+            sections[current].append(line)
+    assert [line.split(" = ")[0].lstrip("# ") for line in sections["model"]] == list(ModelConfig.model_fields)
+    for name, section in (("train", TrainConfig), ("rhythm", RhythmConfig)):
+        assert sorted(line.split(" = ")[0].lstrip("# ") for line in sections[name]) == sorted(section.model_fields)
+    assert all("  # " in line for lines in sections.values() for line in lines)
+
+
+def test_a_config_written_before_the_model_section_still_loads_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "config.toml"  # a resolved run config of the previous version: model keys under [train]
+    path.write_text('[train]\nmusicgen = "tiny/musicgen"\nlora_rank = 32\nsteps = 3\nrhythm_predictor = "p.pt"\n')
+    with caplog.at_level(logging.WARNING, logger="dvmset.config"):
+        config = load_config(path, environ={})
+    assert (config.model.musicgen, config.model.lora_rank, config.train.steps) == ("tiny/musicgen", 32, 3)
+    assert config.model.rhythm_predictor == tmp_path / "p.pt"  # still relative to the file
+    [warning] = caplog.messages
+    assert warning == (f"{path}: musicgen, lora_rank, rhythm_predictor belong to the [model] section now: read from "
+                       "[train] this time; move them to [model]")  # fmt: skip
+    assert load_config(environ={"DVMSET_TRAIN__LORA_RANK": "16"}).model.lora_rank == 16  # old environment names too
+
+    path.write_text('[train]\nlora_rank = 32\n[model]\nlora_rank = 16\n')
+    with pytest.raises(ConfigError, match=r"lora_rank set under both \[train\] .* and \[model\]"):
+        load_config(path, environ={})
+
+
+def test_the_rhythm_section_takes_overrides_and_a_resolved_config_reads_back_with_the_model_section(tmp_path):
+    from dvmset.config import config_toml, override_section, portable
+
+    config = override_section(Config(data_root=Path("d")), "rhythm", {"epochs": 3, "affect": False})
+    config = override_section(config, "model", {"semantic_feature": "cls", "lora_targets": "q,k,v,o",
+                                                "rhythm_predictor": Path("p.pt")})  # fmt: skip
+    assert (config.rhythm.epochs, config.rhythm.affect, config.model.lora_targets) == (3, False, ("q", "k", "v", "o"))
+    with pytest.raises(ConfigError, match="(?s)invalid rhythm settings.*hidden"):
+        override_section(config, "rhythm", {"hidden": 0})
+    text = config_toml(portable(config))
+    assert "\n[model]\n" in text and "\n[rhythm]\n" in text
+    (tmp_path / "run.toml").write_text(text, encoding="utf-8")
+    loaded = load_config(tmp_path / "run.toml", environ={})
+    assert loaded == portable(config) and loaded.model.rhythm_predictor == Path("p.pt").resolve()

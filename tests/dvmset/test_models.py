@@ -75,13 +75,13 @@ def test_default_ids_are_the_codes_own():
 
 
 def test_configured_ids_take_each_model_from_its_config_section():
-    from dvmset.config import Config, TrainConfig
+    from dvmset.config import Config, ModelConfig
 
-    config = Config(separate=SeparateConfig(model="htdemucs_ft"), train=TrainConfig(musicgen="facebook/musicgen-small"),
+    config = Config(separate=SeparateConfig(model="htdemucs_ft"), model=ModelConfig(musicgen="facebook/musicgen-small"),
                     evaluate=EvaluateConfig(clap="laion/clap-htsat-unfused"))  # fmt: skip
     ids = models.configured_ids(config)
     assert (ids["demucs"], ids["musicgen"], ids["clap"]) == ("htdemucs_ft", "facebook/musicgen-small", "laion/clap-htsat-unfused")
-    assert ids["clip"] == models.REGISTRY["clip"].default_id  # [train] names none: the code's default
+    assert ids["clip"] == models.REGISTRY["clip"].default_id  # [model] names none: the code's default
 
 
 def test_weights_cache_follows_the_environment(monkeypatch, tmp_path):

@@ -12,6 +12,19 @@ def test_layout(tmp_path):
     assert root.resolve("raw/x/f.mp4") == tmp_path / "raw" / "x" / "f.mp4"
 
 
+def test_the_layout_names_are_the_published_ones(tmp_path):
+    """Catalogs and manifests store these paths: renaming one orphans every existing data root."""
+    root = DataRoot(tmp_path)
+    clip = root.clip_dir("youtube:abc:00060000")
+    assert (root.clip_video_path("youtube:abc:00060000"), root.clip_music_path("youtube:abc:00060000")) == (
+        clip / "video.mp4", clip / "music.flac"
+    )
+    assert (root.manifests_dir, root.releases_dir, root.catalog_path) == (
+        tmp_path / "manifests", tmp_path / "releases", tmp_path / "catalog.sqlite"
+    )
+    assert root.labeling_cache_dir("original") == tmp_path / "labeling-cache" / "original"
+
+
 @pytest.mark.parametrize("escape", ["../outside", "raw/../../etc/passwd", "/etc/passwd"])
 def test_resolve_refuses_paths_outside_the_root(tmp_path, escape):
     with pytest.raises(ValueError, match="leaves the data root"):

@@ -33,17 +33,12 @@ from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from curation import separate  # noqa: E402
 from curation.samples import VideoSpec, make_video  # noqa: E402
-from curation.search import read_url_list, scan_folder  # noqa: E402
-from dvmset.catalog import Catalog  # noqa: E402
 from dvmset.config import load_config  # noqa: E402
 from flows import tasks  # noqa: E402
 from flows.flows import build_flow  # noqa: E402
 from flows.tasks import GPU_LIMIT  # noqa: E402
 from tests.flows.processes import PREFECT, clean_environ, free_port, kill_marked, process_group, wait_until  # noqa: E402
-
-MODEL = "tiny-random"
-LABEL = "test corpus"
-
+from tests.support.flow_builds import LABEL, MODEL, discover_corpus, file_times, write_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -123,76 +118,12 @@ def url_list(tmp_path_factory, serve_folder) -> Path:
         yield path
 
 
-def write_config(folder: Path, model_dir: Path, model: str = MODEL, download_retries: int = 0) -> Path:
-    """A config file in `folder`: data under `folder/data`, 10 s clips, the tiny model, no back-off waits."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "dvmset.toml"
-    path.write_text(
-        f"""data_root = "data"
-model_dir = "{model_dir}"
-[download]
-min_duration_s = 1.0
-retries = {download_retries}
-backoff_base_s = 0.0
-[probe]
-min_duration_s = 5.0
-[separate]
-model = "{model}"
-chunk_s = 8.0
-overlap_s = 1.0
-[clip]
-clip_s = 10.0
-""",
-        encoding="utf-8",
-    )
-    return path
-
-
-def open_catalog(config_path: Path) -> Catalog:
-    return Catalog.open(load_config(config_path).resolved_catalog_url)
-
-
-def catalog_content(config_path: Path) -> tuple[list[tuple], list[tuple]]:
-    """What a run leaves in the catalog, free of paths and times: video and clip rows."""
-    catalog = open_catalog(config_path)
-    videos = [
-        (v.video_id, v.status.value, v.error.reason.value if v.error else None, v.clip_count, v.separator_model_id)
-        for v in catalog.videos()
-    ]
-    clips = [(c.clip_id, c.status.value, c.start_s, c.end_s, c.versions) for c in catalog.clips()]
-    catalog.close()
-    return videos, clips
-
-
-def file_times(config_path: Path) -> dict[str, int]:
-    """Modification times of every file under the data root, but the catalog's own files."""
-    root = config_path.parent / "data"
-    return {
-        str(path.relative_to(root)): path.stat().st_mtime_ns
-        for path in root.rglob("*")
-        if path.is_file() and not path.name.startswith("catalog.sqlite")
-    }
-
-
 @pytest.fixture(scope="session")
 def discovered(tmp_path_factory, model_dir, media, url_list) -> Path:
     """A folder with a config whose catalog lists the whole corpus as `discovered`."""
     config_path = write_config(tmp_path_factory.mktemp("discovered"), model_dir)
     discover_corpus(config_path, media, url_list)
     return config_path.parent
-
-
-def discover_corpus(config_path: Path, media: Path, url_list: Path) -> None:
-    """List the whole corpus as `discovered` in the config's catalog."""
-    catalog = open_catalog(config_path)
-    catalog.add_candidates(scan_folder(media, LABEL) + read_url_list(url_list))
-    catalog.close()
-
-
-def copy_of(folder: Path, target: Path) -> Path:
-    """A copy of a prepared folder; returns the copy's config path."""
-    shutil.copytree(folder, target)
-    return target / "dvmset.toml"
 
 
 @dataclass(frozen=True)
@@ -219,7 +150,7 @@ def built(tmp_path_factory, model_dir, media, url_list, gpu_limit) -> Built:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tasks, "concurrency", recording_concurrency)
         state = build_flow(
-            config_path=str(config_path), folder=str(media), urls=str(url_list), label=LABEL, workers=2,
+            config=load_config(config_path), folder=str(media), urls=str(url_list), label=LABEL, workers=2,
             return_state=True,
         )  # fmt: skip
     return Built(config_path, state.result(), str(state.state_details.flow_run_id), gpu_calls, file_times(config_path))

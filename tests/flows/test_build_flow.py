@@ -11,15 +11,29 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 
 from curation import steps
 from dvmset.errors import ConfigError
-from flows import tasks
+import flows.flows
+from flows import context, tasks
 from flows.flows import build_flow, ingest_flow
 from flows.summary import artifact_key
-from tests.flows.conftest import LABEL, catalog_content, copy_of, file_times, open_catalog, write_config
+from tests.support.flow_builds import LABEL, catalog_content, copy_of, file_times, open_catalog, with_step, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
 CURATION_STAGES = ("download", "probe", "separate", "clip")  # the stages these tests expect counts of
+
+
+def counted(monkeypatch: pytest.MonkeyPatch, module: object, name: str) -> list[tuple]:
+    """The calls of `module.name` from now on, which still does its work."""
+    calls: list[tuple] = []
+    real = getattr(module, name)
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counting)
+    return calls
 
 
 def rows(summary: dict, part: str) -> set[tuple]:
@@ -76,10 +90,12 @@ def test_the_summary_is_a_markdown_artifact_of_the_run_keyed_by_data_root_and_ru
         assert f"| {failure['stage']} | {failure['video_id']} | {failure['status']} | {failure['reason']} |" in artifact.data
 
 
-def test_a_rerun_does_no_work(built, tmp_path, media, url_list):
+def test_a_rerun_does_no_work_and_reads_its_config_and_checks_its_runner_once(built, tmp_path, media, url_list, monkeypatch):
     config_path = copy_of(built.config_path.parent, tmp_path / "again")
     before = catalog_content(config_path), file_times(config_path)
-    summary = build_flow(config_path=str(config_path), folder=str(media), urls=str(url_list), label=LABEL)
+    loads, checks = counted(monkeypatch, context, "load_config"), counted(monkeypatch, flows.flows, "check_runner")
+    summary = build_flow(config=config_path, folder=str(media), urls=str(url_list), label=LABEL)
+    assert (len(loads), len(checks)) == (1, 1)  # at the build's entry; its subflows and tasks get the object
     assert summary["stages"] == [] and summary["failures"] == []
     assert sum(row["new_videos"] for row in summary["sources"]) == 0
     assert (catalog_content(config_path), file_times(config_path)) == before
@@ -88,7 +104,7 @@ def test_a_rerun_does_no_work(built, tmp_path, media, url_list):
 
 def test_retry_failed_sends_the_failed_videos_back_and_only_those(built, tmp_path):
     config_path = copy_of(built.config_path.parent, tmp_path / "retry")
-    summary = ingest_flow(config_path=str(config_path), retry_failed=True)
+    summary = ingest_flow(config=config_path, retry_failed=True)
     assert rows(summary, "stages") == {("download", "failed", "unavailable", 1), ("probe", "failed", "not_media", 1)}
     assert catalog_content(config_path) == catalog_content(built.config_path)  # they fail again, for the same reasons
 
@@ -97,7 +113,7 @@ def test_a_task_that_raises_is_retried_with_the_configured_back_off(discovered, 
     config_path = copy_of(discovered, tmp_path / "run")
     write_config(config_path.parent, model_dir, download_retries=1)
     calls: list[str] = []
-    real_step = steps.download_step
+    real_step = steps.stage_named("download").step
 
     def catalog_away_once(catalog, config, video, owner):
         calls.append(video.video_id)
@@ -105,8 +121,8 @@ def test_a_task_that_raises_is_retried_with_the_configured_back_off(discovered, 
             raise OSError("catalog unreachable")
         return real_step(catalog, config, video, owner)
 
-    monkeypatch.setattr(steps, "download_step", catalog_away_once)
-    summary = ingest_flow(config_path=str(config_path), stages=["download"])
+    with_step(monkeypatch, "download", catalog_away_once)
+    summary = ingest_flow(config=config_path, stages=["download"])
     assert sorted(Counter(calls).values()) == [2] * 5  # each video: the failed try and one retry
     assert rows(summary, "stages") == {("download", "downloaded", "", 4), ("download", "failed", "unavailable", 1)}
 
@@ -117,8 +133,8 @@ def test_a_task_that_keeps_raising_is_listed_and_the_flow_completes(discovered, 
     def broken(catalog, config, video, owner):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(steps, "probe_step", broken)
-    summary = ingest_flow(config_path=str(config_path), stages=["download", "probe"])
+    with_step(monkeypatch, "probe", broken)
+    summary = ingest_flow(config=config_path, stages=["download", "probe"])
     assert ("probe", "error", "OSError", 4) in rows(summary, "stages")
     assert {f["message"] for f in summary["failures"] if f["stage"] == "probe"} == {"disk on fire"}
     catalog = open_catalog(config_path)
@@ -127,10 +143,10 @@ def test_a_task_that_keeps_raising_is_listed_and_the_flow_completes(discovered, 
 
 def test_a_missing_model_fails_the_flow_before_any_video_is_marked(discovered, tmp_path, model_dir):
     config_path = copy_of(discovered, tmp_path / "run")
-    ingest_flow(config_path=str(config_path), stages=["download", "probe"])
+    ingest_flow(config=config_path, stages=["download", "probe"])
     write_config(config_path.parent, model_dir, model="nowhere")
     with pytest.raises(ConfigError, match="nowhere"):
-        ingest_flow(config_path=str(config_path), stages=["separate"])
+        ingest_flow(config=config_path, stages=["separate"])
     catalog = open_catalog(config_path)
     assert sorted(v.status.value for v in catalog.videos()) == ["failed", "failed", "probed", "probed", "skipped"]
 
@@ -144,7 +160,7 @@ def test_a_set_up_error_in_a_task_is_not_retried_and_fails_the_flow(discovered, 
         calls.append(video.video_id)
         raise ConfigError("cookies file missing")
 
-    monkeypatch.setattr(steps, "download_step", no_cookies)
+    with_step(monkeypatch, "download", no_cookies)
     with pytest.raises(ConfigError, match="cookies"):
-        ingest_flow(config_path=str(config_path), stages=["download"])
+        ingest_flow(config=config_path, stages=["download"])
     assert len(calls) == 5  # once per video, no retries

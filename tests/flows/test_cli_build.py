@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import copy_of, open_catalog
+from tests.support.flow_builds import copy_of, open_catalog
 
 
 def run_build(args: list[str], cwd: Path, prefect_home: Path) -> subprocess.CompletedProcess:

@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from curation.clip import MUSIC_FILE
 from curation.probe import probe_media
 from dvmset.config import load_config
 from dvmset.records import VideoStatus
-from dvmset.storage import DataRoot, is_temp_name
-from tests.flows.conftest import LABEL, catalog_content, open_catalog, write_config
+from dvmset.storage import MUSIC_FILE, DataRoot, is_temp_name
+from tests.support.flow_builds import LABEL, catalog_content, open_catalog, write_config
 from tests.flows.processes import kill_group, process_group, run_checked, wait_until
 
 FINISHED = (VideoStatus.FAILED, VideoStatus.SKIPPED)

@@ -11,15 +11,15 @@ from pathlib import Path
 
 from curation import steps
 from flows.flows import ingest_flow
-from tests.dvmset.conftest import PG_URL, wipe
-from tests.flows.conftest import catalog_content, copy_of, discover_corpus, write_config
+from tests.support.catalogs import PG_URL, wipe
+from tests.support.flow_builds import catalog_content, copy_of, discover_corpus, write_config
 
 
 @pytest.mark.slow
 def test_a_local_cluster_of_two_processes_gives_the_same_catalog(built, discovered, tmp_path):
     config_path = copy_of(discovered, tmp_path / "dask")
-    summary = ingest_flow(config_path=str(config_path), runner="dask", workers=2)
-    assert {row["stage"] for row in summary["stages"]} == set(steps.STAGES)
+    summary = ingest_flow(config=config_path, runner="dask", workers=2)
+    assert {row["stage"] for row in summary["stages"]} == {stage.name for stage in steps.STAGES}
     assert catalog_content(config_path) == catalog_content(built.config_path)
     assert media_bytes(config_path) == media_bytes(built.config_path)
 
@@ -42,7 +42,7 @@ def test_a_local_cluster_on_a_postgresql_catalog_gives_the_same_catalog(built, m
     config_path.write_text(f'catalog_url = "{PG_URL}"\n' + config_path.read_text(encoding="utf-8"), encoding="utf-8")
     discover_corpus(config_path, media, url_list)
     try:
-        ingest_flow(config_path=str(config_path), runner="dask", workers=2)
+        ingest_flow(config=config_path, runner="dask", workers=2)
         assert catalog_content(config_path) == catalog_content(built.config_path)
     finally:
         wipe(PG_URL)

@@ -12,10 +12,11 @@ import pytest
 
 from curation import steps
 from curation.samples import VideoSpec, make_video
-from dvmset import cli
+from dvmset.cli import main as cli
+from dvmset.cli.common import ExitCode
 from dvmset.errors import ConfigError
 from flows.flows import ingest_flow
-from tests.flows.conftest import open_catalog, write_config
+from tests.support.flow_builds import open_catalog, write_config
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -34,14 +35,14 @@ def test_a_full_disk_stops_the_build_and_a_rerun_after_freeing_space_finishes_it
         full.setattr(steps.separate, "separate_file", disk_full)
         with pytest.raises(SystemExit) as stopped:
             cli.main()
-    assert stopped.value.code == cli.ExitCode.INFRASTRUCTURE
+    assert stopped.value.code == ExitCode.INFRASTRUCTURE
     assert "no space left" in capsys.readouterr().err
     assert statuses(config_path) == [("failed", "not_media"), ("probed", None)]  # the good video as it was
 
     with pytest.raises(SystemExit) as rerun:  # space freed: the same command goes on
         cli.main()
     assert statuses(config_path) == [("clipped", None), ("failed", "not_media")]
-    assert rerun.value.code == cli.ExitCode.ITEMS_FAILED  # it failed none, but a failed video remains
+    assert rerun.value.code == ExitCode.ITEMS_FAILED  # it failed none, but a failed video remains
     printed = capsys.readouterr().out
     assert "Failed videos in the catalog" in printed and "not_media" in printed
 
@@ -59,7 +60,7 @@ def test_a_deployment_run_without_a_config_stops_before_writing_into_the_checkou
     monkeypatch.delenv("DVMSET_CONFIG", raising=False)
     monkeypatch.delenv("DVMSET_DATA_ROOT", raising=False)
     monkeypatch.setenv("PREFECT__RUNTIME__DEPLOYMENT__ID", "6d1f3c1e-0000-4000-8000-000000000001")
-    with pytest.raises(ConfigError, match=r"--param config_path=/path/to/dvmset.toml") as stopped:
+    with pytest.raises(ConfigError, match=r"--param config=/path/to/dvmset.toml") as stopped:
         ingest_flow(stages=["probe"])
     assert "\n" not in str(stopped.value)
     assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,7 @@ from prefect.settings import PREFECT_API_URL
 
 from curation.samples import VideoSpec, make_video
 from curation.steps import STAGES
-from tests.flows.conftest import open_catalog, write_config
+from tests.support.flow_builds import open_catalog, write_config
 from tests.flows.processes import clean_environ, kill_marked, process_group, wait_until
 
 VIDEOS = 3

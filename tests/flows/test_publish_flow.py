@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 from dvmset.errors import ConfigError, PublishError
 from dvmset.records import ClipStatus
 from flows.flows import build_flow, publish_flow
-from tests.flows.conftest import LABEL, MODEL, copy_of, open_catalog
+from tests.support.flow_builds import LABEL, MODEL, copy_of, open_catalog
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -51,11 +51,11 @@ def build_artifact(flow_run_id: UUID) -> str:
 
 def test_publish_writes_the_next_version_and_refuses_to_overwrite_it(built, tmp_path):
     config_path = reviewed_copy(built, tmp_path / "run")
-    refused = publish_flow(config_path=str(config_path), return_state=True)  # stand-in clips, not allowed
+    refused = publish_flow(config=config_path, return_state=True)  # stand-in clips, not allowed
     assert refused.is_failed() and "Traceback" not in refused.message
     assert "3 clips" in refused.message and repr(MODEL) in refused.message and "allow_stand_in" in refused.message
     assert not (config_path.parent / "data" / "manifests").exists()
-    summary = publish_flow(config_path=str(config_path), allow_stand_in=True)
+    summary = publish_flow(config=config_path, allow_stand_in=True)
     rows = published_rows(summary)
     assert set(rows) == {"train", "test"}
     assert {version for version, *_ in rows.values()} == {"v0001"}
@@ -66,22 +66,22 @@ def test_publish_writes_the_next_version_and_refuses_to_overwrite_it(built, tmp_
     sides = [video.split for video in open_catalog(config_path).videos() if video.clip_count]
     assert sorted(sides) == sorted(side for side, (_v, _c, videos, _e) in rows.items() for _ in range(videos))
 
-    state = publish_flow(config_path=str(config_path), version="v0001", allow_stand_in=True, return_state=True)
+    state = publish_flow(config=config_path, version="v0001", allow_stand_in=True, return_state=True)
     assert state.is_failed()
     assert "v0001" in state.message and "exists" in state.message and "Traceback" not in state.message
     with pytest.raises(PublishError, match="exists"):
-        publish_flow(config_path=str(config_path), version="v0001", allow_stand_in=True)
+        publish_flow(config=config_path, version="v0001", allow_stand_in=True)
 
-    unchanged = published_rows(publish_flow(config_path=str(config_path), allow_stand_in=True))  # nothing new
+    unchanged = published_rows(publish_flow(config=config_path, allow_stand_in=True))  # nothing new
     assert list(unchanged) == [""] and unchanged[""][:3] == ("v0002", 0, 0) and "v0001" in unchanged[""][3]
     assert not (manifests.parent / "v0002").exists()
-    forced = published_rows(publish_flow(config_path=str(config_path), allow_stand_in=True, force=True))
+    forced = published_rows(publish_flow(config=config_path, allow_stand_in=True, force=True))
     assert {version for version, *_ in forced.values()} == {"v0002"} and (manifests.parent / "v0002").is_dir()
 
 
 def test_the_build_publishes_at_the_end_when_asked(built, tmp_path, media, url_list):
     config_path = reviewed_copy(built, tmp_path / "run")
-    sources = {"config_path": str(config_path), "folder": str(media), "urls": str(url_list), "label": LABEL}
+    sources = {"config": config_path, "folder": str(media), "urls": str(url_list), "label": LABEL}
     refused = build_flow(**sources, publish=True, version="first", return_state=True)  # stand-in clips
     assert refused.is_failed() and refused.message.startswith("publish failed: ") and "stand-in" in refused.message
     summary = build_flow(**sources, publish=True, version="first", allow_stand_in=True)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from curation.search import scan_folder
-from tests.flows.conftest import LABEL, catalog_content, open_catalog, write_config
+from tests.support.flow_builds import LABEL, catalog_content, open_catalog, write_config
 from tests.flows.processes import PREFECT, ROOT, run_checked
 
 INGEST = "ingest/dvmset-ingest"
@@ -32,7 +32,7 @@ def test_the_ingest_deployment_runs_on_a_worker_of_a_real_server(real_server, tm
         run_checked([PREFECT, "work-pool", "create", pool, "--type", "process"], environ, 60)
     deployed = run_checked([PREFECT, "--no-prompt", "deploy", "--all"], environ, 120)
     assert INGEST in deployed
-    started = run_checked([PREFECT, "deployment", "run", INGEST, "--param", f"config_path={config_path}"], environ, 60)
+    started = run_checked([PREFECT, "deployment", "run", INGEST, "--param", f"config={config_path}"], environ, 60)
     flow_run_id = re.search(r"UUID: ([0-9a-f-]{36})", started).group(1)
     worker = environ | {"DVM_PROJECT_DIR": str(ROOT)}  # started elsewhere: the pull step brings the run here
     worker_log = run_checked([PREFECT, "worker", "start", "--pool", "dvmset-gpu", "--run-once"], worker, 180, tmp_path)

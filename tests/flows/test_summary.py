@@ -7,15 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from curation import steps
+from curation.outcomes import Failure, StageTally, StepOutcome
 from curation.publish import PublishResult
-from curation.steps import StepOutcome
 from dvmset.config import Config, DownloadConfig
 from dvmset.errors import ConfigError, ReasonCode
 from dvmset.records import VideoStatus
-from dvmset.split import Split
 from flows.runners import check_runner
-from flows.summary import CountRow, Failure, RunSummary, SourceRow, StageTally, artifact_key
+from flows.summary import CountRow, RunSummary, SourceRow, artifact_key
 from flows.tasks import task_for
+from manifests.split import Split
 
 
 def probe_tally() -> StageTally:
@@ -118,10 +119,11 @@ def test_a_dask_scheduler_needs_a_prefect_api_other_machines_reach(api_url):
 
 def test_downloads_retry_with_the_configured_exponential_back_off_and_other_stages_do_not():
     config = Config(download=DownloadConfig(retries=3, backoff_base_s=2.0, backoff_max_s=5.0))
-    download = task_for("download", config)
-    assert (download.name, download.retries, download.retry_delay_seconds) == ("download", 3, [2.0, 4.0, 5.0])
-    assert task_for("download", Config(download=DownloadConfig(retries=0))).retries == 0
-    assert (task_for("separate", config).name, task_for("separate", config).retries) == ("separate", 0)
+    download, separate = steps.stage_named("download"), steps.stage_named("separate")
+    task = task_for(download, config)
+    assert (task.name, task.retries, task.retry_delay_seconds) == ("download", 3, [2.0, 4.0, 5.0])
+    assert task_for(download, Config(download=DownloadConfig(retries=0))).retries == 0
+    assert (task_for(separate, config).name, task_for(separate, config).retries) == ("separate", 0)
 
 
 def test_a_publish_gives_one_row_per_side_and_lists_withheld_videos_without_failing_the_run():

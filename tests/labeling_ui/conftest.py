@@ -1,5 +1,5 @@
 """Fixtures of the labeling app's tests: clip media made once, a review catalog per test
-(the builders are in `tests/support/review_data.py`)."""
+(the builders are in `tests/support/review_data.py`), and headless Chromium for a module."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from curation.samples import VideoSpec, make_music, make_video
+from tests.support.review_app import CHROMIUM
 from tests.support.review_data import ReviewData, make_review_data
 
 
@@ -23,3 +24,16 @@ def clip_media(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture
 def review_data(tmp_path, clip_media) -> ReviewData:
     return make_review_data(tmp_path, clip_media)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless and free to autoplay, launched through Playwright for one test module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--autoplay-policy=no-user-gesture-required"]
+        )
+        yield launched
+        launched.close()

@@ -10,12 +10,12 @@ import pytest
 
 from dvmset.catalog import Catalog
 from dvmset.ids import id_to_dirname
-from labeling_ui.app import AppSettings, serve
+from labeling_ui.app import AppSettings
 from labeling_ui.session import ReviewSettings
 from labeling_ui.users import Role, add_user, load_users
-from tests.support.review_data import EVIL_TITLE, STAND_IN, free_port, make_review_data, mark_stand_in
+from tests.support.review_app import CHROMIUM, log_in, on_screen, press_and_wait, start
+from tests.support.review_data import EVIL_TITLE, STAND_IN, make_review_data, mark_stand_in
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")
 PASSWORDS = {"ann": "pw-ann", "bob": "pw-bob"}
 
@@ -30,47 +30,11 @@ def data(tmp_path_factory, clip_media):
                              users=load_users(root / "users.toml"))  # fmt: skip
 
 
-def start(settings: AppSettings) -> tuple[object, str]:
-    port = free_port()
-    return serve(settings, "127.0.0.1", port, block=False), f"http://127.0.0.1:{port}"
-
-
 @pytest.fixture(scope="module")
 def app(data):
     blocks, url = start(data[1])
     yield url
     blocks.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--autoplay-policy=no-user-gesture-required"]
-        )
-        yield launched
-        launched.close()
-
-
-def log_in(browser, url: str, name: str, password: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    page.get_by_label("username").fill(name)
-    page.get_by_label("password").fill(password)
-    page.get_by_role("button", name="Login").click()
-    return page
-
-
-def on_screen(page) -> str:
-    page.wait_for_selector("#dv-video", timeout=30_000)
-    return page.get_attribute("#dv-video", "data-clip")
-
-
-def press_and_wait(page, key: str, verb: str) -> None:
-    page.keyboard.press(key)
-    page.wait_for_function("v => document.querySelector('#dv-status-line')?.textContent.startsWith(v)", arg=verb)
 
 
 def test_a_wrong_password_is_refused(browser, app):

@@ -15,8 +15,8 @@ from dvmset.ids import id_to_dirname
 from labeling_ui.app import AppSettings, serve
 from labeling_ui.session import ReviewSettings
 from labeling_ui.users import Role, add_user, load_users
+from tests.support.review_app import CHROMIUM, log_in, on_screen, press_and_wait, start
 from tests.support.review_data import make_review_data
-from tests.labeling_ui.test_browser import CHROMIUM, browser, log_in, on_screen, press_and_wait, start  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")
 LEASE_S = 2.0

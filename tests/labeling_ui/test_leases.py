@@ -11,7 +11,7 @@ import gradio as gr
 import pytest
 
 from dvmset.catalog import Catalog
-from dvmset.catalog_review import ClaimLost
+from dvmset.catalog.review import ClaimLost
 from dvmset.records import ClipStatus, Role
 from labeling_ui.app import AppSettings, LabelingApp
 from labeling_ui.session import ReviewSettings, SessionState

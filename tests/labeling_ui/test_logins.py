@@ -14,8 +14,8 @@ from labeling_ui.app import AppSettings
 from labeling_ui.logins import LoginLocked, LoginThrottle, ThrottleSettings
 from labeling_ui.session import ReviewSettings
 from labeling_ui.users import Role, add_user, load_users
+from tests.support.review_app import start
 from tests.support.review_data import make_review_data
-from tests.labeling_ui.test_browser import start
 
 FAST = ThrottleSettings(base_delay_s=0.2, max_delay_s=1.0, lock_s=60.0)
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from dvmset.catalog import Catalog
+from dvmset.storage import is_temp_name
 from labeling_ui.original import OriginalAudio
 
 
@@ -39,7 +40,7 @@ def test_the_clips_span_of_the_sources_audio_is_cut_once(review_data, clip_media
     clip = replace(clip, start_s=1.0, end_s=2.5)  # a span of the 3 s source
     original = OriginalAudio(review_data.data_root)
     cut = original.ensure(clip, video)
-    assert cut == original.path(clip.clip_id) and not list(cut.parent.glob(".*partial*"))
+    assert cut == original.path(clip.clip_id) and not any(is_temp_name(path) for path in cut.parent.iterdir())
     assert audio_of(cut)[:2] == ("aac", channels)  # the mono AAC copied as it is; Vorbis encoded to stereo AAC
     duration_s = audio_of(cut)[2]
     assert duration_s == pytest.approx(1.5, abs=0.1)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dvmset.catalog import Catalog
-from dvmset.decisions import LabelEvent
+from dvmset.catalog.decisions import LabelEvent
 from dvmset.records import ClipStatus, Role
 from labeling_ui.media import FILE_ROUTE, MediaError, MediaRoot
 from labeling_ui.session import DecisionError, ReviewSession, ReviewSettings, SessionState

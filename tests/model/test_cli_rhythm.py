@@ -10,11 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dvmset.cli import ExitCode, app
+from dvmset.cli.common import ExitCode
+from dvmset.cli.main import app
 from model.checkpoint import load_checkpoint
 from model.generate import GenerationSettings, generate_music, load_generator
 from model.rhythm_predictor import load_predictor_payload, payload_sha256
-from tests.model.conftest import write_rhythm_manifests
+from tests.support.training_manifests import write_rhythm_manifests
 from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
 
 TRAIN = ["--batch-size", "2", "--crop-s", "2", "--warmup-steps", "1", "--musicgen", "tiny/musicgen",
@@ -23,11 +24,14 @@ TRAIN = ["--batch-size", "2", "--crop-s", "2", "--warmup-steps", "1", "--musicge
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
-    """A folder with models/tiny/{musicgen,clip}, a data root with train and test manifests, a config naming both."""
+    """A folder with models/tiny/{musicgen,clip}, a data root with train and test manifests, a config naming the
+    CLIP model and a small rhythm predictor."""
     save_tiny_musicgen(tmp_path / "models" / "tiny" / "musicgen", num_layers=8, hidden_size=TINY_DECODER_WIDTH)
     save_tiny_clip(tmp_path / "models" / "tiny" / "clip")
     write_rhythm_manifests(tmp_path)
-    (tmp_path / "dvmset.toml").write_text('data_root = "data"\nmodel_dir = "models"\n[train]\nclip = "tiny/clip"\n')
+    (tmp_path / "dvmset.toml").write_text(
+        'data_root = "data"\nmodel_dir = "models"\n[model]\nclip = "tiny/clip"\n[rhythm]\nepochs = 5\nhidden = 8\n'
+    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -40,9 +44,11 @@ def run(*args: str) -> tuple[int, str]:
 
 @pytest.mark.slow
 def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(workdir, one_thread):
-    code, output = run("train-rhythm", "--manifest", "manifests/v1", "--epochs", "3", "--hidden", "8")
+    code, output = run("train-rhythm", "--manifest", "manifests/v1", "--epochs", "3")  # the flag over [rhythm]
     assert code == 0, output
     rhythm = workdir / "runs" / "v1" / "rhythm"  # the default output folder
+    written = (rhythm / "config.toml").read_text()
+    assert "\n[rhythm]\nepochs = 3\n" in written and "hidden = 8" in written and 'clip = "tiny/clip"' in written
     assert "| rhythm predictor |" in output and "| CLIP distance, rescaled |" in output
     report = json.loads((rhythm / "rhythm_report.json").read_text())
     assert (report["train_clips"], report["test"]["predictor"]["clips"], len(report["losses"])) == (3, 2, 3)
@@ -52,6 +58,10 @@ def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(wor
     assert payload["facts"]["test"] == report["test"] and payload["config"]["use_affect"] is True
     code, output = run("train-rhythm", "--manifest", "manifests/v1", "--epochs", "1")
     assert code == ExitCode.USAGE and "rhythm_predictor.pt exists" in output
+    code, output = run("train-rhythm", "--manifest", "manifests/v1", "--config", str(rhythm / "config.toml"),
+                       "--out", "again")  # fmt: skip
+    assert code == 0, output
+    assert json.loads((workdir / "again" / "rhythm_report.json").read_text())["losses"] == report["losses"]
 
     code, output = run("train", "--manifest", "manifests/v1", "--stage", "1", "--steps", "2", "--affect", "on", *TRAIN)
     assert code == 0 and "affect features in the semantic condition" in output, output
@@ -75,7 +85,7 @@ def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(wor
     code, output = run("train", *resume)  # the default rhythm source, not the checkpoint's
     assert code == ExitCode.USAGE and "trained with the rhythm source predicted-odf" in output, output
 
-    model, encoder = load_generator(out / "checkpoint.pt", workdir / "models", "cpu")  # the checkpoint alone
+    model, encoder = load_generator(checkpoint, workdir / "models", "cpu")  # the checkpoint alone
     assert model.video_conditions.rhythm_source == "predicted-odf" and model.video_conditions.needs_affect
     video = workdir / "video.mp4"
     settings = GenerationSettings(window_s=2.0, prompt_s=1.0)

@@ -3,6 +3,7 @@ generated manifest: stage 1, stage 2 from its checkpoint, an exact resume, the c
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,9 +13,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dvmset.cli import ExitCode, app
+from dvmset.cli.common import ExitCode
+from dvmset.cli.main import app
 from model.train_log import read_log
-from tests.model.conftest import write_training_manifest
+from tests.support.training_manifests import write_training_manifest
 from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
 
 SMALL_RUN = ["--batch-size", "4", "--accumulate", "2", "--crop-s", "2", "--warmup-steps", "1", "--seed", "3"]
@@ -101,10 +103,13 @@ def test_the_manifest_version_folder_is_taken_as_its_train_split(workdir):
 
 
 def test_a_run_writes_its_resolved_config_and_that_config_repeats_it_bit_for_bit(workdir, tmp_path_factory):
-    code, output = train("--stage", "1", "--steps", "3", "--learning-rate", "0.05", "--out", "first")
+    (workdir / "run.toml").write_text('data_root = "data"\nmodel_dir = "models"\n[model]\nlora_rank = 4\n')
+    code, output = train("--stage", "1", "--steps", "3", "--learning-rate", "0.05", "--out", "first", "-c", "run.toml")
     assert code == 0, output
     written = (workdir / "first" / "config.toml").read_text()
-    assert 'musicgen = "tiny/musicgen"' in written and "steps = 3" in written and "learning_rate = 0.05" in written
+    model, train_section = (written.split(f"\n[{name}]\n")[1].split("\n[")[0] for name in ("model", "train"))
+    assert 'musicgen = "tiny/musicgen"' in model and 'clip = "tiny/clip"' in model and "lora_rank = 4" in model
+    assert "steps = 3" in train_section and "learning_rate = 0.05" in train_section and "lora" not in train_section
     assert f'data_root = "{workdir / "data"}"' in written  # absolute: the file works from any folder
 
     elsewhere = tmp_path_factory.mktemp("elsewhere")
@@ -120,16 +125,16 @@ def test_a_run_writes_its_resolved_config_and_that_config_repeats_it_bit_for_bit
     assert all(torch.equal(first["trainable"][key], again["trainable"][key]) for key in first["trainable"])
 
 
-def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir):
+def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir, caplog):
     from model.checkpoint import load_checkpoint
     from model.features import load_cached_visual_features
     from model.generate import Window, window_conditions
     from model.video_conditions import VideoConditions
-    from dvmset.manifest import read_manifest
+    from manifests.schema import read_manifest
     from dvmset.storage import DataRoot
 
     (workdir / "cls.toml").write_text(
-        'data_root = "data"\nmodel_dir = "models"\n[train]\nsemantic_feature = "cls"\nlora_rank = 4\n'
+        'data_root = "data"\nmodel_dir = "models"\n[model]\nsemantic_feature = "cls"\nlora_rank = 4\n'
         'lora_targets = ["q", "k", "v", "o"]\n'
     )
     code, output = train("--stage", "1", "--steps", "2", "--out", "cls", "--config", "cls.toml")
@@ -148,6 +153,23 @@ def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir
     assert code == ExitCode.USAGE and "trained with the conditioning" in output
     code, output = train("--stage", "1", "--steps", "3", "--out", "cls", "--resume", "--config", "cls.toml")
     assert code == 0 and "at step 3" in output, output
+    legacy = workdir / "cls" / "legacy.toml"  # its config as the version before [model] wrote it: all under [train]
+    legacy.write_text(before_the_model_section((workdir / "cls" / "config.toml").read_text()))
+    with caplog.at_level(logging.WARNING, logger="dvmset.config"):
+        code, output = train("--stage", "1", "--steps", "4", "--out", "cls", "--resume", "--config", str(legacy))
+    assert code == 0 and "at step 4" in output, output
+    moved = "musicgen, clip, semantic_feature, embedding_layers, lora_rank, lora_alpha, lora_targets, rhythm, affect"
+    warning = f"{legacy}: {moved} belong to the [model] section now: read from [train] this time; move them to [model]"
+    assert caplog.messages == [warning]
+
+
+def before_the_model_section(toml_text: str) -> str:
+    """A resolved config as written before the [model] section: its keys under [train]."""
+    blocks = {block.split("]\n")[0]: block for block in ("\n" + toml_text).split("\n[")}
+    model_lines = blocks.pop("model").split("\n", 1)[1]
+    del blocks["rhythm"]  # no [rhythm] section either
+    blocks["train"] = blocks["train"].rstrip("\n") + "\n" + model_lines
+    return "\n[".join(blocks.values()).lstrip("\n")
 
 
 def test_the_cpu_smoke_preset_says_it_is_not_the_papers_setup_and_flags_still_win(workdir):

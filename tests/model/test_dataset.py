@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from dvmset.manifest import ManifestError, write_manifest
+from manifests.schema import ManifestError, write_manifest
 from model.dataset import (
     DataOrder,
     Sample,
@@ -24,9 +24,9 @@ from model.features import load_cached_visual_features
 from model.tokens import apply_delay_pattern, load_cached_music_codes
 from model.train import ClipCrop
 from model.video_conditions import AFFECT_DIM, VideoConditions
-from tests.dvmset.test_manifest import rows_of
-from tests.model.conftest import write_training_manifest
+from tests.support.manifest_rows import rows_of
 from tests.support.tiny_models import TINY_NUM_CODEBOOKS
+from tests.support.training_manifests import write_training_manifest
 
 PAD = 64
 
@@ -181,7 +181,7 @@ def test_the_loader_resolves_media_where_the_manifest_says_from_any_folder(tmp_p
     root than the data root whose caches it reads is refused."""
     import os
 
-    from dvmset.manifest import MEDIA_ROOT_KEY, media_root_of
+    from manifests.schema import MEDIA_ROOT_KEY, media_root_of
 
     data_root, manifest = training_manifest
     table = pq.read_table(manifest)

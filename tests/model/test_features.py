@@ -13,11 +13,11 @@ from safetensors.torch import save_file
 
 from dvmset.errors import DvmsetError, ReasonCode
 from dvmset.ids import make_clip_id
+from dvmset.storage import VIDEO_FILE
 from dvmset.tools import MissingToolError
 from model import features, video
 from model.errors import FeatureError, WeightsNotFoundError
 from model.features import (
-    VIDEO_FILE,
     distance_sequence,
     extract_visual_features,
     features_path,
@@ -27,7 +27,8 @@ from model.features import (
     visual_features,
     visual_features_for_clips,
 )
-from tests.model.conftest import CLIP_ID, make_cut_video, place
+from tests.support.generated_media import make_cut_video
+from tests.support.training_manifests import CLIP_ID, place
 from tests.support.tiny_models import TINY_CLIP_EMBED_DIM, TINY_CLIP_IMAGE_PX, save_tiny_clip
 
 VIDEO_S = 6.0  # cuts at 2 s and 4 s: frames 50 and 100 at 25 fps, entries 100 and 200 at 50 Hz

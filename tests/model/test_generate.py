@@ -12,7 +12,8 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from dvmset.cli import ExitCode, app
+from dvmset.cli.common import ExitCode
+from dvmset.cli.main import app
 from model.backbone import load_backbone
 from model.dataset import curve_at_frames
 from model.errors import ConditioningError
@@ -29,10 +30,11 @@ from model.rhythm_predictor import PredictorConfig, RhythmPredictor
 from model.soundtrack import mux_music, write_music
 from model.vidmusician import ConditioningConfig, VidMusician
 from model.video_conditions import AFFECT_DIM
-from tests.model.conftest import make_cut_video, make_tone, write_training_manifest
+from tests.support.generated_media import make_cut_video, make_tone
 from tests.support.tiny_models import (
     TINY_CLIP_EMBED_DIM, TINY_CODEC_RATE_HZ, TINY_DECODER_WIDTH, TINY_NUM_CODEBOOKS, save_tiny_clip, save_tiny_musicgen,
 )  # fmt: skip
+from tests.support.training_manifests import write_training_manifest
 
 CODEC_FRAME_RATE_HZ = 25  # the tiny codec's (conftest: 8 kHz, hop 320)
 SHORT_WINDOWS = GenerationSettings(window_s=2.0, prompt_s=1.0, seed=5)
@@ -270,10 +272,13 @@ def test_dvmset_generate_errors_say_what_is_wrong(trained_workdir, tmp_path):
     code, output = run_generate(trained_workdir, "video.mp4", "-o", "x.mp4", "--checkpoint", "runs/absent.pt")
     assert code == ExitCode.CONFIG and f"no checkpoint at {trained_workdir / 'runs' / 'absent.pt'}" in output
 
-    elsewhere = tmp_path / "elsewhere.toml"  # a model folder without the checkpoint's models
-    elsewhere.write_text(f'data_root = "data"\nmodel_dir = "{tmp_path / "models"}"\n')
+    elsewhere = tmp_path / "elsewhere.toml"  # a model folder without the checkpoint's models, other [model] sizes
+    elsewhere.write_text(f'data_root = "data"\nmodel_dir = "{tmp_path / "models"}"\n[model]\nlora_rank = 32\n'
+                         'lora_alpha = 16.0\nrhythm = "predicted-odf"\n')  # fmt: skip
     code, output = run_generate(trained_workdir, "video.mp4", "-o", "x.mp4", *STAGE2, "-c", str(elsewhere))
     assert code == ExitCode.CONFIG, output
+    assert ("the checkpoint's model settings are used, not the config's [model]: lora_rank 8 (config: 32), "
+            "rhythm clip-distance (config: predicted-odf)") in output  # fmt: skip
     assert "'tiny/clip' could not be loaded" in output and str(tmp_path / "models" / "tiny" / "clip") in output
 
     tone = make_tone(tmp_path / "tone.flac", 1.0)  # a file without frames

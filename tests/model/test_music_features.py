@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dvmset.media_facts import music_facts
-from dvmset.music_rhythm import resample_mono
 from dvmset.storage import DataRoot
+from manifests.media_facts import music_facts
+from manifests.music_rhythm import resample_mono
 from model import music_features as mf
 
 RATE_HZ = 22_050
@@ -61,7 +61,7 @@ def test_a_clips_features_are_cached_and_read_back_without_decoding(tmp_path, mo
     clip_id = "local:abc:00000000"
     audio, _ = clicks(6.0, 0.5)
     data.clip_dir(clip_id).mkdir(parents=True)
-    sf.write(data.clip_dir(clip_id) / "music.flac", np.stack([audio, audio], axis=1), RATE_HZ)
+    sf.write(data.clip_music_path(clip_id), np.stack([audio, audio], axis=1), RATE_HZ)
     first = mf.clip_music_features(data, clip_id)
     assert mf.music_features_path(data, clip_id).is_file()
 
@@ -81,8 +81,8 @@ def test_the_manifests_tempo_and_beat_count_are_those_of_the_cached_features(tmp
     audio, _ = clicks(8.0, 0.4)
     stereo = np.stack([resample_mono(audio, RATE_HZ, 44_100), np.zeros(round(8.0 * 44_100), np.float32)], axis=1)
     data.clip_dir(clip_id).mkdir(parents=True)
-    sf.write(data.clip_dir(clip_id) / "music.flac", stereo, 44_100)
+    sf.write(data.clip_music_path(clip_id), stereo, 44_100)
     features = mf.clip_music_features(data, clip_id)
-    facts = music_facts(data.clip_dir(clip_id) / "music.flac")
+    facts = music_facts(data.clip_music_path(clip_id))
     assert (facts.tempo_bpm, facts.beat_count) == (features.tempo_bpm, features.beats_s.size)
     assert features.tempo_bpm == pytest.approx(150.0, rel=0.03)

@@ -12,10 +12,10 @@ from transformers import MusicgenForConditionalGeneration
 
 from dvmset.errors import ReasonCode
 from dvmset.ids import make_clip_id
+from dvmset.storage import MUSIC_FILE
 from model import tokens
 from model.errors import FeatureError, WeightsNotFoundError
 from model.tokens import (
-    MUSIC_FILE,
     apply_delay_pattern,
     codes_path,
     load_audio_codec,
@@ -24,7 +24,8 @@ from model.tokens import (
     music_codes_for_clips,
     read_music,
 )
-from tests.model.conftest import CLIP_ID, make_tone, place
+from tests.support.generated_media import make_tone
+from tests.support.training_manifests import CLIP_ID, place
 from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_CODEC_RATE_HZ, TINY_NUM_CODEBOOKS, save_tiny_musicgen
 
 FRAME_RATE_HZ = 25  # the tiny EnCodec: 8000 Hz / hop 320

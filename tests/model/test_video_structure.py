@@ -9,7 +9,6 @@ import pytest
 from curation.samples import VideoSpec, make_video
 from dvmset.storage import DataRoot
 from model import video_structure as vs
-from model.features import VIDEO_FILE
 
 
 def test_the_storyboard_has_a_shot_between_each_pair_of_cuts():
@@ -45,7 +44,7 @@ def test_a_clips_structure_is_computed_once_and_cached(tmp_path, monkeypatch):
     data = DataRoot(tmp_path)
     clip_id = "local:abc:00000000"
     data.clip_dir(clip_id).mkdir(parents=True)
-    make_video(data.clip_dir(clip_id) / VIDEO_FILE, VideoSpec(6.0, cut_every_s=2.0))
+    make_video(data.clip_video_path(clip_id), VideoSpec(6.0, cut_every_s=2.0))
     embeds = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
     first = vs.clip_video_structure(data, clip_id, (2.0, 4.0), 6.0, embeds, "tiny/clip")
     assert [shot.start_s for shot in first.shots] == [0.0, 2.0, 4.0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from model.metrics.beats import audio_beat_scores, beat_bins, beat_scores
-from tests.model.metrics.conftest import DRUM_RATE_HZ, drums
+from tests.support.generated_media import DRUM_RATE_HZ, drums
 
 
 def test_bins_and_scores_match_a_hand_computed_example():

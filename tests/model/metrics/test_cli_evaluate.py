@@ -15,16 +15,17 @@ import torch
 from typer.testing import CliRunner
 
 from curation import prescreen
-from dvmset.cli import ExitCode, app
+from dvmset.cli.common import ExitCode
+from dvmset.cli.main import app
 from dvmset.config import PrescreenConfig
 from dvmset.ids import id_to_dirname
-from dvmset.manifest import ManifestRow, manifest_path, read_manifest, write_manifest
-from dvmset.split import Split
 from dvmset.storage import DataRoot
+from manifests.schema import ManifestRow, manifest_path, read_manifest, write_manifest
+from manifests.split import Split
 from model.metrics import evaluate as evaluate_module
 from model.metrics.evaluate import GROUND_TRUTH_RUN, SHUFFLED_RUN
-from tests.dvmset.test_manifest import make_row, make_video
-from tests.model.metrics.conftest import BEAT_PERIOD_S, write_cut_video, write_drums
+from tests.support.generated_media import BEAT_PERIOD_S, write_cut_video, write_drums
+from tests.support.manifest_rows import make_row, make_video
 
 VIDEO_S = 7.0
 MUSIC_S = 8.0  # librosa trims weak beats at the very end; the last cut stays clear of it

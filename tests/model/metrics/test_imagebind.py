@@ -8,9 +8,10 @@ import re
 import pytest
 import torch
 
+from dvmset.models import IMAGEBIND_URL
 from model.errors import WeightsNotFoundError
 from model.metrics.imagebind import (
-    CHECKPOINT_URL, HUGE, ImageBind, checkpoint_path, config_from_state, load_imagebind, vision_audio_subset,
+    HUGE, ImageBind, checkpoint_path, config_from_state, load_imagebind, vision_audio_subset,
 )  # fmt: skip
 from tests.support.tiny_models import TINY_IMAGEBIND
 
@@ -121,7 +122,7 @@ def test_a_file_that_is_not_a_checkpoint_and_a_missing_file_are_refused(tmp_path
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsNotFoundError, match="is not an ImageBind checkpoint"):
         load_imagebind(str(tmp_path / "junk.pth"))
-    with pytest.raises(WeightsNotFoundError, match=re.escape(CHECKPOINT_URL)) as raised:
+    with pytest.raises(WeightsNotFoundError, match=re.escape(IMAGEBIND_URL)) as raised:
         load_imagebind("imagebind/imagebind_huge.pth", tmp_path)
     assert str(tmp_path / "imagebind" / "imagebind_huge.pth") in str(raised.value)
 

@@ -16,7 +16,7 @@ from model.metrics.imagebind_inputs import (
     AUDIO_SAMPLE_RATE_HZ, CLIP_MEAN, CLIP_STD, FBANK_MEAN, FBANK_STD, audio_melspecs, clip_frame_indices,
     clip_starts_s, crop_offsets, decode_frames, kaldi_fbank, short_side_size, video_views,
 )  # fmt: skip
-from tests.model.metrics.conftest import write_cut_video
+from tests.support.generated_media import write_cut_video
 
 
 def lossless_video(path: Path, source: str, filters: str) -> Path:

@@ -9,7 +9,7 @@ from model.metrics.rhythm import (
     RhythmClip, chance_recall, music_beats_s, rhythm_clip, scene_change_hits, summarize_rhythm,
 )  # fmt: skip
 from model.metrics.scenes import SceneSettings, scene_changes_s
-from tests.model.metrics.conftest import BEAT_PERIOD_S, DRUM_RATE_HZ, drums, write_cut_video
+from tests.support.generated_media import BEAT_PERIOD_S, DRUM_RATE_HZ, drums, write_cut_video
 
 CLIP_S = 8.0
 

@@ -11,7 +11,7 @@ from model.metrics.trackers import (
     BEAT_PROTOCOLS, DEFAULT_BEAT_TRACKER, DEFAULT_BEATS, BeatTrackerError, beat_tracker_spec, load_beat_tracker,
     probe_signal,
 )  # fmt: skip
-from tests.model.metrics.conftest import BEAT_PERIOD_S, DRUM_RATE_HZ, drums
+from tests.support.generated_media import BEAT_PERIOD_S, DRUM_RATE_HZ, drums
 
 PLUGINS = "tests.model.metrics.tracker_plugins"
 

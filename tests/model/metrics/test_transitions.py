@@ -11,7 +11,7 @@ from model.metrics.agreement import (
 )  # fmt: skip
 from model.metrics.transitions import summarize_transitions, transition_clip
 from model.music_features import music_features
-from tests.model.metrics.conftest import BEAT_PERIOD_S, DRUM_RATE_HZ, drums
+from tests.support.generated_media import BEAT_PERIOD_S, DRUM_RATE_HZ, drums
 
 LONG_S = 60.0
 

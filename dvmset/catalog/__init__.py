@@ -1,9 +1,9 @@
-"""The SQL catalog: the one module that speaks SQL (SQLAlchemy Core).
+"""The SQL catalog, `Catalog`: this package is the only code that speaks SQL (SQLAlchemy Core).
 
 SQLite in WAL mode by default; any SQLAlchemy URL (e.g. `postgresql+psycopg://...`) by config.
 Tables: `videos`, `video_queries` (which queries found a video), `clips`, `labels`
-(append-only label events) and `claims` (review leases), whose SQL is in `dvmset/catalog_review.py`,
-`work_leases` and `work_log` (who works on a video; `dvmset/catalog_work.py`), and `schema_info`
+(append-only label events) and `claims` (review leases), whose SQL is in `dvmset/catalog/review.py`,
+`work_leases` and `work_log` (who works on a video; `dvmset/catalog/work.py`), and `schema_info`
 (the schema version). `Catalog.open` creates a new catalog at the current
 schema, or migrates an older one step by step.
 """
@@ -33,10 +33,10 @@ from dvmset.records import (
     VideoRecord,
     VideoStatus,
 )
-from dvmset.catalog_review import ReviewClaims
-from dvmset.catalog_rows import clip_from_row, clip_values, now, video_from_row
-from dvmset.catalog_work import WorkLeases, insert_if_absent
-from dvmset.schema import SCHEMA_VERSION, MIGRATIONS, clips, metadata, schema_info, video_queries, videos
+from dvmset.catalog.review import ReviewClaims
+from dvmset.catalog.rows import clip_from_row, clip_values, now, video_from_row
+from dvmset.catalog.work import WorkLeases, insert_if_absent
+from dvmset.catalog.tables import SCHEMA_VERSION, MIGRATIONS, clips, metadata, schema_info, video_queries, videos
 
 @dataclass(frozen=True)
 class StatusCount:

@@ -1,4 +1,4 @@
-"""The catalog's tables and their migrations (SQLAlchemy Core); only `dvmset/catalog.py` uses them.
+"""The catalog's tables and their migrations (SQLAlchemy Core); only the catalog package uses them.
 
 Version 1: videos, video_queries, clips (ids, span, status), labels (append-only events).
 Version 2: the audio/clip stages: a video's separator and separation key; a clip's files,
@@ -8,7 +8,7 @@ of the split (set once, never changed) with the manifest version that first publ
 Version 4: review claims: which annotator holds which review slot of a clip, until when (a
 lease), and whether that annotator's vote is in (`done`).
 Version 5: the role a label event was cast in (`annotator` or `reviewer`; older events are
-`annotator`): a reviewer's vote outranks annotators' (`dvmset/decisions.py`).
+`annotator`): a reviewer's vote outranks annotators' (`dvmset/catalog/decisions.py`).
 Version 6: real models in the loop: a clip's `voice_s` (vocals-stem energy) becomes `speech_s` (a
 speech detector's seconds); whether a video was separated, and so a clip made, by a stand-in
 (random-weight) separator (`separator_stand_in`, `stand_in`): such clips are never data; the

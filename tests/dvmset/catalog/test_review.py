@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from dvmset import catalog as catalog_module
-from dvmset import schema
-from dvmset.catalog import Catalog
-from dvmset.catalog_review import REVIEW_SLOT, overlap_slots
+from dvmset.catalog import Catalog, tables
+from dvmset.catalog.review import REVIEW_SLOT, overlap_slots
 from dvmset.records import ClipStatus, Role
-from tests.dvmset.test_catalog import downgrade, make_clip, separated
+from tests.support.catalogs import downgrade, make_clip, separated
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)  # every claim below passes its own clock
 LEASE_S = 600.0
@@ -147,7 +146,7 @@ def test_a_version_3_catalog_gets_the_claims_table(catalog_url):
     first.close()
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
-        schema.claims.drop(conn)
+        tables.claims.drop(conn)
     engine.dispose()
     downgrade(catalog_url, 3, [])
     migrated = Catalog.open(catalog_url)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from dvmset.manifest import ManifestError, manifest_metadata, manifest_path, read_manifest, resolve_media_root
 from dvmset.records import ClipStatus
-from dvmset.split import Split
 from dvmset.storage import DataRoot, atomic_path
+from manifests.schema import ManifestError, manifest_metadata, manifest_path, read_manifest, resolve_media_root
+from manifests.split import Split
 
 JSONL_COLUMNS = [
     "music_path", "duration_s", "sample_rate_hz", "channels", "video_path",

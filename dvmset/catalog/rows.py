@@ -1,4 +1,4 @@
-"""Conversions between catalog rows and records; used by `dvmset/catalog.py` alone."""
+"""Conversions between catalog rows and records; used by the catalog package alone."""
 
 from __future__ import annotations
 

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dvmset.manifest import MEDIA_ROOT_KEY, ManifestRow, manifest_path, media_root_of, write_manifest
-from dvmset.manifest_check import CheckReport, ProblemCode, check_manifests
-from dvmset.split import Split
 from dvmset.storage import DataRoot
-from tests.dvmset.test_manifest import (
+from manifests.check import CheckReport, ProblemCode, check_manifests
+from manifests.schema import MEDIA_ROOT_KEY, ManifestRow, manifest_path, media_root_of, write_manifest
+from manifests.split import Split
+from tests.support.manifest_rows import (
     CITY2,
     CLIP_S,
     SAMPLE_RATE_HZ,
@@ -27,11 +27,6 @@ from tests.dvmset.test_manifest import (
     publish,
     write_music,
 )
-
-
-@pytest.fixture(scope="module")
-def video_template(tmp_path_factory) -> Path:
-    return make_test_video(tmp_path_factory.mktemp("template") / "video.mp4", CLIP_S)
 
 
 def check(tmp_path: Path, rows, video_template: Path) -> tuple[CheckReport, DataRoot, Path]:

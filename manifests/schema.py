@@ -28,13 +28,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dvmset.errors import DvmsetError
-from dvmset.media_facts import MediaFacts
 from dvmset.records import ClipRecord, ClipStatus, Decision, VideoRecord
-from dvmset.split import Split
 from dvmset.storage import atomic_path
+from manifests.media_facts import MediaFacts
+from manifests.split import Split
 
 MANIFEST_SCHEMA_VERSION = 3  # 2: voice_s -> speech_s (a speech detector), stand_in; media sizes, SHA-256s, durations
-# 3: the music's tempo_bpm and beat_count (`dvmset.music_rhythm`)
+# 3: the music's tempo_bpm and beat_count (`manifests.music_rhythm`)
 MEDIA_ROOT_KEY = "media_root"  # in the JSON metadata: where media paths start, relative to the manifest's folder
 SCHEMA_VERSION_KEY = b"dvmset.schema_version"
 METADATA_KEY = b"dvmset.metadata"
@@ -226,7 +226,7 @@ def manifest_row(
 ) -> ManifestRow:
     """The manifest row of `clip` (of `video`), decided by `decision`, on side `split`.
     `sample_rate_hz` and `channels` describe the clip's music file, `video_facts` and
-    `music_facts` its two files as measured (`dvmset.media_facts`). ValueError if the records
+    `music_facts` its two files as measured (`manifests.media_facts`). ValueError if the records
     do not belong together, the decision is not settled, or the music facts lack samples, tempo or beats."""
     if music_facts.samples is None or music_facts.tempo_bpm is None or music_facts.beat_count is None:
         raise ValueError(f"clip {clip.clip_id!r}: the music facts carry no sample count, tempo or beat count")

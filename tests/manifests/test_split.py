@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dvmset.errors import SplitError
-from dvmset.split import Split, SplitConfig, SplitItem, salted_rank, split_groups, summarize_groups
+from manifests.split import Split, SplitConfig, SplitItem, salted_rank, split_groups, summarize_groups
 
 QUERIES = ["city video guide", "food commercial", "opening title sequence", "travel vlog", "wedding film", "zz"]
 shares = st.sampled_from([0.05, 0.07, 0.1, 0.2, 0.35, 0.5])

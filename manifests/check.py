@@ -28,12 +28,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dvmset.manifest import ManifestError, manifest_metadata, manifest_path, read_manifest, resolve_media_root
-from dvmset.media_facts import decode as decode_media
-from dvmset.media_facts import file_digest
-from dvmset.split import Split
 from dvmset.storage import DataRoot
 from dvmset.tools import require_tool
+from manifests.media_facts import decode as decode_media
+from manifests.media_facts import file_digest
+from manifests.schema import ManifestError, manifest_metadata, manifest_path, read_manifest, resolve_media_root
+from manifests.split import Split
 
 DURATION_TOLERANCE_S = 0.1
 

@@ -32,11 +32,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dvmset.card_pictures import Panel, bar_png, histogram_png
-from dvmset.manifest import COLUMN_DOCS, MANIFEST_SCHEMA, MANIFEST_SCHEMA_VERSION, manifest_path
 from dvmset.records import ModelStamp
-from dvmset.split import Split, SplitConfig
 from dvmset.storage import atomic_write_bytes, atomic_write_text
+from manifests.card_pictures import Panel, bar_png, histogram_png
+from manifests.schema import COLUMN_DOCS, MANIFEST_SCHEMA, MANIFEST_SCHEMA_VERSION, manifest_path
+from manifests.split import Split, SplitConfig
 
 CARD_FILE = "README.md"
 LOUDNESS_PICTURE = "loudness_hist.png"

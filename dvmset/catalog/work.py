@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from dvmset.catalog_rows import now as utc_now
-from dvmset.schema import work_leases, work_log
+from dvmset.catalog.rows import now as utc_now
+from dvmset.catalog.tables import work_leases, work_log
 
 WORK_LEASE_S = 120.0  # how long a claim on a video lasts without renewal: a dead worker's video waits this long
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}  # dialects with INSERT ... ON CONFLICT

@@ -3,7 +3,7 @@ the duration a real decode gives (with the sample count, tempo and beat count fo
 
 In: a path. Out: a `MediaFacts` (`music_facts`: the FLAC read once into memory, hashed, then
 decoded in full by soundfile, whose frame count is the sample count; the channel mean at 22,050 Hz
-gives the tempo and beat count (`dvmset.music_rhythm`, as the model's rhythm features); `video_facts`: the file
+gives the tempo and beat count (`manifests.music_rhythm`, as the model's rhythm features); `video_facts`: the file
 hashed, then every packet of its first video stream read by ffprobe, the duration running from
 the first packet's start to the last one's end). `file_digest` hashes a file in one pass; `decode`
 decodes a file in full with ffmpeg (`-f null`) and returns the decoded seconds and any decoder
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import soundfile as sf
 
-from dvmset.errors import PublishError
-from dvmset.music_rhythm import ANALYSIS_RATE_HZ, beat_summary, resample_mono
+from dvmset.errors import PublishError, StageError
 from dvmset.records import ClipRecord
 from dvmset.storage import DataRoot
-from dvmset.tools import require_tool
+from dvmset.tools import require_tool, video_packets_duration_s
+from manifests.music_rhythm import ANALYSIS_RATE_HZ, beat_summary, resample_mono
 
 CHUNK_BYTES = 8 * 1024 * 1024
 TOOL_TIMEOUT_S = 600.0
@@ -70,28 +70,10 @@ def music_facts(path: Path) -> MediaFacts:
 
 def video_facts(path: Path) -> MediaFacts:
     """Facts of a video file: hashed, then its first video stream's duration from every packet
-    (ValueError when ffprobe cannot read it or finds no video packet)."""
+    (`dvmset.tools.video_packets_duration_s`; StageError when ffprobe cannot read it or finds no
+    video packet)."""
     size, sha256 = file_digest(path)
     return MediaFacts(size, sha256, video_packets_duration_s(path))
-
-
-def video_packets_duration_s(path: Path) -> float:
-    """Seconds from the first video packet's start to the last one's end (ffprobe reads every packet)."""
-    args = [require_tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-of", "csv=p=0"]
-    args += ["-show_entries", "packet=pts_time,duration_time", f"file:{path}"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
-    if done.returncode != 0:
-        raise ValueError(_last_line(done.stderr) or "ffprobe failed")
-    starts, ends = [], []
-    for line in done.stdout.split():
-        pts, _, duration = line.partition(",")
-        if pts in ("", "N/A"):
-            continue
-        starts.append(float(pts))
-        ends.append(float(pts) + (float(duration) if duration not in ("", "N/A") else 0.0))
-    if not starts:
-        raise ValueError("no video packet")
-    return max(ends) - min(starts)
 
 
 @dataclass(frozen=True)
@@ -115,11 +97,6 @@ def decode(path: Path, kind: str) -> Decoded:
     if done.returncode != 0 and error is None:
         error = f"ffmpeg exited with {done.returncode}"
     return Decoded(seconds, error)
-
-
-def _last_line(text: str) -> str:
-    lines = text.strip().splitlines()
-    return lines[-1] if lines else ""
 
 
 def measure_clip_media(data: DataRoot, clips: list[ClipRecord], workers: int | None = None) -> dict[str, MediaFacts]:
@@ -148,7 +125,7 @@ def measure_clip_media(data: DataRoot, clips: list[ClipRecord], workers: int | N
         for relative, future in pending.items():
             try:
                 facts[relative] = future.result()
-            except (RuntimeError, OSError, ValueError, subprocess.SubprocessError) as error:
+            except (RuntimeError, OSError, ValueError, StageError, subprocess.SubprocessError) as error:
                 clip, kind = jobs[relative]
                 raise PublishError(
                     f"clip {clip.clip_id}: its {kind} file {relative} does not decode: {error}"

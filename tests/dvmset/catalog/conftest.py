@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
-import sqlalchemy as sa
 
-from dvmset.catalog import Catalog, metadata
-
-PG_URL = os.environ.get("DVMSET_TEST_PG_URL")
-
-
-def wipe(url: str) -> None:
-    """Drop every catalog table so a test starts from nothing."""
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        metadata.drop_all(conn)
-    engine.dispose()
+from dvmset.catalog import Catalog
+from tests.support.catalogs import PG_URL, wipe
 
 
 @pytest.fixture(

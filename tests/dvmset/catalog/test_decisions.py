@@ -1,10 +1,10 @@
-"""The decision rule (`dvmset/decisions.py`) on hand-made label events: reviewers outrank annotators."""
+"""The decision rule (`dvmset/catalog/decisions.py`) on hand-made label events: reviewers outrank annotators."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dvmset.decisions import LabelEvent, disputes, live_votes, settle
+from dvmset.catalog.decisions import LabelEvent, disputes, live_votes, settle
 from dvmset.records import ClipStatus, RejectReason, Role
 
 AUTO = "prescreen"

@@ -1,4 +1,4 @@
-"""The manifest's rhythm summary (`dvmset.music_rhythm`, measured by `dvmset.media_facts`): a metronome's
+"""The manifest's rhythm summary (`manifests.music_rhythm`, measured by `manifests.media_facts`): a metronome's
 tempo and beats, silence, and the facts publish records from a stereo FLAC."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dvmset.media_facts import music_facts
-from dvmset.music_rhythm import ANALYSIS_RATE_HZ, BeatSummary, beat_summary, resample_mono
+from manifests.media_facts import music_facts
+from manifests.music_rhythm import ANALYSIS_RATE_HZ, BeatSummary, beat_summary, resample_mono
 
 FILE_RATE_HZ = 44_100
 

@@ -9,34 +9,18 @@ import pytest
 import sqlalchemy as sa
 
 from dvmset import catalog as catalog_module
-from dvmset import schema
-from dvmset.catalog import Catalog
+from dvmset.catalog import Catalog, tables
 from dvmset.errors import CatalogError, ProbeError, ReasonCode
 from dvmset.ids import make_clip_id
 from dvmset.records import (
-    Candidate,
-    ClipLoudness,
-    ClipRecord,
     ModelStamp,
     ClipStatus,
-    ClipVersions,
     Download,
     PrescreenFlag,
-    PrescreenScores,
-    ProbeInfo,
-    SourceKind,
     SourceMetadata,
     VideoStatus,
 )
-
-PROBE = ProbeInfo(
-    duration_s=65.0, size_bytes=1234, container="mov,mp4", video_codec="h264", width=320, height=240, fps=25.0,
-    audio_codec="aac", sample_rate_hz=44100, channels=6, channel_layout="5.1",
-)
-
-
-def cand(video_id: str, query: str, source=SourceKind.PLATFORM_SEARCH) -> Candidate:
-    return Candidate(video_id=video_id, url=f"https://example.invalid/{video_id}", source=source, query=query)
+from tests.support.catalogs import KEYS, PROBE, cand, downgrade, make_clip, separated
 
 
 def test_a_video_found_by_two_queries_is_one_row_that_remembers_both(catalog):
@@ -158,7 +142,7 @@ def test_several_processes_creating_one_new_catalog_at_once_all_open_it(catalog_
         assert list(pool.map(_open_new, [catalog_url] * 8)) == [0] * 8  # no "table already exists"
     engine = sa.create_engine(catalog_url)
     with engine.connect() as conn:
-        assert conn.execute(sa.select(schema.schema_info.c.version)).scalars().all() == [schema.SCHEMA_VERSION]
+        assert conn.execute(sa.select(tables.schema_info.c.version)).scalars().all() == [tables.SCHEMA_VERSION]
     engine.dispose()
 
 
@@ -172,29 +156,6 @@ def test_concurrent_writers_from_several_processes(catalog_url):
 
 
 # --- clips (schema version 2) ----------------------------------------------------------------
-
-KEYS = ClipVersions(separate="separate/1+aa", clip="clip/1+bb", loudness="loudness/1+cc", prescreen="prescreen/1+dd")
-
-
-def make_clip(video_id: str, start_s: float, versions: ClipVersions = KEYS, **scores) -> ClipRecord:
-    fields = dict(silence_s=0.0, longest_silence_s=0.0, speech_s=0.0, non_music_s=0.0, static_share=0.1,
-                  noise_score=0.05, scene_cuts_s=(4.0, 8.0), flags=(), priority=0.2)
-    fields.update(scores)
-    return ClipRecord(
-        clip_id=make_clip_id(video_id, start_s), video_id=video_id, start_s=start_s, end_s=start_s + 60.0,
-        status=ClipStatus.PENDING_REVIEW, fps=25.0, video_path=f"clips/{video_id}/video.mp4",
-        music_path=f"clips/{video_id}/music.flac", separator_model_id="htdemucs",
-        loudness=ClipLoudness(before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5,
-                              limited=True, silent=False),
-        prescreen=PrescreenScores(**fields), versions=versions,
-    )  # fmt: skip
-
-
-def separated(catalog, video_id: str, separate_version: str = KEYS.separate) -> None:
-    catalog.add_candidates([cand(video_id, "q")])
-    catalog.mark_downloaded(Download(video_id, f"raw/{video_id}/source.mp4", SourceMetadata()), "download/1")
-    catalog.mark_probed(video_id, PROBE, "probe/1")
-    catalog.mark_separated(video_id, "htdemucs", separate_version)
 
 
 def test_a_clip_round_trips_with_every_score(catalog):
@@ -221,7 +182,7 @@ def test_saving_again_keeps_the_review_status_and_brings_back_a_retired_clip(cat
     statuses = {c.start_s: (c.status, c.prescreen.priority) for c in catalog.clips("youtube:a")}
     assert statuses == {0.0: (ClipStatus.REJECTED, 3.0), 60.0: (ClipStatus.PENDING_REVIEW, 0.2)}
     with catalog.engine.connect() as conn:
-        events = conn.execute(sa.select(schema.labels.c.annotator, schema.labels.c.reasons)).all()
+        events = conn.execute(sa.select(tables.labels.c.annotator, tables.labels.c.reasons)).all()
     assert [tuple(event) for event in events] == [("prescreen", ["noise"])]
 
 
@@ -250,33 +211,11 @@ def test_work_lists_follow_status_and_stage_keys(catalog):
     assert "youtube:old" not in ids(catalog.videos_to_clip(replace(KEYS, clip="clip/9")))
 
 
-def downgrade(catalog_url: str, version: int, video_columns: list[str], clip_columns: list[str] = ()) -> None:
-    """Turn a current catalog back into `version`: drop the columns (and their indexes) added since
-    (the labels' `role` of version 5, the stand-in columns of version 6 and the work tables of
-    version 7 always) and name the clips' `speech_s` `voice_s` again, as before version 6."""
-    engine = sa.create_engine(catalog_url)
-    with engine.begin() as conn:
-        schema.work_log.drop(conn)
-        schema.work_leases.drop(conn)
-        video_columns = [*video_columns, "separator_stand_in", "separation_models"]
-        clip_columns = [*clip_columns, "stand_in"]
-        for table, columns in ((schema.videos, video_columns), (schema.clips, clip_columns), (schema.labels, ["role"])):
-            for index in table.indexes:
-                if {c.name for c in index.columns} <= set(columns):
-                    index.drop(conn)
-            for column in columns:
-                conn.execute(sa.text(f"ALTER TABLE {table.name} DROP COLUMN {column}"))
-        if "speech_s" not in clip_columns:
-            conn.execute(sa.text("ALTER TABLE clips RENAME COLUMN speech_s TO voice_s"))
-        conn.execute(schema.schema_info.update().values(version=version))
-    engine.dispose()
-
-
 def test_a_version_1_catalog_is_migrated_keeping_its_rows(catalog_url):
     first = Catalog.open(catalog_url)
     first.add_candidates([cand("youtube:a", "q")])
     first.close()
-    downgrade(catalog_url, 1, schema._V2_VIDEO_COLUMNS + schema._V3_VIDEO_COLUMNS, schema._V2_CLIP_COLUMNS)
+    downgrade(catalog_url, 1, tables._V2_VIDEO_COLUMNS + tables._V3_VIDEO_COLUMNS, tables._V2_CLIP_COLUMNS)
     migrated = Catalog.open(catalog_url)
     assert migrated.schema_version() == catalog_module.SCHEMA_VERSION
     separated(migrated, "youtube:b")
@@ -290,7 +229,7 @@ def test_a_version_2_catalog_is_migrated_to_3_keeping_its_rows(catalog_url):
     first = Catalog.open(catalog_url)
     separated(first, "youtube:a")
     first.close()
-    downgrade(catalog_url, 2, schema._V3_VIDEO_COLUMNS)
+    downgrade(catalog_url, 2, tables._V3_VIDEO_COLUMNS)
     migrated = Catalog.open(catalog_url)
     assert migrated.schema_version() == catalog_module.SCHEMA_VERSION
     video = migrated.get_video("youtube:a")
@@ -327,9 +266,9 @@ def test_a_version_6_catalog_gets_work_leases_and_keeps_its_rows(catalog_url):
     first.close()
     engine = sa.create_engine(catalog_url)
     with engine.begin() as conn:
-        schema.work_log.drop(conn)
-        schema.work_leases.drop(conn)
-        conn.execute(schema.schema_info.update().values(version=6))
+        tables.work_log.drop(conn)
+        tables.work_leases.drop(conn)
+        conn.execute(tables.schema_info.update().values(version=6))
     engine.dispose()
     migrated = Catalog.open(catalog_url)
     assert migrated.schema_version() == catalog_module.SCHEMA_VERSION == 7
@@ -404,7 +343,7 @@ def test_many_ids_are_looked_up_and_updated_in_chunks(catalog, monkeypatch):
 def add_label(catalog, clip_id: str, annotator: str, decision: str, reasons=(), minute: int = 0) -> None:
     """A label event, written as the labeling UI will: `minute` orders the events."""
     with catalog.engine.begin() as conn:
-        conn.execute(schema.labels.insert().values(
+        conn.execute(tables.labels.insert().values(
             clip_id=clip_id, annotator=annotator, decision=decision, reasons=list(reasons), note=None,
             ts=datetime(2026, 1, 1, 12, minute, tzinfo=UTC),
         ))  # fmt: skip

@@ -16,20 +16,20 @@ import pytest
 import yaml
 from PIL import Image
 
-from dvmset.card_pictures import bar_png, histogram_png, histogram_range
 from dvmset.config import Config, config_toml
-from dvmset.dataset_card import (
+from dvmset.records import ModelStamp, RejectReason
+from manifests.card import (
     CARD_FILE, DURATION_PICTURE, LOUDNESS_PICTURE, REVIEW_PICTURE, SCENE_CUT_PICTURE, SEPARATOR_ROLE, SPEECH_ROLE,
     TASK_CATEGORIES, ModelUse, card_text, hub_license, redact_local_paths, write_dataset_card,
 )  # fmt: skip
-from dvmset.manifest import COLUMN_DOCS, MANIFEST_SCHEMA, manifest_path, manifest_table, write_manifest
-from dvmset.records import ModelStamp, RejectReason
-from dvmset.split import Split
-from tests.dvmset.test_manifest import CITY2, dataset_rows, make_row, make_video
+from manifests.card_pictures import bar_png, histogram_png, histogram_range
+from manifests.schema import COLUMN_DOCS, MANIFEST_SCHEMA, manifest_path, manifest_table, write_manifest
+from manifests.split import Split
+from tests.support.manifest_rows import CITY2, dataset_rows, make_row, make_video
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
-DOCS_SCREENSHOT = REPO / "dvmset" / "card-screenshot.png"  # README's picture of a card
+DOCS_SCREENSHOT = REPO / "manifests" / "card-screenshot.png"  # README's picture of a card
 PICTURES = [LOUDNESS_PICTURE, DURATION_PICTURE, SCENE_CUT_PICTURE, REVIEW_PICTURE]
 # the Hub's size buckets (huggingface.co/docs/hub/datasets-cards)
 HUB_SIZE_CATEGORIES = {"n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B"}
@@ -292,7 +292,7 @@ def render_card_html(card: Path) -> str:
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")
 def test_the_card_renders_in_chromium(tmp_path):
     """Render a card to HTML and screenshot it in headless Chromium; with
-    DVMSET_WRITE_DOCS_SCREENSHOT=1 the picture replaces README's `dvmset/card-screenshot.png`."""
+    DVMSET_WRITE_DOCS_SCREENSHOT=1 the picture replaces README's `manifests/card-screenshot.png`."""
     sync_api = pytest.importorskip("playwright.sync_api")
     rows, durations = sample_dataset()
     clips = {side.value: len(side_rows) for side, side_rows in rows.items()}

@@ -9,7 +9,7 @@ the same videos -> `ReleaseRow`s (`release_row`); rows -> `<release dir>/clips.p
 as manifests do) and free JSON under `dvmset.metadata` (release and manifest version, config,
 code version). It holds no local path and no annotator name: sources as URLs, clip times,
 near-duplicate group, split, decision and reasons. Plain Parquet types, so pandas, pyarrow and
-DuckDB read it without this code. The writer, reader and schema check are `dvmset.manifest`'s.
+DuckDB read it without this code. The writer, reader and schema check are `manifests.schema`'s.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from dvmset.ids import split_video_id
-from dvmset.manifest import (
+from manifests.schema import (
     SCHEMA_VERSION_KEY,
     schema_field,
     string_list,

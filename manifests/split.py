@@ -17,7 +17,7 @@ target `test_share * (clips of this and earlier queries)`; for each query:
    new test group moved to train (ties: first in hash order). A query whose groups were all
    published on one side cannot be mended; it is listed in `SplitReport.unbalanced_queries`.
 
-Guarantees (tested with hypothesis in tests/dvmset/test_split.py):
+Guarantees (tested with hypothesis in tests/manifests/test_split.py):
 
 - every group of the items gets exactly one side, hence so does every video of a group;
 - published assignments never change, so adding items never moves an old group;

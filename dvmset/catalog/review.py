@@ -2,7 +2,7 @@
 review queue's claims (leases) for the labeling UI.
 
 Label events are appended, never changed; each one carries the role it was cast in, and after
-each one the clip's status is set to its settled decision (the rule: `dvmset/decisions.py`).
+each one the clip's status is set to its settled decision (the rule: `dvmset/catalog/decisions.py`).
 
 A clip has one review slot, or two when the overlap share picks it (by a hash of its id, so
 every process agrees). An annotator claims a free slot for `lease_s` seconds; an expired lease
@@ -26,11 +26,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dvmset.catalog_rows import clip_from_row, json_value, now as utc_now
-from dvmset.decisions import VOTES, LabelEvent, disputes, live_votes, settle
+from dvmset.catalog.rows import clip_from_row, json_value, now as utc_now
+from dvmset.catalog.decisions import VOTES, LabelEvent, disputes, live_votes, settle
 from dvmset.errors import DvmsetError
 from dvmset.records import ClipRecord, ClipStatus, Decision, PrescreenFlag, Role
-from dvmset.schema import claims, clips, labels
+from dvmset.catalog.tables import claims, clips, labels
 
 AUTO_ANNOTATOR = "prescreen"  # the annotator name of automatic rejections
 DEFAULT_LEASE_S = 900.0  # how long a claim on a clip lasts
@@ -122,7 +122,7 @@ class ReviewClaims:
             return [label_event(row) for row in conn.execute(stmt).mappings()]
 
     def decisions(self) -> dict[str, Decision]:
-        """Clip id -> settled decision, for the decided live clips (the rule: `dvmset/decisions.py`)."""
+        """Clip id -> settled decision, for the decided live clips (the rule: `dvmset/catalog/decisions.py`)."""
         return settle(self.label_events(), AUTO_ANNOTATOR)
 
     def rejection_counts(self, decisions: Mapping[str, Decision] | None = None) -> Counter[str]:
