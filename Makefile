@@ -9,7 +9,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_CLI_PROMPT := false
 
-.PHONY: setup system-deps weights demo test test-fast bench clean
+.PHONY: setup system-deps weights demo lint test test-fast bench clean
 
 # The Debian packages the pipeline and the tests call (ffmpeg/ffprobe, espeak-ng for speech,
 # chromium for the labeling app's browser tests, driven by Playwright: never `playwright install`;
@@ -43,7 +43,13 @@ weights: setup
 demo: setup
 	$(BIN)/dvmset demo --workdir $(DEMO_DIR)
 
-test: setup weights
+# Ruff lint and format check, and the import rules (import-linter contracts in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+test: setup weights lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 # Everything but whole pipelines, browsers, servers and the real weights (the tests marked `slow`).

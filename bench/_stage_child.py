@@ -73,9 +73,12 @@ def _prepare_separate(p: dict[str, Any]):
         return {
             "media_s": sf.info(files.accompaniment_path).duration,
             "timed_s": time.perf_counter() - start - load_s,  # the real-time factor leaves loading out
-            "load_s": load_s, "model": p["model"], "device": separator.device,
-            "threads": torch.get_num_threads(), "sample_rate_hz": separator.sample_rate_hz,
-        }  # fmt: skip
+            "load_s": load_s,
+            "model": p["model"],
+            "device": separator.device,
+            "threads": torch.get_num_threads(),
+            "sample_rate_hz": separator.sample_rate_hz,
+        }
 
     return run
 
@@ -100,8 +103,12 @@ def _prepare_clip(p: dict[str, Any]):
             picture = cut_video(Path(p["video"]), span, folder / MUSIC_FILE, folder / VIDEO_FILE, ClipConfig(), fps=FPS)
             picture.save(folder / PICTURE_FILE)  # as the clip step
             music_s, video_s = music_s + middle - start, video_s + time.perf_counter() - middle
-        return {"media_s": sum(s.duration_s for s in spans), "clips": len(spans),
-                "cut_music_s": music_s, "cut_video_s": video_s}  # fmt: skip
+        return {
+            "media_s": sum(s.duration_s for s in spans),
+            "clips": len(spans),
+            "cut_music_s": music_s,
+            "cut_video_s": video_s,
+        }
 
     return run
 
@@ -156,8 +163,12 @@ def _prepare_pipeline(p: dict[str, Any]):
     root = Path(p["work"]) / "pipeline" / p["label"]
     shutil.rmtree(root, ignore_errors=True)
     config = Config(data_root=root, model_dir=Path(p["repo"]))
-    config = config.model_copy(update={"separate": config.separate.model_copy(update={"model": TINY_MODEL}),
-                                       "clip": ClipConfig(**p.get("clip", {}))})  # fmt: skip
+    config = config.model_copy(
+        update={
+            "separate": config.separate.model_copy(update={"model": TINY_MODEL}),
+            "clip": ClipConfig(**p.get("clip", {})),
+        }
+    )
     catalog = Catalog.open(config.resolved_catalog_url)
     inputs = root / "inputs"
     inputs.mkdir(parents=True)
@@ -177,9 +188,13 @@ def _prepare_pipeline(p: dict[str, Any]):
         summary = steps.run_stage(clip_stage, catalog, config, videos)
         clips = catalog.clips(videos[0].video_id)
         sizes_mb = [(root / clip.video_path).stat().st_size / MB for clip in clips]
-        return {"media_s": sum(clip.duration_s for clip in clips), "clips": len(clips),
-                "summary": summary.line(), "settings": config.clip.model_dump(),
-                "video_mb_per_clip": sum(sizes_mb) / max(1, len(sizes_mb))}  # fmt: skip
+        return {
+            "media_s": sum(clip.duration_s for clip in clips),
+            "clips": len(clips),
+            "summary": summary.line(),
+            "settings": config.clip.model_dump(),
+            "video_mb_per_clip": sum(sizes_mb) / max(1, len(sizes_mb)),
+        }
 
     return run
 
@@ -205,8 +220,13 @@ def _prepare_models(p: dict[str, Any]):
         sig = hashlib.sha256(HTDEMUCS_MODEL.encode()).hexdigest()[:8]
         if not (repo / f"{HTDEMUCS_MODEL}.yaml").exists():
             args, kwargs = model._init_args_kwargs  # recorded by demucs' @capture_init
-            package = {"klass": HTDemucs, "args": args, "kwargs": kwargs,
-                       "state": get_state(model, None, half=True), "training_args": {}}  # fmt: skip
+            package = {
+                "klass": HTDemucs,
+                "args": args,
+                "kwargs": kwargs,
+                "state": get_state(model, None, half=True),
+                "training_args": {},
+            }
             save_with_checksum(package, repo / f"{sig}.th")
             (repo / f"{HTDEMUCS_MODEL}.yaml").write_text(yaml.safe_dump({"models": [sig]}), encoding="utf-8")
         return {
@@ -361,9 +381,10 @@ def child_main(stage: str, params: dict[str, Any]) -> None:
         import pstats
 
         stats = sorted(pstats.Stats(profiler).stats.items(), key=lambda item: item[1][2], reverse=True)[:12]
-        figures["profile"] = [{"function": f"{Path(file).name}:{line}({name})", "calls": calls,
-                               "tottime_s": tot, "cumtime_s": cum}
-                              for (file, line, name), (calls, _, tot, cum, _) in stats]  # fmt: skip
+        figures["profile"] = [
+            {"function": f"{Path(file).name}:{line}({name})", "calls": calls, "tottime_s": tot, "cumtime_s": cum}
+            for (file, line, name), (calls, _, tot, cum, _) in stats
+        ]
     result.write_text(json.dumps(figures), encoding="utf-8")
 
 

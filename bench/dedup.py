@@ -67,8 +67,10 @@ def fingerprint_all(footage: list[Footage]) -> dict[str, dedup.Fingerprint]:
     own, children, wall = time.process_time() - own, children_cpu_s() - children, time.perf_counter() - wall
     dedup.describe_pictures = describe
     print(f"fingerprints: {len(prints)} videos, {seconds:.0f} s of video in {wall:.1f} s wall")
-    print(f"  CPU s per video s: ffmpeg {children / seconds:.3f}, this process {own / seconds:.3f} "
-          f"(describe_pictures {described_s / seconds:.4f})")  # fmt: skip
+    print(
+        f"  CPU s per video s: ffmpeg {children / seconds:.3f}, this process {own / seconds:.3f} "
+        f"(describe_pictures {described_s / seconds:.4f})"
+    )
     return prints
 
 
@@ -90,8 +92,10 @@ def distribution(name: str, scores: list[float]) -> str:
     if not scores:
         return f"{name}: no pairs"
     quantiles = np.percentile(np.asarray(scores, float), [0, 5, 50, 95, 100])
-    return f"{name}: {len(scores)} pairs, min {quantiles[0]:.3f}, p5 {quantiles[1]:.3f}, median {quantiles[2]:.3f}, " \
-           f"p95 {quantiles[3]:.3f}, max {quantiles[4]:.3f}"
+    return (
+        f"{name}: {len(scores)} pairs, min {quantiles[0]:.3f}, p5 {quantiles[1]:.3f}, median {quantiles[2]:.3f}, "
+        f"p95 {quantiles[3]:.3f}, max {quantiles[4]:.3f}"
+    )
 
 
 def print_scores(pairs: list[Pair], every_pair: bool) -> None:
@@ -104,8 +108,10 @@ def print_scores(pairs: list[Pair], every_pair: bool) -> None:
         shown = copies[:15] + unrelated[:10]
     for a, b, relation, match in shown:
         picture = "-" if match.picture is None else f"{match.picture:.3f}"
-        print(f"{a:36} {b:36} {relation:9} {picture:>7} {match.picture_speed:6.3f} {match.similarity:6.3f}  "
-              f"{'yes' if match.is_match else 'no'}")  # fmt: skip
+        print(
+            f"{a:36} {b:36} {relation:9} {picture:>7} {match.picture_speed:6.3f} {match.similarity:6.3f}  "
+            f"{'yes' if match.is_match else 'no'}"
+        )
     if not every_pair:
         print("(the 15 lowest-scoring copies and the 10 highest-scoring unrelated pairs; --pairs prints all)")
 
@@ -119,8 +125,10 @@ def print_distributions(pairs: list[Pair]) -> None:
     print(f"\npicture score at MIN_COSINE {dedup_picture.MIN_COSINE}, MAX_COLOUR_DIFF {dedup_picture.MAX_COLOUR_DIFF}:")
     for name, scores in (("copies   ", copies), ("far copies", far), ("unrelated", unrelated)):
         print("  " + distribution(name, scores))
-    print(f"  margin (lowest copy - highest unrelated): {min(copies) - max(unrelated):.3f}; "
-          f"PICTURE_MATCH_THRESHOLD {dedup_picture.PICTURE_MATCH_THRESHOLD}")  # fmt: skip
+    print(
+        f"  margin (lowest copy - highest unrelated): {min(copies) - max(unrelated):.3f}; "
+        f"PICTURE_MATCH_THRESHOLD {dedup_picture.PICTURE_MATCH_THRESHOLD}"
+    )
     wrong = [(a, b) for a, b, relation, m in pairs if m.is_match != (relation == "copy") and relation != "far copy"]
     listed = f": {wrong[:10]}" if wrong else ""
     print(f"  compare() wrong on {len(wrong)} of {len(pairs)} pairs (far copies not counted){listed}")
@@ -129,6 +137,7 @@ def print_distributions(pairs: list[Pair]) -> None:
 def nearest_cosines(a: dedup.Fingerprint, b: dedup.Fingerprint) -> np.ndarray:
     """Each of a's samples with detail in the region: its highest descriptor cosine with any sample
     of b, in the region pair and mirror where these are highest in the median (colours aside)."""
+
     def units(descriptors: np.ndarray) -> np.ndarray:
         values = descriptors.astype(np.float32)
         return values / np.maximum(np.linalg.norm(values, axis=-1, keepdims=True), 1e-9)
@@ -148,10 +157,12 @@ def print_sample_cosines(pairs: list[Pair], prints: dict[str, dedup.Fingerprint]
     unrelated = [nearest_cosines(prints[a], prints[b]).max() for a, b, kind, _m in pairs if kind == "unrelated"]
     low = np.percentile(copies, [0, 1, 5, 50])
     high = np.percentile(unrelated, [50, 95, 100])
-    print(f"\nsample cosines: copies' samples to their nearest in the other copy: min {low[0]:.3f}, "
-          f"p1 {low[1]:.3f}, "
-          f"p5 {low[2]:.3f}, median {low[3]:.3f}; unrelated pairs' closest two samples: median {high[0]:.3f}, "
-          f"p95 {high[1]:.3f}, max {high[2]:.3f}; MIN_COSINE {dedup_picture.MIN_COSINE}")  # fmt: skip
+    print(
+        f"\nsample cosines: copies' samples to their nearest in the other copy: min {low[0]:.3f}, "
+        f"p1 {low[1]:.3f}, "
+        f"p5 {low[2]:.3f}, median {low[3]:.3f}; unrelated pairs' closest two samples: median {high[0]:.3f}, "
+        f"p95 {high[1]:.3f}, max {high[2]:.3f}; MIN_COSINE {dedup_picture.MIN_COSINE}"
+    )
 
 
 def sweep_cosine(pairs: list[Pair], prints: dict[str, dedup.Fingerprint]) -> None:
@@ -166,7 +177,7 @@ def sweep_cosine(pairs: list[Pair], prints: dict[str, dedup.Fingerprint]) -> Non
                 score, _speed = dedup_picture.picture_score(
                     (prints[a].picture_descriptors, prints[a].picture_colours),
                     (prints[b].picture_descriptors, prints[b].picture_colours),
-                )  # fmt: skip
+                )
                 scores[relation].append(score or 0.0)
         low, high = min(scores["copy"]), max(scores["unrelated"])
         print(f"  {cosine:.2f}: {low:.3f} / {high:.3f} / {low - high:+.3f}{'  <- chosen' if cosine == chosen else ''}")
@@ -184,8 +195,10 @@ def print_grouping(footage: list[Footage], prints: dict[str, dedup.Fingerprint])
     for item in footage:
         groups_of_source.setdefault(item.source, set()).add(group_of[item.name])
         sources_of_group.setdefault(group_of[item.name], set()).add(item.source)
-    print(f"\ngrouping ({seconds:.2f} s): the index proposed {len(proposed & same)} of {len(same)} pairs of one source "
-          f"and {len(proposed - same)} other pairs; not proposed: {sorted(same - proposed)}")  # fmt: skip
+    print(
+        f"\ngrouping ({seconds:.2f} s): the index proposed {len(proposed & same)} of {len(same)} pairs of one source "
+        f"and {len(proposed - same)} other pairs; not proposed: {sorted(same - proposed)}"
+    )
     split = {source: sorted(groups) for source, groups in groups_of_source.items() if len(groups) > 1}
     mixed = {group: sorted(sources) for group, sources in sources_of_group.items() if len(sources) > 1}
     print(f"  sources split over several groups: {split or 'none'}")

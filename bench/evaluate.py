@@ -50,8 +50,8 @@ from transformers import ClapConfig, ClapFeatureExtractor, ClapModel
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.metrics import evaluate as evaluate_module  # noqa: E402
-from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, load_clap_encoder  # noqa: E402
 from model.metrics.beats import ONSET_SAMPLE_RATE_HZ, onset_times_s  # noqa: E402
+from model.metrics.clap import DEFAULT_CLAP_MODEL, ClapEncoder, load_clap_encoder  # noqa: E402
 from model.metrics.evaluate import EvalClip, EvalSettings, MetricModels, evaluate_runs, reference_runs  # noqa: E402
 from model.metrics.imagebind import HUGE, ImageBind, load_imagebind, save_imagebind  # noqa: E402
 from model.metrics.panns import Cnn14, load_cnn14, save_cnn14  # noqa: E402
@@ -61,8 +61,11 @@ from model.metrics.trackers import probe_signal  # noqa: E402
 from model.music_features import music_features  # noqa: E402
 from model.tokens import MusicAt  # noqa: E402
 from tests.support.tiny_models import (  # noqa: E402
-    TINY_CNN14_CLASSES, TINY_CNN14_WIDTHS, TINY_IMAGEBIND, save_tiny_clap,
-)  # fmt: skip
+    TINY_CNN14_CLASSES,
+    TINY_CNN14_WIDTHS,
+    TINY_IMAGEBIND,
+    save_tiny_clap,
+)
 
 CUT_PERIOD_S = 2.0
 BEAT_PERIOD_S = 0.5
@@ -72,11 +75,24 @@ MB = 1024 * 1024
 # it sets; every other field is transformers' default
 LARGER_CLAP_MUSIC_FIELDS = {
     "audio_config": {"depths": [2, 2, 12, 2], "hidden_size": 1024, "patch_embeds_hidden_size": 128},
-    "hidden_size": 768, "logit_scale_init_value": 14.285714285714285, "num_hidden_layers": 16,
-    "projection_dim": 512, "projection_hidden_act": "relu",
-}  # fmt: skip
-PARTS = ("read + resample", "scene detection", "beat tracking", "onsets", "music features", "Cnn14 forward",
-         "CLAP forward", "ImageBind inputs", "ImageBind forward", "report")
+    "hidden_size": 768,
+    "logit_scale_init_value": 14.285714285714285,
+    "num_hidden_layers": 16,
+    "projection_dim": 512,
+    "projection_hidden_act": "relu",
+}
+PARTS = (
+    "read + resample",
+    "scene detection",
+    "beat tracking",
+    "onsets",
+    "music features",
+    "Cnn14 forward",
+    "CLAP forward",
+    "ImageBind inputs",
+    "ImageBind forward",
+    "report",
+)
 
 
 def make_clip(folder: Path, index: int, clip_s: float, height: int) -> EvalClip:
@@ -86,13 +102,14 @@ def make_clip(folder: Path, index: int, clip_s: float, height: int) -> EvalClip:
     shift_s = 0.3 * index
     width = round(height * 16 / 9 / 2) * 2
     video, music = folder / "video.mp4", folder / "music.flac"
-    picture = (f"testsrc2=size={width}x{height}:rate=25:duration={clip_s},"
-               f"hue=h=97*floor((t+{shift_s})/{CUT_PERIOD_S})")  # fmt: skip
+    picture = f"testsrc2=size={width}x{height}:rate=25:duration={clip_s},hue=h=97*floor((t+{shift_s})/{CUT_PERIOD_S})"
     beat = f"mod(t+{shift_s},{BEAT_PERIOD_S})"
     sound = f"aevalsrc='0.6*exp(-30*{beat})*sin(2*PI*(110+55*mod(floor(t/2),4))*t)':s={MUSIC_RATE_HZ}:d={clip_s}"
     ffmpeg = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi"]
-    subprocess.run([*ffmpeg, "-i", picture, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                    str(video)], check=True)  # fmt: skip
+    subprocess.run(
+        [*ffmpeg, "-i", picture, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(video)],
+        check=True,
+    )
     subprocess.run([*ffmpeg, "-i", sound, "-ac", "2", "-c:a", "flac", str(music)], check=True)
     return EvalClip(f"bench:{index}", "bench", video, music, clip_s)
 
@@ -139,10 +156,15 @@ def timed(function: Callable[..., Any], seconds: list[float]) -> Callable[..., A
 @contextlib.contextmanager
 def timers(totals: dict[str, list[float]]) -> Iterator[None]:
     """Wrap what `evaluate_runs` calls (in `model.metrics.evaluate`'s namespace) with `timed`."""
-    names = {"scene_changes_s": "scene detection", "onset_times_s": "onsets", "music_features": "music features",
-             "panns_outputs": "Cnn14 forward",
-             "clap_embeddings": "CLAP forward", "video_views": "ImageBind inputs",
-             "audio_melspecs": "ImageBind inputs"}  # fmt: skip
+    names = {
+        "scene_changes_s": "scene detection",
+        "onset_times_s": "onsets",
+        "music_features": "music features",
+        "panns_outputs": "Cnn14 forward",
+        "clap_embeddings": "CLAP forward",
+        "video_views": "ImageBind inputs",
+        "audio_melspecs": "ImageBind inputs",
+    }
     originals = {name: getattr(evaluate_module, name) for name in names}
     music_at = {method: getattr(MusicAt, method) for method in ("__init__", "__call__")}  # decode, resample
     try:

@@ -32,8 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.evaluate import tiny_models  # noqa: E402
 from model.metrics.evaluate import (  # noqa: E402
-    GROUND_TRUTH_RUN, SHUFFLED_RUN, EvalClip, EvalSettings, MetricModels, evaluate_runs, reference_runs,
-)  # fmt: skip
+    GROUND_TRUTH_RUN,
+    SHUFFLED_RUN,
+    EvalClip,
+    EvalSettings,
+    MetricModels,
+    evaluate_runs,
+    reference_runs,
+)
 from model.metrics.report import RunSummary, chance_levels, protocol, summarize_runs, write_report  # noqa: E402
 from model.metrics.rhythm import TOLERANCE_S, d2m_onset_beats_s, default_beat_tracker, scene_change_hits  # noqa: E402
 from model.metrics.trackers import BEAT_PROTOCOLS, load_beat_tracker  # noqa: E402
@@ -70,8 +76,27 @@ def write_video(path: Path, cuts_s: list[float]) -> Path:
     """A 320x240 H.264 test pattern of CLIP_S at FPS whose hue jumps at the frame nearest each cut."""
     steps = "+".join(f"gte(t,{round(cut * FPS) / FPS - 0.5 / FPS:.3f})" for cut in cuts_s) or "0"
     picture = f"testsrc2=size=320x240:rate={FPS}:duration={CLIP_S},hue=h='97*({steps})':s=1.5"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", picture, "-c:v", "libx264",
-                    "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            picture,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -87,17 +112,23 @@ def make_clips(folder: Path, start_s: float, seed: int) -> tuple[list[EvalClip],
         sf.write(music_path, music, SAMPLE_RATE_HZ, subtype="PCM_16")
         beats_s = music_features(MusicAt(music_path)(ANALYSIS_RATE_HZ)).beats_s  # as the evaluator reads it
         cuts = edited_cuts_s(beats_s, rng)
-        edited.append(EvalClip(f"real:{track}:edited", "edited", write_video(clip_dir / "edited.mp4", cuts),
-                               music_path, CLIP_S))  # fmt: skip
+        edited.append(
+            EvalClip(f"real:{track}:edited", "edited", write_video(clip_dir / "edited.mp4", cuts), music_path, CLIP_S)
+        )
         random_video = write_video(clip_dir / "random.mp4", random_cuts_s(len(cuts), rng))
         at_random.append(EvalClip(f"real:{track}:random", "random", random_video, music_path, CLIP_S))
     return edited, at_random
 
 
 def evaluate_set(
-    clips: list[EvalClip], runs: dict[str, dict[str, Path | None]], models: MetricModels, imagebind_path: Path,
-    beats: str, out: Path, name: str,
-) -> dict[str, RunSummary]:  # fmt: skip
+    clips: list[EvalClip],
+    runs: dict[str, dict[str, Path | None]],
+    models: MetricModels,
+    imagebind_path: Path,
+    beats: str,
+    out: Path,
+    name: str,
+) -> dict[str, RunSummary]:
     """Each run's summary over `clips` under the `beats` protocol (and the chance levels, under "chance");
     the report written to `out/<name>.json` and `.md`."""
     tracker = load_beat_tracker(BEAT_PROTOCOLS[beats])
@@ -127,14 +158,20 @@ def metric_rows(by_protocol: dict[str, dict]) -> list[tuple[str, str, list[float
     rows += [
         ("BCS", "onset bins", [run.bcs for run in runs] + [None]),
         ("BHS ↑", "onset bins", [run.bhs for run in runs] + [None]),
-        ("Transition recall ↑", "tracked beats",
-         [run.transitions.recall for run in runs] + [chance["transition_recall"]]),
-        ("Transition precision ↑", "tracked beats",
-         [run.transitions.precision for run in runs] + [chance["transition_precision"]]),
+        (
+            "Transition recall ↑",
+            "tracked beats",
+            [run.transitions.recall for run in runs] + [chance["transition_recall"]],
+        ),
+        (
+            "Transition precision ↑",
+            "tracked beats",
+            [run.transitions.precision for run in runs] + [chance["transition_precision"]],
+        ),
         ("Beat F ↑", "tracked, ±70 ms", [run.agreement.f_measure for run in runs] + [chance["beat_f_measure"]]),
         ("Tempo Acc1 ↑", "4 %", [run.agreement.tempo_acc1 for run in runs] + [None]),
         ("Tempo Acc2 ↑", "4 %, x1/3..3", [run.agreement.tempo_acc2 for run in runs] + [None]),
-    ]  # fmt: skip
+    ]
     return rows
 
 
@@ -172,25 +209,33 @@ def main(argv: list[str] | None = None) -> None:
         truth = {GROUND_TRUTH_RUN: reference_runs(at_random, args.seed)[GROUND_TRUTH_RUN]}
         random_truth[beats] = evaluate_set(at_random, truth, models, imagebind_path, beats, reports, f"random-{beats}")
     cuts = by_protocol[PROTOCOLS[0]][GROUND_TRUTH_RUN].rhythm.scene_changes
-    print(f"{len(edited)} tracks x {CLIP_S:g} s of pushover-data music; {cuts} cuts detected on the edited clips; "
-          f"models: {described} ({STAND_IN}); reports in {work / 'reports'}\n")
+    print(
+        f"{len(edited)} tracks x {CLIP_S:g} s of pushover-data music; {cuts} cuts detected on the edited clips; "
+        f"models: {described} ({STAND_IN}); reports in {work / 'reports'}\n"
+    )
     print("| metric | protocol | own music (as generated) | ground truth | shuffled | chance |")
     print("|---|---|---:|---:|---:|---:|")
     for metric, beats, values in metric_rows(by_protocol):
         print(f"| {metric} | {beats} | " + " | ".join(_cell(value) for value in values) + " |")
-    print(f"\nGround-truth music, cuts on the beat (edited) vs cuts at random times, mean over the {len(edited)} "
-          "clips (the edited cuts sit on the tracked beats, so transition recall is high by construction):\n")
+    print(
+        f"\nGround-truth music, cuts on the beat (edited) vs cuts at random times, mean over the {len(edited)} "
+        "clips (the edited cuts sit on the tracked beats, so transition recall is high by construction):\n"
+    )
     print("| Rhythm protocol | edited | its chance | random cuts | its chance |")
     print("|---|---:|---:|---:|---:|")
     for beats in PROTOCOLS:
         on_beat = by_protocol[beats][GROUND_TRUTH_RUN].rhythm
         random_cut = random_truth[beats][GROUND_TRUTH_RUN].rhythm
-        print(f"| {beats} | {_cell(on_beat.mean_recall)} | {_cell(on_beat.mean_chance_recall)} | "
-              f"{_cell(random_cut.mean_recall)} | {_cell(random_cut.mean_chance_recall)} |")  # fmt: skip
+        print(
+            f"| {beats} | {_cell(on_beat.mean_recall)} | {_cell(on_beat.mean_chance_recall)} | "
+            f"{_cell(random_cut.mean_recall)} | {_cell(random_cut.mean_chance_recall)} |"
+        )
     on_beat = by_protocol[PROTOCOLS[0]][GROUND_TRUTH_RUN].transitions
     random_cut = random_truth[PROTOCOLS[0]][GROUND_TRUTH_RUN].transitions
-    print(f"| transition recall (tracked beats) | {_cell(on_beat.recall)} | {_cell(on_beat.chance_recall)} | "
-          f"{_cell(random_cut.recall)} | {_cell(random_cut.chance_recall)} |")  # fmt: skip
+    print(
+        f"| transition recall (tracked beats) | {_cell(on_beat.recall)} | {_cell(on_beat.chance_recall)} | "
+        f"{_cell(random_cut.recall)} | {_cell(random_cut.chance_recall)} |"
+    )
     print_onset_coverage(edited)
 
 

@@ -7,7 +7,8 @@ looking at the clip for `--dwell-s` seconds once it can play. For every press it
 page's clock, from the key press arriving (the keydown event) until the new clip's video element is
 on the page and until the first frame drawn once it can play (`readyState` >= HAVE_FUTURE_DATA, the
 next animation frame). Prints p50 / p95 / max (target: p95 under 300 ms) and the time from pressing
-Login (the first login after start) to the first clip playable (target: under 2 s), each with the machine's load over the time it measured: the 1-minute load average, the
+Login (the first login after start) to the first clip playable (target: under 2 s), each with the machine's
+load over the time it measured: the 1-minute load average, the
 share of all cores busy (/proc/stat: this app, Chromium, the load generator and anyone else's work),
 and the cores the load generator used.
 
@@ -83,8 +84,10 @@ class Load:
     def __str__(self) -> str:
         cores = self.stage_load_cores
         stage = "no load generator" if cores is None else f"load generator {cores:.2f} cores"
-        return (f"[load average {self.load_average_1m:.1f} on {os.cpu_count()} cores, "
-                f"{self.busy_share:.0%} of the CPU busy, {stage}]")  # fmt: skip
+        return (
+            f"[load average {self.load_average_1m:.1f} on {os.cpu_count()} cores, "
+            f"{self.busy_share:.0%} of the CPU busy, {stage}]"
+        )
 
 
 class LoadMeter:
@@ -138,15 +141,17 @@ def run(workdir: Path, clips: int, clip_s: float, height: int, dwell_s: float, m
     per_video = 10
     data = make_review_data(workdir, (video, music), videos=-(-(clips + 2) // per_video), clips_per_video=per_video)
     add_user(workdir / "users.toml", "bench", Role.ANNOTATOR, "bench-pw")
-    settings = AppSettings(data.data_root, data.catalog_url, ReviewSettings(overlap_share=0.0),
-                           users=load_users(workdir / "users.toml"))  # fmt: skip
+    settings = AppSettings(
+        data.data_root, data.catalog_url, ReviewSettings(overlap_share=0.0), users=load_users(workdir / "users.toml")
+    )
     port = free_port()
     blocks = serve(settings, "127.0.0.1", port, block=False)
     shown_ms, playable_ms = [], []
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                 args=["--autoplay-policy=no-user-gesture-required"])  # fmt: skip
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--autoplay-policy=no-user-gesture-required"]
+            )
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.add_init_script(_RECORD_SHOWN)
             page.goto(f"http://127.0.0.1:{port}/")
@@ -167,8 +172,10 @@ def run(workdir: Path, clips: int, clip_s: float, height: int, dwell_s: float, m
                     """shown => { const c = document.getElementById('dv-video')?.dataset.clip;
                        return c && c !== shown && c in window.__playable
                          && [window.__pressed, window.__shown[c], window.__playable[c]]; }""",
-                    arg=shown, timeout=30_000, polling=20,
-                )  # fmt: skip
+                    arg=shown,
+                    timeout=30_000,
+                    polling=20,
+                )
                 pressed_at, on_page_at, playable_at = handle.json_value()
                 shown_ms.append(on_page_at - pressed_at)
                 playable_ms.append(playable_at - pressed_at)
@@ -190,8 +197,13 @@ def login_load(
     data = make_review_data(workdir, (video, make_music(workdir / "music.flac", 2.0)), videos=1, clips_per_video=2)
     add_user(workdir / "users.toml", "bench", Role.ANNOTATOR, "bench-pw")
     unthrottled = ThrottleSettings(free_failures=10**6, lock_after=10**6, lock_after_address=10**6)
-    settings = AppSettings(data.data_root, data.catalog_url, ReviewSettings(overlap_share=0.0),
-                           users=load_users(workdir / "users.toml"), throttle=unthrottled)  # fmt: skip
+    settings = AppSettings(
+        data.data_root,
+        data.catalog_url,
+        ReviewSettings(overlap_share=0.0),
+        users=load_users(workdir / "users.toml"),
+        throttle=unthrottled,
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     blocks = serve(settings, "127.0.0.1", port, block=False)
@@ -233,20 +245,28 @@ def login_load(
 
 
 def main_logins(args: argparse.Namespace, meter: LoadMeter) -> None:
-    print(f"load average at start: {os.getloadavg()}" + (" (with a 720p x264 encode beside)" if args.stage_load else ""))
+    print(
+        f"load average at start: {os.getloadavg()}" + (" (with a 720p x264 encode beside)" if args.stage_load else "")
+    )
     with tempfile.TemporaryDirectory() as temporary:
         alone, alone_load, loaded, loaded_load, guesses = login_load(Path(temporary), meter)
     p95 = percentile(loaded, 0.95)
     figures = {
-        "alone_p50_ms": round(statistics.median(alone), 1), "alone_p95_ms": round(percentile(alone, 0.95), 1),
+        "alone_p50_ms": round(statistics.median(alone), 1),
+        "alone_p95_ms": round(percentile(alone, 0.95), 1),
         "alone_load": asdict(alone_load),
-        "loaded_p50_ms": round(statistics.median(loaded), 1), "loaded_p95_ms": round(p95, 1),
-        "loaded_load": asdict(loaded_load), "wrong_logins_answered": guesses, "target_p95_ms": TARGET_LOGIN_LOAD_P95_MS,
-    }  # fmt: skip
+        "loaded_p50_ms": round(statistics.median(loaded), 1),
+        "loaded_p95_ms": round(p95, 1),
+        "loaded_load": asdict(loaded_load),
+        "wrong_logins_answered": guesses,
+        "target_p95_ms": TARGET_LOGIN_LOAD_P95_MS,
+    }
     print(f"GET /config alone: p50 {figures['alone_p50_ms']} ms, p95 {figures['alone_p95_ms']} ms {alone_load}")
-    print(f"while 8 clients post wrong passwords ({guesses} answered): p50 {figures['loaded_p50_ms']} ms, "
-          f"p95 {figures['loaded_p95_ms']} ms (target p95 < {TARGET_LOGIN_LOAD_P95_MS:g} ms: "
-          f"{'met' if p95 < TARGET_LOGIN_LOAD_P95_MS else 'MISSED'}) {loaded_load}")  # fmt: skip
+    print(
+        f"while 8 clients post wrong passwords ({guesses} answered): p50 {figures['loaded_p50_ms']} ms, "
+        f"p95 {figures['loaded_p95_ms']} ms (target p95 < {TARGET_LOGIN_LOAD_P95_MS:g} ms: "
+        f"{'met' if p95 < TARGET_LOGIN_LOAD_P95_MS else 'MISSED'}) {loaded_load}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
@@ -260,10 +280,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep the generated data here (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--logins", action="store_true", help="time others' requests while wrong logins run")
-    parser.add_argument("--stage-load", action="store_true",
-                        help="run a 720p x264 encode (what the clip stage does) beside the app while timing")  # fmt: skip
+    parser.add_argument(
+        "--stage-load",
+        action="store_true",
+        help="run a 720p x264 encode (what the clip stage does) beside the app while timing",
+    )
     args = parser.parse_args()
-    load = subprocess.Popen(STAGE_LOAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.stage_load else None
+    load = (
+        subprocess.Popen(STAGE_LOAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.stage_load else None
+    )
     try:
         if args.logins:
             return main_logins(args, LoadMeter(load))
@@ -274,12 +299,31 @@ def main() -> None:
             load.wait()
 
 
-STAGE_LOAD = ["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25", "-t", "3600",
-              "-c:v", "libx264", "-preset", "superfast", "-f", "null", "-"]  # fmt: skip
+STAGE_LOAD = [
+    "ffmpeg",
+    "-nostdin",
+    "-v",
+    "error",
+    "-f",
+    "lavfi",
+    "-i",
+    "testsrc2=size=1280x720:rate=25",
+    "-t",
+    "3600",
+    "-c:v",
+    "libx264",
+    "-preset",
+    "superfast",
+    "-f",
+    "null",
+    "-",
+]
 
 
 def main_review(args: argparse.Namespace, meter: LoadMeter) -> None:
-    print(f"load average at start: {os.getloadavg()}" + (" (with a 720p x264 encode beside)" if args.stage_load else ""))
+    print(
+        f"load average at start: {os.getloadavg()}" + (" (with a 720p x264 encode beside)" if args.stage_load else "")
+    )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as temporary:
         workdir = args.workdir or Path(temporary)
@@ -287,23 +331,37 @@ def main_review(args: argparse.Namespace, meter: LoadMeter) -> None:
         review = run(workdir, args.clips, args.clip_s, args.height, args.dwell_s, meter)
     timings_ms, shown_ms = review.playable_ms, review.shown_ms
     figures = {
-        "clips": len(timings_ms), "clip_s": args.clip_s, "height": args.height, "dwell_s": args.dwell_s,
-        "p50_ms": round(statistics.median(timings_ms), 1), "p95_ms": round(percentile(timings_ms, 0.95), 1),
-        "max_ms": round(max(timings_ms), 1), "target_p95_ms": TARGET_P95_MS,
-        "on_page_p50_ms": round(statistics.median(shown_ms), 1), "on_page_p95_ms": round(percentile(shown_ms, 0.95), 1),
+        "clips": len(timings_ms),
+        "clip_s": args.clip_s,
+        "height": args.height,
+        "dwell_s": args.dwell_s,
+        "p50_ms": round(statistics.median(timings_ms), 1),
+        "p95_ms": round(percentile(timings_ms, 0.95), 1),
+        "max_ms": round(max(timings_ms), 1),
+        "target_p95_ms": TARGET_P95_MS,
+        "on_page_p50_ms": round(statistics.median(shown_ms), 1),
+        "on_page_p95_ms": round(percentile(shown_ms, 0.95), 1),
         "review_load": asdict(review.review_load),
-        "login_to_first_playable_ms": round(review.login_ms, 1), "login_load": asdict(review.login_load),
-        "wall_s": round(time.perf_counter() - started, 1), "load_average_end": os.getloadavg(),
-    }  # fmt: skip
+        "login_to_first_playable_ms": round(review.login_ms, 1),
+        "login_load": asdict(review.login_load),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "load_average_end": os.getloadavg(),
+    }
     met = "met" if figures["p95_ms"] < TARGET_P95_MS else "MISSED"
-    print(f"decision -> next clip playable over {figures['clips']} clips ({args.clip_s:g} s, {args.height}p, "
-          f"{args.dwell_s:g} s on each): p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, "
-          f"max {figures['max_ms']} ms (target p95 < {TARGET_P95_MS:g} ms: {met}) {review.review_load}")  # fmt: skip
-    print(f"of which until the new clip is on the page: p50 {figures['on_page_p50_ms']} ms, "
-          f"p95 {figures['on_page_p95_ms']} ms")
+    print(
+        f"decision -> next clip playable over {figures['clips']} clips ({args.clip_s:g} s, {args.height}p, "
+        f"{args.dwell_s:g} s on each): p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms, "
+        f"max {figures['max_ms']} ms (target p95 < {TARGET_P95_MS:g} ms: {met}) {review.review_load}"
+    )
+    print(
+        f"of which until the new clip is on the page: p50 {figures['on_page_p50_ms']} ms, "
+        f"p95 {figures['on_page_p95_ms']} ms"
+    )
     met = "met" if review.login_ms < TARGET_LOGIN_MS else "MISSED"
-    print(f"first login after start -> first clip playable: {figures['login_to_first_playable_ms']} ms "
-          f"(target < {TARGET_LOGIN_MS:g} ms: {met}) {review.login_load}")
+    print(
+        f"first login after start -> first clip playable: {figures['login_to_first_playable_ms']} ms "
+        f"(target < {TARGET_LOGIN_MS:g} ms: {met}) {review.login_load}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 

@@ -68,8 +68,12 @@ def _child_loop(config_path: Path, folder: Path) -> dict[str, Any]:
     for stage in steps.STAGES:
         steps.run_stage(stage, catalog, config, stage.pending(catalog, config))
     done, cpu_after = time.perf_counter(), _cpu_s()
-    return {"import_s": imported - start, "work_s": done - imported, "clips": len(catalog.clips()),
-            "work_cpu_s": sum(cpu_after) - sum(cpu_before)}  # fmt: skip
+    return {
+        "import_s": imported - start,
+        "work_s": done - imported,
+        "clips": len(catalog.clips()),
+        "work_cpu_s": sum(cpu_after) - sum(cpu_before),
+    }
 
 
 def _child_flow(config_path: Path, folder: Path, workers: int) -> dict[str, Any]:
@@ -87,9 +91,15 @@ def _child_flow(config_path: Path, folder: Path, workers: int) -> dict[str, Any]
         done, cpu_after = time.perf_counter(), _cpu_s()
     stopped, cpu_stopped = time.perf_counter(), _cpu_s()
     clips = len(Catalog.open(load_config(config_path).resolved_catalog_url).clips())
-    return {"import_s": imported - start, "server_start_s": served - imported, "work_s": done - served,
-            "server_stop_s": stopped - done, "clips": clips, "work_cpu_s": sum(cpu_after) - sum(cpu_before),
-            "server_cpu_s": cpu_stopped[1] - cpu_after[1]}  # the server process, reaped when it stops  # fmt: skip
+    return {
+        "import_s": imported - start,
+        "server_start_s": served - imported,
+        "work_s": done - served,
+        "server_stop_s": stopped - done,
+        "clips": clips,
+        "work_cpu_s": sum(cpu_after) - sum(cpu_before),
+        "server_cpu_s": cpu_stopped[1] - cpu_after[1],
+    }  # the server process, reaped when it stops
 
 
 # ---------------------------------------------------------------- parent side
@@ -100,9 +110,12 @@ def child_environ(work: Path) -> dict[str, str]:
     (OpenMP threads that spin while they wait make CPU time swing with the machine's load)."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DVMSET_"))}
     return environ | {
-        "PREFECT_HOME": str(work / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-    }  # fmt: skip
+        "PREFECT_HOME": str(work / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLI_PROMPT": "false",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def make_inputs(work: Path, videos: int, duration_s: float) -> tuple[Path, Path]:
@@ -137,14 +150,38 @@ def write_config(folder: Path, models: Path) -> Path:
 def run_child(mode: str, work: Path, label: str, config_path: Path, corpus: Path, workers: int) -> dict[str, Any]:
     """One timed run in a fresh process; its figures with the process's wall time."""
     result = config_path.parent / "result.json"
-    args = [sys.executable, __file__, "--child", mode, "--config", str(config_path), "--folder", str(corpus),
-            "--workers", str(workers), "--json", str(result)]  # fmt: skip
+    args = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        "--config",
+        str(config_path),
+        "--folder",
+        str(corpus),
+        "--workers",
+        str(workers),
+        "--json",
+        str(result),
+    ]
     return _timed(label, args, work) | json.loads(result.read_text(encoding="utf-8"))
 
 
 def run_command(work: Path, config_path: Path, corpus: Path) -> dict[str, Any]:
-    args = [sys.executable, "-m", "dvmset", "build", "--config", str(config_path), "--folder", str(corpus),
-            "--label", LABEL, "--workers", "1"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "dvmset",
+        "build",
+        "--config",
+        str(config_path),
+        "--folder",
+        str(corpus),
+        "--label",
+        LABEL,
+        "--workers",
+        "1",
+    ]
     return _timed("dvmset build (command)", args, work)
 
 
@@ -163,7 +200,11 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"preparing {args.videos} videos of {args.duration_s:g} s in {work}", flush=True)
     corpus, models = make_inputs(work, args.videos, args.duration_s)
     runs: dict[str, list[dict[str, Any]]] = {}
-    plan = [("plain loop", "loop", 1), ("build flow", "flow", 1), (f"build flow, {args.workers} workers", "flow", args.workers)]
+    plan = [
+        ("plain loop", "loop", 1),
+        ("build flow", "flow", 1),
+        (f"build flow, {args.workers} workers", "flow", args.workers),
+    ]
     for _repeat in range(args.repeats):
         for label, mode, workers in plan:
             config_path = write_config(work / "runs" / mode, models)
@@ -175,12 +216,22 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     server_cpu_s = best["build flow"]["server_cpu_s"]
     return {
         "corpus": f"{args.videos} generated videos of {args.duration_s:g} s (320x240, 25 fps, music), 10 s clips",
-        "cpus": os.cpu_count(), "repeats": args.repeats, "runs": best, "loop_work_s": loop_s, "flow_work_s": flow_s,
-        "ratio": flow_s / loop_s, "overhead": flow_s / loop_s - 1, "target_overhead": TARGET_OVERHEAD,
-        "met": flow_s / loop_s - 1 < TARGET_OVERHEAD, "load_average_start": load_average_start,
-        "loop_work_cpu_s": loop_cpu_s, "flow_work_cpu_s": flow_cpu_s, "server_cpu_s": server_cpu_s,
-        "cpu_overhead": flow_cpu_s / loop_cpu_s - 1, "cpu_overhead_with_server": (flow_cpu_s + server_cpu_s) / loop_cpu_s - 1,
-    }  # fmt: skip
+        "cpus": os.cpu_count(),
+        "repeats": args.repeats,
+        "runs": best,
+        "loop_work_s": loop_s,
+        "flow_work_s": flow_s,
+        "ratio": flow_s / loop_s,
+        "overhead": flow_s / loop_s - 1,
+        "target_overhead": TARGET_OVERHEAD,
+        "met": flow_s / loop_s - 1 < TARGET_OVERHEAD,
+        "load_average_start": load_average_start,
+        "loop_work_cpu_s": loop_cpu_s,
+        "flow_work_cpu_s": flow_cpu_s,
+        "server_cpu_s": server_cpu_s,
+        "cpu_overhead": flow_cpu_s / loop_cpu_s - 1,
+        "cpu_overhead_with_server": (flow_cpu_s + server_cpu_s) / loop_cpu_s - 1,
+    }
 
 
 def _s(row: dict[str, Any], key: str) -> str:
@@ -192,14 +243,33 @@ def print_report(report: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=160, emoji=False, highlight=False)
-    table = Table(title=f"Orchestration benchmark: {report['corpus']}; {report['cpus']} CPUs; best of {report['repeats']}")
-    for column in ("run", "process s", "imports s", "server start s", "work s", "server stop s", "work CPU s",
-                   "server CPU s", "clips"):  # fmt: skip
+    table = Table(
+        title=f"Orchestration benchmark: {report['corpus']}; {report['cpus']} CPUs; best of {report['repeats']}"
+    )
+    for column in (
+        "run",
+        "process s",
+        "imports s",
+        "server start s",
+        "work s",
+        "server stop s",
+        "work CPU s",
+        "server CPU s",
+        "clips",
+    ):
         table.add_column(column, justify="left" if column == "run" else "right")
     for label, row in report["runs"].items():
-        table.add_row(label, _s(row, "process_s"), _s(row, "import_s"), _s(row, "server_start_s"), _s(row, "work_s"),
-                      _s(row, "server_stop_s"), _s(row, "work_cpu_s"), _s(row, "server_cpu_s"),
-                      str(row.get("clips", "-")))  # fmt: skip
+        table.add_row(
+            label,
+            _s(row, "process_s"),
+            _s(row, "import_s"),
+            _s(row, "server_start_s"),
+            _s(row, "work_s"),
+            _s(row, "server_stop_s"),
+            _s(row, "work_cpu_s"),
+            _s(row, "server_cpu_s"),
+            str(row.get("clips", "-")),
+        )
     console.print(table)
     console.print(
         f"work: plain loop {report['loop_work_s']:.1f} s, build flow (1 worker) {report['flow_work_s']:.1f} s; "
@@ -233,15 +303,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--videos", type=int, default=4, help="videos in the generated corpus (4)")
     parser.add_argument("--duration-s", type=float, default=20.0, help="length of each video (20)")
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS, help="threads of the parallel flow run (4)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each kind, interleaved; the fastest is shown (2)")
-    parser.add_argument("--workdir", type=Path, help="keep inputs and runs here; the corpus is reused (default: a temp dir)")
+    parser.add_argument(
+        "--repeats", type=int, default=2, help="runs of each kind, interleaved; the fastest is shown (2)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep inputs and runs here; the corpus is reused (default: a temp dir)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     parser.add_argument("--child", choices=("loop", "flow"), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:  # one timed run, in the process the parent started
-        figures = _child_loop(args.config, args.folder) if args.child == "loop" else _child_flow(args.config, args.folder, args.workers)
+        figures = (
+            _child_loop(args.config, args.folder)
+            if args.child == "loop"
+            else _child_flow(args.config, args.folder, args.workers)
+        )
         args.json.write_text(json.dumps(figures), encoding="utf-8")
         return
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dvmset-bench-orchestration-"))

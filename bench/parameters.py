@@ -37,8 +37,9 @@ def count(size: str, clip_dim: int, rank: int, targets: tuple[str, ...]) -> dict
     """Trainable parameters by module of the stage-2 model on the meta device."""
     with torch.device("meta"):
         backbone = MusicgenBackbone(MusicgenForConditionalGeneration(musicgen_config(size)))
-        model = VidMusician(backbone, clip_dim, ConditioningConfig(lora_rank=rank, lora_alpha=2.0 * rank,
-                                                                   lora_targets=targets))  # fmt: skip
+        model = VidMusician(
+            backbone, clip_dim, ConditioningConfig(lora_rank=rank, lora_alpha=2.0 * rank, lora_targets=targets)
+        )
         model.add_rhythm()
     return trainable_parameter_counts(model)
 
@@ -57,11 +58,16 @@ def main() -> None:
         off = counts["total"] / PAPER_TRAINABLE - 1.0
         mark = " *" if abs(off) <= 0.01 else ""
         table.add_row(
-            f"musicgen-{size}", f"{feature} ({width})", f"r{rank} {','.join(targets)}",
-            f"{counts['embedding_manager'] / 1e6:.2f}M", f"{counts['t5_lora'] / 1e6:.2f}M",
-            f"{counts['projector'] / 1e6:.2f}M", f"{(counts['rhythm_projector'] + counts['rhythm_layers']) / 1e6:.2f}M",
-            f"{counts['total'] / 1e6:.2f}M", f"{100 * off:+.1f} %{mark}",
-        )  # fmt: skip
+            f"musicgen-{size}",
+            f"{feature} ({width})",
+            f"r{rank} {','.join(targets)}",
+            f"{counts['embedding_manager'] / 1e6:.2f}M",
+            f"{counts['t5_lora'] / 1e6:.2f}M",
+            f"{counts['projector'] / 1e6:.2f}M",
+            f"{(counts['rhythm_projector'] + counts['rhythm_layers']) / 1e6:.2f}M",
+            f"{counts['total'] / 1e6:.2f}M",
+            f"{100 * off:+.1f} %{mark}",
+        )
     Console(width=140).print(table)
     print("* within 1 % of the paper's 24.79M")
 

@@ -149,8 +149,9 @@ class PhaseClock:
         if self.running:
             seconds = time.perf_counter() - self.started
             cpu_s = time.process_time() - self.started_cpu
-            self.rows.append({"phase": self.order[self.current], "seconds": seconds, "cpu_s": cpu_s,
-                              "peak_rss_mb": peak_rss_mb()})  # fmt: skip
+            self.rows.append(
+                {"phase": self.order[self.current], "seconds": seconds, "cpu_s": cpu_s, "peak_rss_mb": peak_rss_mb()}
+            )
             self.running = False
 
     def wrap(self, name: str, function: Any) -> Any:
@@ -247,25 +248,55 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     duration_s = args.clips_per_video * CLIP_S + TAIL_S
     fingerprint_s = min(duration_s, args.fingerprint_s or duration_s)
-    probe = {"duration_s": duration_s, "size_bytes": 1, "container": "mp4", "video_codec": "h264", "width": 1280,
-             "height": 720, "fps": 25.0, "audio_codec": "aac", "sample_rate_hz": 48000, "channels": 2}  # fmt: skip
+    probe = {
+        "duration_s": duration_s,
+        "size_bytes": 1,
+        "container": "mp4",
+        "video_codec": "h264",
+        "width": 1280,
+        "height": 720,
+        "fps": 25.0,
+        "audio_codec": "aac",
+        "sample_rate_hz": 48000,
+        "channels": 2,
+    }
     originals: list[int] = []  # the numbers of the videos that are no copy
     planted: list[tuple[str, str]] = []  # (copy, original)
     videos, links, clips, labels = [], [], [], []
     event_id = 0
     for n in range(args.videos):
         video_id = video_id_of(n)
-        videos.append({
-            "video_id": video_id, "url": f"https://www.youtube.com/watch?v=v{n:08d}", "platform": "youtube",
-            "source": "platform_search", "status": VideoStatus.CLIPPED.value, "title": f"video {n}",
-            "channel": f"channel {n % 997}", "duration_s": duration_s, "license": "Standard YouTube License",
-            "webpage_url": f"https://www.youtube.com/watch?v=v{n:08d}", "extractor": "youtube",
-            "media_path": f"raw/{video_id}/source.mp4", "probe": probe, "separator_model_id": "htdemucs",
-            "separate_version": "separate/1+x", "clip_count": args.clips_per_video,
-            "fingerprint_version": dedup.FINGERPRINT_VERSION, "created_at": now, "updated_at": now,
-        })  # fmt: skip
-        links.append({"video_id": video_id, "query": f"query {n % args.queries:02d}", "source": "platform_search",
-                      "found_at": now})  # fmt: skip
+        videos.append(
+            {
+                "video_id": video_id,
+                "url": f"https://www.youtube.com/watch?v=v{n:08d}",
+                "platform": "youtube",
+                "source": "platform_search",
+                "status": VideoStatus.CLIPPED.value,
+                "title": f"video {n}",
+                "channel": f"channel {n % 997}",
+                "duration_s": duration_s,
+                "license": "Standard YouTube License",
+                "webpage_url": f"https://www.youtube.com/watch?v=v{n:08d}",
+                "extractor": "youtube",
+                "media_path": f"raw/{video_id}/source.mp4",
+                "probe": probe,
+                "separator_model_id": "htdemucs",
+                "separate_version": "separate/1+x",
+                "clip_count": args.clips_per_video,
+                "fingerprint_version": dedup.FINGERPRINT_VERSION,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        links.append(
+            {
+                "video_id": video_id,
+                "query": f"query {n % args.queries:02d}",
+                "source": "platform_search",
+                "found_at": now,
+            }
+        )
         if originals and rng.random() < args.duplicate_share:
             original = originals[int(rng.integers(len(originals)))]
             fingerprint = copy_of(own_fingerprint(args.seed, original, fingerprint_s), rng)
@@ -285,14 +316,24 @@ def build_catalog(config: Config, args: argparse.Namespace) -> None:
             clips.append(clip_row(clip_id, video_id, start_s, data, rng, now))
             rejected = rng.random() < args.reject_share
             event_id += 1
-            labels.append({
-                "event_id": event_id, "clip_id": clip_id, "annotator": f"annotator{n % 7}",
-                "decision": (ClipStatus.REJECTED if rejected else ClipStatus.ACCEPTED).value,
-                "reasons": [REASONS[int(rng.integers(len(REASONS)))]] if rejected else [], "note": None, "ts": now,
-            })  # fmt: skip
+            labels.append(
+                {
+                    "event_id": event_id,
+                    "clip_id": clip_id,
+                    "annotator": f"annotator{n % 7}",
+                    "decision": (ClipStatus.REJECTED if rejected else ClipStatus.ACCEPTED).value,
+                    "reasons": [REASONS[int(rng.integers(len(REASONS)))]] if rejected else [],
+                    "note": None,
+                    "ts": now,
+                }
+            )
     with catalog.engine.begin() as conn:
-        for table, rows in ((tables.videos, videos), (tables.video_queries, links), (tables.clips, clips),
-                            (tables.labels, labels)):  # fmt: skip
+        for table, rows in (
+            (tables.videos, videos),
+            (tables.video_queries, links),
+            (tables.clips, clips),
+            (tables.labels, labels),
+        ):
             for start in range(0, len(rows), BATCH_ROWS):
                 conn.execute(table.insert(), rows[start : start + BATCH_ROWS])
     catalog.close()
@@ -314,27 +355,65 @@ def video_file(data: DataRoot, clip_number: int) -> Path:
     path = data.root / f"video-{clip_number // LINKS_PER_FILE}.mp4"
     if not path.exists():
         pattern = f"testsrc2=size=160x90:rate=25,hue=h={clip_number // LINKS_PER_FILE * 7}"
-        subprocess.run([require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", pattern,
-                        "-t", f"{CLIP_S}", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
-                        str(path)], check=True)  # fmt: skip
+        subprocess.run(
+            [
+                require_tool("ffmpeg"),
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                pattern,
+                "-t",
+                f"{CLIP_S}",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                str(path),
+            ],
+            check=True,
+        )
     return path
 
 
 def clip_row(clip_id: str, video_id: str, start_s: float, data: DataRoot, rng: np.random.Generator, now) -> dict:
     return {
-        "clip_id": clip_id, "video_id": video_id, "start_s": start_s, "end_s": start_s + CLIP_S,
-        "status": ClipStatus.PENDING_REVIEW.value, "stage_version": "prescreen/1+x", "updated_at": now, "fps": 25.0,
+        "clip_id": clip_id,
+        "video_id": video_id,
+        "start_s": start_s,
+        "end_s": start_s + CLIP_S,
+        "status": ClipStatus.PENDING_REVIEW.value,
+        "stage_version": "prescreen/1+x",
+        "updated_at": now,
+        "fps": 25.0,
         "video_path": data.relative(data.clip_video_path(clip_id)),
         "music_path": data.relative(data.clip_music_path(clip_id)),
-        "separator_model_id": "htdemucs", "separate_version": "separate/1+x", "clip_version": "clip/1+x",
-        "loudness_version": "loudness/1+x", "prescreen_version": "prescreen/1+x",
-        "loudness_before_lufs": float(rng.normal(-20, 4)), "loudness_lufs": float(rng.normal(-14, 0.2)),
-        "true_peak_dbtp": -1.5, "gain_db": 6.0, "limited": False, "silent": False, "silence_s": 0.0,
-        "longest_silence_s": 0.0, "speech_s": float(rng.uniform(0, 8)), "non_music_s": float(rng.uniform(0, 8)),
-        "static_share": float(rng.uniform(0, 1)), "noise_score": float(rng.uniform(0, 0.5)),
-        "scene_cuts_s": sorted(float(t) for t in rng.uniform(0, CLIP_S, 12)), "flags": [],
+        "separator_model_id": "htdemucs",
+        "separate_version": "separate/1+x",
+        "clip_version": "clip/1+x",
+        "loudness_version": "loudness/1+x",
+        "prescreen_version": "prescreen/1+x",
+        "loudness_before_lufs": float(rng.normal(-20, 4)),
+        "loudness_lufs": float(rng.normal(-14, 0.2)),
+        "true_peak_dbtp": -1.5,
+        "gain_db": 6.0,
+        "limited": False,
+        "silent": False,
+        "silence_s": 0.0,
+        "longest_silence_s": 0.0,
+        "speech_s": float(rng.uniform(0, 8)),
+        "non_music_s": float(rng.uniform(0, 8)),
+        "static_share": float(rng.uniform(0, 1)),
+        "noise_score": float(rng.uniform(0, 0.5)),
+        "scene_cuts_s": sorted(float(t) for t in rng.uniform(0, CLIP_S, 12)),
+        "flags": [],
         "priority": float(rng.uniform(0, 1)),
-    }  # fmt: skip
+    }
 
 
 def grouping_scale(counts: list[int], duration_s: float, seed: int) -> list[dict[str, Any]]:
@@ -352,8 +431,15 @@ def grouping_scale(counts: list[int], duration_s: float, seed: int) -> list[dict
         dedup_groups.assign_groups(index, {})
         grouping_s = time.perf_counter() - started
         samples = sum(len(p.frame_hashes) for p in prints.values())
-        rows.append({"videos": count, "samples": samples, "candidate_pairs": len(pairs), "index_s": index_s,
-                     "assign_groups_s": grouping_s})  # fmt: skip
+        rows.append(
+            {
+                "videos": count,
+                "samples": samples,
+                "candidate_pairs": len(pairs),
+                "index_s": index_s,
+                "assign_groups_s": grouping_s,
+            }
+        )
         print(f"{count:>8,}{samples:>12,}{len(pairs):>12,}{index_s:>10.2f}{grouping_s:>12.2f}", flush=True)
     return rows
 
@@ -382,15 +468,32 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=47)
     parser.add_argument("--duplicate-share", type=float, default=0.01)
     parser.add_argument("--reject-share", type=float, default=0.1)
-    parser.add_argument("--fingerprint-s", type=float, default=0.0,
-                        help="seconds of each video its fake fingerprint covers (0: the whole video)")
-    parser.add_argument("--grouping-scale", type=int, nargs="*", default=list(GROUPING_SCALE_VIDEOS),
-                        help="also time grouping alone on this many whole-length fingerprints in memory")
-    parser.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
-                        help="time `manifests check` (sizes and SHA-256s of every file) on the published manifest")
+    parser.add_argument(
+        "--fingerprint-s",
+        type=float,
+        default=0.0,
+        help="seconds of each video its fake fingerprint covers (0: the whole video)",
+    )
+    parser.add_argument(
+        "--grouping-scale",
+        type=int,
+        nargs="*",
+        default=list(GROUPING_SCALE_VIDEOS),
+        help="also time grouping alone on this many whole-length fingerprints in memory",
+    )
+    parser.add_argument(
+        "--check",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time `manifests check` (sizes and SHA-256s of every file) on the published manifest",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workdir", type=Path, default=None,
-                        help="kept when given (a later run with it reuses its setup); a temporary folder otherwise")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="kept when given (a later run with it reuses its setup); a temporary folder otherwise",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -448,20 +551,32 @@ def check_speed(manifest_dir: Path, json_path: Path | None) -> dict[str, Any]:
     cannot beat."""
     import pyarrow.parquet as pq
 
-    tables = [pq.read_table(manifest_dir / f"{side}.parquet", columns=["video_bytes", "music_bytes"])
-              for side in ("train", "test")]  # fmt: skip
+    tables = [
+        pq.read_table(manifest_dir / f"{side}.parquet", columns=["video_bytes", "music_bytes"])
+        for side in ("train", "test")
+    ]
     files = sum(2 * table.num_rows for table in tables)
     read_bytes = sum(sum(table[column].to_pylist()) for table in tables for column in table.column_names)
     started, started_cpu = time.perf_counter(), time.process_time()
     checked = check_manifests(manifest_dir)
     seconds, cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
     gb = read_bytes / 1e9
-    row = {"clips": checked.clips_checked, "files": files, "gb_read": gb, "seconds": seconds, "cpu_s": cpu_s,
-           "s_per_gb": seconds / gb if gb else None, "files_per_s": files / seconds, "ok": checked.ok,
-           "workers": os.cpu_count()}  # fmt: skip
-    print(f"\nmanifests check (sizes + SHA-256, {os.cpu_count()} threads): {checked.clips_checked:,} clips, "
-          f"{files:,} files, {gb:.2f} GB read in {seconds:.1f} s ({cpu_s:.1f} CPU s): {row['s_per_gb']:.2f} s per GB, "
-          f"{files / seconds:,.0f} files/s; {'ok' if checked.ok else f'{len(checked.problems)} problems'}")  # fmt: skip
+    row = {
+        "clips": checked.clips_checked,
+        "files": files,
+        "gb_read": gb,
+        "seconds": seconds,
+        "cpu_s": cpu_s,
+        "s_per_gb": seconds / gb if gb else None,
+        "files_per_s": files / seconds,
+        "ok": checked.ok,
+        "workers": os.cpu_count(),
+    }
+    print(
+        f"\nmanifests check (sizes + SHA-256, {os.cpu_count()} threads): {checked.clips_checked:,} clips, "
+        f"{files:,} files, {gb:.2f} GB read in {seconds:.1f} s ({cpu_s:.1f} CPU s): {row['s_per_gb']:.2f} s per GB, "
+        f"{files / seconds:,.0f} files/s; {'ok' if checked.ok else f'{len(checked.problems)} problems'}"
+    )
     if json_path:
         saved = json.loads(json_path.read_text())
         json_path.write_text(json.dumps({**saved, "check": row}, indent=2))
@@ -469,7 +584,12 @@ def check_speed(manifest_dir: Path, json_path: Path | None) -> dict[str, Any]:
 
 
 def report(
-    clock: PhaseClock, result: Any, total_s: float, total_cpu_s: float, rss_before_mb: float, grouping: dict[str, Any],
+    clock: PhaseClock,
+    result: Any,
+    total_s: float,
+    total_cpu_s: float,
+    rss_before_mb: float,
+    grouping: dict[str, Any],
     args: argparse.Namespace,
 ) -> None:
     print(f"\n{'phase':<26}{'seconds':>10}{'CPU s':>10}{'peak RSS MB':>14}")
@@ -479,18 +599,31 @@ def report(
     before = f"(process peak; {rss_before_mb:.0f} MB before publish)"
     print(f"{'publish, total':<26}{total_s:>10.2f}{total_cpu_s:>10.2f}{peak_mb:>14.0f}  {before}")
     clips = {side.value: count for side, count in result.clips.items()}
-    print(f"\npublished {clips} clips, {result.groups:,} groups, {len(result.merges)} merges, "
-          f"{result.rejected_clips:,} rejected; {result.manifest_dir}")  # fmt: skip
+    print(
+        f"\npublished {clips} clips, {result.groups:,} groups, {len(result.merges)} merges, "
+        f"{result.rejected_clips:,} rejected; {result.manifest_dir}"
+    )
     pairs = " + ".join(f"{n:,}" for n in grouping["candidate_pairs"])
     found, planted = grouping["copies_found"], grouping["planted_copies"]
     print(f"grouping compared {pairs} candidate pairs; {found} of {planted} planted copies in their original's group")
     if args.json:
-        args.json.write_text(json.dumps({
-            "videos": args.videos, "clips_per_video": args.clips_per_video, "total_s": total_s,
-            "fingerprint_s": args.fingerprint_s, "total_cpu_s": total_cpu_s, "process_peak_rss_mb": peak_mb,
-            "phases": clock.rows,
-            "published_clips": clips, "groups": result.groups, **grouping,
-        }, indent=2))  # fmt: skip
+        args.json.write_text(
+            json.dumps(
+                {
+                    "videos": args.videos,
+                    "clips_per_video": args.clips_per_video,
+                    "total_s": total_s,
+                    "fingerprint_s": args.fingerprint_s,
+                    "total_cpu_s": total_cpu_s,
+                    "process_peak_rss_mb": peak_mb,
+                    "phases": clock.rows,
+                    "published_clips": clips,
+                    "groups": result.groups,
+                    **grouping,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def main() -> None:
     config = load_config(work / "dvmset.toml", environ={})
     catalog = Catalog.open(config.resolved_catalog_url)
     case_of = {str(t.path.resolve()): t for t in truths.values()}
-    table = Table(title=f"Real-media corpus, {len(truths)} clips of {CLIP_S:.0f} s; `dvmset separate` took {separate_s:.0f} s")
+    table = Table(
+        title=f"Real-media corpus, {len(truths)} clips of {CLIP_S:.0f} s; `dvmset separate` took {separate_s:.0f} s"
+    )
     for column in ("clip", "speech s (truth)", "silence s (truth)", "flags", "accompaniment SDR dB"):
         table.add_column(column)
     videos = {video.video_id: video for video in catalog.videos()}
@@ -71,10 +73,12 @@ def main() -> None:
         accompaniment, _rate_hz = sf.read(stems, dtype="float32", always_2d=True)
         scores = clip.prescreen
         table.add_row(
-            truth.name, f"{scores.speech_s:.1f} ({truth.speech_s:.1f})", f"{scores.silence_s:.1f} ({truth.silence_s:.1f})",
+            truth.name,
+            f"{scores.speech_s:.1f} ({truth.speech_s:.1f})",
+            f"{scores.silence_s:.1f} ({truth.silence_s:.1f})",
             ", ".join(flag.value for flag in scores.flags) or "-",
             f"{signal_to_distortion_db(truth.music, accompaniment):.1f}",
-        )  # fmt: skip
+        )
     Console().print(table)
     print(f"workdir: {work}; load average {os.getloadavg()[0]:.1f}")
 

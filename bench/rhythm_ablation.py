@@ -46,8 +46,8 @@ from model.backbone import load_backbone  # noqa: E402
 from model.rhythm_accuracy import fit_rescale, rhythm_accuracy  # noqa: E402
 from model.rhythm_predictor import RhythmPredictor  # noqa: E402
 from model.rhythm_train import distance_curves, predicted_curves  # noqa: E402
-from model.vidmusician import VidMusician  # noqa: E402
 from model.video_conditions import CLIP_DISTANCE, PREDICTED_ODF  # noqa: E402
+from model.vidmusician import VidMusician  # noqa: E402
 from tests.support.marker_task import (  # noqa: E402
     CLIP_DIM,
     held_out_samples,
@@ -103,14 +103,24 @@ def run_seed(
             stage = 2
         started = time.perf_counter()
         losses = train_steps(model, stage, stage2_steps, torch.Generator().manual_seed(100 * seed + 2))
-        rows.append({"seed": seed, "source": source, "first_loss": losses[0], "last_loss": losses[-1],
-                     "train_s": time.perf_counter() - started, **score(model, seed)})  # fmt: skip
+        rows.append(
+            {
+                "seed": seed,
+                "source": source,
+                "first_loss": losses[0],
+                "last_loss": losses[-1],
+                "train_s": time.perf_counter() - started,
+                **score(model, seed),
+            }
+        )
     return rows
 
 
 def placement_cell(placement: dict[str, float]) -> str:
-    return (f"{placement['recall']:.2f} ({placement['chance_recall']:.2f}) / "
-            f"{placement['precision']:.2f} ({placement['chance_precision']:.2f})")  # fmt: skip
+    return (
+        f"{placement['recall']:.2f} ({placement['chance_recall']:.2f}) / "
+        f"{placement['precision']:.2f} ({placement['chance_precision']:.2f})"
+    )
 
 
 def print_rows(rows: list[dict[str, Any]]) -> None:
@@ -160,9 +170,11 @@ def main() -> None:
             scores = report["predictor"][seed] = predictor_scores(predictor, seed)
             for name in ("predictor", "baseline"):
                 accuracy, onsets = scores[name], scores[name]["onsets"]
-                print(f"seed {seed} rhythm {name}: MSE {accuracy['mse']:.4f}, r {accuracy['correlation']:.3f}, "
-                      f"onset recall {onsets['recall']:.3f} (chance {onsets['chance_recall']:.3f}), precision "
-                      f"{onsets['precision']:.3f} (chance {onsets['chance_precision']:.3f})")  # fmt: skip
+                print(
+                    f"seed {seed} rhythm {name}: MSE {accuracy['mse']:.4f}, r {accuracy['correlation']:.3f}, "
+                    f"onset recall {onsets['recall']:.3f} (chance {onsets['chance_recall']:.3f}), precision "
+                    f"{onsets['precision']:.3f} (chance {onsets['chance_precision']:.3f})"
+                )
             rows += run_seed(seed, predictor, musicgen_dir, args.stage1_steps, args.stage2_steps)
     report["rows"], report["means"] = rows, means(rows)
     print("\nmarker placement: recall (chance) / precision (chance) within +-1, +-2 frames and on the frame\n")

@@ -122,8 +122,9 @@ def cpu_timed(totals: dict[str, float], key: str) -> Iterator[None]:
 def build(work: Path, args: argparse.Namespace) -> tuple[Config, Catalog, dict[str, float], dict[str, float]]:
     """Make the corpus and run every stage over it; (config, catalog, stage CPU s, loading CPU s)."""
     photo_sources = tuple(source for source in SOURCES if source.photos)[: args.videos]
-    build_footage(work / "corpus", sources=photo_sources, transforms=(), duration_s=args.duration_s,
-                  height_px=args.height_px)  # fmt: skip
+    build_footage(
+        work / "corpus", sources=photo_sources, transforms=(), duration_s=args.duration_s, height_px=args.height_px
+    )
     config_path = work / "dvmset.toml"
     config_path.write_text(f'data_root = "{work / "data"}"\nmodel_dir = "{args.model_dir}"\n', encoding="utf-8")
     config = load_config(config_path, environ={})
@@ -156,12 +157,18 @@ def write_features(config: Config, clip_ids: list[str]) -> None:
     seconds = math.ceil(frames_25fps / (RHYTHM_FPS // GLOBAL_FPS))
     data = DataRoot(config.data_root)
     for clip_id in clip_ids:
-        visual = {"global_embeds_1fps": torch.zeros(seconds, CLIP_PROJECTION),
-                  "cls_1fps": torch.zeros(seconds, CLIP_WIDTH), "rhythm_curve_50hz": torch.zeros(2 * frames_25fps)}  # fmt: skip
+        visual = {
+            "global_embeds_1fps": torch.zeros(seconds, CLIP_PROJECTION),
+            "cls_1fps": torch.zeros(seconds, CLIP_WIDTH),
+            "rhythm_curve_50hz": torch.zeros(2 * frames_25fps),
+        }
         write_cache(features_path(data, clip_id, DEFAULT_CLIP_MODEL_ID), visual, {"model_id": DEFAULT_CLIP_MODEL_ID})
         codes = torch.zeros(CODEBOOKS, round(config.clip.clip_s * CODE_RATE_HZ), dtype=torch.int16)
-        write_cache(codes_path(data, clip_id, DEFAULT_MUSICGEN_MODEL_ID), {"codes": codes},
-                    {"model_id": DEFAULT_MUSICGEN_MODEL_ID})  # fmt: skip
+        write_cache(
+            codes_path(data, clip_id, DEFAULT_MUSICGEN_MODEL_ID),
+            {"codes": codes},
+            {"model_id": DEFAULT_MUSICGEN_MODEL_ID},
+        )
 
 
 def folder_bytes(folder: Path) -> int:
@@ -201,16 +208,27 @@ def measure(work: Path, args: argparse.Namespace) -> Measured:
     per_min = {stage: seconds / source_min for stage, seconds in stage_cpu_s.items() if stage != "clip"}
     stored = {"downloads": folder_bytes(data.root / "raw"), "stems": folder_bytes(data.root / "stems")}
     return Measured(
-        videos=len(videos), clips=len(clip_ids), source_min=source_min, clip_s=config.clip.clip_s,
-        cpu_s_per_source_min=per_min, clip_cpu_s_per_clip=stage_cpu_s["clip"] / len(clip_ids),
-        network_cpu_s_per_source_min=network_s / source_min, load_cpu_s=load_cpu_s,
+        videos=len(videos),
+        clips=len(clip_ids),
+        source_min=source_min,
+        clip_s=config.clip.clip_s,
+        cpu_s_per_source_min=per_min,
+        clip_cpu_s_per_clip=stage_cpu_s["clip"] / len(clip_ids),
+        network_cpu_s_per_source_min=network_s / source_min,
+        load_cpu_s=load_cpu_s,
         separate_threads=config.separate.threads,
         bytes_per_source_min={part: size / source_min for part, size in stored.items()},
-        bytes_per_clip={part: size / len(clip_ids) for part, size in {
-            "clips": folder_bytes(data.clips_dir), "features": folder_bytes(data.root / "features"),
-            "catalog": catalog_row_bytes(data.catalog_path), "manifests": parquet_row_bytes(manifest_dir)}.items()},
+        bytes_per_clip={
+            part: size / len(clip_ids)
+            for part, size in {
+                "clips": folder_bytes(data.clips_dir),
+                "features": folder_bytes(data.root / "features"),
+                "catalog": catalog_row_bytes(data.catalog_path),
+                "manifests": parquet_row_bytes(manifest_dir),
+            }.items()
+        },
         overlap_share=ReviewSettings().overlap_share,
-    )  # fmt: skip
+    )
 
 
 def paper_mean_source_s(clip_s: float) -> float:
@@ -230,17 +248,25 @@ def estimate(
     network_s = source_min * measured.network_cpu_s_per_source_min
     reviews = clips * (1 + measured.overlap_share)
     return {
-        "scale": scale, "videos": videos, "clips": clips, "source_hours": source_min / 60.0,
-        **{f"{part}_gb": storage[part] / GB for part in STORAGE_PARTS}, "storage_gb": sum(storage.values()) / GB,
-        "cpu_hours_cpu_only": cpu_all_s / HOUR_S, "cpu_hours_beside_gpu": (cpu_all_s - network_s) / HOUR_S,
-        "gpu_hours": network_s / gpu_speedup / HOUR_S, "annotator_hours": reviews * (listen_s + overhead_s) / HOUR_S,
-    }  # fmt: skip
+        "scale": scale,
+        "videos": videos,
+        "clips": clips,
+        "source_hours": source_min / 60.0,
+        **{f"{part}_gb": storage[part] / GB for part in STORAGE_PARTS},
+        "storage_gb": sum(storage.values()) / GB,
+        "cpu_hours_cpu_only": cpu_all_s / HOUR_S,
+        "cpu_hours_beside_gpu": (cpu_all_s - network_s) / HOUR_S,
+        "gpu_hours": network_s / gpu_speedup / HOUR_S,
+        "annotator_hours": reviews * (listen_s + overhead_s) / HOUR_S,
+    }
 
 
 def print_measured(measured: Measured) -> None:
-    title = (f"Measured on {measured.videos} real videos, {measured.source_min:.1f} source min, {measured.clips} "
-             f"clips of {measured.clip_s:.0f} s; CPU s of the process and its waited-for children; "
-             f"separate_track on {measured.separate_threads} torch thread(s)")  # fmt: skip
+    title = (
+        f"Measured on {measured.videos} real videos, {measured.source_min:.1f} source min, {measured.clips} "
+        f"clips of {measured.clip_s:.0f} s; CPU s of the process and its waited-for children; "
+        f"separate_track on {measured.separate_threads} torch thread(s)"
+    )
     table = Table(title=title)
     table.add_column("figure")
     table.add_column("per unit", justify="right")
@@ -256,34 +282,59 @@ def print_measured(measured: Measured) -> None:
     for part, size in measured.bytes_per_source_min.items():
         table.add_row(f"{part}: MB per source min", f"{size / 1e6:.2f}")
     for part, size in measured.bytes_per_clip.items():
-        table.add_row(f"{part}: {'MB' if size >= 1e5 else 'kB'} per clip",
-                      f"{size / 1e6:.2f}" if size >= 1e5 else f"{size / 1e3:.2f}")  # fmt: skip
+        table.add_row(
+            f"{part}: {'MB' if size >= 1e5 else 'kB'} per clip",
+            f"{size / 1e6:.2f}" if size >= 1e5 else f"{size / 1e3:.2f}",
+        )
     Console(width=160).print(table)
 
 
 def print_estimates(rows: list[dict[str, float]], args: argparse.Namespace, measured: Measured) -> None:
     table = Table(title="Estimate: the paper's scale (2,043 videos, 11,126 clips) and 10x, 100x")
-    for column in ("scale", "videos", "clips", "source h", "storage GB", "CPU h (CPU only)", "CPU h (beside GPU)",
-                   "GPU h", "annotator h"):  # fmt: skip
+    for column in (
+        "scale",
+        "videos",
+        "clips",
+        "source h",
+        "storage GB",
+        "CPU h (CPU only)",
+        "CPU h (beside GPU)",
+        "GPU h",
+        "annotator h",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
-        figures = ("source_hours", "storage_gb", "cpu_hours_cpu_only", "cpu_hours_beside_gpu", "gpu_hours",
-                   "annotator_hours")  # fmt: skip
+        figures = (
+            "source_hours",
+            "storage_gb",
+            "cpu_hours_cpu_only",
+            "cpu_hours_beside_gpu",
+            "gpu_hours",
+            "annotator_hours",
+        )
         counts = (f"{row['scale']}x", f"{row['videos']:,}", f"{row['clips']:,}")
         table.add_row(*counts, *(f"{row[key]:,.0f}" for key in figures))
     Console(width=160).print(table)
     parts = ", ".join(f"{part} {rows[0][f'{part}_gb']:,.2f}" for part in STORAGE_PARTS)
     print(f"storage at 1x by part, GB: {parts}")
-    print(f"mean source length: {paper_mean_source_s(measured.clip_s) / 60:.2f} min "
-          f"({PAPER_CLIPS:,} / {PAPER_VIDEOS:,} clips per video, plus half a {measured.clip_s:.0f} s clip dropped)")
-    print(f"GPU h: separate_track's CPU s here / {args.gpu_speedup:g} ({GPU_SPEEDUP_SOURCE}); "
-          "CPU h beside GPU: every stage but separate_track, on CPU cores")
+    print(
+        f"mean source length: {paper_mean_source_s(measured.clip_s) / 60:.2f} min "
+        f"({PAPER_CLIPS:,} / {PAPER_VIDEOS:,} clips per video, plus half a {measured.clip_s:.0f} s clip dropped)"
+    )
+    print(
+        f"GPU h: separate_track's CPU s here / {args.gpu_speedup:g} ({GPU_SPEEDUP_SOURCE}); "
+        "CPU h beside GPU: every stage but separate_track, on CPU cores"
+    )
     share = measured.overlap_share
-    print(f"annotator h: clips x {1 + share:.2f} (ReviewSettings.overlap_share {share:g}) x ({args.listen_s:g} s "
-          f"listening + {args.decision_overhead_s:g} s app per decision, bench/labeling.py p50); "
-          "the time to pick a reject reason is not counted")  # fmt: skip
-    print("downloads: the corpus' own x264 encodes (ultrafast, CRF 20, AAC 96k), not a platform's; download CPU "
-          "is a local hard link here (network time not estimated); publish: see bench/publish.py")  # fmt: skip
+    print(
+        f"annotator h: clips x {1 + share:.2f} (ReviewSettings.overlap_share {share:g}) x ({args.listen_s:g} s "
+        f"listening + {args.decision_overhead_s:g} s app per decision, bench/labeling.py p50); "
+        "the time to pick a reject reason is not counted"
+    )
+    print(
+        "downloads: the corpus' own x264 encodes (ultrafast, CRF 20, AAC 96k), not a platform's; download CPU "
+        "is a local hard link here (network time not estimated); publish: see bench/publish.py"
+    )
 
 
 def plot(rows: list[dict[str, float]], path: Path) -> None:
@@ -294,10 +345,16 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (storage_axis, hours_axis) = plt.subplots(1, 2, figsize=(12, 4.2))
-    hours = {"cpu_hours_cpu_only": "CPU h, CPU only", "cpu_hours_beside_gpu": "CPU h beside GPU",
-             "gpu_hours": "GPU h", "annotator_hours": "annotator h"}  # fmt: skip
-    panels = ((storage_axis, {f"{part}_gb": part for part in STORAGE_PARTS}, "GB (log)", "storage by part"),
-              (hours_axis, hours, "hours (log)", "hours"))  # fmt: skip
+    hours = {
+        "cpu_hours_cpu_only": "CPU h, CPU only",
+        "cpu_hours_beside_gpu": "CPU h beside GPU",
+        "gpu_hours": "GPU h",
+        "annotator_hours": "annotator h",
+    }
+    panels = (
+        (storage_axis, {f"{part}_gb": part for part in STORAGE_PARTS}, "GB (log)", "storage by part"),
+        (hours_axis, hours, "hours (log)", "hours"),
+    )
     width = 0.8 / len(rows)
     for axis, keys, unit, title in panels:
         for index, row in enumerate(rows):
@@ -313,13 +370,22 @@ def plot(rows: list[dict[str, float]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=3, choices=range(2, 5),
-                        help="real-media sources (2 to 4: publish needs both splits)")  # fmt: skip
+    parser.add_argument(
+        "--videos",
+        type=int,
+        default=3,
+        choices=range(2, 5),
+        help="real-media sources (2 to 4: publish needs both splits)",
+    )
     parser.add_argument("--duration-s", type=float, default=65.0, help="each source's length (at most 170)")
     parser.add_argument("--height-px", type=int, default=720, help="the sources' height (720: the download cap)")
     parser.add_argument("--model-dir", type=Path, default=weights_cache_dir() / "htdemucs")
-    parser.add_argument("--gpu-speedup", type=float, default=GPU_SPEEDUP,
-                        help="how many times faster a GPU runs separate_track than one CPU core here")  # fmt: skip
+    parser.add_argument(
+        "--gpu-speedup",
+        type=float,
+        default=GPU_SPEEDUP,
+        help="how many times faster a GPU runs separate_track than one CPU core here",
+    )
     parser.add_argument("--listen-s", type=float, help="an annotator's time on a clip (default: the clip length)")
     parser.add_argument("--decision-overhead-s", type=float, default=DECISION_OVERHEAD_S)
     parser.add_argument("--workdir", type=Path, help="build here (default: a temporary folder)")

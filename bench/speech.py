@@ -42,8 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.separate import load_separator, separate_track  # noqa: E402
 from curation.speech import (  # noqa: E402
-    HOP_S, load_speech_detector, speech_mask, speech_probabilities, speech_segments,
-)  # fmt: skip
+    HOP_S,
+    load_speech_detector,
+    speech_mask,
+    speech_probabilities,
+    speech_segments,
+)
 from dvmset.config import PrescreenConfig  # noqa: E402
 
 MUSIC_DIR = Path("/usr/share/pushover/themes")
@@ -89,9 +93,11 @@ def main() -> None:
     detector = load_speech_detector()
     print(f"separator {separator.stamp.model_id} (stand-in: {separator.stand_in}), detector {detector.stamp.model_id}")
     rules = {
-        "threshold": args.threshold, "min_speech_s": args.min_speech_s,
-        "min_silence_s": args.min_silence_s, "speech_pad_s": args.speech_pad_s,
-    }  # fmt: skip
+        "threshold": args.threshold,
+        "min_speech_s": args.min_speech_s,
+        "min_silence_s": args.min_silence_s,
+        "speech_pad_s": args.speech_pad_s,
+    }
     print(f"rules: {rules}")
     sentences = [_speech(text, voice) for text, voice in zip(SENTENCES, VOICES, strict=True)]
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -101,8 +107,17 @@ def main() -> None:
         measured = _measure(separator, detector, mix, speech_alone, args.cache, (track, offset_s, level_db), costs)
         truth = _truth_mask(spans)
         for way, mask in _masks(measured, rules).items():
-            rows.append((track, level_db, way, truth.sum() * FRAME_S, mask.sum() * FRAME_S,
-                         (mask & _near(truth)).sum() * FRAME_S, (mask & ~_near(truth)).sum() * FRAME_S))  # fmt: skip
+            rows.append(
+                (
+                    track,
+                    level_db,
+                    way,
+                    truth.sum() * FRAME_S,
+                    mask.sum() * FRAME_S,
+                    (mask & _near(truth)).sum() * FRAME_S,
+                    (mask & ~_near(truth)).sum() * FRAME_S,
+                )
+            )
     _print_table(rows)
     _print_costs(costs)
     print(f"load average at end: {os.getloadavg()}")
@@ -131,10 +146,11 @@ def _measure(separator, detector, mix, speech_alone, cache: Path, key: tuple, co
         started, cpu = time.perf_counter(), time.process_time()
         separation = separate_track(separator, mix.T, speech_detector=detector)
         measured = {
-            "vocals": separation.speech_prob, "vocals_db": separation.vocals_energy_db,
+            "vocals": separation.speech_prob,
+            "vocals_db": separation.vocals_energy_db,
             "accompaniment_db": separation.accompaniment_energy_db,
             "separate_cost_s": np.array([time.perf_counter() - started, time.process_time() - cpu]),
-        }  # fmt: skip
+        }
         with tempfile.NamedTemporaryFile(dir=cache, suffix=".npz", delete=False) as file:
             np.savez(file, **measured)
         os.replace(file.name, path)
@@ -208,16 +224,21 @@ def _print_table(rows: list[tuple]) -> None:
         picked = [row for row in rows if row[2] == way]
         truth_s, found_s, inside_s, outside_s = (sum(row[i] for row in picked) for i in range(3, 7))
         share = inside_s / max(truth_s, 1e-9)
-        print(f"{way:<8} truth {truth_s:6.1f} s  found {found_s:6.1f} s  inside {inside_s:6.1f} s ({share:.0%} of the truth)"
-              f"  outside {outside_s:5.1f} s")
+        print(
+            f"{way:<8} truth {truth_s:6.1f} s  found {found_s:6.1f} s  inside {inside_s:6.1f} s "
+            f"({share:.0%} of the truth)"
+            f"  outside {outside_s:5.1f} s"
+        )
 
 
 def _print_costs(costs: list[tuple]) -> None:
     audio_min = sum(row[0] for row in costs) / 60
     separate_wall, separate_cpu, vad_wall, vad_cpu = (sum(row[i] for row in costs) / audio_min for i in range(1, 5))
-    print(f"\ncost per minute of audio ({audio_min:.1f} min): separation (with the detector, timed when cached)"
-          f" {separate_wall:.1f} s wall, {separate_cpu:.1f} s CPU; the detector alone (now) {vad_wall:.2f} s wall,"
-          f" {vad_cpu:.2f} s CPU ({vad_cpu / separate_cpu:.1%} of the separation's CPU)")
+    print(
+        f"\ncost per minute of audio ({audio_min:.1f} min): separation (with the detector, timed when cached)"
+        f" {separate_wall:.1f} s wall, {separate_cpu:.1f} s CPU; the detector alone (now) {vad_wall:.2f} s wall,"
+        f" {vad_cpu:.2f} s CPU ({vad_cpu / separate_cpu:.1%} of the separation's CPU)"
+    )
 
 
 if __name__ == "__main__":

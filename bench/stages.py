@@ -49,8 +49,15 @@ from pathlib import Path
 from typing import Any
 
 from _stage_child import (
-    FPS, HEIGHT, HTDEMUCS_KWARGS, HTDEMUCS_MODEL, MB, TINY_MODEL, WIDTH,
-)  # fmt: skip
+    FPS,
+    HEIGHT,
+    HTDEMUCS_KWARGS,
+    HTDEMUCS_MODEL,
+    MB,
+    TINY_MODEL,
+    WIDTH,
+)
+
 from dvmset.storage import ACCOMPANIMENT_FILE, ENERGY_FILE
 
 MEMORY_TRACKS_S = (120.0, 1200.0)  # 2 vs 20 minutes
@@ -107,8 +114,21 @@ def make_inputs(work: Path, duration_s: float, excerpt_s: float, skip_long: bool
     if 0 < excerpt_s < duration_s:
         paths["excerpt"] = inputs / f"excerpt_{excerpt_s:g}s.m4a"
         if not paths["excerpt"].exists():
-            args = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(paths["video"]), "-t", f"{excerpt_s:g}",
-                    "-map", "0:a:0", "-c:a", "copy", str(paths["excerpt"])]  # fmt: skip
+            args = [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-i",
+                str(paths["video"]),
+                "-t",
+                f"{excerpt_s:g}",
+                "-map",
+                "0:a:0",
+                "-c:a",
+                "copy",
+                str(paths["excerpt"]),
+            ]
             subprocess.run(args, check=True)
     for track_s in () if skip_long else MEMORY_TRACKS_S:
         paths[f"track_{track_s:g}"] = inputs / f"track_{track_s:g}s.m4a"
@@ -124,31 +144,46 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     repo, stems, notes = work / "models", work / "stems", []
     models = run_child("models", "models", {"repo": str(repo)}, work)
     common = {"duration_s": args.duration_s, "work": str(work), "video": str(paths["video"])}
-    clip_params = {**common, "accompaniment": str(stems / "tiny" / ACCOMPANIMENT_FILE),
-                   "energy": str(stems / "tiny" / ENERGY_FILE)}  # fmt: skip
+    clip_params = {
+        **common,
+        "accompaniment": str(stems / "tiny" / ACCOMPANIMENT_FILE),
+        "energy": str(stems / "tiny" / ENERGY_FILE),
+    }
     device = None if args.device == "auto" else args.device
 
     def separate(label: str, model: str, source: Path, out: str) -> dict[str, Any]:
-        params = {"model": model, "repo": str(repo), "device": device, "input": str(source), "out_dir": str(stems / out)}
+        params = {
+            "model": model,
+            "repo": str(repo),
+            "device": device,
+            "input": str(source),
+            "out_dir": str(stems / out),
+        }
         return run_child("separate", label, params, work)
 
     rows = [run_child("probe", "probe", common, work), separate("separate tiny", TINY_MODEL, paths["video"], "tiny")]
     if not args.skip_htdemucs:
         rows.append(separate("separate htdemucs", HTDEMUCS_MODEL, paths["excerpt"], "htdemucs"))
         if paths["excerpt"] != paths["video"]:
-            notes.append(f"htdemucs (published architecture, random weights) was timed on the first "
-                         f"{args.htdemucs_excerpt_s:g} s of the track only")  # fmt: skip
+            notes.append(
+                f"htdemucs (published architecture, random weights) was timed on the first "
+                f"{args.htdemucs_excerpt_s:g} s of the track only"
+            )
     rows += [run_child("clip", "clip", clip_params, work), run_child("loudness", "loudness", clip_params, work)]
     pipeline = {**common, "repo": str(repo), "stems": str(stems / "tiny")}
     for label, settings in PIPELINE_VARIANTS:
-        rows.append(run_child("pipeline", label, {**pipeline, "label": label.replace(" ", "_"), "clip": settings}, work))
+        rows.append(
+            run_child("pipeline", label, {**pipeline, "label": label.replace(" ", "_"), "clip": settings}, work)
+        )
     prescreen = run_child("prescreen", "prescreen", clip_params, work, required=False)
     if "error" in prescreen:
         notes.append(f"prescreen NOT RUN: {prescreen['error']}")
     else:
         rows.append(prescreen)
     for track_s in () if args.skip_long else MEMORY_TRACKS_S:
-        rows.append(separate(f"separate memory {track_s:g} s", TINY_MODEL, paths[f"track_{track_s:g}"], f"m{track_s:g}"))
+        rows.append(
+            separate(f"separate memory {track_s:g} s", TINY_MODEL, paths[f"track_{track_s:g}"], f"m{track_s:g}")
+        )
     if not args.skip_long:
         notes.append("the 2- and 20-minute memory runs use the tiny model: memory, not speed, is measured there")
     notes.append("clip, loudness and prescreen use the tiny model's accompaniment and vocals energy curve")
@@ -156,7 +191,9 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     profile: dict[str, Any] = {}
     if args.profile:  # after the measured runs, so that the profiler does not slow them
         for stage in ("loudness", "prescreen"):
-            figures = run_child(stage, f"{stage} under cProfile", {**clip_params, "profile": True}, work, required=False)
+            figures = run_child(
+                stage, f"{stage} under cProfile", {**clip_params, "profile": True}, work, required=False
+            )
             if "profile" in figures:
                 profile[stage] = figures
         profile["cut_video"] = run_child("profile_clip", "cut_video variants", common, work, required=False)
@@ -182,13 +219,20 @@ def totals(rows: list[dict[str, Any]], duration_s: float) -> dict[str, Any]:
     for label, _settings in PIPELINE_VARIANTS:  # all but separation = probe + the clip step
         rest = [probe, by_label[label]]
         wall_s = sum(row["wall_s"] for row in rest)
-        out.setdefault("all_but_separation", []).append({
-            "stages": [row["label"] for row in rest], "media_s": duration_s, "wall_s": wall_s,
-            "rtf": duration_s / wall_s, "target_rtf": TARGET_RTF, "met": duration_s / wall_s >= TARGET_RTF,
-            "cpu_s": sum(row["cpu_self_s"] + row["cpu_children_s"] for row in rest),
-            "peak_rss_mb": max(row["peak_rss_mb"] for row in rest), "target_row": label == DEFAULT_PIPELINE,
-            "video_mb_per_clip": by_label[label]["video_mb_per_clip"],
-        })  # fmt: skip
+        out.setdefault("all_but_separation", []).append(
+            {
+                "stages": [row["label"] for row in rest],
+                "media_s": duration_s,
+                "wall_s": wall_s,
+                "rtf": duration_s / wall_s,
+                "target_rtf": TARGET_RTF,
+                "met": duration_s / wall_s >= TARGET_RTF,
+                "cpu_s": sum(row["cpu_self_s"] + row["cpu_children_s"] for row in rest),
+                "peak_rss_mb": max(row["peak_rss_mb"] for row in rest),
+                "target_row": label == DEFAULT_PIPELINE,
+                "video_mb_per_clip": by_label[label]["video_mb_per_clip"],
+            }
+        )
     short, long = (by_label.get(f"separate memory {track_s:g} s") for track_s in MEMORY_TRACKS_S)
     if short and long:
         bytes_per_s = long["sample_rate_hz"] * 2 * 4 * 2  # (decoded input + accompaniment) x stereo x float32
@@ -197,11 +241,20 @@ def totals(rows: list[dict[str, Any]], duration_s: float) -> dict[str, Any]:
         extra_mb = diff_mb - (long_mb - short_mb)
         flat = extra_mb <= max(0.25 * (long_mb - short_mb), 64.0)  # "little more than the audio buffers"
         out["separation_memory"] = {
-            "model": long["model"], "short_s": short["media_s"], "long_s": long["media_s"],
-            "short_peak_mb": short["peak_rss_mb"], "long_peak_mb": long["peak_rss_mb"], "diff_mb": diff_mb,
-            "sample_rate_hz": long["sample_rate_hz"], "bytes_per_s": bytes_per_s, "short_buffers_mb": short_mb,
-            "long_buffers_mb": long_mb, "buffer_diff_mb": long_mb - short_mb, "extra_mb": extra_mb, "flat": flat,
-        }  # fmt: skip
+            "model": long["model"],
+            "short_s": short["media_s"],
+            "long_s": long["media_s"],
+            "short_peak_mb": short["peak_rss_mb"],
+            "long_peak_mb": long["peak_rss_mb"],
+            "diff_mb": diff_mb,
+            "sample_rate_hz": long["sample_rate_hz"],
+            "bytes_per_s": bytes_per_s,
+            "short_buffers_mb": short_mb,
+            "long_buffers_mb": long_mb,
+            "buffer_diff_mb": long_mb - short_mb,
+            "extra_mb": extra_mb,
+            "flat": flat,
+        }
     return out
 
 
@@ -218,8 +271,10 @@ def _note(row: dict[str, Any]) -> str:
     clips = f"{row.get('clips')} clip{'' if row.get('clips') == 1 else 's'}"
     if "summary" in row:
         settings = row["settings"]
-        return (f"{clips}, {settings['workers']} workers, {settings['max_height']}p "
-                f"{settings['x264_preset']} {settings['x264_params'] or ''} crf {settings['crf']}")  # fmt: skip
+        return (
+            f"{clips}, {settings['workers']} workers, {settings['max_height']}p "
+            f"{settings['x264_preset']} {settings['x264_params'] or ''} crf {settings['crf']}"
+        )
     if "cut_video_s" in row:
         return f"{clips}: cut_music {row['cut_music_s']:.1f} s, cut_video {row['cut_video_s']:.1f} s"
     return clips if "clips" in row else ""
@@ -231,14 +286,34 @@ def print_report(report: dict[str, Any]) -> None:
 
     console, cores = Console(width=200, emoji=False, highlight=False), report["cpus"]
     table = Table(title=f"Stage benchmark: {report['video']}; {cores} CPUs; device {report['device']}")
-    for column in ("stage", "media s", "wall s", "x real time", "CPU s py+sub", "peak RSS MB", "baseline MB",
-                   "own MB", "ffmpeg VmHWM MB", "RUSAGE_CHILDREN MB", "notes"):  # fmt: skip
+    for column in (
+        "stage",
+        "media s",
+        "wall s",
+        "x real time",
+        "CPU s py+sub",
+        "peak RSS MB",
+        "baseline MB",
+        "own MB",
+        "ffmpeg VmHWM MB",
+        "RUSAGE_CHILDREN MB",
+        "notes",
+    ):
         table.add_column(column, justify="left" if column in ("stage", "notes") else "right")
     for row in report["stages"]:
-        table.add_row(row["label"], f"{row['media_s']:.0f}", f"{row['wall_s']:.1f}", f"{row['rtf']:.2f}",
-                      f"{row['cpu_self_s']:.1f}+{row['cpu_children_s']:.1f}", _mb(row["peak_rss_mb"]),
-                      _mb(row["baseline_rss_mb"]), _mb(max(row["share_mb"], 0.0)), _mb(row["subprocess_peak_mb"]),
-                      _mb(row["children_maxrss_mb"]), _note(row))  # fmt: skip
+        table.add_row(
+            row["label"],
+            f"{row['media_s']:.0f}",
+            f"{row['wall_s']:.1f}",
+            f"{row['rtf']:.2f}",
+            f"{row['cpu_self_s']:.1f}+{row['cpu_children_s']:.1f}",
+            _mb(row["peak_rss_mb"]),
+            _mb(row["baseline_rss_mb"]),
+            _mb(max(row["share_mb"], 0.0)),
+            _mb(row["subprocess_peak_mb"]),
+            _mb(row["children_maxrss_mb"]),
+            _note(row),
+        )
     console.print(table)
     console.print(
         "CPU s: user + system seconds of the stage's Python process (after its imports) + of its subprocesses. "
@@ -270,18 +345,35 @@ def print_report(report: dict[str, Any]) -> None:
     profile = report["profile"]
     if cut := profile.get("cut_video", {}).get("variants"):
         table = Table(title=f"cut_video of one {profile['cut_video']['media_s']:.0f} s clip (one run each)")
-        for column in ("variant", "wall s", "x real time", "ffmpeg CPU s", f"x real time if {cores} idle cores",
-                       "output MB", "SSIM", "PSNR dB"):  # fmt: skip
+        for column in (
+            "variant",
+            "wall s",
+            "x real time",
+            "ffmpeg CPU s",
+            f"x real time if {cores} idle cores",
+            "output MB",
+            "SSIM",
+            "PSNR dB",
+        ):
             table.add_column(column, justify="left" if column == "variant" else "right")
         media_s = profile["cut_video"]["media_s"]
         for row in cut:
             ssim, psnr_db = row.get("ssim"), row.get("psnr_db")
-            table.add_row(row["variant"], f"{row['wall_s']:.1f}", f"{media_s / row['wall_s']:.1f}", f"{row['cpu_s']:.1f}",
-                          f"{media_s * cores / row['cpu_s']:.1f}", f"{row['size_mb']:.1f}" if row["size_mb"] else "-",
-                          "-" if ssim is None else f"{ssim:.4f}", "-" if psnr_db is None else f"{psnr_db:.2f}")  # fmt: skip
+            table.add_row(
+                row["variant"],
+                f"{row['wall_s']:.1f}",
+                f"{media_s / row['wall_s']:.1f}",
+                f"{row['cpu_s']:.1f}",
+                f"{media_s * cores / row['cpu_s']:.1f}",
+                f"{row['size_mb']:.1f}" if row["size_mb"] else "-",
+                "-" if ssim is None else f"{ssim:.4f}",
+                "-" if psnr_db is None else f"{psnr_db:.2f}",
+            )
         console.print(table)
-        console.print("SSIM, PSNR: the encoded clip against the same frames before encoding (ffmpeg's ssim and psnr "
-                      "filters), at the clip's size")
+        console.print(
+            "SSIM, PSNR: the encoded clip against the same frames before encoding (ffmpeg's ssim and psnr "
+            "filters), at the clip's size"
+        )
         console.print("the stage's command: " + " ".join(profile["cut_video"]["command"]), markup=False)
     for stage in ("loudness", "prescreen"):
         if stage in profile:
@@ -327,11 +419,14 @@ def make_real_input(work: Path, duration_s: float) -> tuple[Path, str]:
             subprocess.run(["espeak-ng", "-w", str(spoken), sentence], check=True, capture_output=True, timeout=60)
             args += ["-i", str(spoken)]
             delay_ms = round(start_s * 1000)
-            mix.append(f"[{index}:a]aresample=44100,aformat=channel_layouts=stereo,"
-                       f"adelay={delay_ms}|{delay_ms}[s{index}]")
+            mix.append(
+                f"[{index}:a]aresample=44100,aformat=channel_layouts=stereo,adelay={delay_ms}|{delay_ms}[s{index}]"
+            )
         inputs = "".join(f"[s{i}]" for i in range(1, len(REAL_SENTENCES) + 1))
-        mix.append(f"[m0]{inputs}amix=inputs={len(REAL_SENTENCES) + 1}:duration=first:normalize=0,"
-                   f"atrim=end={duration_s:g}[out]")  # fmt: skip
+        mix.append(
+            f"[m0]{inputs}amix=inputs={len(REAL_SENTENCES) + 1}:duration=first:normalize=0,"
+            f"atrim=end={duration_s:g}[out]"
+        )
         temp_out = Path(temp) / path.name
         args += ["-filter_complex", ";".join(mix), "-map", "[out]", "-c:a", "flac", "-sample_fmt", "s16", str(temp_out)]
         subprocess.run(args, check=True, capture_output=True, timeout=300)
@@ -367,15 +462,39 @@ def run_real_separation(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     source, described = make_real_input(work, args.real_excerpt_s)
     device = None if args.device == "auto" else args.device  # auto: each side picks cuda if it has one
     ours_runs, demucs_runs = [], []
-    params = {"model": MODEL_NAME, "repo": str(repo), "device": device, "input": str(source),
-              "out_dir": str(work / "stems" / "real"), "result": str(work / "real.json")}  # fmt: skip
-    cli = [sys.executable, "-m", "demucs", "-n", MODEL_NAME, "--repo", str(repo), "--two-stems", "vocals",
-           "--flac", "--int24", "-o", str(work / "demucs_cli"), str(source)] + (["-d", device] if device else [])
+    params = {
+        "model": MODEL_NAME,
+        "repo": str(repo),
+        "device": device,
+        "input": str(source),
+        "out_dir": str(work / "stems" / "real"),
+        "result": str(work / "real.json"),
+    }
+    cli = [
+        sys.executable,
+        "-m",
+        "demucs",
+        "-n",
+        MODEL_NAME,
+        "--repo",
+        str(repo),
+        "--two-stems",
+        "vocals",
+        "--flac",
+        "--int24",
+        "-o",
+        str(work / "demucs_cli"),
+        str(source),
+    ] + (["-d", device] if device else [])
 
     def run_ours() -> None:
         process = _timed_process([sys.executable, str(CHILD), "separate", json.dumps(params)])
-        ours_runs.append({**json.loads(Path(params["result"]).read_text(encoding="utf-8")), **{
-            "process_wall_s": process["wall_s"], "process_cpu_s": process["cpu_s"]}})  # fmt: skip
+        ours_runs.append(
+            {
+                **json.loads(Path(params["result"]).read_text(encoding="utf-8")),
+                **{"process_wall_s": process["wall_s"], "process_cpu_s": process["cpu_s"]},
+            }
+        )
 
     def run_demucs() -> None:
         demucs_runs.append(_timed_process(cli))
@@ -389,35 +508,55 @@ def run_real_separation(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     cli_best = min(demucs_runs, key=lambda run: run["wall_s"])
     cpu_ratio = min(run["process_cpu_s"] for run in ours_runs) / min(run["cpu_s"] for run in demucs_runs)
     return {
-        "input": described, "media_s": ours["media_s"], "device": ours["device"], "threads": ours["threads"],
-        "checkpoint": str(checkpoint), "ours": ours, "demucs_cli": cli_best,
+        "input": described,
+        "media_s": ours["media_s"],
+        "device": ours["device"],
+        "threads": ours["threads"],
+        "checkpoint": str(checkpoint),
+        "ours": ours,
+        "demucs_cli": cli_best,
         "ours_all_s": [run["process_wall_s"] for run in ours_runs],
         "demucs_all_s": [run["wall_s"] for run in demucs_runs],
-        "ratio": ours["process_wall_s"] / cli_best["wall_s"], "cpu_ratio": cpu_ratio, "cpus": os.cpu_count(),
-        "demucs_command": " ".join(cli[2:]), "load_average_start": load_average_start,
-    }  # fmt: skip
+        "ratio": ours["process_wall_s"] / cli_best["wall_s"],
+        "cpu_ratio": cpu_ratio,
+        "cpus": os.cpu_count(),
+        "demucs_command": " ".join(cli[2:]),
+        "load_average_start": load_average_start,
+    }
 
 
 def print_real_separation(report: dict[str, Any]) -> None:
     media_s, ours, cli = report["media_s"], report["ours"], report["demucs_cli"]
-    print(f"Real HTDemucs separation of {report['input']} ({media_s:.1f} s), device {report['device']}, "
-          f"{report['threads']} torch threads, {report['cpus']} CPUs; fastest of {len(report['ours_all_s'])} run(s):")
-    print(f"  ours, separate_file in a fresh process: {ours['process_wall_s']:.1f} s wall = "
-          f"{media_s / ours['process_wall_s']:.2f}x real time, {ours['process_cpu_s']:.0f} CPU s "
-          f"(of it: model load {ours['load_s']:.1f} s, separate_file {ours['timed_s']:.1f} s = "
-          f"{media_s / ours['timed_s']:.2f}x real time; imports and start-up the rest)")
-    print(f"  demucs CLI ({report['demucs_command']}): {cli['wall_s']:.1f} s wall = "
-          f"{media_s / cli['wall_s']:.2f}x real time, {cli['cpu_s']:.0f} CPU s")
+    print(
+        f"Real HTDemucs separation of {report['input']} ({media_s:.1f} s), device {report['device']}, "
+        f"{report['threads']} torch threads, {report['cpus']} CPUs; fastest of {len(report['ours_all_s'])} run(s):"
+    )
+    print(
+        f"  ours, separate_file in a fresh process: {ours['process_wall_s']:.1f} s wall = "
+        f"{media_s / ours['process_wall_s']:.2f}x real time, {ours['process_cpu_s']:.0f} CPU s "
+        f"(of it: model load {ours['load_s']:.1f} s, separate_file {ours['timed_s']:.1f} s = "
+        f"{media_s / ours['timed_s']:.2f}x real time; imports and start-up the rest)"
+    )
+    print(
+        f"  demucs CLI ({report['demucs_command']}): {cli['wall_s']:.1f} s wall = "
+        f"{media_s / cli['wall_s']:.2f}x real time, {cli['cpu_s']:.0f} CPU s"
+    )
     verdict = "MET" if report["ratio"] <= TARGET_REAL_RATIO else "MISSED"
-    print(f"  ratio ours / demucs: {report['ratio']:.3f} in wall time (target <= {TARGET_REAL_RATIO:g}: {verdict}), "
-          f"{report['cpu_ratio']:.3f} in CPU time (fewest CPU s of each; steadier on a shared machine)")
-    print("  both: one 4-source HTDemucs pass over 7.8 s segments with overlap 0.25 (the CLI adds its one random "
-          "shift of up to 0.5 s, we use none), FLAC out; ours writes the accompaniment FLAC and the energy and "
-          "speech curves (Silero VAD on the vocals stem), the CLI writes vocals and no_vocals FLACs")
-    print(f"  all runs: ours {', '.join(f'{s:.1f}' for s in report['ours_all_s'])} s; demucs "
-          f"{', '.join(f'{s:.1f}' for s in report['demucs_all_s'])} s; load average at the start "
-          f"{', '.join(f'{x:.2f}' for x in report['load_average_start'])}, at the end "
-          f"{', '.join(f'{x:.2f}' for x in report['load_average_end'])}")
+    print(
+        f"  ratio ours / demucs: {report['ratio']:.3f} in wall time (target <= {TARGET_REAL_RATIO:g}: {verdict}), "
+        f"{report['cpu_ratio']:.3f} in CPU time (fewest CPU s of each; steadier on a shared machine)"
+    )
+    print(
+        "  both: one 4-source HTDemucs pass over 7.8 s segments with overlap 0.25 (the CLI adds its one random "
+        "shift of up to 0.5 s, we use none), FLAC out; ours writes the accompaniment FLAC and the energy and "
+        "speech curves (Silero VAD on the vocals stem), the CLI writes vocals and no_vocals FLACs"
+    )
+    print(
+        f"  all runs: ours {', '.join(f'{s:.1f}' for s in report['ours_all_s'])} s; demucs "
+        f"{', '.join(f'{s:.1f}' for s in report['demucs_all_s'])} s; load average at the start "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_start'])}, at the end "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_end'])}"
+    )
 
 
 # ---------------------------------------------------------------- main
@@ -427,16 +566,26 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="separation device: cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--duration-s", type=float, default=300.0, help="length of the generated video (300)")
-    parser.add_argument("--htdemucs-excerpt-s", type=float, default=60.0,
-                        help="time htdemucs on the first N s of the track only (60; 0: the whole track)")  # fmt: skip
+    parser.add_argument(
+        "--htdemucs-excerpt-s",
+        type=float,
+        default=60.0,
+        help="time htdemucs on the first N s of the track only (60; 0: the whole track)",
+    )
     parser.add_argument("--skip-long", action="store_true", help="skip the 2- vs 20-minute separation memory runs")
     parser.add_argument("--skip-htdemucs", action="store_true", help="skip timing the htdemucs architecture")
-    parser.add_argument("--profile", action="store_true",
-                        help="then profile loudness and prescreen (cProfile) and time cut_video variants")  # fmt: skip
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="then profile loudness and prescreen (cProfile) and time cut_video variants",
+    )
     parser.add_argument("--workdir", type=Path, help="keep inputs and outputs here, reused (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
-    parser.add_argument("--real-separation", action="store_true",
-                        help="instead: the real HTDemucs weights, our separate_file against `python -m demucs`")
+    parser.add_argument(
+        "--real-separation",
+        action="store_true",
+        help="instead: the real HTDemucs weights, our separate_file against `python -m demucs`",
+    )
     parser.add_argument("--real-excerpt-s", type=float, default=60.0, help="length of that comparison's input (60)")
     parser.add_argument("--real-repeats", type=int, default=1, help="runs of each side, alternated; the fastest kept")
     args = parser.parse_args(argv)
@@ -463,9 +612,11 @@ def main(argv: list[str] | None = None) -> None:
     report["parent_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report["load_average_end"] = os.getloadavg()
     print_report(report)
-    print(f"bench run time: {report['bench_wall_s'] / 60:.1f} min; load average (1, 5, 15 min) at the start "
-          f"{', '.join(f'{x:.2f}' for x in report['load_average_start'])}, at the end "
-          f"{', '.join(f'{x:.2f}' for x in report['load_average_end'])}, on {report['cpus']} CPUs")  # fmt: skip
+    print(
+        f"bench run time: {report['bench_wall_s'] / 60:.1f} min; load average (1, 5, 15 min) at the start "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_start'])}, at the end "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_end'])}, on {report['cpus']} CPUs"
+    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from transformers import MusicgenForConditionalGeneration  # noqa: E402
 
+from model.architectures import musicgen_config  # noqa: E402
 from model.backbone import MusicgenBackbone, load_backbone  # noqa: E402
 from model.checkpoint import ModelSpec  # noqa: E402
 from model.dataset import ClipInputs, TrainingClips  # noqa: E402
@@ -50,7 +51,6 @@ from model.generate import GenerationSettings, generate_from_features  # noqa: E
 from model.train import CROP_S, CURVE_RATE_HZ, OptimizerSettings  # noqa: E402
 from model.train_loop import PAPER_BATCH_SIZE, Trainer, TrainSettings  # noqa: E402
 from model.vidmusician import VidMusician, trainable_parameter_counts  # noqa: E402
-from model.architectures import musicgen_config  # noqa: E402
 from tests.support.tiny_models import TINY_CLIP_EMBED_DIM, TINY_DECODER_WIDTH, save_tiny_musicgen  # noqa: E402
 
 CLIP_S = 60.0  # the dataset's clip length
@@ -123,9 +123,12 @@ def bench_training(model: VidMusician, clip_dim: int, args: argparse.Namespace, 
     device = model.backbone.model.device
     clips = RandomClips(model.backbone, clip_dim, args.clips, args.crop_s)
     settings = TrainSettings(
-        total_steps=args.steps + 1, batch_size=args.batch, accumulate=args.accumulate, crop_s=args.crop_s,
+        total_steps=args.steps + 1,
+        batch_size=args.batch,
+        accumulate=args.accumulate,
+        crop_s=args.crop_s,
         optimizer=OptimizerSettings(warmup_steps=1),
-    )  # fmt: skip
+    )
     spec = ModelSpec(musicgen_model_id=args.size, clip_model_id="random", clip_dim=clip_dim, stage=args.stage)
     trainer = Trainer(model, spec, clips, settings, workdir)
     trainer.train_step()
@@ -136,11 +139,17 @@ def bench_training(model: VidMusician, clip_dim: int, args: argparse.Namespace, 
     wall_s, cpu_s = time.perf_counter() - started_s, time.process_time() - cpu_started_s
     frames = args.steps * args.batch * round(args.crop_s * model.backbone.frame_rate_hz)
     return {
-        "steps": args.steps, "batch": args.batch, "accumulate": args.accumulate, "crop_s": args.crop_s,
-        "seconds_per_step": wall_s / args.steps, "cpu_seconds_per_step": cpu_s / args.steps,
-        "frames_per_s": frames / wall_s, "tokens_per_s": frames * model.backbone.num_codebooks / wall_s,
-        "peak_memory_mb": peak_memory_mb(device), "last_loss": losses[-1],
-    }  # fmt: skip
+        "steps": args.steps,
+        "batch": args.batch,
+        "accumulate": args.accumulate,
+        "crop_s": args.crop_s,
+        "seconds_per_step": wall_s / args.steps,
+        "cpu_seconds_per_step": cpu_s / args.steps,
+        "frames_per_s": frames / wall_s,
+        "tokens_per_s": frames * model.backbone.num_codebooks / wall_s,
+        "peak_memory_mb": peak_memory_mb(device),
+        "last_loss": losses[-1],
+    }
 
 
 def bench_generation(model: VidMusician, clip_dim: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -165,10 +174,14 @@ def bench_generation(model: VidMusician, clip_dim: int, args: argparse.Namespace
     synchronize(device)
     wall_s, cpu_s = time.perf_counter() - started_s, time.process_time() - cpu_started_s
     return {
-        "music_s": soundtrack.duration_s, "windows": len(soundtrack.windows), "wall_s": wall_s, "cpu_s": cpu_s,
-        "real_time_factor": soundtrack.duration_s / wall_s, "bf16_autocast": bool(args.generate_bf16),
+        "music_s": soundtrack.duration_s,
+        "windows": len(soundtrack.windows),
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "real_time_factor": soundtrack.duration_s / wall_s,
+        "bf16_autocast": bool(args.generate_bf16),
         "peak_memory_mb": peak_memory_mb(device),
-    }  # fmt: skip
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

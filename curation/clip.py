@@ -91,12 +91,33 @@ def cut_music(music_path: Path, span: Span, settings: ClipConfig) -> np.ndarray:
     if sample_count < 1:
         raise ValueError(f"span {span} holds no sample")
     args = [
-        require_tool("ffmpeg"), "-nostdin", "-v", "error",
-        "-ss", f"{span.start_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{music_path}",
-        "-map", "0:a:0", "-af", _music_filter(sample_count), "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
-    ]  # fmt: skip
-    raw = run_tool(args, settings.timeout_s, ReasonCode.DECODE_ERROR, f"cutting the music of a clip from {music_path.name}",
-                   binary=True)  # fmt: skip
+        require_tool("ffmpeg"),
+        "-nostdin",
+        "-v",
+        "error",
+        "-ss",
+        f"{span.start_s:.6f}",
+        "-t",
+        f"{span.duration_s + _READ_SLACK_S:.6f}",
+        "-i",
+        f"file:{music_path}",
+        "-map",
+        "0:a:0",
+        "-af",
+        _music_filter(sample_count),
+        "-c:a",
+        "pcm_f32le",
+        "-f",
+        "f32le",
+        "pipe:1",
+    ]
+    raw = run_tool(
+        args,
+        settings.timeout_s,
+        ReasonCode.DECODE_ERROR,
+        f"cutting the music of a clip from {music_path.name}",
+        binary=True,
+    )
     return np.frombuffer(raw, np.float32).reshape(sample_count, 2)
 
 
@@ -129,16 +150,56 @@ def cut_video(
     )
     with atomic_path(out_path) as temp:
         args = [
-            require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-threads", str(threads),
+            require_tool("ffmpeg"),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-threads",
+            str(threads),
             *(["-filter_complex_threads", str(threads)] if threads else []),
-            "-ss", f"{video_seek_s:.6f}", "-t", f"{span.duration_s + _READ_SLACK_S:.6f}", "-i", f"file:{video_path}",
-            "-i", f"file:{music_path}", "-filter_complex", video_filter,
-            "-map", "[clip]", "-map", "1:a:0", "-af", _music_filter(round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)),
-            "-c:v", "libx264", "-preset", settings.x264_preset, "-crf", str(settings.crf), "-threads", str(threads),
+            "-ss",
+            f"{video_seek_s:.6f}",
+            "-t",
+            f"{span.duration_s + _READ_SLACK_S:.6f}",
+            "-i",
+            f"file:{video_path}",
+            "-i",
+            f"file:{music_path}",
+            "-filter_complex",
+            video_filter,
+            "-map",
+            "[clip]",
+            "-map",
+            "1:a:0",
+            "-af",
+            _music_filter(round(span.duration_s * MUSIC_SAMPLE_RATE_HZ)),
+            "-c:v",
+            "libx264",
+            "-preset",
+            settings.x264_preset,
+            "-crf",
+            str(settings.crf),
+            "-threads",
+            str(threads),
             *(["-x264-params", settings.x264_params] if settings.x264_params else []),
-            "-c:a", "aac", "-aac_coder", "fast", "-b:a", "192k", "-movflags", "+faststart", "-f", "mp4", f"file:{temp}",
-            "-map", "[small]", "-f", "yuv4mpegpipe", "pipe:1",
-        ]  # fmt: skip
+            "-c:a",
+            "aac",
+            "-aac_coder",
+            "fast",
+            "-b:a",
+            "192k",
+            "-movflags",
+            "+faststart",
+            "-f",
+            "mp4",
+            f"file:{temp}",
+            "-map",
+            "[small]",
+            "-f",
+            "yuv4mpegpipe",
+            "pipe:1",
+        ]
         picture = stream_tool(args, settings.timeout_s, ReasonCode.DECODE_ERROR, "cutting a clip", read_y4m_analysis)
     return picture
 
@@ -155,9 +216,26 @@ def _check_x264_params(x264_params: str, preset: str) -> None:
     if not x264_params:
         return
     args = [
-        require_tool("ffmpeg"), "-nostdin", "-v", "warning", "-f", "lavfi", "-i", "color=size=64x64:duration=0.04",
-        "-frames:v", "1", "-c:v", "libx264", "-preset", preset, "-x264-params", x264_params, "-f", "null", "-",
-    ]  # fmt: skip
+        require_tool("ffmpeg"),
+        "-nostdin",
+        "-v",
+        "warning",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=size=64x64:duration=0.04",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-x264-params",
+        x264_params,
+        "-f",
+        "null",
+        "-",
+    ]
     done = subprocess.run(args, capture_output=True, text=True, errors="replace", timeout=60)
     rejected = re.findall(r"Error parsing option '([^']*)'", done.stderr)
     if rejected or done.returncode != 0:

@@ -60,9 +60,16 @@ import numpy as np
 import scipy.fft
 
 from curation.dedup_picture import (
-    COEFFICIENTS, COLOURS, DECODE_SHORT_SIDE_PX, PICTURE_MATCH_THRESHOLD, PICTURE_RATE_HZ, REGIONS,
-    describe_pictures, picture_hashes, picture_score,
-)  # fmt: skip
+    COEFFICIENTS,
+    COLOURS,
+    DECODE_SHORT_SIDE_PX,
+    PICTURE_MATCH_THRESHOLD,
+    PICTURE_RATE_HZ,
+    REGIONS,
+    describe_pictures,
+    picture_hashes,
+    picture_score,
+)
 from curation.picture import parse_y4m_header
 from dvmset.errors import DedupError, ReasonCode
 from dvmset.storage import atomic_path
@@ -95,13 +102,17 @@ _FLAT_FRAME_STD = 2.0  # grey levels (0-255)
 _SILENT_TRACK_STD = 1e-3  # of the cube-root curves: a track this steady carries no evidence
 _FRAMES_PER_HALF = round(DECODE_RATE_HZ / PICTURE_RATE_HZ)  # a picture sample averages two half seconds
 _PICTURE_SCALE = (  # the shorter side to DECODE_SHORT_SIDE_PX, both sides even, square pixels
-    "scale=w='if(gte(iw*sar,ih),2*trunc({side}*iw*sar/ih/2),{side})'"
-    ":h='if(gte(iw*sar,ih),{side},2*trunc({side}*ih/(iw*sar)/2))':flags=area,setsar=1"
-).format(side=DECODE_SHORT_SIDE_PX)
+    f"scale=w='if(gte(iw*sar,ih),2*trunc({DECODE_SHORT_SIDE_PX}*iw*sar/ih/2),{DECODE_SHORT_SIDE_PX})'"
+    f":h='if(gte(iw*sar,ih),{DECODE_SHORT_SIDE_PX},2*trunc({DECODE_SHORT_SIDE_PX}*ih/(iw*sar)/2))':flags=area,setsar=1"
+)
 _DTYPES = {
-    "frame_hashes": np.uint64, "frame_chroma": np.uint8, "band_db": np.int8, "picture_descriptors": np.int8,
-    "picture_colours": np.uint8, "picture_hashes": np.uint64,
-}  # fmt: skip
+    "frame_hashes": np.uint64,
+    "frame_chroma": np.uint8,
+    "band_db": np.int8,
+    "picture_descriptors": np.int8,
+    "picture_colours": np.uint8,
+    "picture_hashes": np.uint64,
+}
 _NPY_HEADER = re.compile(  # the header `np.save` writes for a C-ordered array: (dtype, shape)
     rb"\{'descr': '([<>|=]?[a-zA-Z]\d*)', 'fortran_order': False, 'shape': \(((?:\d+, ?)*\d*)\), \} *\n"
 )
@@ -160,8 +171,21 @@ def fingerprint_video(video_path: Path, audio_path: Path | None = None, *, timeo
     if "video" not in streams:
         raise DedupError(ReasonCode.NO_VIDEO_STREAM, f"{video_path.name} has no video stream")
     video_filter = f"fps={DECODE_RATE_HZ},{_PICTURE_SCALE},format=yuv420p"
-    args = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", f"file:{video_path}", "-map", "0:v:0",
-            "-vf", video_filter, "-f", "yuv4mpegpipe", "pipe:1"]  # fmt: skip
+    args = [
+        require_tool("ffmpeg"),
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        f"file:{video_path}",
+        "-map",
+        "0:v:0",
+        "-vf",
+        video_filter,
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+    ]
     what = f"decoding {video_path.name}"
     frames, luma, chroma = stream_tool(args, timeout_s, ReasonCode.DECODE_ERROR, what, _read_frames, error=DedupError)
     if len(frames) == 0:
@@ -286,11 +310,15 @@ def save_fingerprint(fingerprint: Fingerprint, path: Path) -> Path:
     meta = json.dumps({"version": FINGERPRINT_VERSION})
     with atomic_path(path) as temp, open(temp, "wb") as handle:
         np.savez_compressed(
-            handle, frame_hashes=fingerprint.frame_hashes, frame_chroma=fingerprint.frame_chroma,
-            band_db=fingerprint.band_db, picture_descriptors=fingerprint.picture_descriptors,
+            handle,
+            frame_hashes=fingerprint.frame_hashes,
+            frame_chroma=fingerprint.frame_chroma,
+            band_db=fingerprint.band_db,
+            picture_descriptors=fingerprint.picture_descriptors,
             picture_colours=fingerprint.picture_colours,
-            picture_hashes=picture_hashes(fingerprint.picture_descriptors), meta=meta,
-        )  # fmt: skip
+            picture_hashes=picture_hashes(fingerprint.picture_descriptors),
+            meta=meta,
+        )
     return path
 
 

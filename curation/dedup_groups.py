@@ -121,7 +121,7 @@ class FingerprintIndex:
         keys_of = {
             video_id: index_keys(fingerprint.frame_hashes, picture_hashes(fingerprint.picture_descriptors))
             for video_id, fingerprint in fingerprints.items()
-        }  # fmt: skip
+        }
         return cls(keys_of, fingerprints.__getitem__)
 
     @property
@@ -179,7 +179,11 @@ def index_keys(frame_hashes: np.ndarray, picture_hashes: np.ndarray | None = Non
 
 
 def _sampled_keys(
-    hashes: np.ndarray, byte_keys: np.ndarray, prefix: int, prefix_share: float, share: float,
+    hashes: np.ndarray,
+    byte_keys: np.ndarray,
+    prefix: int,
+    prefix_share: float,
+    share: float,
     sample_of: np.ndarray | None = None,
 ) -> np.ndarray:
     """The keys of every table of `byte_keys` for the non-flat `hashes` `[N]`, sampled by rank:

@@ -131,9 +131,7 @@ def picture_hashes(descriptors: np.ndarray) -> np.ndarray:
     return np.where((descriptors != 0).any(axis=-1), hashes, np.uint64(0))
 
 
-def picture_score(
-    a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]
-) -> tuple[float | None, float]:
+def picture_score(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[float | None, float]:
     """(score, speed) of two videos' (descriptors, colours) (module docstring): the better of a's
     samples found in b and b's found in a (a slowed-down excerpt has more samples than the stretch
     of its original it shows); speed is how much faster b plays the content than a. None when

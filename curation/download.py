@@ -32,7 +32,13 @@ from dvmset.config import DownloadConfig
 from dvmset.errors import ConfigError, DownloadError, ReasonCode
 from dvmset.records import Download, SourceKind, SourceMetadata, VideoRecord
 from dvmset.storage import (
-    ARCHIVE_FILE, MEDIA_STEM, METADATA_FILE, DataRoot, atomic_path, atomic_write_text, remove_stale_temps,
+    ARCHIVE_FILE,
+    MEDIA_STEM,
+    METADATA_FILE,
+    DataRoot,
+    atomic_path,
+    atomic_write_text,
+    remove_stale_temps,
     temp_name_for,
 )
 

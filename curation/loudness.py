@@ -216,9 +216,7 @@ def _spans(frames_in: np.ndarray, margin: int, frames: int) -> list[tuple[int, i
     return [(max(0, int(a) - margin), min(frames, int(b) + margin + 1)) for a, b in zip(firsts, lasts)]
 
 
-def _limit(
-    audio: np.ndarray, gain_curve: np.ndarray, envelope: np.ndarray, ceiling: float
-) -> tuple[np.ndarray, float]:
+def _limit(audio: np.ndarray, gain_curve: np.ndarray, envelope: np.ndarray, ceiling: float) -> tuple[np.ndarray, float]:
     """`audio` `[T, C]` times `gain_curve` `[T]`, and the result's true peak; `envelope` `[T]` bounds
     `audio`'s (`_envelope_bounds`). A last static trim covers what the oversampling filter spreads
     from a changing gain into neighbouring samples."""
@@ -248,9 +246,7 @@ def _envelope_bounds(audio: np.ndarray, floor: float) -> np.ndarray:
     return envelope[:frames]
 
 
-def _gained_true_peak(
-    gained: np.ndarray, audio: np.ndarray, gain_curve: np.ndarray, envelope: np.ndarray
-) -> float:
+def _gained_true_peak(gained: np.ndarray, audio: np.ndarray, gain_curve: np.ndarray, envelope: np.ndarray) -> float:
     """The true peak of `gained` = `audio` `[T, C]` times `gain_curve` `[T]`, given upper bounds
     `[T]` on `audio`'s envelope.
 

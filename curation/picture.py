@@ -67,8 +67,9 @@ class PictureAnalysis:
         """Write the analysis to `path` (an `.npz`, a few kB a minute), atomically."""
         meta = json.dumps({"version": FORMAT_VERSION, "fps": [self.fps.numerator, self.fps.denominator]})
         with atomic_path(path) as temp, open(temp, "wb") as handle:  # a file object: np.savez adds no suffix
-            np.savez_compressed(handle, luma_diffs_255=self.luma_diffs_255, content_scores=self.content_scores,
-                                meta=np.asarray(meta))  # fmt: skip
+            np.savez_compressed(
+                handle, luma_diffs_255=self.luma_diffs_255, content_scores=self.content_scores, meta=np.asarray(meta)
+            )
         return path
 
 
@@ -84,9 +85,10 @@ def load_picture(path: Path) -> PictureAnalysis | None:
             if meta.get("version") != FORMAT_VERSION:
                 return None
             return PictureAnalysis(
-                data["luma_diffs_255"].astype(np.float32), data["content_scores"].astype(np.float32),
+                data["luma_diffs_255"].astype(np.float32),
+                data["content_scores"].astype(np.float32),
                 Fraction(*meta["fps"]),
-            )  # fmt: skip
+            )
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile):
         return None
 
@@ -128,12 +130,27 @@ def analyse_picture(video_path: Path, timeout_s: float = _DECODE_TIMEOUT_S) -> P
     """Decode every frame of `video_path`'s first video stream once, small, and analyse it;
     StageError(DECODE_ERROR) when it cannot be decoded or holds no frame."""
     args = [
-        require_tool("ffmpeg"), "-nostdin", "-v", "error", "-xerror",  # a corrupt packet fails, not skipped
-        "-threads", "1",  # the frames are analysed on a second core; frame threads cost ~20 % more CPU
-        "-skip_loop_filter", "all",  # deblocking: ~15 % of decoding, invisible at this size
-        "-i", f"file:{video_path}", "-map", "0:v:0", "-vf", small_frames_filter(),
-        "-fps_mode", "passthrough", "-f", "yuv4mpegpipe", "pipe:1",
-    ]  # fmt: skip
+        require_tool("ffmpeg"),
+        "-nostdin",
+        "-v",
+        "error",
+        "-xerror",  # a corrupt packet fails, not skipped
+        "-threads",
+        "1",  # the frames are analysed on a second core; frame threads cost ~20 % more CPU
+        "-skip_loop_filter",
+        "all",  # deblocking: ~15 % of decoding, invisible at this size
+        "-i",
+        f"file:{video_path}",
+        "-map",
+        "0:v:0",
+        "-vf",
+        small_frames_filter(),
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+    ]
     what = f"decoding the picture of {video_path.name}"
     picture = stream_tool(args, timeout_s, ReasonCode.DECODE_ERROR, what, read_y4m_analysis)
     if not picture.fps:

@@ -84,9 +84,13 @@ def speech_mask(energy: EnergyCurves, frame_count: int, config: PrescreenConfig)
     """[frame_count] bool: the frames of `energy.frame_s` that the clip's speech probabilities put in
     speech, under the config's rules (see `speech.speech_mask`); frames past their end are not speech."""
     segments = speech.speech_segments(
-        energy.speech_prob, energy.speech_hop_s, threshold=config.speech_threshold, min_speech_s=config.min_speech_s,
-        min_silence_s=config.min_speech_gap_s, speech_pad_s=config.speech_pad_s,
-    )  # fmt: skip
+        energy.speech_prob,
+        energy.speech_hop_s,
+        threshold=config.speech_threshold,
+        min_speech_s=config.min_speech_s,
+        min_silence_s=config.min_speech_gap_s,
+        speech_pad_s=config.speech_pad_s,
+    )
     return speech.speech_mask(segments, energy.frame_s, frame_count)
 
 

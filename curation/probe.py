@@ -159,7 +159,7 @@ def _float(value: Any) -> float | None:
 
 
 def _ratio(value: Any) -> float | None:
-    """"30000/1001" -> 29.97; None for "0/0", absent or malformed."""
+    """ "30000/1001" -> 29.97; None for "0/0", absent or malformed."""
     numerator, _, denominator = str(value).partition("/")
     num, den = _float(numerator), _float(denominator or "1")
     return num / den if num and den else None

@@ -39,7 +39,8 @@ import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version as package_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import soundfile as sf
@@ -53,9 +54,16 @@ from dvmset.storage import FINGERPRINT_FILE, DataRoot, is_temp_name, temp_name_f
 from manifests.card import NO_QUERY, SEPARATOR_ROLE, SPEECH_ROLE, ModelUse, write_dataset_card
 from manifests.media_facts import measure_clip_media
 from manifests.schema import (
-    MEDIA_ROOT_KEY, ManifestError, ManifestRow, manifest_path, manifest_row, manifest_table, media_root_of,
-    read_manifest, write_manifest,
-)  # fmt: skip
+    MEDIA_ROOT_KEY,
+    ManifestError,
+    ManifestRow,
+    manifest_path,
+    manifest_row,
+    manifest_table,
+    media_root_of,
+    read_manifest,
+    write_manifest,
+)
 from manifests.split import Split, SplitConfig, SplitItem, split_groups
 
 log = logging.getLogger(__name__)
@@ -204,27 +212,42 @@ def publish(
     staging = temp_name_for(final)
     try:
         _write(
-            staging / version, rows, catalog.rejection_counts(decisions), catalog, config, version,
-            models=models, stand_in_rejected=stand_in_rejected, media_root=media_root_of(final, data.root),
+            staging / version,
+            rows,
+            catalog.rejection_counts(decisions),
+            catalog,
+            config,
+            version,
+            models=models,
+            stand_in_rejected=stand_in_rejected,
+            media_root=media_root_of(final, data.root),
             video_durations_s=_video_durations(videos, accepted),
             rejected_clips=sum(1 for d in decisions.values() if d.status is ClipStatus.REJECTED),
-        )  # fmt: skip
+        )
         catalog.set_groups({video: group for video, group in group_of.items() if stored_groups.get(video) != group})
         newly = catalog.publish_splits(split_of, version)
         os.rename(staging / version, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     for merge in grouping.merges:
-        log.warning("publish %s: group %s absorbed %s (videos %s)", version, merge.kept, merge.absorbed, merge.moved_video_ids)
+        log.warning(
+            "publish %s: group %s absorbed %s (videos %s)", version, merge.kept, merge.absorbed, merge.moved_video_ids
+        )
     if withheld:
         log.warning("publish %s: withheld %s: each joins groups published on both sides", version, sorted(withheld))
     return PublishResult(
-        version=version, manifest_dir=final, clips={side: len(rows[side]) for side in Split},
+        version=version,
+        manifest_dir=final,
+        clips={side: len(rows[side]) for side in Split},
         videos={side: sum(1 for s in split_of.values() if s == side.value) for side in Split},
         rejected_clips=sum(1 for d in decisions.values() if d.status is ClipStatus.REJECTED),
-        groups=len({group_of[v] for v in accepted}), newly_published_videos=newly, merges=grouping.merges,
-        withheld_video_ids=tuple(sorted(withheld)), stand_in_clips=len(stand_ins), stand_in_models=stand_in_models,
-    )  # fmt: skip
+        groups=len({group_of[v] for v in accepted}),
+        newly_published_videos=newly,
+        merges=grouping.merges,
+        withheld_video_ids=tuple(sorted(withheld)),
+        stand_in_clips=len(stand_ins),
+        stand_in_models=stand_in_models,
+    )
 
 
 def _accepted_clips(
@@ -281,8 +304,12 @@ def model_uses(
 
 
 def _manifest_rows(
-    data: DataRoot, accepted: dict[str, list[ClipRecord]], videos: dict[str, VideoRecord],
-    decisions: dict[str, Decision], group_of: dict[str, str], split_of: dict[str, str],
+    data: DataRoot,
+    accepted: dict[str, list[ClipRecord]],
+    videos: dict[str, VideoRecord],
+    decisions: dict[str, Decision],
+    group_of: dict[str, str],
+    split_of: dict[str, str],
 ) -> dict[Split, list[ManifestRow]]:
     """Side -> the manifest rows of the `accepted` clips of the videos on it (each video's music
     format read once, from its first clip's file; every clip's files measured by `_media_facts`)."""
@@ -294,17 +321,27 @@ def _manifest_rows(
         rate_hz, channels = _music_format(data, video_clips[0])
         rows[side] += [
             manifest_row(
-                video, clip, decisions[clip.clip_id], group_id, side, rate_hz, channels=channels,
-                video_facts=facts[clip.video_path], music_facts=facts[clip.music_path],
+                video,
+                clip,
+                decisions[clip.clip_id],
+                group_id,
+                side,
+                rate_hz,
+                channels=channels,
+                video_facts=facts[clip.video_path],
+                music_facts=facts[clip.music_path],
             )
             for clip in video_clips
-        ]  # fmt: skip
+        ]
     return rows
 
 
 def _refuse_empty_sides(
-    split_of: dict[str, str], group_of: dict[str, str], accepted: dict[str, list[ClipRecord]],
-    videos: dict[str, VideoRecord], config: Config,
+    split_of: dict[str, str],
+    group_of: dict[str, str],
+    accepted: dict[str, list[ClipRecord]],
+    videos: dict[str, VideoRecord],
+    config: Config,
 ) -> None:
     """EmptySplitError when a side gets no group of videos with accepted clips."""
     groups = {side.value: {group_of[v] for v, s in split_of.items() if s == side.value} for side in Split}
@@ -314,8 +351,11 @@ def _refuse_empty_sides(
     per_query: dict[str, set[str]] = defaultdict(set)
     for video_id in accepted:
         per_query[_query(videos[video_id])].add(group_of[video_id])
-    largest = max(((query, len(members)) for query, members in per_query.items()), key=lambda qc: (qc[1], qc[0]),
-                  default=("none", 0))  # fmt: skip
+    largest = max(
+        ((query, len(members)) for query, members in per_query.items()),
+        key=lambda qc: (qc[1], qc[0]),
+        default=("none", 0),
+    )
     counts = {side: len(members) for side, members in groups.items()}
     raise EmptySplitError(" and ".join(empty), counts, config.publish.min_groups_per_query, largest)
 
@@ -337,8 +377,9 @@ def _fingerprints(data: DataRoot, videos: Iterable[VideoRecord], required: set[s
     videos = list(videos)
     paths = {
         video.video_id: data.stems_dir(video.video_id) / FINGERPRINT_FILE
-        for video in videos if video.fingerprint_version == dedup.FINGERPRINT_VERSION
-    }  # fmt: skip
+        for video in videos
+        if video.fingerprint_version == dedup.FINGERPRINT_VERSION
+    }
     prints, errors = dedup_groups.index_files(paths)
     for video_id, error in errors.items():
         log.warning("%s: %s", video_id, error)
@@ -377,7 +418,8 @@ def _group_without_bridges(
                 )
             old = [v for v in ids if v in stored]
             alone = [
-                v for v in new
+                v
+                for v in new
                 if _torn_groups(dedup_groups.assign_groups(prints.only([*old, v]), stored).group_of, side_of)
             ]
             withheld.update(alone or new)
@@ -424,9 +466,18 @@ def _music_format(data: DataRoot, clip: ClipRecord) -> tuple[int, int]:
 
 
 def _write(
-    folder: Path, rows: dict[Split, list[ManifestRow]], rejections: Counter[str], catalog: Catalog, config: Config,
-    version: str, *, models: list[ModelUse], stand_in_rejected: int, media_root: str,
-    video_durations_s: dict[str, float] | None = None, rejected_clips: int | None = None,
+    folder: Path,
+    rows: dict[Split, list[ManifestRow]],
+    rejections: Counter[str],
+    catalog: Catalog,
+    config: Config,
+    version: str,
+    *,
+    models: list[ModelUse],
+    stand_in_rejected: int,
+    media_root: str,
+    video_durations_s: dict[str, float] | None = None,
+    rejected_clips: int | None = None,
 ) -> None:
     """The two manifests and the card (with the rejected clips per reason, the models the clips'
     stems came from and the stand-in warning when there is stand-in output) into `folder`."""
@@ -435,19 +486,28 @@ def _write(
     metadata = {"manifest_version": version, "code_version": code, "config": toml_text, MEDIA_ROOT_KEY: media_root}
     tables = {side: read_manifest(write_manifest(rows[side], manifest_path(folder, side), metadata)) for side in Split}
     write_dataset_card(
-        folder, tables[Split.TRAIN], tables[Split.TEST], rejections=rejections,
-        config_toml=toml_text, code_version=code, models=models, stand_in_rejected=stand_in_rejected,
-        video_durations_s=video_durations_s, rejected_clips=rejected_clips,
-    )  # fmt: skip
+        folder,
+        tables[Split.TRAIN],
+        tables[Split.TEST],
+        rejections=rejections,
+        config_toml=toml_text,
+        code_version=code,
+        models=models,
+        stand_in_rejected=stand_in_rejected,
+        video_durations_s=video_durations_s,
+        rejected_clips=rejected_clips,
+    )
 
 
 def _shareable(config: Config, catalog: Catalog) -> Config:
     """The config without secrets: the catalog URL's password hidden, proxies left out."""
-    return config.model_copy(update={
-        "catalog_url": catalog.url if config.catalog_url else None,
-        "search": config.search.model_copy(update={"proxy": None}),
-        "download": config.download.model_copy(update={"proxy": None, "cookies_file": None}),
-    })  # fmt: skip
+    return config.model_copy(
+        update={
+            "catalog_url": catalog.url if config.catalog_url else None,
+            "search": config.search.model_copy(update={"proxy": None}),
+            "download": config.download.model_copy(update={"proxy": None, "cookies_file": None}),
+        }
+    )
 
 
 def code_version() -> str:
@@ -455,9 +515,13 @@ def code_version() -> str:
     installed package version."""
     try:
         done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=Path(__file__).parent, capture_output=True, text=True,
-            timeout=10, check=True,
-        )  # fmt: skip
+            ["git", "describe", "--always", "--dirty"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return done.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         try:

@@ -20,20 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from curation.publish import VersionExistsError, code_version
 from pydantic import ValidationError
 
+from curation.publish import VersionExistsError, code_version
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
 from dvmset.records import ClipStatus
 from dvmset.storage import atomic_write_text, temp_name_for
 from manifests.card import CARD_FILE, fenced, markdown_table
 from manifests.release import (
-    RELEASE_FILE, RELEASE_SCHEMA_VERSION, ReleaseRow, is_shareable_url, release_row, write_release,
-)  # fmt: skip
+    RELEASE_FILE,
+    RELEASE_SCHEMA_VERSION,
+    ReleaseRow,
+    is_shareable_url,
+    release_row,
+    write_release,
+)
 from manifests.schema import manifest_metadata, manifest_path, read_manifest
 from manifests.split import Split
-
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,12 @@ def make_release(manifest_dir: Path, release_dir: Path, catalog: Catalog | None 
     if catalog is not None:
         rows += _rejected_rows(catalog, kept)
     release_metadata = {
-        "release_version": version, "manifest_version": version, "manifest_code_version": metadata.get("code_version"),
-        "code_version": code_version(), "config": shareable_config(metadata.get("config") or ""),
-    }  # fmt: skip
+        "release_version": version,
+        "manifest_version": version,
+        "manifest_code_version": metadata.get("code_version"),
+        "code_version": code_version(),
+        "config": shareable_config(metadata.get("config") or ""),
+    }
     staging = temp_name_for(release_dir)
     try:
         write_release(rows, staging, release_metadata)
@@ -76,9 +83,12 @@ def make_release(manifest_dir: Path, release_dir: Path, catalog: Catalog | None 
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ReleaseResult(
-        version=version, release_dir=release_dir, clips=dict(Counter((row.split, row.decision) for row in rows)),
-        videos=len({row.video_id for row in rows}), withheld_local_videos=len(local),
-    )  # fmt: skip
+        version=version,
+        release_dir=release_dir,
+        clips=dict(Counter((row.split, row.decision) for row in rows)),
+        videos=len({row.video_id for row in rows}),
+        withheld_local_videos=len(local),
+    )
 
 
 def shareable_config(toml_text: str) -> str:
@@ -88,11 +98,17 @@ def shareable_config(toml_text: str) -> str:
         config = Config.model_validate(tomllib.loads(toml_text))
     except (tomllib.TOMLDecodeError, ValidationError):
         return ""
-    return config_toml(config.model_copy(update={
-        "data_root": Config().data_root, "model_dir": None, "catalog_url": None,
-        "search": config.search.model_copy(update={"queries_file": None, "proxy": None}),
-        "download": config.download.model_copy(update={"cookies_file": None, "proxy": None}),
-    }))  # fmt: skip
+    return config_toml(
+        config.model_copy(
+            update={
+                "data_root": Config().data_root,
+                "model_dir": None,
+                "catalog_url": None,
+                "search": config.search.model_copy(update={"queries_file": None, "proxy": None}),
+                "download": config.download.model_copy(update={"cookies_file": None, "proxy": None}),
+            }
+        )
+    )
 
 
 def _rejected_rows(catalog: Catalog, manifest_records: list[dict[str, Any]]) -> list[ReleaseRow]:
@@ -107,11 +123,18 @@ def _rejected_rows(catalog: Catalog, manifest_records: list[dict[str, Any]]) -> 
         if clip.video_id not in video_record or clip.clip_id in released or decision is None:
             continue
         if decision.status is ClipStatus.REJECTED:
-            rows.append(release_row(
-                video_record[clip.video_id], clip_id=clip.clip_id, start_s=clip.start_s, end_s=clip.end_s,
-                duration_s=clip.duration_s, fps=clip.fps, decision=decision.status.value,
-                reasons=[reason.value for reason in decision.reasons],
-            ))  # fmt: skip
+            rows.append(
+                release_row(
+                    video_record[clip.video_id],
+                    clip_id=clip.clip_id,
+                    start_s=clip.start_s,
+                    end_s=clip.end_s,
+                    duration_s=clip.duration_s,
+                    fps=clip.fps,
+                    decision=decision.status.value,
+                    reasons=[reason.value for reason in decision.reasons],
+                )
+            )
     return rows
 
 
@@ -120,47 +143,65 @@ def card_text(version: str, rows: list[ReleaseRow], withheld_local_videos: int, 
     counts = Counter((row.split, row.decision) for row in rows)
     sides = sorted({row.split for row in rows})
     split_rows = [
-        [side, counts[(side, "accepted")], counts[(side, "rejected")],
-         len({r.video_id for r in rows if r.split == side}), len({r.group_id for r in rows if r.split == side})]
+        [
+            side,
+            counts[(side, "accepted")],
+            counts[(side, "rejected")],
+            len({r.video_id for r in rows if r.split == side}),
+            len({r.group_id for r in rows if r.split == side}),
+        ]
         for side in sides
-    ]  # fmt: skip
+    ]
     by_query = Counter((row.query or "(none)", row.split) for row in rows if row.decision == "accepted")
     queries = sorted({query for query, _side in by_query})
     query_rows = [[query, *(by_query[(query, side)] for side in sides)] for query in queries]
     withheld = (
         f"\n\n{withheld_local_videos} videos of the manifest came from local files and are not in this release."
-        if withheld_local_videos else ""
-    )  # fmt: skip
-    return "\n\n".join([
-        f"---\npretty_name: \"DVMSet {version} (media-free release)\"\nlicense: other\n"
-        f"configs:\n- config_name: default\n  data_files: {RELEASE_FILE}\n"
-        f"dvmset_release_schema_version: {RELEASE_SCHEMA_VERSION}\n---",
-        f"# DVMSet {version}: media-free release\n\n"
-        f"`{RELEASE_FILE}` lists the clips of manifest {version} without any media: each row is one clip "
-        "of a web video, by source URL and platform id, with its "
-        "start and end time, near-duplicate group, split (train/test), and the reviewers' decision and reasons. "
-        "The media stay with their owners: rebuild them from the URLs. Each clip keeps the licence of its "
-        "source video (column `license`)." + withheld,
-        "## Counts\n\n"
-        + markdown_table(["split", "accepted clips", "rejected clips", "videos", "groups"], split_rows),
-        "## Accepted clips per query\n\n" + (markdown_table(["query", *sides], query_rows) if query_rows else "None."),
-        "## Open it\n\n" + fenced(
-            "import pandas as pd\nclips = pd.read_parquet('clips.parquet')\n"
-            "train = clips[(clips.split == 'train') & (clips.decision == 'accepted')]\n\n"
-            "# or: duckdb -c \"SELECT split, count(*) FROM 'clips.parquet' GROUP BY split\"", "python",
-        ),
-        "## Rebuild the clips\n\n"
-        "With the `dvmset` package installed (Python 3.11, ffmpeg) and a config whose `[clip]`, `[separate]` "
-        "and `[loudness]` settings match the configuration below:\n\n" + fenced(
-            "dvmset init dvmset.toml            # then copy the settings below into it\n"
-            "dvmset rebuild path/to/this/folder --config dvmset.toml", "sh",
-        ) + "\n\nThe rebuild downloads every source again, runs the normal stages (probe, vocal removal, "
-        "clips, loudness, prescreen, fingerprint), checks that every clip comes out with the same id and "
-        "duration (to one frame), records this release's decisions as label events by `release:"
-        f"{version}`, and reports the clips it could not make: sources gone (with the download's reason "
-        "code) and clips whose times no longer match. It exits non-zero only when no clip could be rebuilt.",
-        f"## Provenance\n\nRelease schema version {RELEASE_SCHEMA_VERSION}; manifest {version}.\n\n"
-        f"Code version of the manifest:\n\n{fenced(str(metadata.get('manifest_code_version')), 'text')}\n\n"
-        f"Code version of the release:\n\n{fenced(str(metadata.get('code_version')), 'text')}\n\n"
-        f"Configuration:\n\n{fenced(metadata.get('config') or '# not recorded', 'toml')}",
-    ]) + "\n"  # fmt: skip
+        if withheld_local_videos
+        else ""
+    )
+    return (
+        "\n\n".join(
+            [
+                f'---\npretty_name: "DVMSet {version} (media-free release)"\nlicense: other\n'
+                f"configs:\n- config_name: default\n  data_files: {RELEASE_FILE}\n"
+                f"dvmset_release_schema_version: {RELEASE_SCHEMA_VERSION}\n---",
+                f"# DVMSet {version}: media-free release\n\n"
+                f"`{RELEASE_FILE}` lists the clips of manifest {version} without any media: each row is one clip "
+                "of a web video, by source URL and platform id, with its "
+                "start and end time, near-duplicate group, split (train/test), and the reviewers' decision and "
+                "reasons. "
+                "The media stay with their owners: rebuild them from the URLs. Each clip keeps the licence of its "
+                "source video (column `license`)." + withheld,
+                "## Counts\n\n"
+                + markdown_table(["split", "accepted clips", "rejected clips", "videos", "groups"], split_rows),
+                "## Accepted clips per query\n\n"
+                + (markdown_table(["query", *sides], query_rows) if query_rows else "None."),
+                "## Open it\n\n"
+                + fenced(
+                    "import pandas as pd\nclips = pd.read_parquet('clips.parquet')\n"
+                    "train = clips[(clips.split == 'train') & (clips.decision == 'accepted')]\n\n"
+                    "# or: duckdb -c \"SELECT split, count(*) FROM 'clips.parquet' GROUP BY split\"",
+                    "python",
+                ),
+                "## Rebuild the clips\n\n"
+                "With the `dvmset` package installed (Python 3.11, ffmpeg) and a config whose `[clip]`, `[separate]` "
+                "and `[loudness]` settings match the configuration below:\n\n"
+                + fenced(
+                    "dvmset init dvmset.toml            # then copy the settings below into it\n"
+                    "dvmset rebuild path/to/this/folder --config dvmset.toml",
+                    "sh",
+                )
+                + "\n\nThe rebuild downloads every source again, runs the normal stages (probe, vocal removal, "
+                "clips, loudness, prescreen, fingerprint), checks that every clip comes out with the same id and "
+                "duration (to one frame), records this release's decisions as label events by `release:"
+                f"{version}`, and reports the clips it could not make: sources gone (with the download's reason "
+                "code) and clips whose times no longer match. It exits non-zero only when no clip could be rebuilt.",
+                f"## Provenance\n\nRelease schema version {RELEASE_SCHEMA_VERSION}; manifest {version}.\n\n"
+                f"Code version of the manifest:\n\n{fenced(str(metadata.get('manifest_code_version')), 'text')}\n\n"
+                f"Code version of the release:\n\n{fenced(str(metadata.get('code_version')), 'text')}\n\n"
+                f"Configuration:\n\n{fenced(metadata.get('config') or '# not recorded', 'toml')}",
+            ]
+        )
+        + "\n"
+    )

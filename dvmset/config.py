@@ -272,10 +272,15 @@ def _move_model_keys(data: Any, source: str) -> Any:
         return data
     both = [key for key in moved if key in (model or {})]
     if both:
-        raise ValueError(f"{', '.join(both)} set under both [train] (where configs before [model] had it) and "
-                         "[model]: keep the one under [model]")  # fmt: skip
-    log.warning("%s: %s belong to the [model] section now: read from [train] this time; move them to [model]",
-                source, ", ".join(moved))  # fmt: skip
+        raise ValueError(
+            f"{', '.join(both)} set under both [train] (where configs before [model] had it) and "
+            "[model]: keep the one under [model]"
+        )
+    log.warning(
+        "%s: %s belong to the [model] section now: read from [train] this time; move them to [model]",
+        source,
+        ", ".join(moved),
+    )
     kept = {key: value for key, value in train.items() if key not in moved}
     return {**data, "train": kept, "model": {**(model or {}), **{key: train[key] for key in moved}}}
 
@@ -341,8 +346,11 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 _PATH_KEYS = {
-    (): ("data_root", "model_dir"), ("search",): ("queries_file",), ("download",): ("cookies_file",),
-    ("model",): ("rhythm_predictor",), ("train",): ("rhythm_predictor",),  # [train]: configs before [model]
+    (): ("data_root", "model_dir"),
+    ("search",): ("queries_file",),
+    ("download",): ("cookies_file",),
+    ("model",): ("rhythm_predictor",),
+    ("train",): ("rhythm_predictor",),  # [train]: configs before [model]
 }
 
 

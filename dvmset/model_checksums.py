@@ -110,4 +110,3 @@ def wheel_record_checks(package: str, model_file: Path) -> list[ChecksumResult]:
             actual = file_digest(model_file, "sha256")
             return [ChecksumResult(model_file, "sha256", expected, actual, f"the {package} wheel's RECORD")]
     return []
-

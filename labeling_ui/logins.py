@@ -127,8 +127,9 @@ class ThrottledLogin:
         finally:
             failures = self.throttle.end(keys, ok)
         if not ok:
-            log.warning("wrong password for %r from %s (%d recent failures, waited %.1f s)", name, address,
-                        failures, delay_s)  # fmt: skip
+            log.warning(
+                "wrong password for %r from %s (%d recent failures, waited %.1f s)", name, address, failures, delay_s
+            )
         return ok
 
 

@@ -65,8 +65,21 @@ class OriginalAudio:
         source = self.source(video)
         if source is None:
             return None
-        cut = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", f"{clip.start_s:.3f}",
-               "-t", f"{clip.end_s - clip.start_s:.3f}", "-i", str(source), "-map", "0:a:0"]  # fmt: skip
+        cut = [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-ss",
+            f"{clip.start_s:.3f}",
+            "-t",
+            f"{clip.end_s - clip.start_s:.3f}",
+            "-i",
+            str(source),
+            "-map",
+            "0:a:0",
+        ]
         encode = ["-ac", "2", "-c:a", "aac", "-b:a", "128k"]
         playable = video is not None and video.probe is not None and video.probe.audio_codec in COPIED_CODECS
         for codec in (["-c:a", "copy"], encode) if playable else (encode,):

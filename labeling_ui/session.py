@@ -76,7 +76,11 @@ class ReviewSession:
         return self.fill(state, annotator)
 
     def decide(
-        self, state: SessionState, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (),
+        self,
+        state: SessionState,
+        annotator: str,
+        decision: ClipStatus,
+        reasons: Sequence[str] = (),
         note: str | None = None,
     ) -> SessionState:
         """Record accept or reject of the clip on screen, then move the prefetched clip onto the screen."""
@@ -85,11 +89,18 @@ class ReviewSession:
             raise DecisionError("there is no clip on screen")
         reasons = _checked_reasons(decision, reasons, note)
         self.catalog.add_label(
-            state.current, annotator, decision, reasons, (note or "").strip() or None, lease_s=self.settings.lease_s,
-            role=self.role(annotator), require_claim=True,
+            state.current,
+            annotator,
+            decision,
+            reasons,
+            (note or "").strip() or None,
+            lease_s=self.settings.lease_s,
+            role=self.role(annotator),
+            require_claim=True,
         )
-        moved = replace(state, current=state.next, next=None, history=state.history + (state.current,),
-                        decided=state.decided + 1)  # fmt: skip
+        moved = replace(
+            state, current=state.next, next=None, history=state.history + (state.current,), decided=state.decided + 1
+        )
         return self.fill(moved, annotator)
 
     def skip(self, state: SessionState, annotator: str) -> SessionState:
@@ -98,7 +109,9 @@ class ReviewSession:
         if state.current is None:
             return self.fill(state, annotator)
         self.catalog.release_claim(state.current, annotator)
-        return self.fill(replace(state, current=state.next, next=None, skipped=state.skipped + (state.current,)), annotator)
+        return self.fill(
+            replace(state, current=state.next, next=None, skipped=state.skipped + (state.current,)), annotator
+        )
 
     def undo(self, state: SessionState, annotator: str, clip_id: str | None = None) -> SessionState:
         """Withdraw the latest decision (or the one on `clip_id`, one of the recent ones: to change
@@ -110,7 +123,11 @@ class ReviewSession:
             raise DecisionError("that clip is not among your recent decisions")
         last = clip_id or state.history[-1]
         self.catalog.add_label(
-            last, annotator, ClipStatus.PENDING_REVIEW, lease_s=self.settings.lease_s, role=self.role(annotator),
+            last,
+            annotator,
+            ClipStatus.PENDING_REVIEW,
+            lease_s=self.settings.lease_s,
+            role=self.role(annotator),
             require_claim=True,
         )
         if state.next:
@@ -141,8 +158,13 @@ class ReviewSession:
         return state
 
     def _claim(self, annotator: str, skip: Sequence[str]) -> str | None:
-        return self.catalog.claim_next(annotator, self.settings.lease_s, self.settings.overlap_share, skip=set(skip),
-                                       reviewer=self.role(annotator) is Role.REVIEWER)  # fmt: skip
+        return self.catalog.claim_next(
+            annotator,
+            self.settings.lease_s,
+            self.settings.overlap_share,
+            skip=set(skip),
+            reviewer=self.role(annotator) is Role.REVIEWER,
+        )
 
 
 def _ids(clip_id: str | None) -> tuple[str, ...]:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from dvmset.catalog.review import AUTO_ANNOTATOR
 from dvmset.catalog.decisions import VOTES, LabelEvent, disputes
+from dvmset.catalog.review import AUTO_ANNOTATOR
 from dvmset.records import ClipStatus, Role
 
 _BREAK_S = 600.0  # a longer pause between two decisions is a break, not review time
@@ -67,11 +67,15 @@ def progress(events: Sequence[LabelEvent]) -> Progress:
         votes = [by[name].decision for by in latest.values() if name in by]
         gaps = [(b - a).total_seconds() for a, b in zip(times[name], times[name][1:])]
         gaps = [gap for gap in gaps if gap <= _BREAK_S]
-        annotators.append(AnnotatorStats(
-            name, votes.count(ClipStatus.ACCEPTED.value), votes.count(ClipStatus.REJECTED.value),
-            sum(e.decision not in VOTES for e in people if e.annotator == name),
-            statistics.median(gaps) if gaps else None,
-        ))  # fmt: skip
+        annotators.append(
+            AnnotatorStats(
+                name,
+                votes.count(ClipStatus.ACCEPTED.value),
+                votes.count(ClipStatus.REJECTED.value),
+                sum(e.decision not in VOTES for e in people if e.annotator == name),
+                statistics.median(gaps) if gaps else None,
+            )
+        )
     pairs = []
     for clip_id in sorted(latest):
         live = {who: e.decision for who, e in latest[clip_id].items() if e.decision in VOTES}
@@ -92,8 +96,10 @@ def stats_html(events: Sequence[LabelEvent], clip_counts: dict[ClipStatus, int])
         f"<td>{'-' if a.median_s_per_clip is None else f'{a.median_s_per_clip:.1f}'}</td></tr>"
         for a in result.annotators
     )
-    table = ("<table id='dv-annotators'><tr><th>annotator</th><th>accepted</th><th>rejected</th><th>undos</th>"
-             f"<th>median s per clip</th></tr>{rows}</table>")  # fmt: skip
+    table = (
+        "<table id='dv-annotators'><tr><th>annotator</th><th>accepted</th><th>rejected</th><th>undos</th>"
+        f"<th>median s per clip</th></tr>{rows}</table>"
+    )
     kappa = "-" if result.kappa is None else f"{result.kappa:.2f}"
     agreement = f"<p id='dv-kappa'>overlap clips: {result.overlap_clips}; Cohen's kappa: {kappa}</p>"
     listed = "".join(f"<li>{escape(clip_id)}</li>" for clip_id in result.disagreements[:50])

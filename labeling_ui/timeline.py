@@ -102,8 +102,12 @@ class Timelines:
         path = self._path(key)
         try:
             saved = json.loads(path.read_text())
-            return Timeline(saved["duration_s"], saved["frame_s"], tuple(saved["levels_dbfs"]),
-                            tuple(tuple(run) for run in saved["silent_runs_s"]))  # fmt: skip
+            return Timeline(
+                saved["duration_s"],
+                saved["frame_s"],
+                tuple(saved["levels_dbfs"]),
+                tuple(tuple(run) for run in saved["silent_runs_s"]),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             pass  # not measured yet (or an unreadable file: measured again)
         timeline = measure(music_path, self.silence_dbfs)
@@ -151,8 +155,10 @@ def timeline_svg(timeline: Timeline, scene_cuts_s: Sequence[float], flags: Seque
         f'<rect width="{_WIDTH}" height="{_HEIGHT}" fill="#111827"/>',
     ]
     for start_s, end_s in timeline.silent_runs_s:
-        parts.append(f'<rect class="dv-silent" x="{x(start_s):.1f}" width="{max(x(end_s) - x(start_s), 1.0):.1f}" '
-                     f'height="{_HEIGHT}" fill="#dc2626" fill-opacity="0.45"/>')  # fmt: skip
+        parts.append(
+            f'<rect class="dv-silent" x="{x(start_s):.1f}" width="{max(x(end_s) - x(start_s), 1.0):.1f}" '
+            f'height="{_HEIGHT}" fill="#dc2626" fill-opacity="0.45"/>'
+        )
     if len(levels):
         step = -(-len(levels) // _MAX_POINTS)  # frames per drawn point: the loudest of them
         peaks = np.pad(levels, (0, -len(levels) % step), constant_values=_FLOOR_DBFS).reshape(-1, step).max(axis=1)
@@ -162,8 +168,10 @@ def timeline_svg(timeline: Timeline, scene_cuts_s: Sequence[float], flags: Seque
         points = " ".join(f"{px:.1f},{py:.1f}" for px, py in outline.tolist())
         parts.append(f'<polygon points="{points}" fill="#60a5fa"/>')
     for cut_s in scene_cuts_s:
-        parts.append(f'<line class="dv-cut" x1="{x(cut_s):.1f}" x2="{x(cut_s):.1f}" y1="0" y2="{_HEIGHT}" '
-                     f'stroke="#fbbf24" stroke-width="2"/>')  # fmt: skip
+        parts.append(
+            f'<line class="dv-cut" x1="{x(cut_s):.1f}" x2="{x(cut_s):.1f}" y1="0" y2="{_HEIGHT}" '
+            f'stroke="#fbbf24" stroke-width="2"/>'
+        )
     parts.append(f'<line id="dv-playhead" x1="0" x2="0" y1="0" y2="{_HEIGHT}" stroke="#ffffff" stroke-width="2"/>')
     caption = "flags: " + (", ".join(flags) if flags else "none") + " | red: silent | yellow: scene cuts"
     parts.append(f'<text x="4" y="{_HEIGHT + 15}" font-size="13" fill="currentColor">{html.escape(caption)}</text>')

@@ -46,15 +46,19 @@ def player_html(
     `original_url`: the source's own audio over the clip's span, which key `o` switches to."""
     next_attr = f' data-next-src="{escape(next_url)}"' if next_url else ""
     next_attr += f' data-original-src="{escape(original_url)}"' if original_url else ""
-    return (f'<div id="dv-slot" data-clip="{escape(clip_id)}" data-src="{escape(video_url)}"{next_attr} '
-            f'data-heartbeat-ms="{int(heartbeat_ms)}"></div>')  # fmt: skip
+    return (
+        f'<div id="dv-slot" data-clip="{escape(clip_id)}" data-src="{escape(video_url)}"{next_attr} '
+        f'data-heartbeat-ms="{int(heartbeat_ms)}"></div>'
+    )
 
 
 def timeline_pending_html(clip_id: str) -> str:
     """The timeline's place while the clip's music is still being measured: the page asks for the
     timeline (`#dv-timeline-fetch`) when it shows this."""
-    return (f'<div id="dv-timeline-pending" data-clip="{escape(clip_id)}" style="aspect-ratio:1000/140;'
-            'display:flex;align-items:center;justify-content:center;opacity:.6">measuring the music\'s level…</div>')
+    return (
+        f'<div id="dv-timeline-pending" data-clip="{escape(clip_id)}" style="aspect-ratio:1000/140;'
+        "display:flex;align-items:center;justify-content:center;opacity:.6\">measuring the music's level…</div>"
+    )
 
 
 def lease_lost_html(clip_id: str) -> str:
@@ -77,10 +81,14 @@ def stand_in_html(clip: ClipRecord, video: VideoRecord | None) -> str:
     if not (clip.stand_in or stamps):
         return ""
     named = stamps or [stamp for stamp in recorded if stamp.model_id == clip.separator_model_id]
-    models = ", ".join(
-        f"<code>{escape(stamp.model_id)}</code>" + (f" (SHA-256 {escape(stamp.sha256[:12])}…)" if stamp.sha256 else "")
-        for stamp in named
-    ) or f"<code>{escape(clip.separator_model_id)}</code>"
+    models = (
+        ", ".join(
+            f"<code>{escape(stamp.model_id)}</code>"
+            + (f" (SHA-256 {escape(stamp.sha256[:12])}…)" if stamp.sha256 else "")
+            for stamp in named
+        )
+        or f"<code>{escape(clip.separator_model_id)}</code>"
+    )
     return (
         '<div id="dv-stand-in" role="alert" style="background:#dc2626;color:#fff;font-weight:bold;'
         'padding:.6em 1em;margin-bottom:.5em;border-radius:6px;font-size:1.05em;border:3px solid #7f1d1d">'
@@ -108,27 +116,44 @@ def info_html(clip: ClipRecord, video: VideoRecord | None, limits: Thresholds = 
     loud_off = abs(loud.after_lufs - limits.target_lufs) > 1.0 or loud.true_peak_dbtp > limits.true_peak_ceiling_dbtp
     numbers = [
         ("priority", f"{scores.priority:.2f}", False),
-        ("non-music", f"{scores.non_music_s:.1f} s (flag over {limits.max_non_music_s:g} s)",
-         scores.non_music_s > limits.max_non_music_s),
+        (
+            "non-music",
+            f"{scores.non_music_s:.1f} s (flag over {limits.max_non_music_s:g} s)",
+            scores.non_music_s > limits.max_non_music_s,
+        ),
         ("speech", f"{scores.speech_s:.1f} s", False),
         ("silence", f"{scores.silence_s:.1f} s (longest {scores.longest_silence_s:.1f} s)", False),
-        ("static", f"{scores.static_share:.0%} (flag over {limits.max_static_share:.0%})",
-         scores.static_share > limits.max_static_share),
-        ("noise", f"{scores.noise_score:.2f} (flag over {limits.max_noise_score:.2f})",
-         scores.noise_score > limits.max_noise_score),
+        (
+            "static",
+            f"{scores.static_share:.0%} (flag over {limits.max_static_share:.0%})",
+            scores.static_share > limits.max_static_share,
+        ),
+        (
+            "noise",
+            f"{scores.noise_score:.2f} (flag over {limits.max_noise_score:.2f})",
+            scores.noise_score > limits.max_noise_score,
+        ),
         ("scene cuts", str(len(scores.scene_cuts_s)), False),
-        ("loudness", f"{loud.after_lufs:.1f} LUFS (target {limits.target_lufs:g}), peak {loud.true_peak_dbtp:.1f} dBTP "
-                     f"(ceiling {limits.true_peak_ceiling_dbtp:g})", loud_off),
-    ]  # fmt: skip
-    flags = "".join(
-        f'<span class="dv-flag" style="background:#dc2626;color:#fff;border-radius:4px;padding:1px 6px;'
-        f'margin-right:4px">{escape(flag)}</span>' for flag in scores.flags
-    ) or '<span class="dv-flag-none">no flags</span>'
+        (
+            "loudness",
+            f"{loud.after_lufs:.1f} LUFS (target {limits.target_lufs:g}), peak {loud.true_peak_dbtp:.1f} dBTP "
+            f"(ceiling {limits.true_peak_ceiling_dbtp:g})",
+            loud_off,
+        ),
+    ]
+    flags = (
+        "".join(
+            f'<span class="dv-flag" style="background:#dc2626;color:#fff;border-radius:4px;padding:1px 6px;'
+            f'margin-right:4px">{escape(flag)}</span>'
+            for flag in scores.flags
+        )
+        or '<span class="dv-flag-none">no flags</span>'
+    )
     over_style = ' style="color:#dc2626;font-weight:bold"'
     rows = "".join(
         f'<tr><th style="text-align:left;padding-right:1em">{escape(name)}</th>'
         f'<td class="dv-{escape(name.replace(" ", "-"))}{" dv-over" if over else ""}"{over_style if over else ""}>'
-        f'{escape(value or "-")}</td></tr>'
+        f"{escape(value or '-')}</td></tr>"
         for name, value, over in [(name, value, False) for name, value in facts] + numbers
     )
     return f'<div id="dv-facts"><div style="margin-bottom:.5em">{flags}</div><table>{rows}</table></div>'
@@ -147,31 +172,36 @@ def votes_html(votes: Sequence[LabelEvent]) -> str:
         f'<td class="dv-vote-note">{escape(vote.note or "")}</td></tr>'
         for vote in votes
     )
-    return f'<div id="dv-votes"><div style="margin-top:.5em;font-weight:bold">{escape(heading)}</div><table>{rows}</table></div>'
+    heading_html = f'<div style="margin-top:.5em;font-weight:bold">{escape(heading)}</div>'
+    return f'<div id="dv-votes">{heading_html}<table>{rows}</table></div>'
 
 
 def who_html(name: str, role: str, left: int, done_today: int, logout: bool) -> str:
     """The bar above the screen: who is logged in, clips left in their queue, done today, log out."""
     link = ' · <a id="dv-logout" href="/logout">log out</a>' if logout else ""
-    return (f'<div id="dv-who" style="font-size:.9em;opacity:.85">logged in as <b>{escape(name)}</b> '
-            f'({escape(role)}) · <span id="dv-left">{left}</span> clips left in your queue · '
-            f'<span id="dv-done-today">{done_today}</span> done today{link}</div>')  # fmt: skip
+    return (
+        f'<div id="dv-who" style="font-size:.9em;opacity:.85">logged in as <b>{escape(name)}</b> '
+        f'({escape(role)}) · <span id="dv-left">{left}</span> clips left in your queue · '
+        f'<span id="dv-done-today">{done_today}</span> done today{link}</div>'
+    )
 
 
 def status_html(message: str, decided: int, warning: bool = False, recent: Sequence[LabelEvent] = ()) -> str:
     """The status line (what the last key did, or why it was not done) with today's count, and
     the annotator's recent decisions (from the catalog, newest first: `u` takes back the first)."""
     style = ' style="color:#dc2626;font-weight:bold"' if warning else ""
-    line = (f'<div id="dv-status-line"{style}>{escape(message)} '
-            f'<span style="opacity:.7">({decided} decided today)</span></div>')  # fmt: skip
+    line = (
+        f'<div id="dv-status-line"{style}>{escape(message)} '
+        f'<span style="opacity:.7">({decided} decided today)</span></div>'
+    )
     if not recent:
         return line
     rows = "".join(
         f'<li class="dv-recent-vote" data-clip="{escape(vote.clip_id)}">{escape(vote.decision)}: '
-        f'{escape(vote.clip_id)}{escape(" (" + ", ".join(vote.reasons) + ")" if vote.reasons else "")} '
-        f'<button class="dv-change-vote" data-clip="{escape(vote.clip_id)}" style="all:unset;cursor:pointer;text-decoration:underline;color:#2563eb">'
+        f"{escape(vote.clip_id)}{escape(' (' + ', '.join(vote.reasons) + ')' if vote.reasons else '')} "
+        f'<button class="dv-change-vote" data-clip="{escape(vote.clip_id)}" '
+        'style="all:unset;cursor:pointer;text-decoration:underline;color:#2563eb">'
         f"change</button></li>"
         for vote in recent
     )
     return f'{line}<div id="dv-recent" style="opacity:.8;font-size:.85em">recent:<ul style="margin:0">{rows}</ul></div>'
-

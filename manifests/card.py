@@ -57,11 +57,30 @@ _PLATFORM_LICENSES = {
     "public domain": "cc0-1.0",
     "cc0": "cc0-1.0",
 }
-_HUB_LICENSES = frozenset({
-    "cc0-1.0", "cc-by-2.0", "cc-by-2.5", "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-2.0",
-    "cc-by-nc-3.0", "cc-by-nc-4.0", "cc-by-nd-4.0", "cc-by-nc-nd-3.0", "cc-by-nc-nd-4.0", "cc-by-nc-sa-2.0",
-    "cc-by-nc-sa-3.0", "cc-by-nc-sa-4.0", "pddl", "odc-by", "mit", "apache-2.0",
-})  # fmt: skip
+_HUB_LICENSES = frozenset(
+    {
+        "cc0-1.0",
+        "cc-by-2.0",
+        "cc-by-2.5",
+        "cc-by-3.0",
+        "cc-by-4.0",
+        "cc-by-sa-3.0",
+        "cc-by-sa-4.0",
+        "cc-by-nc-2.0",
+        "cc-by-nc-3.0",
+        "cc-by-nc-4.0",
+        "cc-by-nd-4.0",
+        "cc-by-nc-nd-3.0",
+        "cc-by-nc-nd-4.0",
+        "cc-by-nc-sa-2.0",
+        "cc-by-nc-sa-3.0",
+        "cc-by-nc-sa-4.0",
+        "pddl",
+        "odc-by",
+        "mit",
+        "apache-2.0",
+    }
+)
 # config keys whose values are local (or private) places: never in a card
 _REDACTED_KEYS = frozenset({"data_root", "model_dir", "catalog_url", "queries_file", "cookies_file", "proxy"})
 _LOCAL_PATH = re.compile(r'"(?:/|~|[A-Za-z]:[\\/]|file:)[^"]*"')
@@ -104,16 +123,24 @@ def write_dataset_card(
         atomic_write_bytes(manifest_dir / name, png)
     card = manifest_dir / CARD_FILE
     text = card_text(
-        manifest_dir.name, tables, rejections, config_toml, code_version, models=models,
-        stand_in_rejected=stand_in_rejected, video_durations_known=video_durations_s is not None,
+        manifest_dir.name,
+        tables,
+        rejections,
+        config_toml,
+        code_version,
+        models=models,
+        stand_in_rejected=stand_in_rejected,
+        video_durations_known=video_durations_s is not None,
         rejected_clips=rejected_clips,
-    )  # fmt: skip
+    )
     atomic_write_text(card, text)
     return card
 
 
 def card_pictures(
-    tables: Mapping[Split, pa.Table], rejections: Counter, video_durations_s: Mapping[str, float] | None = None,
+    tables: Mapping[Split, pa.Table],
+    rejections: Counter,
+    video_durations_s: Mapping[str, float] | None = None,
     rejected_clips: int | None = None,
 ) -> dict[str, bytes]:
     """File name -> PNG bytes of each picture the card embeds (pure)."""
@@ -137,8 +164,15 @@ def card_pictures(
 
 
 def card_text(
-    version: str, tables: Mapping[Split, pa.Table], rejections: Counter, config_toml: str, code_version: str,
-    *, models: Sequence[ModelUse] | None = None, stand_in_rejected: int = 0, video_durations_known: bool = False,
+    version: str,
+    tables: Mapping[Split, pa.Table],
+    rejections: Counter,
+    config_toml: str,
+    code_version: str,
+    *,
+    models: Sequence[ModelUse] | None = None,
+    stand_in_rejected: int = 0,
+    video_durations_known: bool = False,
     rejected_clips: int | None = None,
 ) -> str:
     """The Markdown of the card (pure): front matter, the stand-in warning (only when a clip's
@@ -161,20 +195,22 @@ def card_text(
         "Parquet file is one clip, with its source, its scores, the reviewers' decision, and the paths of "
         "its video and its music. Each clip keeps the licence of its source video (column `license`, "
         "[Licences](#licences)).",
-        "## Load it\n\n" + fenced(
+        "## Load it\n\n"
+        + fenced(
             "from datasets import load_dataset\n"
-            "clips = load_dataset(\"path/to/this/folder\")  # both splits, from this card's configs\n\n"
-            "import pandas as pd\ntrain = pd.read_parquet(\"train.parquet\")\n\n"
-            "# duckdb -c \"SELECT query, count(*) FROM 'train.parquet' GROUP BY query\"", "python",
+            'clips = load_dataset("path/to/this/folder")  # both splits, from this card\'s configs\n\n'
+            'import pandas as pd\ntrain = pd.read_parquet("train.parquet")\n\n'
+            "# duckdb -c \"SELECT query, count(*) FROM 'train.parquet' GROUP BY query\"",
+            "python",
         ),
         "## Splits\n\n" + _split_table(tables) + "\n\n" + _split_rule(config_toml, tables),
-        "## Clips per query\n\n"
-        "Each clip counts under its source video's first query.\n\n" + _query_table(tables),
+        "## Clips per query\n\nEach clip counts under its source video's first query.\n\n" + _query_table(tables),
         "## Columns\n\n"
         f"Generated from the manifest schema (version {MANIFEST_SCHEMA_VERSION}), the same in both files.\n\n"
         + column_dictionary(),
         "## Licences\n\n" + _license_section(licenses),
-        "## Rejections\n\n" + _rejection_table(rejections, rejected_clips)
+        "## Rejections\n\n"
+        + _rejection_table(rejections, rejected_clips)
         + f"\n\n![Review outcome: accepted clips, and rejected clips by reason]({REVIEW_PICTURE})",
         "## Models\n\n" + _model_table(models, tables),
         "## Loudness, durations and scene cuts\n\n"
@@ -195,10 +231,14 @@ def card_text(
 def column_dictionary(schema: pa.Schema = MANIFEST_SCHEMA, docs: Mapping[str, str] = COLUMN_DOCS) -> str:
     """A Markdown table of every column of `schema`: name, Arrow type, nullable, description."""
     rows = [
-        [f"`{field.name}`", f"`{_type_name(field.type)}`", "yes" if field.nullable else "no",
-         docs.get(field.name, "(no description)")]
+        [
+            f"`{field.name}`",
+            f"`{_type_name(field.type)}`",
+            "yes" if field.nullable else "no",
+            docs.get(field.name, "(no description)"),
+        ]
         for field in schema
-    ]  # fmt: skip
+    ]
     return markdown_table(["column", "type", "nullable", "description"], rows)
 
 
@@ -294,7 +334,7 @@ def _license_section(licenses: Counter[tuple[str, str]]) -> str:
     rows = [
         [name, hub_license(name) or ("unknown" if name == UNKNOWN_LICENSE else "other"), videos[name], clips[name]]
         for name in sorted(videos, key=lambda n: (-videos[n], n))
-    ]  # fmt: skip
+    ]
     return (
         "The licences the platforms give for the source videos (`unknown`: the platform said none). "
         "A clip keeps its source video's licence; check it before you redistribute the media.\n\n"
@@ -315,15 +355,16 @@ def _front_matter(version: str, total_clips: int, stand_in: bool, licenses: Coun
             f"- license: {json.dumps(name)}\n  videos: {videos[name]}\n"
             for name in sorted(videos, key=lambda n: (-videos[n], n))
         )
-        license_lines = (
-            "license: other\nlicense_name: source-video-licences\n"
-            + (f"source_licenses:\n{counted}" if counted else "source_licenses: []\n")
+        license_lines = "license: other\nlicense_name: source-video-licences\n" + (
+            f"source_licenses:\n{counted}" if counted else "source_licenses: []\n"
         )
     return (
         f"---\npretty_name: {json.dumps(f'DVMSet {version}')}\n{license_lines}"
-        + "task_categories:\n" + "".join(f"- {task}\n" for task in TASK_CATEGORIES)
+        + "task_categories:\n"
+        + "".join(f"- {task}\n" for task in TASK_CATEGORIES)
         + f"size_categories:\n- {_size_category(total_clips)}\n"
-        + "tags:\n" + "".join(f"- {tag}\n" for tag in TAGS)
+        + "tags:\n"
+        + "".join(f"- {tag}\n" for tag in TAGS)
         + f"configs:\n- config_name: default\n  data_files:\n{files}"
         f"dvmset_schema_version: {MANIFEST_SCHEMA_VERSION}\nstand_in: {json.dumps(stand_in)}\n---"
     )
@@ -346,7 +387,9 @@ def _split_rule(config_toml: str, tables: Mapping[Split, pa.Table]) -> str:
     one_sided = sorted(f"{query} ({next(iter(found))})" for query, found in sides.items() if len(found) == 1)
     tail = (
         f"\n\nQueries whose clips are on one side only (too few groups, or all published there before): "
-        f"{', '.join(one_sided)}." if one_sided else "\n\nEvery query has clips on both sides."
+        f"{', '.join(one_sided)}."
+        if one_sided
+        else "\n\nEvery query has clips on both sides."
     )
     return (
         "The split is by source video and by near-duplicate group: every clip of a video, and every video of a "
@@ -378,13 +421,16 @@ def _stand_in_warning(
     total = sum(table.num_rows for table in tables.values())
     named = ", ".join(f"`{name}`" for name in sorted(names)) or "a stand-in model"
     rejected_text = f" (and {rejected} of the rejected clips counted below)" if rejected else ""
-    which = f"{accepted} of the {total} clips of this manifest{rejected_text}" if accepted else (
-        f"Clips of this manifest{rejected_text}")
+    which = (
+        f"{accepted} of the {total} clips of this manifest{rejected_text}"
+        if accepted
+        else (f"Clips of this manifest{rejected_text}")
+    )
     return (
         "> [!WARNING]\n"
         f"> **STAND-IN OUTPUT, NOT DATA.** {which} "
         f"have music made by a stand-in separator with RANDOM weights ({named}): it removes no vocals, and "
-        "its \"music\" is filtered noise. Do not train or evaluate on them. They are published only because "
+        'its "music" is filtered noise. Do not train or evaluate on them. They are published only because '
         "stand-in output was allowed (`dvmset publish --allow-stand-in`, the flows' `allow_stand_in`); the "
         "column `stand_in` marks them. Separate the videos again with real weights (htdemucs) for a real dataset."
     )
@@ -409,11 +455,16 @@ def _model_table(models: Sequence[ModelUse], tables: Mapping[Split, pa.Table]) -
         return "No model is recorded for these clips."
     order = {SEPARATOR_ROLE: 0, SPEECH_ROLE: 1}
     rows = [
-        [use.role, f"`{use.stamp.model_id}`", f"`{use.stamp.sha256}`" if use.stamp.sha256 else "unknown",
-         "**yes: random weights, not data**" if use.stamp.stand_in else "no",
-         *(use.clips.get(split.value, 0) for split in tables), sum(use.clips.values())]
+        [
+            use.role,
+            f"`{use.stamp.model_id}`",
+            f"`{use.stamp.sha256}`" if use.stamp.sha256 else "unknown",
+            "**yes: random weights, not data**" if use.stamp.stand_in else "no",
+            *(use.clips.get(split.value, 0) for split in tables),
+            sum(use.clips.values()),
+        ]
         for use in sorted(models, key=lambda u: (order.get(u.role, 2), u.role, u.stamp.model_id, u.stamp.sha256 or ""))
-    ]  # fmt: skip
+    ]
     return (
         "The models the clips' stems came from (the vocals separator, and the speech detector the "
         "prescreen ran on the vocals stem), with the SHA-256 of their loaded weights:\n\n"

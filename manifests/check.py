@@ -194,10 +194,11 @@ def _media_problems(
         for split, table in tables.items()
         for kind in ("music", "video")
         for values in zip(
-            table["clip_id"].to_pylist(), [kind] * table.num_rows,
+            table["clip_id"].to_pylist(),
+            [kind] * table.num_rows,
             *(table[f"{kind}_{column}"].to_pylist() for column in ("path", "bytes", "sha256", "duration_s")),
         )
-    ]  # fmt: skip
+    ]
     data_roots = {split.value: DataRoot(root) for split, root in roots.items()}
     if decode and items:
         require_tool("ffmpeg")  # one clear error up front, not one per file

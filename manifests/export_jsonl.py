@@ -24,9 +24,17 @@ from manifests.schema import ManifestError, manifest_metadata, manifest_path, re
 from manifests.split import Split
 
 JSONL_COLUMNS = [
-    "music_path", "duration_s", "sample_rate_hz", "channels", "video_path",
-    "clip_id", "video_id", "query", "start_s", "end_s",
-]  # fmt: skip
+    "music_path",
+    "duration_s",
+    "sample_rate_hz",
+    "channels",
+    "video_path",
+    "clip_id",
+    "video_id",
+    "query",
+    "start_s",
+    "end_s",
+]
 
 
 class MissingMediaError(ManifestError):
@@ -53,9 +61,12 @@ def export_jsonl(manifest_dir: Path, data_root: Path | None, out_dir: Path) -> d
         accepted = table.filter(pc.equal(table["decision"], ClipStatus.ACCEPTED.value))
         entries[split] = [jsonl_entry(row, root) for row in accepted.select(JSONL_COLUMNS).to_pylist()]
     missing = [
-        entry[key] for split_entries in entries.values() for entry in split_entries for key in ("path", "video_path")
+        entry[key]
+        for split_entries in entries.values()
+        for entry in split_entries
+        for key in ("path", "video_path")
         if not Path(entry[key]).is_file()
-    ]  # fmt: skip
+    ]
     if missing:
         raise MissingMediaError(missing)
     written = {}

@@ -64,8 +64,9 @@ def music_facts(path: Path) -> MediaFacts:
     audio, rate_hz = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)  # [S, C]
     frames = audio.shape[0]
     beats = beat_summary(resample_mono(audio.mean(axis=1), rate_hz, ANALYSIS_RATE_HZ))
-    return MediaFacts(len(data), hashlib.sha256(data).hexdigest(), frames / rate_hz, frames, beats.tempo_bpm,
-                      beats.beat_count)  # fmt: skip
+    return MediaFacts(
+        len(data), hashlib.sha256(data).hexdigest(), frames / rate_hz, frames, beats.tempo_bpm, beats.beat_count
+    )
 
 
 def video_facts(path: Path) -> MediaFacts:

@@ -24,10 +24,10 @@ import pyarrow as pa
 from dvmset.ids import split_video_id
 from manifests.schema import (
     SCHEMA_VERSION_KEY,
-    schema_field,
-    string_list,
     manifest_metadata,
     read_manifest,
+    schema_field,
+    string_list,
     write_manifest,
 )
 

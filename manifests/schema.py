@@ -11,14 +11,15 @@ pandas, pyarrow, DuckDB and Hugging Face `datasets` read them without this code.
 relative to the media root: the metadata's `media_root`, itself relative to the manifest's folder
 (`../..` for `<data_root>/manifests/<version>/`); `resolve_media_root` is the one resolver that
 `manifests check`, `export-jsonl` and the trainer use. Each media file's size, SHA-256 and decoded
-duration (music: and samples, and the tempo and beat count) are columns. `loudness_before_lufs` is -inf for a silent clip.
+duration (music: and samples, and the tempo and beat count) are columns. `loudness_before_lufs` is -inf for a
+silent clip.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import operator
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,9 @@ MANIFEST_SCHEMA = pa.schema(
 COLUMN_DOCS: dict[str, str] = {
     "clip_id": "`<video_id>:<start_ms, 8 digits>`: the clip's id, unique over both splits",
     "video_id": "`<platform>:<platform id>` (`local:<sha1>` for a local file): the source video",
-    "group_id": "near-duplicate group of the source video (re-uploads, re-encodes, same music); a group is on one side only",
+    "group_id": (
+        "near-duplicate group of the source video (re-uploads, re-encodes, same music); a group is on one side only"
+    ),
     "split": "`train` or `test` (the file's own split)",
     "query": "the source video's first search query; null when it came from a URL list or folder",
     "queries": "every search query that found the source video",

@@ -21,11 +21,24 @@ def musicgen_config(size: str = "medium") -> MusicgenConfig:
     width, layers, heads = MUSICGEN_DECODERS[size]
     text_encoder = T5Config(vocab_size=32128, d_model=768, d_kv=64, d_ff=3072, num_layers=12, num_heads=12)
     audio_encoder = EncodecConfig(
-        sampling_rate=32000, upsampling_ratios=[8, 5, 4, 4], codebook_size=2048, num_filters=64,
-        target_bandwidths=[2.2], use_causal_conv=False, norm_type="weight_norm", pad_mode="reflect",
-    )  # fmt: skip
+        sampling_rate=32000,
+        upsampling_ratios=[8, 5, 4, 4],
+        codebook_size=2048,
+        num_filters=64,
+        target_bandwidths=[2.2],
+        use_causal_conv=False,
+        norm_type="weight_norm",
+        pad_mode="reflect",
+    )
     decoder = MusicgenDecoderConfig(
-        vocab_size=2048, hidden_size=width, num_hidden_layers=layers, num_attention_heads=heads, ffn_dim=4 * width,
-        max_position_embeddings=2048, num_codebooks=4, pad_token_id=2048, bos_token_id=2048,
-    )  # fmt: skip
+        vocab_size=2048,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        ffn_dim=4 * width,
+        max_position_embeddings=2048,
+        num_codebooks=4,
+        pad_token_id=2048,
+        bos_token_id=2048,
+    )
     return MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)

@@ -25,8 +25,8 @@ from dvmset.storage import atomic_path
 from model.backbone import load_backbone
 from model.errors import CheckpointError
 from model.rhythm_predictor import payload_sha256, predictor_from_payload
-from model.vidmusician import ConditioningConfig, VidMusician
 from model.video_conditions import CLIP_DISTANCE, PREDICTED_ODF, RHYTHM_SOURCES
+from model.vidmusician import ConditioningConfig, VidMusician
 
 CHECKPOINT_FORMAT = "vidmusician-checkpoint/1"
 
@@ -128,9 +128,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def build_model(
-    spec: ModelSpec, model_dir: Path | None = None, device: str | None = None,
+    spec: ModelSpec,
+    model_dir: Path | None = None,
+    device: str | None = None,
     rhythm_predictor: dict[str, Any] | None = None,
-) -> VidMusician:  # fmt: skip
+) -> VidMusician:
     """The untrained model of `spec`: the frozen backbone loaded by id, the conditioning freshly initialised
     (seed torch first for a reproducible one), the rhythm module added for stage 2, and for a stage-2
     `predicted-odf` spec the rhythm predictor of the payload `rhythm_predictor` (CheckpointError when it is
@@ -152,7 +154,9 @@ def build_model(
     return model
 
 
-def trained_model(checkpoint: TrainingCheckpoint, model_dir: Path | None = None, device: str | None = None) -> VidMusician:
+def trained_model(
+    checkpoint: TrainingCheckpoint, model_dir: Path | None = None, device: str | None = None
+) -> VidMusician:
     """The trained model of a loaded checkpoint (its backbone's weights from `model_dir` or the hub), in eval mode."""
     model = build_model(checkpoint.spec, model_dir, device, checkpoint.rhythm_predictor)
     model.load_trainable_state_dict(checkpoint.trainable)

@@ -51,6 +51,8 @@ from model.train import CROP_S, ClipCrop, crop_clip
 from model.video_conditions import VideoConditions
 from model.video_structure import clip_video_structure, load_cached_video_structure
 
+PAPER_CONDITIONS = VideoConditions()  # the paper's conditions (frozen): the dataset's default
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -124,7 +126,7 @@ class TrainingClips:
         musicgen_model_id: str,
         codes_rate_hz: float,
         crop_s: float = CROP_S,
-        conditions: VideoConditions = VideoConditions(),
+        conditions: VideoConditions = PAPER_CONDITIONS,
     ):
         if not clip_ids:
             raise ValueError("no clips to train on")
@@ -191,9 +193,12 @@ class TrainingBatch:
 
     def to(self, device: torch.device) -> TrainingBatch:
         return TrainingBatch(
-            self.global_embeds.to(device), self.global_mask.to(device), self.labels.to(device),
-            self.rhythm_curve.to(device), self.num_frames,
-        )  # fmt: skip
+            self.global_embeds.to(device),
+            self.global_mask.to(device),
+            self.labels.to(device),
+            self.rhythm_curve.to(device),
+            self.num_frames,
+        )
 
     def model_inputs(self, with_rhythm: bool) -> dict[str, torch.Tensor]:
         """Keyword arguments of `VidMusician.forward` (the curve only for the stage-2 model)."""
@@ -280,9 +285,11 @@ def ensure_cached(
     that are not cached yet. A model is loaded only when some clip needs it, and before any clip is worked
     on (raises `WeightsNotFoundError` when it cannot be). The codes come first: they are quick, and their
     model is the backbone's."""
-    missing_codes = [] if musicgen_model_id is None else [
-        c for c in clip_ids if load_cached_music_codes(data_root, c, musicgen_model_id) is None
-    ]  # fmt: skip
+    missing_codes = (
+        []
+        if musicgen_model_id is None
+        else [c for c in clip_ids if load_cached_music_codes(data_root, c, musicgen_model_id) is None]
+    )
     if missing_codes:
         music_codes_for_clips(data_root, missing_codes, load_audio_codec(musicgen_model_id, model_dir, device))
     missing_features = [c for c in clip_ids if load_cached_visual_features(data_root, c, clip_model_id) is None]
@@ -314,8 +321,14 @@ def ensure_rhythm_cached(
         if features is None:
             message = f"CLIP features of {clip.clip_id} are not cached (run ensure_cached first)"
             raise FeatureError(ReasonCode.SOURCE_NOT_FOUND, message)
-        clip_video_structure(data_root, clip.clip_id, clip.scene_cuts_s, clip.duration_s,
-                             features.global_embeds_1fps.numpy(), clip_model_id)  # fmt: skip
+        clip_video_structure(
+            data_root,
+            clip.clip_id,
+            clip.scene_cuts_s,
+            clip.duration_s,
+            features.global_embeds_1fps.numpy(),
+            clip_model_id,
+        )
     return RhythmCacheReport(len(missing_music), len(missing))
 
 

@@ -181,8 +181,11 @@ def visual_features(
     features = extract_visual_features(data_root.clip_video_path(clip_id), encoder, batch_size)
     write_cache(
         features_path(data_root, clip_id, encoder.model_id),
-        {"global_embeds_1fps": features.global_embeds_1fps, "rhythm_curve_50hz": features.rhythm_curve_50hz,
-         "cls_1fps": features.cls_1fps},  # fmt: skip
+        {
+            "global_embeds_1fps": features.global_embeds_1fps,
+            "rhythm_curve_50hz": features.rhythm_curve_50hz,
+            "cls_1fps": features.cls_1fps,
+        },
         _cache_metadata(encoder.model_id),
     )
     return features

@@ -35,12 +35,12 @@ from tqdm.auto import tqdm
 from dvmset.tools import video_duration_s
 from model.checkpoint import TrainingCheckpoint, trained_model
 from model.conditioning import fit_curve
-from model.errors import FeatureError
 from model.dataset import curve_at_frames
+from model.errors import FeatureError
 from model.features import GLOBAL_FPS, ClipEncoder, VisualFeatures, extract_visual_features, load_clip_encoder
 from model.train import CURVE_RATE_HZ
-from model.vidmusician import VidMusician
 from model.video_structure import video_affect
+from model.vidmusician import VidMusician
 
 DEFAULT_WINDOW_S = 30.0  # MusicGen's maximum generation length
 DEFAULT_PROMPT_S = 12.0  # audiocraft's continuation keeps 12 s (an 18 s stride over 30 s windows)

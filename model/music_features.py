@@ -80,8 +80,13 @@ def music_features(mono: np.ndarray, sample_rate_hz: int = ANALYSIS_RATE_HZ) -> 
     coarse_mel = librosa.power_to_db(coarse_power, ref=np.max)
     return MusicFeatures(
         odf=(odf / peak if peak > 0 else odf).astype(np.float32),
-        tempogram=pool(tempogram[:TEMPOGRAM_LAGS].T, frame_rate_hz, TEMPOGRAM_RATE_HZ,
-                       math.ceil(duration_s * TEMPOGRAM_RATE_HZ), np.mean).astype(np.float32),  # fmt: skip
+        tempogram=pool(
+            tempogram[:TEMPOGRAM_LAGS].T,
+            frame_rate_hz,
+            TEMPOGRAM_RATE_HZ,
+            math.ceil(duration_s * TEMPOGRAM_RATE_HZ),
+            np.mean,
+        ).astype(np.float32),
         mel=np.maximum(pool(coarse_mel.T, frame_rate_hz, ODF_RATE_HZ, bins, np.mean), _MEL_FLOOR_DB).astype(np.float32),
         beats_s=beats_s,
         downbeats_s=downbeats_from(beats_s, low_strength, frame_rate_hz),
@@ -137,8 +142,10 @@ def clip_music_features(data_root: DataRoot, clip_id: str) -> MusicFeatures:
     if cached is not None:
         return cached
     features = music_features(read_music(data_root.clip_music_path(clip_id), ANALYSIS_RATE_HZ))
-    tensors = {name: torch.from_numpy(np.ascontiguousarray(getattr(features, name)))
-               for name in ("odf", "tempogram", "mel", "beats_s", "downbeats_s")}  # fmt: skip
+    tensors = {
+        name: torch.from_numpy(np.ascontiguousarray(getattr(features, name)))
+        for name in ("odf", "tempogram", "mel", "beats_s", "downbeats_s")
+    }
     tensors["scalars"] = torch.tensor([features.tempo_bpm, features.duration_s], dtype=torch.float64)
     write_cache(music_features_path(data_root, clip_id), tensors, _metadata())
     return features
@@ -151,6 +158,9 @@ def music_features_for_clips(data_root: DataRoot, clip_ids: Sequence[str]) -> li
 
 def _metadata() -> dict[str, str]:
     return {
-        "model_id": MUSIC_FEATURES_VERSION, "version": MUSIC_FEATURES_VERSION, "odf_rate_hz": str(ODF_RATE_HZ),
-        "tempogram_rate_hz": str(TEMPOGRAM_RATE_HZ), "mel_bands": str(MEL_BANDS),
-    }  # fmt: skip
+        "model_id": MUSIC_FEATURES_VERSION,
+        "version": MUSIC_FEATURES_VERSION,
+        "odf_rate_hz": str(ODF_RATE_HZ),
+        "tempogram_rate_hz": str(TEMPOGRAM_RATE_HZ),
+        "mel_bands": str(MEL_BANDS),
+    }

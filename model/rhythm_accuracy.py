@@ -62,9 +62,11 @@ def peak_bins(curve: np.ndarray, threshold: float = PEAK_THRESHOLD) -> np.ndarra
 
 
 def onset_agreement(
-    predicted_peaks: Sequence[np.ndarray], target_onsets: Sequence[np.ndarray], num_bins: Sequence[int],
+    predicted_peaks: Sequence[np.ndarray],
+    target_onsets: Sequence[np.ndarray],
+    num_bins: Sequence[int],
     tolerance_bins: int = TOLERANCE_BINS,
-) -> OnsetAgreement:  # fmt: skip
+) -> OnsetAgreement:
     """Score each clip's predicted peak bins against its onset bins (clip i has `num_bins[i]` bins)."""
     hits = near = bins_near = total_bins = placed = onsets = 0
     chance_hits = 0.0
@@ -83,10 +85,13 @@ def onset_agreement(
         placed += peaks.size
         onsets += targets.size
     return OnsetAgreement(
-        recall=hits / onsets if onsets else 0.0, chance_recall=chance_hits / onsets if onsets else 0.0,
-        precision=near / placed if placed else 0.0, chance_precision=bins_near / total_bins if total_bins else 0.0,
-        onsets=onsets, peaks=placed,
-    )  # fmt: skip
+        recall=hits / onsets if onsets else 0.0,
+        chance_recall=chance_hits / onsets if onsets else 0.0,
+        precision=near / placed if placed else 0.0,
+        chance_precision=bins_near / total_bins if total_bins else 0.0,
+        onsets=onsets,
+        peaks=placed,
+    )
 
 
 def rhythm_accuracy(
@@ -99,13 +104,17 @@ def rhythm_accuracy(
     squared = np.concatenate([(curve - target) ** 2 for curve, target in pairs]) if pairs else np.zeros(0)
     correlations = [_pearson(curve, target) for curve, target in pairs]
     onsets = onset_agreement(
-        [peak_bins(curve) for curve, _ in pairs], [peak_bins(target) for _, target in pairs],
-        [curve.size for curve, _ in pairs], tolerance_bins,
-    )  # fmt: skip
+        [peak_bins(curve) for curve, _ in pairs],
+        [peak_bins(target) for _, target in pairs],
+        [curve.size for curve, _ in pairs],
+        tolerance_bins,
+    )
     return RhythmAccuracy(
-        float(squared.mean()) if squared.size else 0.0, float(np.mean(correlations)) if correlations else 0.0,
-        onsets, len(pairs),
-    )  # fmt: skip
+        float(squared.mean()) if squared.size else 0.0,
+        float(np.mean(correlations)) if correlations else 0.0,
+        onsets,
+        len(pairs),
+    )
 
 
 def fit_rescale(curves: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> tuple[float, float]:

@@ -86,8 +86,9 @@ class RhythmPredictor(nn.Module):
         channels = 1 + config.semantic_width + (len(AFFECT_COLUMNS) if config.use_affect else 0)
         self.input_layer = nn.Conv1d(channels, config.hidden, kernel_size=1)
         self.blocks = nn.ModuleList(
-            nn.Conv1d(config.hidden, config.hidden, config.kernel, dilation=2**index,
-                      padding=2**index * (config.kernel // 2))  # fmt: skip
+            nn.Conv1d(
+                config.hidden, config.hidden, config.kernel, dilation=2**index, padding=2**index * (config.kernel // 2)
+            )
             for index in range(config.layers)
         )
         self.output_layer = nn.Conv1d(config.hidden, 1, kernel_size=1)
@@ -118,9 +119,11 @@ def per_bin(rows_1fps: torch.Tensor, num_bins: int) -> torch.Tensor:
 
 
 def predictor_inputs(
-    features: VisualFeatures, affect: torch.Tensor | None, semantic_feature: str = "image_embeds",
+    features: VisualFeatures,
+    affect: torch.Tensor | None,
+    semantic_feature: str = "image_embeds",
     num_bins: int | None = None,
-) -> PredictorInputs:  # fmt: skip
+) -> PredictorInputs:
     """A clip's inputs for `num_bins` bins (default: those its 50 Hz curve covers); `affect` `[T1, 4]`
     as `model.video_structure` computes it (scaled here), or None."""
     curve = features.rhythm_curve_50hz

@@ -96,8 +96,9 @@ def run_rhythm_training(request: RhythmRequest) -> RhythmResult:
     every_clip = splits[Split.TRAIN] + splits[Split.TEST]
     ensure_cached(data_root, [c.clip_id for c in every_clip], clip_model_id, None, request.model_dir, request.device)
     ensure_rhythm_cached(data_root, every_clip, clip_model_id, progress=request.progress)
-    examples = {side: _examples(data_root, clips, clip_model_id, request.semantic_feature)
-                for side, clips in splits.items()}  # fmt: skip
+    examples = {
+        side: _examples(data_root, clips, clip_model_id, request.semantic_feature) for side, clips in splits.items()
+    }
     predictor, losses = train_predictor(
         examples[Split.TRAIN], request.settings, request.semantic_feature, request.device
     )
@@ -107,10 +108,13 @@ def run_rhythm_training(request: RhythmRequest) -> RhythmResult:
     result = RhythmResult(
         predictor=rhythm_accuracy(predicted_curves(predictor, examples[Split.TEST]), targets[Split.TEST]),
         baseline=rhythm_accuracy(baseline_curves, targets[Split.TEST]),
-        baseline_rescale=(scale, offset), train_clips=len(examples[Split.TRAIN]), losses=losses,
-        predictor_path=out_dir / PREDICTOR_FILE, report_path=out_dir / REPORT_MARKDOWN,
+        baseline_rescale=(scale, offset),
+        train_clips=len(examples[Split.TRAIN]),
+        losses=losses,
+        predictor_path=out_dir / PREDICTOR_FILE,
+        report_path=out_dir / REPORT_MARKDOWN,
         config_path=None if request.run_config is None else out_dir / RUN_CONFIG_FILE,
-    )  # fmt: skip
+    )
     report = _report(result, request, clip_model_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_predictor(result.predictor_path, predictor, report)
@@ -158,10 +162,13 @@ def _examples(
 
 def _report(result: RhythmResult, request: RhythmRequest, clip_model_id: str) -> dict[str, Any]:
     return {
-        "manifest_dir": str(Path(request.manifest_dir).resolve()), "clip_model_id": clip_model_id,
-        "semantic_feature": request.semantic_feature, "settings": asdict(request.settings),
-        "train_clips": result.train_clips, "losses": [float(loss) for loss in result.losses],
+        "manifest_dir": str(Path(request.manifest_dir).resolve()),
+        "clip_model_id": clip_model_id,
+        "semantic_feature": request.semantic_feature,
+        "settings": asdict(request.settings),
+        "train_clips": result.train_clips,
+        "losses": [float(loss) for loss in result.losses],
         "test": {"predictor": asdict(result.predictor), "baseline": asdict(result.baseline)},
         "baseline_rescale": {"scale": result.baseline_rescale[0], "offset": result.baseline_rescale[1]},
         "protocol": PROTOCOL,
-    }  # fmt: skip
+    }

@@ -47,8 +47,10 @@ class PredictorSettings:
         if min(self.epochs, self.batch_size, self.hidden, self.layers) < 1:
             raise ValueError("epochs, batch_size, hidden and layers must be at least 1")
         if self.learning_rate <= 0 or self.weight_decay < 0:
-            raise ValueError(f"learning_rate must be positive and weight_decay not negative: {self.learning_rate}, "
-                             f"{self.weight_decay}")  # fmt: skip
+            raise ValueError(
+                f"learning_rate must be positive and weight_decay not negative: {self.learning_rate}, "
+                f"{self.weight_decay}"
+            )
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,12 @@ class RhythmExample:
 
 
 def rhythm_example(
-    clip_id: str, features: VisualFeatures, affect: torch.Tensor | None, music_odf: np.ndarray,
+    clip_id: str,
+    features: VisualFeatures,
+    affect: torch.Tensor | None,
+    music_odf: np.ndarray,
     semantic_feature: str = "image_embeds",
-) -> RhythmExample:  # fmt: skip
+) -> RhythmExample:
     """A clip's example over the bins both its video curve and its music's ODF cover."""
     video_bins = math.ceil(features.rhythm_curve_50hz.shape[0] / CURVE_ENTRIES_PER_BIN)
     num_bins = min(video_bins, len(music_odf))
@@ -72,18 +77,23 @@ def rhythm_example(
 
 
 def train_predictor(
-    examples: Sequence[RhythmExample], settings: PredictorSettings = PredictorSettings(),
-    semantic_feature: str = "image_embeds", device: str | None = None,
-) -> tuple[RhythmPredictor, list[float]]:  # fmt: skip
+    examples: Sequence[RhythmExample],
+    settings: PredictorSettings = PredictorSettings(),
+    semantic_feature: str = "image_embeds",
+    device: str | None = None,
+) -> tuple[RhythmPredictor, list[float]]:
     """A predictor trained on `examples` (see the module docstring): (the predictor in eval mode on the CPU,
     the mean loss of each epoch)."""
     if not examples:
         raise ValueError("no clips to train the rhythm predictor on")
     torch.manual_seed(settings.seed)
     config = PredictorConfig(
-        clip_dim=examples[0].inputs.semantic.shape[-1], semantic_feature=semantic_feature,
-        use_affect=settings.use_affect, hidden=settings.hidden, layers=settings.layers,
-    )  # fmt: skip
+        clip_dim=examples[0].inputs.semantic.shape[-1],
+        semantic_feature=semantic_feature,
+        use_affect=settings.use_affect,
+        hidden=settings.hidden,
+        layers=settings.layers,
+    )
     torch_device = torch.device(device or "cpu")
     predictor = RhythmPredictor(config).to(torch_device)
     optimizer = torch.optim.AdamW(predictor.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)

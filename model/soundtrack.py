@@ -57,9 +57,29 @@ def mux_music(video_path: Path, waveform: np.ndarray, sampling_rate_hz: int, out
     with tempfile.TemporaryDirectory(prefix="dvmset-mux-") as folder:
         music = write_music(Path(folder) / "music.wav", waveform, sampling_rate_hz)
         with atomic_path(out_path) as temp:
-            command = [require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", str(video_path),
-                       "-i", str(music), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-c:a", "aac",
-                       "-b:a", AAC_BITRATE, "-f", muxer]  # fmt: skip
+            command = [
+                require_tool("ffmpeg"),
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(video_path),
+                "-i",
+                str(music),
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a:0",
+                "-c:v",
+                "copy",
+                "-c:a",
+                "aac",
+                "-b:a",
+                AAC_BITRATE,
+                "-f",
+                muxer,
+            ]
             if muxer in _FASTSTART_MUXERS:
                 command += ["-movflags", "+faststart"]
             run_tool([*command, str(temp)], _TIMEOUT_S, ReasonCode.INTERNAL_ERROR, "muxing the music")

@@ -79,9 +79,7 @@ def make_optimizer(
     if not trainable:
         raise ValueError("the model has no trainable parameters")
     learning_rate = settings.learning_rate if settings.learning_rate is not None else STAGE_LEARNING_RATES[stage]
-    optimizer = torch.optim.AdamW(
-        trainable, lr=learning_rate, betas=settings.betas, weight_decay=settings.weight_decay
-    )
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, betas=settings.betas, weight_decay=settings.weight_decay)
     warmup_steps = max(1, settings.warmup_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup_steps))
     return optimizer, scheduler

@@ -84,18 +84,25 @@ class TrainSettings:
         """The settings a resumed run must share with its checkpoint to see the same data and learning rates
         (the length of the run and the micro-batches may change)."""
         return {
-            "batch_size": self.batch_size, "crop_s": self.crop_s, "seed": self.seed,
+            "batch_size": self.batch_size,
+            "crop_s": self.crop_s,
+            "seed": self.seed,
             "optimizer": asdict(self.optimizer),
-        }  # fmt: skip
+        }
 
 
 class Trainer:
     """Runs optimizer steps on `model` and writes checkpoints to `out_dir / CHECKPOINT_FILE`."""
 
     def __init__(
-        self, model: VidMusician, spec: ModelSpec, clips: TrainingClips, settings: TrainSettings, out_dir: Path,
+        self,
+        model: VidMusician,
+        spec: ModelSpec,
+        clips: TrainingClips,
+        settings: TrainSettings,
+        out_dir: Path,
         rhythm_predictor: dict[str, Any] | None = None,
-    ):  # fmt: skip
+    ):
         if (model.rhythm is not None) != (spec.stage == 2):
             raise ValueError(f"a stage-{spec.stage} spec for a model {'with' if model.rhythm else 'without'} rhythm")
         self.model = model
@@ -172,9 +179,13 @@ class Trainer:
         """Train up to the run's last step, logging every step; returns this run's records."""
         records = []
         with tqdm(
-            total=self.total_steps, initial=self.step, desc=f"train stage {self.spec.stage}", unit="step",
-            disable=not progress, dynamic_ncols=True,
-        ) as bar:  # fmt: skip
+            total=self.total_steps,
+            initial=self.step,
+            desc=f"train stage {self.spec.stage}",
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
             while self.step < self.total_steps:
                 record = self.train_step()
                 log.append(record)

@@ -38,8 +38,8 @@ from model.rhythm_predictor import load_predictor_payload, payload_sha256
 from model.tokens import DEFAULT_MUSICGEN_MODEL_ID
 from model.train_log import LOG_FILE, PLOT_FILE, StepRecord, TrainLog, plot_loss, read_log
 from model.train_loop import CHECKPOINT_FILE, Trainer, TrainSettings
-from model.vidmusician import ConditioningConfig
 from model.video_conditions import AFFECT_DIM, CLIP_DISTANCE, PREDICTED_ODF, RHYTHM_SOURCES
+from model.vidmusician import ConditioningConfig
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,10 @@ def model_line(spec: ModelSpec, trainable: int) -> str:
     if spec.musicgen_model_id != PAPER_MUSICGEN_MODEL_ID:
         line += f"; {spec.musicgen_model_id} is not the paper's backbone: this run trains a different model"
     if spec.stage == 2 and spec.rhythm_source == PREDICTED_ODF:
-        line += (f"; rhythm source {PREDICTED_ODF} (Diff-V2M's idea, not the paper's CLIP-distance curve), predictor "
-                 f"{spec.rhythm_predictor_sha256[:12]}")  # fmt: skip
+        line += (
+            f"; rhythm source {PREDICTED_ODF} (Diff-V2M's idea, not the paper's CLIP-distance curve), predictor "
+            f"{spec.rhythm_predictor_sha256[:12]}"
+        )
     if spec.conditioning.affect:
         line += "; affect features in the semantic condition (Diff-V2M's idea, not the paper's)"
     return line
@@ -129,8 +131,10 @@ def run_training(request: TrainRequest, announce: Callable[[str], None] = lambda
     sha256 = None if predictor is None else payload_sha256(predictor)
     spec = ModelSpec(musicgen_model_id, clip_model_id, clip_dim, request.stage, conditioning, rhythm_source, sha256)
     if init is not None and init.spec.clip_dim != clip_dim:
-        raise CheckpointError(f"{request.init_checkpoint} was trained on {init.spec.clip_dim}-wide semantic "
-                              f"conditions, these are {clip_dim} wide")  # fmt: skip
+        raise CheckpointError(
+            f"{request.init_checkpoint} was trained on {init.spec.clip_dim}-wide semantic "
+            f"conditions, these are {clip_dim} wide"
+        )
 
     torch.manual_seed(request.settings.seed)  # the conditioning's initial weights
     model = build_model(spec, request.model_dir, request.device, predictor)
@@ -138,7 +142,12 @@ def run_training(request: TrainRequest, announce: Callable[[str], None] = lambda
         model.load_trainable_state_dict(init.trainable)
     announce(model_line(spec, sum(p.numel() for p in model.parameters() if p.requires_grad)))
     clips = TrainingClips(
-        data_root, clip_ids, clip_model_id, musicgen_model_id, model.backbone.frame_rate_hz, request.settings.crop_s,
+        data_root,
+        clip_ids,
+        clip_model_id,
+        musicgen_model_id,
+        model.backbone.frame_rate_hz,
+        request.settings.crop_s,
         model.video_conditions,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,9 +160,15 @@ def run_training(request: TrainRequest, announce: Callable[[str], None] = lambda
     records = trainer.run(log, request.progress)
     plot_path = plot_loss(read_log(log.path), out_dir / PLOT_FILE, f"VidMusician stage {request.stage}")
     return TrainResult(
-        step=trainer.step, records=records, clips=len(clip_ids), features_computed=cached.features_computed,
-        codes_computed=cached.codes_computed, checkpoint_path=checkpoint_path, log_path=log.path, plot_path=plot_path,
-    )  # fmt: skip
+        step=trainer.step,
+        records=records,
+        clips=len(clip_ids),
+        features_computed=cached.features_computed,
+        codes_computed=cached.codes_computed,
+        checkpoint_path=checkpoint_path,
+        log_path=log.path,
+        plot_path=plot_path,
+    )
 
 
 def _checkpoints(
@@ -186,8 +201,9 @@ def _rhythm_predictor(
     else the resumed checkpoint's; CheckpointError when there is none, when the resumed checkpoint has another
     rhythm source or predictor, or when it reads another CLIP model's features."""
     if resumed is not None and resumed.spec.rhythm_source != rhythm_source:
-        raise CheckpointError(f"the checkpoint was trained with the rhythm source {resumed.spec.rhythm_source}, "
-                              f"not {rhythm_source}")  # fmt: skip
+        raise CheckpointError(
+            f"the checkpoint was trained with the rhythm source {resumed.spec.rhythm_source}, not {rhythm_source}"
+        )
     if rhythm_source != PREDICTED_ODF:
         return None
     recorded = None if resumed is None else resumed.rhythm_predictor
@@ -211,8 +227,9 @@ def _conditioning(requested: ConditioningConfig | None, source: TrainingCheckpoi
     if source is None:
         return requested or ConditioningConfig()
     if requested is not None and requested != source.spec.conditioning:
-        raise CheckpointError(f"the checkpoint was trained with the conditioning {source.spec.conditioning}, "
-                              f"not {requested}")  # fmt: skip
+        raise CheckpointError(
+            f"the checkpoint was trained with the conditioning {source.spec.conditioning}, not {requested}"
+        )
     return source.spec.conditioning
 
 

@@ -52,9 +52,24 @@ def iter_frame_batches(video_path: Path, fps: int, short_edge_px: int, batch_siz
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     width, height = scaled_size(*probe_video_size(video_path), short_edge_px)
     frame_bytes = width * height * _RGB_CHANNELS
-    command = [require_tool("ffmpeg"), "-v", "error", "-nostdin", "-noautorotate", "-i", str(video_path),
-               "-map", "0:v:0", "-vf", f"fps={fps},scale={width}:{height}:flags=bicubic",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]  # fmt: skip
+    command = [
+        require_tool("ffmpeg"),
+        "-v",
+        "error",
+        "-nostdin",
+        "-noautorotate",
+        "-i",
+        str(video_path),
+        "-map",
+        "0:v:0",
+        "-vf",
+        f"fps={fps},scale={width}:{height}:flags=bicubic",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:1",
+    ]
     num_frames = 0
     with (
         tempfile.TemporaryFile() as stderr,

@@ -97,8 +97,12 @@ def affect_per_second(frames: np.ndarray, fps: int, seconds: int) -> np.ndarray:
         rg, yb = red_green[members], yellow_blue[members]
         colourfulness = np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
         changes = np.abs(np.diff(luma[members], axis=0))  # within the second: a cut into it is not motion
-        out[second] = (luma[members].mean(), saturation[members].mean(), colourfulness,
-                       changes.mean() if changes.size else 0.0)  # fmt: skip
+        out[second] = (
+            luma[members].mean(),
+            saturation[members].mean(),
+            colourfulness,
+            changes.mean() if changes.size else 0.0,
+        )
     return out
 
 
@@ -128,9 +132,13 @@ def load_cached_video_structure(data_root: DataRoot, clip_id: str, clip_model_id
 
 
 def clip_video_structure(
-    data_root: DataRoot, clip_id: str, scene_cuts_s: Sequence[float], duration_s: float,
-    global_embeds_1fps: np.ndarray, clip_model_id: str,
-) -> VideoStructure:  # fmt: skip
+    data_root: DataRoot,
+    clip_id: str,
+    scene_cuts_s: Sequence[float],
+    duration_s: float,
+    global_embeds_1fps: np.ndarray,
+    clip_model_id: str,
+) -> VideoStructure:
     """The cached structure of a clip, computed (decoding its `video.mp4` once) and cached on the first call."""
     cached = load_cached_video_structure(data_root, clip_id, clip_model_id)
     if cached is not None:

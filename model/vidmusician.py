@@ -60,9 +60,12 @@ class VidMusician(nn.Module):
     """The conditioned backbone. Stage 1 as built; `add_rhythm()` turns it into the stage-2 model."""
 
     def __init__(
-        self, backbone: MusicgenBackbone, clip_dim: int, config: ConditioningConfig = ConditioningConfig(),
+        self,
+        backbone: MusicgenBackbone,
+        clip_dim: int,
+        config: ConditioningConfig = ConditioningConfig(),
         rhythm_predictor: RhythmPredictor | None = None,
-    ):  # fmt: skip
+    ):
         super().__init__()
         self.config = config
         self.video_conditions = VideoConditions(config.semantic_feature, config.affect, rhythm_predictor)
@@ -135,9 +138,13 @@ class VidMusician(nn.Module):
         num_positions = num_steps + (0 if prompt_codes is None else prompt_codes.shape[2])
         with self._rhythm(rhythm_curve, num_positions):
             return self.backbone.generate(
-                self.embedding_manager(global_embeds), global_mask, num_steps, guidance_scale,
-                prompt_codes=prompt_codes, **generation_kwargs,
-            )  # fmt: skip
+                self.embedding_manager(global_embeds),
+                global_mask,
+                num_steps,
+                guidance_scale,
+                prompt_codes=prompt_codes,
+                **generation_kwargs,
+            )
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """The trained weights only (what a checkpoint keeps), by parameter name."""

@@ -122,4 +122,3 @@ def _weights_errors(what: str, model_id: str, model_dir: Path | None) -> Iterato
         yield
     except OSError as error:
         raise WeightsNotFoundError(missing_weights_message(what, model_id, model_dir, str(error))) from error
-

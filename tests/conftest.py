@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.http_server import LocalHttpServer, serve_folder as _serve_folder
+from tests.http_server import LocalHttpServer
+from tests.http_server import serve_folder as _serve_folder
 
 # pytest-xdist's workers start with COLUMNS=80 and LINES=24, from which Rich would fix the CLI's console
 # width when the CLI is imported (the tests' own COLUMNS would then be ignored): a plain run has neither.
@@ -60,6 +61,7 @@ def real_htdemucs_dir():
 
     folder = weights_cache_dir() / MODEL_NAME
     if checkpoint_path(folder) is None:
-        pytest.skip(f"the real HTDemucs weights are not in {folder}: run `make weights` "
-                    "(python -m curation.htdemucs_onnx)")
+        pytest.skip(
+            f"the real HTDemucs weights are not in {folder}: run `make weights` (python -m curation.htdemucs_onnx)"
+        )
     return folder

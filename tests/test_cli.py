@@ -48,7 +48,9 @@ def test_demo_runs_offline_and_explains_every_bad_file(tmp_path):
     assert clips and {c.status for c in clips} == {ClipStatus.PENDING_REVIEW}
     assert all((tmp_path / "demo" / "data" / c.video_path).is_file() for c in clips)
     assert "review queue" in result.stdout.lower()
-    said = " ".join(result.stdout.split())  # no weights in its empty cache: the stand-in ran, and every clip and line says so
+    said = " ".join(
+        result.stdout.split()
+    )  # no weights in its empty cache: the stand-in ran, and every clip and line says so
     assert {(c.stand_in, c.separator_model_id) for c in clips} == {(True, DEMO_SEPARATOR)}
     assert f"separator: {DEMO_SEPARATOR} (STAND-IN with RANDOM weights, SHA-256 " in said
     assert f"{len(clips)} of {len(clips)} clips are stand-in output" in said
@@ -84,8 +86,11 @@ def test_offline_search_exits_4_with_a_reason_code(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    result = run(["discover", "-q", "food commercial", "-q", "city video guide"], tmp_path,
-                 DVMSET_SEARCH__PROXY=f"http://127.0.0.1:{port}")
+    result = run(
+        ["discover", "-q", "food commercial", "-q", "city video guide"],
+        tmp_path,
+        DVMSET_SEARCH__PROXY=f"http://127.0.0.1:{port}",
+    )
     assert result.returncode == 4, result.stderr
     assert "network_unreachable" in result.stderr and "Traceback" not in result.stderr
 

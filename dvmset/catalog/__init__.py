@@ -20,6 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from dvmset.catalog.review import ReviewClaims
+from dvmset.catalog.rows import clip_from_row, clip_values, now, video_from_row
+from dvmset.catalog.tables import MIGRATIONS, SCHEMA_VERSION, clips, metadata, schema_info, video_queries, videos
+from dvmset.catalog.work import WorkLeases, insert_if_absent
 from dvmset.errors import CatalogError, ReasonCode, StageError
 from dvmset.ids import split_video_id
 from dvmset.records import (
@@ -33,10 +37,7 @@ from dvmset.records import (
     VideoRecord,
     VideoStatus,
 )
-from dvmset.catalog.review import ReviewClaims
-from dvmset.catalog.rows import clip_from_row, clip_values, now, video_from_row
-from dvmset.catalog.work import WorkLeases, insert_if_absent
-from dvmset.catalog.tables import SCHEMA_VERSION, MIGRATIONS, clips, metadata, schema_info, video_queries, videos
+
 
 @dataclass(frozen=True)
 class StatusCount:
@@ -169,14 +170,31 @@ class Catalog(ReviewClaims, WorkLeases):
         found_at = now()
         with self.engine.begin() as conn:
             for cand in candidates:
-                new_videos += insert_if_absent(conn, videos, {
-                    "video_id": cand.video_id, "url": cand.url, "platform": split_video_id(cand.video_id)[0],
-                    "source": cand.source.value, "status": VideoStatus.DISCOVERED.value, "title": cand.title,
-                    "duration_s": cand.duration_s, "created_at": found_at, "updated_at": found_at,
-                })  # fmt: skip
-                new_links += insert_if_absent(conn, video_queries, {
-                    "video_id": cand.video_id, "query": cand.query, "source": cand.source.value, "found_at": found_at,
-                })  # fmt: skip
+                new_videos += insert_if_absent(
+                    conn,
+                    videos,
+                    {
+                        "video_id": cand.video_id,
+                        "url": cand.url,
+                        "platform": split_video_id(cand.video_id)[0],
+                        "source": cand.source.value,
+                        "status": VideoStatus.DISCOVERED.value,
+                        "title": cand.title,
+                        "duration_s": cand.duration_s,
+                        "created_at": found_at,
+                        "updated_at": found_at,
+                    },
+                )
+                new_links += insert_if_absent(
+                    conn,
+                    video_queries,
+                    {
+                        "video_id": cand.video_id,
+                        "query": cand.query,
+                        "source": cand.source.value,
+                        "found_at": found_at,
+                    },
+                )
         return AddResult(new_videos=new_videos, new_links=new_links)
 
     def get_video(self, video_id: str) -> VideoRecord | None:
@@ -237,7 +255,10 @@ class Catalog(ReviewClaims, WorkLeases):
 
     def mark_probed(self, video_id: str, probe: ProbeInfo, stage_version: str) -> None:
         self._update_video(
-            video_id, status=VideoStatus.PROBED, stage_version=stage_version, probe=asdict(probe),
+            video_id,
+            status=VideoStatus.PROBED,
+            stage_version=stage_version,
+            probe=asdict(probe),
             duration_s=probe.duration_s,
         )
 
@@ -245,20 +266,32 @@ class Catalog(ReviewClaims, WorkLeases):
         """Record a stage error: `skipped` for reasons that mean "does not qualify", else `failed`."""
         status = VideoStatus.SKIPPED if error.reason.is_skip else VideoStatus.FAILED
         self._update_video(
-            video_id, status=status, stage_version=stage_version, error_reason=error.reason.value,
+            video_id,
+            status=status,
+            stage_version=stage_version,
+            error_reason=error.reason.value,
             error_message=error.message,
         )
         return status
 
     def mark_separated(
-        self, video_id: str, separator_model_id: str, separate_version: str, *, stand_in: bool = False,
+        self,
+        video_id: str,
+        separator_model_id: str,
+        separate_version: str,
+        *,
+        stand_in: bool = False,
         models: Sequence[ModelStamp] = (),
     ) -> None:
         """Record the separation; `stand_in`: the separator has random weights (its clips are never
         data); `models`: the separator and speech detector that made the stems, with their checksums."""
         self._update_video(
-            video_id, status=VideoStatus.SEPARATED, stage_version=separate_version,
-            separator_model_id=separator_model_id, separate_version=separate_version, separator_stand_in=stand_in,
+            video_id,
+            status=VideoStatus.SEPARATED,
+            stage_version=separate_version,
+            separator_model_id=separator_model_id,
+            separate_version=separate_version,
+            separator_stand_in=stand_in,
             separation_models=[asdict(stamp) for stamp in models],
             fingerprint_version=None,  # its sound is the accompaniment: fingerprint it again
         )
@@ -297,10 +330,13 @@ class Catalog(ReviewClaims, WorkLeases):
 
     def videos_to_fingerprint(self, fingerprint_version: int, video_id: str | None = None) -> list[VideoRecord]:
         """Clipped videos without a fingerprint of `fingerprint_version` (only `video_id` when given)."""
-        return self._videos_where(sa.and_(
-            videos.c.status == VideoStatus.CLIPPED.value,
-            videos.c.fingerprint_version.is_distinct_from(fingerprint_version),
-        ), video_id)  # fmt: skip
+        return self._videos_where(
+            sa.and_(
+                videos.c.status == VideoStatus.CLIPPED.value,
+                videos.c.fingerprint_version.is_distinct_from(fingerprint_version),
+            ),
+            video_id,
+        )
 
     def set_groups(self, group_of: Mapping[str, str]) -> None:
         """Store each video's near-duplicate group id (video id -> group id)."""
@@ -345,9 +381,7 @@ class Catalog(ReviewClaims, WorkLeases):
             (videos.c.media_path.is_(None), VideoStatus.DISCOVERED.value), else_=VideoStatus.DOWNLOADED.value
         )
         with self.engine.begin() as conn:
-            result = conn.execute(
-                stmt.values(status=restart, error_reason=None, error_message=None, updated_at=now())
-            )
+            result = conn.execute(stmt.values(status=restart, error_reason=None, error_message=None, updated_at=now()))
         return result.rowcount
 
     def _update_video(self, video_id: str, status: VideoStatus, stage_version: str, **values: Any) -> None:
@@ -364,9 +398,7 @@ class Catalog(ReviewClaims, WorkLeases):
 
     # -- clips ---------------------------------------------------------------------------------
 
-    def clips(
-        self, video_id: str | None = None, statuses: Sequence[ClipStatus] | None = None
-    ) -> list[ClipRecord]:
+    def clips(self, video_id: str | None = None, statuses: Sequence[ClipStatus] | None = None) -> list[ClipRecord]:
         """Clips ordered by id, optionally of one video or in some statuses."""
         stmt = sa.select(clips).order_by(clips.c.clip_id)
         if video_id is not None:
@@ -392,11 +424,14 @@ class Catalog(ReviewClaims, WorkLeases):
         """Mark the video's live clips that are not in `keep_clip_ids` as `retired`; return their ids.
         Rows and their label events stay."""
         keep = set(keep_clip_ids)
-        retired = [c.clip_id for c in self.clips(video_id) if c.clip_id not in keep and c.status is not ClipStatus.RETIRED]
+        retired = [
+            c.clip_id for c in self.clips(video_id) if c.clip_id not in keep and c.status is not ClipStatus.RETIRED
+        ]
         if retired:
             with self.engine.begin() as conn:
                 conn.execute(
-                    clips.update().where(clips.c.clip_id.in_(retired))
+                    clips.update()
+                    .where(clips.c.clip_id.in_(retired))
                     .values(status=ClipStatus.RETIRED.value, updated_at=now())
                 )
         return retired
@@ -453,7 +488,8 @@ def _update_videos(conn: sa.Connection, values_of: Mapping[str, Mapping[str, Any
     changed_at = now()
     for columns, rows in by_columns.items():
         stmt = (
-            videos.update().where(videos.c.video_id == sa.bindparam("key_video_id"))
+            videos.update()
+            .where(videos.c.video_id == sa.bindparam("key_video_id"))
             .values(updated_at=changed_at, **{column: sa.bindparam(column) for column in columns})
-        )  # fmt: skip
+        )
         conn.execute(stmt, rows)

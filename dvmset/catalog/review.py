@@ -26,11 +26,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from dvmset.catalog.rows import clip_from_row, json_value, now as utc_now
 from dvmset.catalog.decisions import VOTES, LabelEvent, disputes, live_votes, settle
+from dvmset.catalog.rows import clip_from_row, json_value
+from dvmset.catalog.rows import now as utc_now
+from dvmset.catalog.tables import claims, clips, labels
 from dvmset.errors import DvmsetError
 from dvmset.records import ClipRecord, ClipStatus, Decision, PrescreenFlag, Role
-from dvmset.catalog.tables import claims, clips, labels
 
 AUTO_ANNOTATOR = "prescreen"  # the annotator name of automatic rejections
 DEFAULT_LEASE_S = 900.0  # how long a claim on a clip lasts
@@ -79,17 +80,28 @@ class ReviewClaims:
                 return False
             conn.execute(
                 labels.insert().values(
-                    clip_id=clip_id, annotator=annotator, decision=ClipStatus.REJECTED.value,
-                    reasons=[flag.value for flag in flags], note="rejected by the prescreen (config auto_reject)",
-                    ts=utc_now(), role=Role.ANNOTATOR.value,
+                    clip_id=clip_id,
+                    annotator=annotator,
+                    decision=ClipStatus.REJECTED.value,
+                    reasons=[flag.value for flag in flags],
+                    note="rejected by the prescreen (config auto_reject)",
+                    ts=utc_now(),
+                    role=Role.ANNOTATOR.value,
                 )
             )
             conn.execute(clips.update().where(clips.c.clip_id == clip_id).values(status=ClipStatus.REJECTED.value))
         return True
 
     def add_label(
-        self, clip_id: str, annotator: str, decision: ClipStatus, reasons: Sequence[str] = (), note: str | None = None,
-        lease_s: float = DEFAULT_LEASE_S, role: Role = Role.ANNOTATOR, require_claim: bool = False,
+        self,
+        clip_id: str,
+        annotator: str,
+        decision: ClipStatus,
+        reasons: Sequence[str] = (),
+        note: str | None = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        role: Role = Role.ANNOTATOR,
+        require_claim: bool = False,
     ) -> int:
         """Append one label event (ACCEPTED, REJECTED, or PENDING_REVIEW to withdraw the annotator's
         vote: an undo), cast in `role`, and update the clip's status to the settled decision;
@@ -101,10 +113,17 @@ class ReviewClaims:
         with self.engine.begin() as conn:
             if require_claim:
                 self._check_claim(conn, clip_id, annotator, decision.value, ts)
-            event_id = conn.execute(labels.insert().values(
-                clip_id=clip_id, annotator=annotator, decision=decision.value, reasons=list(reasons), note=note,
-                ts=ts, role=Role(role).value,
-            )).inserted_primary_key[0]  # fmt: skip
+            event_id = conn.execute(
+                labels.insert().values(
+                    clip_id=clip_id,
+                    annotator=annotator,
+                    decision=decision.value,
+                    reasons=list(reasons),
+                    note=note,
+                    ts=ts,
+                    role=Role(role).value,
+                )
+            ).inserted_primary_key[0]
             self._sync_claim(conn, clip_id, annotator, decision.value, ts, lease_s)
             rows = conn.execute(sa.select(labels).where(labels.c.clip_id == clip_id)).mappings().all()
             settled = settle([label_event(row) for row in rows], AUTO_ANNOTATOR).get(clip_id)
@@ -115,9 +134,11 @@ class ReviewClaims:
     def label_events(self) -> list[LabelEvent]:
         """Every label event of a live (not retired) clip, in insertion order."""
         stmt = (
-            sa.select(labels).join(clips, clips.c.clip_id == labels.c.clip_id)
-            .where(clips.c.status != ClipStatus.RETIRED.value).order_by(labels.c.event_id)
-        )  # fmt: skip
+            sa.select(labels)
+            .join(clips, clips.c.clip_id == labels.c.clip_id)
+            .where(clips.c.status != ClipStatus.RETIRED.value)
+            .order_by(labels.c.event_id)
+        )
         with self.engine.connect() as conn:
             return [label_event(row) for row in conn.execute(stmt).mappings()]
 
@@ -130,9 +151,11 @@ class ReviewClaims:
         `decisions` where the caller has settled them already (`decisions()`), else settled now."""
         settled = self.decisions() if decisions is None else decisions
         return Counter(
-            reason.value for decision in settled.values() if decision.status is ClipStatus.REJECTED
+            reason.value
+            for decision in settled.values()
+            if decision.status is ClipStatus.REJECTED
             for reason in decision.reasons
-        )  # fmt: skip
+        )
 
     def clip_votes(self, clip_id: str) -> list[LabelEvent]:
         """The live votes on one clip (each annotator's latest event, where it is a vote), oldest first."""
@@ -140,8 +163,9 @@ class ReviewClaims:
             rows = conn.execute(sa.select(labels).where(labels.c.clip_id == clip_id)).mappings().all()
         return live_votes(label_event(row) for row in rows).get(clip_id, [])
 
-    def recent_votes(self, annotator: str, limit: int = 20, since: datetime | None = None,
-                     scan: int = 1000) -> list[LabelEvent]:
+    def recent_votes(
+        self, annotator: str, limit: int = 20, since: datetime | None = None, scan: int = 1000
+    ) -> list[LabelEvent]:
         """`annotator`'s standing votes, newest first: for each clip, their latest event when it is
         a vote (an undone vote drops out); at most `limit`, among their last `scan` events (and
         those at or after `since`). The labeling app's undo history and "done today" come from here,
@@ -172,9 +196,10 @@ class ReviewClaims:
         """(clip id, its deciding votes) of the disputed live clips, best first (priority, then id).
         Only undecided (`pending_review`) clips can be disputed: only their events are read."""
         stmt = (
-            sa.select(labels, clips.c.priority).join(clips, clips.c.clip_id == labels.c.clip_id)
+            sa.select(labels, clips.c.priority)
+            .join(clips, clips.c.clip_id == labels.c.clip_id)
             .where(clips.c.status == ClipStatus.PENDING_REVIEW.value)
-        )  # fmt: skip
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         priority = {row["clip_id"]: row["priority"] for row in rows}
@@ -190,8 +215,13 @@ class ReviewClaims:
         return clip_from_row(row) if row else None
 
     def claim_next(
-        self, annotator: str, lease_s: float, overlap_share: float, skip: Collection[str] = (),
-        now: datetime | None = None, reviewer: bool = False,
+        self,
+        annotator: str,
+        lease_s: float,
+        overlap_share: float,
+        skip: Collection[str] = (),
+        now: datetime | None = None,
+        reviewer: bool = False,
     ) -> str | None:
         """The clip `annotator` reviews next, leased to them for `lease_s` seconds, or None when the
         queue is empty: first a clip they hold and have not voted on; then, for a `reviewer`, the
@@ -226,8 +256,12 @@ class ReviewClaims:
         if not clip_ids:
             return set()
         now = now or utc_now()
-        mine = (claims.c.annotator == annotator, claims.c.clip_id.in_(list(clip_ids)), claims.c.done.is_(False),
-                claims.c.expires_at > now)  # fmt: skip
+        mine = (
+            claims.c.annotator == annotator,
+            claims.c.clip_id.in_(list(clip_ids)),
+            claims.c.done.is_(False),
+            claims.c.expires_at > now,
+        )
         with self.engine.begin() as conn:
             conn.execute(claims.update().where(*mine).values(expires_at=now + timedelta(seconds=lease_s)))
             return set(conn.execute(sa.select(claims.c.clip_id).where(*mine)).scalars())
@@ -235,9 +269,11 @@ class ReviewClaims:
     def release_claim(self, clip_id: str, annotator: str) -> bool:
         """Give back `annotator`'s open (not voted) claim on `clip_id`; False when there was none."""
         with self.engine.begin() as conn:
-            result = conn.execute(claims.delete().where(
-                claims.c.clip_id == clip_id, claims.c.annotator == annotator, claims.c.done.is_(False)
-            ))  # fmt: skip
+            result = conn.execute(
+                claims.delete().where(
+                    claims.c.clip_id == clip_id, claims.c.annotator == annotator, claims.c.done.is_(False)
+                )
+            )
         return result.rowcount == 1
 
     def claims_on(self, clip_id: str) -> list[Claim]:
@@ -256,13 +292,23 @@ class ReviewClaims:
         one of the two statements match no row, on SQLite and PostgreSQL alike."""
         mine = (claims.c.clip_id == clip_id, claims.c.annotator == annotator)
         if decision in VOTES:
-            closed = conn.execute(claims.update().where(
-                *mine, claims.c.done.is_(False), claims.c.expires_at > now).values(done=True))  # fmt: skip
+            closed = conn.execute(
+                claims.update().where(*mine, claims.c.done.is_(False), claims.c.expires_at > now).values(done=True)
+            )
             if closed.rowcount == 1:
                 return
-            holders = conn.execute(sa.select(claims.c.annotator).where(
-                claims.c.clip_id == clip_id, claims.c.annotator != annotator, claims.c.done.is_(False),
-                claims.c.expires_at > now)).scalars().all()  # fmt: skip
+            holders = (
+                conn.execute(
+                    sa.select(claims.c.annotator).where(
+                        claims.c.clip_id == clip_id,
+                        claims.c.annotator != annotator,
+                        claims.c.done.is_(False),
+                        claims.c.expires_at > now,
+                    )
+                )
+                .scalars()
+                .all()
+            )
             why = "it went to another annotator" if holders else "its reservation ran out"
             raise ClaimLost(f"{clip_id} is not reserved for {annotator} ({why}); the vote was not saved")
         voted = conn.execute(sa.select(sa.func.count()).where(*mine, claims.c.done.is_(True))).scalar()
@@ -283,18 +329,22 @@ class ReviewClaims:
     def _open_claim(self, annotator: str, skip: Collection[str], expires_at: datetime) -> str | None:
         """Renew and return the annotator's best open claim outside `skip` (a resumed session)."""
         stmt = (
-            sa.select(claims.c.clip_id).join(clips, clips.c.clip_id == claims.c.clip_id)
-            .where(claims.c.annotator == annotator, claims.c.done.is_(False),
-                   clips.c.status != ClipStatus.RETIRED.value)
+            sa.select(claims.c.clip_id)
+            .join(clips, clips.c.clip_id == claims.c.clip_id)
+            .where(
+                claims.c.annotator == annotator, claims.c.done.is_(False), clips.c.status != ClipStatus.RETIRED.value
+            )
             .order_by(clips.c.priority.desc().nulls_last(), clips.c.clip_id)
-        )  # fmt: skip
+        )
         with self.engine.begin() as conn:
             for clip_id in conn.execute(stmt).scalars().all():
                 if clip_id in skip:
                     continue
-                renewed = conn.execute(claims.update().where(
-                    claims.c.clip_id == clip_id, claims.c.annotator == annotator, claims.c.done.is_(False)
-                ).values(expires_at=expires_at))  # fmt: skip
+                renewed = conn.execute(
+                    claims.update()
+                    .where(claims.c.clip_id == clip_id, claims.c.annotator == annotator, claims.c.done.is_(False))
+                    .values(expires_at=expires_at)
+                )
                 if renewed.rowcount == 1:
                     return clip_id
         return None
@@ -331,25 +381,32 @@ class ReviewClaims:
         taken = (
             sa.select(claims.c.clip_id, sa.func.count().label("taken"), sa.func.max(claims.c.slots).label("slots"))
             .where(claims.c.slot < REVIEW_SLOT, sa.or_(claims.c.done.is_(True), claims.c.expires_at > now))
-            .group_by(claims.c.clip_id).subquery()
-        )  # fmt: skip
+            .group_by(claims.c.clip_id)
+            .subquery()
+        )
         stmt = (
             sa.select(clips.c.clip_id, taken.c.slots)
             .select_from(clips.outerjoin(taken, taken.c.clip_id == clips.c.clip_id))
             .where(
                 clips.c.status != ClipStatus.RETIRED.value,
-                sa.or_(clips.c.status == ClipStatus.PENDING_REVIEW.value,
-                       clips.c.clip_id.in_(sa.select(claims.c.clip_id))),
+                sa.or_(
+                    clips.c.status == ClipStatus.PENDING_REVIEW.value, clips.c.clip_id.in_(sa.select(claims.c.clip_id))
+                ),
                 clips.c.clip_id.not_in(sa.select(claims.c.clip_id).where(claims.c.annotator == annotator)),
                 clips.c.clip_id.not_in(sa.select(labels.c.clip_id).where(labels.c.annotator == annotator)),
                 sa.func.coalesce(taken.c.taken, 0) < sa.func.coalesce(taken.c.slots, MAX_SLOTS),
             )
             .order_by(clips.c.priority.desc().nulls_last(), clips.c.clip_id)
-        )  # fmt: skip
+        )
         return stmt
 
     def _try_claim(
-        self, clip_id: str, annotator: str, slots: int, now: datetime, expires_at: datetime,
+        self,
+        clip_id: str,
+        annotator: str,
+        slots: int,
+        now: datetime,
+        expires_at: datetime,
         slot_numbers: Iterable[int] | None = None,
     ) -> bool:
         """Take a free slot of the clip (INSERT) or an expired, unvoted one (UPDATE), trying
@@ -357,19 +414,32 @@ class ReviewClaims:
         for slot in range(slots) if slot_numbers is None else slot_numbers:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(claims.insert().values(
-                        clip_id=clip_id, slot=slot, annotator=annotator, slots=slots, claimed_at=now,
-                        expires_at=expires_at, done=False,
-                    ))  # fmt: skip
+                    conn.execute(
+                        claims.insert().values(
+                            clip_id=clip_id,
+                            slot=slot,
+                            annotator=annotator,
+                            slots=slots,
+                            claimed_at=now,
+                            expires_at=expires_at,
+                            done=False,
+                        )
+                    )
                 return True
             except sa.exc.IntegrityError:
                 pass  # the slot is held (or this annotator holds another slot of the clip)
             try:
                 with self.engine.begin() as conn:
-                    stolen = conn.execute(claims.update().where(
-                        claims.c.clip_id == clip_id, claims.c.slot == slot, claims.c.done.is_(False),
-                        claims.c.expires_at <= now,
-                    ).values(annotator=annotator, claimed_at=now, expires_at=expires_at))  # fmt: skip
+                    stolen = conn.execute(
+                        claims.update()
+                        .where(
+                            claims.c.clip_id == clip_id,
+                            claims.c.slot == slot,
+                            claims.c.done.is_(False),
+                            claims.c.expires_at <= now,
+                        )
+                        .values(annotator=annotator, claimed_at=now, expires_at=expires_at)
+                    )
                 if stolen.rowcount == 1:
                     return True
             except sa.exc.IntegrityError:
@@ -380,6 +450,12 @@ class ReviewClaims:
 def label_event(row: Mapping[str, Any]) -> LabelEvent:
     """A `labels` row as a `LabelEvent`."""
     return LabelEvent(
-        row["event_id"], row["clip_id"], row["annotator"], row["decision"],
-        tuple(json_value(row["reasons"])), row["note"], row["ts"], Role(row["role"]),
-    )  # fmt: skip
+        row["event_id"],
+        row["clip_id"],
+        row["annotator"],
+        row["decision"],
+        tuple(json_value(row["reasons"])),
+        row["note"],
+        row["ts"],
+        Role(row["role"]),
+    )

@@ -218,8 +218,10 @@ def _migrate_to_7(conn: Connection) -> None:
 
 
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    2: _migrate_to_2, 3: _add_columns(videos, _V3_VIDEO_COLUMNS), 4: _migrate_to_4,
-    5: _add_columns(labels, ["role"]), 6: _migrate_to_6, 7: _migrate_to_7,
+    2: _migrate_to_2,
+    3: _add_columns(videos, _V3_VIDEO_COLUMNS),
+    4: _migrate_to_4,
+    5: _add_columns(labels, ["role"]),
+    6: _migrate_to_6,
+    7: _migrate_to_7,
 }
-
-

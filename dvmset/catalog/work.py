@@ -74,15 +74,25 @@ class WorkLeases:
     engine: Engine
 
     def claim_work(
-        self, video_id: str, stage: str, owner: str, lease_s: float = WORK_LEASE_S, now: datetime | None = None,
+        self,
+        video_id: str,
+        stage: str,
+        owner: str,
+        lease_s: float = WORK_LEASE_S,
+        now: datetime | None = None,
         dead_owner: str | None = None,
     ) -> WorkLease | None:
         """Lease `video_id` to `owner` for `stage` for `lease_s` seconds, or None when another claim
         on it is live (its owner's included: claims do not nest). A lease that ran out is taken over,
         and so is a live one of `dead_owner` (an owner the caller knows to be dead)."""
         now = now or utc_now()
-        values = {"video_id": video_id, "stage": stage, "owner": owner, "claimed_at": now,
-                  "expires_at": now + timedelta(seconds=lease_s)}  # fmt: skip
+        values = {
+            "video_id": video_id,
+            "stage": stage,
+            "owner": owner,
+            "claimed_at": now,
+            "expires_at": now + timedelta(seconds=lease_s),
+        }
         free = work_leases.c.expires_at <= now
         if dead_owner is not None:
             free = sa.or_(free, work_leases.c.owner == dead_owner)
@@ -100,7 +110,9 @@ class WorkLeases:
         now = now or utc_now()
         mine = (work_leases.c.video_id == video_id, work_leases.c.owner == owner)
         with self.engine.begin() as conn:
-            renewed = conn.execute(work_leases.update().where(*mine).values(expires_at=now + timedelta(seconds=lease_s)))
+            renewed = conn.execute(
+                work_leases.update().where(*mine).values(expires_at=now + timedelta(seconds=lease_s))
+            )
         return renewed.rowcount == 1
 
     def release_work(self, video_id: str, owner: str, status: str | None = None, now: datetime | None = None) -> bool:
@@ -113,10 +125,16 @@ class WorkLeases:
                 return False
             conn.execute(work_leases.delete().where(*mine))
             if status is not None:
-                conn.execute(work_log.insert().values(
-                    video_id=video_id, stage=lease["stage"], owner=owner, started_at=lease["claimed_at"],
-                    finished_at=now or utc_now(), status=status,
-                ))  # fmt: skip
+                conn.execute(
+                    work_log.insert().values(
+                        video_id=video_id,
+                        stage=lease["stage"],
+                        owner=owner,
+                        started_at=lease["claimed_at"],
+                        finished_at=now or utc_now(),
+                        status=status,
+                    )
+                )
         return True
 
     def work_lease(self, video_id: str) -> WorkLease | None:
@@ -132,6 +150,8 @@ class WorkLeases:
             stmt = stmt.where(work_log.c.stage == stage)
         with self.engine.connect() as conn:
             return [
-                WorkEvent(row["video_id"], row["stage"], row["owner"], row["started_at"], row["finished_at"], row["status"])
+                WorkEvent(
+                    row["video_id"], row["stage"], row["owner"], row["started_at"], row["finished_at"], row["status"]
+                )
                 for row in conn.execute(stmt).mappings()
             ]

@@ -140,7 +140,9 @@ def clip_command(config_path: ConfigOption = None, limit: LimitOption = None) ->
 
 def build(
     config_path: ConfigOption = None,
-    folder: Annotated[Path | None, typer.Option(help="discover the videos of a local folder (searched recursively)")] = None,
+    folder: Annotated[
+        Path | None, typer.Option(help="discover the videos of a local folder (searched recursively)")
+    ] = None,
     urls: Annotated[Path | None, typer.Option(help="discover the URLs of a URL list file")] = None,
     query: Annotated[list[str] | None, typer.Option("--query", "-q", help="search these queries (repeatable)")] = None,
     queries_file: Annotated[Path | None, typer.Option(help="queries file (default: the config's)")] = None,
@@ -150,9 +152,12 @@ def build(
     workers: Annotated[int, typer.Option(help="threads (local), or worker processes of the Dask LocalCluster")] = 4,
     retry_failed: Annotated[bool, typer.Option(help="first send failed videos back to be tried again")] = False,
     publish: Annotated[bool, typer.Option(help="then publish the reviewed clips as manifests")] = False,
-    version: Annotated[str | None, typer.Option(help="the manifest version to publish (default: the next vNNNN)")] = None,
+    version: Annotated[
+        str | None, typer.Option(help="the manifest version to publish (default: the next vNNNN)")
+    ] = None,
     allow_stand_in: Annotated[
-        bool, typer.Option(help="with --publish: publish clips a stand-in (random-weight) separator made; the card warns")
+        bool,
+        typer.Option(help="with --publish: publish clips a stand-in (random-weight) separator made; the card warns"),
     ] = False,
 ) -> None:
     """Discover, then run every curation stage (download, probe, separate, clip, ...) through the Prefect
@@ -174,10 +179,20 @@ def build(
         return str(path.resolve()) if path else None
 
     summary = _run_build_flow(
-        config=config, folder=absolute(folder), urls=absolute(urls), queries=query,
-        queries_file=absolute(queries_file), label=label, runner=runner, dask_address=dask_address, workers=workers,
-        retry_failed=retry_failed, publish=publish, version=version, allow_stand_in=allow_stand_in,
-    )  # fmt: skip
+        config=config,
+        folder=absolute(folder),
+        urls=absolute(urls),
+        queries=query,
+        queries_file=absolute(queries_file),
+        label=label,
+        runner=runner,
+        dask_address=dask_address,
+        workers=workers,
+        retry_failed=retry_failed,
+        publish=publish,
+        version=version,
+        allow_stand_in=allow_stand_in,
+    )
     if summary.failed_sources:
         raise typer.Exit(int(ExitCode.SOURCE))
     if summary.failed_videos or summary.failed_in_catalog:  # this run's, or earlier runs' still in the catalog
@@ -250,24 +265,32 @@ def demo(
             update={"model_dir": models, "separate": config.separate.model_copy(update={"model": DEMO_SEPARATOR})}
         )
         separator = steps.separator_for(config)  # the stand-in, loaded once: the flow's tasks reuse it
-        out.print(Panel(
-            f"{escape(str(missing))}\n\nTHE DEMO GOES ON WITH A STAND-IN: {DEMO_SEPARATOR!r}, a tiny Demucs with "
-            f"RANDOM weights (saved in {models}). It removes no vocals; its 'accompaniment' is "
-            f"filtered noise. Every clip records {DEMO_SEPARATOR!r} as its separator model and is marked stand-in "
-            "output: the labeling app shows it under a red banner, and `dvmset publish` refuses it without "
-            "--allow-stand-in. A normal run never does this: it stops with the error above. For real weights, run "
-            "`python -m curation.htdemucs_onnx` (it writes them to the dvmset weights cache) and run the demo again.",
-            title="no Demucs weights: demo stand-in separator", border_style="bold red",
-        ))  # fmt: skip
+        out.print(
+            Panel(
+                f"{escape(str(missing))}\n\nTHE DEMO GOES ON WITH A STAND-IN: {DEMO_SEPARATOR!r}, a tiny Demucs with "
+                f"RANDOM weights (saved in {models}). It removes no vocals; its 'accompaniment' is "
+                f"filtered noise. Every clip records {DEMO_SEPARATOR!r} as its separator model and is marked stand-in "
+                "output: the labeling app shows it under a red banner, and `dvmset publish` refuses it without "
+                "--allow-stand-in. A normal run never does this: it stops with the error above. For real weights, run "
+                "`python -m curation.htdemucs_onnx` (it writes them to the dvmset weights cache) and run the demo "
+                "again.",
+                title="no Demucs weights: demo stand-in separator",
+                border_style="bold red",
+            )
+        )
     weights = "STAND-IN with RANDOM weights" if separator.stand_in else "real weights"
     separator_line = f"separator: {separator.model_id} ({weights}, SHA-256 {separator.sha256 or 'unknown'})"
     if not separator.stand_in:
         out.print(Panel(escape(separator_line), title="demo separator: real weights", border_style="green"))
     elif not fell_back:  # the configured model itself is a stand-in (its bag file says so)
-        out.print(Panel(
-            f"{escape(separator_line)}\nIts 'accompaniment' is filtered noise; every clip is marked stand-in output.",
-            title="demo separator: STAND-IN", border_style="bold red",
-        ))  # fmt: skip
+        out.print(
+            Panel(
+                f"{escape(separator_line)}\nIts 'accompaniment' is filtered noise; every clip is marked stand-in "
+                "output.",
+                title="demo separator: STAND-IN",
+                border_style="bold red",
+            )
+        )
     summary = _run_build_flow(
         config=config, folder=str(samples.resolve()), label="demo samples"
     )  # the failed and skipped sample videos are the demo's point: they do not fail the command
@@ -280,7 +303,8 @@ def demo(
         out.print(
             f"[bold red]{escape(separator_line)}[/]\n[bold red]{stand_in_clips} of {len(clips)} clips are stand-in "
             "output (noise, not data):[/] marked in the catalog, under a red banner in `dvmset label`, refused by "
-            "`dvmset publish` without --allow-stand-in", highlight=False,
-        )  # fmt: skip
+            "`dvmset publish` without --allow-stand-in",
+            highlight=False,
+        )
     else:
         out.print(f"{escape(separator_line)}\n{len(clips)} clips, none of them stand-in output", highlight=False)

@@ -64,17 +64,27 @@ def eval_settings(evaluate: EvaluateConfig, model_dir: Path | None, manifest: Pa
 
     tracker = load_beat_tracker(beat_tracker_spec(evaluate.beats))
     scenes = (
-        manifest_scenes(manifest, prescreen_detector()) if evaluate.scenes == "manifest"
+        manifest_scenes(manifest, prescreen_detector())
+        if evaluate.scenes == "manifest"
         else SceneSettings(evaluate.scene_detector, evaluate.scene_threshold, evaluate.min_scene_frames)
-    )  # fmt: skip
+    )
     return EvalSettings(
-        scenes=scenes, beat_tracker=tracker, tolerance_s=evaluate.tolerance_s, beat_bin_s=evaluate.beat_bin_s,
-        panns_checkpoint=evaluate.panns, clap_model_id=evaluate.clap,
-        imagebind_checkpoint=evaluate.imagebind if evaluate.imagebind_score else None, model_dir=model_dir,
-        device=evaluate.device, shuffle_seed=evaluate.shuffle_seed, exclude=evaluate.exclude,
-        transition_tolerance_s=evaluate.transition_tolerance_s, beat_match_tolerance_s=evaluate.beat_match_tolerance_s,
-        beat_skip_s=evaluate.beat_skip_s, tempo_tolerance=evaluate.tempo_tolerance,
-    )  # fmt: skip
+        scenes=scenes,
+        beat_tracker=tracker,
+        tolerance_s=evaluate.tolerance_s,
+        beat_bin_s=evaluate.beat_bin_s,
+        panns_checkpoint=evaluate.panns,
+        clap_model_id=evaluate.clap,
+        imagebind_checkpoint=evaluate.imagebind if evaluate.imagebind_score else None,
+        model_dir=model_dir,
+        device=evaluate.device,
+        shuffle_seed=evaluate.shuffle_seed,
+        exclude=evaluate.exclude,
+        transition_tolerance_s=evaluate.transition_tolerance_s,
+        beat_match_tolerance_s=evaluate.beat_match_tolerance_s,
+        beat_skip_s=evaluate.beat_skip_s,
+        tempo_tolerance=evaluate.tempo_tolerance,
+    )
 
 
 def repeat_command(manifest: Path, runs: dict[str, Path], config_file: Path, out_dir: Path, report: str) -> str:
@@ -101,8 +111,10 @@ def evaluate(
         str, typer.Option(help="file name (no suffix) of the JSON, Markdown and config files")
     ] = "evaluation",
     references: Annotated[
-        bool | None, typer.Option("--references/--no-references", help="also evaluate the ground-truth and the "
-                                  "shuffled music (default: yes)")
+        bool | None,
+        typer.Option(
+            "--references/--no-references", help="also evaluate the ground-truth and the shuffled music (default: yes)"
+        ),
     ] = None,
     data_root: Annotated[
         Path | None, typer.Option(help="where the manifest's paths start (default: the config's)")
@@ -113,13 +125,17 @@ def evaluate(
     scene_threshold: Annotated[float | None, typer.Option(help="detector threshold (default: the detector's)")] = None,
     min_scene_frames: Annotated[int | None, typer.Option(min=1, help="shortest scene in frames (default: 15)")] = None,
     scenes: Annotated[
-        str | None, typer.Option(help="scene changes: detect (PySceneDetect on each video, the default) or manifest "
-                                      "(its scene_cuts_s)")
+        str | None,
+        typer.Option(
+            help="scene changes: detect (PySceneDetect on each video, the default) or manifest (its scene_cuts_s)"
+        ),
     ] = None,
     beats: Annotated[
         str | None,
-        typer.Option(help="the Rhythm score's beats: onsets-d2m (the default: D2M-GAN's onsets, as the paper), "
-                     "onsets-loris, beat_track (librosa's beat tracker), plp"),
+        typer.Option(
+            help="the Rhythm score's beats: onsets-d2m (the default: D2M-GAN's onsets, as the paper), "
+            "onsets-loris, beat_track (librosa's beat tracker), plp"
+        ),
     ] = None,
     beat_tracker: Annotated[
         str | None,
@@ -129,9 +145,12 @@ def evaluate(
         float | None, typer.Option(min=0.0, help="Rhythm: a beat this close hits a scene change (s; 0.1)")
     ] = None,
     exclude: Annotated[
-        str | None, typer.Option(help="clips left out of Rhythm and transitions: none (only clips without scene "
-                                      "changes; the default) or stable-visual (still pictures, or under 2 cuts a "
-                                      "minute, by the manifest's prescreen)")
+        str | None,
+        typer.Option(
+            help="clips left out of Rhythm and transitions: none (only clips without scene "
+            "changes; the default) or stable-visual (still pictures, or under 2 cuts a "
+            "minute, by the manifest's prescreen)"
+        ),
     ] = None,
     beat_bin_s: Annotated[float | None, typer.Option(min=0.01, help="onset bin of BCS/BHS (s; 1)")] = None,
     transition_tolerance_s: Annotated[
@@ -160,8 +179,13 @@ def evaluate(
     override them."""
     from model.errors import WeightsNotFoundError
     from model.metrics.evaluate import (
-        evaluate_runs, generated_files, load_metric_models, manifest_eval_clips, music_to_analyse, reference_runs,
-    )  # fmt: skip
+        evaluate_runs,
+        generated_files,
+        load_metric_models,
+        manifest_eval_clips,
+        music_to_analyse,
+        reference_runs,
+    )
     from model.metrics.report import protocol, write_report
     from model.metrics.rhythm import EXCLUDE_RULES
     from model.metrics.trackers import BeatTrackerError
@@ -179,20 +203,37 @@ def evaluate(
         raise fail(ExitCode.USAGE, f"--scenes must be one of {', '.join(SCENE_SOURCES)}, got {scenes!r}")
     if beats is not None and beat_tracker is not None:
         raise fail(ExitCode.USAGE, "give --beats (a named protocol) or --beat-tracker (module:function), not both")
-    detection = {"scene_detector": scene_detector, "scene_threshold": scene_threshold,
-                 "min_scene_frames": min_scene_frames}  # fmt: skip
+    detection = {
+        "scene_detector": scene_detector,
+        "scene_threshold": scene_threshold,
+        "min_scene_frames": min_scene_frames,
+    }
     flags = {
-        **detection, "references": references, "scenes": scenes, "beats": beat_tracker or beats,
-        "tolerance_s": tolerance_s, "exclude": exclude, "beat_bin_s": beat_bin_s,
-        "transition_tolerance_s": transition_tolerance_s, "beat_match_tolerance_s": beat_match_tolerance_s,
-        "beat_skip_s": beat_skip_s, "tempo_tolerance": tempo_tolerance, "panns": panns, "clap": clap,
-        "imagebind": imagebind, "imagebind_score": False if no_imagebind else (True if imagebind else None),
-        "shuffle_seed": shuffle_seed, "device": device,
-    }  # fmt: skip
+        **detection,
+        "references": references,
+        "scenes": scenes,
+        "beats": beat_tracker or beats,
+        "tolerance_s": tolerance_s,
+        "exclude": exclude,
+        "beat_bin_s": beat_bin_s,
+        "transition_tolerance_s": transition_tolerance_s,
+        "beat_match_tolerance_s": beat_match_tolerance_s,
+        "beat_skip_s": beat_skip_s,
+        "tempo_tolerance": tempo_tolerance,
+        "panns": panns,
+        "clap": clap,
+        "imagebind": imagebind,
+        "imagebind_score": False if no_imagebind else (True if imagebind else None),
+        "shuffle_seed": shuffle_seed,
+        "device": device,
+    }
     config = configured(config_path, {"evaluate": flags}, data_root=data_root)
     if config.evaluate.scenes == "manifest" and any(value is not None for value in detection.values()):
-        raise fail(ExitCode.USAGE, "--scene-detector, --scene-threshold and --min-scene-frames set how scenes are "
-                   "detected: they do not apply with --scenes manifest")  # fmt: skip
+        raise fail(
+            ExitCode.USAGE,
+            "--scene-detector, --scene-threshold and --min-scene-frames set how scenes are "
+            "detected: they do not apply with --scenes manifest",
+        )
     if manifest.is_dir():  # the version folder, as `manifests check` takes it
         manifest = manifest_path(manifest, split)
     try:
@@ -211,7 +252,7 @@ def evaluate(
         with progress_bar(files, "music and videos analysed", unit="file") as bar:
             results = evaluate_runs(
                 clips, runs, models, settings, on_music=lambda _: bar.update(1), on_video=lambda _: bar.update(1)
-            )  # fmt: skip
+            )
     except WeightsNotFoundError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
     except BeatTrackerError as exc:
@@ -225,10 +266,14 @@ def evaluate(
     clap_rate_hz, clap_window_s = models.clap.sample_rate_hz, models.clap.window_s
     imagebind_unavailable = None if models.imagebind is not None else models.imagebind_unavailable
     protocol_block = protocol(settings, clap_rate_hz, clap_window_s, imagebind_unavailable)
-    inputs = {"manifest": str(manifest), "data_root": str(config.data_root), "clips": len(clips),
-              "generated": {run: str(path) for run, path in zip(names, generated)},
-              "config": str(config_file),
-              "repeat": repeat_command(manifest, dict(zip(names, generated)), config_file, folder, report)}  # fmt: skip
+    inputs = {
+        "manifest": str(manifest),
+        "data_root": str(config.data_root),
+        "clips": len(clips),
+        "generated": {run: str(path) for run, path in zip(names, generated)},
+        "config": str(config_file),
+        "repeat": repeat_command(manifest, dict(zip(names, generated)), config_file, folder, report),
+    }
     json_path, markdown_path = write_report(results, protocol_block, inputs, folder, report)
     for result in results:
         scored = f"{result.name}: {len(result.clips)} clips scored, {len(result.missing)} without music"
@@ -239,5 +284,7 @@ def evaluate(
             out.print(f"  no file found; expected names such as {id_to_dirname(clips[0].clip_id)}.wav", highlight=False)
     if models.imagebind is None:
         out.print(f"ImageBind: not available: {models.imagebind_unavailable}", highlight=False)
-    out.print(f"report {markdown_path}\njson {json_path}\nconfig {config_file} (--config repeats this evaluation)",
-              highlight=False)  # fmt: skip
+    out.print(
+        f"report {markdown_path}\njson {json_path}\nconfig {config_file} (--config repeats this evaluation)",
+        highlight=False,
+    )

@@ -29,16 +29,23 @@ def config_departures(model: ModelConfig, spec: ModelSpec) -> list[str]:
     model, as `key checkpoint value (config: value)`: the checkpoint's are what generation uses."""
     conditioning = spec.conditioning
     recorded: dict[str, object] = {
-        "musicgen": spec.musicgen_model_id, "clip": spec.clip_model_id,
-        "semantic_feature": conditioning.semantic_feature, "embedding_layers": conditioning.embedding_layers,
-        "lora_rank": conditioning.lora_rank, "lora_alpha": conditioning.lora_alpha,
-        "lora_targets": conditioning.lora_targets, "affect": "on" if conditioning.affect else "off",
-    }  # fmt: skip
+        "musicgen": spec.musicgen_model_id,
+        "clip": spec.clip_model_id,
+        "semantic_feature": conditioning.semantic_feature,
+        "embedding_layers": conditioning.embedding_layers,
+        "lora_rank": conditioning.lora_rank,
+        "lora_alpha": conditioning.lora_alpha,
+        "lora_targets": conditioning.lora_targets,
+        "affect": "on" if conditioning.affect else "off",
+    }
     if spec.stage == 2:
         recorded["rhythm"] = spec.rhythm_source
     given = [key for key in ModelConfig.model_fields if key in model.model_fields_set and key in recorded]
-    return [f"{key} {recorded[key]} (config: {getattr(model, key)})" for key in given
-            if getattr(model, key) != recorded[key]]  # fmt: skip
+    return [
+        f"{key} {recorded[key]} (config: {getattr(model, key)})"
+        for key in given
+        if getattr(model, key) != recorded[key]
+    ]
 
 
 def generate(
@@ -68,8 +75,14 @@ def generate(
 
     config = configured(config_path, {})
     try:
-        settings = GenerationSettings(window_s=window_s, prompt_s=prompt_s, guidance_scale=guidance, top_k=top_k,
-                                      temperature=temperature, seed=seed)  # fmt: skip
+        settings = GenerationSettings(
+            window_s=window_s,
+            prompt_s=prompt_s,
+            guidance_scale=guidance,
+            top_k=top_k,
+            temperature=temperature,
+            seed=seed,
+        )
         check_output_suffixes(out_path, music_out)
     except ValueError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
@@ -84,8 +97,11 @@ def generate(
         trained = load_checkpoint(checkpoint)
         departures = config_departures(config.model, trained.spec)
         if departures:
-            out.print(f"the checkpoint's model settings are used, not the config's [model]: {', '.join(departures)}",
-                      markup=False, highlight=False)  # fmt: skip
+            out.print(
+                f"the checkpoint's model settings are used, not the config's [model]: {', '.join(departures)}",
+                markup=False,
+                highlight=False,
+            )
         model, encoder = load_generator(trained, config.model_dir, device)
         soundtrack = generate_music(model, video, encoder, settings)
         waveform = soundtrack.waveform.numpy()
@@ -102,4 +118,3 @@ def generate(
         + ", ".join(written),
         highlight=False,
     )
-

@@ -30,7 +30,9 @@ def is_loopback(host: str) -> bool:
 
 def label(
     config_path: ConfigOption = None,
-    host: Annotated[str, typer.Option(help="address to listen on; other than loopback only with --users")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="address to listen on; other than loopback only with --users")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 7860,
     users: Annotated[Path | None, typer.Option(help="users file (TOML or JSON): who may log in")] = None,
     add_user: Annotated[str | None, typer.Option(help="add (or replace) this user in --users, then exit")] = None,
@@ -42,7 +44,8 @@ def label(
     guidelines: Annotated[Path | None, typer.Option(help="markdown file of review guidelines, opened with ?")] = None,
 ) -> None:
     """Serve the labeling app: annotators accept or reject the clips of their queue in a browser."""
-    from labeling_ui.users import Role, add_user as add_user_entry, load_users
+    from labeling_ui.users import Role, load_users
+    from labeling_ui.users import add_user as add_user_entry
 
     if add_user is not None:
         if users is None or role not in {r.value for r in Role}:
@@ -55,8 +58,11 @@ def label(
         out.print(f"{users}: {add_user} ({role}) saved")
         return
     if users is None and not is_loopback(host):
-        raise fail(ExitCode.USAGE, f"refusing to serve on {host} without logins: pass --users FILE "
-                                    "(make one with --add-user), or use --host 127.0.0.1")  # fmt: skip
+        raise fail(
+            ExitCode.USAGE,
+            f"refusing to serve on {host} without logins: pass --users FILE "
+            "(make one with --add-user), or use --host 127.0.0.1",
+        )
     try:
         entries = load_users(users) if users is not None else None
     except ConfigError as exc:
@@ -74,16 +80,21 @@ def label(
     from labeling_ui.views import Thresholds
 
     settings = AppSettings(
-        data_root=config.data_root.resolve(), catalog_url=config.resolved_catalog_url,
+        data_root=config.data_root.resolve(),
+        catalog_url=config.resolved_catalog_url,
         review=ReviewSettings(lease_s=lease_min * 60.0, overlap_share=overlap_share),
-        silence_dbfs=config.prescreen.silence_dbfs, users=entries, default_annotator=annotator or _login_name(),
+        silence_dbfs=config.prescreen.silence_dbfs,
+        users=entries,
+        default_annotator=annotator or _login_name(),
         thresholds=Thresholds(
-            max_non_music_s=config.prescreen.max_non_music_s, max_static_share=config.prescreen.max_static_share,
-            max_noise_score=config.prescreen.max_noise_score, target_lufs=config.loudness.target_lufs,
+            max_non_music_s=config.prescreen.max_non_music_s,
+            max_static_share=config.prescreen.max_static_share,
+            max_noise_score=config.prescreen.max_noise_score,
+            target_lufs=config.loudness.target_lufs,
             true_peak_ceiling_dbtp=config.loudness.true_peak_ceiling_dbtp,
         ),
         guidelines_md=guidelines_md or DEFAULT_GUIDELINES,
-    )  # fmt: skip
+    )
     out.print(f"labeling app on http://{host}:{port} ({'logins from ' + str(users) if users else 'no login'})")
     try:
         serve(settings, host, port)

@@ -13,17 +13,31 @@ from dvmset.cli.common import err, exit_code_for
 from dvmset.errors import DvmsetError
 
 app = typer.Typer(
-    help="Build the DVMSet video-music dataset.", no_args_is_help=True, add_completion=False,
+    help="Build the DVMSet video-music dataset.",
+    no_args_is_help=True,
+    add_completion=False,
     pretty_exceptions_enable=False,
-)  # fmt: skip
+)
 
 COMMANDS = (  # (name, function), in the order `dvmset --help` lists them
-    ("init", curate.init), ("discover", curate.discover), ("download", curate.download), ("probe", curate.probe),
-    ("separate", curate.separate), ("clip", curate.clip_command), ("build", curate.build),
-    ("status", curate.status), ("demo", curate.demo), ("publish", publish.publish), ("release", publish.release),
-    ("rebuild", publish.rebuild), ("label", label.label), ("train", train.train),
-    ("train-rhythm", rhythm.train_rhythm), ("generate", generate.generate), ("evaluate", evaluate.evaluate),
-)  # fmt: skip
+    ("init", curate.init),
+    ("discover", curate.discover),
+    ("download", curate.download),
+    ("probe", curate.probe),
+    ("separate", curate.separate),
+    ("clip", curate.clip_command),
+    ("build", curate.build),
+    ("status", curate.status),
+    ("demo", curate.demo),
+    ("publish", publish.publish),
+    ("release", publish.release),
+    ("rebuild", publish.rebuild),
+    ("label", label.label),
+    ("train", train.train),
+    ("train-rhythm", rhythm.train_rhythm),
+    ("generate", generate.generate),
+    ("evaluate", evaluate.evaluate),
+)
 for name, command in COMMANDS:
     app.command(name=name)(command)
 app.add_typer(publish.manifests_app, name="manifests")

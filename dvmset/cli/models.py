@@ -22,6 +22,7 @@ from dvmset import models as registry
 from dvmset.cli.common import ConfigOption, ExitCode, err, fail, load_config_or_exit, out
 from dvmset.config import Config
 from dvmset.errors import DvmsetError
+from dvmset.reachability import hub_url, offline_reason
 
 models_app = typer.Typer(
     help="Pretrained models: where each comes from, whether it is here (list, check), fetching it (pull).",
@@ -66,16 +67,25 @@ def model_rows(config: Config, ids: dict[str, str]) -> list[dict[str, Any]]:
         places = registry.locations(key, model_id, config.model_dir)
         found = next((place for place in places if place.present), None)
         checksum = entry.checksum(model_id)
-        rows.append({
-            "key": key, "title": entry.title, "stage": entry.stage, "id": model_id, "default_id": entry.default_id,
-            "found": str(found.path) if found else None, "found_in": found.place if found else None,
-            "size_bytes": entry.size_bytes(model_id), "licence": entry.licence,
-            "licence_detail": entry.licence_detail or entry.licence, "published": entry.published,
-            "checksum": f"{checksum.algorithm}:{checksum.value} ({checksum.file_name})" if checksum else None,
-            "looked": [place.describe() for place in places],
-            "provide": None if found else registry.how_to_provide(key, model_id, config.model_dir),
-            "note": entry.note,
-        })  # fmt: skip
+        rows.append(
+            {
+                "key": key,
+                "title": entry.title,
+                "stage": entry.stage,
+                "id": model_id,
+                "default_id": entry.default_id,
+                "found": str(found.path) if found else None,
+                "found_in": found.place if found else None,
+                "size_bytes": entry.size_bytes(model_id),
+                "licence": entry.licence,
+                "licence_detail": entry.licence_detail or entry.licence,
+                "published": entry.published,
+                "checksum": f"{checksum.algorithm}:{checksum.value} ({checksum.file_name})" if checksum else None,
+                "looked": [place.describe() for place in places],
+                "provide": None if found else registry.how_to_provide(key, model_id, config.model_dir),
+                "note": entry.note,
+            }
+        )
     return rows
 
 
@@ -139,8 +149,11 @@ def check(keys: KeysArgument = None, config_path: ConfigOption = None, ids: IdOp
             failures.append(f"{key} ({model_id}) at {found.path}: checksum {'; '.join(bad)}")
             continue
         checked = "; ".join(result.describe() for result in sums) or "no published checksum"
-        out.print(f"[green]ok[/] {escape(key)} {escape(model_id)} ({escape(found.place)}: {escape(str(found.path))}): "
-                  f"{escape(detail)}; {escape(checked)}", highlight=False)  # fmt: skip
+        out.print(
+            f"[green]ok[/] {escape(key)} {escape(model_id)} ({escape(found.place)}: {escape(str(found.path))}): "
+            f"{escape(detail)}; {escape(checked)}",
+            highlight=False,
+        )
     for failure in failures:
         err.print(f"[bold red]error:[/] {escape(failure)}", highlight=False)
     if failures:
@@ -200,11 +213,14 @@ def pull(keys: KeysArgument = None, config_path: ConfigOption = None, ids: IdOpt
     missing_package = wanted.pop("silero-vad", None) is not None
     if missing_package:
         err.print(f"silero-vad comes with its Python package: {registry.how_to_provide('silero-vad', '', None)}")
-    reasons = {key: registry.offline_reason(_source_url(key, config.model_dir)) for key in wanted}
+    reasons = {key: offline_reason(_source_url(key, config.model_dir)) for key in wanted}
     if wanted and all(reasons.values()):
         reason = sorted(set(reasons.values()))  # type: ignore[arg-type]
-        raise fail(ExitCode.SOURCE, f"cannot fetch {', '.join(wanted)}: this machine is offline ({'; '.join(reason)}); "
-                   "`dvmset models check` names the files to copy here and the folder for each")  # fmt: skip
+        raise fail(
+            ExitCode.SOURCE,
+            f"cannot fetch {', '.join(wanted)}: this machine is offline ({'; '.join(reason)}); "
+            "`dvmset models check` names the files to copy here and the folder for each",
+        )
     failed = False
     for key, model_id in wanted.items():
         if reasons[key]:
@@ -229,7 +245,7 @@ def _source_url(key: str, model_dir: Path | None) -> str:
         return registry.IMAGEBIND_URL
     if key == "demucs" and model_dir is not None:
         return registry.DEMUCS_REMOTE_URL
-    return registry.hub_url()
+    return hub_url()
 
 
 def _fetch(key: str, model_id: str, model_dir: Path | None) -> Path:

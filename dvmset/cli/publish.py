@@ -58,8 +58,14 @@ def publish(
     1, with the reason); nothing is written when nothing changed since the last version (exit 0)
     unless --force is given."""
     from curation.publish import (
-        NothingChangedError, StandInError, VersionExistsError, next_version, publish as publish_manifests,
-    )  # fmt: skip
+        NothingChangedError,
+        StandInError,
+        VersionExistsError,
+        next_version,
+    )
+    from curation.publish import (
+        publish as publish_manifests,
+    )
 
     config, catalog = open_catalog(config_path)
     try:
@@ -87,15 +93,17 @@ def publish(
         err.print(
             f"[bold red]STAND-IN OUTPUT PUBLISHED[/]: {result.stand_in_clips} clips have music made by a stand-in "
             f"separator with random weights ({escape(', '.join(result.stand_in_models))}): noise, not data; the card "
-            "says so at the top", highlight=False,
-        )  # fmt: skip
+            "says so at the top",
+            highlight=False,
+        )
     for merge in result.merges:
         err.print(f"[yellow]groups merged[/] {', '.join(merge.absorbed)} into {merge.kept}", highlight=False)
     if result.withheld_video_ids:
         err.print(
             f"[yellow]withheld[/] {', '.join(result.withheld_video_ids)}: each matches videos published on both "
-            "sides, so it cannot join either without a leak", highlight=False,
-        )  # fmt: skip
+            "sides, so it cannot join either without a leak",
+            highlight=False,
+        )
 
 
 def _media_root(manifest_dir: Path, config_path: Path | None, data_root: Path | None) -> Path | None:
@@ -143,7 +151,8 @@ def export_jsonl(
 ) -> None:
     """Write the accepted clips as audiocraft-style jsonl (absolute paths), one file per split.
     Exit 1, listing them and writing nothing, when files the lines would name do not exist."""
-    from manifests.export_jsonl import MissingMediaError, export_jsonl as export
+    from manifests.export_jsonl import MissingMediaError
+    from manifests.export_jsonl import export_jsonl as export
 
     try:
         written = export(manifest_dir, _media_root(manifest_dir, config_path, data_root), out_dir)
@@ -198,7 +207,8 @@ def rebuild(
     """Rebuild a release's clips through the normal stages into the config's data root; carry its
     decisions over as label events; report the clips rebuilt, missing (with the reason) and those
     whose times no longer match. Exit 1 only when no clip could be rebuilt."""
-    from curation.rebuild import Outcome, rebuild as rebuild_release
+    from curation.rebuild import Outcome
+    from curation.rebuild import rebuild as rebuild_release
 
     config, catalog = open_catalog(config_path)
     try:
@@ -217,8 +227,9 @@ def rebuild(
     out.print(summary)
     problems = Counter(
         (clip.video_id, clip.outcome.value, clip.reason or "", clip.detail or "")
-        for clip in report.clips if clip.outcome is not Outcome.REBUILT
-    )  # fmt: skip
+        for clip in report.clips
+        if clip.outcome is not Outcome.REBUILT
+    )
     if problems:
         details = Table(title="videos with clips not rebuilt")
         for column in ("video", "outcome", "reason", "clips", "detail"):

@@ -59,30 +59,56 @@ def train_rhythm(
 
     flags = {
         "model": {"clip": clip, "semantic_feature": semantic_feature},
-        "rhythm": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "hidden": hidden,
-                   "layers": layers, "affect": affect, "seed": seed, "device": device},
-    }  # fmt: skip
+        "rhythm": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "hidden": hidden,
+            "layers": layers,
+            "affect": affect,
+            "seed": seed,
+            "device": device,
+        },
+    }
     config = configured(config_path, flags, data_root=data_root)
-    config = config.model_copy(update={"model": config.model.model_copy(  # the CLIP model it really reads
-        update={"clip": config.model.clip or DEFAULT_CLIP_MODEL_ID})})  # fmt: skip
+    config = config.model_copy(
+        update={
+            "model": config.model.model_copy(  # the CLIP model it really reads
+                update={"clip": config.model.clip or DEFAULT_CLIP_MODEL_ID}
+            )
+        }
+    )
     rhythm = config.rhythm
     try:
         settings = PredictorSettings(
-            epochs=rhythm.epochs, batch_size=rhythm.batch_size, learning_rate=rhythm.learning_rate,
-            weight_decay=rhythm.weight_decay, seed=rhythm.seed, hidden=rhythm.hidden, layers=rhythm.layers,
+            epochs=rhythm.epochs,
+            batch_size=rhythm.batch_size,
+            learning_rate=rhythm.learning_rate,
+            weight_decay=rhythm.weight_decay,
+            seed=rhythm.seed,
+            hidden=rhythm.hidden,
+            layers=rhythm.layers,
             use_affect=rhythm.affect,
-        )  # fmt: skip
+        )
     except ValueError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     manifest_dir = manifest if manifest.is_dir() else manifest.parent
     request = RhythmRequest(
-        manifest_dir=manifest_dir, data_root=config.data_root,
-        out_dir=out_dir or Path("runs") / manifest_dir.resolve().name / "rhythm", settings=settings,
-        clip_model_id=config.model.clip, semantic_feature=config.model.semantic_feature, model_dir=config.model_dir,
-        device=rhythm.device, run_config=config_toml(portable(config)),
-    )  # fmt: skip
+        manifest_dir=manifest_dir,
+        data_root=config.data_root,
+        out_dir=out_dir or Path("runs") / manifest_dir.resolve().name / "rhythm",
+        settings=settings,
+        clip_model_id=config.model.clip,
+        semantic_feature=config.model.semantic_feature,
+        model_dir=config.model_dir,
+        device=rhythm.device,
+        run_config=config_toml(portable(config)),
+    )
     with training_errors_as_exit_codes():
         result = run_rhythm_training(request)
     out.print(result.report_path.read_text(), highlight=False)
-    out.print(f"predictor {result.predictor_path}\nreport {result.report_path}\nconfig {result.config_path} "
-              "(--config repeats this run)", highlight=False)  # fmt: skip
+    out.print(
+        f"predictor {result.predictor_path}\nreport {result.report_path}\nconfig {result.config_path} "
+        "(--config repeats this run)",
+        highlight=False,
+    )

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
 
 # named [model] and [train] overrides; flags given on the command line win over them
 PRESETS: dict[str, dict[str, dict[str, object]]] = {
-    "cpu-smoke": {"model": {"musicgen": "facebook/musicgen-small"},
-                  "train": {"steps": 4, "batch_size": 2, "crop_s": 10.0, "warmup_steps": 2, "save_every": 2}},
-}  # fmt: skip
+    "cpu-smoke": {
+        "model": {"musicgen": "facebook/musicgen-small"},
+        "train": {"steps": 4, "batch_size": 2, "crop_s": 10.0, "warmup_steps": 2, "save_every": 2},
+    },
+}
 PRESET_NOTES = {"cpu-smoke": "musicgen-small, 4 steps of 2 crops of 10 s: checks the set-up, trains nothing useful"}
 
 
@@ -56,9 +58,13 @@ def conditioning_of(model: ModelConfig) -> ConditioningConfig:
     from model.vidmusician import ConditioningConfig
 
     return ConditioningConfig(
-        semantic_feature=model.semantic_feature, embedding_layers=model.embedding_layers, lora_rank=model.lora_rank,
-        lora_alpha=model.lora_alpha, lora_targets=tuple(model.lora_targets), affect=model.affect == "on",
-    )  # fmt: skip
+        semantic_feature=model.semantic_feature,
+        embedding_layers=model.embedding_layers,
+        lora_rank=model.lora_rank,
+        lora_alpha=model.lora_alpha,
+        lora_targets=tuple(model.lora_targets),
+        affect=model.affect == "on",
+    )
 
 
 def resolved_run_config(config: Config, musicgen_id: str, clip_id: str) -> str:
@@ -101,13 +107,18 @@ def train(
     ] = None,
     crop_s: Annotated[float | None, typer.Option(min=0.1, help="seconds of each random training crop (30)")] = None,
     seed: Annotated[int | None, typer.Option(help="seed of the data order, crops and initial weights (0)")] = None,
-    save_every: Annotated[int | None, typer.Option(min=1, help="write a checkpoint every this many steps (500)")] = None,
+    save_every: Annotated[
+        int | None, typer.Option(min=1, help="write a checkpoint every this many steps (500)")
+    ] = None,
     learning_rate: Annotated[float | None, typer.Option(help="peak learning rate (default: the stage's)")] = None,
     warmup_steps: Annotated[int | None, typer.Option(min=1, help="linear warm-up steps (6000)")] = None,
     device: Annotated[str | None, typer.Option(help="torch device (default: cuda when there is one)")] = None,
     rhythm: Annotated[
-        str | None, typer.Option(help="stage 2's rhythm source: clip-distance (VidMusician, the default) or "
-                                      "predicted-odf (Diff-V2M's idea; needs --rhythm-predictor)")
+        str | None,
+        typer.Option(
+            help="stage 2's rhythm source: clip-distance (VidMusician, the default) or "
+            "predicted-odf (Diff-V2M's idea; needs --rhythm-predictor)"
+        ),
     ] = None,
     rhythm_predictor: Annotated[
         Path | None, typer.Option(help="the rhythm_predictor.pt `dvmset train-rhythm` wrote (for predicted-odf)")
@@ -116,8 +127,11 @@ def train(
         str | None, typer.Option(help="on: each second's affect features join the semantic condition (off)")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="cpu-smoke: a few small steps on musicgen-small to try the set-up on a CPU "
-                                      "(NOT the paper's setup); flags still override it")
+        str | None,
+        typer.Option(
+            help="cpu-smoke: a few small steps on musicgen-small to try the set-up on a CPU "
+            "(NOT the paper's setup); flags still override it"
+        ),
     ] = None,
 ) -> None:
     """Train VidMusician on a manifest's accepted clips: stage 1, then stage 2 from its checkpoint.
@@ -131,12 +145,26 @@ def train(
     from model.train_run import TrainRequest, run_training
 
     flags = {
-        "model": {"musicgen": musicgen, "clip": clip, "rhythm": rhythm, "rhythm_predictor": rhythm_predictor,
-                  "affect": affect},
-        "train": {"steps": steps, "epochs": epochs, "batch_size": batch_size, "accumulate": accumulate,
-                  "crop_s": crop_s, "seed": seed, "save_every": save_every, "learning_rate": learning_rate,
-                  "warmup_steps": warmup_steps, "device": device},
-    }  # fmt: skip
+        "model": {
+            "musicgen": musicgen,
+            "clip": clip,
+            "rhythm": rhythm,
+            "rhythm_predictor": rhythm_predictor,
+            "affect": affect,
+        },
+        "train": {
+            "steps": steps,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "accumulate": accumulate,
+            "crop_s": crop_s,
+            "seed": seed,
+            "save_every": save_every,
+            "learning_rate": learning_rate,
+            "warmup_steps": warmup_steps,
+            "device": device,
+        },
+    }
     if preset is not None and preset not in PRESETS:
         raise fail(ExitCode.USAGE, f"unknown preset {preset!r}; presets are {', '.join(PRESETS)}")
     config = configured(config_path, flags, PRESETS.get(preset or ""), data_root)
@@ -145,24 +173,38 @@ def train(
     train_config, model_config = config.train, config.model
     try:
         settings = TrainSettings(
-            total_steps=train_config.steps, epochs=train_config.epochs, batch_size=train_config.batch_size,
-            accumulate=train_config.accumulate, crop_s=train_config.crop_s, seed=train_config.seed,
+            total_steps=train_config.steps,
+            epochs=train_config.epochs,
+            batch_size=train_config.batch_size,
+            accumulate=train_config.accumulate,
+            crop_s=train_config.crop_s,
+            seed=train_config.seed,
             save_every_steps=train_config.save_every,
-            optimizer=OptimizerSettings(learning_rate=train_config.learning_rate, warmup_steps=train_config.warmup_steps),
-        )  # fmt: skip
+            optimizer=OptimizerSettings(
+                learning_rate=train_config.learning_rate, warmup_steps=train_config.warmup_steps
+            ),
+        )
     except ValueError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     if manifest.is_dir():  # the version folder, as `manifests check` takes it: its train split
         manifest = manifest_path(manifest, Split.TRAIN)
     request = TrainRequest(
-        manifest_path=manifest, data_root=config.data_root,
-        out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}", stage=stage,
-        settings=settings, musicgen_model_id=model_config.musicgen, clip_model_id=model_config.clip,
-        model_dir=config.model_dir, init_checkpoint=init, resume=resume, device=train_config.device,
-        conditioning=conditioning_of(model_config), rhythm_source=model_config.rhythm,
+        manifest_path=manifest,
+        data_root=config.data_root,
+        out_dir=out_dir or Path("runs") / manifest.resolve().parent.name / f"stage{stage}",
+        stage=stage,
+        settings=settings,
+        musicgen_model_id=model_config.musicgen,
+        clip_model_id=model_config.clip,
+        model_dir=config.model_dir,
+        init_checkpoint=init,
+        resume=resume,
+        device=train_config.device,
+        conditioning=conditioning_of(model_config),
+        rhythm_source=model_config.rhythm,
         rhythm_predictor=model_config.rhythm_predictor,
         run_config=lambda musicgen_id, clip_id: resolved_run_config(config, musicgen_id, clip_id),
-    )  # fmt: skip
+    )
     with training_errors_as_exit_codes():
         result = run_training(request, announce=lambda line: out.print(line, highlight=False))
     last = f", last loss {result.records[-1].loss:.4f}" if result.records else ""

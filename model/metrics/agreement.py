@@ -113,10 +113,15 @@ def chance_f_measure(
 
 
 def beat_agreement(
-    reference_s: Sequence[float], generated_s: Sequence[float], reference_tempo_bpm: float,
-    generated_tempo_bpm: float, duration_s: float, tolerance_s: float = BEAT_MATCH_TOLERANCE_S,
-    skip_s: float = BEAT_SKIP_S, tempo_tolerance: float = TEMPO_TOLERANCE,
-) -> BeatAgreement:  # fmt: skip
+    reference_s: Sequence[float],
+    generated_s: Sequence[float],
+    reference_tempo_bpm: float,
+    generated_tempo_bpm: float,
+    duration_s: float,
+    tolerance_s: float = BEAT_MATCH_TOLERANCE_S,
+    skip_s: float = BEAT_SKIP_S,
+    tempo_tolerance: float = TEMPO_TOLERANCE,
+) -> BeatAgreement:
     """One pair's `BeatAgreement`: beats in [skip_s, duration_s] of both, and the two tempi."""
     reference = [beat for beat in reference_s if skip_s <= beat <= duration_s]
     generated = [beat for beat in generated_s if skip_s <= beat <= duration_s]

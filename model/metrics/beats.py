@@ -52,9 +52,15 @@ class BeatScores:
 def onset_times_s(mono: np.ndarray, sample_rate_hz: int = ONSET_SAMPLE_RATE_HZ) -> np.ndarray:
     """Onset times in seconds of mono audio `[S]` (the D2M-GAN detector settings)."""
     return librosa.onset.onset_detect(
-        y=np.asarray(mono, dtype=np.float32), sr=sample_rate_hz, wait=1, delta=0.2, pre_avg=1, post_avg=1,
-        post_max=1, units="time",
-    )  # fmt: skip
+        y=np.asarray(mono, dtype=np.float32),
+        sr=sample_rate_hz,
+        wait=1,
+        delta=0.2,
+        pre_avg=1,
+        post_avg=1,
+        post_max=1,
+        units="time",
+    )
 
 
 def beat_bins(onsets_s: np.ndarray, duration_s: float, bin_s: float = BIN_S) -> np.ndarray:
@@ -80,6 +86,8 @@ def audio_beat_scores(
     reference: np.ndarray, generated: np.ndarray, sample_rate_hz: int = ONSET_SAMPLE_RATE_HZ, bin_s: float = BIN_S
 ) -> BeatScores:
     """BCS/BHS counts of two mono signals `[S]` at `sample_rate_hz`."""
-    bins = [beat_bins(onset_times_s(audio, sample_rate_hz), audio.size / sample_rate_hz, bin_s)
-            for audio in (reference, generated)]  # fmt: skip
+    bins = [
+        beat_bins(onset_times_s(audio, sample_rate_hz), audio.size / sample_rate_hz, bin_s)
+        for audio in (reference, generated)
+    ]
     return beat_scores(*bins)

@@ -158,10 +158,17 @@ def manifest_eval_clips(manifest_path: Path, data_root: DataRoot) -> list[EvalCl
         raise ManifestError(f"{manifest_path}: no accepted clips to evaluate ({table.num_rows} rows)")
     columns = ["clip_id", "query", "video_path", "music_path", "duration_s", "scene_cuts_s", "static_share"]
     return [
-        EvalClip(row["clip_id"], row["query"], media.resolve(row["video_path"]), media.resolve(row["music_path"]),
-                 float(row["duration_s"]), tuple(row["scene_cuts_s"]), row["static_share"])
+        EvalClip(
+            row["clip_id"],
+            row["query"],
+            media.resolve(row["video_path"]),
+            media.resolve(row["music_path"]),
+            float(row["duration_s"]),
+            tuple(row["scene_cuts_s"]),
+            row["static_share"],
+        )
         for row in accepted.select(columns).to_pylist()
-    ]  # fmt: skip
+    ]
 
 
 def excluded_by_rule(clip: EvalClip, settings: EvalSettings) -> bool:
@@ -232,10 +239,10 @@ def analyse_music(path: Path, models: MetricModels, settings: EvalSettings) -> M
         tracked_beats_s=rhythm.beats_s,
         tempo_bpm=rhythm.tempo_bpm,
         duration_s=duration_s,
-        imagebind_embedding=None if models.imagebind is None else models.imagebind.mean_embedding(
-            "audio", audio_melspecs(music(IMAGEBIND_SAMPLE_RATE_HZ))
-        ),
-    )  # fmt: skip
+        imagebind_embedding=None
+        if models.imagebind is None
+        else models.imagebind.mean_embedding("audio", audio_melspecs(music(IMAGEBIND_SAMPLE_RATE_HZ))),
+    )
 
 
 def music_to_analyse(clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, Path | None]]) -> list[Path]:
@@ -245,10 +252,13 @@ def music_to_analyse(clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, 
 
 
 def evaluate_runs(
-    clips: Sequence[EvalClip], runs: Mapping[str, Mapping[str, Path | None]], models: MetricModels,
-    settings: EvalSettings, on_music: Callable[[Path], None] | None = None,
+    clips: Sequence[EvalClip],
+    runs: Mapping[str, Mapping[str, Path | None]],
+    models: MetricModels,
+    settings: EvalSettings,
+    on_music: Callable[[Path], None] | None = None,
     on_video: Callable[[Path], None] | None = None,
-) -> list[RunResult]:  # fmt: skip
+) -> list[RunResult]:
     """Every run's `RunResult`, in the order of `runs`; each music file is analysed once (then `on_music`
     is called with its path), each reference video's scene changes once (then `on_video` is called with
     its path: scene detection and ImageBind's video embedding are the slow part). A reference that cannot be read
@@ -289,9 +299,11 @@ def evaluate_runs(
             elif isinstance(generated, FeatureError):
                 unreadable.append((clip.clip_id, generated.message))
             else:
-                clip_results.append(_clip_result(
-                    clip, references[clip.clip_id], generated, changes[clip.clip_id], videos[clip.clip_id], settings
-                ))  # fmt: skip
+                clip_results.append(
+                    _clip_result(
+                        clip, references[clip.clip_id], generated, changes[clip.clip_id], videos[clip.clip_id], settings
+                    )
+                )
         results.append(RunResult(name, tuple(clip_results), tuple(missing), tuple(unreadable)))
     return results
 
@@ -307,9 +319,13 @@ def clip_video_embedding(clip: EvalClip, imagebind: ImageBind | None) -> np.ndar
 
 
 def _clip_result(
-    clip: EvalClip, reference: MusicAnalysis, generated: MusicAnalysis, changes_s: Sequence[float],
-    video_embedding: np.ndarray | None, settings: EvalSettings,
-) -> ClipResult:  # fmt: skip
+    clip: EvalClip,
+    reference: MusicAnalysis,
+    generated: MusicAnalysis,
+    changes_s: Sequence[float],
+    video_embedding: np.ndarray | None,
+    settings: EvalSettings,
+) -> ClipResult:
     excluded = excluded_by_rule(clip, settings)
     audible_changes_s = [] if excluded else [change for change in changes_s if change <= generated.duration_s]
     imagebind = None
@@ -326,12 +342,20 @@ def _clip_result(
         ),
         beats=beat_scores(reference.beat_bins, generated.beat_bins),
         transitions=transition_clip(
-            clip.clip_id, audible_changes_s, generated.tracked_beats_s, min(clip.duration_s, generated.duration_s),
+            clip.clip_id,
+            audible_changes_s,
+            generated.tracked_beats_s,
+            min(clip.duration_s, generated.duration_s),
             settings.transition_tolerance_s,
         ),
         agreement=beat_agreement(
-            reference.tracked_beats_s, generated.tracked_beats_s, reference.tempo_bpm, generated.tempo_bpm,
-            min(reference.duration_s, generated.duration_s), settings.beat_match_tolerance_s, settings.beat_skip_s,
+            reference.tracked_beats_s,
+            generated.tracked_beats_s,
+            reference.tempo_bpm,
+            generated.tempo_bpm,
+            min(reference.duration_s, generated.duration_s),
+            settings.beat_match_tolerance_s,
+            settings.beat_skip_s,
             settings.tempo_tolerance,
         ),
         generated_embedding=generated.panns_embedding,

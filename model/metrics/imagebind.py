@@ -195,31 +195,41 @@ class ImageBind(nn.Module):
     def __init__(self, config: ImageBindConfig = HUGE):
         super().__init__()
         self.config = config
-        vision_stem = _PatchStem(nn.Sequential(
-            _RepeatFrames(), nn.Conv3d(3, config.vision_width, VISION_PATCH, stride=VISION_PATCH, bias=False)
-        ))  # fmt: skip
+        vision_stem = _PatchStem(
+            nn.Sequential(
+                _RepeatFrames(), nn.Conv3d(3, config.vision_width, VISION_PATCH, stride=VISION_PATCH, bias=False)
+            )
+        )
         audio_stem = _PatchStem(
             nn.Conv2d(1, config.audio_width, AUDIO_PATCH, stride=AUDIO_STRIDE, bias=False),
             nn.LayerNorm(config.audio_width),
         )
         vision_patches = _patch_count((VIDEO_FRAMES, IMAGE_SIZE_PX, IMAGE_SIZE_PX), VISION_PATCH, VISION_PATCH)
         audio_patches = _patch_count((MEL_BINS, TARGET_FRAMES), (AUDIO_PATCH,) * 2, (AUDIO_STRIDE,) * 2)
-        self.modality_preprocessors = nn.ModuleDict({
-            "vision": _Preprocessor(vision_stem, vision_patches, config.vision_width),
-            "audio": _Preprocessor(audio_stem, audio_patches, config.audio_width),
-        })  # fmt: skip
-        self.modality_trunks = nn.ModuleDict({
-            "vision": _Trunk(config.vision_width, config.vision_blocks, config.vision_heads, True, False),
-            "audio": _Trunk(config.audio_width, config.audio_blocks, config.audio_heads, False, True),
-        })  # fmt: skip
-        self.modality_heads = nn.ModuleDict({
-            "vision": _head(config.vision_width, config.embed_dim),
-            "audio": _head(config.audio_width, config.embed_dim),
-        })  # fmt: skip
-        self.modality_postprocessors = nn.ModuleDict({
-            "vision": _Normalize(),
-            "audio": nn.Sequential(_Normalize(), _FixedLogitScale(AUDIO_LOGIT_SCALE)),
-        })  # fmt: skip
+        self.modality_preprocessors = nn.ModuleDict(
+            {
+                "vision": _Preprocessor(vision_stem, vision_patches, config.vision_width),
+                "audio": _Preprocessor(audio_stem, audio_patches, config.audio_width),
+            }
+        )
+        self.modality_trunks = nn.ModuleDict(
+            {
+                "vision": _Trunk(config.vision_width, config.vision_blocks, config.vision_heads, True, False),
+                "audio": _Trunk(config.audio_width, config.audio_blocks, config.audio_heads, False, True),
+            }
+        )
+        self.modality_heads = nn.ModuleDict(
+            {
+                "vision": _head(config.vision_width, config.embed_dim),
+                "audio": _head(config.audio_width, config.embed_dim),
+            }
+        )
+        self.modality_postprocessors = nn.ModuleDict(
+            {
+                "vision": _Normalize(),
+                "audio": nn.Sequential(_Normalize(), _FixedLogitScale(AUDIO_LOGIT_SCALE)),
+            }
+        )
 
     def _embed(self, modality: str, x: torch.Tensor) -> torch.Tensor:
         tokens = self.modality_trunks[modality](self.modality_preprocessors[modality](x))
@@ -255,8 +265,12 @@ def config_from_state(state: dict[str, torch.Tensor]) -> ImageBindConfig:
             raise ValueError(f"the {modality} width {widths[modality]} is not a multiple of {head_width}")
     vision, audio = widths["vision"], widths["audio"]
     return ImageBindConfig(
-        vision_width=vision, vision_blocks=blocks["vision"], vision_heads=vision // VISION_HEAD_WIDTH,
-        audio_width=audio, audio_blocks=blocks["audio"], audio_heads=audio // AUDIO_HEAD_WIDTH,
+        vision_width=vision,
+        vision_blocks=blocks["vision"],
+        vision_heads=vision // VISION_HEAD_WIDTH,
+        audio_width=audio,
+        audio_blocks=blocks["audio"],
+        audio_heads=audio // AUDIO_HEAD_WIDTH,
         embed_dim=int(state["modality_heads.vision.2.weight"].shape[0]),
     )
 

@@ -169,8 +169,15 @@ def crop_offsets(height: int, width: int, size_px: int = IMAGE_SIZE_PX) -> list[
 
 def probe_frames(video_path: Path) -> tuple[int, float, int, int]:
     """(frame count, average frame rate, width, height) of the first video stream (packets counted)."""
-    options = ["-select_streams", "v:0", "-count_packets", "-show_entries",
-               "stream=nb_read_packets,avg_frame_rate,width,height", "-of", "json"]  # fmt: skip
+    options = [
+        "-select_streams",
+        "v:0",
+        "-count_packets",
+        "-show_entries",
+        "stream=nb_read_packets,avg_frame_rate,width,height",
+        "-of",
+        "json",
+    ]
     what = f"reading {video_path}"
     listing = run_ffprobe(video_path, options, _PROBE_TIMEOUT_S, ReasonCode.NOT_MEDIA, what, error=FeatureError)
     streams = json.loads(listing or "{}").get("streams") or [{}]
@@ -187,9 +194,26 @@ def decode_frames(video_path: Path, indices: list[int], width: int, height: int)
     """{index: RGB uint8 [H, W, 3]} of the frames of `video_path` at the given indices (presentation order)."""
     wanted = sorted(set(indices))
     select = "+".join(f"eq(n\\,{index})" for index in wanted)
-    command = [require_tool("ffmpeg"), "-v", "error", "-nostdin", "-noautorotate", "-i", str(video_path),
-               "-map", "0:v:0", "-vf", f"select={select}", "-fps_mode", "passthrough",
-               "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]  # fmt: skip
+    command = [
+        require_tool("ffmpeg"),
+        "-v",
+        "error",
+        "-nostdin",
+        "-noautorotate",
+        "-i",
+        str(video_path),
+        "-map",
+        "0:v:0",
+        "-vf",
+        f"select={select}",
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:1",
+    ]
     what = f"decoding frames of {video_path}"
     raw = run_tool(command, _DECODE_TIMEOUT_S, ReasonCode.DECODE_ERROR, what, error=FeatureError, binary=True)
     frame_bytes = width * height * _RGB_CHANNELS
@@ -205,8 +229,9 @@ def frames_to_views(clip_frames: list[list[np.ndarray]]) -> torch.Tensor:
     frames = torch.as_tensor(np.asarray(clip_frames)).permute(0, 4, 1, 2, 3).to(torch.float32) / 255.0
     clips, channels, frame_count, height, width = frames.shape  # [clips, 3, 2, H, W]
     size = short_side_size(height, width)
-    scaled = F.interpolate(frames.reshape(clips * channels, frame_count, height, width), size=size, mode="bilinear",
-                           align_corners=False).reshape(clips, channels, frame_count, *size)  # fmt: skip
+    scaled = F.interpolate(
+        frames.reshape(clips * channels, frame_count, height, width), size=size, mode="bilinear", align_corners=False
+    ).reshape(clips, channels, frame_count, *size)
     mean, std = torch.tensor(CLIP_MEAN)[:, None, None, None], torch.tensor(CLIP_STD)[:, None, None, None]
     normalized = (scaled - mean) / std
     views = [

@@ -140,8 +140,9 @@ def protocol(
         "under this same protocol",
         "chance_row": CHANCE_DEFINITION,
         "rhythm_exclude": settings.exclude,
-        "rhythm_exclude_rule": STABLE_VISUAL_RULE if settings.exclude == "stable-visual" else "clips without scene "
-        "changes only",
+        "rhythm_exclude_rule": STABLE_VISUAL_RULE
+        if settings.exclude == "stable-visual"
+        else "clips without scene changes only",
         **settings.beat_tracker.protocol(),
         "rhythm_scene_changes": "of the reference clip (scene_source); those after the end of the generated music "
         "are not counted",
@@ -158,7 +159,8 @@ def protocol(
         "beat_match_tolerance_s": settings.beat_match_tolerance_s,
         "beat_skip_s": settings.beat_skip_s,
         "tempo": "tempo of each music (the tracked beats' global tempo); Acc1: the generated tempo within "
-        "tempo_tolerance of the reference's, Acc2: of " + ", ".join(f"{f:.3g}" for f in TEMPO_FACTORS)
+        "tempo_tolerance of the reference's, Acc2: of "
+        + ", ".join(f"{f:.3g}" for f in TEMPO_FACTORS)
         + " times it (Gouyon et al. 2006); shares of clips",
         "tempo_tolerance": settings.tempo_tolerance,
         "onset_detector": ONSET_DETECTOR,
@@ -193,37 +195,55 @@ def _imagebind_protocol(settings: EvalSettings, unavailable: str | None) -> dict
 
 
 def report_json(
-    results: Sequence[RunResult], summaries: dict[str, RunSummaries], protocol_block: dict[str, Any],
+    results: Sequence[RunResult],
+    summaries: dict[str, RunSummaries],
+    protocol_block: dict[str, Any],
     inputs: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The report as a JSON-ready dict: inputs, protocol, per run its summary, per-query summaries and clips."""
     runs = []
     for result in results:
         summary = summaries[result.name]
-        runs.append({
-            "name": result.name,
-            "summary": asdict(summary.whole),
-            "by_query": {query: asdict(query_summary) for query, query_summary in summary.per_query.items()},
-            "missing_clips": list(result.missing),
-            "unreadable_clips": [{"clip_id": clip_id, "reason": reason} for clip_id, reason in result.unreadable],
-            "clips": [
-                {"clip_id": c.clip_id, "query": c.query, "kl": c.kl, "clap": c.clap, "imagebind": c.imagebind,
-                 "rhythm_recall": c.rhythm.recall,
-                 "scene_changes": c.rhythm.scene_changes, "rhythm_hits": c.rhythm.hits,
-                 "rhythm_chance_recall": c.rhythm.chance_recall, "beats": c.rhythm.beats,
-                 "bcs": c.beats.coverage, "bhs": c.beats.hit, "onset_bins_reference": c.beats.reference_beats,
-                 "onset_bins_generated": c.beats.generated_beats, "onset_bins_hit": c.beats.hit_beats,
-                 "transitions": c.transitions.transitions, "transition_recall": c.transitions.recall,
-                 "transition_precision": c.transitions.precision,
-                 "transition_chance_recall": c.transitions.chance_recall,
-                 "transition_chance_precision": c.transitions.chance_precision,
-                 "beat_f_measure": c.agreement.f_measure, "beat_f_measure_chance": c.agreement.chance_f_measure,
-                 "tempo_bpm_reference": c.agreement.reference_tempo_bpm,
-                 "tempo_bpm_generated": c.agreement.generated_tempo_bpm,
-                 "tempo_acc1": c.agreement.tempo_acc1, "tempo_acc2": c.agreement.tempo_acc2}
-                for c in result.clips
-            ],
-        })  # fmt: skip
+        runs.append(
+            {
+                "name": result.name,
+                "summary": asdict(summary.whole),
+                "by_query": {query: asdict(query_summary) for query, query_summary in summary.per_query.items()},
+                "missing_clips": list(result.missing),
+                "unreadable_clips": [{"clip_id": clip_id, "reason": reason} for clip_id, reason in result.unreadable],
+                "clips": [
+                    {
+                        "clip_id": c.clip_id,
+                        "query": c.query,
+                        "kl": c.kl,
+                        "clap": c.clap,
+                        "imagebind": c.imagebind,
+                        "rhythm_recall": c.rhythm.recall,
+                        "scene_changes": c.rhythm.scene_changes,
+                        "rhythm_hits": c.rhythm.hits,
+                        "rhythm_chance_recall": c.rhythm.chance_recall,
+                        "beats": c.rhythm.beats,
+                        "bcs": c.beats.coverage,
+                        "bhs": c.beats.hit,
+                        "onset_bins_reference": c.beats.reference_beats,
+                        "onset_bins_generated": c.beats.generated_beats,
+                        "onset_bins_hit": c.beats.hit_beats,
+                        "transitions": c.transitions.transitions,
+                        "transition_recall": c.transitions.recall,
+                        "transition_precision": c.transitions.precision,
+                        "transition_chance_recall": c.transitions.chance_recall,
+                        "transition_chance_precision": c.transitions.chance_precision,
+                        "beat_f_measure": c.agreement.f_measure,
+                        "beat_f_measure_chance": c.agreement.chance_f_measure,
+                        "tempo_bpm_reference": c.agreement.reference_tempo_bpm,
+                        "tempo_bpm_generated": c.agreement.generated_tempo_bpm,
+                        "tempo_acc1": c.agreement.tempo_acc1,
+                        "tempo_acc2": c.agreement.tempo_acc2,
+                    }
+                    for c in result.clips
+                ],
+            }
+        )
     return {"inputs": inputs, "protocol": protocol_block, "chance": chance_levels(summaries), "runs": runs}
 
 
@@ -237,8 +257,10 @@ def _table(rows: dict[str, RunSummary], first: str, chance: dict[str, float | No
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in rows.items():
-        lines.append(f"| {name} | {s.clips} | {_cell(s.fd, 2)} | {_cell(s.kl, 3)} | {_cell(s.imagebind, 4)} | "
-                     f"{_cell(s.clap, 4)} | {_cell(s.rhythm.mean_recall, 4)} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {s.clips} | {_cell(s.fd, 2)} | {_cell(s.kl, 3)} | {_cell(s.imagebind, 4)} | "
+            f"{_cell(s.clap, 4)} | {_cell(s.rhythm.mean_recall, 4)} |"
+        )
     if chance is not None:
         lines.append(f"| {CHANCE_ROW} | | {' | '.join([NOT_AVAILABLE] * 4)} | {_cell(chance['rhythm'], 4)} |")
     return lines
@@ -256,17 +278,21 @@ def _transitions_table(rows: dict[str, RunSummary], chance: dict[str, float | No
         cells = [_cell(value, 4) for value in values] + [_cell(a.tempo_acc1, 3), _cell(a.tempo_acc2, 3)]
         lines.append(f"| {name} | {t.scored_clips} | {' | '.join(cells)} |")
     if chance is not None:
-        lines.append(f"| {CHANCE_ROW} | | {_cell(chance['transition_recall'], 4)} | | "
-                     f"{_cell(chance['transition_precision'], 4)} | | {_cell(chance['beat_f_measure'], 4)} | | "
-                     f"{NOT_AVAILABLE} | {NOT_AVAILABLE} |")  # fmt: skip
+        lines.append(
+            f"| {CHANCE_ROW} | | {_cell(chance['transition_recall'], 4)} | | "
+            f"{_cell(chance['transition_precision'], 4)} | | {_cell(chance['beat_f_measure'], 4)} | | "
+            f"{NOT_AVAILABLE} | {NOT_AVAILABLE} |"
+        )
     return lines
 
 
 def _reading(names: set[str]) -> str:
     """How to read the rows, or why they cannot be read against references."""
     if not {GROUND_TRUTH_RUN, SHUFFLED_RUN} <= names:
-        return ("No ground-truth and shuffled references in this report (turned off, or under 2 clips): its "
-                "numbers have nothing to be read against.")  # fmt: skip
+        return (
+            "No ground-truth and shuffled references in this report (turned off, or under 2 clips): its "
+            "numbers have nothing to be read against."
+        )
     return (
         f"Read each run between its references, scored under the same protocol: '{GROUND_TRUTH_RUN}' (each "
         f"clip's own music: the upper reference, not always 1) and '{SHUFFLED_RUN}' (another clip's music: what "
@@ -282,16 +308,21 @@ def _rhythm_table(rows: dict[str, RunSummary]) -> list[str]:
     ]
     for name, s in rows.items():
         r = s.rhythm
-        lines.append(f"| {name} | {_cell(r.mean_recall, 4)} | {_cell(r.pooled_recall, 4)} | "
-                     f"{_cell(r.mean_chance_recall, 4)} | {r.scored_clips} | {r.excluded_clips} | "
-                     f"{_cell(s.bcs, 3)} | {_cell(s.bhs, 3)} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {_cell(r.mean_recall, 4)} | {_cell(r.pooled_recall, 4)} | "
+            f"{_cell(r.mean_chance_recall, 4)} | {r.scored_clips} | {r.excluded_clips} | "
+            f"{_cell(s.bcs, 3)} | {_cell(s.bhs, 3)} |"
+        )
     return lines
 
 
 def report_markdown(
-    results: Sequence[RunResult], summaries: dict[str, RunSummaries], protocol_block: dict[str, Any],
-    inputs: dict[str, Any], title: str,
-) -> str:  # fmt: skip
+    results: Sequence[RunResult],
+    summaries: dict[str, RunSummaries],
+    protocol_block: dict[str, Any],
+    inputs: dict[str, Any],
+    title: str,
+) -> str:
     """Table 1 layout (one row per run), rhythm and beat details, per-query tables, and the protocol."""
     wholes = {name: summary.whole for name, summary in summaries.items()}
     chance = chance_levels(summaries)
@@ -315,8 +346,10 @@ def report_markdown(
         )
     for result in results:
         if result.missing or result.unreadable:
-            lines.append(f"{result.name}: {len(result.missing)} clips without generated music and "
-                         f"{len(result.unreadable)} with unreadable music were left out.")  # fmt: skip
+            lines.append(
+                f"{result.name}: {len(result.missing)} clips without generated music and "
+                f"{len(result.unreadable)} with unreadable music were left out."
+            )
     lines += ["", "## Transitions, beats and tempo", ""] + _transitions_table(wholes, chance)
     lines += [
         "",

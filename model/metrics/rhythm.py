@@ -92,8 +92,12 @@ def plp_beats_s(mono: np.ndarray, sample_rate_hz: int = BEAT_SAMPLE_RATE_HZ) -> 
     if mono.size == 0:
         return np.zeros(0)
     frames = 1 + mono.size // _PLP_HOP  # of the onset envelope; librosa's window is 384 of them (~8.9 s)
-    pulse = librosa.beat.plp(y=np.asarray(mono, dtype=np.float32), sr=sample_rate_hz, hop_length=_PLP_HOP,
-                             win_length=min(_PLP_WINDOW_FRAMES, frames))  # fmt: skip
+    pulse = librosa.beat.plp(
+        y=np.asarray(mono, dtype=np.float32),
+        sr=sample_rate_hz,
+        hop_length=_PLP_HOP,
+        win_length=min(_PLP_WINDOW_FRAMES, frames),
+    )
     peaks = np.flatnonzero(librosa.util.localmax(pulse))
     return librosa.frames_to_time(peaks, sr=sample_rate_hz, hop_length=_PLP_HOP).astype(np.float64)
 
@@ -123,9 +127,16 @@ def loris_onset_beats_s(mono: np.ndarray, sample_rate_hz: int = BEAT_SAMPLE_RATE
     if mono.size == 0:
         return np.zeros(0)
     onsets_s = librosa.onset.onset_detect(
-        y=np.asarray(mono, dtype=np.float32), sr=sample_rate_hz, wait=1, delta=0.2, pre_avg=3, post_avg=3,
-        pre_max=3, post_max=3, units="time",
-    )  # fmt: skip
+        y=np.asarray(mono, dtype=np.float32),
+        sr=sample_rate_hz,
+        wait=1,
+        delta=0.2,
+        pre_avg=3,
+        post_avg=3,
+        pre_max=3,
+        post_max=3,
+        units="time",
+    )
     return np.asarray(onsets_s, dtype=np.float64)
 
 
@@ -177,9 +188,12 @@ def chance_recall(beats_s: Sequence[float], duration_s: float, tolerance_s: floa
 
 
 def rhythm_clip(
-    clip_id: str, scene_changes_s: Sequence[float], beats_s: Sequence[float], duration_s: float,
+    clip_id: str,
+    scene_changes_s: Sequence[float],
+    beats_s: Sequence[float],
+    duration_s: float,
     tolerance_s: float = TOLERANCE_S,
-) -> RhythmClip:  # fmt: skip
+) -> RhythmClip:
     """One clip's `RhythmClip` from its scene changes and beats (seconds) and its duration."""
     return RhythmClip(
         clip_id=clip_id,

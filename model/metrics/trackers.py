@@ -69,8 +69,12 @@ class BeatTracker:
     def protocol(self) -> dict[str, object]:
         """What a report records about the beat tracker."""
         name = next((name for name, spec in BEAT_PROTOCOLS.items() if spec == self.spec), "custom")
-        return {"beats": name, "beat_tracker": self.description, "beat_tracker_spec": self.spec,
-                "beat_sample_rate_hz": self.sample_rate_hz}  # fmt: skip
+        return {
+            "beats": name,
+            "beat_tracker": self.description,
+            "beat_tracker_spec": self.spec,
+            "beat_sample_rate_hz": self.sample_rate_hz,
+        }
 
 
 def checked_beats_s(returned: object, duration_s: float, spec: str) -> np.ndarray:
@@ -83,12 +87,16 @@ def checked_beats_s(returned: object, duration_s: float, spec: str) -> np.ndarra
     if beats_s.ndim != 1:
         raise BeatTrackerError(f"beat tracker {spec} returned an array of shape {beats_s.shape}; expected [N] times")
     problem = (
-        "non-finite times" if not np.all(np.isfinite(beats_s))
-        else "negative times" if np.any(beats_s < 0)
-        else "times out of order" if np.any(np.diff(beats_s) < 0)
-        else f"times after the end of the audio ({duration_s:.2f} s)" if np.any(beats_s > duration_s + _SLACK_S)
+        "non-finite times"
+        if not np.all(np.isfinite(beats_s))
+        else "negative times"
+        if np.any(beats_s < 0)
+        else "times out of order"
+        if np.any(np.diff(beats_s) < 0)
+        else f"times after the end of the audio ({duration_s:.2f} s)"
+        if np.any(beats_s > duration_s + _SLACK_S)
         else None
-    )  # fmt: skip
+    )
     if problem:
         raise BeatTrackerError(f"beat tracker {spec} returned {problem}: {beats_s[:8].tolist()}")
     return beats_s
@@ -132,8 +140,10 @@ def beat_tracker_spec(beats: str | None) -> str:
     if ":" in name:
         return name
     if name not in BEAT_PROTOCOLS:
-        raise BeatTrackerError(f"unknown beat protocol {name!r}; the protocols are {', '.join(BEAT_PROTOCOLS)}, "
-                               "another tracker is given as module:function")  # fmt: skip
+        raise BeatTrackerError(
+            f"unknown beat protocol {name!r}; the protocols are {', '.join(BEAT_PROTOCOLS)}, "
+            "another tracker is given as module:function"
+        )
     return BEAT_PROTOCOLS[name]
 
 

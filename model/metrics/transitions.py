@@ -76,9 +76,12 @@ def transition_times_s(scene_changes_s: Sequence[float], duration_s: float) -> l
 
 
 def transition_clip(
-    clip_id: str, scene_changes_s: Sequence[float], beats_s: Sequence[float], duration_s: float,
+    clip_id: str,
+    scene_changes_s: Sequence[float],
+    beats_s: Sequence[float],
+    duration_s: float,
     tolerance_s: float = TRANSITION_TOLERANCE_S,
-) -> TransitionClip:  # fmt: skip
+) -> TransitionClip:
     """One clip's `TransitionClip`: its transitions within `duration_s` against the beats within it."""
     transitions = transition_times_s(scene_changes_s, duration_s)
     beats = [beat for beat in beats_s if 0.0 <= beat <= duration_s]

@@ -41,23 +41,72 @@ def media(tmp_path_factory) -> dict[str, Path]:
     other_music = make_video(folder / "other_music.mp4", other_spec)
     paths = {"original": original, "other_music": other_music}
     paths["reencoded"] = ffmpeg_to(
-        folder / "reencoded.mp4", "-i", original, "-vf", "scale=240:180", "-af", "volume=-3dB",
-        *X264, "-crf", "35", "-c:a", "aac", "-b:a", "64k",
-    )  # fmt: skip
+        folder / "reencoded.mp4",
+        "-i",
+        original,
+        "-vf",
+        "scale=240:180",
+        "-af",
+        "volume=-3dB",
+        *X264,
+        "-crf",
+        "35",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+    )
     for trim_s in (1.5, 1.375):  # 1.375 s: half a hash step and half an audio row off the original's
         paths[f"trimmed_{trim_s}"] = ffmpeg_to(
-            folder / f"trimmed_{trim_s}.mp4", "-ss", trim_s, "-i", original, "-vf", "scale=240:180",
-            "-af", "volume=4dB", *X264, "-crf", "30", "-c:a", "aac", "-b:a", "96k",
-        )  # fmt: skip
+            folder / f"trimmed_{trim_s}.mp4",
+            "-ss",
+            trim_s,
+            "-i",
+            original,
+            "-vf",
+            "scale=240:180",
+            "-af",
+            "volume=4dB",
+            *X264,
+            "-crf",
+            "30",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+        )
     paths["silent_copy"] = ffmpeg_to(folder / "silent_copy.mp4", "-i", original, "-an", *X264, "-crf", "30")
     paths["same_picture_other_music"] = ffmpeg_to(
-        folder / "same_picture_other_music.mp4", "-i", original, "-i", other_music, "-map", "0:v", "-map", "1:a",
-        "-c", "copy",
-    )  # fmt: skip
+        folder / "same_picture_other_music.mp4",
+        "-i",
+        original,
+        "-i",
+        other_music,
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c",
+        "copy",
+    )
     paths["same_music_other_picture"] = ffmpeg_to(
-        folder / "same_music_other_picture.mp4", "-f", "lavfi", "-i", "mandelbrot=size=320x240:rate=25",
-        "-i", original, "-map", "0:v", "-map", "1:a", "-t", DURATION_S, *X264, "-c:a", "copy",
-    )  # fmt: skip
+        folder / "same_music_other_picture.mp4",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=320x240:rate=25",
+        "-i",
+        original,
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-t",
+        DURATION_S,
+        *X264,
+        "-c:a",
+        "copy",
+    )
     return paths
 
 

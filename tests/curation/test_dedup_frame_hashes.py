@@ -14,11 +14,12 @@ from dvmset.errors import DedupError, ReasonCode
 def fingerprint(frames: int, seed: int = 0) -> dedup.Fingerprint:
     rng = np.random.default_rng(seed)
     return dedup.Fingerprint(
-        rng.integers(0, 2**64, frames, dtype=np.uint64), rng.integers(0, 256, (frames, 32), dtype=np.uint8),
+        rng.integers(0, 2**64, frames, dtype=np.uint64),
+        rng.integers(0, 256, (frames, 32), dtype=np.uint8),
         rng.integers(-100, 0, (frames * 2, dedup.AUDIO_BANDS), dtype=np.int8),
         rng.integers(-127, 128, (frames // 2, 4, 63), dtype=np.int8),
         rng.integers(0, 256, (frames // 2, 4, 8), dtype=np.uint8),
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("frames", [0, 1, 1000])

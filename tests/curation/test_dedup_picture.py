@@ -14,9 +14,15 @@ from curation import dedup, dedup_picture
 from curation.dedup import Fingerprint, compare
 from curation.dedup_groups import assign_groups, candidate_pairs
 from curation.dedup_picture import (
-    BLACK_LUMA, MAX_COLOUR_DIFF, PICTURE_MATCH_THRESHOLD, PICTURE_RATE_HZ, content_box, describe_pictures,
-    picture_hashes, picture_score,
-)  # fmt: skip
+    BLACK_LUMA,
+    MAX_COLOUR_DIFF,
+    PICTURE_MATCH_THRESHOLD,
+    PICTURE_RATE_HZ,
+    content_box,
+    describe_pictures,
+    picture_hashes,
+    picture_score,
+)
 from tests.support.real_footage import SOURCES, TRANSFORMS, build_footage, footage_available, matched_pairs
 
 REAL_SOURCES = ("safari", "earth", "landmarks")  # a montage of photographs, a video, another montage
@@ -154,8 +160,9 @@ def footage(tmp_path_factory):
         pytest.skip("the real footage needs gradio's, scikit-learn's and matplotlib's sample media, and ffmpeg")
     sources = tuple(source for source in SOURCES if source.name in REAL_SOURCES)
     transforms = tuple(transform for transform in TRANSFORMS if transform.name in REAL_TRANSFORMS)
-    made = build_footage(tmp_path_factory.mktemp("footage"), sources=sources, transforms=transforms,
-                         duration_s=5.0, height_px=180)  # fmt: skip
+    made = build_footage(
+        tmp_path_factory.mktemp("footage"), sources=sources, transforms=transforms, duration_s=5.0, height_px=180
+    )
     return made, {item.name: dedup.fingerprint_video(item.path) for item in made}
 
 

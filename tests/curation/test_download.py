@@ -42,14 +42,20 @@ def root(tmp_path) -> DataRoot:
 
 def url_video(url: str) -> VideoRecord:
     return VideoRecord(
-        video_id="generic:abc123", url=url, platform="generic", source=SourceKind.URL_LIST,
+        video_id="generic:abc123",
+        url=url,
+        platform="generic",
+        source=SourceKind.URL_LIST,
         status=VideoStatus.DISCOVERED,
     )
 
 
 def local_video(path: Path) -> VideoRecord:
     return VideoRecord(
-        video_id="local:0123abcd", url=str(path), platform="local", source=SourceKind.LOCAL_FOLDER,
+        video_id="local:0123abcd",
+        url=str(path),
+        platform="local",
+        source=SourceKind.LOCAL_FOLDER,
         status=VideoStatus.DISCOVERED,
     )
 
@@ -265,7 +271,9 @@ def test_reason_for_yt_dlp_messages(message, reason):
 
 
 def test_messages_are_cleaned_of_colour_codes():
-    assert download.clean_message("\x1b[0;31mERROR:\x1b[0m [generic] a: HTTP Error 404") == "[generic] a: HTTP Error 404"
+    assert (
+        download.clean_message("\x1b[0;31mERROR:\x1b[0m [generic] a: HTTP Error 404") == "[generic] a: HTTP Error 404"
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,9 +310,15 @@ def test_ytdlp_options_follow_the_config(tmp_path):
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n")
     cfg = DownloadConfig(
-        max_height=720, rate_limit="2M", cookies_file=cookies, sleep_requests_s=0.5, sleep_interval_s=3,
-        max_sleep_interval_s=1, socket_timeout_s=7, proxy="socks5://127.0.0.1:9",
-    )  # fmt: skip
+        max_height=720,
+        rate_limit="2M",
+        cookies_file=cookies,
+        sleep_requests_s=0.5,
+        sleep_interval_s=3,
+        max_sleep_interval_s=1,
+        socket_timeout_s=7,
+        proxy="socks5://127.0.0.1:9",
+    )
     params = ytdlp_params(cfg, tmp_path, ".source.tmp-x", tmp_path / "archive.txt", download.DurationFilter(cfg))
 
     assert params["format"] == "bv*[height<=720]+ba/b[height<=720]/bv*+ba/b"

@@ -72,18 +72,33 @@ def _tiny_initializers(state: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarr
         ("onnx::Mul_1", state["enc.dconv.layers.0.1.weight"][:, None], "Mul", "/enc/dconv/layers.0/layers.0.1/Mul", 1),
         ("onnx::Add_2", state["enc.dconv.layers.0.1.bias"][:, None], "Add", "/enc/dconv/layers.0/layers.0.1/Add", 1),
         ("onnx::Mul_3", state["enc.dconv.layers.0.6.scale"][:, None], "Mul", "/enc/dconv/layers.0/layers.0.6/Mul", 0),
-        ("onnx::Expand_4", (EMB_SCALE * state["freq_emb.embedding.weight"]).T[None, :, :, None], "Expand",
-         "/Expand", 0),
+        (
+            "onnx::Expand_4",
+            (EMB_SCALE * state["freq_emb.embedding.weight"]).T[None, :, :, None],
+            "Expand",
+            "/Expand",
+            0,
+        ),
         ("onnx::MatMul_5", state["tr.layers.0.linear1.weight"].T, "MatMul", "/tr/layers.0/linear1/MatMul", 1),
-        ("onnx::MatMul_6", state["tr.layers.0.self_attn.in_proj_weight"].T, "MatMul",
-         "/tr/layers.0/self_attn/MatMul", 1),
-        ("tr.layers.0.self_attn.in_proj_bias", state["tr.layers.0.self_attn.in_proj_bias"], "Add",
-         "/tr/layers.0/self_attn/Add", 0),
+        (
+            "onnx::MatMul_6",
+            state["tr.layers.0.self_attn.in_proj_weight"].T,
+            "MatMul",
+            "/tr/layers.0/self_attn/MatMul",
+            1,
+        ),
+        (
+            "tr.layers.0.self_attn.in_proj_bias",
+            state["tr.layers.0.self_attn.in_proj_bias"],
+            "Add",
+            "/tr/layers.0/self_attn/Add",
+            0,
+        ),
         ("onnx::Add_7", cross_b[4:], "Add", "/tr/layers.1/cross_attn/Add_1", 0),  # key-value first, on purpose
         ("onnx::MatMul_8", cross_w[4:].T, "MatMul", "/tr/layers.1/cross_attn/MatMul_1", 1),
         ("onnx::MatMul_9", cross_w[:4].T, "MatMul", "/tr/layers.1/cross_attn/MatMul", 1),
         ("onnx::Add_10", cross_b[:4], "Add", "/tr/layers.1/cross_attn/Add", 0),
-    ]  # fmt: skip
+    ]
     initializers = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value, *_ in rows}
     consumers = {name: [Consumer(op, node, index)] for name, _, op, node, index in rows}
     return initializers, consumers
@@ -99,10 +114,12 @@ def _save_tiny_onnx(path: Path, initializers: dict[str, np.ndarray], consumers: 
         inputs = ["x", name] if user.input_index == 1 else [name, "x"]
         nodes.append(helper.make_node(user.op_type, inputs, [f"{user.node_name}_output_0"], name=user.node_name))
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
         [helper.make_tensor_value_info(nodes[0].output[0], onnx.TensorProto.FLOAT, None)],
         [numpy_helper.from_array(value, name) for name, value in initializers.items()],
-    )  # fmt: skip
+    )
     onnx.save(helper.make_model(graph), str(path))
     return path
 

@@ -38,8 +38,19 @@ def cuts_y4m(tmp_path_factory) -> bytes:
     spec = VideoSpec(CLIP_S, width=640, height=360, fps=FPS, audio="none", cut_every_s=2.0)
     video = make_video(folder / "cuts.mp4", spec)
     flash = "drawbox=c=white:t=fill:enable='between(n,125,127)'"
-    args = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-vf", f"{flash},{small_frames_filter()}",
-            "-f", "yuv4mpegpipe", "pipe:1"]  # fmt: skip
+    args = [
+        "ffmpeg",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(video),
+        "-vf",
+        f"{flash},{small_frames_filter()}",
+        "-f",
+        "yuv4mpegpipe",
+        "pipe:1",
+    ]
     return subprocess.run(args, capture_output=True, check=True).stdout
 
 

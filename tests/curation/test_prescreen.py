@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from curation.energy import EnergyCurves, frame_energy_db, read_energy_curves
 from curation.picture import analyse_picture
 from curation.prescreen import (
     flags_for,
@@ -26,7 +27,6 @@ from curation.prescreen import (
     static_share_for,
 )
 from curation.samples import VideoSpec, make_music, make_speech, make_video, truncate_copy
-from curation.energy import EnergyCurves, frame_energy_db, read_energy_curves
 from curation.speech import HOP_S, SpeechDetector, load_speech_detector, speech_probabilities
 from dvmset.config import PrescreenConfig
 from dvmset.errors import ReasonCode, StageError
@@ -178,9 +178,14 @@ def test_energy_curves_round_trip_and_span(tmp_path):
     path = tmp_path / "vocals_energy.npz"
     with open(path, "wb") as file:  # the keys separate_file writes
         np.savez(
-            file, vocals_energy_db=np.arange(10.0), accompaniment_energy_db=-np.arange(10.0), frame_s=0.5,
-            speech_prob=np.arange(20.0) / 20, speech_hop_s=0.25, stage_version="separate/2",
-        )  # fmt: skip
+            file,
+            vocals_energy_db=np.arange(10.0),
+            accompaniment_energy_db=-np.arange(10.0),
+            frame_s=0.5,
+            speech_prob=np.arange(20.0) / 20,
+            speech_hop_s=0.25,
+            stage_version="separate/2",
+        )
     curves = read_energy_curves(path)
     assert curves.frame_s == 0.5 and curves.vocals_db.dtype == np.float32
     assert curves.speech_hop_s == 0.25 and curves.speech_prob.dtype == np.float32
@@ -199,9 +204,12 @@ def test_energy_curves_without_speech_probabilities_ask_for_a_new_separation(tmp
     path = tmp_path / "vocals_energy.npz"
     with open(path, "wb") as file:  # what separate/1 wrote
         np.savez(
-            file, vocals_energy_db=np.zeros(3), accompaniment_energy_db=np.zeros(3), frame_s=0.1,
+            file,
+            vocals_energy_db=np.zeros(3),
+            accompaniment_energy_db=np.zeros(3),
+            frame_s=0.1,
             stage_version="separate/1",
-        )  # fmt: skip
+        )
     with pytest.raises(StageError) as caught:
         read_energy_curves(path)
     assert "separate/1" in caught.value.message and "separate the video again" in caught.value.message

@@ -71,15 +71,29 @@ MP4 = {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "90.000000"}
         pytest.param(
             {"format": MP4, "streams": [_video(), _audio()]},
             10_000,
-            {"duration_s": 90.0, "size_bytes": 10_000, "container": MP4["format_name"], "video_codec": "h264",
-             "width": 1280, "height": 720, "fps": 25.0, "audio_codec": "aac", "sample_rate_hz": 48000,
-             "channels": 2, "channel_layout": "stereo"},
+            {
+                "duration_s": 90.0,
+                "size_bytes": 10_000,
+                "container": MP4["format_name"],
+                "video_codec": "h264",
+                "width": 1280,
+                "height": 720,
+                "fps": 25.0,
+                "audio_codec": "aac",
+                "sample_rate_hz": 48000,
+                "channels": 2,
+                "channel_layout": "stereo",
+            },
             id="plain",
         ),
         pytest.param(
-            {"format": {"format_name": "matroska,webm"},
-             "streams": [_video(avg_frame_rate="0/0", r_frame_rate="30000/1001", duration="61.5"),
-                         _audio(codec_name="opus", channels=6, channel_layout="5.1(side)", duration="62.25")]},
+            {
+                "format": {"format_name": "matroska,webm"},
+                "streams": [
+                    _video(avg_frame_rate="0/0", r_frame_rate="30000/1001", duration="61.5"),
+                    _audio(codec_name="opus", channels=6, channel_layout="5.1(side)", duration="62.25"),
+                ],
+            },
             10_000,
             {"duration_s": 62.25, "fps": pytest.approx(29.97, abs=0.01), "channels": 6, "channel_layout": "5.1(side)"},
             id="5.1-r_frame_rate-longest-stream-duration",
@@ -90,7 +104,9 @@ MP4 = {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "90.000000"}
             {"video_codec": "vp9", "width": 1280},
             id="cover-picture-is-not-the-video",
         ),
-        pytest.param({"format": MP4, "streams": [_audio(), COVER]}, 10_000, ReasonCode.NO_VIDEO_STREAM, id="cover-only"),
+        pytest.param(
+            {"format": MP4, "streams": [_audio(), COVER]}, 10_000, ReasonCode.NO_VIDEO_STREAM, id="cover-only"
+        ),
         pytest.param({"format": MP4, "streams": [_video()]}, 10_000, ReasonCode.NO_AUDIO_STREAM, id="no-audio"),
         pytest.param({"format": {}, "streams": []}, 10_000, ReasonCode.NOT_MEDIA, id="no-format"),
         pytest.param({"format": MP4, "streams": []}, 10_000, ReasonCode.NOT_MEDIA, id="no-streams"),
@@ -101,20 +117,28 @@ MP4 = {"format_name": "mov,mp4,m4a,3gp,3g2,mj2", "duration": "90.000000"}
             id="text-file",
         ),
         pytest.param(
-            {"format": {"format_name": "h264"}, "streams": [_video(), _audio()]}, 10_000, ReasonCode.NOT_MEDIA,
+            {"format": {"format_name": "h264"}, "streams": [_video(), _audio()]},
+            10_000,
+            ReasonCode.NOT_MEDIA,
             id="no-duration",
         ),
         pytest.param(
             # 1 Mbit/s over 90 s declares 11.25 MB; 5 MB came: cut off (checked before the missing audio)
-            {"format": MP4, "streams": [_video(bit_rate="1000000")]}, 5_000_000, ReasonCode.TRUNCATED,
+            {"format": MP4, "streams": [_video(bit_rate="1000000")]},
+            5_000_000,
+            ReasonCode.TRUNCATED,
             id="size-below-bit-rates",
         ),
         pytest.param(
-            {"format": MP4, "streams": [_video(bit_rate="1000000"), _audio()]}, 10_000_000, {"duration_s": 90.0},
+            {"format": MP4, "streams": [_video(bit_rate="1000000"), _audio()]},
+            10_000_000,
+            {"duration_s": 90.0},
             id="size-within-bit-rates",
         ),
         pytest.param(
-            {"format": {**MP4, "duration": "59.9"}, "streams": [_video(), _audio()]}, 10_000, ReasonCode.TOO_SHORT,
+            {"format": {**MP4, "duration": "59.9"}, "streams": [_video(), _audio()]},
+            10_000,
+            ReasonCode.TOO_SHORT,
             id="too-short",
         ),
     ],
@@ -206,5 +230,7 @@ def test_cut_off_file_without_bit_rates_ends_early(samples, tmp_path):
 def test_missing_tools_name_the_debian_package(samples, monkeypatch):
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == "ffprobe" else real_which(name))
-    with pytest.raises(MissingToolError, match=r"ffprobe is not installed or not on PATH \(Debian: apt-get install ffmpeg\)"):
+    with pytest.raises(
+        MissingToolError, match=r"ffprobe is not installed or not on PATH \(Debian: apt-get install ffmpeg\)"
+    ):
         probe_media(samples / "good_music_cuts.mp4", CFG)

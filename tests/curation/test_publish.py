@@ -36,9 +36,19 @@ from dvmset.config import Config, load_config
 from dvmset.errors import PublishError
 from dvmset.ids import make_clip_id
 from dvmset.records import (
-    Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, ModelStamp, PrescreenScores, ProbeInfo,
-    SourceKind, SourceMetadata, VideoStatus,
-)  # fmt: skip
+    Candidate,
+    ClipLoudness,
+    ClipRecord,
+    ClipStatus,
+    ClipVersions,
+    Download,
+    ModelStamp,
+    PrescreenScores,
+    ProbeInfo,
+    SourceKind,
+    SourceMetadata,
+    VideoStatus,
+)
 from dvmset.storage import ACCOMPANIMENT_FILE, DataRoot
 from dvmset.tools import require_tool
 from manifests.media_facts import music_facts
@@ -49,8 +59,14 @@ SOURCE_S = 8.0
 MUSIC_RATE_HZ = 8000
 VERSIONS = ClipVersions("separate/1+t", "clip/1+t", "loudness/1+t", "prescreen/1+t")
 # (name, query, bpm, hue cut every s): every video differs from every other in picture and sound
-FIRST = [("a", "food", 80, 1.5), ("b", "food", 100, 2.5), ("c", "food", 125, 3.5), ("d", "city", 150, 2.0),
-         ("e", "city", 175, 3.0), ("f", "city", 95, None)]  # fmt: skip
+FIRST = [
+    ("a", "food", 80, 1.5),
+    ("b", "food", 100, 2.5),
+    ("c", "food", 125, 3.5),
+    ("d", "city", 150, 2.0),
+    ("e", "city", 175, 3.0),
+    ("f", "city", 95, None),
+]
 LATER = [("g", "food", 140, 1.0), ("h", "city", 115, 4.5)]
 COPY = "a_copy"  # a re-encoded, resized copy of "a", found by the other query
 REJECTED = {"b": ["noise"], "e": ["non_music", "static"]}  # the first clip of these is rejected
@@ -69,11 +85,33 @@ def media(tmp_path_factory) -> Path:
     for seed, (name, _query, bpm, cut_s) in enumerate(FIRST + LATER, start=1):  # a picture of its own each
         spec = VideoSpec(SOURCE_S, width=160, height=120, bpm=bpm, cut_every_s=cut_s, pattern_seed=seed)
         make_video(folder / f"{name}.mp4", spec)
-    subprocess.run([
-        require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", folder / "a.mp4", "-vf", "scale=112:84",
-        "-af", "volume=-3dB", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "35", "-c:a", "aac", "-b:a", "64k",
-        folder / f"{COPY}.mp4",
-    ], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            require_tool("ffmpeg"),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            folder / "a.mp4",
+            "-vf",
+            "scale=112:84",
+            "-af",
+            "volume=-3dB",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-crf",
+            "35",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            folder / f"{COPY}.mp4",
+        ],
+        check=True,
+    )
     make_video(folder / "clip.mp4", VideoSpec(CLIP_S, width=64, height=48, audio="none"))
     tone = 0.1 * np.sin(2 * np.pi * 440 * np.arange(int(CLIP_S * MUSIC_RATE_HZ)) / MUSIC_RATE_HZ)
     sf.write(folder / "music.flac", np.stack([tone, tone], axis=1), MUSIC_RATE_HZ)
@@ -81,7 +119,13 @@ def media(tmp_path_factory) -> Path:
 
 
 def add_video(
-    catalog: Catalog, config: Config, media: Path, name: str, query: str, rejected=(), undecided=False,
+    catalog: Catalog,
+    config: Config,
+    media: Path,
+    name: str,
+    query: str,
+    rejected=(),
+    undecided=False,
     models: tuple[ModelStamp, ...] = (),
 ) -> None:
     """A clipped video with CLIPS_PER_VIDEO clips on disk, fingerprinted by the real step, and
@@ -94,10 +138,23 @@ def add_video(
     shutil.copy(media / f"{name}.mp4", raw / "source.mp4")
     stems = data.stems_dir(video_id)
     stems.mkdir(parents=True)
-    subprocess.run([require_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", raw / "source.mp4", "-vn",
-                    stems / ACCOMPANIMENT_FILE], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            require_tool("ffmpeg"),
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            raw / "source.mp4",
+            "-vn",
+            stems / ACCOMPANIMENT_FILE,
+        ],
+        check=True,
+    )
     catalog.add_candidates([Candidate(video_id, str(raw / "source.mp4"), SourceKind.LOCAL_FOLDER, query, title=name)])
-    catalog.mark_downloaded(Download(video_id, data.relative(raw / "source.mp4"), SourceMetadata(title=name)), "download/1")
+    catalog.mark_downloaded(
+        Download(video_id, data.relative(raw / "source.mp4"), SourceMetadata(title=name)), "download/1"
+    )
     catalog.mark_probed(video_id, ProbeInfo(SOURCE_S, 1, "mp4", "h264", 160, 120, 25.0, "aac", 44100, 2), "probe/1")
     separator = models[0].model_id if models else "tiny"
     stand_in = bool(models) and models[0].stand_in
@@ -108,20 +165,37 @@ def add_video(
         folder.mkdir(parents=True)
         shutil.copy(media / "clip.mp4", folder / "video.mp4")
         shutil.copy(media / "music.flac", folder / "music.flac")
-        catalog.save_clip(ClipRecord(
-            clip_id=clip_id, video_id=video_id, start_s=n * CLIP_S, end_s=(n + 1) * CLIP_S,
-            status=ClipStatus.PENDING_REVIEW, fps=25.0, video_path=data.relative(folder / "video.mp4"),
-            music_path=data.relative(folder / "music.flac"), separator_model_id=separator, stand_in=stand_in,
-            loudness=ClipLoudness(-20.0 - n, -14.0, -1.5, 6.0, False, False),
-            prescreen=PrescreenScores(0.0, 0.0, 0.0, 0.0, 0.1, 0.1, (1.0,), (), 0.5), versions=VERSIONS,
-        ))  # fmt: skip
+        catalog.save_clip(
+            ClipRecord(
+                clip_id=clip_id,
+                video_id=video_id,
+                start_s=n * CLIP_S,
+                end_s=(n + 1) * CLIP_S,
+                status=ClipStatus.PENDING_REVIEW,
+                fps=25.0,
+                video_path=data.relative(folder / "video.mp4"),
+                music_path=data.relative(folder / "music.flac"),
+                separator_model_id=separator,
+                stand_in=stand_in,
+                loudness=ClipLoudness(-20.0 - n, -14.0, -1.5, 6.0, False, False),
+                prescreen=PrescreenScores(0.0, 0.0, 0.0, 0.0, 0.1, 0.1, (1.0,), (), 0.5),
+                versions=VERSIONS,
+            )
+        )
         if n == CLIPS_PER_VIDEO - 1 and undecided:
             continue
         decision, reasons = ("rejected", list(rejected)) if n == 0 and rejected else ("accepted", [])
         with catalog.engine.begin() as conn:
-            conn.execute(tables.labels.insert().values(
-                clip_id=clip_id, annotator="ann", decision=decision, reasons=reasons, note=None, ts=datetime.now(UTC),
-            ))  # fmt: skip
+            conn.execute(
+                tables.labels.insert().values(
+                    clip_id=clip_id,
+                    annotator="ann",
+                    decision=decision,
+                    reasons=reasons,
+                    note=None,
+                    ts=datetime.now(UTC),
+                )
+            )
     catalog.mark_clipped(video_id, CLIPS_PER_VIDEO, VERSIONS.clip)
     outcome = steps.fingerprint_step(catalog, config, catalog.get_video(video_id))
     assert outcome.status is VideoStatus.CLIPPED and outcome.reason is None
@@ -166,7 +240,7 @@ def test_the_manifests_hold_the_decided_accepted_clips_without_leaks(published):
     leaks = duckdb.sql(f"""
         SELECT count(*) FROM read_parquet('{folder}/train.parquet') AS tr
         JOIN read_parquet('{folder}/test.parquet') AS te ON tr.video_id = te.video_id OR tr.group_id = te.group_id
-    """).fetchall()[0][0]  # fmt: skip
+    """).fetchall()[0][0]
     assert leaks == 0
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert "non_music" in card and "noise" in card and "test_share = 0.07" in card and "seed = 3" in card
@@ -243,12 +317,33 @@ def test_a_new_video_that_bridges_groups_published_on_both_sides_is_withheld(pub
     before = {v.video_id: (v.group_id, v.split) for v in catalog.videos()}
     train = next(name for name, *_ in FIRST if before[f"local:{name}"][1] == "train")
     test = next(name for name, *_ in FIRST if before[f"local:{name}"][1] == "test")
-    subprocess.run([
-        require_tool("ffmpeg"), "-nostdin", "-v", "error", "-y", "-i", media / f"{train}.mp4",
-        "-i", media / f"{test}.mp4",
-        "-filter_complex", "[0:v][0:a][1:v][1:a]concat=n=2:v=1:a=1[v][a]", "-map", "[v]", "-map", "[a]",
-        "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", tmp_path / "bridge.mp4",
-    ], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            require_tool("ffmpeg"),
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            media / f"{train}.mp4",
+            "-i",
+            media / f"{test}.mp4",
+            "-filter_complex",
+            "[0:v][0:a][1:v][1:a]concat=n=2:v=1:a=1[v][a]",
+            "-map",
+            "[v]",
+            "-map",
+            "[a]",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+            tmp_path / "bridge.mp4",
+        ],
+        check=True,
+    )
     shutil.copy(tmp_path / "bridge.mp4", media / "bridge.mp4")  # add_video reads the media folder
     try:
         add_video(catalog, config, media, "bridge", "food")

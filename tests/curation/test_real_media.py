@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -45,7 +44,7 @@ def corpus_run(tmp_path_factory, real_htdemucs_dir):
     config_path.write_text(
         f'data_root = "{work / "data"}"\nmodel_dir = "{real_htdemucs_dir}"\n'
         f"[download]\nmin_duration_s = {CLIP_S}\n[probe]\nmin_duration_s = {CLIP_S}\n"
-        f"[separate]\nmodel = \"htdemucs\"\n[clip]\nclip_s = {CLIP_S}\n",
+        f'[separate]\nmodel = "htdemucs"\n[clip]\nclip_s = {CLIP_S}\n',
         encoding="utf-8",
     )
     threads = torch.get_num_threads()
@@ -89,7 +88,9 @@ def test_speech_seconds_are_within_a_quarter_of_the_truth(corpus_run):
         truth = truths[name].speech_s
         found = clip.prescreen.speech_s
         if truth:
-            assert abs(found - truth) <= SPEECH_TOLERANCE * truth, f"{name}: {found:.1f} s of speech, truth {truth:.1f} s"
+            assert abs(found - truth) <= SPEECH_TOLERANCE * truth, (
+                f"{name}: {found:.1f} s of speech, truth {truth:.1f} s"
+            )
         else:
             assert found <= NO_SPEECH_S, f"{name}: {found:.1f} s of speech where nobody speaks"
 

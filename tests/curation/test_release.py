@@ -43,7 +43,6 @@ def run_cli(*args: str | Path):
     return result.exit_code, result.output
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, serve_folder):
     folder = tmp_path_factory.mktemp("served")
@@ -207,8 +206,8 @@ def test_local_files_are_left_out_and_a_manifest_is_not_a_release(tmp_path):
     from curation.release import make_release, shareable_config
     from dvmset.config import Config, config_toml
     from dvmset.errors import DvmsetError
-    from manifests.schema import manifest_path, write_manifest
     from manifests.release import read_release
+    from manifests.schema import manifest_path, write_manifest
     from manifests.split import Split
     from tests.support.manifest_rows import dataset_rows, make_row, make_video
 

@@ -64,8 +64,13 @@ def _counting(method, calls):
 def test_search_results_become_candidates(monkeypatch):
     canned = {
         "entries": [
-            {"id": "abcdefghijk", "ie_key": "Youtube", "url": "https://www.youtube.com/watch?v=abcdefghijk",
-             "title": "Food ad", "duration": 61.5},
+            {
+                "id": "abcdefghijk",
+                "ie_key": "Youtube",
+                "url": "https://www.youtube.com/watch?v=abcdefghijk",
+                "title": "Food ad",
+                "duration": 61.5,
+            },
             {"id": "bcdefghijkl", "ie_key": "Youtube", "url": "https://www.youtube.com/watch?v=bcdefghijkl"},
             None,
         ]

@@ -21,7 +21,6 @@ from demucs.htdemucs import HTDemucs
 
 from curation import separate
 from curation.samples import VideoSpec, make_video
-from curation.speech import HOP_S, load_speech_detector, speech_probabilities, speech_segments
 from curation.separate import (
     ModelNotFoundError,
     decode_audio,
@@ -31,14 +30,13 @@ from curation.separate import (
     separate_file,
     separate_track,
 )
-import dvmset.models
+from curation.speech import HOP_S, load_speech_detector, speech_probabilities, speech_segments
 from dvmset.config import SeparateConfig
 from dvmset.errors import DvmsetError, ReasonCode, StageError
 from dvmset.storage import is_temp_name
 
 SAMPLE_RATE_HZ = 8000
 EIGHT_S = SeparateConfig(chunk_s=8, overlap_s=1)  # windows of 8 s + 1 s cross-fade
-
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +120,7 @@ def test_offline_without_a_model_folder_names_the_remote_places_and_caches(monke
         raise urllib.error.URLError("network is unreachable")
 
     monkeypatch.setenv("DVMSET_WEIGHTS_CACHE", str(tmp_path / "weights"))
-    monkeypatch.setattr(dvmset.models, "offline_reason", lambda *args, **kwargs: None)
+    monkeypatch.setattr(separate, "offline_reason", lambda *args, **kwargs: None)
     monkeypatch.setattr(demucs.hf, "get_hf_model", unreachable)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", unreachable)
     with pytest.raises(ModelNotFoundError) as caught:

@@ -110,17 +110,28 @@ def test_the_rules_match_silero_get_speech_timestamps_from_probs():
         runs = rng.integers(1, 8, size=40)
         probs = np.repeat(rng.random(runs.size), runs).astype(np.float32)
         threshold, min_speech_ms, min_silence_ms, pad_ms = (
-            float(rng.choice([0.3, 0.5, 0.7])), int(rng.choice([0, 64, 250])),
-            int(rng.choice([0, 96, 100, 300])), int(rng.choice([0, 30, 100])),
-        )  # fmt: skip
+            float(rng.choice([0.3, 0.5, 0.7])),
+            int(rng.choice([0, 64, 250])),
+            int(rng.choice([0, 96, 100, 300])),
+            int(rng.choice([0, 30, 100])),
+        )
         reference = get_speech_timestamps_from_probs(
-            probs.tolist(), sampling_rate=16_000, threshold=threshold, min_speech_duration_ms=min_speech_ms,
-            min_silence_duration_ms=min_silence_ms, speech_pad_ms=pad_ms, audio_length_samples=probs.size * 512,
-        )  # fmt: skip
+            probs.tolist(),
+            sampling_rate=16_000,
+            threshold=threshold,
+            min_speech_duration_ms=min_speech_ms,
+            min_silence_duration_ms=min_silence_ms,
+            speech_pad_ms=pad_ms,
+            audio_length_samples=probs.size * 512,
+        )
         ours = speech_segments(
-            probs, HOP_S, threshold=threshold, min_speech_s=min_speech_ms / 1000, min_silence_s=min_silence_ms / 1000,
+            probs,
+            HOP_S,
+            threshold=threshold,
+            min_speech_s=min_speech_ms / 1000,
+            min_silence_s=min_silence_ms / 1000,
             speech_pad_s=pad_ms / 1000,
-        )  # fmt: skip
+        )
         expected = [(stamp["start"] / 16_000, stamp["end"] / 16_000) for stamp in reference]
         assert len(ours) == len(expected)
         np.testing.assert_allclose(_flat(ours), _flat(expected), atol=1.01 / 16_000)  # Silero rounds to samples

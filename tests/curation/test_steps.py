@@ -28,7 +28,6 @@ from dvmset.storage import ACCOMPANIMENT_FILE, FINGERPRINT_FILE, PICTURE_FILE, D
 MODEL = "tiny-random"
 
 
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("media")

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from curation.separate import save_tiny_model
-from dvmset import models
+from dvmset import models, reachability
 from dvmset.cli.common import ExitCode
 from dvmset.cli.main import app
 
@@ -112,11 +112,11 @@ def test_pull_with_an_unreachable_hub_says_which_host(workdir, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
     for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    models.forget_reachability()
+    reachability.forget_reachability()
     try:
         code, output = invoke("models", "pull", "musicgen")
     finally:
-        models.forget_reachability()
+        reachability.forget_reachability()
     assert code == ExitCode.SOURCE and f"this machine is offline (127.0.0.1:{port} cannot be reached" in output
 
 

@@ -96,7 +96,11 @@ def test_the_model_sections_rhythm_options_read_their_predictor_relative_to_the_
     path = tmp_path / "dvmset.toml"
     path.write_text('[model]\nrhythm = "predicted-odf"\nrhythm_predictor = "runs/v1/rhythm.pt"\naffect = "on"\n')
     model = load_config(path, environ={}).model
-    assert (model.rhythm, model.affect, model.rhythm_predictor) == ("predicted-odf", "on", tmp_path / "runs/v1/rhythm.pt")
+    assert (model.rhythm, model.affect, model.rhythm_predictor) == (
+        "predicted-odf",
+        "on",
+        tmp_path / "runs/v1/rhythm.pt",
+    )
     path.write_text('[model]\nrhythm = "odf"\n')
     with pytest.raises(ConfigError, match="rhythm"):
         load_config(path, environ={})
@@ -124,11 +128,13 @@ def test_a_config_written_before_the_model_section_still_loads_with_a_warning(tm
     assert (config.model.musicgen, config.model.lora_rank, config.train.steps) == ("tiny/musicgen", 32, 3)
     assert config.model.rhythm_predictor == tmp_path / "p.pt"  # still relative to the file
     [warning] = caplog.messages
-    assert warning == (f"{path}: musicgen, lora_rank, rhythm_predictor belong to the [model] section now: read from "
-                       "[train] this time; move them to [model]")  # fmt: skip
+    assert warning == (
+        f"{path}: musicgen, lora_rank, rhythm_predictor belong to the [model] section now: read from "
+        "[train] this time; move them to [model]"
+    )
     assert load_config(environ={"DVMSET_TRAIN__LORA_RANK": "16"}).model.lora_rank == 16  # old environment names too
 
-    path.write_text('[train]\nlora_rank = 32\n[model]\nlora_rank = 16\n')
+    path.write_text("[train]\nlora_rank = 32\n[model]\nlora_rank = 16\n")
     with pytest.raises(ConfigError, match=r"lora_rank set under both \[train\] .* and \[model\]"):
         load_config(path, environ={})
 
@@ -137,8 +143,9 @@ def test_the_rhythm_section_takes_overrides_and_a_resolved_config_reads_back_wit
     from dvmset.config import config_toml, override_section, portable
 
     config = override_section(Config(data_root=Path("d")), "rhythm", {"epochs": 3, "affect": False})
-    config = override_section(config, "model", {"semantic_feature": "cls", "lora_targets": "q,k,v,o",
-                                                "rhythm_predictor": Path("p.pt")})  # fmt: skip
+    config = override_section(
+        config, "model", {"semantic_feature": "cls", "lora_targets": "q,k,v,o", "rhythm_predictor": Path("p.pt")}
+    )
     assert (config.rhythm.epochs, config.rhythm.affect, config.model.lora_targets) == (3, False, ("q", "k", "v", "o"))
     with pytest.raises(ConfigError, match="(?s)invalid rhythm settings.*hidden"):
         override_section(config, "rhythm", {"hidden": 0})

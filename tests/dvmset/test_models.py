@@ -13,7 +13,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from dvmset import models
+from dvmset import models, reachability
 from dvmset.config import EvaluateConfig, SeparateConfig
 
 
@@ -47,9 +47,9 @@ def unreachable_hub(monkeypatch, closed_port, no_proxy) -> Iterator[str]:
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{closed_port}")
-    models.forget_reachability()
+    reachability.forget_reachability()
     yield f"127.0.0.1:{closed_port}"
-    models.forget_reachability()
+    reachability.forget_reachability()
 
 
 def test_default_ids_are_the_codes_own():
@@ -61,12 +61,20 @@ def test_default_ids_are_the_codes_own():
 
     defaults = {key: entry.default_id for key, entry in models.REGISTRY.items()}
     assert defaults == {
-        "demucs": SeparateConfig().model, "silero-vad": "silero-vad", "musicgen": DEFAULT_MUSICGEN_MODEL_ID,
-        "clip": DEFAULT_CLIP_MODEL_ID, "clap": clap.DEFAULT_CLAP_MODEL, "panns": panns.DEFAULT_CHECKPOINT,
+        "demucs": SeparateConfig().model,
+        "silero-vad": "silero-vad",
+        "musicgen": DEFAULT_MUSICGEN_MODEL_ID,
+        "clip": DEFAULT_CLIP_MODEL_ID,
+        "clap": clap.DEFAULT_CLAP_MODEL,
+        "panns": panns.DEFAULT_CHECKPOINT,
         "imagebind": imagebind.DEFAULT_CHECKPOINT,
-    }  # fmt: skip
+    }
     section = EvaluateConfig()  # the [evaluate] section's defaults agree; its flags default to the section
-    assert (section.clap, section.panns, section.imagebind) == (defaults["clap"], defaults["panns"], defaults["imagebind"])
+    assert (section.clap, section.panns, section.imagebind) == (
+        defaults["clap"],
+        defaults["panns"],
+        defaults["imagebind"],
+    )
     evaluate = inspect.signature(cli_evaluate.evaluate).parameters
     assert (evaluate["clap"].default, evaluate["panns"].default, evaluate["imagebind"].default) == (None, None, None)
     assert inspect.signature(cli_train.train).parameters["musicgen"].default is None  # None: the code's default
@@ -77,10 +85,17 @@ def test_default_ids_are_the_codes_own():
 def test_configured_ids_take_each_model_from_its_config_section():
     from dvmset.config import Config, ModelConfig
 
-    config = Config(separate=SeparateConfig(model="htdemucs_ft"), model=ModelConfig(musicgen="facebook/musicgen-small"),
-                    evaluate=EvaluateConfig(clap="laion/clap-htsat-unfused"))  # fmt: skip
+    config = Config(
+        separate=SeparateConfig(model="htdemucs_ft"),
+        model=ModelConfig(musicgen="facebook/musicgen-small"),
+        evaluate=EvaluateConfig(clap="laion/clap-htsat-unfused"),
+    )
     ids = models.configured_ids(config)
-    assert (ids["demucs"], ids["musicgen"], ids["clap"]) == ("htdemucs_ft", "facebook/musicgen-small", "laion/clap-htsat-unfused")
+    assert (ids["demucs"], ids["musicgen"], ids["clap"]) == (
+        "htdemucs_ft",
+        "facebook/musicgen-small",
+        "laion/clap-htsat-unfused",
+    )
     assert ids["clip"] == models.REGISTRY["clip"].default_id  # [model] names none: the code's default
 
 
@@ -132,8 +147,12 @@ def test_without_a_model_folder_demucs_is_looked_for_in_the_caches_then_the_remo
 
     places = models.locations("demucs", "htdemucs", None)
     assert [place.place for place in places] == [
-        "dvmset weights cache", "Hugging Face cache", "torch hub cache", "Hugging Face hub", "Demucs remote repo"
-    ]  # fmt: skip
+        "dvmset weights cache",
+        "Hugging Face cache",
+        "torch hub cache",
+        "Hugging Face hub",
+        "Demucs remote repo",
+    ]
     assert not any(place.present for place in places)
     assert places[0].path == tmp_path / "weights" / "htdemucs"
     assert places[2].path == tmp_path / "torch" / "hub" / "checkpoints" / "955717e8-8726e21a.th"
@@ -173,9 +192,7 @@ def test_hub_models_are_looked_for_as_model_weights_resolves_them(tmp_path, isol
     assert found.path == folder and resolve_model_source("openai/clip-vit-base-patch32", model_dir) == str(folder)
     # without a model folder: the Hugging Face cache's snapshot
     snapshot = _fake_hub_snapshot(tmp_path / "hf", "laion/larger_clap_music", {"config.json": b"{}", "x.bin": b""})
-    assert models.find("clap", "laion/larger_clap_music", None) == models.Location(
-        "Hugging Face cache", snapshot, True
-    )
+    assert models.find("clap", "laion/larger_clap_music", None) == models.Location("Hugging Face cache", snapshot, True)
     # a path-like id is that folder and nothing else
     assert [place.place for place in models.locations("musicgen", str(tmp_path / "mine"), model_dir)] == [
         "local folder"
@@ -192,8 +209,10 @@ def test_checkpoint_files_are_looked_for_as_their_loaders_do(tmp_path, monkeypat
     target = models.download_target("panns", "Cnn14_mAP=0.431.pth", model_dir)
     target.parent.mkdir(parents=True)
     target.write_bytes(b"")
-    assert models.find("panns", "Cnn14_mAP=0.431.pth", model_dir).path == target == resolve_checkpoint(
-        "Cnn14_mAP=0.431.pth", model_dir
+    assert (
+        models.find("panns", "Cnn14_mAP=0.431.pth", model_dir).path
+        == target
+        == resolve_checkpoint("Cnn14_mAP=0.431.pth", model_dir)
     )
     assert models.download_target("panns", "Cnn14_mAP=0.431.pth", None) == tmp_path / "home" / "panns_data" / (
         "Cnn14_mAP=0.431.pth"
@@ -220,9 +239,10 @@ def test_hf_hub_offline_is_honoured_without_any_connection(monkeypatch):
         raise AssertionError("a connection was tried")
 
     monkeypatch.setattr(socket, "create_connection", no_connection)
-    models.forget_reachability()
-    assert models.offline_reason(environ={"HF_HUB_OFFLINE": "1"}) == "HF_HUB_OFFLINE is set"
-    assert models.offline_reason("https://zenodo.org/x", environ={"HF_HUB_OFFLINE": "yes"}) == "HF_HUB_OFFLINE is set"
+    reachability.forget_reachability()
+    assert reachability.offline_reason(environ={"HF_HUB_OFFLINE": "1"}) == "HF_HUB_OFFLINE is set"
+    offline = reachability.offline_reason("https://zenodo.org/x", environ={"HF_HUB_OFFLINE": "yes"})
+    assert offline == "HF_HUB_OFFLINE is set"
 
 
 def test_an_unreachable_hub_is_found_once_and_remembered(unreachable_hub, monkeypatch):
@@ -234,16 +254,16 @@ def test_an_unreachable_hub_is_found_once_and_remembered(unreachable_hub, monkey
         return connect(address, *args, **kwargs)
 
     monkeypatch.setattr(socket, "create_connection", counting)
-    reason = models.offline_reason()
+    reason = reachability.offline_reason()
     assert reason is not None and reason.startswith(f"{unreachable_hub} cannot be reached")
-    assert models.offline_reason() == reason and len(tries) == 1  # once per process
+    assert reachability.offline_reason() == reason and len(tries) == 1  # once per process
 
 
 def test_a_listening_host_is_reachable(unreachable_hub):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
-        assert models.offline_reason(f"http://127.0.0.1:{server.getsockname()[1]}/") is None
+        assert reachability.offline_reason(f"http://127.0.0.1:{server.getsockname()[1]}/") is None
 
 
 # ---------------------------------------------------------------- the loaders that ask the registry
@@ -288,8 +308,15 @@ def test_offline_the_separator_loads_what_demucs_cached_from_the_hub(isolated_ca
 
     from curation.separate import load_separator
 
-    model = HTDemucs(sources=["drums", "bass", "other", "vocals"], channels=4, depth=4, t_layers=1, t_heads=2,
-                     dconv_comp=2, segment=4)  # fmt: skip
+    model = HTDemucs(
+        sources=["drums", "bass", "other", "vocals"],
+        channels=4,
+        depth=4,
+        t_layers=1,
+        t_heads=2,
+        dconv_comp=2,
+        segment=4,
+    )
     args, kwargs = model._init_args_kwargs
     bag = {"htdemucs.yaml": b"models: ['abcd1234']\n"}
     snapshot = _fake_hub_snapshot(isolated_caches / "hf", "adefossez/HTDemucs", bag)
@@ -324,5 +351,5 @@ def test_behind_a_proxy_the_proxy_is_what_is_checked(unreachable_hub, monkeypatc
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{closed_port}")
-    reason = models.offline_reason("https://hub.example.invalid/")
+    reason = reachability.offline_reason("https://hub.example.invalid/")
     assert reason is not None and reason.startswith(f"the proxy 127.0.0.1:{closed_port} cannot be reached")

@@ -17,10 +17,13 @@ def test_the_layout_names_are_the_published_ones(tmp_path):
     root = DataRoot(tmp_path)
     clip = root.clip_dir("youtube:abc:00060000")
     assert (root.clip_video_path("youtube:abc:00060000"), root.clip_music_path("youtube:abc:00060000")) == (
-        clip / "video.mp4", clip / "music.flac"
+        clip / "video.mp4",
+        clip / "music.flac",
     )
     assert (root.manifests_dir, root.releases_dir, root.catalog_path) == (
-        tmp_path / "manifests", tmp_path / "releases", tmp_path / "catalog.sqlite"
+        tmp_path / "manifests",
+        tmp_path / "releases",
+        tmp_path / "catalog.sqlite",
     )
     assert root.labeling_cache_dir("original") == tmp_path / "labeling-cache" / "original"
 

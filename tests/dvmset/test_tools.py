@@ -40,8 +40,15 @@ def _ffmpeg(path, *args: str):
 
 
 def test_video_durations_from_the_stream_and_from_its_packets(tmp_path):
-    video = _ffmpeg(tmp_path / "youtube:a.mkv", "-i", "testsrc2=size=64x36:rate=25:duration=2", "-c:v", "libx264",
-                    "-preset", "ultrafast")  # fmt: skip
+    video = _ffmpeg(
+        tmp_path / "youtube:a.mkv",
+        "-i",
+        "testsrc2=size=64x36:rate=25:duration=2",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+    )
     assert video_duration_s(video) == pytest.approx(2.0, abs=0.05)  # Matroska: the container's duration
     assert video_packets_duration_s(video) == pytest.approx(2.0, abs=1e-6)  # 50 frames of 40 ms
 

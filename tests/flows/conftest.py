@@ -150,7 +150,11 @@ def built(tmp_path_factory, model_dir, media, url_list, gpu_limit) -> Built:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tasks, "concurrency", recording_concurrency)
         state = build_flow(
-            config=load_config(config_path), folder=str(media), urls=str(url_list), label=LABEL, workers=2,
+            config=load_config(config_path),
+            folder=str(media),
+            urls=str(url_list),
+            label=LABEL,
+            workers=2,
             return_state=True,
-        )  # fmt: skip
+        )
     return Built(config_path, state.result(), str(state.state_details.flow_run_id), gpu_calls, file_times(config_path))

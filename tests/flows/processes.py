@@ -49,11 +49,15 @@ def kill_marked(marker: str) -> int:
 
 
 @contextmanager
-def process_group(args: list[str], environ: Mapping[str, str], log: Path, cwd: Path = ROOT) -> Iterator[subprocess.Popen]:
+def process_group(
+    args: list[str], environ: Mapping[str, str], log: Path, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen]:
     """Start `args` as the leader of a new process group (output to `log`); SIGKILL the whole group
     on the way out, whatever happened."""
     with log.open("ab") as sink:
-        process = subprocess.Popen(args, cwd=cwd, env=dict(environ), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            args, cwd=cwd, env=dict(environ), stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         yield process
     finally:
@@ -69,7 +73,9 @@ def kill_group(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+def wait_until(
+    condition: Callable[[], bool], what: str, timeout_s: float, process: subprocess.Popen | None = None
+) -> None:
     """Poll `condition` until it holds; AssertionError after `timeout_s` (a safety net, not a
     measurement), or at once if `process` ended first."""
     deadline = time.monotonic() + timeout_s
@@ -88,9 +94,14 @@ def run_checked(
     when it exits with another code than `exit_code` or runs past `timeout_s` (then its whole group
     is killed)."""
     process = subprocess.Popen(
-        args, cwd=cwd, env=dict(environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        args,
+        cwd=cwd,
+        env=dict(environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         output, _ = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:

@@ -9,9 +9,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
 
+import flows.flows
 from curation import steps
 from dvmset.errors import ConfigError
-import flows.flows
 from flows import context, tasks
 from flows.flows import build_flow, ingest_flow
 from flows.summary import artifact_key
@@ -43,24 +43,37 @@ def rows(summary: dict, part: str) -> set[tuple]:
 def test_the_build_completes_with_the_expected_catalog(built):
     videos, clips = catalog_content(built.config_path)
     assert sorted((status, reason, count) for _id, status, reason, count, _model in videos) == [
-        ("clipped", None, 1), ("clipped", None, 2), ("failed", "not_media", None), ("failed", "unavailable", None),
+        ("clipped", None, 1),
+        ("clipped", None, 2),
+        ("failed", "not_media", None),
+        ("failed", "unavailable", None),
         ("skipped", "too_short", None),
-    ]  # fmt: skip
+    ]
     assert sorted((status, start_s, end_s) for _id, status, start_s, end_s, _v in clips) == [
-        ("pending_review", 0.0, 10.0), ("pending_review", 0.0, 10.0), ("pending_review", 10.0, 20.0)
-    ]  # fmt: skip
+        ("pending_review", 0.0, 10.0),
+        ("pending_review", 0.0, 10.0),
+        ("pending_review", 10.0, 20.0),
+    ]
     assert [row["error"] for row in built.summary["sources"]] == ["", ""]  # the folder and the URL list
     assert sum(row["new_videos"] for row in built.summary["sources"]) == 5
 
 
 def test_the_summary_counts_each_stage_and_lists_each_failure_with_its_reason(built):
     assert rows(built.summary, "stages") == {
-        ("download", "downloaded", "", 4), ("download", "failed", "unavailable", 1),
-        ("probe", "probed", "", 2), ("probe", "failed", "not_media", 1), ("probe", "skipped", "too_short", 1),
-        ("separate", "separated", "", 2), ("clip", "clipped", "", 2),
-    }  # fmt: skip
+        ("download", "downloaded", "", 4),
+        ("download", "failed", "unavailable", 1),
+        ("probe", "probed", "", 2),
+        ("probe", "failed", "not_media", 1),
+        ("probe", "skipped", "too_short", 1),
+        ("separate", "separated", "", 2),
+        ("clip", "clipped", "", 2),
+    }
     failures = {(f["stage"], f["status"], f["reason"]) for f in built.summary["failures"]}
-    assert failures == {("download", "failed", "unavailable"), ("probe", "failed", "not_media"), ("probe", "skipped", "too_short")}
+    assert failures == {
+        ("download", "failed", "unavailable"),
+        ("probe", "failed", "not_media"),
+        ("probe", "skipped", "too_short"),
+    }
     assert all(f["message"] and f["video_id"] for f in built.summary["failures"])
     missing = next(f for f in built.summary["failures"] if f["reason"] == "unavailable")
     assert "404" in missing["message"]
@@ -68,7 +81,9 @@ def test_the_summary_counts_each_stage_and_lists_each_failure_with_its_reason(bu
 
 def test_separation_holds_the_gpu_limit_and_gives_it_back(built, gpu_limit):
     assert [names for names, _kwargs in built.gpu_calls] == [gpu_limit, gpu_limit]
-    assert {kwargs["lease_duration"] for _names, kwargs in built.gpu_calls} == {tasks.GPU_LEASE_S}  # a killed run's slot frees soon
+    assert {kwargs["lease_duration"] for _names, kwargs in built.gpu_calls} == {
+        tasks.GPU_LEASE_S
+    }  # a killed run's slot frees soon
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(gpu_limit).active_slots == 0
 
@@ -87,10 +102,15 @@ def test_the_summary_is_a_markdown_artifact_of_the_run_keyed_by_data_root_and_ru
     assert artifact.data.startswith(f"# DVMSet build: {data_root}, run {run_name}\n")
     assert "| probe | failed | not_media | 1 |" in artifact.data
     for failure in built.summary["failures"]:
-        assert f"| {failure['stage']} | {failure['video_id']} | {failure['status']} | {failure['reason']} |" in artifact.data
+        assert (
+            f"| {failure['stage']} | {failure['video_id']} | {failure['status']} | {failure['reason']} |"
+            in artifact.data
+        )
 
 
-def test_a_rerun_does_no_work_and_reads_its_config_and_checks_its_runner_once(built, tmp_path, media, url_list, monkeypatch):
+def test_a_rerun_does_no_work_and_reads_its_config_and_checks_its_runner_once(
+    built, tmp_path, media, url_list, monkeypatch
+):
     config_path = copy_of(built.config_path.parent, tmp_path / "again")
     before = catalog_content(config_path), file_times(config_path)
     loads, checks = counted(monkeypatch, context, "load_config"), counted(monkeypatch, flows.flows, "check_runner")

@@ -17,9 +17,13 @@ def run_build(args: list[str], cwd: Path, prefect_home: Path) -> subprocess.Comp
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("DVMSET_", "PREFECT_"))}
     environ |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     return subprocess.run(
-        [sys.executable, "-m", "dvmset", "build", *args], cwd=cwd, env=environ, capture_output=True, text=True,
+        [sys.executable, "-m", "dvmset", "build", *args],
+        cwd=cwd,
+        env=environ,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.slow
@@ -34,7 +38,14 @@ def test_build_runs_in_process_without_a_prefect_server_and_reports_failures(bui
     assert "probe: 1 videos -> failed/empty_file 1" in result.stderr  # the per-stage count
     assert "empty_file" in result.stdout and "Catalog after the run" in result.stdout
     catalog = open_catalog(config_path)
-    assert sorted(v.status.value for v in catalog.videos()) == ["clipped", "clipped", "failed", "failed", "failed", "skipped"]
+    assert sorted(v.status.value for v in catalog.videos()) == [
+        "clipped",
+        "clipped",
+        "failed",
+        "failed",
+        "failed",
+        "skipped",
+    ]
 
 
 def test_build_refuses_a_sqlite_catalog_behind_a_dask_scheduler(tmp_path):

@@ -20,8 +20,8 @@ from curation.probe import probe_media
 from dvmset.config import load_config
 from dvmset.records import VideoStatus
 from dvmset.storage import MUSIC_FILE, DataRoot, is_temp_name
-from tests.support.flow_builds import LABEL, catalog_content, open_catalog, write_config
 from tests.flows.processes import kill_group, process_group, run_checked, wait_until
+from tests.support.flow_builds import LABEL, catalog_content, open_catalog, write_config
 
 FINISHED = (VideoStatus.FAILED, VideoStatus.SKIPPED)
 
@@ -73,9 +73,10 @@ def done_work(config_path: Path) -> dict[str, object]:
 def final_files(config_path: Path) -> set[str]:
     root = config_path.parent / "data"
     return {
-        str(path.relative_to(root)) for path in root.rglob("*")
+        str(path.relative_to(root))
+        for path in root.rglob("*")
         if path.is_file() and not is_temp_name(path) and not path.name.startswith("catalog.sqlite")
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.slow
@@ -85,9 +86,21 @@ def test_a_build_killed_twice_resumes_to_what_an_uninterrupted_build_makes(
     config_path = write_config(tmp_path / "run", model_dir)
     open_catalog(config_path).close()  # an empty catalog to poll from the start
     build = [
-        sys.executable, "-m", "dvmset", "build", "--config", str(config_path), "--folder", str(media),
-        "--urls", str(url_list), "--label", LABEL, "--workers", "2",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "dvmset",
+        "build",
+        "--config",
+        str(config_path),
+        "--folder",
+        str(media),
+        "--urls",
+        str(url_list),
+        "--label",
+        LABEL,
+        "--workers",
+        "2",
+    ]
     done_at_kills = []
     for point, kill_point in (("a separated video", first_separated), ("a new clip file", first_new_clip_file)):
         reached = kill_point(config_path)

@@ -5,9 +5,9 @@ worker starts torch on one thread and the thread runner's threads on every core.
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
+
+import pytest
 
 from curation import steps
 from flows.flows import ingest_flow
@@ -29,8 +29,10 @@ def media_bytes(config_path: Path) -> dict[str, bytes]:
     root = config_path.parent / "data"
     return {
         str(path.relative_to(root)): path.read_bytes()
-        for folder in ("stems", "clips") for path in sorted((root / folder).rglob("*")) if path.is_file()
-    }  # fmt: skip
+        for folder in ("stems", "clips")
+        for path in sorted((root / folder).rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.mark.slow

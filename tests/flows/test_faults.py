@@ -21,7 +21,9 @@ from tests.support.flow_builds import open_catalog, write_config
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
 
-def test_a_full_disk_stops_the_build_and_a_rerun_after_freeing_space_finishes_it(tmp_path, model_dir, monkeypatch, capsys):
+def test_a_full_disk_stops_the_build_and_a_rerun_after_freeing_space_finishes_it(
+    tmp_path, model_dir, monkeypatch, capsys
+):
     folder = tmp_path / "media"
     make_video(folder / "music.mp4", VideoSpec(12.0, bpm=100, cut_every_s=4.0))
     (folder / "notes.mp4").write_text("not a video\n" * 50, encoding="utf-8")

@@ -14,8 +14,8 @@ from prefect.settings import PREFECT_API_URL
 
 from curation.samples import VideoSpec, make_video
 from curation.steps import STAGES
-from tests.support.flow_builds import open_catalog, write_config
 from tests.flows.processes import clean_environ, kill_marked, process_group, wait_until
+from tests.support.flow_builds import open_catalog, write_config
 
 VIDEOS = 3
 
@@ -27,13 +27,26 @@ def test_two_builds_at_once_do_each_video_once_and_fail_none(prefect_server, tmp
         make_video(folder / f"music{index}.mp4", VideoSpec(11.0, bpm=90 + 10 * index, cut_every_s=2.0 + index))
     config_path = write_config(tmp_path / "run", model_dir)
     marker = uuid.uuid4().hex
-    environ = clean_environ(marker, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_HOME=str(tmp_path / "home"),
-                            HF_HUB_OFFLINE="1")  # fmt: skip
-    build = [sys.executable, "-m", "dvmset", "build", "--config", str(config_path), "--folder", str(folder), "--workers", "2"]
+    environ = clean_environ(
+        marker, PREFECT_API_URL=PREFECT_API_URL.value(), PREFECT_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1"
+    )
+    build = [
+        sys.executable,
+        "-m",
+        "dvmset",
+        "build",
+        "--config",
+        str(config_path),
+        "--folder",
+        str(folder),
+        "--workers",
+        "2",
+    ]
     try:
-        with process_group(build, environ, tmp_path / "first.log") as first, process_group(
-            build, environ, tmp_path / "second.log"
-        ) as second:
+        with (
+            process_group(build, environ, tmp_path / "first.log") as first,
+            process_group(build, environ, tmp_path / "second.log") as second,
+        ):
             wait_until(lambda: first.poll() is not None and second.poll() is not None, "both builds' end", 300)
     finally:
         kill_marked(marker)

@@ -31,9 +31,12 @@ def test_every_deployment_loads_its_flow_with_parameters_it_takes(monkeypatch):
         assert set(deployment["parameters"]) == set(taken), deployment["name"]  # every default listed
         pools[deployment["name"]] = deployment["work_pool"]["name"]
     assert pools == {
-        "dvmset-discover": "dvmset-cpu", "dvmset-fetch": "dvmset-cpu", "dvmset-ingest": "dvmset-gpu",
-        "dvmset-publish": "dvmset-cpu", "dvmset-build": "dvmset-gpu",
-    }  # fmt: skip
+        "dvmset-discover": "dvmset-cpu",
+        "dvmset-fetch": "dvmset-cpu",
+        "dvmset-ingest": "dvmset-gpu",
+        "dvmset-publish": "dvmset-cpu",
+        "dvmset-build": "dvmset-gpu",
+    }
 
 
 def test_the_pull_step_enters_the_checkout_or_fails_the_run_naming_the_variable(prefect_server, tmp_path, monkeypatch):
@@ -42,11 +45,16 @@ def test_the_pull_step_enters_the_checkout_or_fails_the_run_naming_the_variable(
     with get_client(sync_client=True) as client:
         flow_run = client.create_flow_run(Flow(lambda: None, name="pulled"))
     monkeypatch.setenv("PREFECT__FLOW_RUN_ID", str(flow_run.id))  # as the worker sets it
-    with pytest.raises(ConfigError, match=r"DVM_PROJECT_DIR is not set for this worker: .*DVM_PROJECT_DIR=\$PWD prefect worker"):
+    with pytest.raises(
+        ConfigError, match=r"DVM_PROJECT_DIR is not set for this worker: .*DVM_PROJECT_DIR=\$PWD prefect worker"
+    ):
         enter_project_dir()
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(flow_run.id).state
-    assert (state.type.value, state.message) == ("FAILED", f"DVM_PROJECT_DIR is not set for this worker: {START_WORKER_HINT}")
+    assert (state.type.value, state.message) == (
+        "FAILED",
+        f"DVM_PROJECT_DIR is not set for this worker: {START_WORKER_HINT}",
+    )
     monkeypatch.delenv("PREFECT__FLOW_RUN_ID")
     monkeypatch.setenv("DVM_PROJECT_DIR", str(tmp_path))
     with pytest.raises(ConfigError, match="not a dvmset checkout"):

@@ -2,8 +2,8 @@
 `prefect --no-prompt deploy --all` from the repository, a worker, `prefect deployment run`.
 
 Everything runs as separate programs, as on a deployment machine: the server (the session's
-`real_server`), the CLI calls, and the worker, which starts the flow run in a process of its own in the checkout named by
-DVM_PROJECT_DIR (the pull step of prefect.yaml). The ingest deployment runs over a catalog that
+`real_server`), the CLI calls, and the worker, which starts the flow run in a process of its own in the
+checkout named by DVM_PROJECT_DIR (the pull step of prefect.yaml). The ingest deployment runs over a catalog that
 lists the corpus folder as `discovered`.
 """
 
@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from curation.search import scan_folder
-from tests.support.flow_builds import LABEL, catalog_content, open_catalog, write_config
 from tests.flows.processes import PREFECT, ROOT, run_checked
+from tests.support.flow_builds import LABEL, catalog_content, open_catalog, write_config
 
 INGEST = "ingest/dvmset-ingest"
 
@@ -41,10 +41,13 @@ def test_the_ingest_deployment_runs_on_a_worker_of_a_real_server(real_server, tm
     deployments = httpx.post(f"{api_url}/deployments/filter", json={}, timeout=10).json()
     videos, clips = catalog_content(config_path)
     assert sorted((status, reason, count) for _id, status, reason, count, _model in videos) == [
-        ("clipped", None, 2), ("failed", "not_media", None), ("skipped", "too_short", None)
-    ]  # fmt: skip
+        ("clipped", None, 2),
+        ("failed", "not_media", None),
+        ("skipped", "too_short", None),
+    ]
     assert sorted((status, start_s, end_s) for _id, status, start_s, end_s, _v in clips) == [
-        ("pending_review", 0.0, 10.0), ("pending_review", 10.0, 20.0)
-    ]  # fmt: skip
+        ("pending_review", 0.0, 10.0),
+        ("pending_review", 10.0, 20.0),
+    ]
     pull = [{"flows.deploy_steps.enter_project_dir": {}}]
     assert len(deployments) == 5 and all(d["pull_steps"] == pull for d in deployments)  # run on each worker

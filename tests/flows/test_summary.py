@@ -33,8 +33,10 @@ def test_a_tally_counts_by_status_and_reason_and_keeps_each_failure():
     assert tally.total == 4
     assert tally.line() == "probe: 4 videos -> error/OSError 1, failed/not_media 1, probed 1, skipped/too_short 1"
     assert [(f.video_id, f.status, f.reason) for f in tally.failures] == [
-        ("local:b", "failed", "not_media"), ("local:c", "skipped", "too_short"), ("local:d", "error", "OSError"),
-    ]  # fmt: skip
+        ("local:b", "failed", "not_media"),
+        ("local:c", "skipped", "too_short"),
+        ("local:d", "error", "OSError"),
+    ]
 
 
 def test_a_summary_round_trips_through_plain_data_and_chains_runs():
@@ -78,9 +80,10 @@ def test_a_video_left_to_another_run_is_counted_apart_and_is_no_failure():
 def test_failed_videos_left_in_the_catalog_are_listed_and_counted_after_a_run_that_failed_none():
     earlier = Failure("probe/1", "local:b", "failed", "not_media", "ffprobe cannot read it")
     summary = RunSummary(
-        stages=(CountRow("separate", "separated", "", 1),), catalog=(CountRow("catalog", "failed", "not_media", 3),),
+        stages=(CountRow("separate", "separated", "", 1),),
+        catalog=(CountRow("catalog", "failed", "not_media", 3),),
         still_failed=(earlier,),
-    )  # fmt: skip
+    )
     assert (summary.failed_videos, summary.failed_in_catalog) == (0, 3)
     text = summary.markdown("DVMSet build")
     assert "## Failed videos in the catalog" in text and "3 videos are `failed`" in text and "--retry-failed" in text
@@ -94,7 +97,9 @@ def test_the_artifact_key_names_the_data_root_and_the_run_in_the_characters_pref
     key = artifact_key("build", "/srv/DVMSet data/root", "crimson-otter")
     assert key.startswith("dvmset-build-srv-dvmset-data-root-") and key.endswith("-crimson-otter")
     assert re.fullmatch(r"[a-z0-9-]+", key)
-    assert artifact_key("build", "/srv/other/root", "crimson-otter") != artifact_key("build", "/srv/other-root", "crimson-otter")
+    assert artifact_key("build", "/srv/other/root", "crimson-otter") != artifact_key(
+        "build", "/srv/other-root", "crimson-otter"
+    )
 
 
 def test_sqlite_is_refused_behind_a_dask_scheduler_but_not_on_a_local_cluster():
@@ -109,7 +114,9 @@ def test_sqlite_is_refused_behind_a_dask_scheduler_but_not_on_a_local_cluster():
         check_runner("local", None, 0, "sqlite", None)
 
 
-@pytest.mark.parametrize("api_url", [None, "http://127.0.0.1:4200/api", "http://localhost:4200/api", "http://[::1]:4200/api"])
+@pytest.mark.parametrize(
+    "api_url", [None, "http://127.0.0.1:4200/api", "http://localhost:4200/api", "http://[::1]:4200/api"]
+)
 def test_a_dask_scheduler_needs_a_prefect_api_other_machines_reach(api_url):
     with pytest.raises(ConfigError, match="PREFECT_API_URL=http://<its host>:4200/api") as refused:
         check_runner("dask", "tcp://10.0.0.5:8786", 4, "postgresql", api_url)
@@ -128,14 +135,21 @@ def test_downloads_retry_with_the_configured_exponential_back_off_and_other_stag
 
 def test_a_publish_gives_one_row_per_side_and_lists_withheld_videos_without_failing_the_run():
     result = PublishResult(
-        version="v0002", manifest_dir=Path("/data/manifests/v0002"), clips={Split.TRAIN: 5, Split.TEST: 1},
-        videos={Split.TRAIN: 3, Split.TEST: 1}, rejected_clips=2, groups=4, newly_published_videos=4, merges=(),
+        version="v0002",
+        manifest_dir=Path("/data/manifests/v0002"),
+        clips={Split.TRAIN: 5, Split.TEST: 1},
+        videos={Split.TRAIN: 3, Split.TEST: 1},
+        rejected_clips=2,
+        groups=4,
+        newly_published_videos=4,
+        merges=(),
         withheld_video_ids=("local:w",),
-    )  # fmt: skip
+    )
     summary = RunSummary.of_publish(result)
     assert [(r.version, r.split, r.clips, r.videos, r.error) for r in summary.published] == [
-        ("v0002", "train", 5, 3, ""), ("v0002", "test", 1, 1, ""),
-    ]  # fmt: skip
+        ("v0002", "train", 5, 3, ""),
+        ("v0002", "test", 1, 1, ""),
+    ]
     assert [(f.stage, f.video_id, f.status) for f in summary.failures] == [("publish", "local:w", "withheld")]
     assert summary.failed_videos == 0
     assert "| v0002 | train | 5 | 3 | /data/manifests/v0002 |  |" in summary.markdown("DVMSet publish")

@@ -48,9 +48,13 @@ def as_user(name: str):
 
 
 def test_a_reviewer_sees_the_disputed_votes_first_and_settles_the_dispute(review_data):
-    users = {name: User(name, role, "scrypt$unused") for name, role in
-             (("ann", Role.ANNOTATOR), ("bob", Role.ANNOTATOR), ("rev", Role.REVIEWER))}  # fmt: skip
-    settings = AppSettings(review_data.data_root, review_data.catalog_url, ReviewSettings(overlap_share=0.0), users=users)
+    users = {
+        name: User(name, role, "scrypt$unused")
+        for name, role in (("ann", Role.ANNOTATOR), ("bob", Role.ANNOTATOR), ("rev", Role.REVIEWER))
+    }
+    settings = AppSettings(
+        review_data.data_root, review_data.catalog_url, ReviewSettings(overlap_share=0.0), users=users
+    )
     catalog = Catalog.open(review_data.catalog_url)
     app = LabelingApp(settings, catalog)
     disputed = review_data.clip_ids[-1]

@@ -26,8 +26,9 @@ def data(tmp_path_factory, clip_media):
     made = make_review_data(root, clip_media)
     add_user(root / "users.toml", "ann", Role.ANNOTATOR, PASSWORDS["ann"])
     add_user(root / "users.toml", "bob", Role.REVIEWER, PASSWORDS["bob"])
-    return made, AppSettings(made.data_root, made.catalog_url, ReviewSettings(overlap_share=0.0),
-                             users=load_users(root / "users.toml"))  # fmt: skip
+    return made, AppSettings(
+        made.data_root, made.catalog_url, ReviewSettings(overlap_share=0.0), users=load_users(root / "users.toml")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,11 @@ def test_keyboard_review_undo_and_a_restart_keep_every_event(browser, app, data)
     page.get_by_role("tab", name="Progress").click()
     page.get_by_text("The progress page is for reviewers.").wait_for()  # ann is an annotator
     page.close()
-    expected = [(ids[0], "ann", "accepted", ()), (ids[1], "ann", "rejected", ("non_music", "static")),
-                (ids[1], "ann", "pending_review", ())]  # fmt: skip
+    expected = [
+        (ids[0], "ann", "accepted", ()),
+        (ids[1], "ann", "rejected", ("non_music", "static")),
+        (ids[1], "ann", "pending_review", ()),
+    ]
     restarted, url = start(settings)  # a second app on the same catalog, as after a restart
     try:
         catalog = Catalog.open(made.catalog_url)
@@ -113,8 +117,13 @@ def test_files_outside_the_clips_folder_are_refused(browser, app, data):
         return request.get(f"{app}/gradio_api/file={quote(str(path))}").status
 
     assert status(clip_file) == 200
-    for refused in ("/etc/passwd", made.data_root / "catalog.sqlite", made.data_root / "outside.mp4",
-                    f"{made.data_root}/clips/../catalog.sqlite", made.data_root.parent / "users.toml"):  # fmt: skip
+    for refused in (
+        "/etc/passwd",
+        made.data_root / "catalog.sqlite",
+        made.data_root / "outside.mp4",
+        f"{made.data_root}/clips/../catalog.sqlite",
+        made.data_root.parent / "users.toml",
+    ):
         assert status(refused) == 403, refused
     assert status(clip_file, browser.new_context().request) == 401  # not logged in
     page.close()

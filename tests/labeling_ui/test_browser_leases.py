@@ -37,8 +37,12 @@ def served(tmp_path, clip_media):
     made = Made(**vars(make_review_data(tmp_path, clip_media, videos=2, clips_per_video=3)))
     for name, password in PASSWORDS.items():
         add_user(tmp_path / "users.toml", name, Role.ANNOTATOR, password)
-    settings = AppSettings(made.data_root, made.catalog_url, ReviewSettings(lease_s=LEASE_S, overlap_share=0.0),
-                           users=load_users(tmp_path / "users.toml"))  # fmt: skip
+    settings = AppSettings(
+        made.data_root,
+        made.catalog_url,
+        ReviewSettings(lease_s=LEASE_S, overlap_share=0.0),
+        users=load_users(tmp_path / "users.toml"),
+    )
     blocks, url = start(settings)
     catalog = Catalog.open(made.catalog_url)
     made.settings = settings  # for a restart on the same port
@@ -76,8 +80,14 @@ def test_a_login_posting_another_logins_session_hash_cannot_vote_on_its_clip(bro
     made, blocks, url, catalog = served
     hashes: list[str] = []
     ann = browser.new_page()
-    ann.on("request", lambda r: r.method == "POST" and "session_hash" in (r.post_data or "") and hashes.append(
-        json.loads(r.post_data)["session_hash"]))  # fmt: skip
+    ann.on(
+        "request",
+        lambda r: (
+            r.method == "POST"
+            and "session_hash" in (r.post_data or "")
+            and hashes.append(json.loads(r.post_data)["session_hash"])
+        ),
+    )
     ann.goto(url)
     ann.get_by_label("username").fill("ann")
     ann.get_by_label("password").fill(PASSWORDS["ann"])
@@ -171,9 +181,11 @@ def test_a_recent_decision_can_be_changed_from_the_list(browser, served):
     press_and_wait(ann, "r", "rejected")  # its flag is pre-ticked: rejected for non_music
     assert on_screen(ann) == third
     assert [(e.clip_id, e.decision, e.reasons) for e in catalog.label_events()] == [
-        (first, "accepted", ()), (second, "accepted", ()), (first, "pending_review", ()),
+        (first, "accepted", ()),
+        (second, "accepted", ()),
+        (first, "pending_review", ()),
         (first, "rejected", ("non_music",)),
-    ]  # fmt: skip
+    ]
     assert "logged in as ann" in ann.locator("#dv-who").text_content()
     ann.locator("#dv-logout").click()  # log out: back to the login form
     ann.get_by_label("username").wait_for()
@@ -199,12 +211,15 @@ def test_o_switches_to_the_sources_own_audio_at_the_same_playhead_and_back(brows
     ann.evaluate("() => { const v = document.getElementById('dv-video'); v.pause(); v.currentTime = 1.5; }")
     ann.keyboard.press("o")
     ann.wait_for_function("document.getElementById('dv-original')?.readyState >= 1")
-    heard = ann.evaluate("""() => { const v = document.getElementById('dv-video'), a = document.getElementById('dv-original');
+    heard = ann.evaluate("""() => {
+        const v = document.getElementById('dv-video'), a = document.getElementById('dv-original');
         return {src: decodeURIComponent(a.src), at: a.currentTime, video_at: v.currentTime, muted: v.muted}; }""")
     assert heard["src"].endswith(f"/labeling-cache/original/{id_to_dirname(clip)}.m4a") and heard["muted"]
     assert abs(heard["at"] - heard["video_at"]) < 0.3 and abs(heard["at"] - 1.5) < 0.3  # the same playhead
     assert "ORIGINAL" in ann.locator("#dv-audio-mode").text_content()
     ann.keyboard.press("o")  # back to the processed music
-    assert ann.evaluate("() => !document.getElementById('dv-video').muted && document.getElementById('dv-original').paused")
+    assert ann.evaluate(
+        "() => !document.getElementById('dv-video').muted && document.getElementById('dv-original').paused"
+    )
     assert "processed" in ann.locator("#dv-audio-mode").text_content()
     ann.close()

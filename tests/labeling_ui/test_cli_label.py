@@ -15,13 +15,23 @@ from tests.support.review_data import free_port
 
 def label(args: list[str], cwd, stdin: str = "") -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVMSET_")} | {"GRADIO_ANALYTICS_ENABLED": "False"}
-    return subprocess.run([sys.executable, "-m", "dvmset", "label", *args], cwd=cwd, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "dvmset", "label", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_add_user_writes_a_hash_that_logs_in(tmp_path):
-    result = label(["--users", "users.toml", "--add-user", "ann", "--role", "reviewer", "--password-stdin"],
-                   tmp_path, stdin="s3cret pass\n")  # fmt: skip
+    result = label(
+        ["--users", "users.toml", "--add-user", "ann", "--role", "reviewer", "--password-stdin"],
+        tmp_path,
+        stdin="s3cret pass\n",
+    )
     assert result.returncode == 0, result.stderr
     users = load_users(tmp_path / "users.toml")
     assert users["ann"].role is Role.REVIEWER and Authenticator(users)("ann", "s3cret pass")
@@ -43,8 +53,14 @@ def test_label_serves_the_app_on_loopback(review_data, tmp_path):
     (tmp_path / "dvmset.toml").write_text(f'data_root = "{review_data.data_root}"\n')
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DVMSET_")} | {"GRADIO_ANALYTICS_ENABLED": "False"}
-    process = subprocess.Popen([sys.executable, "-m", "dvmset", "label", "--port", str(port)], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvmset", "label", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         page = None
         for _ in range(600):

@@ -26,8 +26,12 @@ def as_user(name: str):
 def app(review_data):
     users = {name: User(name, Role.ANNOTATOR, "scrypt$unused") for name in ("ann", "bob")}
     catalog = Catalog.open(review_data.catalog_url)
-    made = LabelingApp(AppSettings(review_data.data_root, review_data.catalog_url,
-                                   ReviewSettings(lease_s=60.0, overlap_share=0.0), users=users), catalog)  # fmt: skip
+    made = LabelingApp(
+        AppSettings(
+            review_data.data_root, review_data.catalog_url, ReviewSettings(lease_s=60.0, overlap_share=0.0), users=users
+        ),
+        catalog,
+    )
     yield made
     catalog.close()
 
@@ -49,8 +53,10 @@ def test_a_vote_after_the_lease_went_to_another_annotator_is_refused_with_a_bann
 
 def test_a_vote_after_the_lease_ran_out_unused_is_refused_too(review_data):
     catalog = Catalog.open(review_data.catalog_url)
-    app = LabelingApp(AppSettings(review_data.data_root, review_data.catalog_url,
-                                  ReviewSettings(lease_s=0.3, overlap_share=0.0)), catalog)  # fmt: skip
+    app = LabelingApp(
+        AppSettings(review_data.data_root, review_data.catalog_url, ReviewSettings(lease_s=0.3, overlap_share=0.0)),
+        catalog,
+    )
     state = app.start(SessionState(), as_user("ann"))[0]
     time.sleep(0.5)  # no heartbeat: the lease runs out
     outputs = app.reject(state, ["noise"], "", as_user("ann"))
@@ -61,8 +67,10 @@ def test_a_vote_after_the_lease_ran_out_unused_is_refused_too(review_data):
 
 def test_the_heartbeat_keeps_a_short_lease_alive(review_data):
     catalog = Catalog.open(review_data.catalog_url)
-    app = LabelingApp(AppSettings(review_data.data_root, review_data.catalog_url,
-                                  ReviewSettings(lease_s=0.6, overlap_share=0.0)), catalog)  # fmt: skip
+    app = LabelingApp(
+        AppSettings(review_data.data_root, review_data.catalog_url, ReviewSettings(lease_s=0.6, overlap_share=0.0)),
+        catalog,
+    )
     state = app.start(SessionState(), as_user("ann"))[0]
     for _ in range(6):  # 1.2 s, twice the lease
         time.sleep(0.2)
@@ -77,8 +85,12 @@ def test_the_heartbeat_keeps_a_short_lease_alive(review_data):
 def test_another_login_cannot_act_on_a_session_it_does_not_own(app):
     ann = app.start(SessionState(), as_user("ann"))[0]
     assert ann.annotator == "ann"
-    for act in (lambda who: app.accept(ann, who), lambda who: app.reject(ann, ["noise"], "", who),
-                lambda who: app.skip(ann, who), lambda who: app.start(ann, who)):  # fmt: skip
+    for act in (
+        lambda who: app.accept(ann, who),
+        lambda who: app.reject(ann, ["noise"], "", who),
+        lambda who: app.skip(ann, who),
+        lambda who: app.start(ann, who),
+    ):
         outputs = act(as_user("bob"))
         assert "another login" in outputs[4]
         assert [output for i, output in enumerate(outputs) if i != 4] == [gr.skip()] * 8  # ann's screen stays

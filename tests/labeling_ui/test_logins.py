@@ -56,8 +56,13 @@ def served(tmp_path, clip_media):
     made = make_review_data(tmp_path, clip_media, videos=1, clips_per_video=2)
     for name in ("ann", "cat"):
         add_user(tmp_path / "users.toml", name, Role.ANNOTATOR, f"pw-{name}")
-    settings = AppSettings(made.data_root, made.catalog_url, ReviewSettings(overlap_share=0.0),
-                           users=load_users(tmp_path / "users.toml"), throttle=FAST)  # fmt: skip
+    settings = AppSettings(
+        made.data_root,
+        made.catalog_url,
+        ReviewSettings(overlap_share=0.0),
+        users=load_users(tmp_path / "users.toml"),
+        throttle=FAST,
+    )
     blocks, url = start(settings)
     yield blocks, url
     blocks.close()

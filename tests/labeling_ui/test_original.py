@@ -17,8 +17,14 @@ from labeling_ui.original import OriginalAudio
 def audio_of(path) -> tuple[str, int, float]:
     """(codec, channels, duration) of a file's only stream, an audio one."""
     shown = "stream=codec_name,codec_type,channels:format=duration"
-    probed = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", shown, "-of", "json", str(path)],
-                                       check=True, capture_output=True, text=True).stdout)  # fmt: skip
+    probed = json.loads(
+        subprocess.run(
+            ["ffprobe", "-v", "error", "-show_entries", shown, "-of", "json", str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
     assert [stream["codec_type"] for stream in probed["streams"]] == ["audio"]
     stream = probed["streams"][0]
     return stream["codec_name"], stream["channels"], float(probed["format"]["duration"])
@@ -32,8 +38,25 @@ def test_the_clips_span_of_the_sources_audio_is_cut_once(review_data, clip_media
     catalog.close()
     video = replace(video, probe=replace(video.probe, audio_codec=probed, channels=1))
     made = tmp_path / f"source.{'mp4' if codec == 'aac' else 'mkv'}"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(clip_media[0]), "-c:v", "copy", "-ac", "1",
-                    "-c:a", codec, str(made)], check=True)  # fmt: skip
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(clip_media[0]),
+            "-c:v",
+            "copy",
+            "-ac",
+            "1",
+            "-c:a",
+            codec,
+            str(made),
+        ],
+        check=True,
+    )
     source = review_data.data_root / video.media_path
     source.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(made, source)

@@ -20,8 +20,10 @@ def as_user(name: str):
 def test_the_bar_says_who_is_logged_in_what_is_left_and_what_was_done_today(review_data):
     catalog = Catalog.open(review_data.catalog_url)
     users = {"ann": User("ann", Role.ANNOTATOR, "scrypt$unused")}
-    app = LabelingApp(AppSettings(review_data.data_root, review_data.catalog_url, ReviewSettings(overlap_share=0.0),
-                                  users=users), catalog)  # fmt: skip
+    app = LabelingApp(
+        AppSettings(review_data.data_root, review_data.catalog_url, ReviewSettings(overlap_share=0.0), users=users),
+        catalog,
+    )
     state, *_, who = app.start(SessionState(), as_user("ann"))
     assert "logged in as <b>ann</b> (annotator)" in who and 'href="/logout"' in who
     assert '<span id="dv-left">12</span> clips left' in who and '<span id="dv-done-today">0</span> done today' in who

@@ -33,8 +33,9 @@ def test_a_session_shows_the_queue_in_order_with_the_next_clip_claimed(review_da
     assert (state.current, state.next, state.history) == (ids[2], ids[3], (ids[0], ids[1]))
     events = catalog.label_events()
     assert [(e.clip_id, e.decision, e.reasons) for e in events] == [
-        (ids[0], "accepted", ()), (ids[1], "rejected", ("noise", "static")),
-    ]  # fmt: skip
+        (ids[0], "accepted", ()),
+        (ids[1], "rejected", ("noise", "static")),
+    ]
     state = session.undo(state, "ann")
     assert (state.current, state.next, state.history) == (ids[1], ids[2], (ids[0],))
     assert catalog.label_events()[-1].decision == "pending_review"
@@ -147,20 +148,25 @@ def _event(i: int, clip: str, who: str, decision: str, minute: float, role: Role
 
 def test_progress_counts_speed_and_agreement():
     events = [
-        _event(1, "c1", "ann", "accepted", 0), _event(2, "c1", "bob", "accepted", 0.5),
-        _event(3, "c2", "ann", "rejected", 1), _event(4, "c2", "bob", "accepted", 1.5),
-        _event(5, "c3", "ann", "accepted", 2), _event(6, "c3", "ann", "pending_review", 2.5),
-        _event(7, "c3", "ann", "rejected", 3), _event(8, "c3", "bob", "rejected", 3.5),
+        _event(1, "c1", "ann", "accepted", 0),
+        _event(2, "c1", "bob", "accepted", 0.5),
+        _event(3, "c2", "ann", "rejected", 1),
+        _event(4, "c2", "bob", "accepted", 1.5),
+        _event(5, "c3", "ann", "accepted", 2),
+        _event(6, "c3", "ann", "pending_review", 2.5),
+        _event(7, "c3", "ann", "rejected", 3),
+        _event(8, "c3", "bob", "rejected", 3.5),
         _event(9, "c4", "prescreen", "rejected", 4),
-    ]  # fmt: skip
+    ]
     result = progress(events)
     ann, bob = result.annotators
     assert (ann.name, ann.accepted, ann.rejected, ann.undos) == ("ann", 1, 2, 1)
     assert (bob.name, bob.accepted, bob.rejected) == ("bob", 2, 1)
     assert ann.median_s_per_clip == 60.0 and bob.median_s_per_clip == 90.0
     assert result.overlap_clips == 3 and result.disagreements == ("c2",)
-    assert result.kappa == pytest.approx(cohens_kappa([("accepted", "accepted"), ("rejected", "accepted"),
-                                                       ("rejected", "rejected")]))  # fmt: skip
+    assert result.kappa == pytest.approx(
+        cohens_kappa([("accepted", "accepted"), ("rejected", "accepted"), ("rejected", "rejected")])
+    )
     assert result.kappa == pytest.approx(0.4)  # p_o 2/3, p_e 4/9
     assert cohens_kappa([]) is None and cohens_kappa([("accepted", "accepted")]) is None
     page = stats_html(events, {ClipStatus.ACCEPTED: 2, ClipStatus.PENDING_REVIEW: 1, ClipStatus.REJECTED: 1})
@@ -169,15 +175,18 @@ def test_progress_counts_speed_and_agreement():
 
 def test_a_reviewers_ruling_ends_a_disagreement_and_is_not_a_rating_for_the_kappa():
     events = [
-        _event(1, "c1", "ann", "accepted", 0), _event(2, "c1", "bob", "rejected", 1),
-        _event(3, "c2", "ann", "accepted", 2), _event(4, "c2", "bob", "accepted", 3),
-    ]  # fmt: skip
+        _event(1, "c1", "ann", "accepted", 0),
+        _event(2, "c1", "bob", "rejected", 1),
+        _event(3, "c2", "ann", "accepted", 2),
+        _event(4, "c2", "bob", "accepted", 3),
+    ]
     before = progress(events)
     assert before.disagreements == ("c1",) and before.overlap_clips == 2 and before.kappa == pytest.approx(0.0)
     events += [
         _event(5, "c1", "rev", "rejected", 4, Role.REVIEWER),  # rev settles c1
-        _event(6, "c3", "ann", "rejected", 5), _event(7, "c3", "rev", "accepted", 6, Role.REVIEWER),  # and overrules ann
-    ]  # fmt: skip
+        _event(6, "c3", "ann", "rejected", 5),
+        _event(7, "c3", "rev", "accepted", 6, Role.REVIEWER),  # and overrules ann
+    ]
     after = progress(events)
     assert after.disagreements == () and after.overlap_clips == 2 and after.kappa == before.kappa
     assert [(a.name, a.accepted, a.rejected) for a in after.annotators] == [("ann", 2, 1), ("bob", 1, 1), ("rev", 1, 1)]

@@ -12,7 +12,7 @@ from dvmset.storage import DataRoot
 from labeling_ui.app import AppSettings, LabelingApp
 from labeling_ui.session import ReviewSettings, SessionState
 from labeling_ui.views import stand_in_html
-from tests.support.review_data import STAND_IN, review_clip, make_review_data, mark_stand_in
+from tests.support.review_data import STAND_IN, make_review_data, mark_stand_in, review_clip
 
 REAL = ModelStamp("htdemucs", "ab" * 32)
 SPEECH = ModelStamp("silero_vad", "cd" * 32)
@@ -20,9 +20,13 @@ SPEECH = ModelStamp("silero_vad", "cd" * 32)
 
 def video(*models: ModelStamp) -> VideoRecord:
     return VideoRecord(
-        video_id="youtube:vid0", url="https://example.invalid/0", platform="youtube", source=SourceKind.PLATFORM_SEARCH,
-        status=VideoStatus.CLIPPED, separation_models=models,
-    )  # fmt: skip
+        video_id="youtube:vid0",
+        url="https://example.invalid/0",
+        platform="youtube",
+        source=SourceKind.PLATFORM_SEARCH,
+        status=VideoStatus.CLIPPED,
+        separation_models=models,
+    )
 
 
 def test_a_clip_of_a_real_separator_has_no_banner(tmp_path):
@@ -32,8 +36,11 @@ def test_a_clip_of_a_real_separator_has_no_banner(tmp_path):
 
 
 def test_a_stand_in_clip_has_a_red_banner_that_names_the_model(tmp_path):
-    clip = replace(review_clip(DataRoot(tmp_path), "youtube:vid0", 0.0, priority=1.0), separator_model_id=STAND_IN.model_id,
-                   stand_in=True)  # fmt: skip
+    clip = replace(
+        review_clip(DataRoot(tmp_path), "youtube:vid0", 0.0, priority=1.0),
+        separator_model_id=STAND_IN.model_id,
+        stand_in=True,
+    )
     banner = stand_in_html(clip, video(STAND_IN, SPEECH))
     assert banner.startswith('<div id="dv-stand-in" role="alert" style="background:#dc2626;color:#fff;')
     assert "<code>tiny-random-demo</code>" in banner and STAND_IN.sha256[:12] in banner

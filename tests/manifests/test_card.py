@@ -19,9 +19,20 @@ from PIL import Image
 from dvmset.config import Config, config_toml
 from dvmset.records import ModelStamp, RejectReason
 from manifests.card import (
-    CARD_FILE, DURATION_PICTURE, LOUDNESS_PICTURE, REVIEW_PICTURE, SCENE_CUT_PICTURE, SEPARATOR_ROLE, SPEECH_ROLE,
-    TASK_CATEGORIES, ModelUse, card_text, hub_license, redact_local_paths, write_dataset_card,
-)  # fmt: skip
+    CARD_FILE,
+    DURATION_PICTURE,
+    LOUDNESS_PICTURE,
+    REVIEW_PICTURE,
+    SCENE_CUT_PICTURE,
+    SEPARATOR_ROLE,
+    SPEECH_ROLE,
+    TASK_CATEGORIES,
+    ModelUse,
+    card_text,
+    hub_license,
+    redact_local_paths,
+    write_dataset_card,
+)
 from manifests.card_pictures import bar_png, histogram_png, histogram_range
 from manifests.schema import COLUMN_DOCS, MANIFEST_SCHEMA, manifest_path, manifest_table, write_manifest
 from manifests.split import Split
@@ -53,7 +64,7 @@ def test_the_card_has_counts_pictures_and_provenance(tmp_path):
         tmp_path / "v3", train, test, rejections=rejections, config_toml=CONFIG, code_version=code_version
     )
     text = card.read_text()
-    assert card.name == "README.md" and text.startswith("---\npretty_name: \"DVMSet v3\"\n")
+    assert card.name == "README.md" and text.startswith('---\npretty_name: "DVMSet v3"\n')
     assert "  - split: train\n    path: train.parquet\n" in text and "- n<1K\n" in text
     # per split: clips, videos, groups, hours (4 and 2 clips of 3 s)
     assert "| train | 4 | 2 | 2 | 0.00 |" in text and "| test | 2 | 2 | 2 | 0.00 |" in text
@@ -113,9 +124,15 @@ def test_stand_in_clips_open_the_card_with_a_warning(tmp_path):
     ]
     train, test = tables(rows)
     card = write_dataset_card(
-        tmp_path / "v2", train, test, rejections=Counter({"noise": 1}), config_toml=CONFIG, code_version="x",
-        models=models, stand_in_rejected=1,
-    )  # fmt: skip
+        tmp_path / "v2",
+        train,
+        test,
+        rejections=Counter({"noise": 1}),
+        config_toml=CONFIG,
+        code_version="x",
+        models=models,
+        stand_in_rejected=1,
+    )
     text = card.read_text()
     front, body = text.split("\n---\n", 1)
     assert "\nstand_in: true" in front + "\n"
@@ -138,10 +155,12 @@ def test_the_front_matter_follows_the_hubs_conventions():
     no_licence = replace(make_row(make_video("local:abc", ()), 0.0, "g-local", Split.TEST), license=None)
     rows[Split.TEST].append(no_licence)
     meta = front_matter(card_text("v7", dict(zip(Split, tables(rows))), Counter(), CONFIG, "x"))
-    assert meta["configs"] == [{
-        "config_name": "default",
-        "data_files": [{"split": "train", "path": "train.parquet"}, {"split": "test", "path": "test.parquet"}],
-    }]  # fmt: skip
+    assert meta["configs"] == [
+        {
+            "config_name": "default",
+            "data_files": [{"split": "train", "path": "train.parquet"}, {"split": "test", "path": "test.parquet"}],
+        }
+    ]
     assert meta["pretty_name"] == "DVMSet v7" and meta["size_categories"] == ["n<1K"]
     assert meta["size_categories"][0] in HUB_SIZE_CATEGORIES
     assert meta["task_categories"] == list(TASK_CATEGORIES) and set(TASK_CATEGORIES) <= HUB_TASKS
@@ -178,12 +197,17 @@ def test_every_schema_column_has_a_description_in_the_column_dictionary():
 
 
 def test_the_config_block_holds_no_local_path():
-    config = Config(data_root=Path("/home/alice/dvmset-data"), model_dir=Path("/srv/models"),
-                    catalog_url="sqlite:////home/alice/catalog.sqlite")  # fmt: skip
-    config = config.model_copy(update={
-        "search": config.search.model_copy(update={"queries_file": Path("/home/alice/q.toml")}),
-        "publish": config.publish.model_copy(update={"seed": 3}),
-    })  # fmt: skip
+    config = Config(
+        data_root=Path("/home/alice/dvmset-data"),
+        model_dir=Path("/srv/models"),
+        catalog_url="sqlite:////home/alice/catalog.sqlite",
+    )
+    config = config.model_copy(
+        update={
+            "search": config.search.model_copy(update={"queries_file": Path("/home/alice/q.toml")}),
+            "publish": config.publish.model_copy(update={"seed": 3}),
+        }
+    )
     toml_text = config_toml(config)
     assert "/home/alice" in toml_text and "/srv/models" in toml_text
     text = card_text("v1", dict(zip(Split, tables())), Counter(), toml_text, "x")
@@ -205,8 +229,10 @@ def test_the_split_rule_is_stated_with_the_configs_settings():
     rows = dataset_rows()
     rows[Split.TRAIN].append(make_row(make_video("youtube:solo", ("solo query",)), 0.0, "g-solo", Split.TRAIN))
     text = card_text("v1", dict(zip(Split, tables(rows))), Counter(), toml_text, "x")
-    assert "Queries whose clips are on one side only (too few groups, or all published there before): " \
+    assert (
+        "Queries whose clips are on one side only (too few groups, or all published there before): "
         "solo query (train)." in text
+    )
 
 
 def test_nearly_equal_values_get_a_readable_range():
@@ -260,10 +286,17 @@ def sample_dataset(seed: int = 0) -> tuple[dict[Split, list], dict[str, float]]:
             row = make_row(video, float(start), f"g-{index:02d}", side)
             cuts = tuple(sorted(rng.uniform(0, 60) for _ in range(rng.randint(2, 40))))
             before = rng.gauss(-20.0, 4.0)
-            rows[side].append(replace(
-                row, end_s=start + 60.0, duration_s=60.0 + rng.uniform(-0.004, 0.004), scene_cuts_s=cuts,
-                loudness_before_lufs=before, gain_db=-14.0 - before, loudness_lufs=-14.0 + rng.uniform(-0.05, 0.05),
-            ))  # fmt: skip
+            rows[side].append(
+                replace(
+                    row,
+                    end_s=start + 60.0,
+                    duration_s=60.0 + rng.uniform(-0.004, 0.004),
+                    scene_cuts_s=cuts,
+                    loudness_before_lufs=before,
+                    gain_db=-14.0 - before,
+                    loudness_lufs=-14.0 + rng.uniform(-0.05, 0.05),
+                )
+            )
     return rows, durations
 
 
@@ -301,10 +334,14 @@ def test_the_card_renders_in_chromium(tmp_path):
         ModelUse(SPEECH_ROLE, ModelStamp("silero_vad", "cd" * 32), clips),
     ]
     folder = publish_folder(
-        tmp_path / "v0001", rows, models=models, config_toml=config_toml(Config(data_root=Path("/home/alice/data"))),
-        video_durations_s=durations, rejections=Counter({"non_music": 7, "noise": 3, "static": 2, "mismatch": 1}),
+        tmp_path / "v0001",
+        rows,
+        models=models,
+        config_toml=config_toml(Config(data_root=Path("/home/alice/data"))),
+        video_durations_s=durations,
+        rejections=Counter({"non_music": 7, "noise": 3, "static": 2, "mismatch": 1}),
         rejected_clips=11,
-    )  # fmt: skip
+    )
     page_file = folder / "card.html"
     page_file.write_text(render_card_html(folder / CARD_FILE), encoding="utf-8")
     shot = tmp_path / "card.png"

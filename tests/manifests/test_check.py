@@ -17,9 +17,9 @@ from manifests.split import Split
 from tests.support.manifest_rows import (
     CITY2,
     CLIP_S,
-    SAMPLE_RATE_HZ,
     FOOD1,
     FOOD2,
+    SAMPLE_RATE_HZ,
     dataset_rows,
     make_row,
     make_test_video,
@@ -83,8 +83,9 @@ def test_missing_files_and_manifests_are_found(tmp_path, video_template):
     report = check_manifests(manifest_dir)  # the media root the manifests record
     assert report.counts() == {ProblemCode.MISSING_FILE: 2}
     assert {(p.split, p.clip_id) for p in report.problems} == {
-        ("train", rows[Split.TRAIN][0].clip_id), ("test", rows[Split.TEST][1].clip_id)
-    }  # fmt: skip
+        ("train", rows[Split.TRAIN][0].clip_id),
+        ("test", rows[Split.TEST][1].clip_id),
+    }
     manifest_path(manifest_dir, Split.TEST).unlink()
     assert ProblemCode.MISSING_MANIFEST in check_manifests(manifest_dir).counts()
     assert not report.ok and "missing_file: 2" in report.render()
@@ -175,8 +176,10 @@ def test_decode_compares_the_decoded_duration(tmp_path, video_template):
     make_test_video(root.resolve(rows[Split.TEST][0].video_path), CLIP_S + 1.0)
     for side, side_rows in rows.items():  # a manifest that recorded the new files' sizes and checksums...
         remeasured = [measured(row, root) for row in side_rows]
-        remeasured = [replace(new, video_duration_s=old.video_duration_s, music_duration_s=old.music_duration_s)
-                      for new, old in zip(remeasured, side_rows)]  # fmt: skip  ...but the old durations
+        remeasured = [
+            replace(new, video_duration_s=old.video_duration_s, music_duration_s=old.music_duration_s)
+            for new, old in zip(remeasured, side_rows)
+        ]  # ...but the old durations
         metadata = {MEDIA_ROOT_KEY: media_root_of(manifest_dir, data_root)}
         write_manifest(remeasured, manifest_path(manifest_dir, side), metadata)
     assert check_manifests(manifest_dir).ok  # sizes and checksums match

@@ -83,11 +83,27 @@ def test_a_row_refuses_records_that_do_not_belong_together():
         clip = make_clip(FOOD1.video_id, 0.0)
         manifest_row(FOOD1, clip, Decision(ClipStatus.PENDING_REVIEW), "g", Split.TRAIN, 1, **facts)
     with pytest.raises(ValueError, match="no sample count"):
-        manifest_row(FOOD1, make_clip(FOOD1.video_id, 0.0), ACCEPT, "g", Split.TRAIN, 1,
-                     video_facts=UNMEASURED_VIDEO, music_facts=UNMEASURED_VIDEO)  # fmt: skip
+        manifest_row(
+            FOOD1,
+            make_clip(FOOD1.video_id, 0.0),
+            ACCEPT,
+            "g",
+            Split.TRAIN,
+            1,
+            video_facts=UNMEASURED_VIDEO,
+            music_facts=UNMEASURED_VIDEO,
+        )
     with pytest.raises(ValueError, match="tempo or beat count"):
-        manifest_row(FOOD1, make_clip(FOOD1.video_id, 0.0), ACCEPT, "g", Split.TRAIN, 1, video_facts=UNMEASURED_VIDEO,
-                     music_facts=replace(UNMEASURED_MUSIC, tempo_bpm=None))  # fmt: skip
+        manifest_row(
+            FOOD1,
+            make_clip(FOOD1.video_id, 0.0),
+            ACCEPT,
+            "g",
+            Split.TRAIN,
+            1,
+            video_facts=UNMEASURED_VIDEO,
+            music_facts=replace(UNMEASURED_MUSIC, tempo_bpm=None),
+        )
 
 
 def test_write_then_read_gives_the_same_rows_and_metadata(tmp_path):

@@ -15,11 +15,21 @@ from dvmset.cli.main import app
 from model.checkpoint import load_checkpoint
 from model.generate import GenerationSettings, generate_music, load_generator
 from model.rhythm_predictor import load_predictor_payload, payload_sha256
-from tests.support.training_manifests import write_rhythm_manifests
 from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
+from tests.support.training_manifests import write_rhythm_manifests
 
-TRAIN = ["--batch-size", "2", "--crop-s", "2", "--warmup-steps", "1", "--musicgen", "tiny/musicgen",
-         "--clip", "tiny/clip"]  # fmt: skip
+TRAIN = [
+    "--batch-size",
+    "2",
+    "--crop-s",
+    "2",
+    "--warmup-steps",
+    "1",
+    "--musicgen",
+    "tiny/musicgen",
+    "--clip",
+    "tiny/clip",
+]
 
 
 @pytest.fixture
@@ -58,16 +68,30 @@ def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(wor
     assert payload["facts"]["test"] == report["test"] and payload["config"]["use_affect"] is True
     code, output = run("train-rhythm", "--manifest", "manifests/v1", "--epochs", "1")
     assert code == ExitCode.USAGE and "rhythm_predictor.pt exists" in output
-    code, output = run("train-rhythm", "--manifest", "manifests/v1", "--config", str(rhythm / "config.toml"),
-                       "--out", "again")  # fmt: skip
+    code, output = run(
+        "train-rhythm", "--manifest", "manifests/v1", "--config", str(rhythm / "config.toml"), "--out", "again"
+    )
     assert code == 0, output
     assert json.loads((workdir / "again" / "rhythm_report.json").read_text())["losses"] == report["losses"]
 
     code, output = run("train", "--manifest", "manifests/v1", "--stage", "1", "--steps", "2", "--affect", "on", *TRAIN)
     assert code == 0 and "affect features in the semantic condition" in output, output
     stage1 = workdir / "runs" / "v1" / "stage1" / "checkpoint.pt"
-    stage2 = ["--manifest", "manifests/v1", "--stage", "2", "--init", str(stage1), "--steps", "2", "--affect", "on",
-              "--rhythm", "predicted-odf", *TRAIN]  # fmt: skip
+    stage2 = [
+        "--manifest",
+        "manifests/v1",
+        "--stage",
+        "2",
+        "--init",
+        str(stage1),
+        "--steps",
+        "2",
+        "--affect",
+        "on",
+        "--rhythm",
+        "predicted-odf",
+        *TRAIN,
+    ]
     code, output = run("train", *stage2)
     assert code == ExitCode.USAGE and "needs a rhythm predictor" in output, output
     code, output = run("train", *stage2, "--rhythm-predictor", str(rhythm / "rhythm_predictor.pt"))

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from dvmset.cli.common import ExitCode
 from dvmset.cli.main import app
 from model.train_log import read_log
-from tests.support.training_manifests import write_training_manifest
 from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
+from tests.support.training_manifests import write_training_manifest
 
 SMALL_RUN = ["--batch-size", "4", "--accumulate", "2", "--crop-s", "2", "--warmup-steps", "1", "--seed", "3"]
 
@@ -34,8 +34,17 @@ def workdir(tmp_path, monkeypatch) -> Path:
 
 
 def train_args(*args: str) -> list[str]:
-    return ["train", "--manifest", "manifests/v1/train.parquet", *SMALL_RUN, "--musicgen", "tiny/musicgen",
-            "--clip", "tiny/clip", *args]  # fmt: skip
+    return [
+        "train",
+        "--manifest",
+        "manifests/v1/train.parquet",
+        *SMALL_RUN,
+        "--musicgen",
+        "tiny/musicgen",
+        "--clip",
+        "tiny/clip",
+        *args,
+    ]
 
 
 def train(*args: str) -> tuple[int, str]:
@@ -68,9 +77,12 @@ def test_train_stage1_then_stage2_with_an_exact_resume(workdir):
     assert code == 0 and "at step 2" in output, output
     resumed = subprocess.run(  # a fresh process; one thread, as in this one (sums in other orders round apart)
         [sys.executable, "-m", "dvmset", *train_args("--stage", "2", "--steps", "4", "--out", "split", "--resume")],
-        cwd=workdir, capture_output=True, text=True, timeout=300,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "300"},
-    )  # fmt: skip
+    )
     assert resumed.returncode == 0 and "2 steps this run, at step 4" in " ".join(resumed.stdout.split()), resumed
     assert steps_losses_rates(workdir / "split") == steps_losses_rates(workdir / "straight")  # as if never stopped
 
@@ -97,7 +109,9 @@ def test_stage2_without_a_stage1_checkpoint_is_a_usage_error(workdir):
 
 def test_the_manifest_version_folder_is_taken_as_its_train_split(workdir):
     args = ["train", "--manifest", "manifests/v1", "--stage", "1", "--steps", "1", *SMALL_RUN]
-    result = CliRunner().invoke(app, [*args, "--musicgen", "tiny/musicgen", "--clip", "tiny/clip"], env={"COLUMNS": "300"})
+    result = CliRunner().invoke(
+        app, [*args, "--musicgen", "tiny/musicgen", "--clip", "tiny/clip"], env={"COLUMNS": "300"}
+    )
     assert result.exit_code == 0, result.output
     assert (workdir / "runs" / "v1" / "stage1" / "checkpoint.pt").is_file()  # named after the version, as before
 
@@ -114,11 +128,26 @@ def test_a_run_writes_its_resolved_config_and_that_config_repeats_it_bit_for_bit
 
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     result = subprocess.run(  # from another folder, with nothing but the run's config and the manifest
-        [sys.executable, "-m", "dvmset", "train", "--manifest", str(workdir / "manifests" / "v1"), "--stage", "1",
-         "--config", str(workdir / "first" / "config.toml"), "--out", str(workdir / "again")],
-        cwd=elsewhere, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dvmset",
+            "train",
+            "--manifest",
+            str(workdir / "manifests" / "v1"),
+            "--stage",
+            "1",
+            "--config",
+            str(workdir / "first" / "config.toml"),
+            "--out",
+            str(workdir / "again"),
+        ],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "300"},
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     assert steps_losses_rates(workdir / "again") == steps_losses_rates(workdir / "first")
     first, again = (torch.load(workdir / run / "checkpoint.pt", weights_only=False) for run in ("first", "again"))
@@ -126,12 +155,12 @@ def test_a_run_writes_its_resolved_config_and_that_config_repeats_it_bit_for_bit
 
 
 def test_conditioning_sizes_come_from_the_config_and_a_resume_keeps_them(workdir, caplog):
+    from dvmset.storage import DataRoot
+    from manifests.schema import read_manifest
     from model.checkpoint import load_checkpoint
     from model.features import load_cached_visual_features
     from model.generate import Window, window_conditions
     from model.video_conditions import VideoConditions
-    from manifests.schema import read_manifest
-    from dvmset.storage import DataRoot
 
     (workdir / "cls.toml").write_text(
         'data_root = "data"\nmodel_dir = "models"\n[model]\nsemantic_feature = "cls"\nlora_rank = 4\n'

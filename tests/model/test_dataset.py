@@ -148,15 +148,21 @@ def test_ensure_cached_computes_missing_inputs_once(tmp_path, tiny_clip_dir, tin
     assert starts == {0.0, 1.0}  # a 2 s window of a 3 s clip starts on a whole second
 
 
-
 def test_the_music_rhythm_features_and_the_affect_reach_the_loader(tmp_path, tiny_clip_dir, tiny_musicgen_dir):
     data_root, manifest = write_training_manifest(tmp_path, num_accepted=2)
     clips = manifest_clips(manifest, data_root)
     assert [(clip.duration_s, clip.scene_cuts_s) for clip in clips] == [(3.0, (0.8, 2.4))] * 2  # the rows' own
     clip_ids = [clip.clip_id for clip in clips]
     ensure_cached(data_root, clip_ids, str(tiny_clip_dir), str(tiny_musicgen_dir), device="cpu")
-    loader = TrainingClips(data_root, clip_ids, str(tiny_clip_dir), str(tiny_musicgen_dir), codes_rate_hz=25,
-                           crop_s=2, conditions=VideoConditions(affect=True))  # fmt: skip
+    loader = TrainingClips(
+        data_root,
+        clip_ids,
+        str(tiny_clip_dir),
+        str(tiny_musicgen_dir),
+        codes_rate_hz=25,
+        crop_s=2,
+        conditions=VideoConditions(affect=True),
+    )
     with pytest.raises(FeatureError, match="music features of .* are not cached"):
         loader.music(0)
     with pytest.raises(FeatureError, match="video structure of .* is not cached"):

@@ -28,8 +28,8 @@ from model.features import (
     visual_features_for_clips,
 )
 from tests.support.generated_media import make_cut_video
-from tests.support.training_manifests import CLIP_ID, place
 from tests.support.tiny_models import TINY_CLIP_EMBED_DIM, TINY_CLIP_IMAGE_PX, save_tiny_clip
+from tests.support.training_manifests import CLIP_ID, place
 
 VIDEO_S = 6.0  # cuts at 2 s and 4 s: frames 50 and 100 at 25 fps, entries 100 and 200 at 50 Hz
 

@@ -28,12 +28,17 @@ from model.generate import (
 )
 from model.rhythm_predictor import PredictorConfig, RhythmPredictor
 from model.soundtrack import mux_music, write_music
-from model.vidmusician import ConditioningConfig, VidMusician
 from model.video_conditions import AFFECT_DIM
+from model.vidmusician import ConditioningConfig, VidMusician
 from tests.support.generated_media import make_cut_video, make_tone
 from tests.support.tiny_models import (
-    TINY_CLIP_EMBED_DIM, TINY_CODEC_RATE_HZ, TINY_DECODER_WIDTH, TINY_NUM_CODEBOOKS, save_tiny_clip, save_tiny_musicgen,
-)  # fmt: skip
+    TINY_CLIP_EMBED_DIM,
+    TINY_CODEC_RATE_HZ,
+    TINY_DECODER_WIDTH,
+    TINY_NUM_CODEBOOKS,
+    save_tiny_clip,
+    save_tiny_musicgen,
+)
 from tests.support.training_manifests import write_training_manifest
 
 CODEC_FRAME_RATE_HZ = 25  # the tiny codec's (conftest: 8 kHz, hop 320)
@@ -61,8 +66,11 @@ def ramp_features(duration_s: int) -> VisualFeatures:
 
 def test_plan_windows_covers_the_track_with_whole_second_strides():
     assert plan_windows(125, 25, window_s=2, prompt_s=1) == [
-        Window(0, 0, 50), Window(25, 25, 75), Window(50, 25, 100), Window(75, 25, 125),
-    ]  # fmt: skip
+        Window(0, 0, 50),
+        Window(25, 25, 75),
+        Window(50, 25, 100),
+        Window(75, 25, 125),
+    ]
     assert plan_windows(1500, 50, window_s=30, prompt_s=12) == [Window(0, 0, 1500)]
     assert plan_windows(2000, 50, window_s=30, prompt_s=12) == [Window(0, 0, 1500), Window(900, 600, 2000)]
     with pytest.raises(ValueError, match="whole number of seconds"):
@@ -99,8 +107,9 @@ def test_each_window_is_conditioned_on_its_own_seconds_and_continues_the_previou
     assert [(w.start_frame, w.end_frame) for w in soundtrack.windows] == [(0, 50), (25, 75), (50, 100), (75, 125)]
     assert len(received_curves) == len(received_embeds) == len(prompts) == 4
     ramp = ramp_features(5)
-    whole_track_curve = window_conditions(ramp.global_embeds_1fps, ramp.rhythm_curve_50hz, Window(0, 0, 125),
-                                          CODEC_FRAME_RATE_HZ)[1]  # fmt: skip
+    whole_track_curve = window_conditions(
+        ramp.global_embeds_1fps, ramp.rhythm_curve_50hz, Window(0, 0, 125), CODEC_FRAME_RATE_HZ
+    )[1]
     for k, window in enumerate(soundtrack.windows):
         frames = torch.arange(window.start_frame, window.end_frame, dtype=torch.float32)
         expected_curve = torch.cat([2 * frames + 1, torch.zeros(TINY_NUM_CODEBOOKS - 1)])  # the delay tail reads 0
@@ -115,7 +124,7 @@ def test_each_window_is_conditioned_on_its_own_seconds_and_continues_the_previou
 
 
 def test_with_the_options_on_each_window_gets_the_whole_videos_conditions_at_its_own_times(
-    tiny_conditioned_musicgen_dir
+    tiny_conditioned_musicgen_dir,
 ):
     """A predicted-odf model with affect on: window k receives the rows of the whole video's predicted rhythm
     curve and of its semantic condition (affect columns included) at its absolute times; without the
@@ -184,8 +193,16 @@ def test_the_same_seed_gives_the_same_music(tiny_conditioned_musicgen_dir):
 
 
 def ffprobe_streams(path: Path) -> list[dict]:
-    command = ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,duration", "-of", "json",
-               str(path)]  # fmt: skip
+    command = [
+        "ffprobe",
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_type,codec_name,duration",
+        "-of",
+        "json",
+        str(path),
+    ]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)["streams"]
 
 
@@ -232,8 +249,23 @@ def trained_workdir(tmp_path_factory) -> Path:
     save_tiny_clip(folder / "models" / "tiny" / "clip")
     write_training_manifest(folder, num_accepted=2)
     (folder / "dvmset.toml").write_text('data_root = "data"\nmodel_dir = "models"\n')
-    common = ["train", "--manifest", "manifests/v1/train.parquet", "--steps", "1", "--batch-size", "2",
-              "--crop-s", "2", "--warmup-steps", "1", "--musicgen", "tiny/musicgen", "--clip", "tiny/clip"]  # fmt: skip
+    common = [
+        "train",
+        "--manifest",
+        "manifests/v1/train.parquet",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--crop-s",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--musicgen",
+        "tiny/musicgen",
+        "--clip",
+        "tiny/clip",
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for stage_args in (["--stage", "1"], ["--stage", "2", "--init", "runs/v1/stage1/checkpoint.pt"]):
@@ -254,8 +286,22 @@ STAGE2 = ["--checkpoint", "runs/v1/stage2/checkpoint.pt"]
 
 
 def test_dvmset_generate_writes_the_video_with_music_from_a_trained_checkpoint(trained_workdir):
-    args = ["video.mp4", "-o", "scored/out.mp4", *STAGE2, "--window-s", "2", "--prompt-s", "1", "--seed", "4",
-            "--guidance", "2.5", "--music-out", "scored/music.wav"]  # fmt: skip
+    args = [
+        "video.mp4",
+        "-o",
+        "scored/out.mp4",
+        *STAGE2,
+        "--window-s",
+        "2",
+        "--prompt-s",
+        "1",
+        "--seed",
+        "4",
+        "--guidance",
+        "2.5",
+        "--music-out",
+        "scored/music.wav",
+    ]
     code, output = run_generate(trained_workdir, *args)
     assert code == 0, output
     assert "3.00 s of music in 2 window(s), seed 4: scored/out.mp4, scored/music.wav" in output
@@ -273,12 +319,16 @@ def test_dvmset_generate_errors_say_what_is_wrong(trained_workdir, tmp_path):
     assert code == ExitCode.CONFIG and f"no checkpoint at {trained_workdir / 'runs' / 'absent.pt'}" in output
 
     elsewhere = tmp_path / "elsewhere.toml"  # a model folder without the checkpoint's models, other [model] sizes
-    elsewhere.write_text(f'data_root = "data"\nmodel_dir = "{tmp_path / "models"}"\n[model]\nlora_rank = 32\n'
-                         'lora_alpha = 16.0\nrhythm = "predicted-odf"\n')  # fmt: skip
+    elsewhere.write_text(
+        f'data_root = "data"\nmodel_dir = "{tmp_path / "models"}"\n[model]\nlora_rank = 32\n'
+        'lora_alpha = 16.0\nrhythm = "predicted-odf"\n'
+    )
     code, output = run_generate(trained_workdir, "video.mp4", "-o", "x.mp4", *STAGE2, "-c", str(elsewhere))
     assert code == ExitCode.CONFIG, output
-    assert ("the checkpoint's model settings are used, not the config's [model]: lora_rank 8 (config: 32), "
-            "rhythm clip-distance (config: predicted-odf)") in output  # fmt: skip
+    assert (
+        "the checkpoint's model settings are used, not the config's [model]: lora_rank 8 (config: 32), "
+        "rhythm clip-distance (config: predicted-odf)"
+    ) in output
     assert "'tiny/clip' could not be loaded" in output and str(tmp_path / "models" / "tiny" / "clip") in output
 
     tone = make_tone(tmp_path / "tone.flac", 1.0)  # a file without frames
@@ -287,7 +337,8 @@ def test_dvmset_generate_errors_say_what_is_wrong(trained_workdir, tmp_path):
 
     code, output = run_generate(trained_workdir, "video.mp4", "-o", "x.webm", *STAGE2)
     assert code == ExitCode.USAGE and "cannot write video to x.webm" in output
-    code, output = run_generate(trained_workdir, "video.mp4", "-o", "x.mp4", *STAGE2, "--window-s", "2",
-                                "--prompt-s", "1.5")  # fmt: skip
+    code, output = run_generate(
+        trained_workdir, "video.mp4", "-o", "x.mp4", *STAGE2, "--window-s", "2", "--prompt-s", "1.5"
+    )
     assert code == ExitCode.USAGE and "whole number of seconds" in output
     assert not list(trained_workdir.glob("*x.mp4*"))  # nothing written, not even a temporary file

@@ -15,7 +15,9 @@ from model import music_features as mf
 RATE_HZ = 22_050
 
 
-def clicks(duration_s: float, period_s: float, accent_every: int = 0, start_s: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def clicks(
+    duration_s: float, period_s: float, accent_every: int = 0, start_s: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Mono clicks (5 ms decaying bursts) every `period_s` from `start_s`; every `accent_every`th one
     (from the first) four times louder. Returns the audio and the click times."""
     audio = np.zeros(round(duration_s * RATE_HZ), dtype=np.float32)

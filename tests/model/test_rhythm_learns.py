@@ -1,8 +1,8 @@
 """The rhythm path learns (issues 7 and 20): a marker token at visual cuts, found only through the rhythm
 condition, for each rhythm source.
 
-Data (`tests.support.marker_task`), made of token tensors (no media): each sample has `FRAMES` music frames of random codes in
-[1, 64) in every codebook, except codebook 0 holds the marker token 0 at `CUTS` random cut frames
+Data (`tests.support.marker_task`), made of token tensors (no media): each sample has `FRAMES` music frames of
+random codes in [1, 64) in every codebook, except codebook 0 holds the marker token 0 at `CUTS` random cut frames
 (at least `MIN_CUT_GAP` apart, so the +-1 frame windows of two cuts never overlap). Its video features
 (`tests.support.synthetic_rhythm.cut_features`): a CLIP-distance curve that is 1 at the cuts and low
 noise (below 0.1) elsewhere, as a real curve spikes at a cut; 1 fps global embeddings that say nothing
@@ -39,8 +39,8 @@ import pytest
 import torch
 
 from model.backbone import load_backbone
-from model.vidmusician import VidMusician
 from model.video_conditions import CLIP_DISTANCE, PREDICTED_ODF
+from model.vidmusician import VidMusician
 from tests.support.marker_task import (
     CLIP_DIM,
     MARKER,
@@ -82,7 +82,11 @@ def test_marker_placement_scores_recall_precision_and_chance():
     assert marker_placement(elsewhere, cuts) == MarkerPlacement(0.0, pytest.approx(2 * 3 / 20 / 3), 0.0, 9 / 40, 1)
     assert marker_placement(torch.full((2, 20), 7), cuts) == MarkerPlacement(0.0, 0.0, 1.0, 9 / 40, 0)
     assert marker_placement(exact, cuts, tolerance_frames=0) == MarkerPlacement(
-        1 / 3, pytest.approx((2 * (1 - 171 / 190) + 1 / 20) / 3), 1 / 3, 3 / 40, 3  # only frame 10 is on its cut
+        1 / 3,
+        pytest.approx((2 * (1 - 171 / 190) + 1 / 20) / 3),
+        1 / 3,
+        3 / 40,
+        3,  # only frame 10 is on its cut
     )
 
 
@@ -107,8 +111,9 @@ def test_without_the_rhythm_path_the_marker_lands_no_better_than_chance(stage1):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("rhythm_source", "stage2_steps"), [(CLIP_DISTANCE, STEPS_PER_STAGE),
-                                                             (PREDICTED_ODF, 2 * STEPS_PER_STAGE)])
+@pytest.mark.parametrize(
+    ("rhythm_source", "stage2_steps"), [(CLIP_DISTANCE, STEPS_PER_STAGE), (PREDICTED_ODF, 2 * STEPS_PER_STAGE)]
+)
 def test_the_rhythm_path_learns_to_place_the_marker_at_cuts(
     stage1, tiny_conditioned_musicgen_dir, rhythm_source, stage2_steps, one_thread
 ):

@@ -25,8 +25,8 @@ from model.tokens import (
     read_music,
 )
 from tests.support.generated_media import make_tone
-from tests.support.training_manifests import CLIP_ID, place
 from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_CODEC_RATE_HZ, TINY_NUM_CODEBOOKS, save_tiny_musicgen
+from tests.support.training_manifests import CLIP_ID, place
 
 FRAME_RATE_HZ = 25  # the tiny EnCodec: 8000 Hz / hop 320
 

@@ -17,9 +17,14 @@ from model.train_loop import TrainSettings
 from model.train_run import TrainRequest, run_training
 
 SETTINGS = TrainSettings(
-    total_steps=4, batch_size=4, accumulate=2, crop_s=2.0, seed=5, save_every_steps=2,
+    total_steps=4,
+    batch_size=4,
+    accumulate=2,
+    crop_s=2.0,
+    seed=5,
+    save_every_steps=2,
     optimizer=OptimizerSettings(learning_rate=3e-3, warmup_steps=2),
-)  # fmt: skip
+)
 
 
 @pytest.fixture
@@ -29,10 +34,16 @@ def request_for(training_manifest, tiny_clip_dir, tiny_conditioned_musicgen_dir,
 
     def make(name: str, stage: int = 1, **changes) -> TrainRequest:
         request = TrainRequest(
-            manifest_path=manifest, data_root=data_root.root, out_dir=tmp_path / name, stage=stage, settings=SETTINGS,
-            musicgen_model_id=str(tiny_conditioned_musicgen_dir), clip_model_id=str(tiny_clip_dir), device="cpu",
+            manifest_path=manifest,
+            data_root=data_root.root,
+            out_dir=tmp_path / name,
+            stage=stage,
+            settings=SETTINGS,
+            musicgen_model_id=str(tiny_conditioned_musicgen_dir),
+            clip_model_id=str(tiny_clip_dir),
+            device="cpu",
             progress=False,
-        )  # fmt: skip
+        )
         return dataclasses.replace(request, **changes)
 
     return make
@@ -90,9 +101,13 @@ def test_a_checkpoint_holds_only_the_trainable_weights_and_stage2_starts_from_st
     assert checkpoint.data_order == {"num_clips": 3, "seed": 5, "epoch": 1, "position": 1}  # 4 crops of 3 clips
 
     stage2 = run_training(
-        request_for("stage2", stage=2, init_checkpoint=result.checkpoint_path,
-                    settings=dataclasses.replace(SETTINGS, total_steps=1, optimizer=OptimizerSettings(warmup_steps=1)))
-    )  # fmt: skip
+        request_for(
+            "stage2",
+            stage=2,
+            init_checkpoint=result.checkpoint_path,
+            settings=dataclasses.replace(SETTINGS, total_steps=1, optimizer=OptimizerSettings(warmup_steps=1)),
+        )
+    )
     after = load_checkpoint(stage2.checkpoint_path)
     assert after.spec == dataclasses.replace(spec, stage=2)
     assert after.optimizer["param_groups"][0]["lr"] == pytest.approx(1e-5)  # the stage-2 rate

@@ -9,15 +9,15 @@ import pytest
 import torch
 from transformers import MusicgenForConditionalGeneration
 
+from model.architectures import musicgen_config
 from model.backbone import MusicgenBackbone, load_backbone
 from model.dataset import curve_at_frames
 from model.errors import ConditioningError
 from model.features import VisualFeatures
 from model.rhythm_predictor import PredictorConfig, RhythmPredictor
 from model.tokens import apply_delay_pattern
-from model.vidmusician import ConditioningConfig, VidMusician, trainable_parameter_counts
 from model.video_conditions import AFFECT_DIM, CLIP_DISTANCE, PREDICTED_ODF
-from model.architectures import musicgen_config
+from model.vidmusician import ConditioningConfig, VidMusician, trainable_parameter_counts
 from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
 
 CLIP_DIM = 12

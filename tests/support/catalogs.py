@@ -11,9 +11,17 @@ import sqlalchemy as sa
 from dvmset.catalog import metadata, tables
 from dvmset.ids import make_clip_id
 from dvmset.records import (
-    Candidate, ClipLoudness, ClipRecord, ClipStatus, ClipVersions, Download, PrescreenScores, ProbeInfo, SourceKind,
+    Candidate,
+    ClipLoudness,
+    ClipRecord,
+    ClipStatus,
+    ClipVersions,
+    Download,
+    PrescreenScores,
+    ProbeInfo,
+    SourceKind,
     SourceMetadata,
-)  # fmt: skip
+)
 
 PG_URL = os.environ.get("DVMSET_TEST_PG_URL")
 
@@ -27,8 +35,17 @@ def wipe(url: str) -> None:
 
 
 PROBE = ProbeInfo(
-    duration_s=65.0, size_bytes=1234, container="mov,mp4", video_codec="h264", width=320, height=240, fps=25.0,
-    audio_codec="aac", sample_rate_hz=44100, channels=6, channel_layout="5.1",
+    duration_s=65.0,
+    size_bytes=1234,
+    container="mov,mp4",
+    video_codec="h264",
+    width=320,
+    height=240,
+    fps=25.0,
+    audio_codec="aac",
+    sample_rate_hz=44100,
+    channels=6,
+    channel_layout="5.1",
 )
 
 
@@ -42,17 +59,34 @@ KEYS = ClipVersions(separate="separate/1+aa", clip="clip/1+bb", loudness="loudne
 
 def make_clip(video_id: str, start_s: float, versions: ClipVersions = KEYS, **scores) -> ClipRecord:
     """A pending 60 s clip of `video_id` from `start_s`, made-up loudness and prescreen scores (`scores` override)."""
-    fields = dict(silence_s=0.0, longest_silence_s=0.0, speech_s=0.0, non_music_s=0.0, static_share=0.1,
-                  noise_score=0.05, scene_cuts_s=(4.0, 8.0), flags=(), priority=0.2)
+    fields = dict(
+        silence_s=0.0,
+        longest_silence_s=0.0,
+        speech_s=0.0,
+        non_music_s=0.0,
+        static_share=0.1,
+        noise_score=0.05,
+        scene_cuts_s=(4.0, 8.0),
+        flags=(),
+        priority=0.2,
+    )
     fields.update(scores)
     return ClipRecord(
-        clip_id=make_clip_id(video_id, start_s), video_id=video_id, start_s=start_s, end_s=start_s + 60.0,
-        status=ClipStatus.PENDING_REVIEW, fps=25.0, video_path=f"clips/{video_id}/video.mp4",
-        music_path=f"clips/{video_id}/music.flac", separator_model_id="htdemucs",
-        loudness=ClipLoudness(before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5,
-                              limited=True, silent=False),
-        prescreen=PrescreenScores(**fields), versions=versions,
-    )  # fmt: skip
+        clip_id=make_clip_id(video_id, start_s),
+        video_id=video_id,
+        start_s=start_s,
+        end_s=start_s + 60.0,
+        status=ClipStatus.PENDING_REVIEW,
+        fps=25.0,
+        video_path=f"clips/{video_id}/video.mp4",
+        music_path=f"clips/{video_id}/music.flac",
+        separator_model_id="htdemucs",
+        loudness=ClipLoudness(
+            before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5, limited=True, silent=False
+        ),
+        prescreen=PrescreenScores(**fields),
+        versions=versions,
+    )
 
 
 def separated(catalog, video_id: str, separate_version: str = KEYS.separate) -> None:

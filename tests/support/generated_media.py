@@ -15,7 +15,11 @@ CUT_PERIOD_S = 2.0
 
 
 def make_cut_video(
-    path: Path, duration_s: float, fps: int = 30, cut_every_s: float | None = 2.0, first_cut_s: float | None = None,
+    path: Path,
+    duration_s: float,
+    fps: int = 30,
+    cut_every_s: float | None = 2.0,
+    first_cut_s: float | None = None,
     size: str = "320x240",
 ) -> Path:
     """An H.264 test pattern of `size` at `fps` whose hue jumps (a hard cut) every `cut_every_s`, the first
@@ -25,10 +29,26 @@ def make_cut_video(
         shift_s = cut_every_s - (cut_every_s if first_cut_s is None else first_cut_s)
         source += f",hue=h=97*floor((t+{shift_s})/{cut_every_s})"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi", "-i", source,
-         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            source,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     return path
 
 

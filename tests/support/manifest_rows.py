@@ -70,13 +70,24 @@ def make_clip(video_id: str, start_s: float, silent: bool = False) -> ClipRecord
         music_path=f"{folder}/music.flac",
         separator_model_id="htdemucs",
         loudness=ClipLoudness(
-            before_lufs=-math.inf if silent else -21.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=7.5,
-            limited=False, silent=silent,
-        ),  # fmt: skip
+            before_lufs=-math.inf if silent else -21.5,
+            after_lufs=-14.0,
+            true_peak_dbtp=-1.2,
+            gain_db=7.5,
+            limited=False,
+            silent=silent,
+        ),
         prescreen=PrescreenScores(
-            silence_s=0.5, longest_silence_s=0.5, speech_s=1.0, non_music_s=1.5, static_share=0.1, noise_score=0.2,
-            scene_cuts_s=(0.8, 2.4), flags=(PrescreenFlag.NON_MUSIC,), priority=0.3,
-        ),  # fmt: skip
+            silence_s=0.5,
+            longest_silence_s=0.5,
+            speech_s=1.0,
+            non_music_s=1.5,
+            static_share=0.1,
+            noise_score=0.2,
+            scene_cuts_s=(0.8, 2.4),
+            flags=(PrescreenFlag.NON_MUSIC,),
+            priority=0.3,
+        ),
         versions=ClipVersions(
             separate="separate/1+a", clip="clip/1+b", loudness="loudness/1+c", prescreen="prescreen/1+d"
         ),
@@ -96,19 +107,32 @@ def make_row(
     video: VideoRecord, start_s: float, group_id: str, split: Split, decision: Decision = ACCEPT, silent: bool = False
 ) -> ManifestRow:
     return manifest_row(
-        video, make_clip(video.video_id, start_s, silent), decision, group_id, split, SAMPLE_RATE_HZ,
-        video_facts=UNMEASURED_VIDEO, music_facts=UNMEASURED_MUSIC,
-    )  # fmt: skip
+        video,
+        make_clip(video.video_id, start_s, silent),
+        decision,
+        group_id,
+        split,
+        SAMPLE_RATE_HZ,
+        video_facts=UNMEASURED_VIDEO,
+        music_facts=UNMEASURED_MUSIC,
+    )
 
 
 def measured(row: ManifestRow, root: DataRoot) -> ManifestRow:
     """`row` with the facts of its media files as they are under `root` now."""
     video, music = video_facts(root.resolve(row.video_path)), music_facts(root.resolve(row.music_path))
     return replace(
-        row, video_bytes=video.size_bytes, video_sha256=video.sha256, video_duration_s=video.duration_s,
-        music_bytes=music.size_bytes, music_sha256=music.sha256, music_duration_s=music.duration_s,
-        music_samples=music.samples, tempo_bpm=music.tempo_bpm, beat_count=music.beat_count,
-    )  # fmt: skip
+        row,
+        video_bytes=video.size_bytes,
+        video_sha256=video.sha256,
+        video_duration_s=video.duration_s,
+        music_bytes=music.size_bytes,
+        music_sha256=music.sha256,
+        music_duration_s=music.duration_s,
+        music_samples=music.samples,
+        tempo_bpm=music.tempo_bpm,
+        beat_count=music.beat_count,
+    )
 
 
 FOOD1 = make_video("youtube:food1", (FOOD,))

@@ -15,8 +15,8 @@ from model.rhythm_accuracy import onset_agreement
 from model.rhythm_predictor import RhythmPredictor
 from model.rhythm_train import PredictorSettings, RhythmExample, rhythm_example, train_predictor
 from model.train import ClipCrop, OptimizerSettings, make_optimizer
-from model.vidmusician import VidMusician
 from model.video_conditions import VideoConditions
+from model.vidmusician import VidMusician
 from tests.support.synthetic_rhythm import cut_clip, cut_features, random_cuts
 from tests.support.tiny_models import TINY_CODEBOOK_SIZE, TINY_NUM_CODEBOOKS
 
@@ -94,11 +94,13 @@ def marker_placement(
     """Score predicted codebook-0 tokens `[B, T]` against each sample's cut frames, +-`tolerance_frames`: the
     markers as onsets of `model.rhythm_accuracy.onset_agreement` (the same recall, precision, chance levels)."""
     marks = [(row == MARKER).nonzero().flatten().numpy() for row in predicted]
-    agreement = onset_agreement(marks, [np.asarray(row) for row in cuts], [predicted.shape[1]] * len(marks),
-                                tolerance_frames)  # fmt: skip
+    agreement = onset_agreement(
+        marks, [np.asarray(row) for row in cuts], [predicted.shape[1]] * len(marks), tolerance_frames
+    )
     precision = agreement.precision if agreement.peaks else 1.0
-    return MarkerPlacement(agreement.recall, agreement.chance_recall, precision, agreement.chance_precision,
-                           agreement.peaks)  # fmt: skip
+    return MarkerPlacement(
+        agreement.recall, agreement.chance_recall, precision, agreement.chance_precision, agreement.peaks
+    )
 
 
 def train_steps(model: VidMusician, stage: int, num_steps: int, generator: torch.Generator) -> list[float]:

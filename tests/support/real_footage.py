@@ -52,16 +52,27 @@ class Source:
 
 SOURCES = (
     Source("earth", video=("gradio", "media_assets", "videos", "world.mp4"), start_s=8.0),
-    Source("safari", photos=(("gradio", "media_assets", "images", "cheetah.jpg"),
-                             ("gradio", "media_assets", "images", "lion.jpg"))),
-    Source("landmarks", photos=(("gradio", "media_assets", "images", "tower.jpg"),
-                                ("sklearn", "datasets", "images", "china.jpg"))),
-    Source("portraits", photos=(("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg"),
-                                ("gradio", "media_assets", "images", "groot.jpeg"))),
-    Source("closeups", photos=(("gradio", "media_assets", "images", "cheetah1.jpg"),
-                               ("sklearn", "datasets", "images", "flower.jpg"))),
+    Source(
+        "safari",
+        photos=(("gradio", "media_assets", "images", "cheetah.jpg"), ("gradio", "media_assets", "images", "lion.jpg")),
+    ),
+    Source(
+        "landmarks",
+        photos=(("gradio", "media_assets", "images", "tower.jpg"), ("sklearn", "datasets", "images", "china.jpg")),
+    ),
+    Source(
+        "portraits",
+        photos=(
+            ("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg"),
+            ("gradio", "media_assets", "images", "groot.jpeg"),
+        ),
+    ),
+    Source(
+        "closeups",
+        photos=(("gradio", "media_assets", "images", "cheetah1.jpg"), ("sklearn", "datasets", "images", "flower.jpg")),
+    ),
     Source("end_card", video=("gradio", "media_assets", "videos", "a.mp4")),
-)  # fmt: skip
+)
 
 
 @dataclass(frozen=True)
@@ -109,8 +120,12 @@ def footage_available() -> bool:
 
 
 def build_footage(
-    folder: Path, *, sources: tuple[Source, ...] = SOURCES, transforms: tuple[Transform, ...] = TRANSFORMS,
-    duration_s: float = 10.0, height_px: int = 360,
+    folder: Path,
+    *,
+    sources: tuple[Source, ...] = SOURCES,
+    transforms: tuple[Transform, ...] = TRANSFORMS,
+    duration_s: float = 10.0,
+    height_px: int = 360,
 ) -> list[Footage]:
     """Write each source's 16:9 original (`height_px` high, `duration_s` long or the shipped video's
     length if shorter) and every transform of it into `folder`."""
@@ -196,8 +211,20 @@ def _music_input(track: int, duration_s: float) -> list[str]:
 
 
 def _encode(crf: int) -> list[str]:
-    return ["-c:v", "libx264", "-preset", "ultrafast", "-crf", str(crf), "-pix_fmt", "yuv420p",
-            "-c:a", "aac", "-b:a", "96k"]  # fmt: skip
+    return [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "96k",
+    ]
 
 
 def _ffmpeg(args: list[str]) -> None:

@@ -11,15 +11,34 @@ from pathlib import Path
 from dvmset.catalog import Catalog
 from dvmset.ids import make_clip_id
 from dvmset.records import (
-    Candidate, ClipLoudness, ClipRecord, ClipStatus, Download, ModelStamp, PrescreenFlag,
-    PrescreenScores, ProbeInfo, SourceKind, SourceMetadata,
-)  # fmt: skip
+    Candidate,
+    ClipLoudness,
+    ClipRecord,
+    ClipStatus,
+    Download,
+    ModelStamp,
+    PrescreenFlag,
+    PrescreenScores,
+    ProbeInfo,
+    SourceKind,
+    SourceMetadata,
+)
 from dvmset.storage import MEDIA_STEM, DataRoot
 from tests.support.catalogs import KEYS
 
 EVIL_TITLE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b>'
-PROBE = ProbeInfo(duration_s=240.0, size_bytes=1, container="mp4", video_codec="h264", width=160, height=120,
-                  fps=25.0, audio_codec="aac", sample_rate_hz=44100, channels=2)  # fmt: skip
+PROBE = ProbeInfo(
+    duration_s=240.0,
+    size_bytes=1,
+    container="mp4",
+    video_codec="h264",
+    width=160,
+    height=120,
+    fps=25.0,
+    audio_codec="aac",
+    sample_rate_hz=44100,
+    channels=2,
+)
 STAND_IN = ModelStamp("tiny-random-demo", "5e" * 32, stand_in=True)  # as the demo's stand-in separator records
 
 
@@ -30,7 +49,9 @@ class ReviewData:
     clip_ids: list[str]  # in queue order (priority, highest first)
 
 
-def make_review_data(root: Path, clip_media: tuple[Path, Path], videos: int = 3, clips_per_video: int = 4) -> ReviewData:
+def make_review_data(
+    root: Path, clip_media: tuple[Path, Path], videos: int = 3, clips_per_video: int = 4
+) -> ReviewData:
     """A catalog with `videos` x `clips_per_video` pending clips (distinct priorities), the first video
     titled with HTML and script, and their files under `<root>/data/clips/`."""
     data_root = DataRoot(root / "data").ensure()
@@ -40,8 +61,9 @@ def make_review_data(root: Path, clip_media: tuple[Path, Path], videos: int = 3,
     for v in range(videos):
         video_id = f"youtube:vid{v}"
         title = EVIL_TITLE if v == 0 else f"video {v}"
-        catalog.add_candidates([Candidate(video_id, f"https://example.invalid/{v}", SourceKind.PLATFORM_SEARCH,
-                                          "food commercial", title)])  # fmt: skip
+        catalog.add_candidates(
+            [Candidate(video_id, f"https://example.invalid/{v}", SourceKind.PLATFORM_SEARCH, "food commercial", title)]
+        )
         meta = SourceMetadata(title=title, channel=f"channel & co {v}")
         source = data_root.relative(data_root.raw_dir(video_id) / f"{MEDIA_STEM}.mp4")
         catalog.mark_downloaded(Download(video_id, source, meta), "download/1")
@@ -74,16 +96,31 @@ def mark_stand_in(catalog_url: str, video_id: str) -> list[str]:
 def review_clip(data_root: DataRoot, video_id: str, start_s: float, priority: float) -> ClipRecord:
     clip_id = make_clip_id(video_id, start_s)
     return ClipRecord(
-        clip_id=clip_id, video_id=video_id, start_s=start_s, end_s=start_s + 60.0, status=ClipStatus.PENDING_REVIEW,
-        fps=25.0, video_path=data_root.relative(data_root.clip_video_path(clip_id)),
-        music_path=data_root.relative(data_root.clip_music_path(clip_id)), separator_model_id="htdemucs",
-        loudness=ClipLoudness(before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5, limited=False,
-                              silent=False),
-        prescreen=PrescreenScores(silence_s=1.0, longest_silence_s=1.0, speech_s=0.0, non_music_s=1.0,
-                                  static_share=0.1, noise_score=0.05, scene_cuts_s=(1.0, 2.0),
-                                  flags=(PrescreenFlag.NON_MUSIC,), priority=priority),
+        clip_id=clip_id,
+        video_id=video_id,
+        start_s=start_s,
+        end_s=start_s + 60.0,
+        status=ClipStatus.PENDING_REVIEW,
+        fps=25.0,
+        video_path=data_root.relative(data_root.clip_video_path(clip_id)),
+        music_path=data_root.relative(data_root.clip_music_path(clip_id)),
+        separator_model_id="htdemucs",
+        loudness=ClipLoudness(
+            before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5, limited=False, silent=False
+        ),
+        prescreen=PrescreenScores(
+            silence_s=1.0,
+            longest_silence_s=1.0,
+            speech_s=0.0,
+            non_music_s=1.0,
+            static_share=0.1,
+            noise_score=0.05,
+            scene_cuts_s=(1.0, 2.0),
+            flags=(PrescreenFlag.NON_MUSIC,),
+            priority=priority,
+        ),
         versions=KEYS,
-    )  # fmt: skip
+    )
 
 
 def _link(source: Path, target: Path) -> None:

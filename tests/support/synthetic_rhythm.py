@@ -47,9 +47,14 @@ def random_cuts(num_frames: int, count: int, min_gap_frames: int, generator: tor
 
 
 def cut_features(
-    cut_frames: list[int], num_frames: int, clip_dim: int, generator: torch.Generator,
-    cut_distance: tuple[float, float] = (0.3, 0.7), noise: float = 0.08, seconds: int | None = None,
-) -> VisualFeatures:  # fmt: skip
+    cut_frames: list[int],
+    num_frames: int,
+    clip_dim: int,
+    generator: torch.Generator,
+    cut_distance: tuple[float, float] = (0.3, 0.7),
+    noise: float = 0.08,
+    seconds: int | None = None,
+) -> VisualFeatures:
     """The video features of a clip with cuts at `cut_frames` (see the module docstring)."""
     distance = noise * torch.rand(num_frames, generator=generator)
     low, high = cut_distance
@@ -62,9 +67,14 @@ def cut_features(
 
 
 def cut_clip(
-    num_frames: int, num_cuts: int, clip_dim: int, generator: torch.Generator, min_gap_frames: int = 8,
-    cut_distance: tuple[float, float] = (0.3, 0.7), noise: float = 0.08,
-) -> CutClip:  # fmt: skip
+    num_frames: int,
+    num_cuts: int,
+    clip_dim: int,
+    generator: torch.Generator,
+    min_gap_frames: int = 8,
+    cut_distance: tuple[float, float] = (0.3, 0.7),
+    noise: float = 0.08,
+) -> CutClip:
     """A clip of `num_frames` frames with `num_cuts` random cuts (`cut_features`), its affect and its music's ODF."""
     cuts = random_cuts(num_frames, num_cuts, min_gap_frames, generator)
     features = cut_features(cuts, num_frames, clip_dim, generator, cut_distance, noise)

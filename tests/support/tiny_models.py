@@ -45,9 +45,14 @@ def save_tiny_clip(folder: Path, seed: int = 0) -> Path:
     """A random CLIP vision tower (32 px images, 8 px patches) and its image processor, saved in `folder`."""
     torch.manual_seed(seed)
     config = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        image_size=TINY_CLIP_IMAGE_PX, patch_size=TINY_CLIP_PATCH_PX, projection_dim=TINY_CLIP_EMBED_DIM,
-    )  # fmt: skip
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=TINY_CLIP_IMAGE_PX,
+        patch_size=TINY_CLIP_PATCH_PX,
+        projection_dim=TINY_CLIP_EMBED_DIM,
+    )
     CLIPVisionModelWithProjection(config).save_pretrained(folder)
     crop_size = {"height": TINY_CLIP_IMAGE_PX, "width": TINY_CLIP_IMAGE_PX}
     CLIPImageProcessorPil(size={"shortest_edge": TINY_CLIP_IMAGE_PX}, crop_size=crop_size).save_pretrained(folder)
@@ -60,15 +65,26 @@ def save_tiny_musicgen(folder: Path, audio_channels: int = 1, num_layers: int = 
     torch.manual_seed(0)
     text_encoder = T5Config(vocab_size=99, d_model=16, d_kv=4, d_ff=32, num_layers=1, num_heads=2)
     audio_encoder = EncodecConfig(
-        sampling_rate=TINY_CODEC_RATE_HZ, upsampling_ratios=[8, 5, 4, 2], codebook_size=TINY_CODEBOOK_SIZE,
+        sampling_rate=TINY_CODEC_RATE_HZ,
+        upsampling_ratios=[8, 5, 4, 2],
+        codebook_size=TINY_CODEBOOK_SIZE,
         target_bandwidths=[TINY_NUM_CODEBOOKS * 25 * 6 / 1000],  # K x frame rate x log2(codebook size), kb/s
-        hidden_size=16, num_filters=4, num_lstm_layers=1,
-    )  # fmt: skip
+        hidden_size=16,
+        num_filters=4,
+        num_lstm_layers=1,
+    )
     decoder = MusicgenDecoderConfig(
-        vocab_size=TINY_CODEBOOK_SIZE, max_position_embeddings=512, num_hidden_layers=num_layers, ffn_dim=32,
-        num_attention_heads=2, hidden_size=hidden_size, num_codebooks=TINY_NUM_CODEBOOKS,
-        pad_token_id=TINY_CODEBOOK_SIZE, bos_token_id=TINY_CODEBOOK_SIZE, audio_channels=audio_channels,
-    )  # fmt: skip
+        vocab_size=TINY_CODEBOOK_SIZE,
+        max_position_embeddings=512,
+        num_hidden_layers=num_layers,
+        ffn_dim=32,
+        num_attention_heads=2,
+        hidden_size=hidden_size,
+        num_codebooks=TINY_NUM_CODEBOOKS,
+        pad_token_id=TINY_CODEBOOK_SIZE,
+        bos_token_id=TINY_CODEBOOK_SIZE,
+        audio_channels=audio_channels,
+    )
     config = MusicgenConfig(text_encoder=text_encoder, audio_encoder=audio_encoder, decoder=decoder)
     MusicgenForConditionalGeneration(config).save_pretrained(folder)
     return folder
@@ -79,12 +95,26 @@ def save_tiny_clap(folder: Path) -> Path:
     `folder` with `save_pretrained`."""
     torch.manual_seed(0)
     audio = ClapAudioConfig(
-        num_mel_bins=TINY_CLAP_MEL_BANDS, window_size=4, spec_size=64, patch_size=2, patch_stride=2,
-        patch_embeds_hidden_size=8, hidden_size=16, depths=[1, 1], num_attention_heads=[2, 2], projection_dim=8,
+        num_mel_bins=TINY_CLAP_MEL_BANDS,
+        window_size=4,
+        spec_size=64,
+        patch_size=2,
+        patch_stride=2,
+        patch_embeds_hidden_size=8,
+        hidden_size=16,
+        depths=[1, 1],
+        num_attention_heads=[2, 2],
+        projection_dim=8,
         enable_fusion=False,
-    )  # fmt: skip
-    text = ClapTextConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=32, projection_dim=8)  # fmt: skip
+    )
+    text = ClapTextConfig(
+        vocab_size=99,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        projection_dim=8,
+    )
     config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=8)
     ClapModel(config).save_pretrained(folder)
     ClapFeatureExtractor(

@@ -11,7 +11,9 @@ from tests.support.catalogs import PG_URL, wipe
 @pytest.fixture(
     params=[
         "sqlite",
-        pytest.param("postgresql", marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason="set DVMSET_TEST_PG_URL")]),
+        pytest.param(
+            "postgresql", marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason="set DVMSET_TEST_PG_URL")]
+        ),
     ]
 )
 def catalog_url(request, tmp_path) -> str:

@@ -2,8 +2,8 @@
 
 import math
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -13,9 +13,9 @@ from dvmset.catalog import Catalog, tables
 from dvmset.errors import CatalogError, ProbeError, ReasonCode
 from dvmset.ids import make_clip_id
 from dvmset.records import (
-    ModelStamp,
     ClipStatus,
     Download,
+    ModelStamp,
     PrescreenFlag,
     SourceMetadata,
     VideoStatus,
@@ -37,19 +37,31 @@ def test_a_video_found_by_two_queries_is_one_row_that_remembers_both(catalog):
 
 def test_lifecycle_download_probe_and_errors(catalog):
     catalog.add_candidates([cand("youtube:a", "q"), cand("youtube:b", "q"), cand("youtube:c", "q")])
-    meta = SourceMetadata(title="<b>Title</b>", channel="Chan", upload_date="20240102", duration_s=65.0,
-                          license="Creative Commons", webpage_url="https://w/a", extractor="youtube")
+    meta = SourceMetadata(
+        title="<b>Title</b>",
+        channel="Chan",
+        upload_date="20240102",
+        duration_s=65.0,
+        license="Creative Commons",
+        webpage_url="https://w/a",
+        extractor="youtube",
+    )
     catalog.mark_downloaded(Download("youtube:a", "raw/youtube:a/source.mp4", meta), "download/1")
     catalog.mark_probed("youtube:a", PROBE, "probe/1")
     catalog.mark_downloaded(Download("youtube:b", "raw/youtube:b/source.mp4", SourceMetadata()), "download/1")
-    assert catalog.mark_error("youtube:b", ProbeError(ReasonCode.TRUNCATED, "cut at 30 s"), "probe/1") is VideoStatus.FAILED
+    assert (
+        catalog.mark_error("youtube:b", ProbeError(ReasonCode.TRUNCATED, "cut at 30 s"), "probe/1")
+        is VideoStatus.FAILED
+    )
     assert catalog.mark_error("youtube:c", ProbeError(ReasonCode.TOO_SHORT, "5 s"), "probe/1") is VideoStatus.SKIPPED
 
     a = catalog.get_video("youtube:a")
     assert a.status is VideoStatus.PROBED and a.probe == PROBE and a.metadata == meta
     assert a.stage_version == "probe/1" and a.error is None and a.updated_at is not None
     b = catalog.get_video("youtube:b")
-    assert b.status is VideoStatus.FAILED and b.error.reason is ReasonCode.TRUNCATED and b.error.message == "cut at 30 s"
+    assert (
+        b.status is VideoStatus.FAILED and b.error.reason is ReasonCode.TRUNCATED and b.error.message == "cut at 30 s"
+    )
 
     counts = {(c.status, c.reason): c.count for c in catalog.status_counts()}
     assert counts == {
@@ -162,7 +174,9 @@ def test_a_clip_round_trips_with_every_score(catalog):
     separated(catalog, "youtube:a")
     clip = make_clip("youtube:a", 0.0, flags=(PrescreenFlag.NON_MUSIC, PrescreenFlag.STATIC), priority=2.4)
     silent = make_clip("youtube:a", 60.0)
-    silent = replace(silent, loudness=replace(silent.loudness, before_lufs=-math.inf, after_lufs=-math.inf, silent=True))
+    silent = replace(
+        silent, loudness=replace(silent.loudness, before_lufs=-math.inf, after_lufs=-math.inf, silent=True)
+    )
     catalog.save_clip(clip)
     catalog.save_clip(silent)
     got = catalog.clips("youtube:a")
@@ -194,7 +208,9 @@ def test_work_lists_follow_status_and_stage_keys(catalog):
     catalog.mark_downloaded(Download("youtube:probed", "raw/p/source.mp4", SourceMetadata()), "download/1")
     catalog.mark_probed("youtube:probed", PROBE, "probe/1")
     for video_id in ("youtube:done", "youtube:old"):
-        catalog.save_clip(make_clip(video_id, 0.0, versions=replace(KEYS, separate=catalog.get_video(video_id).separate_version)))
+        catalog.save_clip(
+            make_clip(video_id, 0.0, versions=replace(KEYS, separate=catalog.get_video(video_id).separate_version))
+        )
         catalog.mark_clipped(video_id, 1, KEYS.clip)
 
     def ids(videos):
@@ -202,7 +218,11 @@ def test_work_lists_follow_status_and_stage_keys(catalog):
 
     assert ids(catalog.videos_to_separate(KEYS.separate)) == ["youtube:old", "youtube:probed"]
     assert ids(catalog.videos_to_clip(KEYS)) == ["youtube:new"]
-    assert ids(catalog.videos_to_clip(replace(KEYS, prescreen="prescreen/2"))) == ["youtube:done", "youtube:new", "youtube:old"]
+    assert ids(catalog.videos_to_clip(replace(KEYS, prescreen="prescreen/2"))) == [
+        "youtube:done",
+        "youtube:new",
+        "youtube:old",
+    ]
     # a clip made from another separation than the video's current one is outdated
     catalog.mark_separated("youtube:done", "htdemucs_ft", "separate/1+ft")
     assert "youtube:done" in ids(catalog.videos_to_clip(KEYS))
@@ -233,7 +253,12 @@ def test_a_version_2_catalog_is_migrated_to_3_keeping_its_rows(catalog_url):
     migrated = Catalog.open(catalog_url)
     assert migrated.schema_version() == catalog_module.SCHEMA_VERSION
     video = migrated.get_video("youtube:a")
-    assert (video.status, video.group_id, video.split, video.fingerprint_version) == (VideoStatus.SEPARATED, None, None, None)
+    assert (video.status, video.group_id, video.split, video.fingerprint_version) == (
+        VideoStatus.SEPARATED,
+        None,
+        None,
+        None,
+    )
     migrated.set_groups({"youtube:a": "g1"})
     assert migrated.get_video("youtube:a").group_id == "g1"
     migrated.close()
@@ -329,7 +354,9 @@ def test_many_ids_are_looked_up_and_updated_in_chunks(catalog, monkeypatch):
     asked = ["youtube:e", "youtube:a", "youtube:c", "youtube:a"]  # unordered, one twice
     found = [(v.video_id, v.queries) for v in catalog.videos(video_ids=asked)]
     assert found == [
-        ("youtube:a", ("q youtube:a",)), ("youtube:c", ("q youtube:c", "q extra")), ("youtube:e", ("q youtube:e",))
+        ("youtube:a", ("q youtube:a",)),
+        ("youtube:c", ("q youtube:c", "q extra")),
+        ("youtube:e", ("q youtube:e",)),
     ]
     catalog.set_groups({video_id: f"g{n % 2}" for n, video_id in enumerate(ids)})
     with pytest.raises(CatalogError, match="no videos"):  # nothing written
@@ -343,10 +370,16 @@ def test_many_ids_are_looked_up_and_updated_in_chunks(catalog, monkeypatch):
 def add_label(catalog, clip_id: str, annotator: str, decision: str, reasons=(), minute: int = 0) -> None:
     """A label event, written as the labeling UI will: `minute` orders the events."""
     with catalog.engine.begin() as conn:
-        conn.execute(tables.labels.insert().values(
-            clip_id=clip_id, annotator=annotator, decision=decision, reasons=list(reasons), note=None,
-            ts=datetime(2026, 1, 1, 12, minute, tzinfo=UTC),
-        ))  # fmt: skip
+        conn.execute(
+            tables.labels.insert().values(
+                clip_id=clip_id,
+                annotator=annotator,
+                decision=decision,
+                reasons=list(reasons),
+                note=None,
+                ts=datetime(2026, 1, 1, 12, minute, tzinfo=UTC),
+            )
+        )
 
 
 def test_decisions_follow_each_annotators_latest_event_and_agreement(catalog):
@@ -365,7 +398,10 @@ def test_decisions_follow_each_annotators_latest_event_and_agreement(catalog):
     add_label(catalog, ids[4], "ann", "accepted", minute=3)
     add_label(catalog, ids[5], "ann", "rejected", ["noise"], minute=1)  # an undo withdraws the vote
     add_label(catalog, ids[5], "ann", "pending_review", minute=2)
-    got = {clip_id: (d.status.value, tuple(r.value for r in d.reasons), d.annotators) for clip_id, d in catalog.decisions().items()}
+    got = {
+        clip_id: (d.status.value, tuple(r.value for r in d.reasons), d.annotators)
+        for clip_id, d in catalog.decisions().items()
+    }
     assert got == {
         ids[0]: ("accepted", (), ("ann",)),
         ids[1]: ("accepted", (), ("ann",)),

@@ -19,7 +19,9 @@ class Events:
 
     def add(self, who: str, decision: str, reasons=(), note=None, role=Role.ANNOTATOR, clip="c1") -> Events:
         n = len(self.events)
-        self.events.append(LabelEvent(n + 1, clip, who, decision, tuple(reasons), note, T0 + timedelta(minutes=n), role))
+        self.events.append(
+            LabelEvent(n + 1, clip, who, decision, tuple(reasons), note, T0 + timedelta(minutes=n), role)
+        )
         return self
 
 
@@ -62,8 +64,9 @@ def test_reviewers_who_disagree_leave_the_clip_undecided_until_one_changes():
     events.add("rae", "rejected", ["noise"], role=Role.REVIEWER)
     assert decided(events) is None
     assert [(v.annotator, v.role) for v in disputes(events.events, AUTO)["c1"]] == [
-        ("rev", Role.REVIEWER), ("rae", Role.REVIEWER),
-    ]  # fmt: skip
+        ("rev", Role.REVIEWER),
+        ("rae", Role.REVIEWER),
+    ]
     events.add("rae", "accepted", role=Role.REVIEWER)
     assert decided(events) == ("accepted", (), ("rae", "rev"), None)
 

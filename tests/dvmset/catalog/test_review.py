@@ -178,8 +178,10 @@ def test_a_reviewer_gets_the_disputed_clips_first_and_their_vote_settles_them(ca
     assert (decision.annotators, [r.value for r in decision.reasons]) == (("rev",), ["static"])
     assert catalog.label_events()[-1].role is Role.REVIEWER
     assert [(v.annotator, v.role) for v in catalog.clip_votes(ids[2])] == [
-        ("ann", Role.ANNOTATOR), ("bob", Role.ANNOTATOR), ("rev", Role.REVIEWER),
-    ]  # fmt: skip
+        ("ann", Role.ANNOTATOR),
+        ("bob", Role.ANNOTATOR),
+        ("rev", Role.REVIEWER),
+    ]
     assert catalog.open_disputes() == [ids[3]]
 
     catalog.add_label(ids[2], "rev", ClipStatus.PENDING_REVIEW, lease_s=LEASE_S, role=Role.REVIEWER)  # an undo
@@ -214,7 +216,10 @@ def test_a_version_4_catalog_keeps_its_label_events_as_annotator_votes(catalog_u
     engine.dispose()
     migrated = Catalog.open(catalog_url)
     assert migrated.schema_version() == catalog_module.SCHEMA_VERSION
-    assert [(e.annotator, e.role) for e in migrated.label_events()] == [("ann", Role.ANNOTATOR), ("bob", Role.ANNOTATOR)]
+    assert [(e.annotator, e.role) for e in migrated.label_events()] == [
+        ("ann", Role.ANNOTATOR),
+        ("bob", Role.ANNOTATOR),
+    ]
     assert migrated.open_disputes() == ids
     migrated.add_label(ids[0], "rev", ClipStatus.ACCEPTED, role=Role.REVIEWER)
     assert migrated.get_clip(ids[0]).status is ClipStatus.ACCEPTED

@@ -63,9 +63,10 @@ def workdir(tmp_path, monkeypatch, tiny_cnn14_path, tiny_clap_dir) -> Path:
 
 def evaluate(*args: str, manifest: str = "manifests/v1/test.parquet") -> tuple[int, str]:
     result = CliRunner().invoke(
-        app, ["evaluate", "--manifest", manifest, "--panns", "Cnn14_tiny.pth", "--clap", "tiny/clap", *args],
+        app,
+        ["evaluate", "--manifest", manifest, "--panns", "Cnn14_tiny.pth", "--clap", "tiny/clap", *args],
         env={"COLUMNS": "300"},
-    )  # fmt: skip
+    )
     return result.exit_code, " ".join(result.output.split())
 
 
@@ -143,10 +144,18 @@ def test_every_metric_is_scored_for_both_references_beside_a_chance_row(workdir)
 def test_flags_override_the_config_and_the_written_config_repeats_the_evaluation(workdir, tmp_path, monkeypatch):
     (workdir / "run.toml").write_text(
         'data_root = "data"\nmodel_dir = "models"\n[evaluate]\nbeats = "beat_track"\ntolerance_s = 0.2\n'
-        'references = false\nbeat_skip_s = 1.0\n'
+        "references = false\nbeat_skip_s = 1.0\n"
     )
-    code, output = evaluate("--generated", "generated/late", "--config", "run.toml", "--tolerance-s", "0.05",
-                            "--no-imagebind", manifest="manifests/v1")  # the version folder: its test split
+    code, output = evaluate(
+        "--generated",
+        "generated/late",
+        "--config",
+        "run.toml",
+        "--tolerance-s",
+        "0.05",
+        "--no-imagebind",
+        manifest="manifests/v1",
+    )  # the version folder: its test split
     assert code == 0, output
     first = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
     protocol = first["protocol"]
@@ -225,12 +234,21 @@ def test_a_plugged_in_beat_tracker_sets_the_rhythm_score_and_is_recorded(workdir
 def test_stable_visual_clips_are_left_out_of_the_rhythm_score_by_the_manifests_prescreen(workdir):
     rows = read_manifest(workdir / "manifests" / "v1" / "test.parquet").to_pylist()
     still = {"youtube:food1": 0.9, "youtube:city1": 0.1}  # the first clip's picture stands still
-    rows = [ManifestRow(**{**row, "static_share": still[row["video_id"]], "scene_cuts_s": (2.0, 4.0, 6.0)})
-            for row in rows]  # fmt: skip
+    rows = [
+        ManifestRow(**{**row, "static_share": still[row["video_id"]], "scene_cuts_s": (2.0, 4.0, 6.0)}) for row in rows
+    ]
     write_manifest(rows, workdir / "manifests" / "v3" / "test.parquet", {})
     for rule, excluded in (("none", 0), ("stable-visual", 1)):
-        code, output = evaluate("--generated", "generated/late", "--no-references", "--exclude", rule,
-                                "--report", rule, manifest="manifests/v3/test.parquet")  # fmt: skip
+        code, output = evaluate(
+            "--generated",
+            "generated/late",
+            "--no-references",
+            "--exclude",
+            rule,
+            "--report",
+            rule,
+            manifest="manifests/v3/test.parquet",
+        )
         assert code == 0, output
         report = json.loads((workdir / "reports" / "v3" / f"{rule}.json").read_text())
         assert report["runs"][0]["summary"]["rhythm"]["excluded_clips"] == excluded
@@ -291,8 +309,9 @@ def test_scenes_from_the_manifest_replace_detection_and_say_what_the_prescreen_r
     metadata = {"config": config_text, "code_version": "abc1234"}
     write_manifest(rows, workdir / "manifests" / "v2" / "test.parquet", metadata)
     videos = count_scene_detections(monkeypatch)
-    code, output = evaluate("--generated", "generated/late", "--no-references", "--scenes", "manifest",
-                            manifest="manifests/v2/test.parquet")  # fmt: skip
+    code, output = evaluate(
+        "--generated", "generated/late", "--no-references", "--scenes", "manifest", manifest="manifests/v2/test.parquet"
+    )
     assert code == 0, output
     assert videos == []  # PySceneDetect never ran
     report = json.loads((workdir / "reports" / "v2" / "evaluation.json").read_text())
@@ -305,8 +324,9 @@ def test_scenes_from_the_manifest_replace_detection_and_say_what_the_prescreen_r
     assert protocol["scene_threshold"] == 31.0  # as recorded
     assert protocol["min_scene_s"] == PrescreenConfig().min_scene_s  # not recorded: the config's default
     assert "do not apply" in protocol["scene_detector_settings"] and protocol["scene_cuts_code_version"] == "abc1234"
-    code, output = evaluate("--generated", "generated/late", "--no-references", "--report", "detected",
-                            manifest="manifests/v2/test.parquet")  # fmt: skip
+    code, output = evaluate(
+        "--generated", "generated/late", "--no-references", "--report", "detected", manifest="manifests/v2/test.parquet"
+    )
     detected = json.loads((workdir / "reports" / "v2" / "detected.json").read_text())["runs"][0]["summary"]
     assert detected["rhythm"]["mean_recall"] == 0.0 and detected["rhythm"]["scene_changes"] == 6
 
@@ -356,8 +376,9 @@ def test_imagebind_can_be_turned_off_or_named_and_a_file_that_does_not_fit_stops
     report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
     assert report["runs"][0]["summary"]["imagebind"] is not None
     assert report["protocol"]["imagebind_checkpoint"] == str(tiny_imagebind_path)
-    code, output = evaluate("--generated", "generated/late", "--no-references", "--imagebind", str(tiny_imagebind_path),
-                            "--no-imagebind")  # fmt: skip
+    code, output = evaluate(
+        "--generated", "generated/late", "--no-references", "--imagebind", str(tiny_imagebind_path), "--no-imagebind"
+    )
     assert code == 0, output
     report = json.loads((workdir / "reports" / "v1" / "evaluation.json").read_text())
     assert report["runs"][0]["summary"]["imagebind"] is None

@@ -18,8 +18,10 @@ def test_fd_of_a_set_against_itself_is_zero_and_grows_with_noise():
     rng = np.random.default_rng(0)
     embeddings = rng.standard_normal((64, 32)) @ rng.standard_normal((32, 32))
     assert frechet_distance(embeddings, embeddings) == pytest.approx(0.0, abs=1e-8)
-    distances = [frechet_distance(embeddings, embeddings + scale * rng.standard_normal(embeddings.shape))
-                 for scale in (0.1, 0.5, 2.0)]  # fmt: skip
+    distances = [
+        frechet_distance(embeddings, embeddings + scale * rng.standard_normal(embeddings.shape))
+        for scale in (0.1, 0.5, 2.0)
+    ]
     assert 0.0 < distances[0] < distances[1] < distances[2]
 
 

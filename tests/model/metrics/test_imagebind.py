@@ -11,8 +11,13 @@ import torch
 from dvmset.models import IMAGEBIND_URL
 from model.errors import WeightsNotFoundError
 from model.metrics.imagebind import (
-    HUGE, ImageBind, checkpoint_path, config_from_state, load_imagebind, vision_audio_subset,
-)  # fmt: skip
+    HUGE,
+    ImageBind,
+    checkpoint_path,
+    config_from_state,
+    load_imagebind,
+    vision_audio_subset,
+)
 from tests.support.tiny_models import TINY_IMAGEBIND
 
 AUDIO_POSITIONS = "modality_preprocessors.audio.pos_embedding_helper.pos_embed"
@@ -43,13 +48,19 @@ def official_huge_shapes() -> dict[str, tuple[int, ...]]:
         for block in range(blocks):
             prefix = f"modality_trunks.{modality}.blocks.{block}."
             shapes |= {
-                prefix + "attn.in_proj_weight": (3 * width, width), prefix + "attn.in_proj_bias": (3 * width,),
-                prefix + "attn.out_proj.weight": (width, width), prefix + "attn.out_proj.bias": (width,),
-                prefix + "norm_1.weight": (width,), prefix + "norm_1.bias": (width,),
-                prefix + "norm_2.weight": (width,), prefix + "norm_2.bias": (width,),
-                prefix + "mlp.fc1.weight": (4 * width, width), prefix + "mlp.fc1.bias": (4 * width,),
-                prefix + "mlp.fc2.weight": (width, 4 * width), prefix + "mlp.fc2.bias": (width,),
-            }  # fmt: skip
+                prefix + "attn.in_proj_weight": (3 * width, width),
+                prefix + "attn.in_proj_bias": (3 * width,),
+                prefix + "attn.out_proj.weight": (width, width),
+                prefix + "attn.out_proj.bias": (width,),
+                prefix + "norm_1.weight": (width,),
+                prefix + "norm_1.bias": (width,),
+                prefix + "norm_2.weight": (width,),
+                prefix + "norm_2.bias": (width,),
+                prefix + "mlp.fc1.weight": (4 * width, width),
+                prefix + "mlp.fc1.bias": (4 * width,),
+                prefix + "mlp.fc2.weight": (width, 4 * width),
+                prefix + "mlp.fc2.bias": (width,),
+            }
             if modality == "audio":  # add_bias_kv
                 shapes |= {prefix + "attn.bias_k": (1, 1, width), prefix + "attn.bias_v": (1, 1, width)}
     return shapes
@@ -105,11 +116,13 @@ def test_the_other_modalities_of_a_whole_model_file_are_ignored(tiny_imagebind_p
     ("change", "message"),
     [
         (lambda state: state.pop("modality_heads.audio.2.weight"), "missing modality_heads.audio.2.weight"),
-        (lambda state: state.update({"modality_trunks.vision.blocks.0.attn.bias_k": torch.zeros(1, 1, 80)}),
-         "unexpected modality_trunks.vision.blocks.0.attn.bias_k"),
+        (
+            lambda state: state.update({"modality_trunks.vision.blocks.0.attn.bias_k": torch.zeros(1, 1, 80)}),
+            "unexpected modality_trunks.vision.blocks.0.attn.bias_k",
+        ),
         (lambda state: state.update({AUDIO_POSITIONS: torch.zeros(1, 9, 64)}), f"size mismatch for {AUDIO_POSITIONS}"),
     ],
-)  # fmt: skip
+)
 def test_a_checkpoint_that_does_not_fit_is_refused_naming_the_keys(tiny_imagebind_path, tmp_path, change, message):
     state = torch.load(tiny_imagebind_path, weights_only=True)
     change(state)

@@ -13,9 +13,20 @@ import torch
 
 from model.errors import FeatureError
 from model.metrics.imagebind_inputs import (
-    AUDIO_SAMPLE_RATE_HZ, CLIP_MEAN, CLIP_STD, FBANK_MEAN, FBANK_STD, audio_melspecs, clip_frame_indices,
-    clip_starts_s, crop_offsets, decode_frames, kaldi_fbank, short_side_size, video_views,
-)  # fmt: skip
+    AUDIO_SAMPLE_RATE_HZ,
+    CLIP_MEAN,
+    CLIP_STD,
+    FBANK_MEAN,
+    FBANK_STD,
+    audio_melspecs,
+    clip_frame_indices,
+    clip_starts_s,
+    crop_offsets,
+    decode_frames,
+    kaldi_fbank,
+    short_side_size,
+    video_views,
+)
 from tests.support.generated_media import write_cut_video
 
 

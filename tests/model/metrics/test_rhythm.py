@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from model.metrics.rhythm import (
-    RhythmClip, chance_recall, music_beats_s, rhythm_clip, scene_change_hits, summarize_rhythm,
-)  # fmt: skip
+    RhythmClip,
+    chance_recall,
+    music_beats_s,
+    rhythm_clip,
+    scene_change_hits,
+    summarize_rhythm,
+)
 from model.metrics.scenes import SceneSettings, scene_changes_s
 from tests.support.generated_media import BEAT_PERIOD_S, DRUM_RATE_HZ, drums, write_cut_video
 

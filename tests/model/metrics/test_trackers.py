@@ -8,9 +8,14 @@ import pytest
 
 from model.metrics.rhythm import d2m_onset_beats_s, default_beat_tracker, loris_onset_beats_s, music_beats_s
 from model.metrics.trackers import (
-    BEAT_PROTOCOLS, DEFAULT_BEAT_TRACKER, DEFAULT_BEATS, BeatTrackerError, beat_tracker_spec, load_beat_tracker,
+    BEAT_PROTOCOLS,
+    DEFAULT_BEAT_TRACKER,
+    DEFAULT_BEATS,
+    BeatTrackerError,
+    beat_tracker_spec,
+    load_beat_tracker,
     probe_signal,
-)  # fmt: skip
+)
 from tests.support.generated_media import BEAT_PERIOD_S, DRUM_RATE_HZ, drums
 
 PLUGINS = "tests.model.metrics.tracker_plugins"
@@ -20,9 +25,11 @@ def test_a_tracker_that_describes_itself_gives_its_rate_description_and_times():
     tracker = load_beat_tracker(f"{PLUGINS}:fixed_beats_s")
     assert tracker.sample_rate_hz == 16_000
     assert tracker.protocol() == {
-        "beats": "custom", "beat_tracker": "fixed beats at 2 and 4 s (test tracker)", "beat_tracker_spec": f"{PLUGINS}:fixed_beats_s",
+        "beats": "custom",
+        "beat_tracker": "fixed beats at 2 and 4 s (test tracker)",
+        "beat_tracker_spec": f"{PLUGINS}:fixed_beats_s",
         "beat_sample_rate_hz": 16_000,
-    }  # fmt: skip
+    }
     beats_s = tracker.beats_s(np.zeros(5 * 16_000, dtype=np.float32))
     assert beats_s.dtype == np.float64 and beats_s.tolist() == [2.0, 4.0]
 

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from model.metrics.agreement import (
-    BeatAgreement, beat_agreement, chance_f_measure, matched_beats, summarize_agreement,
-)  # fmt: skip
+    BeatAgreement,
+    beat_agreement,
+    chance_f_measure,
+    matched_beats,
+    summarize_agreement,
+)
 from model.metrics.transitions import summarize_transitions, transition_clip
 from model.music_features import music_features
 from tests.support.generated_media import BEAT_PERIOD_S, DRUM_RATE_HZ, drums
@@ -76,8 +80,10 @@ def test_the_chance_f_measure_is_the_mean_over_random_offsets_of_the_generated_b
     reference_s = np.arange(5.0, 65.0, 0.5)  # 120 BPM
     assert chance_f_measure(reference_s, reference_s + 0.2, 5.0, 65.0, 0.07) == pytest.approx(0.28, abs=0.01)
     grid_s = np.arange(0.0, 70.0, 0.4)  # 150 BPM
-    pairs = [beat_agreement(reference_s, grid_s + offset_s, 120.0, 150.0, 65.0)
-             for offset_s in np.random.default_rng(0).uniform(0.0, 2.0, 200)]  # fmt: skip
+    pairs = [
+        beat_agreement(reference_s, grid_s + offset_s, 120.0, 150.0, 65.0)
+        for offset_s in np.random.default_rng(0).uniform(0.0, 2.0, 200)
+    ]
     expected = 2 * 0.28 * 0.35 / (0.28 + 0.35)  # precision: 0.14 s of every 0.5 s; recall: of every 0.4 s
     assert np.mean([pair.chance_f_measure for pair in pairs]) == pytest.approx(expected, abs=0.01)
     assert np.mean([pair.f_measure for pair in pairs]) == pytest.approx(expected, abs=0.03)
@@ -103,8 +109,7 @@ def test_tracked_beats_and_tempo_of_drum_tracks_agree_only_when_the_music_does(m
 
     def against(generated: np.ndarray) -> BeatAgreement:
         features = music_features(generated, DRUM_RATE_HZ)
-        return beat_agreement(reference.beats_s, features.beats_s, reference.tempo_bpm, features.tempo_bpm,
-                              duration_s)  # fmt: skip
+        return beat_agreement(reference.beats_s, features.beats_s, reference.tempo_bpm, features.tempo_bpm, duration_s)
 
     same = against(drums(duration_s, 0.0, seed=7))  # other drum sounds, the same beats
     late = against(drums(duration_s, BEAT_PERIOD_S / 2))
