@@ -50,7 +50,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: setup weights lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2
 
 # Everything but whole pipelines, browsers, servers and the real weights (the tests marked `slow`).
 test-fast: setup
