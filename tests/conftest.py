@@ -16,7 +16,8 @@ for _name in ("COLUMNS", "LINES"):
     os.environ.pop(_name, None)
 
 # Tests that use one of these run a whole pipeline, a browser or a server: `make test-fast` leaves
-# them out (they are marked `slow` at collection), `make test` runs them.
+# them out (they are marked `slow` at collection), `make test` runs them. Tests over a module-wide corpus
+# that takes more than ~10 s to make (a module fixture) carry `@pytest.mark.slow` themselves.
 _SLOW_FIXTURES = frozenset({"browser", "prefect_server", "real_server", "built", "discovered", "real_htdemucs_dir"})
 
 

@@ -135,6 +135,7 @@ def clips(source, tmp_path_factory) -> list[ClipFiles]:
     return [_cut(source, source, span, data.clip_dir(make_clip_id("local:abc", span.start_s))) for span in spans]
 
 
+@pytest.mark.slow
 def test_each_clip_has_exactly_1500_frames_and_lasts_60_s(clips):
     assert len(clips) == 2
     for clip in clips:
@@ -147,6 +148,7 @@ def test_each_clip_has_exactly_1500_frames_and_lasts_60_s(clips):
         assert abs(float(audio["duration"]) - 60.0) <= 1 / FPS
 
 
+@pytest.mark.slow
 def test_second_clip_starts_on_the_source_frame_at_60_s(source, clips):
     first = _gray_frames(clips[1].video_path, "eq(n,0)", SMALL)[0]
     around = _gray_frames(source, "between(n,1495,1505)", SMALL)  # source frames 1495..1505
@@ -181,6 +183,7 @@ def test_timestamps_a_hair_early_still_give_the_frame_at_the_start(tmp_path):
     assert 30 + int(np.argmin(differences)) == 37
 
 
+@pytest.mark.slow
 def test_a_small_video_keeps_its_size_and_leaves_no_temp_files(clips):
     for clip in clips:
         video = _stream(clip.video_path, "v:0")
@@ -188,6 +191,7 @@ def test_a_small_video_keeps_its_size_and_leaves_no_temp_files(clips):
         assert sorted(path.name for path in clip.video_path.parent.iterdir()) == ["music.flac", "video.mp4"]
 
 
+@pytest.mark.slow
 def test_the_cut_analyses_its_own_frames_as_a_decode_of_the_clip_would(clips):
     cut = clips[1].picture  # 60 .. 120 s of a picture that cuts every 4 s
     decoded = analyse_picture(clips[1].video_path)

@@ -166,6 +166,7 @@ def footage(tmp_path_factory):
     return made, {item.name: dedup.fingerprint_video(item.path) for item in made}
 
 
+@pytest.mark.slow
 def test_every_crop_pad_mirror_and_speed_copy_matches_and_no_unrelated_pair_does(footage):
     made, prints = footage
     copies = {(a.name, b.name) for a, b in matched_pairs(made)}
@@ -179,6 +180,7 @@ def test_every_crop_pad_mirror_and_speed_copy_matches_and_no_unrelated_pair_does
     assert lowest_copy >= PICTURE_MATCH_THRESHOLD + 0.3 and highest_unrelated < UNRELATED_SCORE
 
 
+@pytest.mark.slow
 def test_the_copies_of_each_source_make_one_group(footage):
     made, prints = footage
     group_of = assign_groups(prints, existing={}).group_of

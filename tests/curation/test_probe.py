@@ -27,6 +27,7 @@ def samples(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize(("name", "expected"), list(SAMPLE_EXPECTATIONS.items()), ids=list(SAMPLE_EXPECTATIONS))
+@pytest.mark.slow
 def test_sample_folder(samples, name, expected):
     status, reason = expected
     path = samples / name
@@ -189,6 +190,7 @@ def _overwrite(source: Path, target: Path, start_fraction: float, end_fraction: 
     return target
 
 
+@pytest.mark.slow
 def test_garbage_near_the_end_is_truncated(samples, tmp_path):
     # good_music_cuts.mp4 is 65 s with its index up front (faststart) and audio/video interleaved,
     # so bytes 95.5-97.5 % hold about 62-63.5 s: inside the end window (61 s to the end).
@@ -202,6 +204,7 @@ def test_garbage_near_the_end_is_truncated(samples, tmp_path):
     assert "61.0 s to the end" in caught.value.message
 
 
+@pytest.mark.slow
 def test_garbage_at_the_start_is_a_decode_error(samples, tmp_path):
     # bytes 2-3 % hold about 1.0-1.6 s (the index takes the first ~0.6 %): inside the first 3 s
     path = _overwrite(samples / "good_music_cuts.mp4", tmp_path / "junk_head.mp4", 0.02, 0.03)
@@ -210,6 +213,7 @@ def test_garbage_at_the_start_is_a_decode_error(samples, tmp_path):
     assert caught.value.reason == ReasonCode.DECODE_ERROR
 
 
+@pytest.mark.slow
 def test_cut_off_file_without_bit_rates_ends_early(samples, tmp_path):
     # Matroska declares a duration but no stream bit rates, so the size check cannot see the cut;
     # decoding from 61 s finds no data at all ("decoding stops at 61.0 s of a declared 65.0 s").
@@ -227,6 +231,7 @@ def test_cut_off_file_without_bit_rates_ends_early(samples, tmp_path):
     assert caught.value.reason == ReasonCode.TRUNCATED
 
 
+@pytest.mark.slow
 def test_missing_tools_name_the_debian_package(samples, monkeypatch):
     real_which = shutil.which
     monkeypatch.setattr(shutil, "which", lambda name: None if name == "ffprobe" else real_which(name))

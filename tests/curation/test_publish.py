@@ -227,6 +227,7 @@ def published(tmp_path_factory, media) -> Path:
     return workdir
 
 
+@pytest.mark.slow
 def test_the_manifests_hold_the_decided_accepted_clips_without_leaks(published):
     folder = published / "data" / "manifests" / "v0001"
     frames = [pd.read_parquet(folder / f"{side}.parquet") for side in ("train", "test")]
@@ -254,6 +255,7 @@ def test_the_manifests_hold_the_decided_accepted_clips_without_leaks(published):
     assert len(lines) == len(frames[0]) and Path(json.loads(lines[0])["path"]).is_file()
 
 
+@pytest.mark.slow
 def test_a_planted_leak_fails_the_check(published, tmp_path):
     folder = shutil.copytree(published / "data" / "manifests" / "v0001", tmp_path / "leaky")
     train = pq.read_table(folder / "train.parquet")
@@ -267,6 +269,7 @@ def test_a_planted_leak_fails_the_check(published, tmp_path):
     assert "video_leak" in output and "group_leak" in output and "duplicate_clip" in output
 
 
+@pytest.mark.slow
 def test_a_version_is_never_overwritten(published):
     config = load_config(published / "dvmset.toml", environ={})
     catalog = Catalog.open(config.resolved_catalog_url)
@@ -277,6 +280,7 @@ def test_a_version_is_never_overwritten(published):
     assert code == 2 and "exists" in output and "v0002" in output  # a usage error: the next free version
 
 
+@pytest.mark.slow
 def test_a_second_publish_keeps_every_old_side(published, media, tmp_path):
     shutil.copytree(published, tmp_path / "work")
     config = load_config(tmp_path / "work" / "dvmset.toml", environ={})
@@ -296,6 +300,7 @@ def test_a_second_publish_keeps_every_old_side(published, media, tmp_path):
     catalog.close()
 
 
+@pytest.mark.slow
 def test_a_video_without_a_current_fingerprint_stops_the_publish(published, tmp_path):
     shutil.copytree(published, tmp_path / "work")
     config = load_config(tmp_path / "work" / "dvmset.toml", environ={})
@@ -307,6 +312,7 @@ def test_a_video_without_a_current_fingerprint_stops_the_publish(published, tmp_
     catalog.close()
 
 
+@pytest.mark.slow
 def test_a_new_video_that_bridges_groups_published_on_both_sides_is_withheld(published, media, tmp_path):
     """A new upload that holds one train video and one test video back to back matches both:
     it cannot join either side without a leak, so it is left out (and not grouped), while
@@ -363,6 +369,7 @@ def test_a_new_video_that_bridges_groups_published_on_both_sides_is_withheld(pub
     catalog.close()
 
 
+@pytest.mark.slow
 def test_stand_in_clips_are_refused_unless_allowed_and_then_the_card_warns_first(published, media, tmp_path):
     card = (published / "data" / "manifests" / "v0001" / "README.md").read_text(encoding="utf-8")
     assert "\nstand_in: false\n" in card and "WARNING" not in card
@@ -421,6 +428,7 @@ def test_stand_in_clips_are_refused_unless_allowed_and_then_the_card_warns_first
 # --- checksummed media, paths from any folder, empty splits, no-op publishes (issue 18) ------------
 
 
+@pytest.mark.slow
 def test_every_media_file_is_recorded_as_published(published):
     import hashlib
 
@@ -440,6 +448,7 @@ def test_every_media_file_is_recorded_as_published(published):
     assert meta["media_root"] == "../.."
 
 
+@pytest.mark.slow
 def test_check_and_export_resolve_paths_from_any_folder_without_a_config(published, tmp_path, monkeypatch):
     work = shutil.copytree(published, tmp_path / "work")
     folder = work / "data" / "manifests" / "v0001"
@@ -508,6 +517,7 @@ def test_a_publish_with_no_decision_is_refused(tmp_path):
     assert not (workdir / "data" / "manifests" / "v0001").exists()
 
 
+@pytest.mark.slow
 def test_a_publish_with_nothing_new_writes_nothing_unless_forced(published, tmp_path):
     from curation.publish import NothingChangedError
 

@@ -105,6 +105,7 @@ def release_frame(workdir: Path) -> pd.DataFrame:
     return pd.read_parquet(workdir / "release" / "clips.parquet")
 
 
+@pytest.mark.slow
 def test_the_release_lists_every_decided_clip_without_media_or_local_paths(released, model_dir):
     frame = release_frame(released)
     assert list(frame.columns) == RELEASE_SCHEMA.names
@@ -130,6 +131,7 @@ def test_the_release_lists_every_decided_clip_without_media_or_local_paths(relea
     assert code == 2 and "exists" in output
 
 
+@pytest.mark.slow
 def test_hugging_face_datasets_loads_the_release(released, tmp_path):
     datasets = pytest.importorskip("datasets")
     path = released / "release" / "clips.parquet"
@@ -139,6 +141,7 @@ def test_hugging_face_datasets_loads_the_release(released, tmp_path):
     assert sorted(loaded["decision"]).count("rejected") == 1
 
 
+@pytest.mark.slow
 def test_a_rebuild_with_one_source_offline_makes_the_rest_and_reports_it(released, server, model_dir, tmp_path):
     frame = release_frame(released)
     offline = server.root / f"{OFFLINE}.mp4"
@@ -171,6 +174,7 @@ def test_a_rebuild_with_one_source_offline_makes_the_rest_and_reports_it(release
     catalog.close()
 
 
+@pytest.mark.slow
 def test_a_rebuild_that_makes_nothing_exits_non_zero(released, server, model_dir, tmp_path):
     names = [server.root / f"{name}.mp4" for name in SOURCES]
     for path in names:
@@ -183,6 +187,7 @@ def test_a_rebuild_that_makes_nothing_exits_non_zero(released, server, model_dir
     assert code == 1 and "0 of 6 clips rebuilt" in output and "unavailable" in output
 
 
+@pytest.mark.slow
 def test_another_clip_length_is_reported_as_changed_times(released, model_dir, tmp_path):
     shutil.copytree(released / "data", tmp_path / "work" / "data")  # built as released: a rebuild redoes the clips
     config_path = write_config(tmp_path / "work", model_dir, clip_s=15.0)

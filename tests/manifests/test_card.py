@@ -323,6 +323,7 @@ def render_card_html(card: Path) -> str:
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")
+@pytest.mark.slow
 def test_the_card_renders_in_chromium(tmp_path):
     """Render a card to HTML and screenshot it in headless Chromium; with
     DVMSET_WRITE_DOCS_SCREENSHOT=1 the picture replaces README's `manifests/card-screenshot.png`."""
