@@ -51,13 +51,13 @@ from typing import Any
 from _stage_child import (
     FPS,
     HEIGHT,
-    HTDEMUCS_KWARGS,
     HTDEMUCS_MODEL,
     MB,
     TINY_MODEL,
     WIDTH,
 )
 
+from curation.htdemucs_onnx import HTDEMUCS_KWARGS
 from dvmset.storage import ACCOMPANIMENT_FILE, ENERGY_FILE
 
 MEMORY_TRACKS_S = (120.0, 1200.0)  # 2 vs 20 minutes
