@@ -105,6 +105,11 @@ class SeparationFiles:
     models: tuple[ModelStamp, ...]  # the separator (and speech detector) that made the files
 
 
+def resolve_device(device: str | None) -> str:
+    """The torch device a separation runs on: `device` as configured, or CUDA when there is one, else the CPU."""
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def load_separator(model_name: str = "htdemucs", model_dir: Path | None = None, device: str | None = None) -> Separator:
     """Load `model_name` with Demucs' own loader from the first place `dvmset.models` names for it: `model_dir`
     when set (a folder holding `{name}.yaml` bags and `{sig}-{checksum}.th` files; then the only place looked);
@@ -112,7 +117,7 @@ def load_separator(model_name: str = "htdemucs", model_dir: Path | None = None, 
     then `demucs.pretrained.get_model`'s Hugging Face hub and remote repo with their caches. Those are asked
     only when the hub can be reached (`dvmset.reachability.offline_reason`); offline only their caches are read, so
     a missing model is reported at once instead of after a minute of retries."""
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     if model_dir is not None and not model_dir.is_dir():  # demucs itself would sys.exit here
         raise ModelNotFoundError(_missing_model_message(model_name, model_dir, "the folder does not exist"))
     repo = model_dir if model_dir is not None else weights_registry.demucs_cache_repo(model_name)

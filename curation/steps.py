@@ -398,6 +398,10 @@ def _download_retry_delays_s(config: Config) -> list[float]:
     return [download.backoff_delay_s(attempt, config.download) for attempt in range(config.download.retries)]
 
 
+def _separate_device(config: Config) -> str:
+    return separate.resolve_device(config.separate.device)
+
+
 def _nothing(_config: Config) -> None:
     return None
 
@@ -411,7 +415,8 @@ class Stage:
     to_do: ToDo  # the videos the catalog says the stage has to do (by status and version key)
     version_key: Callable[[Config], str]  # code version (+ settings hash): recorded with the work and its errors
     preflight: Callable[[Config], object] = _nothing  # before any video: e.g. load the model (a missing one stops here)
-    holds_gpu: bool = False  # a flow task holds a slot of the `gpu` concurrency limit while it runs
+    # the torch device the stage runs on (None: no model); a CUDA device: a flow task holds a slot of its GPU's limit
+    device: Callable[[Config], str] | None = None
     retry_delays_s: Callable[[Config], list[float]] | None = None  # a flow task that raised is retried after these
 
     def pending(self, catalog: Catalog, config: Config) -> list[VideoRecord]:
@@ -429,7 +434,7 @@ STAGES: tuple[Stage, ...] = (
         retry_delays_s=_download_retry_delays_s,
     ),
     Stage("probe", probe_step, _with_status(VideoStatus.DOWNLOADED), lambda _config: probe.STAGE_VERSION),
-    Stage("separate", separate_step, _to_separate, _separate_key, preflight=separator_for, holds_gpu=True),
+    Stage("separate", separate_step, _to_separate, _separate_key, preflight=separator_for, device=_separate_device),
     Stage("clip", clip_step, _to_clip, lambda config: stage_keys(config).clip),
     Stage("fingerprint", fingerprint_step, _to_fingerprint, lambda _config: f"fingerprint/{dedup.FINGERPRINT_VERSION}"),
 )

@@ -10,13 +10,11 @@ do, so a rerun skips finished work and redoes nothing else.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from pathlib import Path
 
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 
 from curation import leases, search, steps
@@ -24,12 +22,9 @@ from curation.outcomes import StepOutcome
 from dvmset.config import Config
 from dvmset.errors import CatalogError, ConfigError, SearchError
 from flows.context import catalog_for
+from flows.gpu import gpu_slot
 from flows.summary import SourceRow
 
-GPU_LIMIT = "gpu"  # the Prefect global concurrency limit that GPU stages (`Stage.holds_gpu`) hold a slot of
-# Prefect renews a held slot's lease while the stage runs; a worker killed mid-stage frees its slot
-# when the lease runs out: after this long, not Prefect's default 300 s
-GPU_LEASE_S = 60.0
 SOURCE_KINDS = ("folder", "urls", "query")
 
 
@@ -41,15 +36,15 @@ def _unless_config_error(_task: Task, _run: TaskRun, state: State) -> bool:
 @task(name="stage", task_run_name="{stage} {video_id}", cache_policy=NO_CACHE, retry_condition_fn=_unless_config_error)
 def stage_task(stage: str, config: Config, video_id: str) -> StepOutcome:
     """Run the step of the stage named `stage` on one video, holding the video's work lease for this
-    host, process and flow run (a video another worker holds is left to it). A stage that holds the
-    GPU (separation) holds a slot of the `gpu` limit while it runs (no limit by that name: it runs at
-    once, with a warning); its model is loaded once per process (the stage's preflight)."""
+    host, process and flow run (a video another worker holds is left to it). A stage on a CUDA device
+    (separation on a GPU) holds a slot of that GPU's limit while it runs (`flows.gpu`); its model is
+    loaded once per process (the stage's preflight)."""
     run = steps.stage_named(stage)
     catalog = catalog_for(config)
     video = catalog.get_video(video_id)
     if video is None:
         raise CatalogError(f"no video {video_id!r} in the catalog {catalog.url}")
-    with concurrency(GPU_LIMIT, occupy=1, lease_duration=GPU_LEASE_S, strict=False) if run.holds_gpu else nullcontext():
+    with gpu_slot(run, config):
         return run.step(catalog, config, video, leases.work_owner(str(flow_run.id)))
 
 

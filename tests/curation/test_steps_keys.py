@@ -47,7 +47,7 @@ def test_the_table_lists_the_stages_in_order_each_with_the_key_it_always_recorde
         "fingerprint": "fingerprint/2",
     }
     assert [stage.name for stage in steps.STAGES] == ["download", "probe", "separate", "clip", "fingerprint"]
-    assert [stage.name for stage in steps.STAGES if stage.holds_gpu] == ["separate"]
+    assert [stage.name for stage in steps.STAGES if stage.device is not None] == ["separate"]
     assert steps.stage_named("clip").step is steps.clip_step
     with pytest.raises(ConfigError, match="unknown stage 'split'; stages are download, probe, separate, clip"):
         steps.stage_named("split")

@@ -27,16 +27,13 @@ from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
-from prefect.client.orchestration import get_client  # noqa: E402
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate  # noqa: E402
 from prefect.testing.utilities import prefect_test_harness  # noqa: E402
 
 from curation import separate  # noqa: E402
 from curation.samples import VideoSpec, make_video  # noqa: E402
 from dvmset.config import load_config  # noqa: E402
-from flows import tasks  # noqa: E402
+from flows import gpu  # noqa: E402
 from flows.flows import build_flow  # noqa: E402
-from flows.tasks import GPU_LIMIT  # noqa: E402
 from tests.flows.processes import PREFECT, clean_environ, free_port, kill_marked, process_group, wait_until  # noqa: E402
 from tests.support.flow_builds import LABEL, MODEL, discover_corpus, file_times, write_config  # noqa: E402
 
@@ -50,7 +47,7 @@ def prefect_server():
 
 @dataclass(frozen=True)
 class RealServer:
-    """A `prefect server start` of its own (no `gpu` limit on it), and the environment of its clients."""
+    """A `prefect server start` of its own, and the environment of its clients."""
 
     api_url: str
     environ: dict[str, str]
@@ -80,14 +77,6 @@ def real_server(tmp_path_factory) -> RealServer:
             yield RealServer(api_url, environ)
     finally:
         kill_marked(marker)
-
-
-@pytest.fixture(scope="session")
-def gpu_limit(prefect_server) -> str:
-    """A `gpu` global concurrency limit of one slot on the test server."""
-    with get_client(sync_client=True) as client:
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=GPU_LIMIT, limit=1))
-    return GPU_LIMIT
 
 
 @pytest.fixture(scope="session")
@@ -138,17 +127,19 @@ class Built:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory, model_dir, media, url_list, gpu_limit) -> Built:
+def built(tmp_path_factory, model_dir, media, url_list, prefect_server) -> Built:
+    """The build, with separation taken to run on `cuda:0` as far as its GPU slot goes (it runs on the CPU)."""
     config_path = write_config(tmp_path_factory.mktemp("built"), model_dir)
     gpu_calls = []
-    real_concurrency = tasks.concurrency
+    real_concurrency = gpu.concurrency
 
     def recording_concurrency(names, **kwargs):
         gpu_calls.append((names, kwargs))
         return real_concurrency(names, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(tasks, "concurrency", recording_concurrency)
+        patch.setattr(gpu, "concurrency", recording_concurrency)
+        patch.setattr(gpu, "stage_device", lambda stage, _config: "cuda:0" if stage.device else None)
         state = build_flow(
             config=load_config(config_path),
             folder=str(media),

@@ -12,7 +12,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRun
 import flows.flows
 from curation import steps
 from dvmset.errors import ConfigError
-from flows import context, tasks
+from flows import context, gpu
 from flows.flows import build_flow, ingest_flow
 from flows.summary import artifact_key
 from tests.support.flow_builds import LABEL, catalog_content, copy_of, file_times, open_catalog, with_step, write_config
@@ -79,13 +79,13 @@ def test_the_summary_counts_each_stage_and_lists_each_failure_with_its_reason(bu
     assert "404" in missing["message"]
 
 
-def test_separation_holds_the_gpu_limit_and_gives_it_back(built, gpu_limit):
-    assert [names for names, _kwargs in built.gpu_calls] == [gpu_limit, gpu_limit]
-    assert {kwargs["lease_duration"] for _names, kwargs in built.gpu_calls} == {
-        tasks.GPU_LEASE_S
-    }  # a killed run's slot frees soon
+def test_separation_on_a_gpu_holds_a_slot_of_that_gpus_limit_made_for_it_and_gives_it_back(built):
+    limit = gpu.gpu_limit_name("cuda:0")  # gpu-<this host>-cuda:0, made by the first separation
+    assert [names for names, _kwargs in built.gpu_calls] == [limit, limit]
+    assert {kwargs["lease_duration"] for _names, kwargs in built.gpu_calls} == {gpu.GPU_LEASE_S}  # frees soon
     with get_client(sync_client=True) as client:
-        assert client.read_global_concurrency_limit_by_name(gpu_limit).active_slots == 0
+        made = client.read_global_concurrency_limit_by_name(limit)
+    assert (made.limit, made.active_slots) == (gpu.GPU_SLOTS, 0)
 
 
 def test_the_summary_is_a_markdown_artifact_of_the_run_keyed_by_data_root_and_run(built):

@@ -3,8 +3,8 @@ two points of a run, then run to its end, leaves what one uninterrupted build le
 
 The kill points are read from the catalog and the data root while the build runs: the first
 video recorded `separated`, then (in the second run) the first clip file under its final name.
-The runs report to the session's real Prefect server, which has no `gpu` limit: a SIGKILL in
-separation would hold that slot until its lease expires.
+The runs report to the session's real Prefect server; they separate on the CPU, so they hold no
+GPU slot (a SIGKILL in a separation on a GPU would hold that slot until its lease expires).
 """
 
 from __future__ import annotations
