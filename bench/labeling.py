@@ -277,7 +277,9 @@ def main() -> None:
     parser.add_argument("--clip-s", type=float, default=60.0, help="length of every clip's video")
     parser.add_argument("--height", type=int, default=360, help="rows of the clip video")
     parser.add_argument("--dwell-s", type=float, default=1.0, help="seconds on each clip, once it can play, before a")
-    parser.add_argument("--workdir", type=Path, help="keep the generated data here (default: a temporary folder)")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep the generated data here, a new or empty folder (default: a temporary one)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--logins", action="store_true", help="time others' requests while wrong logins run")
     parser.add_argument(
@@ -286,6 +288,8 @@ def main() -> None:
         help="run a 720p x264 encode (what the clip stage does) beside the app while timing",
     )
     args = parser.parse_args()
+    if args.workdir is not None and args.workdir.is_dir() and any(args.workdir.iterdir()):
+        parser.error(f"--workdir {args.workdir} is not empty: its clips may be decided already; give a new folder")
     load = (
         subprocess.Popen(STAGE_LOAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) if args.stage_load else None
     )
