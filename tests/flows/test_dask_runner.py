@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from curation import steps
+from dvmset.storage import VIDEO_FILE
 from flows.flows import ingest_flow
 from tests.support.catalogs import PG_URL, wipe
 from tests.support.flow_builds import catalog_content, copy_of, discover_corpus, write_config
@@ -25,10 +26,12 @@ def test_a_local_cluster_of_two_processes_gives_the_same_catalog(built, discover
 
 
 def media_bytes(config_path: Path) -> dict[str, bytes]:
-    """Every file of the stems and clips folders under the data root, by path."""
+    """Every file of the stems and clips folders under the data root, by path: its bytes; a clip's
+    video.mp4 only by being there (x264 in the pipeline now and then decides a few frames differently
+    from run to run, on any runner: bench/README.md, compare_builds.py)."""
     root = config_path.parent / "data"
     return {
-        str(path.relative_to(root)): path.read_bytes()
+        str(path.relative_to(root)): b"" if path.name == VIDEO_FILE else path.read_bytes()
         for folder in ("stems", "clips")
         for path in sorted((root / folder).rglob("*"))
         if path.is_file()
