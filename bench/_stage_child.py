@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+CHILD = Path(__file__)  # this script, as the parent runs it
 FPS, WIDTH, HEIGHT = 25, 1280, 720
 TINY_MODEL, HTDEMUCS_MODEL = "tiny-random", "htdemucs-random"
 MB = 1024 * 1024

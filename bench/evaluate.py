@@ -60,6 +60,7 @@ from model.metrics.rhythm import default_beat_tracker  # noqa: E402
 from model.metrics.trackers import probe_signal  # noqa: E402
 from model.music_features import music_features  # noqa: E402
 from model.tokens import MusicAt  # noqa: E402
+from tests.support.generated_media import make_cut_video  # noqa: E402
 from tests.support.tiny_models import (  # noqa: E402
     TINY_CNN14_CLASSES,
     TINY_CNN14_WIDTHS,
@@ -102,14 +103,11 @@ def make_clip(folder: Path, index: int, clip_s: float, height: int) -> EvalClip:
     shift_s = 0.3 * index
     width = round(height * 16 / 9 / 2) * 2
     video, music = folder / "video.mp4", folder / "music.flac"
-    picture = f"testsrc2=size={width}x{height}:rate=25:duration={clip_s},hue=h=97*floor((t+{shift_s})/{CUT_PERIOD_S})"
+    size, first_cut_s = f"{width}x{height}", CUT_PERIOD_S - shift_s
+    make_cut_video(video, clip_s, fps=25, cut_every_s=CUT_PERIOD_S, first_cut_s=first_cut_s, size=size)
     beat = f"mod(t+{shift_s},{BEAT_PERIOD_S})"
     sound = f"aevalsrc='0.6*exp(-30*{beat})*sin(2*PI*(110+55*mod(floor(t/2),4))*t)':s={MUSIC_RATE_HZ}:d={clip_s}"
     ffmpeg = ["ffmpeg", "-v", "error", "-nostdin", "-y", "-f", "lavfi"]
-    subprocess.run(
-        [*ffmpeg, "-i", picture, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(video)],
-        check=True,
-    )
     subprocess.run([*ffmpeg, "-i", sound, "-ac", "2", "-c:a", "flac", str(music)], check=True)
     return EvalClip(f"bench:{index}", "bench", video, music, clip_s)
 

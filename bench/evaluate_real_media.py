@@ -20,7 +20,6 @@ the full reports (JSON, Markdown) under `--out` (default: a temporary folder, pr
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -45,6 +44,7 @@ from model.metrics.rhythm import TOLERANCE_S, d2m_onset_beats_s, default_beat_tr
 from model.metrics.trackers import BEAT_PROTOCOLS, load_beat_tracker  # noqa: E402
 from model.music_features import ANALYSIS_RATE_HZ, music_features  # noqa: E402
 from model.tokens import MusicAt  # noqa: E402
+from tests.support.generated_media import make_cut_video  # noqa: E402
 from tests.support.real_media import CLIP_S, MUSIC_DIR, SAMPLE_RATE_HZ, music_excerpt  # noqa: E402
 
 FPS = 25
@@ -75,29 +75,7 @@ def random_cuts_s(count: int, rng: np.random.Generator) -> list[float]:
 def write_video(path: Path, cuts_s: list[float]) -> Path:
     """A 320x240 H.264 test pattern of CLIP_S at FPS whose hue jumps at the frame nearest each cut."""
     steps = "+".join(f"gte(t,{round(cut * FPS) / FPS - 0.5 / FPS:.3f})" for cut in cuts_s) or "0"
-    picture = f"testsrc2=size=320x240:rate={FPS}:duration={CLIP_S},hue=h='97*({steps})':s=1.5"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            picture,
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-pix_fmt",
-            "yuv420p",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    return make_cut_video(path, CLIP_S, fps=FPS, size="320x240", hue=f"h='97*({steps})':s=1.5")
 
 
 def make_clips(folder: Path, start_s: float, seed: int) -> tuple[list[EvalClip], list[EvalClip]]:

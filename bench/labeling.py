@@ -46,7 +46,8 @@ from labeling_ui.app import AppSettings, serve  # noqa: E402
 from labeling_ui.logins import ThrottleSettings  # noqa: E402
 from labeling_ui.session import ReviewSettings  # noqa: E402
 from labeling_ui.users import Role, add_user, load_users  # noqa: E402
-from tests.support.review_data import free_port, make_review_data  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
+from tests.support.review_data import make_review_data  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 TARGET_P95_MS = 300.0

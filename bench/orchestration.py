@@ -21,7 +21,22 @@ children; then also with the temporary server's): on a busy machine only the CPU
 still. Torch runs on one thread in every run (`OMP_NUM_THREADS=1`). Process start-up, imports
 and the temporary server's start are shown apart: they do not grow with the corpus.
 
-    .venv/bin/python bench/orchestration.py [--videos 4] [--duration-s 20] [--repeats 2] [--workdir DIR] [--json PATH]
+The GPU-idle share, with and without the stage barrier (issue 22): no GPU is needed. A prep run
+separates the corpus once with the tiny model and measures the separation time per video (or
+`--separate-s` gives it, e.g. htdemucs' time on a real GPU). Then the ingest runs from an empty
+catalog, with `--workers` threads and a stand-in separation that copies the prep run's stems and sleeps
+that long while it holds the one GPU slot:
+- `stage barrier`: one stage after the other, each over every video (how the ingest ran before);
+- `no barrier`: `ingest_flow`, each video moving on as soon as its stage is done (`flows.pipeline`);
+each with two kinds of slot: `lock`, a lock of the process (the barrier's effect alone), and `Prefect
+limit`, the GPU's Prefect global concurrency limit of one slot that a separation on `cuda:0` holds in
+production (`flows.gpu`; a task refused a slot sleeps for the server's Retry-After before it asks again).
+The GPU-idle share is 1 - (time the slot was held / wall time from the first probed video, when a
+separation could first start, to the end of the ingest); the handover is the mean time from the end of
+one separation to the start of the next.
+
+    .venv/bin/python bench/orchestration.py [--videos 4] [--duration-s 20] [--repeats 2] [--separate-s S]
+        [--gpu-idle-only] [--workdir DIR] [--json PATH]
 """
 
 from __future__ import annotations
@@ -39,10 +54,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from _gpu_idle_child import LABEL  # beside this file (the script's folder is on sys.path); stdlib only at its top
+
 MODEL = "tiny-bench"
-LABEL = "bench corpus"
 TARGET_OVERHEAD = 0.10
 DEFAULT_WORKERS = 4  # flows.runners.DEFAULT_WORKERS (not imported: this parent stays free of Prefect)
+GPU_SLOTS = {"lock": "lock", "prefect": "Prefect limit"}  # the GPU-idle runs' kinds of slot: name -> label
 
 # ---------------------------------------------------------------- child side: one run, timed in parts
 
@@ -147,7 +164,9 @@ def write_config(folder: Path, models: Path) -> Path:
     return path
 
 
-def run_child(mode: str, work: Path, label: str, config_path: Path, corpus: Path, workers: int) -> dict[str, Any]:
+def run_child(
+    mode: str, work: Path, label: str, config_path: Path, corpus: Path, workers: int, extra: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """One timed run in a fresh process; its figures with the process's wall time."""
     result = config_path.parent / "result.json"
     args = [
@@ -163,6 +182,7 @@ def run_child(mode: str, work: Path, label: str, config_path: Path, corpus: Path
         str(workers),
         "--json",
         str(result),
+        *extra,
     ]
     return _timed(label, args, work) | json.loads(result.read_text(encoding="utf-8"))
 
@@ -199,6 +219,8 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     load_average_start = os.getloadavg()
     print(f"preparing {args.videos} videos of {args.duration_s:g} s in {work}", flush=True)
     corpus, models = make_inputs(work, args.videos, args.duration_s)
+    if args.gpu_idle_only:
+        return {"load_average_start": load_average_start, "gpu_idle": run_gpu_idle(args, work, models, corpus)}
     runs: dict[str, list[dict[str, Any]]] = {}
     plan = [
         ("plain loop", "loop", 1),
@@ -211,6 +233,7 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             runs.setdefault(label, []).append(run_child(mode, work, label, config_path, corpus, workers))
     runs["dvmset build (command)"] = [run_command(work, write_config(work / "runs" / "cli", models), corpus)]
     best = {label: min(rows, key=lambda row: row["process_s"]) for label, rows in runs.items()}
+    gpu_idle = run_gpu_idle(args, work, models, corpus)
     loop_s, flow_s = best["plain loop"]["work_s"], best["build flow"]["work_s"]
     loop_cpu_s, flow_cpu_s = best["plain loop"]["work_cpu_s"], best["build flow"]["work_cpu_s"]
     server_cpu_s = best["build flow"]["server_cpu_s"]
@@ -231,6 +254,39 @@ def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "server_cpu_s": server_cpu_s,
         "cpu_overhead": flow_cpu_s / loop_cpu_s - 1,
         "cpu_overhead_with_server": (flow_cpu_s + server_cpu_s) / loop_cpu_s - 1,
+        "gpu_idle": gpu_idle,
+    }
+
+
+def run_gpu_idle(args: argparse.Namespace, work: Path, models: Path, corpus: Path) -> dict[str, Any]:
+    """The prep run (stems, separation time), then ingests with and without the stage barrier, interleaved,
+    the one with the shortest ingest of each kind kept."""
+    prep_config = write_config(work / "runs" / "prep", models)
+    prep = run_child("prep", work, "prep: separation time", prep_config, corpus, 1)
+    measured_s = sum(prep["separate_s"]) / len(prep["separate_s"])
+    separate_s = args.separate_s if args.separate_s is not None else measured_s
+    extra = ("--prepared", str(prep_config.parent), "--separate-s", str(separate_s))
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for _repeat in range(args.repeats):
+        for slot, slot_label in GPU_SLOTS.items():
+            for mode, label in (("barrier", "stage barrier"), ("pipeline", "no barrier")):
+                config_path = write_config(work / "runs" / mode, models)
+                run = run_child(
+                    mode, work, f"{label}, {slot_label}", config_path, corpus, args.workers, (*extra, "--slot", slot)
+                )
+                runs.setdefault(f"{label}, {slot_label}", []).append(run)
+    best = {label: min(rows, key=lambda row: row["ingest_s"]) for label, rows in runs.items()}
+    return {
+        "separate_s": separate_s,
+        "measured_separate_s": measured_s,
+        "separate_s_given": args.separate_s is not None,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "runs": best,
+        "idle_share": {
+            slot: {mode: best[f"{mode}, {label}"]["gpu_idle_share"] for mode in ("stage barrier", "no barrier")}
+            for slot, label in GPU_SLOTS.items()
+        },
     }
 
 
@@ -240,9 +296,20 @@ def _s(row: dict[str, Any], key: str) -> str:
 
 def print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=160, emoji=False, highlight=False)
+    if "runs" in report:
+        print_overhead(console, report)
+    print_gpu_idle(console, report["gpu_idle"])
+    console.print(
+        f"load average (1, 5, 15 min) at the start {', '.join(f'{x:.2f}' for x in report['load_average_start'])}, "
+        f"at the end {', '.join(f'{x:.2f}' for x in report['load_average_end'])}"
+    )
+
+
+def print_overhead(console: Any, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     table = Table(
         title=f"Orchestration benchmark: {report['corpus']}; {report['cpus']} CPUs; best of {report['repeats']}"
     )
@@ -289,13 +356,52 @@ def print_report(report: dict[str, Any]) -> None:
         f"{loop['process_s']:.1f} s ({100 * (command['process_s'] / loop['process_s'] - 1):+.1f} %); the difference "
         "is mostly fixed: Prefect's imports and its temporary server, the same for any corpus size"
     )
-    console.print(
-        f"load average (1, 5, 15 min) at the start {', '.join(f'{x:.2f}' for x in report['load_average_start'])}, "
-        f"at the end {', '.join(f'{x:.2f}' for x in report['load_average_end'])}"
+
+
+def print_gpu_idle(console: Any, figures: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    source = "given" if figures["separate_s_given"] else "measured: the tiny model on the CPU"
+    table = Table(
+        title=f"GPU idle with and without the stage barrier: a stand-in separation of {figures['separate_s']:.2f} s "
+        f"a video ({source}) on one GPU slot, {figures['workers']} workers; best of {figures['repeats']}"
     )
+    columns = ("ingest", "ingest s", "GPU window s", "GPU busy s", "GPU idle", "handover s", "separations", "clips")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "ingest" else "right")
+    for label, row in figures["runs"].items():
+        table.add_row(
+            label,
+            f"{row['ingest_s']:.1f}",
+            f"{row['gpu_window_s']:.1f}",
+            f"{row['gpu_busy_s']:.1f}",
+            f"{100 * row['gpu_idle_share']:.0f} %",
+            f"{row['handover_s']:.2f}",
+            str(row["separations"]),
+            str(row["clips"]),
+        )
+    console.print(table)
+    for slot, shares in figures["idle_share"].items():
+        console.print(
+            f"GPU idle share, {GPU_SLOTS[slot]} (1 - slot held / time from the first probed video to the ingest's "
+            f"end): stage barrier {100 * shares['stage barrier']:.0f} %, no barrier {100 * shares['no barrier']:.0f} %"
+        )
 
 
 # ---------------------------------------------------------------- main
+
+
+def _child(args: argparse.Namespace) -> dict[str, Any]:
+    if args.child == "loop":
+        return _child_loop(args.config, args.folder)
+    if args.child == "flow":
+        return _child_flow(args.config, args.folder, args.workers)
+    from _gpu_idle_child import child_gpu_idle, child_prep
+
+    if args.child == "prep":
+        return child_prep(args.config, args.folder)
+    barrier = args.child == "barrier"
+    return child_gpu_idle(args.config, args.folder, args.workers, barrier, args.prepared, args.separate_s, args.slot)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -309,17 +415,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workdir", type=Path, help="keep inputs and runs here; the corpus is reused (default: a temp dir)"
     )
+    parser.add_argument(
+        "--separate-s",
+        type=float,
+        help="seconds the stand-in separation holds the GPU per video (default: measured with the tiny model)",
+    )
+    parser.add_argument(
+        "--gpu-idle-only", action="store_true", help="only the GPU-idle runs (with and without the stage barrier)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
-    parser.add_argument("--child", choices=("loop", "flow"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("loop", "flow", "prep", "barrier", "pipeline"), help=argparse.SUPPRESS)
+    parser.add_argument("--prepared", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--slot", choices=tuple(GPU_SLOTS), help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:  # one timed run, in the process the parent started
-        figures = (
-            _child_loop(args.config, args.folder)
-            if args.child == "loop"
-            else _child_flow(args.config, args.folder, args.workers)
-        )
+        figures = _child(args)
         args.json.write_text(json.dumps(figures), encoding="utf-8")
         return
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dvmset-bench-orchestration-"))

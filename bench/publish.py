@@ -1,10 +1,10 @@
 """Publish benchmark (issue 6): a synthetic catalog of 100,000 decided clips through
 `curation.publish.publish`, with the time and peak memory of each of its phases.
 
-In: nothing; it builds, under `--workdir` (a temporary folder by default), a SQLite catalog of
-`--videos` clipped videos with `--clips-per-video` clips each (default 20,000 x 5), spread over
-`--queries` queries, every clip decided (a share rejected with reasons), plus what publish reads
-from the data root: one fingerprint file per video and every clip's music and video file.
+In: nothing; it builds (`tests/support/publish_corpus.py`), under `--workdir` (a temporary folder by
+default), a SQLite catalog of `--videos` clipped videos with `--clips-per-video` clips each (default
+20,000 x 5), spread over `--queries` queries, every clip decided (a share rejected with reasons), plus
+what publish reads from the data root: one fingerprint file per video and every clip's music and video file.
 Out: a table on stdout (and `--json PATH`): per phase, wall seconds, CPU seconds of this process
 (the fairer figure on a shared machine) and peak RSS; then (`--check`, on by default) the time of
 `manifests check` (every file's size and SHA-256) on the published manifest: files, GB read,
@@ -54,37 +54,24 @@ import multiprocessing
 import os
 import resource
 import shutil
-import subprocess
+import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import soundfile as sf
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import curation.publish as publish_module
-from curation import dedup, dedup_groups
-from dvmset.catalog import Catalog, tables
-from dvmset.config import Config, PublishConfig
-from dvmset.ids import make_clip_id
-from dvmset.records import ClipStatus, VideoStatus
-from dvmset.storage import CATALOG_FILE, FINGERPRINT_FILE, DataRoot
-from dvmset.tools import require_tool
-from manifests.check import check_manifests
+import curation.publish as publish_module  # noqa: E402
+from curation import dedup_groups  # noqa: E402
+from dvmset.catalog import Catalog  # noqa: E402
+from dvmset.config import Config, PublishConfig  # noqa: E402
+from dvmset.storage import CATALOG_FILE, DataRoot  # noqa: E402
+from manifests.check import check_manifests  # noqa: E402
+from tests.support.publish_corpus import PLANTED_FILE, CorpusSpec, build_catalog, own_fingerprint  # noqa: E402
 
-CLIP_S = 60.0
-TAIL_S = 30.0  # each video runs this much past its last clip (the dropped remainder)
-SCENE_S = 4.0
-MUSIC_RATE_HZ = 48000
-REASONS = ("non_music", "noise", "static", "mismatch")
-MAX_TRIM_S = 4.0  # a copy starts up to this much later than its original
-PLANTED_FILE = "planted.json"  # [copy, original] video ids, written by the setup
 PRISTINE_FILE = "catalog.before-publish.sqlite"  # the setup's catalog, kept for a rerun with --workdir
 GROUPING_SCALE_VIDEOS = (500, 1000, 2000)
-BATCH_ROWS = 5000
-LINKS_PER_FILE = 10_000
 MB = 1024 * 1024
 PHASES = (  # (name, what publish calls first in it); publish enters them in this order
     ("read videos", "catalog.videos"),
@@ -195,225 +182,7 @@ def planted_found(catalog: Catalog, workdir: Path) -> tuple[int, int]:
     return sum(1 for copy, original in planted if group_of[copy] == group_of[original] is not None), len(planted)
 
 
-# ------------------------------------------------------------------------------- the catalog
-
-
-def fake_fingerprint(rng: np.random.Generator, duration_s: float) -> dedup.Fingerprint:
-    """A fingerprint shaped like a real one of `duration_s`: steady 4 s scenes."""
-    frames = int(duration_s * dedup.FRAME_RATE_HZ)
-    rows = int(duration_s * dedup.AUDIO_RATE_HZ)
-    scenes = int(np.ceil(duration_s / SCENE_S))
-    scene_of_frame = (np.arange(frames) / dedup.FRAME_RATE_HZ // SCENE_S).astype(int)
-    scene_of_row = (np.arange(rows) / dedup.AUDIO_RATE_HZ // SCENE_S).astype(int)
-    hashes = rng.integers(1, 2**63, scenes, dtype=np.int64).astype(np.uint64)
-    chroma = rng.integers(0, 256, (scenes, 32), dtype=np.uint8)
-    bands = rng.integers(-100, 0, (scenes, dedup.AUDIO_BANDS), dtype=np.int8)
-    return dedup.Fingerprint(flip_bits(hashes[scene_of_frame], rng), chroma[scene_of_frame], bands[scene_of_row])
-
-
-def flip_bits(hashes: np.ndarray, rng: np.random.Generator, bits: int = 2) -> np.ndarray:
-    """`hashes` with `bits` random bits of each flipped (the same bit twice undoes itself):
-    the sample-to-sample jitter of a real picture hash, or a copy's re-encoding."""
-    flipped = hashes.copy()
-    for _ in range(bits):
-        flipped ^= np.left_shift(np.uint64(1), rng.integers(0, 64, len(hashes)).astype(np.uint64))
-    return flipped
-
-
-def copy_of(original: dedup.Fingerprint, rng: np.random.Generator) -> dedup.Fingerprint:
-    """A near-duplicate: the same content starting up to `MAX_TRIM_S` later (its start cut off),
-    with two more random bits of every hash flipped."""
-    trim = int(rng.integers(0, round(MAX_TRIM_S * dedup.FRAME_RATE_HZ) + 1))
-    rows = round(trim * dedup.AUDIO_RATE_HZ / dedup.FRAME_RATE_HZ)
-    return dedup.Fingerprint(
-        flip_bits(original.frame_hashes[trim:], rng), original.frame_chroma[trim:], original.band_db[rows:]
-    )
-
-
-def own_fingerprint(seed: int, n: int, duration_s: float) -> dedup.Fingerprint:
-    """Video number `n`'s own fake fingerprint, the same each time (so a copy can remake it)."""
-    return fake_fingerprint(np.random.default_rng([seed, n]), duration_s)
-
-
-def video_id_of(n: int) -> str:
-    return f"youtube:v{n:08d}"
-
-
-def build_catalog(config: Config, args: argparse.Namespace) -> None:
-    """The synthetic catalog and the files publish reads (see the module docstring). Run in a
-    child process, so that the publishing process does not start with the setup's memory."""
-    rng = np.random.default_rng(args.seed)
-    data = DataRoot(config.data_root).ensure()
-    catalog = Catalog.open(config.resolved_catalog_url)
-    now = datetime.now(UTC)
-    duration_s = args.clips_per_video * CLIP_S + TAIL_S
-    fingerprint_s = min(duration_s, args.fingerprint_s or duration_s)
-    probe = {
-        "duration_s": duration_s,
-        "size_bytes": 1,
-        "container": "mp4",
-        "video_codec": "h264",
-        "width": 1280,
-        "height": 720,
-        "fps": 25.0,
-        "audio_codec": "aac",
-        "sample_rate_hz": 48000,
-        "channels": 2,
-    }
-    originals: list[int] = []  # the numbers of the videos that are no copy
-    planted: list[tuple[str, str]] = []  # (copy, original)
-    videos, links, clips, labels = [], [], [], []
-    event_id = 0
-    for n in range(args.videos):
-        video_id = video_id_of(n)
-        videos.append(
-            {
-                "video_id": video_id,
-                "url": f"https://www.youtube.com/watch?v=v{n:08d}",
-                "platform": "youtube",
-                "source": "platform_search",
-                "status": VideoStatus.CLIPPED.value,
-                "title": f"video {n}",
-                "channel": f"channel {n % 997}",
-                "duration_s": duration_s,
-                "license": "Standard YouTube License",
-                "webpage_url": f"https://www.youtube.com/watch?v=v{n:08d}",
-                "extractor": "youtube",
-                "media_path": f"raw/{video_id}/source.mp4",
-                "probe": probe,
-                "separator_model_id": "htdemucs",
-                "separate_version": "separate/1+x",
-                "clip_count": args.clips_per_video,
-                "fingerprint_version": dedup.FINGERPRINT_VERSION,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-        links.append(
-            {
-                "video_id": video_id,
-                "query": f"query {n % args.queries:02d}",
-                "source": "platform_search",
-                "found_at": now,
-            }
-        )
-        if originals and rng.random() < args.duplicate_share:
-            original = originals[int(rng.integers(len(originals)))]
-            fingerprint = copy_of(own_fingerprint(args.seed, original, fingerprint_s), rng)
-            planted.append((video_id, video_id_of(original)))
-        else:
-            fingerprint = own_fingerprint(args.seed, n, fingerprint_s)
-            originals.append(n)
-        stems = data.stems_dir(video_id)
-        stems.mkdir(parents=True, exist_ok=True)
-        dedup.save_fingerprint(fingerprint, stems / FINGERPRINT_FILE)
-        for k in range(args.clips_per_video):
-            start_s = k * CLIP_S
-            clip_id = make_clip_id(video_id, start_s)
-            data.clip_dir(clip_id).mkdir(parents=True, exist_ok=True)
-            os.link(music_file(data, len(clips)), data.clip_music_path(clip_id))
-            os.link(video_file(data, len(clips)), data.clip_video_path(clip_id))
-            clips.append(clip_row(clip_id, video_id, start_s, data, rng, now))
-            rejected = rng.random() < args.reject_share
-            event_id += 1
-            labels.append(
-                {
-                    "event_id": event_id,
-                    "clip_id": clip_id,
-                    "annotator": f"annotator{n % 7}",
-                    "decision": (ClipStatus.REJECTED if rejected else ClipStatus.ACCEPTED).value,
-                    "reasons": [REASONS[int(rng.integers(len(REASONS)))]] if rejected else [],
-                    "note": None,
-                    "ts": now,
-                }
-            )
-    with catalog.engine.begin() as conn:
-        for table, rows in (
-            (tables.videos, videos),
-            (tables.video_queries, links),
-            (tables.clips, clips),
-            (tables.labels, labels),
-        ):
-            for start in range(0, len(rows), BATCH_ROWS):
-                conn.execute(table.insert(), rows[start : start + BATCH_ROWS])
-    catalog.close()
-    (data.root.parent / PLANTED_FILE).write_text(json.dumps(planted))
-
-
-def music_file(data: DataRoot, clip_number: int) -> Path:
-    """The FLAC the `clip_number`-th clip's music file links to: a new one every `LINKS_PER_FILE`
-    clips (a file system allows only so many hard links to one file)."""
-    path = data.root / f"music-{clip_number // LINKS_PER_FILE}.flac"
-    if not path.exists():
-        sf.write(path, np.zeros((MUSIC_RATE_HZ // 10, 2), np.float32), MUSIC_RATE_HZ)
-    return path
-
-
-def video_file(data: DataRoot, clip_number: int) -> Path:
-    """The MP4 the `clip_number`-th clip's video file links to (a real 60 s H.264 test pattern,
-    small: 160x90 at 25 fps), a new one every `LINKS_PER_FILE` clips."""
-    path = data.root / f"video-{clip_number // LINKS_PER_FILE}.mp4"
-    if not path.exists():
-        pattern = f"testsrc2=size=160x90:rate=25,hue=h={clip_number // LINKS_PER_FILE * 7}"
-        subprocess.run(
-            [
-                require_tool("ffmpeg"),
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                pattern,
-                "-t",
-                f"{CLIP_S}",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                str(path),
-            ],
-            check=True,
-        )
-    return path
-
-
-def clip_row(clip_id: str, video_id: str, start_s: float, data: DataRoot, rng: np.random.Generator, now) -> dict:
-    return {
-        "clip_id": clip_id,
-        "video_id": video_id,
-        "start_s": start_s,
-        "end_s": start_s + CLIP_S,
-        "status": ClipStatus.PENDING_REVIEW.value,
-        "stage_version": "prescreen/1+x",
-        "updated_at": now,
-        "fps": 25.0,
-        "video_path": data.relative(data.clip_video_path(clip_id)),
-        "music_path": data.relative(data.clip_music_path(clip_id)),
-        "separator_model_id": "htdemucs",
-        "separate_version": "separate/1+x",
-        "clip_version": "clip/1+x",
-        "loudness_version": "loudness/1+x",
-        "prescreen_version": "prescreen/1+x",
-        "loudness_before_lufs": float(rng.normal(-20, 4)),
-        "loudness_lufs": float(rng.normal(-14, 0.2)),
-        "true_peak_dbtp": -1.5,
-        "gain_db": 6.0,
-        "limited": False,
-        "silent": False,
-        "silence_s": 0.0,
-        "longest_silence_s": 0.0,
-        "speech_s": float(rng.uniform(0, 8)),
-        "non_music_s": float(rng.uniform(0, 8)),
-        "static_share": float(rng.uniform(0, 1)),
-        "noise_score": float(rng.uniform(0, 0.5)),
-        "scene_cuts_s": sorted(float(t) for t in rng.uniform(0, CLIP_S, 12)),
-        "flags": [],
-        "priority": float(rng.uniform(0, 1)),
-    }
+# ------------------------------------------------------------------------------- the setup
 
 
 def grouping_scale(counts: list[int], duration_s: float, seed: int) -> list[dict[str, Any]]:
@@ -502,11 +271,21 @@ def main() -> None:
     try:
         config = Config(data_root=workdir / "data", publish=PublishConfig(seed=args.seed))
         clips = args.videos * args.clips_per_video
+        spec = CorpusSpec(
+            args.videos,
+            args.clips_per_video,
+            args.queries,
+            args.duplicate_share,
+            args.reject_share,
+            args.fingerprint_s,
+            args.seed,
+        )
         if reuse_setup(workdir, config):
             print(f"setup: reused the one in {workdir} (its catalog as it was before any publish)")
         else:
             started = time.perf_counter()
-            setup = multiprocessing.get_context("fork").Process(target=build_catalog, args=(config, args))
+            # in a child process, so that the publishing process does not start with the setup's memory
+            setup = multiprocessing.get_context("fork").Process(target=build_catalog, args=(config, spec))
             setup.start()
             setup.join()
             if setup.exitcode != 0:
@@ -531,7 +310,7 @@ def main() -> None:
         if args.check:
             check_speed(result.manifest_dir, args.json)
         if args.grouping_scale:
-            duration_s = args.clips_per_video * CLIP_S + TAIL_S
+            duration_s = spec.duration_s  # the whole video's
             print(f"\ngrouping alone, whole-length ({duration_s:.0f} s) fingerprints:")
             print(f"{'videos':>8}{'samples':>12}{'pairs':>12}{'index s':>10}{'grouping s':>12}")
             scale = grouping_scale(args.grouping_scale, duration_s, args.seed)

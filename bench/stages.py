@@ -1,8 +1,8 @@
 """Stage benchmark of the audio and clip stages (issue 3): real-time factor and peak memory.
 
-In: nothing; it generates a 1280x720, 25 fps test video with music (`--duration-s`, 5 minutes by
-default) and random-weight Demucs models in Demucs' own repo format. Out: a table on stdout and,
-with `--json PATH`, the same figures as JSON.
+In: nothing; it generates (`tests/support/stage_inputs.py`) a 1280x720, 25 fps test video with music
+(`--duration-s`, 5 minutes by default) and random-weight Demucs models in Demucs' own repo format.
+Out: a table on stdout and, with `--json PATH`, the same figures as JSON.
 
 Every stage runs in a fresh child process (`bench/_stage_child.py`), so no
 stage inherits another's peak. For each: the real-time factor (media seconds / wall seconds),
@@ -22,8 +22,8 @@ but separation, against the 10x real-time target, and separation's peak memory f
 `--profile` adds where the time goes, and `cut_video`'s command with other x264 presets, CRFs and
 heights: CPU, file size, and SSIM / PSNR against the frames before encoding.
 
-`--real-separation` runs only a comparison instead: the real HTDemucs weights (`make weights`)
-on one real-ish file (`--real-excerpt-s` of Debian pushover-data's castle.ogg with espeak-ng
+`--real-separation` runs only a comparison instead (`bench/_real_separation.py`): the real HTDemucs
+weights (`make weights`) on one real-ish file (`--real-excerpt-s` of Debian pushover-data's castle.ogg with espeak-ng
 sentences laid over it; generated music where that package is absent), separated by our
 `separate_file` and by Demucs' own CLI (`python -m demucs -n htdemucs --repo DIR`), each in a
 fresh process; it prints both wall times, x real time and their ratio (target: ours <= 1.1x).
@@ -48,17 +48,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from _stage_child import (
-    FPS,
-    HEIGHT,
-    HTDEMUCS_MODEL,
-    MB,
-    TINY_MODEL,
-    WIDTH,
-)
+from _real_separation import print_real_separation, run_real_separation
+from _stage_child import CHILD, FPS, HEIGHT, HTDEMUCS_MODEL, MB, TINY_MODEL, WIDTH
 
-from curation.htdemucs_onnx import HTDEMUCS_KWARGS
-from dvmset.storage import ACCOMPANIMENT_FILE, ENERGY_FILE
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from curation.htdemucs_onnx import HTDEMUCS_KWARGS  # noqa: E402
+from dvmset.storage import ACCOMPANIMENT_FILE, ENERGY_FILE  # noqa: E402
+from tests.support.stage_inputs import make_inputs  # noqa: E402
 
 MEMORY_TRACKS_S = (120.0, 1200.0)  # 2 vs 20 minutes
 TARGET_RTF = 10.0
@@ -71,8 +68,6 @@ PIPELINE_VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("clip step, ultrafast crf 26", {"x264_preset": "ultrafast", "x264_params": "", "crf": 26}),
     ("clip step, 720p", {"max_height": 720}),
 )
-
-CHILD = Path(__file__).with_name("_stage_child.py")
 
 # ---------------------------------------------------------------- parent side: inputs and runs
 
@@ -99,48 +94,11 @@ def run_child(stage: str, label: str, params: dict[str, Any], work: Path, *, req
     return {**figures, "stage": stage, "label": label, "rtf": figures["media_s"] / timed_s if timed_s else None}
 
 
-def make_inputs(work: Path, duration_s: float, excerpt_s: float, skip_long: bool) -> dict[str, Path]:
-    """The test video, the htdemucs excerpt and the memory-run tracks; reused when already there."""
-    from curation.samples import VideoSpec, make_video
-
-    inputs = work / "inputs"
-    inputs.mkdir(parents=True, exist_ok=True)
-    paths = {"video": inputs / f"video_{duration_s:g}s_{WIDTH}x{HEIGHT}_{FPS}fps.mp4"}
-    if not paths["video"].exists():
-        start = time.perf_counter()
-        make_video(paths["video"], VideoSpec(duration_s, width=WIDTH, height=HEIGHT, fps=FPS))
-        print(f"  generated {paths['video'].name} in {time.perf_counter() - start:.0f} s", flush=True)
-    paths["excerpt"] = paths["video"]
-    if 0 < excerpt_s < duration_s:
-        paths["excerpt"] = inputs / f"excerpt_{excerpt_s:g}s.m4a"
-        if not paths["excerpt"].exists():
-            args = [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                str(paths["video"]),
-                "-t",
-                f"{excerpt_s:g}",
-                "-map",
-                "0:a:0",
-                "-c:a",
-                "copy",
-                str(paths["excerpt"]),
-            ]
-            subprocess.run(args, check=True)
-    for track_s in () if skip_long else MEMORY_TRACKS_S:
-        paths[f"track_{track_s:g}"] = inputs / f"track_{track_s:g}s.m4a"
-        if not paths[f"track_{track_s:g}"].exists():
-            make_video(paths[f"track_{track_s:g}"], VideoSpec(track_s, video=False))
-    return paths
-
-
 def run_all(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     print(f"preparing inputs in {work} (load average {os.getloadavg()[0]:.2f})", flush=True)
     load_average_start = os.getloadavg()
-    paths = make_inputs(work, args.duration_s, args.htdemucs_excerpt_s, args.skip_long)
+    tracks_s = () if args.skip_long else MEMORY_TRACKS_S
+    paths = make_inputs(work, args.duration_s, args.htdemucs_excerpt_s, tracks_s, (WIDTH, HEIGHT, FPS))
     repo, stems, notes = work / "models", work / "stems", []
     models = run_child("models", "models", {"repo": str(repo)}, work)
     common = {"duration_s": args.duration_s, "work": str(work), "video": str(paths["video"])}
@@ -383,180 +341,6 @@ def print_report(report: dict[str, Any]) -> None:
             for row in profile[stage]["profile"]:
                 table.add_row(row["function"], str(row["calls"]), f"{row['tottime_s']:.2f}", f"{row['cumtime_s']:.2f}")
             console.print(table)
-
-
-# ---------------------------------------------------------------- real weights: ours against Demucs' CLI
-
-REAL_MUSIC = Path("/usr/share/pushover/themes/castle.ogg")  # Debian pushover-data (GPL-3+): recorded music
-REAL_SENTENCES = (  # (start s, sentence): speech over the music, so that the vocals stem has work to do
-    (4.0, "Welcome to the old town. The market opens at dawn, and the bakers are already at work."),
-    (24.0, "Across the river stands the cathedral, built over two hundred years by generations of masons."),
-    (44.0, "In the evening the harbour fills with music, and the fishing boats come home with the tide."),
-)
-TARGET_REAL_RATIO = 1.1
-
-
-def make_real_input(work: Path, duration_s: float) -> tuple[Path, str]:
-    """A 44.1 kHz stereo FLAC of `duration_s`: recorded music (pushover-data's castle.ogg from 20 s)
-    or, where that package is absent, the generated chord and kick; espeak-ng sentences over it."""
-    path = work / "inputs" / f"real_{duration_s:g}s.flac"
-    source = f"{REAL_MUSIC.name} from 20 s" if REAL_MUSIC.is_file() else "generated chord and kick (no pushover-data)"
-    described = f"{duration_s:g} s of {source} with {len(REAL_SENTENCES)} espeak-ng sentences over it"
-    if path.exists():
-        return path, described
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as temp:
-        args = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
-        if REAL_MUSIC.is_file():
-            args += ["-ss", "20", "-t", f"{duration_s:g}", "-i", str(REAL_MUSIC)]
-        else:
-            from curation.samples import make_music
-
-            args += ["-i", str(make_music(Path(temp) / "music.flac", duration_s))]
-        mix = ["[0:a]aresample=44100,aformat=channel_layouts=stereo[m0]"]
-        for index, (start_s, sentence) in enumerate(REAL_SENTENCES, start=1):
-            spoken = Path(temp) / f"speech{index}.wav"
-            subprocess.run(["espeak-ng", "-w", str(spoken), sentence], check=True, capture_output=True, timeout=60)
-            args += ["-i", str(spoken)]
-            delay_ms = round(start_s * 1000)
-            mix.append(
-                f"[{index}:a]aresample=44100,aformat=channel_layouts=stereo,adelay={delay_ms}|{delay_ms}[s{index}]"
-            )
-        inputs = "".join(f"[s{i}]" for i in range(1, len(REAL_SENTENCES) + 1))
-        mix.append(
-            f"[m0]{inputs}amix=inputs={len(REAL_SENTENCES) + 1}:duration=first:normalize=0,"
-            f"atrim=end={duration_s:g}[out]"
-        )
-        temp_out = Path(temp) / path.name
-        args += ["-filter_complex", ";".join(mix), "-map", "[out]", "-c:a", "flac", "-sample_fmt", "s16", str(temp_out)]
-        subprocess.run(args, check=True, capture_output=True, timeout=300)
-        temp_out.rename(path)
-    return path, described
-
-
-def _timed_process(command: list[str]) -> dict[str, float]:
-    """Run `command` to the end; its wall seconds and its CPU seconds (user + system, with its children).
-    Its output (progress bars) is shown only when it fails."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(command, check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    wall_s = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        sys.stdout.write(done.stdout.decode(errors="replace")[-4000:])
-        raise SystemExit(f"{' '.join(command[:4])} ... failed (exit code {done.returncode})")
-    return {"wall_s": wall_s, "cpu_s": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime}
-
-
-def run_real_separation(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """Our `separate_file` (in `_stage_child.py`'s separate stage) against `python -m demucs`, both on the
-    same file with the real weights, alternated `--real-repeats` times; the fastest of each is kept."""
-    from curation.htdemucs_onnx import MODEL_NAME, checkpoint_path, weights_cache_dir
-
-    repo = weights_cache_dir() / MODEL_NAME
-    checkpoint = checkpoint_path(repo)
-    if checkpoint is None:
-        raise SystemExit(f"the real HTDemucs weights are not in {repo}: run `make weights` first")
-    print(f"preparing the input in {work} (load average {os.getloadavg()[0]:.2f})", flush=True)
-    load_average_start = os.getloadavg()
-    source, described = make_real_input(work, args.real_excerpt_s)
-    device = None if args.device == "auto" else args.device  # auto: each side picks cuda if it has one
-    ours_runs, demucs_runs = [], []
-    params = {
-        "model": MODEL_NAME,
-        "repo": str(repo),
-        "device": device,
-        "input": str(source),
-        "out_dir": str(work / "stems" / "real"),
-        "result": str(work / "real.json"),
-    }
-    cli = [
-        sys.executable,
-        "-m",
-        "demucs",
-        "-n",
-        MODEL_NAME,
-        "--repo",
-        str(repo),
-        "--two-stems",
-        "vocals",
-        "--flac",
-        "--int24",
-        "-o",
-        str(work / "demucs_cli"),
-        str(source),
-    ] + (["-d", device] if device else [])
-
-    def run_ours() -> None:
-        process = _timed_process([sys.executable, str(CHILD), "separate", json.dumps(params)])
-        ours_runs.append(
-            {
-                **json.loads(Path(params["result"]).read_text(encoding="utf-8")),
-                **{"process_wall_s": process["wall_s"], "process_cpu_s": process["cpu_s"]},
-            }
-        )
-
-    def run_demucs() -> None:
-        demucs_runs.append(_timed_process(cli))
-
-    sides = [("ours (separate_file)", run_ours), ("python -m demucs", run_demucs)]
-    for repeat in range(args.real_repeats):  # the order alternates, so neither side always runs first
-        for label, run in sides if repeat % 2 == 0 else sides[::-1]:
-            print(f"  run {repeat + 1} of {args.real_repeats}: {label} ...", flush=True)
-            run()
-    ours = min(ours_runs, key=lambda run: run["process_wall_s"])
-    cli_best = min(demucs_runs, key=lambda run: run["wall_s"])
-    cpu_ratio = min(run["process_cpu_s"] for run in ours_runs) / min(run["cpu_s"] for run in demucs_runs)
-    return {
-        "input": described,
-        "media_s": ours["media_s"],
-        "device": ours["device"],
-        "threads": ours["threads"],
-        "checkpoint": str(checkpoint),
-        "ours": ours,
-        "demucs_cli": cli_best,
-        "ours_all_s": [run["process_wall_s"] for run in ours_runs],
-        "demucs_all_s": [run["wall_s"] for run in demucs_runs],
-        "ratio": ours["process_wall_s"] / cli_best["wall_s"],
-        "cpu_ratio": cpu_ratio,
-        "cpus": os.cpu_count(),
-        "demucs_command": " ".join(cli[2:]),
-        "load_average_start": load_average_start,
-    }
-
-
-def print_real_separation(report: dict[str, Any]) -> None:
-    media_s, ours, cli = report["media_s"], report["ours"], report["demucs_cli"]
-    print(
-        f"Real HTDemucs separation of {report['input']} ({media_s:.1f} s), device {report['device']}, "
-        f"{report['threads']} torch threads, {report['cpus']} CPUs; fastest of {len(report['ours_all_s'])} run(s):"
-    )
-    print(
-        f"  ours, separate_file in a fresh process: {ours['process_wall_s']:.1f} s wall = "
-        f"{media_s / ours['process_wall_s']:.2f}x real time, {ours['process_cpu_s']:.0f} CPU s "
-        f"(of it: model load {ours['load_s']:.1f} s, separate_file {ours['timed_s']:.1f} s = "
-        f"{media_s / ours['timed_s']:.2f}x real time; imports and start-up the rest)"
-    )
-    print(
-        f"  demucs CLI ({report['demucs_command']}): {cli['wall_s']:.1f} s wall = "
-        f"{media_s / cli['wall_s']:.2f}x real time, {cli['cpu_s']:.0f} CPU s"
-    )
-    verdict = "MET" if report["ratio"] <= TARGET_REAL_RATIO else "MISSED"
-    print(
-        f"  ratio ours / demucs: {report['ratio']:.3f} in wall time (target <= {TARGET_REAL_RATIO:g}: {verdict}), "
-        f"{report['cpu_ratio']:.3f} in CPU time (fewest CPU s of each; steadier on a shared machine)"
-    )
-    print(
-        "  both: one 4-source HTDemucs pass over 7.8 s segments with overlap 0.25 (the CLI adds its one random "
-        "shift of up to 0.5 s, we use none), FLAC out; ours writes the accompaniment FLAC and the energy and "
-        "speech curves (Silero VAD on the vocals stem), the CLI writes vocals and no_vocals FLACs"
-    )
-    print(
-        f"  all runs: ours {', '.join(f'{s:.1f}' for s in report['ours_all_s'])} s; demucs "
-        f"{', '.join(f'{s:.1f}' for s in report['demucs_all_s'])} s; load average at the start "
-        f"{', '.join(f'{x:.2f}' for x in report['load_average_start'])}, at the end "
-        f"{', '.join(f'{x:.2f}' for x in report['load_average_end'])}"
-    )
 
 
 # ---------------------------------------------------------------- main

@@ -16,7 +16,8 @@ data root relative to the version's folder. The card counts the rejected clips b
 stems came from. A version that exists is never overwritten. A split that would get no rows is
 refused (`EmptySplitError`: the groups each side needs and has); rows equal to the last
 version's are not written again (`NothingChangedError`) unless `force` is set. Both checks come
-before anything is written, the catalog included.
+before anything is written, the catalog included. Version names, the last version and the code
+version are `curation.versions`'.
 
 Clips whose music a stand-in separator made (random weights: `ClipRecord.stand_in`, or a
 stand-in among the video's `separation_models`) are filtered noise, not data: a publish that
@@ -33,33 +34,38 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
-import subprocess
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 from pathlib import Path
 
 import soundfile as sf
 
 from curation import dedup, dedup_groups
+from curation.versions import (
+    VERSION_PATTERN,
+    NothingChangedError,
+    VersionExistsError,
+    code_version,
+    latest_version,
+    manifests_root,
+    next_version,
+    same_rows,
+)
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
 from dvmset.errors import PublishError
 from dvmset.records import ClipRecord, ClipStatus, Decision, ModelStamp, VideoRecord, VideoStatus
-from dvmset.storage import FINGERPRINT_FILE, DataRoot, is_temp_name, temp_name_for
+from dvmset.storage import FINGERPRINT_FILE, DataRoot, temp_name_for
+from dvmset.store import Storage
 from manifests.card import NO_QUERY, SEPARATOR_ROLE, SPEECH_ROLE, ModelUse, write_dataset_card
 from manifests.media_facts import measure_clip_media
 from manifests.schema import (
     MEDIA_ROOT_KEY,
-    ManifestError,
     ManifestRow,
     manifest_path,
     manifest_row,
-    manifest_table,
     media_root_of,
     read_manifest,
     write_manifest,
@@ -67,12 +73,6 @@ from manifests.schema import (
 from manifests.split import Split, SplitConfig, SplitItem, split_groups
 
 log = logging.getLogger(__name__)
-
-VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class VersionExistsError(PublishError):
-    """The manifest (or release) version asked for exists already; nothing was written."""
 
 
 class EmptySplitError(PublishError):
@@ -93,21 +93,6 @@ class EmptySplitError(PublishError):
 
     def __reduce__(self):  # pickles (Prefect keeps a failed state's data) as made
         return type(self), (self.side, self.groups, self.needed, self.largest_query)
-
-
-class NothingChangedError(PublishError):
-    """The rows to publish equal the last version's; nothing was written (publish with `force`
-    to write an identical version anyway). `last`: that version's folder."""
-
-    def __init__(self, version: str, last: Path):
-        self.version, self.last = version, Path(last)
-        super().__init__(
-            f"nothing changed since {self.last.name} (the same rows on the same sides); {version} was not written. "
-            "Publish with --force to write it anyway"
-        )
-
-    def __reduce__(self):
-        return type(self), (self.version, self.last)
 
 
 class StandInError(PublishError):
@@ -151,20 +136,6 @@ class PublishResult:
     stand_in_models: tuple[str, ...] = ()  # those stand-in models' ids
 
 
-def next_version(config: Config) -> str:
-    """`v0001`, or one more than the highest `vNNNN` folder under the manifests root."""
-    root = DataRoot(config.data_root).manifests_dir
-    numbers = [int(p.name[1:]) for p in root.glob("v[0-9][0-9][0-9][0-9]*") if p.name[1:].isdigit()]
-    return f"v{max(numbers, default=0) + 1:04d}"
-
-
-def latest_version(config: Config) -> Path | None:
-    """The manifest folder published last (by the time its train file was written), or None."""
-    root = DataRoot(config.data_root).manifests_dir
-    folders = [p for p in root.glob("*") if not is_temp_name(p) and manifest_path(p, Split.TRAIN).is_file()]
-    return max(folders, key=lambda p: (manifest_path(p, Split.TRAIN).stat().st_mtime_ns, p.name), default=None)
-
-
 def publish(
     catalog: Catalog, config: Config, version: str, *, allow_stand_in: bool = False, force: bool = False
 ) -> PublishResult:
@@ -177,20 +148,21 @@ def publish(
     both sides."""
     if not VERSION_PATTERN.fullmatch(version):
         raise PublishError(f"version {version!r} must be letters, digits, '.', '_' or '-' (at most 64)")
-    final = DataRoot(config.data_root).manifests_dir / version
+    storage = config.data_storage()
+    final = manifests_root(config) / version
     if final.exists():
         raise VersionExistsError(
             f"manifest version {version!r} exists at {final} and is never overwritten; "
             f"publish under another --version (the next free one is {next_version(config)})"
         )
-    data = DataRoot(config.data_root)
+    data = storage.data
     every_video = list(catalog.videos())
     videos = {video.video_id: video for video in every_video if video.status is VideoStatus.CLIPPED}
     decisions = catalog.decisions()
     decided, accepted = _accepted_clips(catalog, decisions, videos)
     stored_groups = {video.video_id: video.group_id for video in every_video if video.group_id is not None}
     side_of = {video.video_id: video.split for video in every_video if video.split is not None}
-    prints = _fingerprints(data, videos.values(), set(accepted))
+    prints = _fingerprints(storage, videos.values(), set(accepted))
     grouping, withheld = _group_without_bridges(prints, stored_groups, side_of)
     group_of = grouping.group_of
     accepted = {video_id: clips for video_id, clips in accepted.items() if video_id not in withheld}
@@ -203,9 +175,12 @@ def publish(
     split = split_groups(items, SplitConfig(**config.publish.model_dump()), published)
     split_of = {video_id: split.assignments[group_of[video_id]].value for video_id in accepted}
     _refuse_empty_sides(split_of, group_of, accepted, videos, config)
+    for clip in (clip for clips in accepted.values() for clip in clips):  # what the rows measure, made local
+        storage.fetch(data.resolve(clip.video_path))
+        storage.fetch(data.resolve(clip.music_path))
     rows = _manifest_rows(data, accepted, videos, decisions, group_of, split_of)
     last = latest_version(config)
-    if not force and last is not None and _same_rows(rows, last):
+    if not force and last is not None and same_rows(rows, last):
         raise NothingChangedError(version, last)
     models = model_uses(accepted, videos, split_of)
     stand_in_rejected = sum(1 for clip in stand_ins if decisions[clip.clip_id].status is ClipStatus.REJECTED)
@@ -224,6 +199,7 @@ def publish(
             video_durations_s=_video_durations(videos, accepted),
             rejected_clips=sum(1 for d in decisions.values() if d.status is ClipStatus.REJECTED),
         )
+        storage.upload_as(staging / version, final)  # under final keys before the catalog records the splits
         catalog.set_groups({video: group for video, group in group_of.items() if stored_groups.get(video) != group})
         newly = catalog.publish_splits(split_of, version)
         os.rename(staging / version, final)
@@ -360,23 +336,12 @@ def _refuse_empty_sides(
     raise EmptySplitError(" and ".join(empty), counts, config.publish.min_groups_per_query, largest)
 
 
-def _same_rows(rows: dict[Split, list[ManifestRow]], last: Path) -> bool:
-    """True when `rows` are exactly the rows of the manifest folder `last` (metadata aside)."""
-    for side in Split:
-        try:
-            old = read_manifest(manifest_path(last, side))
-        except (ManifestError, OSError):
-            return False  # another schema or unreadable: publishing again is a change
-        if not manifest_table(rows[side]).equals(old):
-            return False
-    return True
-
-
-def _fingerprints(data: DataRoot, videos: Iterable[VideoRecord], required: set[str]) -> dedup_groups.FingerprintIndex:
-    """The index of the current fingerprints of `videos`; PublishError if one of `required` has none."""
+def _fingerprints(storage: Storage, videos: Iterable[VideoRecord], required: set[str]) -> dedup_groups.FingerprintIndex:
+    """The index of the current fingerprints of `videos` (fetched from the store when there is one);
+    PublishError if one of `required` has none."""
     videos = list(videos)
     paths = {
-        video.video_id: data.stems_dir(video.video_id) / FINGERPRINT_FILE
+        video.video_id: storage.fetch(storage.data.stems_dir(video.video_id) / FINGERPRINT_FILE)
         for video in videos
         if video.fingerprint_version == dedup.FINGERPRINT_VERSION
     }
@@ -508,23 +473,3 @@ def _shareable(config: Config, catalog: Catalog) -> Config:
             "download": config.download.model_copy(update={"proxy": None, "cookies_file": None}),
         }
     )
-
-
-def code_version() -> str:
-    """`git describe --always --dirty` of the source tree when it is a git checkout, else the
-    installed package version."""
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-        return done.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        try:
-            return f"dvmset {package_version('dvmset')}"
-        except PackageNotFoundError:
-            return "unknown"

@@ -22,12 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from curation.publish import VersionExistsError, code_version
+from curation.versions import VersionExistsError, code_version
 from dvmset.catalog import Catalog
 from dvmset.config import Config, config_toml
 from dvmset.records import ClipStatus
 from dvmset.storage import atomic_write_text, temp_name_for
-from manifests.card import CARD_FILE, fenced, markdown_table
+from manifests.card import CARD_FILE
+from manifests.markdown import fenced, markdown_table
 from manifests.release import (
     RELEASE_FILE,
     RELEASE_SCHEMA_VERSION,

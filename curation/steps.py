@@ -17,7 +17,6 @@ the temporary files in the video's folders (those a dead owner left).
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from curation import clip, dedup, download, leases, loudness, picture, prescreen, probe, separate, speech
 from curation.energy import EnergyCurves, read_energy_curves
+from curation.faults import infrastructure_fault
 from curation.outcomes import LEFT_DONE, LEFT_LEASED, LEFT_LOST, StageTally, StepOutcome
 from dvmset.catalog import Catalog
 from dvmset.config import Config
@@ -47,6 +47,7 @@ from dvmset.storage import (
     DataRoot,
     remove_stale_temps,
 )
+from dvmset.store import Storage
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def _held_step(
     (default: this process), if the video is free and still to do for the stage."""
     stage = stage_named(stage_name)
     stage_version = stage.version_key(config)
+    config.data_storage().trim_if_due(int(config.storage.scratch_gib * 2**30))  # an object store's local copies
     with leases.hold(catalog, video.video_id, stage.name, owner or leases.work_owner()) as held:
         if held is None:
             return StepOutcome(video.video_id, video.status, left=LEFT_LEASED)
@@ -88,8 +90,8 @@ def _guarded(
 ) -> StepOutcome:
     try:
         return work()
-    except (ConfigError, leases.LeaseLost):  # the set-up is wrong (e.g. no model), or the video is not ours
-        raise
+    except (ConfigError, leases.LeaseLost):  # the set-up or the machine is wrong (e.g. no model, store lost),
+        raise  # or the video is not ours
     except Exception as exc:  # noqa: BLE001 - the run goes on; the catalog keeps the reason
         fault = infrastructure_fault(exc, data_root)
         if fault is not None:  # the machine's, not the video's: stop, leave the video as it was
@@ -104,42 +106,13 @@ def _guarded(
         return StepOutcome(video.video_id, status, error.reason)
 
 
-LOW_DISK_BYTES = 64 * 1024 * 1024  # under this much free space, a failed write is taken for a full disk
-_DISK_ERRNOS = {
-    errno.ENOSPC: "no space left",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "read-only file system",
-}
-
-
-def infrastructure_fault(exc: BaseException, data_root: Path) -> str | None:
-    """What is wrong with the machine when `exc` is its fault, not the video's, else None: a full,
-    over-quota or read-only disk (by errno, or any error while the data root's disk has under
-    `LOW_DISK_BYTES` free: libsndfile says only "System error."), or the data root not writable."""
-    root = Path(data_root).resolve()
-    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
-        return f"{_DISK_ERRNOS[exc.errno]} ({exc.filename or root}); free space or fix the disk, then run again"
-    try:
-        free_bytes = shutil.disk_usage(root).free
-    except OSError:
-        return f"the data root {root} cannot be read; check that it is mounted, then run again"
-    if free_bytes < LOW_DISK_BYTES:
-        return (
-            f"the disk of the data root {root} is full ({free_bytes / 2**20:.0f} MiB free; "
-            f"{type(exc).__name__}: {exc}); free space, then run again"
-        )
-    if isinstance(exc, PermissionError) and exc.filename and Path(exc.filename).resolve().is_relative_to(root):
-        return (
-            f"cannot write under the data root ({exc.filename}: permission denied); fix its permissions, then run again"
-        )
-    return None
-
-
 def download_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str | None = None) -> StepOutcome:
     """discovered -> downloaded (or failed/skipped)."""
 
     def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
-        result = download.download_video(current, config.download, DataRoot(config.data_root))
+        storage = config.data_storage()
+        result = download.download_video(current, config.download, storage.data)
+        storage.upload(storage.data.raw_dir(current.video_id))
         held.check()
         catalog.mark_downloaded(result, download.STAGE_VERSION)
         return StepOutcome(current.video_id, VideoStatus.DOWNLOADED)
@@ -151,7 +124,7 @@ def probe_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str 
     """downloaded -> probed (or failed/skipped)."""
 
     def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
-        info = probe.probe_media(_media_path(DataRoot(config.data_root), current), config.probe)
+        info = probe.probe_media(_media_path(config.data_storage(), current), config.probe)
         held.check()
         catalog.mark_probed(current.video_id, info, probe.STAGE_VERSION)
         return StepOutcome(current.video_id, VideoStatus.PROBED)
@@ -200,12 +173,12 @@ def separate_step(catalog: Catalog, config: Config, video: VideoRecord, owner: s
     """probed -> separated: the accompaniment, energy curves and speech probabilities of the whole track."""
 
     def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
-        data = DataRoot(config.data_root)
-        stems = data.stems_dir(current.video_id)
-        remove_stale_temps(stems)  # what a dead owner left half written
+        storage = config.data_storage()
+        stems = _own_folder(storage, storage.data.stems_dir(current.video_id))
         files = separate.separate_file(
-            separator_for(config), _media_path(data, current), stems, config.separate, speech_detector_for(config)
+            separator_for(config), _media_path(storage, current), stems, config.separate, speech_detector_for(config)
         )
+        storage.upload(files.accompaniment_path, files.energy_path)
         held.check()
         key = _separate_key(config)
         catalog.mark_separated(current.video_id, files.model_id, key, stand_in=files.stand_in, models=files.models)
@@ -224,19 +197,31 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str |
         if video.probe is None or video.separate_version is None or video.separator_model_id is None:
             raise StageError(ReasonCode.INTERNAL_ERROR, "video has no probe or separation to clip")
         clip.check_x264_params(config.clip)  # a bad one stops the run
-        data = DataRoot(config.data_root)
+        storage = config.data_storage()
+        data = storage.data
         current = ClipVersions(video.separate_version, keys.clip, keys.loudness, keys.prescreen)
         existing = {known.clip_id: known for known in catalog.clips(video.video_id)}
         spans = clip.plan_clip_spans(video.probe.duration_s, config.clip.clip_s, video.probe.fps)
         clip_ids = [make_clip_id(video.video_id, span.start_s) for span in spans]
-        energy = read_energy_curves(data.stems_dir(video.video_id) / ENERGY_FILE)
+        for clip_id in clip_ids:  # the clips made before, to keep; an unknown one's objects are a dead owner's
+            folder = _own_folder(storage, data.clip_dir(clip_id))
+            if clip_id in existing:
+                storage.fetch_folder(folder)
+            else:
+                storage.remove(folder)
+        _media_path(storage, video)
+        storage.fetch(data.stems_dir(video.video_id) / ACCOMPANIMENT_FILE)
+        energy = read_energy_curves(storage.fetch(data.stems_dir(video.video_id) / ENERGY_FILE))
 
         workers = config.clip.workers
         threads = [_ffmpeg_threads(workers, clips_left=len(spans) - index) for index in range(len(spans))]
 
         def make(clip_id: str, span: clip.Span, ffmpeg_threads: int) -> ClipRecord | None:
             known = existing.get(clip_id)
-            return _make_clip(data, config, video, clip_id, span, known, current, energy, ffmpeg_threads)
+            made = _make_clip(data, config, video, clip_id, span, known, current, energy, ffmpeg_threads)
+            if made is not None:
+                storage.upload(data.clip_dir(clip_id))  # under final keys before the catalog knows the clip
+            return made
 
         pool = ThreadPoolExecutor(workers)
         try:  # in order: a clip is saved once it and every clip before it are done
@@ -249,6 +234,7 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str |
         held.check()
         for retired in catalog.retire_clips(video.video_id, clip_ids):
             shutil.rmtree(data.clip_dir(retired), ignore_errors=True)
+            storage.remove(data.clip_dir(retired))
         catalog.mark_clipped(video.video_id, len(spans), keys.clip)
         return StepOutcome(video.video_id, VideoStatus.CLIPPED)
 
@@ -260,11 +246,12 @@ def fingerprint_step(catalog: Catalog, config: Config, video: VideoRecord, owner
     picture and the separated accompaniment, saved as `stems/<video>/fingerprint.npz`."""
 
     def work(current: VideoRecord, held: leases.Hold) -> StepOutcome:
-        data = DataRoot(config.data_root)
-        stems = data.stems_dir(current.video_id)
-        remove_stale_temps(stems)
-        fingerprint = dedup.fingerprint_video(_media_path(data, current), stems / ACCOMPANIMENT_FILE)
+        storage = config.data_storage()
+        stems = _own_folder(storage, storage.data.stems_dir(current.video_id))
+        accompaniment = storage.fetch(stems / ACCOMPANIMENT_FILE)
+        fingerprint = dedup.fingerprint_video(_media_path(storage, current), accompaniment)
         dedup.save_fingerprint(fingerprint, stems / FINGERPRINT_FILE)
+        storage.upload(stems / FINGERPRINT_FILE)
         held.check()
         catalog.mark_fingerprinted(current.video_id, dedup.FINGERPRINT_VERSION)
         return StepOutcome(current.video_id, VideoStatus.CLIPPED)
@@ -322,7 +309,7 @@ def _make_clip(
             silent=result.silent,
         )
         analysis = clip.cut_video(
-            _media_path(data, video),
+            data.resolve(video.media_path),
             span,
             music_path,
             video_path,
@@ -361,10 +348,19 @@ def _ffmpeg_threads(workers: int, clips_left: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, min(workers, clips_left)))
 
 
-def _media_path(data: DataRoot, video: VideoRecord) -> Path:
+def _media_path(storage: Storage, video: VideoRecord) -> Path:
+    """The video's downloaded file, in this machine's data root (fetched from the store when needed)."""
     if video.media_path is None:
         raise StageError(ReasonCode.INTERNAL_ERROR, "video has no downloaded file")
-    return data.resolve(video.media_path)
+    return storage.fetch(storage.data.resolve(video.media_path))
+
+
+def _own_folder(storage: Storage, folder: Path) -> Path:
+    """`folder` cleared of what a dead owner left there (temporary files, and a store's partial
+    uploads), for the holder of its video's work lease."""
+    remove_stale_temps(folder)
+    storage.clear_partial_uploads(folder)
+    return folder
 
 
 Step = Callable[[Catalog, Config, VideoRecord, str | None], StepOutcome]  # (catalog, config, video, owner)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from dvmset.errors import ConfigError
 from dvmset.records import PrescreenFlag
 from dvmset.storage import DataRoot
+from dvmset.store import Storage, check_store_url, default_scratch_dir, is_store_url, storage_for
 
 ENV_PREFIX = "DVMSET_"
 log = logging.getLogger(__name__)
@@ -233,10 +234,20 @@ class EvaluateConfig(_Section):
     device: str = "cpu"
 
 
+class StorageConfig(_Section):
+    """Where the data root's files live when `data_root` is an object-store URL (`dvmset.store`)."""
+
+    url: str | None = None  # set from data_root = "s3://bucket/prefix"; None: the data root is a local folder
+    endpoint_url: str | None = None  # an S3-compatible server (MinIO, GCS interop); None: the SDK's own (AWS)
+    scratch_dir: Path | None = None  # this machine's working copy; None: ~/.cache/dvmset/scratch/<bucket>/<prefix>
+    scratch_gib: float = Field(100.0, gt=0)  # copies used longest ago are removed past this size (`Storage.trim`)
+
+
 class Config(_Section):
-    data_root: Path = Path("data")
+    data_root: Path = Path("data")  # a local folder, or an object-store URL (see StorageConfig)
     catalog_url: str | None = None  # None: SQLite at <data_root>/catalog.sqlite
     model_dir: Path | None = None
+    storage: StorageConfig = StorageConfig()
     search: SearchConfig = SearchConfig()
     download: DownloadConfig = DownloadConfig()
     probe: ProbeConfig = ProbeConfig()
@@ -255,12 +266,21 @@ class Config(_Section):
     def _model_keys_out_of_train(cls, data: Any, info: ValidationInfo) -> Any:
         return _move_model_keys(data, (info.context or {}).get("source", "the config"))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _store_url_out_of_data_root(cls, data: Any) -> Any:
+        return _move_store_url(data)
+
     @property
     def resolved_catalog_url(self) -> str:
         """The SQLAlchemy URL of the catalog (SQLite under the data root by default)."""
         if self.catalog_url:
             return self.catalog_url
         return f"sqlite:///{DataRoot(self.data_root).catalog_path.resolve()}"
+
+    def data_storage(self) -> Storage:
+        """The data root's files: the local folder, backed by the object store `storage.url` names."""
+        return storage_for(self.data_root, self.storage.url, self.storage.endpoint_url)
 
 
 def _move_model_keys(data: Any, source: str) -> Any:
@@ -283,6 +303,27 @@ def _move_model_keys(data: Any, source: str) -> Any:
     )
     kept = {key: value for key, value in train.items() if key not in moved}
     return {**data, "train": kept, "model": {**(model or {}), **{key: train[key] for key in moved}}}
+
+
+def _move_store_url(data: Any) -> Any:
+    """`data` with an object-store `data_root` ("s3://bucket/prefix") moved to `storage.url`, and the
+    data root set to this machine's scratch folder (`storage.scratch_dir`, else one under
+    ~/.cache/dvmset/scratch named after the URL). ValueError for a URL that carries credentials, or a
+    store without a catalog of its own (the default SQLite file would stay on one machine)."""
+    root = data.get("data_root") if isinstance(data, dict) else None
+    if not isinstance(root, str) or not is_store_url(root):
+        return data
+    url = check_store_url(root)
+    if not data.get("catalog_url"):
+        raise ValueError(
+            f"data_root {url} is an object store: set catalog_url too (PostgreSQL, e.g. "
+            "postgresql+psycopg://user@host/dvmset, for runs across machines): the default SQLite catalog "
+            "would stay on this machine"
+        )
+    storage = dict(data.get("storage") or {})
+    storage["url"] = url
+    scratch = storage.get("scratch_dir") or default_scratch_dir(url)
+    return {**data, "data_root": scratch, "storage": storage}
 
 
 def override_section(config: Config, section: str, overrides: Mapping[str, Any]) -> Config:
@@ -347,6 +388,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 _PATH_KEYS = {
     (): ("data_root", "model_dir"),
+    ("storage",): ("scratch_dir",),
     ("search",): ("queries_file",),
     ("download",): ("cookies_file",),
     ("model",): ("rhythm_predictor",),
@@ -364,7 +406,8 @@ def _anchor_paths(data: dict[str, Any], base_dir: Path) -> dict[str, Any]:
         if not isinstance(node, dict):
             continue
         for key in keys:
-            if isinstance(node.get(key), str) and node[key] and not Path(node[key]).is_absolute():
+            value = node.get(key)
+            if isinstance(value, str) and value and not is_store_url(value) and not Path(value).is_absolute():
                 node[key] = str(base_dir / node[key])
     return data
 
@@ -397,7 +440,14 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         return Config.model_validate(data, context=context)
     except ValidationError as exc:
         source = file_path or "embedded defaults"
-        raise ConfigError(f"invalid configuration ({source} + {ENV_PREFIX}* environment):\n{exc}") from exc
+        raise ConfigError(f"invalid configuration ({source} + {ENV_PREFIX}* environment):\n{_reasons(exc)}") from None
+
+
+def _reasons(exc: ValidationError) -> str:
+    """One line per invalid setting (`section.key: why`), never the values given (a URL may hold a secret)."""
+    return "\n".join(
+        f"  {'.'.join(str(part) for part in error['loc']) or 'config'}: {error['msg']}" for error in exc.errors()
+    )
 
 
 # what `dvmset init` writes: every key with its default and a comment (dvmset/starter_config.toml)

@@ -16,7 +16,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dvmset.models import REGISTRY, Location, demucs_torch_cached
+from dvmset.model_registry import REGISTRY
+from dvmset.models import Location, demucs_torch_cached
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 

@@ -25,10 +25,13 @@ def entry_config(config: Config | Path | None, catalog_url: str | None) -> Confi
     """The run's config: `config` itself, or the file it names loaded once (None: $DVMSET_CONFIG,
     ./dvmset.toml, else the embedded defaults); `catalog_url` overrides its catalog. In a deployment run
     with no `Config` given, ConfigError unless a config file is given or found or DVMSET_DATA_ROOT is
-    set: the embedded defaults would put the data (and a SQLite catalog) into the worker's checkout."""
+    set: the embedded defaults would put the data (and a SQLite catalog) into the worker's checkout. A
+    config loaded here whose data root is an object store is checked to be reachable (ConfigError naming
+    the fix)."""
     if not isinstance(config, Config):
         _check_deployment_config(config)
         config = load_config(config)
+        config.data_storage().check()  # an object store without credentials stops here, naming the fix
     return config.model_copy(update={"catalog_url": catalog_url}) if catalog_url else config
 
 

@@ -1,4 +1,5 @@
-"""The pull step of prefect.yaml: start each deployment's flow run in the worker machine's checkout.
+"""The pull steps of prefect.yaml: start each deployment's flow run in the worker machine's checkout
+(`enter_project_dir`), and have the server mark runs whose process died `Crashed` (`watch_heartbeats`).
 
 In: the worker's environment, `DVM_PROJECT_DIR` (not `DVMSET_*`: those are all config overrides).
 Out: the working directory set to that checkout, returned as Prefect's step output
@@ -17,6 +18,7 @@ from prefect.client.orchestration import get_client
 from prefect.states import Failed
 
 from dvmset.errors import ConfigError
+from flows.zombies import ZOMBIE_AUTOMATION, ensure_zombie_automation
 
 PROJECT_DIR_VARIABLE = "DVM_PROJECT_DIR"
 FLOW_RUN_VARIABLE = "PREFECT__FLOW_RUN_ID"  # set by the worker for the process it starts
@@ -44,3 +46,10 @@ def enter_project_dir() -> dict[str, str]:
         with get_client(sync_client=True) as client:
             client.set_flow_run_state(UUID(os.environ[FLOW_RUN_VARIABLE]), Failed(message=problem))
     raise ConfigError(problem)
+
+
+def watch_heartbeats() -> dict[str, str]:
+    """Make the server's automation that marks flow runs without heartbeats `Crashed` (`flows.zombies`),
+    once: later runs find it there. Out: its name, as Prefect's step output."""
+    ensure_zombie_automation()
+    return {"zombie_automation": ZOMBIE_AUTOMATION}

@@ -8,13 +8,15 @@ config's, and strings and numbers (sources, stages, a runner). Subflows and task
 `Config` object. Out: the run's summary as plain data (`RunSummary.as_dict()`), also posted as a
 markdown table artifact whose key names the data root and the run (`flows.summary.artifact_key`).
 The catalog says what is pending, so a rerun does only unfinished work; a video another run or
-worker holds (its work lease) is left to it. One failing video or source never fails a flow; a
-set-up error (a bad config, a deployment run without one, a missing model, SQLite or a local
-Prefect API behind a Dask scheduler) does, before it touches a video, and so does a fault of the
-machine (`InfrastructureError`: a full disk), leaving its videos as they were. A publish that
-cannot be done (`PublishError`: the version exists, a fingerprint is missing, clips are stand-in
-output and `allow_stand_in` is false) fails its flow with the error's message as the state
-message, and no traceback.
+worker holds (its work lease) is left to it. An ingest has no stage barrier: each video moves on to its
+next stage as soon as one is done (`flows.pipeline`); a following ingest (`follow`) also takes up what
+other runs hand on to its stages, so deployments of a few stages each chain by the catalog's state.
+One failing video or source never fails a flow; a set-up error (a bad config, a deployment run
+without one, a missing model, SQLite or a local Prefect API behind a Dask scheduler) does, before it
+touches a video, and so does a fault of the machine (`InfrastructureError`: a full disk), leaving its
+videos as they were. A publish that cannot be done (`PublishError`: the version exists, a fingerprint
+is missing, clips are stand-in output and `allow_stand_in` is false) fails its flow with the error's
+message as the state message, and no traceback.
 """
 
 from __future__ import annotations
@@ -24,26 +26,23 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
-from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_API_URL
 from prefect.states import Failed, State
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from curation import search, steps
-from curation.outcomes import StageTally
-from curation.publish import NothingChangedError, next_version
 from curation.publish import publish as publish_manifests
+from curation.versions import NothingChangedError, next_version
 from dvmset.catalog import Catalog
 from dvmset.config import Config
 from dvmset.errors import ConfigError, PublishError
 from dvmset.storage import DataRoot
 from flows.context import catalog_for, entry_config
-from flows.runners import DEFAULT_WORKERS, check_runner, task_runner_for
+from flows.pipeline import run_pipeline
+from flows.runners import DEFAULT_WORKERS, check_runner, task_runner_for, task_slots
 from flows.summary import PublishRow, RunSummary, artifact_key
-from flows.tasks import discover_task, task_for
-
-PROGRESS_STEPS = 10  # a stage logs its progress about this many times
+from flows.tasks import discover_task
 
 
 def _open(config: Config | Path | None, catalog_url: str | None) -> tuple[Config, Catalog]:
@@ -63,7 +62,8 @@ def _check_runner_once(runner: str, dask_address: str | None, workers: int, cata
 def _report(summary: RunSummary, flow_name: str, title: str, config: Config) -> dict:
     """Post the summary as a markdown artifact, its key and title naming the data root and the run
     (`artifact_key`), and return it as a dict."""
-    data_root, run_name = str(Path(config.data_root).resolve()), flow_run.name or ""
+    data_root = config.storage.url or str(Path(config.data_root).resolve())  # a store by its URL, not the scratch
+    run_name = flow_run.name or ""
     key = artifact_key(flow_name, data_root, run_name)
     heading = f"{title}: {data_root}, run {run_name}"
     create_markdown_artifact(summary.markdown(heading), key=key, description=f"{heading}: counts and failures")
@@ -111,34 +111,6 @@ def discover_flow(
     return _report(RunSummary(sources=rows).with_catalog(catalog), "discover", "DVMSet discovery", config)
 
 
-def _run_stage(task_runner: TaskRunner, stage: steps.Stage, config: Config, video_ids: list[str]) -> StageTally:
-    """Submit one task per video and tally the outcomes as they finish. A task that raised counts as
-    an error of its video; a ConfigError (a set-up problem) is raised once every task has finished."""
-    logger = get_run_logger()
-    tally = StageTally(stage.name)
-    stage_task = task_for(stage, config)
-    futures = {
-        task_runner.submit(stage_task, {"stage": stage.name, "config": config, "video_id": video_id}): video_id
-        for video_id in video_ids
-    }
-    log_every = max(1, len(futures) // PROGRESS_STEPS)
-    set_up_errors: list[ConfigError] = []
-    for done, future in enumerate(as_completed(list(futures)), start=1):
-        result = future.result(raise_on_failure=False)
-        if isinstance(result, ConfigError):
-            set_up_errors.append(result)
-        elif isinstance(result, BaseException):
-            tally.add_error(futures[future], result)
-        else:
-            tally.add(result)
-        if done % log_every == 0 and done < len(futures):
-            logger.info("%s: %d/%d videos done", stage.name, done, len(futures))
-    if set_up_errors:
-        raise set_up_errors[0]
-    logger.info(tally.line())
-    return tally
-
-
 @flow(name="ingest")
 def ingest_flow(
     config: Config | Path | None = None,
@@ -148,27 +120,28 @@ def ingest_flow(
     dask_address: str | None = None,
     workers: int = DEFAULT_WORKERS,
     retry_failed: bool = False,
+    follow: bool = False,
+    poll_s: float = 10.0,
 ) -> dict:
     """Run `stages` (default: every stage of `curation.steps.STAGES`: download, probe, separate, clip, ...)
-    one after the other, each over every video the catalog says it has to do, a task per video on the runner.
-    With `retry_failed`, the `failed` videos are first sent back to be tried again (skipped ones stay)."""
+    over every video the catalog says they have to do, a task per video and stage on the runner, each video
+    moving on to its next stage as soon as one is done (`flows.pipeline`: no stage waits for every video).
+    With `retry_failed`, the `failed` videos are first sent back to be tried again (skipped ones stay).
+    With `follow`, the run also takes up the videos that other runs bring to its stages (asking the
+    catalog every `poll_s`), and ends when no earlier stage has any left: deployments of a few stages each
+    (fetch, separate, clip) chain by the catalog's state."""
     config, catalog = _open(config, catalog_url)
     chosen = [steps.stage_named(name) for name in stages] if stages else list(steps.STAGES)
+    chosen = [stage for stage in steps.STAGES if stage in chosen]  # in table order, each once
     _check_runner_once(runner, dask_address, workers, catalog)
     if retry_failed:
         get_run_logger().info("retry: %d failed videos sent back", catalog.reset_errors())
-    summary = RunSummary()
     with task_runner_for(runner, dask_address, workers) as task_runner:
-        for stage in chosen:
-            videos = stage.pending(catalog, config)
-            if not videos:
-                get_run_logger().info("%s: nothing to do", stage.name)
-                continue
-            get_run_logger().info("%s: %d videos to do", stage.name, len(videos))
-            if runner == "local":
-                stage.preflight(config)  # once for all task threads (e.g. the separator); a missing model stops here
-            tally = _run_stage(task_runner, stage, config, [v.video_id for v in videos])
-            summary = summary.then(RunSummary.of_stage(tally, catalog))
+        slots = task_slots(task_runner, runner, dask_address, workers)
+        tallies = run_pipeline(chosen, config, catalog, task_runner, slots, runner == "local", follow, poll_s)
+    summary = RunSummary()
+    for tally in tallies:
+        summary = summary.then(RunSummary.of_stage(tally, catalog))
     return _report(summary.with_catalog(catalog), "ingest", "DVMSet ingest", config)
 
 

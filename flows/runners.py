@@ -67,3 +67,11 @@ def task_runner_for(runner: str, dask_address: str | None, workers: int) -> Task
     if dask_address:
         return DaskTaskRunner(address=dask_address)
     return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True})
+
+
+def task_slots(task_runner: TaskRunner, runner: str, dask_address: str | None, workers: int) -> int:
+    """How many tasks the ingest keeps on a started task runner at once: `workers` (the threads, or the
+    LocalCluster's processes), or the threads of a Dask scheduler's workers when they are more."""
+    if runner != "dask" or not dask_address:
+        return workers
+    return max(workers, sum(task_runner.client.nthreads().values()))

@@ -29,6 +29,7 @@ from dvmset.catalog.review import ClaimLost
 from dvmset.errors import DvmsetError
 from dvmset.records import ClipRecord, ClipStatus, VideoRecord
 from dvmset.storage import DataRoot
+from dvmset.store import ObjectStore
 from labeling_ui.keys import HEAD, SHORTCUTS
 from labeling_ui.logins import ClientAddressMiddleware, ThrottledLogin, ThrottleSettings
 from labeling_ui.media import MediaError, MediaRoot
@@ -81,7 +82,7 @@ that is wrong (keys 1-5) before you press r. Not sure? Skip (key **s**).
 
 @dataclass(frozen=True)
 class AppSettings:
-    data_root: Path
+    data_root: Path  # with an object store: this machine's scratch folder, where clip files are fetched
     catalog_url: str
     review: ReviewSettings = ReviewSettings()
     silence_dbfs: float = -45.0  # the timeline shades frames quieter than this (the prescreen's threshold)
@@ -90,6 +91,7 @@ class AppSettings:
     throttle: ThrottleSettings = ThrottleSettings()  # wrong passwords: growing delay, then a lock
     thresholds: Thresholds = Thresholds()  # the prescreen's limits, shown beside each score
     guidelines_md: str = DEFAULT_GUIDELINES  # opened with ? (`dvmset label --guidelines FILE`)
+    store: ObjectStore | None = None  # the object store behind the data root (`[storage] url`), if any
 
 
 class LabelingApp:
@@ -101,8 +103,8 @@ class LabelingApp:
         self.auth = Authenticator(settings.users) if settings.users is not None else None
         self.login = ThrottledLogin(self.auth, settings.throttle) if self.auth is not None else None
         self.session = ReviewSession(catalog, settings.review, role_of=self.role)
-        self.media = MediaRoot(settings.data_root)
-        self.original = OriginalAudio(settings.data_root)
+        self.media = MediaRoot(settings.data_root, settings.store)
+        self.original = OriginalAudio(settings.data_root, settings.store)
         self._prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dv-prefetch")
         self._shown: dict[str, tuple[str, str]] = {}  # annotator -> (clip on screen, its name for the status line)
         timeline_dir = DataRoot(settings.data_root).labeling_cache_dir("timeline")
@@ -364,6 +366,7 @@ def serve(settings: AppSettings, host: str, port: int, block: bool = True) -> gr
     catalog = Catalog.open(settings.catalog_url)
     blocks, app = build_app(settings, catalog)
     app.original.cache_dir.mkdir(parents=True, exist_ok=True)
+    app.media.clips_dir.mkdir(parents=True, exist_ok=True)  # an object store's scratch folder may have none yet
     app.warm_up()
     try:
         blocks.launch(

@@ -1,7 +1,10 @@
 """Which files the labeling app may serve: clip files under `<data root>/clips/`, nothing else.
 
 In: a path relative to the data root, as the catalog stores it. Out: the checked absolute
-path (symlinks resolved) and the URL Gradio's file route serves it at. Gradio itself is
+path (symlinks resolved) and the URL Gradio's file route serves it at. When the data root is an
+object store, the data root here is this machine's scratch folder and a clip's file is fetched
+into it from the store on first use (`dvmset.store.Storage.fetch`), then served as a local file,
+with the same checks. Gradio itself is
 launched with `allowed_paths=[MediaRoot.clips_dir]`, so a request for any other file (the
 catalog, the users file, `/etc/passwd`) is refused by its file route too.
 """
@@ -15,6 +18,7 @@ from urllib.parse import quote
 
 from dvmset.errors import DvmsetError
 from dvmset.storage import DataRoot
+from dvmset.store import ObjectStore, Storage
 
 FILE_ROUTE = "/gradio_api/file="
 
@@ -26,6 +30,7 @@ class MediaError(DvmsetError):
 @dataclass(frozen=True)
 class MediaRoot:
     data_root: Path
+    store: ObjectStore | None = None  # the object store behind the data root, if any
 
     @property
     def clips_dir(self) -> Path:
@@ -38,8 +43,11 @@ class MediaRoot:
             lexical = DataRoot(self.data_root).resolve(relative_path)
         except ValueError as exc:
             raise MediaError(str(exc)) from exc
+        if self.clips_dir not in Path(os.path.realpath(lexical)).parents:
+            raise MediaError(f"path {relative_path!r} is not under the data root's clips folder")
+        Storage(DataRoot(self.data_root), self.store).fetch(lexical)
         real = Path(os.path.realpath(lexical))
-        if self.clips_dir not in real.parents:
+        if self.clips_dir not in real.parents:  # a link the store's copy made is checked again
             raise MediaError(f"path {relative_path!r} is not under the data root's clips folder")
         if not real.is_file():
             raise MediaError(f"clip file {relative_path!r} is missing")

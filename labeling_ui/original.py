@@ -23,6 +23,7 @@ from urllib.parse import quote
 from dvmset.ids import id_to_dirname
 from dvmset.records import ClipRecord, VideoRecord
 from dvmset.storage import DataRoot, atomic_path
+from dvmset.store import ObjectStore, Storage
 from labeling_ui.media import FILE_ROUTE
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ COPIED_CODECS = frozenset({"aac", "mp3", "opus"})  # ffprobe's names of the audi
 @dataclass(frozen=True)
 class OriginalAudio:
     data_root: Path
+    store: ObjectStore | None = None  # the object store behind the data root, if any
 
     @property
     def cache_dir(self) -> Path:
@@ -42,13 +44,14 @@ class OriginalAudio:
         return self.cache_dir / f"{id_to_dirname(clip_id)}.m4a"
 
     def source(self, video: VideoRecord | None) -> Path | None:
-        """The downloaded source file of `video`, where it is still on disk."""
+        """The downloaded source file of `video`, where it is still on disk (or in the store: fetched)."""
         if video is None or not video.media_path:
             return None
         try:
             path = DataRoot(self.data_root).resolve(video.media_path)
         except ValueError:
             return None
+        Storage(DataRoot(self.data_root), self.store).fetch(path)
         return path if path.is_file() else None
 
     def url(self, clip: ClipRecord, video: VideoRecord | None) -> str | None:

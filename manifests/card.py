@@ -5,7 +5,7 @@ over the reviewed clips, the exact config (TOML text), the code version, the mod
 stems came from (`ModelUse`: separator and speech detector, SHA-256, stand-in or not, clips per
 split), the rejected clips made by a stand-in, and optionally the source videos' durations and
 the number of rejected clips. Out: `README.md` in that folder and the pictures it embeds
-(`card_pictures`), every file written atomically.
+(`manifests.card_picture_files`), every file written atomically.
 
 The card: YAML front matter (`configs` naming the Parquet file of each split, so that
 `datasets.load_dataset(<folder>)` reads both splits; `license` from the source videos' licences:
@@ -13,15 +13,14 @@ their Hub id when they all have the same one, else `other` with the licences cou
 `task_categories`, `size_categories`, `pretty_name`, tags; `stand_in: true|false`); a red-flag
 warning first thing when any clip's music came from a stand-in separator with random weights;
 then how to load it, counts per split and query, the split rule, the column dictionary
-(generated from `MANIFEST_SCHEMA` and `COLUMN_DOCS`), licences, review outcome, models,
-pictures (clip loudness, source-video and clip durations, scene cuts per minute, accept/reject
-reasons) and provenance (code version and the config with its local paths redacted).
+(`manifests.card_columns`, from `MANIFEST_SCHEMA` and `COLUMN_DOCS`), licences, review outcome,
+models, pictures (clip loudness, source-video and clip durations, scene cuts per minute,
+accept/reject reasons) and provenance (code version and the config with its local paths redacted).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 import tomllib
 from collections import Counter
@@ -34,15 +33,19 @@ import pyarrow.compute as pc
 
 from dvmset.records import ModelStamp
 from dvmset.storage import atomic_write_bytes, atomic_write_text
-from manifests.card_pictures import Panel, bar_png, histogram_png
-from manifests.schema import COLUMN_DOCS, MANIFEST_SCHEMA, MANIFEST_SCHEMA_VERSION, manifest_path
+from manifests.card_columns import column_dictionary
+from manifests.card_picture_files import (
+    DURATION_PICTURE,
+    LOUDNESS_PICTURE,
+    REVIEW_PICTURE,
+    SCENE_CUT_PICTURE,
+    card_pictures,
+)
+from manifests.markdown import fenced, markdown_table
+from manifests.schema import MANIFEST_SCHEMA_VERSION, manifest_path
 from manifests.split import Split, SplitConfig
 
 CARD_FILE = "README.md"
-LOUDNESS_PICTURE = "loudness_hist.png"
-DURATION_PICTURE = "duration_hist.png"
-SCENE_CUT_PICTURE = "scene_cuts_hist.png"
-REVIEW_PICTURE = "review_reasons.png"
 NO_QUERY = "(none)"
 UNKNOWN_LICENSE = "unknown"
 # Hub task ids (@huggingface/tasks, pipelines.ts): the Hub has no video-to-audio task; music
@@ -137,32 +140,6 @@ def write_dataset_card(
     return card
 
 
-def card_pictures(
-    tables: Mapping[Split, pa.Table],
-    rejections: Counter,
-    video_durations_s: Mapping[str, float] | None = None,
-    rejected_clips: int | None = None,
-) -> dict[str, bytes]:
-    """File name -> PNG bytes of each picture the card embeds (pure)."""
-    lufs = "integrated loudness (LUFS)"
-    loudness = [
-        ("clip loudness before normalization", lufs, _finite_values(tables, "loudness_before_lufs")),
-        ("clip loudness after normalization", lufs, _finite_values(tables, "loudness_lufs")),
-    ]
-    title = "source videos" if video_durations_s is not None else "source videos (to their last clip's end)"
-    durations: list[Panel] = [
-        (title, "duration (seconds)", _video_durations(tables, video_durations_s), "videos"),
-        ("clips", "duration (seconds)", _finite_values(tables, "duration_s")),
-    ]
-    cuts = [("scene cuts per clip", "scene cuts per minute of clip", _cuts_per_minute(tables))]
-    return {
-        LOUDNESS_PICTURE: histogram_png(loudness),
-        DURATION_PICTURE: histogram_png(durations),
-        SCENE_CUT_PICTURE: histogram_png(cuts),
-        REVIEW_PICTURE: bar_png("review outcome", _review_counts(tables, rejections, rejected_clips)),
-    }
-
-
 def card_text(
     version: str,
     tables: Mapping[Split, pa.Table],
@@ -228,27 +205,6 @@ def card_text(
     return "\n\n".join(sections) + "\n"
 
 
-def column_dictionary(schema: pa.Schema = MANIFEST_SCHEMA, docs: Mapping[str, str] = COLUMN_DOCS) -> str:
-    """A Markdown table of every column of `schema`: name, Arrow type, nullable, description."""
-    rows = [
-        [
-            f"`{field.name}`",
-            f"`{_type_name(field.type)}`",
-            "yes" if field.nullable else "no",
-            docs.get(field.name, "(no description)"),
-        ]
-        for field in schema
-    ]
-    return markdown_table(["column", "type", "nullable", "description"], rows)
-
-
-def _type_name(type_: pa.DataType) -> str:
-    """`list<string>` for a list of non-null strings (Arrow's own text names the item field)."""
-    if pa.types.is_list(type_):
-        return f"list<{_type_name(type_.value_type)}>"
-    return str(type_)
-
-
 def hub_license(license_text: str | None) -> str | None:
     """The Hub's licence id for a licence string a platform gives, or None when it has none."""
     if not license_text:
@@ -269,50 +225,6 @@ def redact_local_paths(config_toml: str) -> str:
         else:
             lines.append(_LOCAL_PATH.sub('"<local path>"', line))
     return "\n".join(lines) + ("\n" if config_toml.endswith("\n") else "")
-
-
-def _finite_values(tables: Mapping[Split, pa.Table], column: str) -> dict[str, list[float]]:
-    """Split name -> the finite values of `column` (silent clips' -inf loudness left out)."""
-    return {
-        split.value: [value for value in table[column].to_pylist() if math.isfinite(value)]
-        for split, table in tables.items()
-    }
-
-
-def _video_durations(
-    tables: Mapping[Split, pa.Table], durations_s: Mapping[str, float] | None
-) -> dict[str, list[float]]:
-    """Split name -> one duration per source video: from `durations_s`, or its last clip's end."""
-    values: dict[str, list[float]] = {}
-    for split, table in tables.items():
-        last_end: dict[str, float] = {}
-        for video_id, end_s in zip(table["video_id"].to_pylist(), table["end_s"].to_pylist()):
-            last_end[video_id] = max(end_s, last_end.get(video_id, 0.0))
-        found = [end if durations_s is None else durations_s.get(video, end) for video, end in sorted(last_end.items())]
-        values[split.value] = [value for value in found if value is not None and math.isfinite(value)]
-    return values
-
-
-def _cuts_per_minute(tables: Mapping[Split, pa.Table]) -> dict[str, list[float]]:
-    """Split name -> scene cuts per minute of each clip."""
-    return {
-        split.value: [
-            len(cuts) * 60.0 / duration
-            for cuts, duration in zip(table["scene_cuts_s"].to_pylist(), table["duration_s"].to_pylist())
-            if duration and duration > 0
-        ]
-        for split, table in tables.items()
-    }
-
-
-def _review_counts(tables: Mapping[Split, pa.Table], rejections: Counter, rejected: int | None) -> dict[str, int]:
-    """Bar label -> clips: accepted (published), rejected (when known), then each reason."""
-    counts = {"accepted": sum(table.num_rows for table in tables.values())}
-    if rejected is not None:
-        counts["rejected (any reason)"] = rejected
-    ordered = sorted(rejections.items(), key=lambda kv: (-kv[1], str(kv[0])))
-    counts.update({f"rejected: {reason}": count for reason, count in ordered})
-    return counts
 
 
 def _license_counts(tables: Mapping[Split, pa.Table]) -> Counter[tuple[str, str]]:
@@ -511,16 +423,3 @@ def _rejection_table(rejections: Counter, rejected_clips: int | None = None) -> 
         "of non-music, persistent noise, static images, mismatched music).\n\n"
         + markdown_table(["reason", "clips"], rows)
     )
-
-
-def markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    lines = [header, ["---"] * len(header), *rows]
-    return "\n".join("| " + " | ".join(str(cell).replace("|", "\\|") for cell in line) + " |" for line in lines)
-
-
-def fenced(text: str, language: str) -> str:
-    """`text` in a fenced block whose fence is longer than any run of backticks inside it."""
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    body = text.rstrip("\n")
-    return f"{fence}{language}\n{body}\n{fence}"

@@ -52,9 +52,12 @@ def fail(code: ExitCode, message: str) -> typer.Exit:
 
 
 def load_config_or_exit(config_path: Path | None) -> Config:
-    """The config (`load_config`), or an exit with the config error's code and message."""
+    """The config (`load_config`; an object-store data root checked reachable), or an exit with the config
+    error's code and message."""
     try:
-        return load_config(config_path)
+        config = load_config(config_path)
+        config.data_storage().check()  # an object store without credentials or bucket stops here
+        return config
     except ConfigError as exc:
         raise fail(ExitCode.CONFIG, str(exc)) from exc
 

@@ -225,7 +225,9 @@ def status(
     by_query: Annotated[bool, typer.Option("--by-query", help="one table row per query")] = False,
 ) -> None:
     """Counts of videos by status and reason (and per query)."""
-    _config, catalog = open_catalog(config_path)
+    config, catalog = open_catalog(config_path)
+    if config.storage.url:  # reached: open_catalog checked it
+        out.print(f"data root: {config.storage.url} (this machine's copy: {config.data_root})", highlight=False)
     for table in status_tables(catalog, by_query=by_query):
         out.print(table)
 

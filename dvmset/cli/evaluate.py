@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dvmset.cli.common import ConfigOption, ExitCode, fail, out, progress_bar
+from dvmset.cli.manifest_inputs import local_manifest
 from dvmset.cli.run_settings import configured
 from dvmset.config import EvaluateConfig, config_toml, portable
 from dvmset.errors import StageError
@@ -98,7 +99,11 @@ def repeat_command(manifest: Path, runs: dict[str, Path], config_file: Path, out
 
 def evaluate(
     manifest: Annotated[
-        Path, typer.Option(help="a published manifest version folder (manifests/<version>/) or one of its splits")
+        str,
+        typer.Option(
+            help="a published manifest version folder (manifests/<version>/) or one of its splits (with an "
+            "object-store data root, also its URL: fetched with its clips)"
+        ),
     ],
     generated: Annotated[list[Path], typer.Option(help="a folder of generated music, one file per clip (repeatable)")],
     name: Annotated[list[str] | None, typer.Option(help="the run's name in the report, one per --generated")] = None,
@@ -234,6 +239,7 @@ def evaluate(
             "--scene-detector, --scene-threshold and --min-scene-frames set how scenes are "
             "detected: they do not apply with --scenes manifest",
         )
+    manifest = local_manifest(manifest, config)
     if manifest.is_dir():  # the version folder, as `manifests check` takes it
         manifest = manifest_path(manifest, split)
     try:

@@ -82,6 +82,7 @@ def label(
     settings = AppSettings(
         data_root=config.data_root.resolve(),
         catalog_url=config.resolved_catalog_url,
+        store=config.data_storage().store,
         review=ReviewSettings(lease_s=lease_min * 60.0, overlap_share=overlap_share),
         silence_dbfs=config.prescreen.silence_dbfs,
         users=entries,

@@ -1,4 +1,5 @@
-"""The weights commands of `dvmset`: `models list`, `models check`, `models pull` (registry: `dvmset.models`).
+"""The weights commands of `dvmset`: `models list`, `models check`, `models pull` (registry:
+`dvmset.model_registry`; where each model is looked for: `dvmset.models`).
 
 Registered by `dvmset.cli.main`. `list` reads paths only (no torch, no network);
 `check` loads each model that is here with the loader its stage uses (imported inside the command) and
@@ -18,6 +19,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from dvmset import model_registry
 from dvmset import models as registry
 from dvmset.cli.common import ConfigOption, ExitCode, err, fail, load_config_or_exit, out
 from dvmset.config import Config
@@ -30,7 +32,7 @@ models_app = typer.Typer(
 )
 
 KeysArgument = Annotated[
-    list[str] | None, typer.Argument(help=f"model keys (default: all): {', '.join(registry.REGISTRY)}")
+    list[str] | None, typer.Argument(help=f"model keys (default: all): {', '.join(model_registry.REGISTRY)}")
 ]
 IdOption = Annotated[
     list[str] | None,
@@ -63,7 +65,7 @@ def model_rows(config: Config, ids: dict[str, str]) -> list[dict[str, Any]]:
     """One dict per model: what `models list` shows (its --json output)."""
     rows = []
     for key, model_id in ids.items():
-        entry = registry.REGISTRY[key]
+        entry = model_registry.REGISTRY[key]
         places = registry.locations(key, model_id, config.model_dir)
         found = next((place for place in places if place.present), None)
         checksum = entry.checksum(model_id)
@@ -240,11 +242,11 @@ def pull(keys: KeysArgument = None, config_path: ConfigOption = None, ids: IdOpt
 
 def _source_url(key: str, model_dir: Path | None) -> str:
     if key == "panns":
-        return registry.PANNS_URL
+        return model_registry.PANNS_URL
     if key == "imagebind":
-        return registry.IMAGEBIND_URL
+        return model_registry.IMAGEBIND_URL
     if key == "demucs" and model_dir is not None:
-        return registry.DEMUCS_REMOTE_URL
+        return model_registry.DEMUCS_REMOTE_URL
     return hub_url()
 
 
@@ -269,7 +271,7 @@ def _fetch(key: str, model_id: str, model_dir: Path | None) -> Path:
             download_url_to_file(url, str(model_dir / name), hash_prefix=name.rsplit("-", 1)[1].removesuffix(".th"))
         (model_dir / bag.name).write_bytes(bag.read_bytes())
         return model_dir
-    if registry.REGISTRY[key].kind == "hub":
+    if model_registry.REGISTRY[key].kind == "hub":
         from huggingface_hub import HfApi, snapshot_download
 
         files = HfApi().list_repo_files(model_id)
@@ -280,8 +282,8 @@ def _fetch(key: str, model_id: str, model_dir: Path | None) -> Path:
         return Path(snapshot_download(model_id, local_dir=local_dir, allow_patterns=patterns))
     target = registry.download_target(key, model_id, model_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
-    download_url_to_file(registry.PANNS_URL if key == "panns" else registry.IMAGEBIND_URL, str(target))
-    checksum = registry.REGISTRY[key].checksum(model_id)
+    download_url_to_file(model_registry.PANNS_URL if key == "panns" else model_registry.IMAGEBIND_URL, str(target))
+    checksum = model_registry.REGISTRY[key].checksum(model_id)
     if checksum is not None:
         from dvmset.model_checksums import file_digest
 

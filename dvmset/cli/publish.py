@@ -25,7 +25,6 @@ from rich.text import Text
 
 from dvmset.cli.common import ConfigOption, ExitCode, err, fail, load_config_or_exit, open_catalog, out
 from dvmset.errors import ConfigError, PublishError
-from dvmset.storage import DataRoot
 from manifests.schema import MEDIA_ROOT_KEY, ManifestError, file_metadata, manifest_path
 from manifests.split import Split
 
@@ -57,15 +56,11 @@ def publish(
     separator are refused unless --allow-stand-in is given; a split with no rows is refused (exit
     1, with the reason); nothing is written when nothing changed since the last version (exit 0)
     unless --force is given."""
-    from curation.publish import (
-        NothingChangedError,
-        StandInError,
-        VersionExistsError,
-        next_version,
-    )
+    from curation.publish import StandInError
     from curation.publish import (
         publish as publish_manifests,
     )
+    from curation.versions import NothingChangedError, VersionExistsError, next_version
 
     config, catalog = open_catalog(config_path)
     try:
@@ -175,16 +170,20 @@ def release(
 ) -> None:
     """Write a media-free release of a published manifest: `clips.parquet` (source URLs, clip
     times, groups, splits, decisions and reasons; no media, no local paths) and its card."""
-    from curation.publish import VersionExistsError
     from curation.release import make_release
+    from curation.versions import VersionExistsError
 
     config, catalog = open_catalog(config_path)
-    data = DataRoot(config.data_root)
-    manifest_dir = data.manifests_dir / version
+    storage = config.data_storage()  # with an object store: the manifest fetched, the release uploaded
+    manifest_dir = storage.fetch_folder(storage.data.manifests_dir / version)
     if not manifest_dir.is_dir():
         raise fail(ExitCode.USAGE, f"no manifest version {version!r} at {manifest_dir}; publish it first")
     try:
-        result = make_release(manifest_dir, out_dir or data.releases_dir / version, catalog)
+        result = make_release(
+            manifest_dir, out_dir or storage.fetch_folder(storage.data.releases_dir / version), catalog
+        )
+        if out_dir is None:
+            storage.upload(result.release_dir)
     except VersionExistsError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
     except ManifestError as exc:

@@ -16,13 +16,20 @@ from typing import Annotated, Literal
 import typer
 
 from dvmset.cli.common import ConfigOption, ExitCode, fail, out
+from dvmset.cli.manifest_inputs import local_manifest
 from dvmset.cli.run_settings import configured
 from dvmset.cli.train import training_errors_as_exit_codes
 from dvmset.config import config_toml, portable
 
 
 def train_rhythm(
-    manifest: Annotated[Path, typer.Option(help="a published manifest version folder (manifests/<version>/)")],
+    manifest: Annotated[
+        str,
+        typer.Option(
+            help="a published manifest version folder (manifests/<version>/; with an object-store data root, "
+            "also its URL: fetched with its clips)"
+        ),
+    ],
     config_path: ConfigOption = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="output folder (default: runs/<manifest version>/rhythm)")
@@ -92,6 +99,7 @@ def train_rhythm(
         )
     except ValueError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
+    manifest = local_manifest(manifest, config)
     manifest_dir = manifest if manifest.is_dir() else manifest.parent
     request = RhythmRequest(
         manifest_dir=manifest_dir,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from dvmset.cli.common import ConfigOption, ExitCode, fail, out
+from dvmset.cli.manifest_inputs import local_manifest
 from dvmset.cli.run_settings import configured
 from dvmset.config import Config, ModelConfig, config_toml, portable
 from dvmset.errors import StageError
@@ -76,7 +77,11 @@ def resolved_run_config(config: Config, musicgen_id: str, clip_id: str) -> str:
 
 def train(
     manifest: Annotated[
-        Path, typer.Option(help="a published manifest version folder (manifests/<version>/) or its train.parquet")
+        str,
+        typer.Option(
+            help="a published manifest version folder (manifests/<version>/) or its train.parquet (with an "
+            "object-store data root, also its URL: fetched with its clips)"
+        ),
     ],
     stage: Annotated[int, typer.Option(min=1, max=2, help="1: the semantic path; 2: adds the rhythm path")],
     config_path: ConfigOption = None,
@@ -186,6 +191,7 @@ def train(
         )
     except ValueError as exc:
         raise fail(ExitCode.USAGE, str(exc)) from exc
+    manifest = local_manifest(manifest, config)
     if manifest.is_dir():  # the version folder, as `manifests check` takes it: its train split
         manifest = manifest_path(manifest, Split.TRAIN)
     request = TrainRequest(

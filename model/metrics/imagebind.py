@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dvmset.models import IMAGEBIND_URL
+from dvmset.model_registry import IMAGEBIND_URL
 from model.errors import WeightsNotFoundError
 
 DEFAULT_CHECKPOINT = "imagebind/imagebind_huge.pth"

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dvmset.models import PANNS_URL
+from dvmset.model_registry import PANNS_URL
 from model.errors import WeightsNotFoundError
 
 PANNS_SAMPLE_RATE_HZ = 32_000

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from curation import dedup, separate, steps
+from curation import dedup, faults, separate, steps
 from curation.outcomes import LEFT_DONE, LEFT_LEASED, StageTally, StepOutcome
 from curation.samples import VideoSpec, make_video
 from curation.search import scan_folder
@@ -280,7 +280,9 @@ def test_a_full_disk_stops_the_run_leaves_the_video_as_it_was_and_a_rerun_goes_o
         raise RuntimeError("LibsndfileError: System error.")
 
     monkeypatch.setattr(steps.separate, "separate_file", libsndfile_says_system_error)
-    monkeypatch.setattr(steps.shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6))
+    monkeypatch.setattr(
+        faults.shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6)
+    )
     with pytest.raises(InfrastructureError, match="is full"):
         steps.run_stage(stage, catalog, config, videos)
     assert the_video(catalog).status is VideoStatus.PROBED
@@ -291,11 +293,11 @@ def test_a_full_disk_stops_the_run_leaves_the_video_as_it_was_and_a_rerun_goes_o
 
 
 def test_an_unexpected_error_with_room_on_the_disk_is_still_the_videos(tmp_path):
-    assert steps.infrastructure_fault(RuntimeError("boom"), tmp_path) is None
-    assert steps.infrastructure_fault(PermissionError(errno.EACCES, "denied", "/elsewhere/a.mp4"), tmp_path) is None
+    assert faults.infrastructure_fault(RuntimeError("boom"), tmp_path) is None
+    assert faults.infrastructure_fault(PermissionError(errno.EACCES, "denied", "/elsewhere/a.mp4"), tmp_path) is None
     inside = PermissionError(errno.EACCES, "denied", str(tmp_path / "clips" / "a.flac"))
-    assert "permission denied" in steps.infrastructure_fault(inside, tmp_path)
-    assert "read-only" in steps.infrastructure_fault(OSError(errno.EROFS, "Read-only file system"), tmp_path)
+    assert "permission denied" in faults.infrastructure_fault(inside, tmp_path)
+    assert "read-only" in faults.infrastructure_fault(OSError(errno.EROFS, "Read-only file system"), tmp_path)
 
 
 def test_a_leased_video_is_left_alone_and_a_dead_owners_lease_and_temp_files_are_taken_over(fresh):

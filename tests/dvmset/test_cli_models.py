@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from curation.separate import save_tiny_model
-from dvmset import models, reachability
+from dvmset import model_registry, models, reachability
 from dvmset.cli.common import ExitCode
 from dvmset.cli.main import app
 
@@ -46,7 +46,7 @@ def listed(*args: str) -> dict[str, dict]:
 
 def test_list_shows_what_is_present_and_what_is_missing(workdir):
     rows = listed()
-    assert list(rows) == list(models.REGISTRY)
+    assert list(rows) == list(model_registry.REGISTRY)
     demucs = rows["demucs"]
     assert demucs["id"] == "tiny-random" and demucs["default_id"] == "htdemucs"
     assert (demucs["found_in"], demucs["found"]) == ("model folder", str(workdir / "models"))

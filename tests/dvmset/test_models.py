@@ -1,6 +1,6 @@
-"""The model registry (`dvmset.models`): default ids read from the code, where each model is looked for (temp
-folders and environment variables, never a hub), the reachability check, and the loaders that ask it: offline,
-the separator and transformers give one clear error at once and ask no remote."""
+"""The model registry (`dvmset.model_registry`, `dvmset.models`): default ids read from the code, where each
+model is looked for (temp folders and environment variables, never a hub), the reachability check, and the
+loaders that ask it: offline, the separator and transformers give one clear error at once and ask no remote."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 
-from dvmset import models, reachability
+from dvmset import model_registry, models, reachability
 from dvmset.config import EvaluateConfig, SeparateConfig
 
 
@@ -59,7 +59,7 @@ def test_default_ids_are_the_codes_own():
     from model.metrics import clap, imagebind, panns
     from model.tokens import DEFAULT_MUSICGEN_MODEL_ID
 
-    defaults = {key: entry.default_id for key, entry in models.REGISTRY.items()}
+    defaults = {key: entry.default_id for key, entry in model_registry.REGISTRY.items()}
     assert defaults == {
         "demucs": SeparateConfig().model,
         "silero-vad": "silero-vad",
@@ -78,7 +78,7 @@ def test_default_ids_are_the_codes_own():
     evaluate = inspect.signature(cli_evaluate.evaluate).parameters
     assert (evaluate["clap"].default, evaluate["panns"].default, evaluate["imagebind"].default) == (None, None, None)
     assert inspect.signature(cli_train.train).parameters["musicgen"].default is None  # None: the code's default
-    for entry in models.REGISTRY.values():
+    for entry in model_registry.REGISTRY.values():
         assert entry.licence and entry.stage and entry.size_bytes(entry.default_id)
 
 
@@ -96,7 +96,7 @@ def test_configured_ids_take_each_model_from_its_config_section():
         "facebook/musicgen-small",
         "laion/clap-htsat-unfused",
     )
-    assert ids["clip"] == models.REGISTRY["clip"].default_id  # [model] names none: the code's default
+    assert ids["clip"] == model_registry.REGISTRY["clip"].default_id  # [model] names none: the code's default
 
 
 def test_weights_cache_follows_the_environment(monkeypatch, tmp_path):
@@ -126,7 +126,7 @@ def test_demucs_names_agree_with_demucs():
     assert models.demucs_remote_files("htdemucs") == {"955717e8": urls["955717e8"]}
     assert urls["955717e8"].endswith("/955717e8-8726e21a.th")
     assert len(models.demucs_remote_files("htdemucs_ft")) == 4 and models.demucs_remote_files("tiny-random") == {}
-    assert models.REGISTRY["demucs"].checksum("htdemucs").file_name == "955717e8-8726e21a.th"
+    assert model_registry.REGISTRY["demucs"].checksum("htdemucs").file_name == "955717e8-8726e21a.th"
 
 
 def test_demucs_is_looked_for_in_the_model_folder_alone_when_one_is_set(tmp_path, isolated_caches):

@@ -34,8 +34,9 @@ from curation.samples import VideoSpec, make_video  # noqa: E402
 from dvmset.config import load_config  # noqa: E402
 from flows import gpu  # noqa: E402
 from flows.flows import build_flow  # noqa: E402
-from tests.flows.processes import PREFECT, clean_environ, free_port, kill_marked, process_group, wait_until  # noqa: E402
+from tests.flows.processes import PREFECT, clean_environ, kill_marked, process_group, wait_until  # noqa: E402
 from tests.support.flow_builds import LABEL, MODEL, discover_corpus, file_times, write_config  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="session")

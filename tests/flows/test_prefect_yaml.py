@@ -23,7 +23,11 @@ def test_every_deployment_loads_its_flow_with_parameters_it_takes(monkeypatch):
     monkeypatch.chdir(ROOT)  # entrypoints are relative to the project root
     spec = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
     assert (spec["build"], spec["push"]) == (None, None)
-    assert spec["pull"] == [{"flows.deploy_steps.enter_project_dir": {}}]
+    assert spec["pull"] == [{"flows.deploy_steps.enter_project_dir": {}}, {"flows.deploy_steps.watch_heartbeats": {}}]
+    assert all(
+        pool["job_variables"]["env"]["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] == "30"
+        for pool in spec["definitions"]["work_pools"].values()
+    )
     pools = {}
     for deployment in spec["deployments"]:
         flow = load_flow_from_entrypoint(deployment["entrypoint"])
@@ -33,6 +37,8 @@ def test_every_deployment_loads_its_flow_with_parameters_it_takes(monkeypatch):
     assert pools == {
         "dvmset-discover": "dvmset-cpu",
         "dvmset-fetch": "dvmset-cpu",
+        "dvmset-separate": "dvmset-gpu",
+        "dvmset-clip": "dvmset-cpu",
         "dvmset-ingest": "dvmset-gpu",
         "dvmset-publish": "dvmset-cpu",
         "dvmset-build": "dvmset-gpu",

@@ -49,5 +49,5 @@ def test_the_ingest_deployment_runs_on_a_worker_of_a_real_server(real_server, tm
         ("pending_review", 0.0, 10.0),
         ("pending_review", 10.0, 20.0),
     ]
-    pull = [{"flows.deploy_steps.enter_project_dir": {}}]
-    assert len(deployments) == 5 and all(d["pull_steps"] == pull for d in deployments)  # run on each worker
+    pull = [{"flows.deploy_steps.enter_project_dir": {}}, {"flows.deploy_steps.watch_heartbeats": {}}]
+    assert len(deployments) == 7 and all(d["pull_steps"] == pull for d in deployments)  # run on each worker

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 
 from labeling_ui.users import Authenticator, Role, load_users
-from tests.support.review_data import free_port
+from tests.support.ports import free_port
 
 
 def label(args: list[str], cwd, stdin: str = "") -> subprocess.CompletedProcess:

@@ -20,10 +20,6 @@ from dvmset.config import Config, config_toml
 from dvmset.records import ModelStamp, RejectReason
 from manifests.card import (
     CARD_FILE,
-    DURATION_PICTURE,
-    LOUDNESS_PICTURE,
-    REVIEW_PICTURE,
-    SCENE_CUT_PICTURE,
     SEPARATOR_ROLE,
     SPEECH_ROLE,
     TASK_CATEGORIES,
@@ -33,6 +29,7 @@ from manifests.card import (
     redact_local_paths,
     write_dataset_card,
 )
+from manifests.card_picture_files import DURATION_PICTURE, LOUDNESS_PICTURE, REVIEW_PICTURE, SCENE_CUT_PICTURE
 from manifests.card_pictures import bar_png, histogram_png, histogram_range
 from manifests.schema import COLUMN_DOCS, MANIFEST_SCHEMA, manifest_path, manifest_table, write_manifest
 from manifests.split import Split

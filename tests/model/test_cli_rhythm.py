@@ -8,53 +8,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from dvmset.cli.common import ExitCode
-from dvmset.cli.main import app
 from model.checkpoint import load_checkpoint
 from model.generate import GenerationSettings, generate_music, load_generator
 from model.rhythm_predictor import load_predictor_payload, payload_sha256
-from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
+from tests.support.model_workdirs import TINY_TRAIN, run_cli, tiny_workdir
 from tests.support.training_manifests import write_rhythm_manifests
-
-TRAIN = [
-    "--batch-size",
-    "2",
-    "--crop-s",
-    "2",
-    "--warmup-steps",
-    "1",
-    "--musicgen",
-    "tiny/musicgen",
-    "--clip",
-    "tiny/clip",
-]
 
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """A folder with models/tiny/{musicgen,clip}, a data root with train and test manifests, a config naming the
     CLIP model and a small rhythm predictor."""
-    save_tiny_musicgen(tmp_path / "models" / "tiny" / "musicgen", num_layers=8, hidden_size=TINY_DECODER_WIDTH)
-    save_tiny_clip(tmp_path / "models" / "tiny" / "clip")
+    tiny_workdir(tmp_path, '[model]\nclip = "tiny/clip"\n[rhythm]\nepochs = 5\nhidden = 8\n')
     write_rhythm_manifests(tmp_path)
-    (tmp_path / "dvmset.toml").write_text(
-        'data_root = "data"\nmodel_dir = "models"\n[model]\nclip = "tiny/clip"\n[rhythm]\nepochs = 5\nhidden = 8\n'
-    )
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-def run(*args: str) -> tuple[int, str]:
-    """`dvmset` in this process: (exit code, output with its line breaks undone)."""
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "300"})
-    return result.exit_code, " ".join(result.output.split())
-
-
 @pytest.mark.slow
 def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(workdir, one_thread):
-    code, output = run("train-rhythm", "--manifest", "manifests/v1", "--epochs", "3")  # the flag over [rhythm]
+    code, output = run_cli("train-rhythm", "--manifest", "manifests/v1", "--epochs", "3")  # the flag over [rhythm]
     assert code == 0, output
     rhythm = workdir / "runs" / "v1" / "rhythm"  # the default output folder
     written = (rhythm / "config.toml").read_text()
@@ -66,15 +41,17 @@ def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(wor
     assert report["test"]["predictor"]["onsets"]["onsets"] > 0  # the clicks at the cuts are the music's onsets
     payload = load_predictor_payload(rhythm / "rhythm_predictor.pt")
     assert payload["facts"]["test"] == report["test"] and payload["config"]["use_affect"] is True
-    code, output = run("train-rhythm", "--manifest", "manifests/v1", "--epochs", "1")
+    code, output = run_cli("train-rhythm", "--manifest", "manifests/v1", "--epochs", "1")
     assert code == ExitCode.USAGE and "rhythm_predictor.pt exists" in output
-    code, output = run(
+    code, output = run_cli(
         "train-rhythm", "--manifest", "manifests/v1", "--config", str(rhythm / "config.toml"), "--out", "again"
     )
     assert code == 0, output
     assert json.loads((workdir / "again" / "rhythm_report.json").read_text())["losses"] == report["losses"]
 
-    code, output = run("train", "--manifest", "manifests/v1", "--stage", "1", "--steps", "2", "--affect", "on", *TRAIN)
+    code, output = run_cli(
+        "train", "--manifest", "manifests/v1", "--stage", "1", "--steps", "2", "--affect", "on", *TINY_TRAIN
+    )
     assert code == 0 and "affect features in the semantic condition" in output, output
     stage1 = workdir / "runs" / "v1" / "stage1" / "checkpoint.pt"
     stage2 = [
@@ -90,11 +67,11 @@ def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(wor
         "on",
         "--rhythm",
         "predicted-odf",
-        *TRAIN,
+        *TINY_TRAIN,
     ]
-    code, output = run("train", *stage2)
+    code, output = run_cli("train", *stage2)
     assert code == ExitCode.USAGE and "needs a rhythm predictor" in output, output
-    code, output = run("train", *stage2, "--rhythm-predictor", str(rhythm / "rhythm_predictor.pt"))
+    code, output = run_cli("train", *stage2, "--rhythm-predictor", str(rhythm / "rhythm_predictor.pt"))
     assert code == 0 and "rhythm source predicted-odf" in output, output
 
     out = workdir / "runs" / "v1" / "stage2"
@@ -105,8 +82,8 @@ def test_a_trained_rhythm_predictor_drives_a_predicted_odf_run_and_its_music(wor
     written = (out / "config.toml").read_text()
     assert 'rhythm = "predicted-odf"' in written and 'affect = "on"' in written
     assert f'rhythm_predictor = "{(rhythm / "rhythm_predictor.pt").resolve()}"' in written
-    resume = ["--manifest", "manifests/v1", "--stage", "2", "--steps", "3", "--affect", "on", "--resume", *TRAIN]
-    code, output = run("train", *resume)  # the default rhythm source, not the checkpoint's
+    resume = ["--manifest", "manifests/v1", "--stage", "2", "--steps", "3", "--affect", "on", "--resume", *TINY_TRAIN]
+    code, output = run_cli("train", *resume)  # the default rhythm source, not the checkpoint's
     assert code == ExitCode.USAGE and "trained with the rhythm source predicted-odf" in output, output
 
     model, encoder = load_generator(checkpoint, workdir / "models", "cpu")  # the checkpoint alone

@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import torch
-from typer.testing import CliRunner
 
 from dvmset.cli.common import ExitCode
-from dvmset.cli.main import app
 from model.backbone import load_backbone
 from model.dataset import curve_at_frames
 from model.errors import ConditioningError
@@ -31,14 +29,8 @@ from model.soundtrack import mux_music, write_music
 from model.video_conditions import AFFECT_DIM
 from model.vidmusician import ConditioningConfig, VidMusician
 from tests.support.generated_media import make_cut_video, make_tone
-from tests.support.tiny_models import (
-    TINY_CLIP_EMBED_DIM,
-    TINY_CODEC_RATE_HZ,
-    TINY_DECODER_WIDTH,
-    TINY_NUM_CODEBOOKS,
-    save_tiny_clip,
-    save_tiny_musicgen,
-)
+from tests.support.model_workdirs import TINY_TRAIN, run_cli, tiny_workdir
+from tests.support.tiny_models import TINY_CLIP_EMBED_DIM, TINY_CODEC_RATE_HZ, TINY_NUM_CODEBOOKS
 from tests.support.training_manifests import write_training_manifest
 
 CODEC_FRAME_RATE_HZ = 25  # the tiny codec's (conftest: 8 kHz, hop 320)
@@ -244,33 +236,14 @@ def test_music_for_a_video_is_muxed_under_its_untouched_picture(stage2_model, ti
 def trained_workdir(tmp_path_factory) -> Path:
     """A folder with tiny models under models/, a manifest, and stage-1 then stage-2 checkpoints written by
     `dvmset train` (one step each)."""
-    folder = tmp_path_factory.mktemp("generate-cli")
-    save_tiny_musicgen(folder / "models" / "tiny" / "musicgen", num_layers=8, hidden_size=TINY_DECODER_WIDTH)
-    save_tiny_clip(folder / "models" / "tiny" / "clip")
+    folder = tiny_workdir(tmp_path_factory.mktemp("generate-cli"))
     write_training_manifest(folder, num_accepted=2)
-    (folder / "dvmset.toml").write_text('data_root = "data"\nmodel_dir = "models"\n')
-    common = [
-        "train",
-        "--manifest",
-        "manifests/v1/train.parquet",
-        "--steps",
-        "1",
-        "--batch-size",
-        "2",
-        "--crop-s",
-        "2",
-        "--warmup-steps",
-        "1",
-        "--musicgen",
-        "tiny/musicgen",
-        "--clip",
-        "tiny/clip",
-    ]
+    common = ["train", "--manifest", "manifests/v1/train.parquet", "--steps", "1", *TINY_TRAIN]
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         for stage_args in (["--stage", "1"], ["--stage", "2", "--init", "runs/v1/stage1/checkpoint.pt"]):
-            result = CliRunner().invoke(app, [*common, *stage_args])
-            assert result.exit_code == 0, result.output
+            code, output = run_cli(*common, *stage_args)
+            assert code == 0, output
     return folder
 
 
@@ -278,8 +251,7 @@ def run_generate(workdir: Path, *args: str) -> tuple[int, str]:
     """`dvmset generate` in `workdir`: (exit code, output with its line breaks undone)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workdir)
-        result = CliRunner().invoke(app, ["generate", *args], env={"COLUMNS": "300"})
-    return result.exit_code, " ".join(result.output.split())
+        return run_cli("generate", *args)
 
 
 STAGE2 = ["--checkpoint", "runs/v1/stage2/checkpoint.pt"]

@@ -22,6 +22,7 @@ from dvmset.records import (
     SourceKind,
     SourceMetadata,
 )
+from dvmset.storage import DataRoot
 
 PG_URL = os.environ.get("DVMSET_TEST_PG_URL")
 
@@ -57,8 +58,17 @@ def cand(video_id: str, query: str, source=SourceKind.PLATFORM_SEARCH) -> Candid
 KEYS = ClipVersions(separate="separate/1+aa", clip="clip/1+bb", loudness="loudness/1+cc", prescreen="prescreen/1+dd")
 
 
-def make_clip(video_id: str, start_s: float, versions: ClipVersions = KEYS, **scores) -> ClipRecord:
-    """A pending 60 s clip of `video_id` from `start_s`, made-up loudness and prescreen scores (`scores` override)."""
+def make_clip(
+    video_id: str,
+    start_s: float,
+    versions: ClipVersions = KEYS,
+    data_root: DataRoot | None = None,
+    limited: bool = True,
+    **scores,
+) -> ClipRecord:
+    """A pending 60 s clip of `video_id` from `start_s`, made-up loudness and prescreen scores (`scores` override);
+    its files in its own folder under `data_root` when given, else named `clips/<video_id>/...`."""
+    clip_id = make_clip_id(video_id, start_s)
     fields = dict(
         silence_s=0.0,
         longest_silence_s=0.0,
@@ -71,18 +81,23 @@ def make_clip(video_id: str, start_s: float, versions: ClipVersions = KEYS, **sc
         priority=0.2,
     )
     fields.update(scores)
+    if data_root is None:
+        video_path, music_path = f"clips/{video_id}/video.mp4", f"clips/{video_id}/music.flac"
+    else:
+        video_path = data_root.relative(data_root.clip_video_path(clip_id))
+        music_path = data_root.relative(data_root.clip_music_path(clip_id))
     return ClipRecord(
-        clip_id=make_clip_id(video_id, start_s),
+        clip_id=clip_id,
         video_id=video_id,
         start_s=start_s,
         end_s=start_s + 60.0,
         status=ClipStatus.PENDING_REVIEW,
         fps=25.0,
-        video_path=f"clips/{video_id}/video.mp4",
-        music_path=f"clips/{video_id}/music.flac",
+        video_path=video_path,
+        music_path=music_path,
         separator_model_id="htdemucs",
         loudness=ClipLoudness(
-            before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5, limited=True, silent=False
+            before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5, limited=limited, silent=False
         ),
         prescreen=PrescreenScores(**fields),
         versions=versions,

@@ -21,11 +21,15 @@ def make_cut_video(
     cut_every_s: float | None = 2.0,
     first_cut_s: float | None = None,
     size: str = "320x240",
+    hue: str | None = None,
 ) -> Path:
     """An H.264 test pattern of `size` at `fps` whose hue jumps (a hard cut) every `cut_every_s`, the first
-    at `first_cut_s` (default: `cut_every_s`); `cut_every_s` None: one unchanging pattern."""
+    at `first_cut_s` (default: `cut_every_s`); `cut_every_s` None: one unchanging pattern. `hue`, when
+    given, is the hue filter's options instead (cuts at the caller's own times, or one fixed hue)."""
     source = f"testsrc2=size={size}:rate={fps}:duration={duration_s}"
-    if cut_every_s is not None:
+    if hue is not None:
+        source += f",hue={hue}"
+    elif cut_every_s is not None:
         shift_s = cut_every_s - (cut_every_s if first_cut_s is None else first_cut_s)
         source += f",hue=h=97*floor((t+{shift_s})/{cut_every_s})"
     subprocess.run(

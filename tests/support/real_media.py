@@ -12,7 +12,8 @@ its mix, so a test can compare what the pipeline measured with the truth:
   channel (as films mix it).
 
 `build_corpus(folder)` writes one mp4 per case and returns the `CaseTruth`s. Speech spans are the
-voiced stretch of each sentence (its first to its last sample above -40 dBFS).
+voiced stretch of each sentence (its first to its last sample above -40 dBFS). `speech_over_music`
+writes one longer track for `bench/stages.py --real-separation` (sentences over castle.ogg, no truth).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +34,8 @@ CLIP_S = 30.0  # the corpus' clip length: each case makes one clip
 VIDEO_S = 31.0  # the remainder past the clip is dropped
 SPEECH_GAIN_DB = 3.0  # the voice-over's level over the music's (RMS), as a narrator is mixed
 _VOICED_DBFS = -40.0  # a speech sample above this is voiced
-_SENTENCES = (
+SPOKEN_AT_S = (4.0, 24.0, 44.0)  # `speech_over_music`'s sentence starts
+SENTENCES = (  # espeak-ng's lines, laid over the music
     "Welcome to the old town. The market opens at dawn, and the bakers are already at work.",
     "Across the river stands the cathedral, built over two hundred years by generations of masons.",
     "In the evening the harbour fills with music, and the fishing boats come home with the tide.",
@@ -63,7 +66,7 @@ def real_music_available() -> bool:
 def build_corpus(folder: Path) -> dict[str, CaseTruth]:
     """Write the four cases (see the module docstring) into `folder`; return their truths by name."""
     folder.mkdir(parents=True, exist_ok=True)
-    sentences = [_speech(text, folder / f".sentence{index}.wav") for index, text in enumerate(_SENTENCES)]
+    sentences = [_speech(text, folder / f".sentence{index}.wav") for index, text in enumerate(SENTENCES)]
     cases = [
         _voiceover(folder, sentences),
         _silent_gap(folder),
@@ -115,6 +118,44 @@ def music_excerpt(track: str, start_s: float) -> np.ndarray:
     music = np.frombuffer(raw, dtype="<f4").reshape(-1, 2).copy()
     total = round(VIDEO_S * SAMPLE_RATE_HZ)
     return np.pad(music, ((0, max(0, total - len(music))), (0, 0)))[:total]
+
+
+def speech_over_music(path: Path, duration_s: float) -> str:
+    """A 44.1 kHz stereo FLAC of `duration_s` at `path` (kept when there): castle.ogg from 20 s or, where
+    pushover-data is absent, the generated chord and kick, with `SENTENCES` spoken over it from
+    `SPOKEN_AT_S`. Returns what it holds, in words."""
+    music = MUSIC_DIR / "castle.ogg"
+    source = f"{music.name} from 20 s" if music.is_file() else "generated chord and kick (no pushover-data)"
+    described = f"{duration_s:g} s of {source} with {len(SENTENCES)} espeak-ng sentences over it"
+    if path.exists():
+        return described
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as temp:
+        args = ["ffmpeg", "-nostdin", "-v", "error", "-y"]
+        if music.is_file():
+            args += ["-ss", "20", "-t", f"{duration_s:g}", "-i", str(music)]
+        else:
+            from curation.samples import make_music
+
+            args += ["-i", str(make_music(Path(temp) / "music.flac", duration_s))]
+        mix = ["[0:a]aresample=44100,aformat=channel_layouts=stereo[m0]"]
+        for index, (start_s, sentence) in enumerate(zip(SPOKEN_AT_S, SENTENCES, strict=True), start=1):
+            spoken = Path(temp) / f"speech{index}.wav"
+            subprocess.run(["espeak-ng", "-w", str(spoken), sentence], check=True, capture_output=True, timeout=60)
+            args += ["-i", str(spoken)]
+            delay_ms = round(start_s * 1000)
+            mix.append(
+                f"[{index}:a]aresample=44100,aformat=channel_layouts=stereo,adelay={delay_ms}|{delay_ms}[s{index}]"
+            )
+        inputs = "".join(f"[s{i}]" for i in range(1, len(SENTENCES) + 1))
+        mix.append(
+            f"[m0]{inputs}amix=inputs={len(SENTENCES) + 1}:duration=first:normalize=0,atrim=end={duration_s:g}[out]"
+        )
+        temp_out = Path(temp) / path.name
+        args += ["-filter_complex", ";".join(mix), "-map", "[out]", "-c:a", "flac", "-sample_fmt", "s16", str(temp_out)]
+        subprocess.run(args, check=True, capture_output=True, timeout=300)
+        temp_out.rename(path)
+    return described
 
 
 def _speech(text: str, path: Path) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from labeling_ui.app import AppSettings, serve
-from tests.support.review_data import free_port
+from tests.support.ports import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dvmset.catalog import Catalog
-from dvmset.ids import make_clip_id
 from dvmset.records import (
     Candidate,
-    ClipLoudness,
     ClipRecord,
-    ClipStatus,
     Download,
     ModelStamp,
     PrescreenFlag,
-    PrescreenScores,
     ProbeInfo,
     SourceKind,
     SourceMetadata,
 )
 from dvmset.storage import MEDIA_STEM, DataRoot
-from tests.support.catalogs import KEYS
+from tests.support.catalogs import KEYS, make_clip
 
 EVIL_TITLE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b>'
 PROBE = ProbeInfo(
@@ -39,6 +34,13 @@ PROBE = ProbeInfo(
     sample_rate_hz=44100,
     channels=2,
 )
+REVIEW_SCORES = {  # `review_clip`'s prescreen scores, over `make_clip`'s
+    "silence_s": 1.0,
+    "longest_silence_s": 1.0,
+    "non_music_s": 1.0,
+    "scene_cuts_s": (1.0, 2.0),
+    "flags": (PrescreenFlag.NON_MUSIC,),
+}
 STAND_IN = ModelStamp("tiny-random-demo", "5e" * 32, stand_in=True)  # as the demo's stand-in separator records
 
 
@@ -94,33 +96,9 @@ def mark_stand_in(catalog_url: str, video_id: str) -> list[str]:
 
 
 def review_clip(data_root: DataRoot, video_id: str, start_s: float, priority: float) -> ClipRecord:
-    clip_id = make_clip_id(video_id, start_s)
-    return ClipRecord(
-        clip_id=clip_id,
-        video_id=video_id,
-        start_s=start_s,
-        end_s=start_s + 60.0,
-        status=ClipStatus.PENDING_REVIEW,
-        fps=25.0,
-        video_path=data_root.relative(data_root.clip_video_path(clip_id)),
-        music_path=data_root.relative(data_root.clip_music_path(clip_id)),
-        separator_model_id="htdemucs",
-        loudness=ClipLoudness(
-            before_lufs=-20.5, after_lufs=-14.0, true_peak_dbtp=-1.2, gain_db=6.5, limited=False, silent=False
-        ),
-        prescreen=PrescreenScores(
-            silence_s=1.0,
-            longest_silence_s=1.0,
-            speech_s=0.0,
-            non_music_s=1.0,
-            static_share=0.1,
-            noise_score=0.05,
-            scene_cuts_s=(1.0, 2.0),
-            flags=(PrescreenFlag.NON_MUSIC,),
-            priority=priority,
-        ),
-        versions=KEYS,
-    )
+    """A pending clip as the review queue shows it: a second of silence, flagged non-music, its files
+    under `data_root`."""
+    return make_clip(video_id, start_s, data_root=data_root, limited=False, priority=priority, **REVIEW_SCORES)
 
 
 def _link(source: Path, target: Path) -> None:
@@ -129,9 +107,3 @@ def _link(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from dvmset.models import IMAGEBIND_URL
+from dvmset.model_registry import IMAGEBIND_URL
 from model.errors import WeightsNotFoundError
 from model.metrics.imagebind import (
     HUGE,
