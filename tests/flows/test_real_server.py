@@ -29,7 +29,7 @@ def test_the_ingest_deployment_runs_on_a_worker_of_a_real_server(real_server, tm
     catalog.close()
     api_url, environ = real_server.api_url, real_server.environ
     for pool in ("dvmset-cpu", "dvmset-gpu"):
-        run_checked([PREFECT, "work-pool", "create", pool, "--type", "process"], environ, 60)
+        run_checked([PREFECT, "work-pool", "create", pool, "--type", "process", "--overwrite"], environ, 60)
     deployed = run_checked([PREFECT, "--no-prompt", "deploy", "--all"], environ, 120)
     assert INGEST in deployed
     started = run_checked([PREFECT, "deployment", "run", INGEST, "--param", f"config={config_path}"], environ, 60)
