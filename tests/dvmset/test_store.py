@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import os
 import time
+import urllib.request
 
 import pytest
 
+from dvmset import store
 from dvmset.config import load_config
 from dvmset.errors import ConfigError
 from dvmset.storage import DataRoot
-from dvmset.store import Storage, StoreError, check_store_url, default_scratch_dir, is_store_url
+from dvmset.store import ObjectStore, Storage, StoreError, check_store_url, default_scratch_dir, is_store_url
 from tests.support.object_store import BUCKET, s3_server
 
 
@@ -104,8 +106,6 @@ def test_the_lease_holder_aborts_a_killed_multipart_upload(s3):
 
 
 def test_a_signed_url_reads_the_object_without_credentials(s3, tmp_path):
-    import urllib.request
-
     storage = Storage(DataRoot(tmp_path), s3.store("run"))
     path = storage.data.clip_music_path("v1_000000")
     path.parent.mkdir(parents=True)
@@ -119,32 +119,24 @@ def test_a_signed_url_reads_the_object_without_credentials(s3, tmp_path):
 
 def test_a_store_that_cannot_be_used_says_how_to_fix_it(s3, monkeypatch):
     with pytest.raises(ConfigError, match="does not exist; create it first"):
-        s3.store("run").__class__(f"s3://no-such-bucket-{os.getpid()}/run", s3.endpoint_url).check()
+        ObjectStore(f"s3://no-such-bucket-{os.getpid()}/run", s3.endpoint_url).check()
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    from dvmset import store as store_module
-
-    store_module._filesystem.cache_clear()
+    store._filesystem.cache_clear()
     try:
         with pytest.raises(ConfigError, match="no usable credentials.*AWS_ACCESS_KEY_ID"):
             s3.store("run").check()
     finally:
-        store_module._filesystem.cache_clear()
+        store._filesystem.cache_clear()
 
 
 def test_a_lost_store_is_the_machines_fault_not_the_videos(tmp_path):
-    storage = Storage(DataRoot(tmp_path), check_and_store("http://127.0.0.1:9"))
+    storage = Storage(DataRoot(tmp_path), ObjectStore(f"s3://{BUCKET}/run", "http://127.0.0.1:9"))  # no server
     path = tmp_path / "clips" / "a" / "music.flac"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
     with pytest.raises(StoreError, match="failed"):
         storage.upload(path)
-
-
-def check_and_store(endpoint_url: str):
-    from dvmset.store import ObjectStore
-
-    return ObjectStore(f"s3://{BUCKET}/run", endpoint_url)
 
 
 def test_trim_removes_the_copies_used_longest_ago_and_never_a_recent_one(s3, tmp_path):

@@ -18,10 +18,16 @@ from curation import steps
 from curation.search import scan_folder
 from dvmset.catalog import Catalog
 from dvmset.config import load_config
-from dvmset.storage import VIDEO_FILE
 from tests.flows.processes import PREFECT, ROOT, process_group, run_checked, wait_until
 from tests.support.catalogs import PG_URL, wipe
-from tests.support.flow_builds import LABEL, catalog_content, write_config
+from tests.support.flow_builds import (
+    LABEL,
+    built_files,
+    catalog_content,
+    local_files,
+    write_config,
+    write_store_config,
+)
 from tests.support.object_store import BUCKET, CREDENTIALS, NO_CREDENTIALS, s3_server
 from tests.support.real_media import build_corpus, real_music_available
 
@@ -43,24 +49,6 @@ def local_reference(folder: Path, model_dir: Path, corpus: Path) -> Path:
     return config_path
 
 
-def cluster_config(folder: Path, model_dir: Path, endpoint_url: str) -> Path:
-    """`write_config`'s settings over the store and PostgreSQL; no scratch folder: each worker sets its own."""
-    path = write_config(folder, model_dir)
-    text = path.read_text(encoding="utf-8").replace('data_root = "data"', f'data_root = "s3://{BUCKET}/{PREFIX}"')
-    path.write_text(f'catalog_url = "{PG_URL}"\n{text}[storage]\nendpoint_url = "{endpoint_url}"\n', encoding="utf-8")
-    return path
-
-
-def files_of(data_root: Path) -> dict[str, bytes]:
-    """raw, stems and clips files by path; a clip's video.mp4 by being there (x264 run to run: bench/README.md)."""
-    return {
-        str(path.relative_to(data_root)): b"" if path.name == VIDEO_FILE else path.read_bytes()
-        for folder in ("raw", "stems", "clips")
-        for path in sorted((data_root / folder).rglob("*"))
-        if path.is_file()
-    }
-
-
 def state_of(api_url: str, flow_run_id: str) -> str:
     return httpx.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=10).json()["state"]["type"]
 
@@ -77,7 +65,8 @@ def test_two_workers_over_an_object_store_build_what_a_local_run_does(real_serve
     wipe(PG_URL)
     try:
         with s3_server(monkeypatch) as s3:
-            config_path = cluster_config(tmp_path / "cluster", model_dir, s3.endpoint_url)
+            url = f"s3://{BUCKET}/{PREFIX}"
+            config_path = write_store_config(tmp_path / "cluster", model_dir, url, PG_URL, s3.endpoint_url)
             catalog = Catalog.open(PG_URL)
             catalog.add_candidates(scan_folder(corpus, LABEL))
             catalog.close()
@@ -100,13 +89,9 @@ def test_two_workers_over_an_object_store_build_what_a_local_run_does(real_serve
                 wait_until(lambda: all(state_of(api_url, run) in FINAL for run in runs), "the three runs' end", 900)
             logs = "\n".join((tmp_path / f"{name}.log").read_text(errors="replace")[-3000:] for name in ("gpu", "cpu"))
             assert [state_of(api_url, run) for run in runs] == ["COMPLETED"] * 3, logs
-            stored = {
-                name: b"" if name.endswith(VIDEO_FILE) else data
-                for name, data in s3.objects(PREFIX).items()
-                if name.split("/")[0] in {"raw", "stems", "clips"}
-            }
+            stored = built_files(s3.objects(PREFIX))
         assert catalog_content(config_path) == catalog_content(reference)
-        assert stored == files_of(reference.parent / "data")
+        assert stored == built_files(local_files(reference.parent / "data"))
         assert any((gpu_scratch / "stems").rglob("accompaniment.flac"))  # separated on the GPU machine,
         assert not (gpu_scratch / "clips").exists()  # which cut no clip: the CPU machine did
         assert any((cpu_scratch / "clips").rglob("music.flac"))

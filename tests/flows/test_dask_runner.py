@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from curation import steps
-from dvmset.storage import VIDEO_FILE
 from flows.flows import ingest_flow
 from tests.support.catalogs import PG_URL, wipe
-from tests.support.flow_builds import catalog_content, copy_of, discover_corpus, write_config
+from tests.support.flow_builds import built_files, catalog_content, copy_of, discover_corpus, local_files, write_config
 
 
 @pytest.mark.slow
@@ -26,16 +25,8 @@ def test_a_local_cluster_of_two_processes_gives_the_same_catalog(built, discover
 
 
 def media_bytes(config_path: Path) -> dict[str, bytes]:
-    """Every file of the stems and clips folders under the data root, by path: its bytes; a clip's
-    video.mp4 only by being there (x264 in the pipeline now and then decides a few frames differently
-    from run to run, on any runner: bench/README.md, compare_builds.py)."""
-    root = config_path.parent / "data"
-    return {
-        str(path.relative_to(root)): b"" if path.name == VIDEO_FILE else path.read_bytes()
-        for folder in ("stems", "clips")
-        for path in sorted((root / folder).rglob("*"))
-        if path.is_file()
-    }
+    """The stems and clips files under the config's data root (`built_files`)."""
+    return built_files(local_files(config_path.parent / "data"), ("stems", "clips"))
 
 
 @pytest.mark.slow

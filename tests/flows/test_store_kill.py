@@ -19,7 +19,7 @@ from dvmset.config import load_config
 from dvmset.records import ClipStatus, VideoStatus
 from dvmset.storage import MUSIC_FILE, PICTURE_FILE, VIDEO_FILE
 from tests.flows.processes import clean_environ, process_group, wait_until
-from tests.support.flow_builds import LABEL, write_config
+from tests.support.flow_builds import LABEL, write_store_config
 from tests.support.object_store import BUCKET, CREDENTIALS, NO_CREDENTIALS, s3_server
 
 # the clip stage, with the upload of the second clip file stopped half way (a multipart upload begun)
@@ -58,13 +58,8 @@ def run(*args: str) -> None:
 def test_a_worker_killed_mid_upload_leaves_no_orphan_objects_and_loses_nothing(model_dir, media, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with s3_server(monkeypatch) as s3:
-        config_path = write_config(tmp_path, model_dir)
-        text = config_path.read_text(encoding="utf-8").replace('data_root = "data"', f'data_root = "s3://{BUCKET}/run"')
-        config_path.write_text(
-            f'catalog_url = "sqlite:///{tmp_path / "catalog.sqlite"}"\n{text}'
-            f'[storage]\nendpoint_url = "{s3.endpoint_url}"\n',
-            encoding="utf-8",
-        )
+        catalog_url = f"sqlite:///{tmp_path / 'catalog.sqlite'}"
+        config_path = write_store_config(tmp_path, model_dir, f"s3://{BUCKET}/run", catalog_url, s3.endpoint_url)
         catalog = Catalog.open(load_config(config_path).resolved_catalog_url)
         catalog.add_candidates([hit for hit in scan_folder(media, LABEL) if hit.title == "music"])  # 21 s: 2 clips
         monkeypatch.setenv("DVMSET_STORAGE__SCRATCH_DIR", str(tmp_path / "scratch-fetch"))

@@ -1,6 +1,7 @@
 """Catalogs for the catalog tests and the tests above them: the PostgreSQL URL to test on (`PG_URL`, from
-DVMSET_TEST_PG_URL, else None) and a wipe of it, hand-made catalog rows (a candidate, a probe, a clip with its
-scores, a video taken up to `separated`), and a current catalog turned back into an older schema version."""
+DVMSET_TEST_PG_URL, else None; a schema of its own per xdist worker) and a wipe of it, hand-made catalog rows
+(a candidate, a probe, a clip with its scores, a video taken up to `separated`), and a current catalog turned
+back into an older schema version."""
 
 from __future__ import annotations
 
@@ -24,7 +25,21 @@ from dvmset.records import (
 )
 from dvmset.storage import DataRoot
 
-PG_URL = os.environ.get("DVMSET_TEST_PG_URL")
+
+def worker_url(url: str | None, worker: str | None) -> str | None:
+    """`url` on a schema of its own for pytest-xdist's `worker` (gw0, gw1: `PYTEST_XDIST_WORKER`), made if
+    new, so that two workers' tests never wipe each other's tables; `url` itself outside xdist."""
+    if not url or not worker:
+        return url
+    schema = f"dvmset_test_{worker}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    engine.dispose()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
+PG_URL = worker_url(os.environ.get("DVMSET_TEST_PG_URL"), os.environ.get("PYTEST_XDIST_WORKER"))
 
 
 def wipe(url: str) -> None:

@@ -14,6 +14,7 @@ from curation import steps
 from curation.search import read_url_list, scan_folder
 from dvmset.catalog import Catalog
 from dvmset.config import load_config
+from dvmset.storage import VIDEO_FILE
 
 MODEL = "tiny-random"
 LABEL = "test corpus"
@@ -42,6 +43,41 @@ clip_s = 10.0
         encoding="utf-8",
     )
     return path
+
+
+def write_store_config(folder: Path, model_dir: Path, data_root_url: str, catalog_url: str, endpoint_url: str) -> Path:
+    """`write_config`'s build, its data root the object store `data_root_url` on `endpoint_url` and its
+    catalog `catalog_url` (a store needs one of its own); no scratch folder: the machine sets its own."""
+    path = write_config(folder, model_dir)
+    text = path.read_text(encoding="utf-8").replace('data_root = "data"', f'data_root = "{data_root_url}"')
+    path.write_text(
+        f'catalog_url = "{catalog_url}"\n{text}[storage]\nendpoint_url = "{endpoint_url}"\n', encoding="utf-8"
+    )
+    return path
+
+
+BUILT_FOLDERS = ("raw", "stems", "clips")  # what the stages write under a data root
+
+
+def built_files(files: dict[str, bytes], folders: tuple[str, ...] = BUILT_FOLDERS) -> dict[str, bytes]:
+    """The files under `folders` of a build (path relative to its data root -> bytes), a clip's video.mp4 by
+    being there only: x264 in the pipeline now and then decides a few frames differently from run to run,
+    on any runner (bench/README.md, compare_builds.py)."""
+    return {
+        name: b"" if name.endswith(VIDEO_FILE) else data
+        for name, data in sorted(files.items())
+        if name.split("/")[0] in folders
+    }
+
+
+def local_files(data_root: Path) -> dict[str, bytes]:
+    """The files the stages wrote under a local data root (`BUILT_FOLDERS`), by path relative to it: their bytes."""
+    return {
+        str(path.relative_to(data_root)): path.read_bytes()
+        for folder in BUILT_FOLDERS
+        for path in (data_root / folder).rglob("*")
+        if path.is_file()
+    }
 
 
 def with_step(monkeypatch: pytest.MonkeyPatch, name: str, step: steps.Step) -> None:
