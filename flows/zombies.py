@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from prefect.automations import Automation
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
-from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
 ZOMBIE_AUTOMATION = "dvmset: crash flow runs that stopped sending heartbeats"
@@ -25,10 +24,10 @@ MISSED_HEARTBEATS = 3  # heartbeat periods without one before a run counts as de
 FINAL_EVENTS = ("Completed", "Failed", "Cancelled", "Crashed")
 
 
-def zombie_automation(heartbeat_s: int = HEARTBEAT_S, missed: int = MISSED_HEARTBEATS) -> Automation:
+def zombie_automation(heartbeat_s: int = HEARTBEAT_S, missed: int = MISSED_HEARTBEATS) -> AutomationCore:
     """The automation (not yet on a server): a flow run's heartbeat not followed within `missed` x
     `heartbeat_s` by another heartbeat or a final state -> that run set `Crashed`."""
-    return Automation(
+    return AutomationCore(
         name=ZOMBIE_AUTOMATION,
         description=f"a flow run silent for {missed} heartbeats of {heartbeat_s} s is marked Crashed, so retry works",
         trigger=EventTrigger(
@@ -51,11 +50,15 @@ def zombie_automation(heartbeat_s: int = HEARTBEAT_S, missed: int = MISSED_HEART
 
 def ensure_zombie_automation() -> bool:
     """Make `ZOMBIE_AUTOMATION` on the server of the environment's Prefect API unless it is there; True if made.
-    (Two runs starting at once may both make it: two copies mark the same runs, which does no harm.)"""
+    Runs starting at once may each make a copy: every caller then keeps the copy with the smallest id and
+    deletes the others, so the server ends with exactly one (the smallest id is never deleted)."""
     with get_client(sync_client=True) as client:
         if client.read_automations_by_name(name=ZOMBIE_AUTOMATION):
             return False
-    zombie_automation().create()
+        client.create_automation(zombie_automation())
+        copies = sorted(client.read_automations_by_name(name=ZOMBIE_AUTOMATION), key=lambda copy: str(copy.id))
+        for extra in copies[1:]:
+            client.delete_automation(extra.id)
     return True
 
 
