@@ -12,10 +12,10 @@ the flows run), in three groups as three machines would run them: fetch (downloa
   fetches its inputs from the store and uploads its outputs.
 
 Measured: wall seconds of each group (one run each, in this order: local, then store), and in the store
-run the seconds spent inside the store's calls (`ObjectStore.info`, `files`, `download`, `upload`,
-`remove`, `clear_partial_uploads`), as a share of the group's time. moto on 127.0.0.1 has no network
-latency and no bandwidth cap: against a real store add the transfer time of the bytes printed beside
-(raw video, stems and clips) at that link's speed.
+run the seconds spent inside the store's calls (`ObjectStore.info`, `listing`, `download`, `upload`,
+`delete`, `clear_partial_uploads`: the calls that do not call each other), as a share of the group's
+time. moto on 127.0.0.1 has no network latency and no bandwidth cap: against a real store add the
+transfer time of the bytes printed beside (raw video, stems and clips) at that link's speed.
 
 Out: a table on stdout and, with `--json PATH`, the same figures.
 
@@ -48,7 +48,7 @@ from tests.support.object_store import BUCKET, s3_server  # noqa: E402
 from tests.support.real_footage import SOURCES, build_footage, footage_available  # noqa: E402
 
 GROUPS = {"fetch": ("download", "probe"), "separate": ("separate",), "clip": ("clip", "fingerprint")}
-STORE_CALLS = ("info", "files", "download", "upload", "remove", "clear_partial_uploads")
+STORE_CALLS = ("info", "listing", "download", "upload", "delete", "clear_partial_uploads")  # none calls another
 
 
 def timed_store_calls(totals: dict[str, float], bytes_moved: dict[str, int]) -> pytest.MonkeyPatch:

@@ -18,9 +18,10 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from dvmset.catalog import Catalog
-from dvmset.catalog.work import WORK_LEASE_S
+from dvmset.catalog.work import WORK_LEASE_S, WorkLease
 from dvmset.errors import DvmsetError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,14 @@ def _host() -> str:
     except OSError:
         return socket.gethostname()
     return f"{socket.gethostname()}~{namespace.removeprefix('pid:[').removesuffix(']')}"
+
+
+def live(lease: WorkLease | None, now: datetime | None = None) -> bool:
+    """True for a lease that has not run out and whose owner is not a dead process of this machine."""
+    if lease is None:
+        return False
+    expires_at = lease.expires_at if lease.expires_at.tzinfo else lease.expires_at.replace(tzinfo=UTC)
+    return expires_at > (now or datetime.now(UTC)) and not gone_from_this_host(lease.owner)
 
 
 def gone_from_this_host(owner: str) -> bool:

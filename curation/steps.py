@@ -34,7 +34,7 @@ from curation.outcomes import LEFT_DONE, LEFT_LEASED, LEFT_LOST, StageTally, Ste
 from dvmset.catalog import Catalog
 from dvmset.config import Config
 from dvmset.errors import ConfigError, InfrastructureError, ReasonCode, StageError
-from dvmset.ids import make_clip_id
+from dvmset.ids import dirname_to_id, id_to_dirname, make_clip_id, split_clip_id
 from dvmset.records import ClipLoudness, ClipRecord, ClipStatus, ClipVersions, VideoRecord, VideoStatus
 from dvmset.storage import (
     ACCOMPANIMENT_FILE,
@@ -203,12 +203,7 @@ def clip_step(catalog: Catalog, config: Config, video: VideoRecord, owner: str |
         existing = {known.clip_id: known for known in catalog.clips(video.video_id)}
         spans = clip.plan_clip_spans(video.probe.duration_s, config.clip.clip_s, video.probe.fps)
         clip_ids = [make_clip_id(video.video_id, span.start_s) for span in spans]
-        for clip_id in clip_ids:  # the clips made before, to keep; an unknown one's objects are a dead owner's
-            folder = _own_folder(storage, data.clip_dir(clip_id))
-            if clip_id in existing:
-                storage.fetch_folder(folder)
-            else:
-                storage.remove(folder)
+        _own_clip_folders(storage, video.video_id, clip_ids, set(existing))
         _media_path(storage, video)
         storage.fetch(data.stems_dir(video.video_id) / ACCOMPANIMENT_FILE)
         energy = read_energy_curves(storage.fetch(data.stems_dir(video.video_id) / ENERGY_FILE))
@@ -353,6 +348,30 @@ def _media_path(storage: Storage, video: VideoRecord) -> Path:
     if video.media_path is None:
         raise StageError(ReasonCode.INTERNAL_ERROR, "video has no downloaded file")
     return storage.fetch(storage.data.resolve(video.media_path))
+
+
+def _own_clip_folders(storage: Storage, video_id: str, planned: list[str], known: set[str]) -> None:
+    """The video's clip folders made ready for the holder of its work lease: the planned clips' local
+    temporary files removed; in the store, a dead owner's partial uploads aborted, the objects of every clip
+    of this video the catalog does not know (planned or not: a dead owner's) deleted, and those of the clips
+    it knows fetched. One listing of objects and one of uploads for the whole video."""
+    clips_dir = storage.data.clips_dir
+    for clip_id in planned:
+        remove_stale_temps(storage.data.clip_dir(clip_id))
+
+    def clip_of(path: Path) -> str | None:
+        """The clip id of a path under clips/ when that clip is this video's, else None."""
+        clip_id = dirname_to_id(path.relative_to(clips_dir).parts[0])
+        try:
+            return clip_id if split_clip_id(clip_id)[0] == video_id else None
+        except ValueError:  # not a clip folder's name
+            return None
+
+    name_prefix = id_to_dirname(video_id) + ":"  # a video whose id extends this one shares it: `clip_of` decides
+    storage.clear_partial_uploads(clips_dir, name_prefix, owned=lambda path: clip_of(path) is not None)
+    listed = {path: info for path, info in storage.listing(clips_dir, name_prefix).items() if clip_of(path)}
+    storage.delete([path for path in listed if clip_of(path) not in known])
+    storage.fetch_listed({path: info for path, info in listed.items() if clip_of(path) in known})
 
 
 def _own_folder(storage: Storage, folder: Path) -> Path:

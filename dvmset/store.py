@@ -23,6 +23,7 @@ import hashlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,6 @@ from dvmset.errors import ConfigError, InfrastructureError
 from dvmset.storage import DataRoot, atomic_path, is_temp_name
 
 SCRATCH_ROOT = Path.home() / ".cache" / "dvmset" / "scratch"
-SIGNED_URL_S = 3600  # how long a signed URL handed to a browser stays valid
 TRIMMED_FOLDERS = ("raw", "stems", "clips", "features")  # copies of objects, and caches made again when missing
 TRIM_MIN_IDLE_S = 3600.0  # a copy used more recently is never trimmed
 TRIM_EVERY_S = 60.0  # `trim_if_due`: how often a process walks its scratch folder
@@ -112,14 +112,25 @@ class ObjectStore:
         except FileNotFoundError:
             return None
 
+    def listing(self, relative_folder: str, name_prefix: str = "") -> dict[str, dict]:
+        """Every object under a data-root-relative folder (or the one object of that path) whose name below
+        the folder starts with `name_prefix`: relative path -> info (size, modification time). One paged
+        LIST, no request per object."""
+        try:
+            found = self._call(self.fs.find, self.key(relative_folder), detail=True, prefix=name_prefix)
+        except FileNotFoundError:
+            return {}
+        start, wanted = len(self._base) + 1, f"{relative_folder}/{name_prefix}".lstrip("/")
+        listed = {key[start:]: info for key, info in found.items()}
+        return {
+            relative: info
+            for relative, info in sorted(listed.items())
+            if relative.startswith(wanted) or relative == relative_folder
+        }
+
     def files(self, relative_prefix: str) -> list[str]:
         """Every object under a data-root-relative folder, as relative paths."""
-        try:
-            found = self._call(self.fs.find, self.key(relative_prefix))
-        except FileNotFoundError:
-            return []
-        start = len(self._base) + 1
-        return sorted(key[start:] for key in found)
+        return list(self.listing(relative_prefix))
 
     def download(self, relative: str, local: Path) -> None:
         with atomic_path(local) as temp:
@@ -130,27 +141,28 @@ class ObjectStore:
 
     def remove(self, relative_prefix: str) -> None:
         """Delete every object under a relative folder (or the one object)."""
-        keys = [self.key(relative) for relative in self.files(relative_prefix)]
-        if keys:
-            self._call(self.fs.rm, keys)
+        self.delete(self.files(relative_prefix))
 
-    def clear_partial_uploads(self, relative_prefix: str) -> int:
-        """Abort the multipart uploads under a relative folder that a killed upload left (S3 only; the
-        caller holds the folder's work lease, so none of them is alive); return how many."""
+    def delete(self, relatives: list[str]) -> None:
+        """Delete the objects of these relative paths (one request per thousand)."""
+        if relatives:
+            self._call(self.fs.rm, [self.key(relative) for relative in relatives])
+
+    def clear_partial_uploads(self, relative_prefix: str, owned: Callable[[str], bool] = lambda relative: True) -> int:
+        """Abort the multipart uploads that a killed upload left whose keys start with a relative prefix (a
+        folder's, ending in "/", or any string) and whose relative paths are `owned` (S3 only; the caller
+        holds the work lease of what it owns, so none of them is alive); return how many."""
         if not hasattr(self.fs, "call_s3"):
             return 0
         bucket, _, prefix = self.key(relative_prefix).partition("/")
-        listing = self._call(self.fs.call_s3, "list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/")
-        uploads = listing.get("Uploads", [])
+        listing = self._call(self.fs.call_s3, "list_multipart_uploads", Bucket=bucket, Prefix=prefix)
+        start = len(self._base) - len(bucket)  # the key without "<prefix>/"
+        uploads = [upload for upload in listing.get("Uploads", []) if owned(upload["Key"][start:])]
         for upload in uploads:
             self._call(
                 self.fs.call_s3, "abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"]
             )
         return len(uploads)
-
-    def signed_url(self, relative: str, expires_s: int = SIGNED_URL_S) -> str:
-        """A URL that reads the object without credentials for `expires_s` seconds."""
-        return self._call(self.fs.sign, self.key(relative), expiration=expires_s)
 
     def check(self) -> None:
         """ConfigError naming the fix when the store cannot be listed (no credentials, no bucket, no server)."""
@@ -200,46 +212,82 @@ class Storage:
         copies used longest ago). Without a store, `path` as it is."""
         if self.store is not None:
             info = self.store.info(self.data.relative(path))
-            if info is not None and not _current(path, info):
-                self.store.download(self.data.relative(path), path)
-            elif info is not None:
-                os.utime(path)
+            if info is not None:
+                self._make_current(path, info)
         return path
 
     def fetch_folder(self, folder: Path) -> Path:
-        """Every object under `folder` made current locally (see `fetch`)."""
-        if self.store is not None:
-            for relative in self.store.files(self.data.relative(folder)):
-                self.fetch(self.data.resolve(relative))
+        """Every object under `folder` made current locally (see `fetch`), from one listing."""
+        self.fetch_listed(self.listing(folder))
         return folder
+
+    def listed(self, paths: list[Path]) -> dict[Path, dict]:
+        """The objects of these local paths (those the store has): local path -> info, from one listing per
+        top folder of the data root they are in (a manifest's thousands of clip files cost a LIST per
+        thousand objects, not a request each). Empty without a store."""
+        wanted = {Path(os.path.abspath(path)) for path in paths}
+        found: dict[Path, dict] = {}
+        for top in sorted({self.data.relative(path).split("/")[0] for path in wanted} if self.store else ()):
+            found |= {path: info for path, info in self.listing(self.data.root / top).items() if path in wanted}
+        return found
+
+    def fetch_listed(self, listed: dict[Path, dict], done: Callable[[], object] = lambda: None) -> None:
+        """Make each local path current with its object, whose info (`listing`, `listed`) is given; `done`
+        is called after each file (a progress bar's update)."""
+        for path, info in listed.items():
+            self._make_current(path, info)
+            done()
+
+    def listing(self, folder: Path, name_prefix: str = "") -> dict[Path, dict]:
+        """The store's objects under `folder` whose name below it starts with `name_prefix`: local path ->
+        info (see `ObjectStore.listing`). Empty without a store."""
+        if self.store is None:
+            return {}
+        listed = self.store.listing(self.data.relative(folder), name_prefix)
+        return {self.data.resolve(relative): info for relative, info in listed.items()}
+
+    def _make_current(self, path: Path, info: dict) -> None:
+        if _current(path, info):
+            os.utime(path)
+        else:
+            self.store.download(self.data.relative(path), path)
 
     def upload(self, *paths: Path) -> None:
         """Put finished files (a folder: every file in it but temporary ones) under their final keys.
         The caller records them in the catalog after this returns."""
-        if self.store is None:
-            return
         for path in paths:
-            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-                if file.is_file() and not is_temp_name(file):
-                    self.store.upload(file, self.data.relative(file))
-                    os.utime(file)  # now: not older than the object it became
+            self.upload_as(path, path)
 
-    def upload_as(self, folder: Path, final: Path) -> None:
-        """Put the finished files of a local `folder` under the keys of `final` (a staging folder's files
-        under the final folder's names: the local rename comes after the caller's catalog write)."""
+    def upload_as(self, source: Path, final: Path) -> None:
+        """Put the finished files of `source` (a file, or a folder's files but temporary ones) under the keys
+        of `final` (a staging folder's files under the final folder's names: the local rename comes after
+        the caller's catalog write). The local files' times are set to now: not older than their objects."""
         if self.store is None:
             return
-        for file in sorted(folder.rglob("*")):
+        for file in sorted(source.rglob("*")) if source.is_dir() else [source]:
             if file.is_file() and not is_temp_name(file):
-                self.store.upload(file, self.data.relative(final / file.relative_to(folder)))
+                self.store.upload(file, self.data.relative(final / file.relative_to(source)))
+                os.utime(file)
 
     def remove(self, folder: Path) -> None:
         """Delete `folder`'s objects (the local copy is the caller's)."""
         if self.store is not None:
             self.store.remove(self.data.relative(folder))
 
-    def clear_partial_uploads(self, folder: Path) -> int:
-        return 0 if self.store is None else self.store.clear_partial_uploads(self.data.relative(folder))
+    def delete(self, paths: list[Path]) -> None:
+        """Delete the objects of these local paths (e.g. part of a `listing`)."""
+        if self.store is not None:
+            self.store.delete([self.data.relative(path) for path in paths])
+
+    def clear_partial_uploads(
+        self, folder: Path, name_prefix: str = "", owned: Callable[[Path], bool] = lambda path: True
+    ) -> int:
+        """Abort the killed multipart uploads under `folder` whose names below it start with `name_prefix` and
+        whose local paths are `owned` (see `ObjectStore.clear_partial_uploads`)."""
+        if self.store is None:
+            return 0
+        prefix = f"{self.data.relative(folder)}/{name_prefix}"
+        return self.store.clear_partial_uploads(prefix, lambda relative: owned(self.data.resolve(relative)))
 
     def trim(self, max_bytes: int, min_idle_s: float = TRIM_MIN_IDLE_S) -> int:
         """Keep this machine's copies of the store's files (and the model's caches, which are made again

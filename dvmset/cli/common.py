@@ -36,8 +36,8 @@ class ExitCode(IntEnum):
     INFRASTRUCTURE = 6
 
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)  # ids such as `yt:a:00060000` hold `:a:`, which is no emoji code here
+err = Console(stderr=True, emoji=False)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help=f"config file (default: $DVMSET_CONFIG or ./{DEFAULT_FILE_NAME})")

@@ -1,4 +1,4 @@
-"""The data engineer's commands: init, discover, download, probe, separate, clip, build, status, demo.
+"""The data engineer's commands: init, discover, download, probe, separate, clip, build, status, orphans, demo.
 The curation stages and flows are imported inside the commands (loading Prefect and torch only when
 a command needs them); each command parses its options, makes one call into curation/ or flows/, prints.
 """
@@ -14,6 +14,7 @@ from rich.panel import Panel
 from tqdm import tqdm
 
 from dvmset.catalog import Catalog
+from dvmset.catalog.work import WORK_LEASE_S
 from dvmset.cli.common import ConfigOption, ExitCode, LimitOption, err, fail, open_catalog, out, progress_bar
 from dvmset.config import DEFAULT_FILE_NAME, STARTER_CONFIG, Config
 from dvmset.errors import ConfigError, PublishError, SearchError
@@ -230,6 +231,43 @@ def status(
         out.print(f"data root: {config.storage.url} (this machine's copy: {config.data_root})", highlight=False)
     for table in status_tables(catalog, by_query=by_query):
         out.print(table)
+
+
+def orphans(
+    config_path: ConfigOption = None,
+    remove: Annotated[bool, typer.Option(help="delete the orphans found")] = False,
+    min_age_s: Annotated[
+        float, typer.Option(min=0.0, help="never an object changed this recently (default: a work lease's length)")
+    ] = WORK_LEASE_S,
+) -> None:
+    """Objects in the object-store data root that the catalog does not know (left by a task killed between
+    its upload and its catalog write, and taken over by no later run): listed by folder, deleted with --remove."""
+    from rich.table import Table
+
+    from curation.orphans import JUDGED_FOLDERS, find_orphans, remove_orphans
+
+    config, catalog = open_catalog(config_path)
+    storage = config.data_storage()
+    if storage.store is None:
+        raise fail(ExitCode.USAGE, f"the data root {config.data_root} is a local folder: orphans are an object store's")
+    found = find_orphans(storage, catalog, min_age_s)
+    table = Table(title=f"objects under {storage.store.url} the catalog does not know")
+    for column in ("folder", "objects", "MB"):
+        table.add_column(column, justify="left" if column == "folder" else "right")
+    for folder in JUDGED_FOLDERS:
+        mine = [orphan for orphan in found if orphan.folder == folder]
+        table.add_row(folder, str(len(mine)), f"{sum(o.size_bytes for o in mine) / 1e6:.1f}")
+    out.print(table)
+    for orphan in found:
+        out.print(
+            f"  {orphan.relative}  ({orphan.size_bytes} bytes, {orphan.modified_at:%Y-%m-%d %H:%M} UTC)",
+            highlight=False,
+        )
+    if remove and found:
+        remove_orphans(storage, found)
+        out.print(f"removed {len(found)} objects")
+    elif found:
+        out.print("run again with --remove to delete them")
 
 
 def demo(

@@ -28,6 +28,7 @@ COMMANDS = (  # (name, function), in the order `dvmset --help` lists them
     ("clip", curate.clip_command),
     ("build", curate.build),
     ("status", curate.status),
+    ("orphans", curate.orphans),
     ("demo", curate.demo),
     ("publish", publish.publish),
     ("release", publish.release),

@@ -53,14 +53,14 @@ def _relative_to_store(manifest: str, storage: Storage) -> str | None:
 
 
 def _fetch_media(storage: Storage, manifest_files: list[Path]) -> None:
-    """Fetch every clip file the rows of `manifest_files` name, with a progress bar."""
+    """Fetch every clip file the rows of `manifest_files` name (those not here or not current), with a progress
+    bar: one listing of the store's clips, then a download for each file that needs one."""
     wanted: list[Path] = []
     for file in manifest_files:
         table = read_manifest(file)
         media_root = resolve_media_root(file, manifest_metadata(table), default=storage.data.root)
         for column in MEDIA_COLUMNS:
             wanted += [media_root / relative for relative in table.column(column).to_pylist()]
-    with progress_bar(len(wanted), "fetch", unit="file") as bar:
-        for path in wanted:
-            storage.fetch(path)
-            bar.update()
+    listed = storage.listed(wanted)
+    with progress_bar(len(listed), "fetch", unit="file") as bar:
+        storage.fetch_listed(listed, done=bar.update)

@@ -1,12 +1,11 @@
 """The object-store data root (`dvmset.store`) against moto's S3 server on 127.0.0.1: URLs and scratch
-folders, fetch and upload under final keys, orphan clean-up by the lease holder, signed URLs, and the
+folders, fetch and upload under final keys, orphan clean-up by the lease holder, and the
 one-line errors for a store that cannot be used."""
 
 from __future__ import annotations
 
 import os
 import time
-import urllib.request
 
 import pytest
 
@@ -100,21 +99,49 @@ def test_the_lease_holder_aborts_a_killed_multipart_upload(s3):
     store = s3.store("run")
     bucket, _, key = store.key("stems/v1/accompaniment.flac").partition("/")
     store.fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
-    assert store.clear_partial_uploads("stems/v2") == 0  # another video's folder: not touched
-    assert store.clear_partial_uploads("stems/v1") == 1
+    assert store.clear_partial_uploads("stems/v2/") == 0  # another video's folder: not touched
+    assert store.clear_partial_uploads("stems/v1/") == 1
     assert store.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []) == []
 
 
-def test_a_signed_url_reads_the_object_without_credentials(s3, tmp_path):
-    storage = Storage(DataRoot(tmp_path), s3.store("run"))
-    path = storage.data.clip_music_path("v1_000000")
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"flac bytes")
-    storage.upload(path)
-    url = storage.store.signed_url("clips/v1_000000/music.flac", expires_s=60)
-    assert "testing" not in url.split("AWSAccessKeyId=")[-1].split("&", 1)[1]  # the secret is not in it
-    with urllib.request.urlopen(url) as response:  # noqa: S310 - 127.0.0.1
-        assert response.read() == b"flac bytes"
+def test_only_owned_partial_uploads_under_a_prefix_are_aborted(s3):
+    store = s3.store("run")
+    bucket = store.key("").partition("/")[0]
+    for relative in ("clips/a:00000000/video.mp4", "clips/a:b:00000000/video.mp4"):
+        store.fs.call_s3("create_multipart_upload", Bucket=bucket, Key=store.key(relative).partition("/")[2])
+    assert store.clear_partial_uploads("clips/a:", owned=lambda relative: relative.startswith("clips/a:0")) == 1
+    uploads = store.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+    assert [upload["Key"] for upload in uploads] == [store.key("clips/a:b:00000000/video.mp4").partition("/")[2]]
+
+
+def test_many_files_are_fetched_from_one_listing_without_a_request_each(s3, tmp_path, monkeypatch):
+    here, there = (
+        Storage(DataRoot(tmp_path / "here"), s3.store("run")),
+        Storage(DataRoot(tmp_path / "there"), s3.store("run")),
+    )
+    for name in ("a:00000000", "a:00060000", "b:00000000"):
+        here.data.clip_dir(name).mkdir(parents=True)
+        (here.data.clip_dir(name) / "music.flac").write_bytes(name.encode())
+        here.upload(here.data.clip_dir(name))
+    assert list(here.listing(here.data.clips_dir, "a:")) == [
+        here.data.clip_music_path(f"a:{start}") for start in ("00000000", "00060000")
+    ]
+
+    def no_head(*args, **kwargs):
+        raise AssertionError("a request for one object")
+
+    monkeypatch.setattr(ObjectStore, "info", no_head)
+    wanted = [
+        there.data.clip_music_path("a:00060000"),
+        there.data.clip_music_path("b:00000000"),
+        there.data.clip_music_path("gone:00000000"),
+    ]
+    listed = there.listed(wanted)
+    assert sorted(listed) == sorted(wanted[:2])  # an object the store lacks is not listed
+    done = []
+    there.fetch_listed(listed, done=lambda: done.append(1))
+    assert [path.read_bytes() for path in wanted[:2]] == [b"a:00060000", b"b:00000000"] and len(done) == 2
+    assert not there.data.clip_music_path("a:00000000").exists()  # listed, but not wanted
 
 
 def test_a_store_that_cannot_be_used_says_how_to_fix_it(s3, monkeypatch):

@@ -1,7 +1,8 @@
 """kill -9 of a worker in the middle of an upload to an object-store data root (moto's S3 server on
 127.0.0.1): the clip stage runs in a process whose second clip-file upload starts a multipart upload and
 stops there; the process is SIGKILLed; a rerun on another scratch folder (another machine) takes the video
-over, aborts the partial upload, removes the objects of clips the catalog never recorded, and finishes:
+over, aborts the partial upload, removes the objects of the video's clips the catalog never recorded (those of
+its present plan and of an older one, not those of another video whose id starts with its id), and finishes:
 every object under clips/ is a file of a clip in the catalog, and every clip's files are in the store."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from curation.search import scan_folder
 from dvmset.catalog import Catalog
 from dvmset.cli.main import app
 from dvmset.config import load_config
+from dvmset.ids import id_to_dirname, make_clip_id
 from dvmset.records import ClipStatus, VideoStatus
 from dvmset.storage import MUSIC_FILE, PICTURE_FILE, VIDEO_FILE
 from tests.flows.processes import clean_environ, process_group, wait_until
@@ -83,12 +85,20 @@ def test_a_worker_killed_mid_upload_leaves_no_orphan_objects_and_loses_nothing(m
         assert len(store.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])) == 1
         assert not list(catalog.clips())  # the catalog never heard of the first clip, whose file was uploaded
         assert store.files("clips")  # ... so that object is an orphan, until the video's next holder
+        (video_id,) = [video.video_id for video in catalog.videos()]
+        unplanned = f"clips/{id_to_dirname(make_clip_id(video_id, 999.0))}/{MUSIC_FILE}"  # a clip of an older plan
+        other_video = f"clips/{id_to_dirname(make_clip_id(video_id + ':b', 0.0))}/{MUSIC_FILE}"  # its id extends ours
+        for relative in (unplanned, other_video):
+            store.fs.pipe_file(store.key(relative), b"left by a dead owner")
+        other_upload = store.key(other_video.replace(MUSIC_FILE, VIDEO_FILE)).partition("/")[2]
+        store.fs.call_s3("create_multipart_upload", Bucket=bucket, Key=other_upload)  # alive, on another machine
         monkeypatch.setenv("DVMSET_STORAGE__SCRATCH_DIR", str(tmp_path / "scratch-rerun"))
         run("clip", "--config", config_path)
-        assert store.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", []) == []
+        uploads = store.fs.call_s3("list_multipart_uploads", Bucket=bucket).get("Uploads", [])
+        assert [upload["Key"] for upload in uploads] == [other_upload]
         clips = [clip for clip in catalog.clips() if clip.status is not ClipStatus.RETIRED]
         expected = {f"clips/{Path(clip.video_path).parent.name}/{name}" for clip in clips for name in FILES}
-        assert set(store.files("clips")) == expected and clips
+        assert set(store.files("clips")) == expected | {other_video} and clips  # not the other video's to remove
         videos = {video.video_id: video for video in catalog.videos()}
         assert {videos[clip.video_id].status for clip in clips} == {VideoStatus.CLIPPED}
         assert all(videos[clip.video_id].clip_count == len(clips) for clip in clips)
