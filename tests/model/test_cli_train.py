@@ -11,12 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from dvmset.cli.common import ExitCode
-from dvmset.cli.main import app
 from model.train_log import read_log
-from tests.support.tiny_models import TINY_DECODER_WIDTH, save_tiny_clip, save_tiny_musicgen
+from tests.support.model_workdirs import run_cli, tiny_workdir
 from tests.support.training_manifests import write_training_manifest
 
 SMALL_RUN = ["--batch-size", "4", "--accumulate", "2", "--crop-s", "2", "--warmup-steps", "1", "--seed", "3"]
@@ -25,32 +23,19 @@ SMALL_RUN = ["--batch-size", "4", "--accumulate", "2", "--crop-s", "2", "--warmu
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """A folder with models/tiny/{musicgen,clip}, a data root with a train manifest and a config naming both."""
-    save_tiny_musicgen(tmp_path / "models" / "tiny" / "musicgen", num_layers=8, hidden_size=TINY_DECODER_WIDTH)
-    save_tiny_clip(tmp_path / "models" / "tiny" / "clip")
+    tiny_workdir(tmp_path)
     write_training_manifest(tmp_path, num_accepted=3)
-    (tmp_path / "dvmset.toml").write_text('data_root = "data"\nmodel_dir = "models"\n')
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-def train_args(*args: str) -> list[str]:
-    return [
-        "train",
-        "--manifest",
-        "manifests/v1/train.parquet",
-        *SMALL_RUN,
-        "--musicgen",
-        "tiny/musicgen",
-        "--clip",
-        "tiny/clip",
-        *args,
-    ]
+def train_args(*args: str, manifest: str = "manifests/v1/train.parquet") -> list[str]:
+    return ["train", "--manifest", manifest, *SMALL_RUN, "--musicgen", "tiny/musicgen", "--clip", "tiny/clip", *args]
 
 
 def train(*args: str) -> tuple[int, str]:
     """`dvmset train` in this process: (exit code, output with its line breaks undone)."""
-    result = CliRunner().invoke(app, train_args(*args), env={"COLUMNS": "300"})
-    return result.exit_code, " ".join(result.output.split())
+    return run_cli(*train_args(*args))
 
 
 def steps_losses_rates(out_dir: Path) -> list[tuple[int, float, float]]:
@@ -108,11 +93,8 @@ def test_stage2_without_a_stage1_checkpoint_is_a_usage_error(workdir):
 
 
 def test_the_manifest_version_folder_is_taken_as_its_train_split(workdir):
-    args = ["train", "--manifest", "manifests/v1", "--stage", "1", "--steps", "1", *SMALL_RUN]
-    result = CliRunner().invoke(
-        app, [*args, "--musicgen", "tiny/musicgen", "--clip", "tiny/clip"], env={"COLUMNS": "300"}
-    )
-    assert result.exit_code == 0, result.output
+    code, output = run_cli(*train_args("--stage", "1", "--steps", "1", manifest="manifests/v1"))
+    assert code == 0, output
     assert (workdir / "runs" / "v1" / "stage1" / "checkpoint.pt").is_file()  # named after the version, as before
 
 
