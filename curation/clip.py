@@ -13,7 +13,8 @@ A clip is made in two cuts, so that the loudness stage can work on the music in 
    `max_height` rows,
    with the clip's (normalized) music from its start as AAC 192 kb/s, 44.1 kHz stereo (FFmpeg's
    `fast` AAC coder: its default `twoloop` takes 2.5x the CPU and sounds no better at this
-   bitrate), `+faststart`.
+   bitrate), `+faststart`. The same input, settings and `threads` give the same bytes every run
+   (x264's lookahead runs in step with its encoding: `_X264_IN_STEP`).
    The same decode also hands the clip's frames, scaled down to at most 256 px on the longer side,
    to `picture.read_y4m_analysis` through a pipe: `cut_video` returns the clip's `PictureAnalysis`
    (what the prescreen scores the picture with) without a second decode or an intermediate file.
@@ -49,6 +50,11 @@ CLIP_S = 60.0
 MUSIC_SAMPLE_RATE_HZ = 44100
 
 _READ_SLACK_S = 1.0
+# x264's lookahead in the encoding thread, not a thread of its own (x264's default with frame threads): with
+# MB-tree on, the threaded lookahead now and then has x264 code a stretch of frames differently with thread
+# timing (a CPU shared by several cuts), so the same cut came out in other bytes; in step, the bytes depend on
+# the input, the settings and the thread count alone, at the same CPU time (bench/README.md, compare_builds.py).
+_X264_IN_STEP = "sync-lookahead=0"
 _FRAME_TOLERANCE = 1e-6  # a duration this close under a whole frame (or clip) still counts as one
 
 
@@ -182,7 +188,8 @@ def cut_video(
             str(settings.crf),
             "-threads",
             str(threads),
-            *(["-x264-params", settings.x264_params] if settings.x264_params else []),
+            "-x264-params",
+            ":".join(filter(None, (settings.x264_params, _X264_IN_STEP))),  # last: it wins over the settings'
             "-c:a",
             "aac",
             "-aac_coder",

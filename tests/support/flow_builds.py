@@ -14,7 +14,6 @@ from curation import steps
 from curation.search import read_url_list, scan_folder
 from dvmset.catalog import Catalog
 from dvmset.config import load_config
-from dvmset.storage import VIDEO_FILE
 
 MODEL = "tiny-random"
 LABEL = "test corpus"
@@ -60,14 +59,8 @@ BUILT_FOLDERS = ("raw", "stems", "clips")  # what the stages write under a data 
 
 
 def built_files(files: dict[str, bytes], folders: tuple[str, ...] = BUILT_FOLDERS) -> dict[str, bytes]:
-    """The files under `folders` of a build (path relative to its data root -> bytes), a clip's video.mp4 by
-    being there only: x264 in the pipeline now and then decides a few frames differently from run to run,
-    on any runner (bench/README.md, compare_builds.py)."""
-    return {
-        name: b"" if name.endswith(VIDEO_FILE) else data
-        for name, data in sorted(files.items())
-        if name.split("/")[0] in folders
-    }
+    """The files under `folders` of a build (path relative to its data root -> bytes)."""
+    return {name: data for name, data in sorted(files.items()) if name.split("/")[0] in folders}
 
 
 def local_files(data_root: Path) -> dict[str, bytes]:
