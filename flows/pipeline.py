@@ -12,9 +12,10 @@ start go there at once. A video is in one stage at a time. At most `slots` tasks
 next comes from the stage with the fewest running (ties: the later stage), so no stage waits behind the
 queue of another: the GPU stage takes the next probed video while the CPU stages cut clips. On the
 thread runner (`local`), a stage's preflight (loading its model) runs once, before its first task (the
-threads share the model), and a stage on a CUDA device has no more tasks on the runner than its GPU's
-limit has slots (`flows.gpu`): a task that waited for a slot would sleep for the server's Retry-After
-(about a separation's time) while the GPU went free, so the next one is submitted when a slot frees.
+threads share the model), and a stage on a CUDA device has one task more on the runner than its GPU's
+limit has slots (`flows.gpu`): the one that waits takes the slot from the process's holder as soon as
+a separation ends, without asking the server, and more would only keep runner threads waiting. When
+the run ends, the GPU slots this process holds idle go back to the server (`give_back_idle_slots`).
 After a set-up error in a task, later stages get no new task (as behind a barrier: the stage's own
 videos still run); after one in a preflight, that stage gets none either.
 
@@ -34,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from prefect import Task, get_client, get_run_logger
+from prefect import Task, get_run_logger
 from prefect.futures import PrefectFuture
 from prefect.task_runners import TaskRunner
 
@@ -72,9 +73,7 @@ def gpu_slots(stage: steps.Stage, config: Config) -> int | None:
     device = gpu.stage_device(stage, config)
     if device is None or not device.startswith("cuda"):
         return None
-    name = gpu.ensure_gpu_limit(gpu.gpu_limit_name(device))
-    with get_client(sync_client=True) as client:
-        return max(1, client.read_global_concurrency_limit_by_name(name).limit)
+    return gpu.limit_slots(gpu.ensure_gpu_limit(gpu.gpu_limit_name(device)))
 
 
 def more_can_arrive(catalog: Catalog, config: Config, chosen: Sequence[steps.Stage]) -> bool:
@@ -104,7 +103,7 @@ class _Lane:
     done: int = 0
     tried: set[str] = field(default_factory=set)  # videos whose task raised here: not taken up again
     prepared: bool = False  # its preflight ran
-    cap: int | None = None  # at most this many tasks on the runner (a CUDA stage on the thread runner: its slots)
+    cap: int | None = None  # at most this many tasks on the runner (a CUDA stage on the thread runner: slots + 1)
     open: bool = True  # it takes new videos (False after a set-up error in it or before it)
 
     @property
@@ -181,8 +180,8 @@ class _Pipeline:
                 self._submit(index, self.lanes[index].waiting.popleft())
 
     def _prepared(self, index: int) -> bool:
-        """Before the lane's first task on the thread runner: its preflight, and its GPU slots as its cap.
-        A set-up error closes it and the lanes after it."""
+        """Before the lane's first task on the thread runner: its preflight, and its cap (its GPU slots and one
+        task waiting for a slot). A set-up error closes it and the lanes after it."""
         lane = self.lanes[index]
         if lane.prepared or not self.local:
             return True
@@ -192,7 +191,8 @@ class _Pipeline:
             self.set_up_errors.append(error)
             self._close_from(index)
             return False
-        lane.cap, lane.prepared = gpu_slots(lane.stage, self.config), True
+        slots = gpu_slots(lane.stage, self.config)
+        lane.cap, lane.prepared = None if slots is None else slots + 1, True
         return True
 
     def _submit(self, index: int, video_id: str) -> None:
@@ -311,4 +311,7 @@ def run_pipeline(
     runner). The tallies of the stages that got work, in stage order."""
     if follow and poll_s <= 0:
         raise ConfigError(f"poll_s must be above 0 s, not {poll_s}")
-    return _Pipeline(chosen, config, catalog, task_runner, slots, local).run(follow, poll_s)
+    try:
+        return _Pipeline(chosen, config, catalog, task_runner, slots, local).run(follow, poll_s)
+    finally:
+        gpu.give_back_idle_slots()  # no separation of this run needs them any more
