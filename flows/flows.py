@@ -39,7 +39,7 @@ from dvmset.config import Config
 from dvmset.errors import ConfigError, PublishError
 from dvmset.storage import DataRoot
 from flows.context import catalog_for, entry_config
-from flows.pipeline import run_pipeline
+from flows.pipeline import FOLLOW_IDLE_TIMEOUT_S, run_pipeline
 from flows.runners import DEFAULT_WORKERS, check_runner, task_runner_for, task_slots
 from flows.summary import PublishRow, RunSummary, artifact_key
 from flows.tasks import discover_task
@@ -122,6 +122,7 @@ def ingest_flow(
     retry_failed: bool = False,
     follow: bool = False,
     poll_s: float = 10.0,
+    idle_timeout_s: float | None = FOLLOW_IDLE_TIMEOUT_S,
 ) -> dict:
     """Run `stages` (default: every stage of `curation.steps.STAGES`: download, probe, separate, clip, ...)
     over every video the catalog says they have to do, a task per video and stage on the runner, each video
@@ -129,7 +130,8 @@ def ingest_flow(
     With `retry_failed`, the `failed` videos are first sent back to be tried again (skipped ones stay).
     With `follow`, the run also takes up the videos that other runs bring to its stages (asking the
     catalog every `poll_s`), and ends when no earlier stage has any left: deployments of a few stages each
-    (fetch, separate, clip) chain by the catalog's state."""
+    (fetch, separate, clip) chain by the catalog's state. It also ends, with a warning, when nothing has moved
+    for `idle_timeout_s` (None: no limit) while earlier stages' videos wait with nobody working on them."""
     config, catalog = _open(config, catalog_url)
     chosen = [steps.stage_named(name) for name in stages] if stages else list(steps.STAGES)
     chosen = [stage for stage in steps.STAGES if stage in chosen]  # in table order, each once
@@ -138,7 +140,8 @@ def ingest_flow(
         get_run_logger().info("retry: %d failed videos sent back", catalog.reset_errors())
     with task_runner_for(runner, dask_address, workers) as task_runner:
         slots = task_slots(task_runner, runner, dask_address, workers)
-        tallies = run_pipeline(chosen, config, catalog, task_runner, slots, runner == "local", follow, poll_s)
+        local = runner == "local"
+        tallies = run_pipeline(chosen, config, catalog, task_runner, slots, local, follow, poll_s, idle_timeout_s)
     summary = RunSummary()
     for tally in tallies:
         summary = summary.then(RunSummary.of_stage(tally, catalog))

@@ -21,9 +21,11 @@ videos still run); after one in a preflight, that stage gets none either.
 
 Follow mode: the run also takes up videos that turn pending at its stages while it runs (made by other
 runs or workers: the fetch deployment upstream of the separate one), asking the catalog every `poll_s`,
-and ends only when nothing more can come: its stages have no video left that it has not tried, none held
-by another worker, and no earlier stage of `STAGES` has a video pending or leased (`more_can_arrive`).
-A video another live worker holds is left to it and waited for.
+and ends when nothing more can come: its stages have no video left that it has not tried, none held
+by another worker, and no earlier stage of `STAGES` has a video pending or leased (`upstream_work`).
+A video another live worker holds is left to it and waited for. A following run whose upstream videos stay
+pending with nobody working on them (an upstream run ended, or its task raised on them) ends with a warning
+once nothing has moved for `idle_timeout_s`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from prefect import Task, get_run_logger
 from prefect.futures import PrefectFuture
@@ -42,13 +43,13 @@ from prefect.task_runners import TaskRunner
 from curation import leases, steps
 from curation.outcomes import StageTally
 from dvmset.catalog import Catalog
-from dvmset.catalog.work import WorkLease
 from dvmset.config import Config
 from dvmset.errors import ConfigError
 from flows import gpu
 from flows.tasks import task_for
 
 PROGRESS_STEPS = 10  # a stage logs its progress about this many times
+FOLLOW_IDLE_TIMEOUT_S = 1800.0  # a following run ends after this long with upstream work waiting and nobody on it
 
 
 def upstream_of(chosen: Sequence[steps.Stage], table: Sequence[steps.Stage]) -> list[steps.Stage]:
@@ -57,14 +58,6 @@ def upstream_of(chosen: Sequence[steps.Stage], table: Sequence[steps.Stage]) -> 
     names = {stage.name for stage in chosen}
     last = max((index for index, stage in enumerate(table) if stage.name in names), default=0)
     return [stage for stage in table[:last] if stage.name not in names]
-
-
-def live(lease: WorkLease | None, now: datetime | None = None) -> bool:
-    """True for a lease that has not run out and whose owner is not a dead process of this machine."""
-    if lease is None:
-        return False
-    expires_at = lease.expires_at if lease.expires_at.tzinfo else lease.expires_at.replace(tzinfo=UTC)
-    return expires_at > (now or datetime.now(UTC)) and not leases.gone_from_this_host(lease.owner)
 
 
 def gpu_slots(stage: steps.Stage, config: Config) -> int | None:
@@ -76,19 +69,33 @@ def gpu_slots(stage: steps.Stage, config: Config) -> int | None:
     return gpu.limit_slots(gpu.ensure_gpu_limit(gpu.gpu_limit_name(device)))
 
 
-def more_can_arrive(catalog: Catalog, config: Config, chosen: Sequence[steps.Stage]) -> bool:
-    """True while a stage upstream of `chosen` (`upstream_of`) has a video pending, or a video pending at a
-    chosen stage is still under a live lease for an upstream stage (its step recorded and has not let go).
-    The stages are asked in table order, and the caller asks its own stages after: a video only moves on,
-    so one that moves while they are asked is found further on."""
+@dataclass(frozen=True)
+class Upstream:
+    """What the stages upstream of a following run's stages hold: the videos pending there, and the videos
+    (pending there or at the run's own stages) under a live lease of an upstream stage: being worked on."""
+
+    pending: frozenset[str]
+    worked: frozenset[str]
+
+    @property
+    def more_can_arrive(self) -> bool:
+        """True while a video may still come to the run's stages."""
+        return bool(self.pending or self.worked)
+
+
+def upstream_work(catalog: Catalog, config: Config, chosen: Sequence[steps.Stage]) -> Upstream:
+    """The `Upstream` of `chosen` (`upstream_of`: the stages before them). The upstream stages are asked
+    first, then `chosen`, then the leases; and the caller asks its own stages after: a video only moves
+    on, so one that moves while they are asked is found further on."""
     upstream = upstream_of(chosen, steps.STAGES)
-    if any(stage.pending(catalog, config) for stage in upstream):
-        return True
-    names = {stage.name for stage in upstream}
-    arriving = {video.video_id for stage in chosen for video in stage.pending(catalog, config)}
-    return any(
-        live(lease) and lease.stage in names for lease in (catalog.work_lease(video_id) for video_id in arriving)
-    )
+    pending = {video.video_id for stage in upstream for video in stage.pending(catalog, config)}
+    arriving = pending | {video.video_id for stage in chosen for video in stage.pending(catalog, config)}
+    worked = {
+        lease.video_id
+        for lease in catalog.work_leases({stage.name for stage in upstream})
+        if lease.video_id in arriving and leases.live(lease)
+    }
+    return Upstream(frozenset(pending), frozenset(worked))
 
 
 @dataclass
@@ -134,6 +141,7 @@ class _Pipeline:
         self.set_up_errors: list[ConfigError] = []
         self.log_every = 1
         self.finished_since_poll = True  # follow mode: ask the catalog at once when idle
+        self.moved_at_s = time.monotonic()  # follow mode: when work last moved (here, or upstream under a lease)
         self.logger = get_run_logger()
 
     # ------------------------------------------------------------ taking work up
@@ -149,7 +157,7 @@ class _Pipeline:
             for video in lane.stage.pending(self.catalog, self.config):
                 if video.video_id in self.placed or video.video_id in lane.tried:
                     continue
-                if skip_held and live(self.catalog.work_lease(video.video_id)):
+                if skip_held and leases.live(self.catalog.work_lease(video.video_id)):
                     held += 1
                     continue
                 self._queue(index, video.video_id)
@@ -255,7 +263,7 @@ class _Pipeline:
 
     # ------------------------------------------------------------ the run
 
-    def run(self, follow: bool, poll_s: float) -> list[StageTally]:
+    def run(self, follow: bool, poll_s: float, idle_timeout_s: float | None) -> list[StageTally]:
         self.take_up(skip_held=follow)
         self.log_every = max(1, len(self.placed) // PROGRESS_STEPS)
         for lane in self.lanes:
@@ -270,7 +278,7 @@ class _Pipeline:
                 self.wait(None)
             elif (idle and self.finished_since_poll) or time.monotonic() >= next_poll_s:
                 next_poll_s, self.finished_since_poll = time.monotonic() + poll_s, False
-                if self._poll(idle):
+                if self._poll(idle, idle_timeout_s):
                     break
             elif idle:
                 time.sleep(max(0.0, next_poll_s - time.monotonic()))
@@ -278,14 +286,32 @@ class _Pipeline:
                 self.wait(max(0.0, next_poll_s - time.monotonic()))
         return self._end()
 
-    def _poll(self, idle: bool) -> bool:
-        """Follow mode: take up what turned pending; True when the run is idle, nothing is left and nothing
-        more can come. Upstream is asked before the run's own stages (see `more_can_arrive`)."""
-        upstream_busy = not idle or more_can_arrive(self.catalog, self.config, [lane.stage for lane in self.lanes])
+    def _poll(self, idle: bool, idle_timeout_s: float | None) -> bool:
+        """Follow mode: take up what turned pending; True when the run is idle and nothing more can come, or
+        nothing has moved for `idle_timeout_s` (no task here, none taken up, no upstream video under a live
+        lease) while upstream videos stay pending with nobody working on them. Upstream is asked before the
+        run's own stages (see `upstream_work`)."""
+        upstream = upstream_work(self.catalog, self.config, [lane.stage for lane in self.lanes])
         new, held = self.take_up(skip_held=True)
         if new:
             self.logger.info("follow: took up %d videos", new)
-        return not (upstream_busy or new or held)
+        if not idle or new or held or upstream.worked:
+            self.moved_at_s = time.monotonic()
+            return False
+        if not upstream.more_can_arrive:
+            return True
+        still_s = time.monotonic() - self.moved_at_s
+        if idle_timeout_s is None or still_s < idle_timeout_s:
+            return False
+        stages = ", ".join(stage.name for stage in upstream_of([lane.stage for lane in self.lanes], steps.STAGES))
+        self.logger.warning(
+            "follow: nothing moved for %.0f s: %d videos pending at earlier stages (%s), none under a live work "
+            "lease; ending. Run those stages (a fetch or separate deployment, or retry_failed), then this one again",
+            still_s,
+            len(upstream.pending),
+            stages,
+        )
+        return True
 
     def _end(self) -> list[StageTally]:
         for lane in self.lanes:
@@ -304,14 +330,18 @@ def run_pipeline(
     local: bool = True,
     follow: bool = False,
     poll_s: float = 10.0,
+    idle_timeout_s: float | None = None,
 ) -> list[StageTally]:
     """Run `chosen` over every video the catalog says they have to do, each video moving on as soon as
     its stage is done (see the module's docstring); with `follow`, also over videos that turn pending while
-    it runs, until nothing more can come. `local`: the tasks run in this process's threads (the thread
-    runner). The tallies of the stages that got work, in stage order."""
+    it runs, until nothing more can come, or until nothing has moved for `idle_timeout_s` (None: no limit)
+    while upstream videos wait with nobody working on them. `local`: the tasks run in this process's threads
+    (the thread runner). The tallies of the stages that got work, in stage order."""
     if follow and poll_s <= 0:
         raise ConfigError(f"poll_s must be above 0 s, not {poll_s}")
+    if follow and idle_timeout_s is not None and idle_timeout_s <= 0:
+        raise ConfigError(f"idle_timeout_s must be above 0 s (or null: no limit), not {idle_timeout_s}")
     try:
-        return _Pipeline(chosen, config, catalog, task_runner, slots, local).run(follow, poll_s)
+        return _Pipeline(chosen, config, catalog, task_runner, slots, local).run(follow, poll_s, idle_timeout_s)
     finally:
         gpu.give_back_idle_slots()  # no separation of this run needs them any more

@@ -12,7 +12,7 @@ come from the workers' clocks: keep them in sync (NTP).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,6 +142,12 @@ class WorkLeases:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(work_leases).where(work_leases.c.video_id == video_id)).mappings().first()
         return WorkLease(**row) if row else None
+
+    def work_leases(self, stages: Collection[str]) -> list[WorkLease]:
+        """The leases (live or run out) taken for any of `stages`, by video id."""
+        stmt = sa.select(work_leases).where(work_leases.c.stage.in_(sorted(stages))).order_by(work_leases.c.video_id)
+        with self.engine.connect() as conn:
+            return [WorkLease(**row) for row in conn.execute(stmt).mappings()]
 
     def work_events(self, stage: str | None = None) -> list[WorkEvent]:
         """The work log in the order it was written, optionally of one stage."""

@@ -14,8 +14,9 @@ import yaml
 from curation import steps
 from dvmset.config import load_config
 from dvmset.records import Download, SourceMetadata
+from flows import pipeline
 from flows.flows import ingest_flow
-from flows.pipeline import more_can_arrive, upstream_of
+from flows.pipeline import upstream_of, upstream_work
 from tests.support.catalogs import PROBE, cand
 from tests.support.flow_builds import catalog_content, copy_of, open_catalog, with_step, write_config
 
@@ -94,27 +95,29 @@ def test_more_can_arrive_while_an_earlier_stage_has_a_video_pending_or_leased(tm
     config = load_config(config_path)
     catalog = open_catalog(config_path)
     clip_run, separate_run, fetch_run = stages("clip", "fingerprint"), stages("separate"), stages("download", "probe")
-    assert not more_can_arrive(catalog, config, clip_run)  # an empty catalog
+    arrive = lambda chosen: upstream_work(catalog, config, chosen).more_can_arrive  # noqa: E731
+    assert not arrive(clip_run)  # an empty catalog
 
     catalog.add_candidates([cand("youtube:a", "q")])  # discovered: pending at download
-    assert more_can_arrive(catalog, config, clip_run) and more_can_arrive(catalog, config, separate_run)
-    assert not more_can_arrive(catalog, config, fetch_run)  # nothing is before download
+    assert arrive(clip_run) and arrive(separate_run)
+    assert not arrive(fetch_run)  # nothing is before download
 
     catalog.mark_downloaded(Download("youtube:a", "raw/youtube:a/source.mp4", SourceMetadata()), "download/1")
     catalog.mark_probed("youtube:a", PROBE, "probe/1")  # pending at separate
-    assert more_can_arrive(catalog, config, clip_run) and not more_can_arrive(catalog, config, separate_run)
+    assert arrive(clip_run) and not arrive(separate_run)
 
     catalog.mark_separated("youtube:a", "htdemucs", steps.stage_named("separate").version_key(config))
-    assert not more_can_arrive(catalog, config, clip_run)  # pending at clip: the clip run's own work
+    assert not arrive(clip_run)  # pending at clip: the clip run's own work
 
     owner = "another-host:4242:run"  # a worker of another machine: alive while its lease runs
     assert catalog.claim_work("youtube:a", "separate", owner, lease_s=60.0) is not None
-    assert more_can_arrive(catalog, config, clip_run)  # the separation is recorded, its worker not done yet
+    assert arrive(clip_run)  # the separation is recorded, its worker not done yet
+    assert upstream_work(catalog, config, clip_run) == pipeline.Upstream(frozenset(), frozenset({"youtube:a"}))
     catalog.release_work("youtube:a", owner, "separated")
-    assert not more_can_arrive(catalog, config, clip_run)
+    assert not arrive(clip_run)
 
     assert catalog.claim_work("youtube:a", "separate", owner, lease_s=-1.0) is not None  # ran out: a dead worker
-    assert not more_can_arrive(catalog, config, clip_run)
+    assert not arrive(clip_run)
     catalog.close()
 
 
@@ -132,3 +135,36 @@ def test_the_three_chained_deployments_follow_disjoint_stages_that_cover_the_tab
     assert covered == [stage.name for stage in steps.STAGES]  # each stage once, in order
     ingest = next(d for d in spec["deployments"] if d["name"] == "dvmset-ingest")
     assert (ingest["parameters"]["stages"], ingest["parameters"]["follow"]) == (None, False)
+
+
+@pytest.mark.slow
+def test_a_following_run_ends_when_upstream_videos_wait_with_nobody_on_them(discovered, tmp_path, monkeypatch):
+    config_path = copy_of(discovered, tmp_path / "run")  # every video discovered: pending at download
+    catalog = open_catalog(config_path)
+    (video_id, *_) = [video.video_id for video in catalog.videos()]
+    owner = "another-host:4242:fetch"  # a fetch worker of another machine, downloading one video
+    assert catalog.claim_work(video_id, "download", owner, lease_s=600.0) is not None
+    polls = threading.Semaphore(0)
+    real_upstream_work = pipeline.upstream_work
+
+    def counted(*args):
+        polls.release()
+        return real_upstream_work(*args)
+
+    monkeypatch.setattr(pipeline, "upstream_work", counted)
+    summaries: list[dict] = []
+    run = threading.Thread(
+        target=lambda: summaries.append(
+            ingest_flow(config=config_path, stages=["separate"], follow=True, poll_s=0.1, idle_timeout_s=0.3)
+        )
+    )
+    run.start()
+    for _ in range(6):  # polls are poll_s apart: past idle_timeout_s, and the run goes on while fetch works
+        assert polls.acquire(timeout=FOLLOW_TIMEOUT_S)
+    assert run.is_alive()
+    catalog.release_work(video_id, owner, "discovered")  # the fetch worker is gone; its videos stay pending
+    run.join(timeout=FOLLOW_TIMEOUT_S)
+    assert not run.is_alive(), "a following run waited for ever on upstream videos nobody works on"
+    assert summaries and not summaries[0]["stages"]
+    assert {video.status.value for video in catalog.videos()} == {"discovered"}
+    catalog.close()
