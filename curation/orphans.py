@@ -25,7 +25,7 @@ from dvmset.catalog import Catalog
 from dvmset.catalog.work import WORK_LEASE_S
 from dvmset.ids import dirname_to_id, id_to_dirname, split_clip_id
 from dvmset.records import ClipStatus
-from dvmset.store import Storage
+from dvmset.store import Storage, modified_at
 
 JUDGED_FOLDERS = ("raw", "stems", "clips")
 
@@ -54,7 +54,7 @@ def find_orphans(storage: Storage, catalog: Catalog, min_age_s: float = WORK_LEA
         for path, info in storage.listing(storage.data.root / folder).items():
             relative = storage.data.relative(path)
             item = "/".join(relative.split("/")[:2])
-            orphan = Orphan(relative, int(info.get("size") or 0), _modified_at(info))
+            orphan = Orphan(relative, int(info.get("size") or 0), modified_at(info))
             if item not in known and orphan.modified_at < newest:
                 unknown.append(orphan)
     leased = _leased_videos(catalog, {_video_of(orphan.relative) for orphan in unknown} - {None})
@@ -97,8 +97,3 @@ def _video_of(relative: str) -> str | None:
 def _leased_videos(catalog: Catalog, video_ids: set[str]) -> set[str]:
     """Those of `video_ids` under a live work lease."""
     return {video_id for video_id in video_ids if leases.live(catalog.work_lease(video_id))}
-
-
-def _modified_at(info: dict) -> datetime:
-    modified = info.get("LastModified") or info.get("mtime") or 0
-    return modified if isinstance(modified, datetime) else datetime.fromtimestamp(float(modified), UTC)

@@ -369,9 +369,10 @@ def _own_clip_folders(storage: Storage, video_id: str, planned: list[str], known
 
     name_prefix = id_to_dirname(video_id) + ":"  # a video whose id extends this one shares it: `clip_of` decides
     storage.clear_partial_uploads(clips_dir, name_prefix, owned=lambda path: clip_of(path) is not None)
-    listed = {path: info for path, info in storage.listing(clips_dir, name_prefix).items() if clip_of(path)}
-    storage.delete([path for path in listed if clip_of(path) not in known])
-    storage.fetch_listed({path: info for path, info in listed.items() if clip_of(path) in known})
+    listed = storage.listing(clips_dir, name_prefix)
+    clip_of_path = {path: clip_id for path in listed if (clip_id := clip_of(path)) is not None}
+    storage.delete([path for path, clip_id in clip_of_path.items() if clip_id not in known])
+    storage.fetch_listed({path: listed[path] for path, clip_id in clip_of_path.items() if clip_id in known})
 
 
 def _own_folder(storage: Storage, folder: Path) -> Path:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -225,9 +226,11 @@ class Storage:
         """The objects of these local paths (those the store has): local path -> info, from one listing per
         top folder of the data root they are in (a manifest's thousands of clip files cost a LIST per
         thousand objects, not a request each). Empty without a store."""
+        if self.store is None:
+            return {}
         wanted = {Path(os.path.abspath(path)) for path in paths}
         found: dict[Path, dict] = {}
-        for top in sorted({self.data.relative(path).split("/")[0] for path in wanted} if self.store else ()):
+        for top in sorted({self.data.relative(path).split("/")[0] for path in wanted}):
             found |= {path: info for path, info in self.listing(self.data.root / top).items() if path in wanted}
         return found
 
@@ -325,15 +328,20 @@ class Storage:
             self.store.check()
 
 
+def modified_at(info: dict) -> datetime:
+    """When the object of `info` (`ObjectStore.info`, `listing`) last changed: S3's `LastModified`, or
+    another filesystem's `mtime` (a datetime or seconds since the epoch)."""
+    modified = info.get("LastModified") or info.get("mtime") or 0
+    return modified if isinstance(modified, datetime) else datetime.fromtimestamp(float(modified), UTC)
+
+
 def _current(path: Path, info: dict) -> bool:
     """True when the local file has the object's size and is not older than it."""
     try:
         stat = path.stat()
     except FileNotFoundError:
         return False
-    modified = info.get("LastModified") or info.get("mtime")
-    modified_s = modified.timestamp() if hasattr(modified, "timestamp") else float(modified or 0)
-    return stat.st_size == info.get("size") and stat.st_mtime >= modified_s
+    return stat.st_size == info.get("size") and stat.st_mtime >= modified_at(info).timestamp()
 
 
 def storage_for(data_root: Path, url: str | None, endpoint_url: str | None) -> Storage:
